@@ -1,0 +1,242 @@
+//! Validated daemon configuration.
+//!
+//! "Parse, don't validate": [`raw`] mirrors the TOML file with serde
+//! (`deny_unknown_fields` everywhere); `TryFrom<raw::…>` builds these types and collects
+//! every error with its file, line and key path. Nothing downstream sees an unchecked value.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyguard_proto::{Community, LargeCommunity};
+use ipnet::IpNet;
+
+/// The whole daemon configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it was loaded from (for messages), or `<embedded>`.
+    pub source: String,
+    /// Our BGP identifier.
+    pub router_id: Ipv4Addr,
+    /// Our ASN (non-zero).
+    pub local_asn: u32,
+    /// The status/metrics/control HTTP endpoint.
+    pub status: StatusConfig,
+    /// BGP peers.
+    pub peers: Vec<PeerConfig>,
+    /// Services to announce.
+    pub services: Vec<ServiceConfig>,
+    /// Fleet description for the all-sites guard, if any.
+    pub fleet: Option<FleetRef>,
+}
+
+/// `[status]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StatusConfig {
+    /// Listen address; loopback by default.
+    pub listen: SocketAddr,
+    /// File holding the bearer token for control endpoints; control is disabled without it.
+    pub token_file: Option<PathBuf>,
+}
+
+/// `fleet = …` in a site config.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FleetRef {
+    /// Path of the fleet file.
+    pub path: PathBuf,
+    /// This site's name in the fleet.
+    pub site: String,
+}
+
+/// How the session's TCP connection is set up.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PeerMode {
+    /// We connect.
+    Active,
+    /// We only accept.
+    Passive,
+    /// Both; collisions resolved per RFC 4271 §6.8.
+    Both,
+}
+
+/// One `[[peer]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PeerConfig {
+    /// Unique name.
+    pub name: String,
+    /// Peer address.
+    pub address: IpAddr,
+    /// Peer TCP port (179 by default; tests use high ports).
+    pub port: u16,
+    /// Local address to bind, if any.
+    pub local_address: Option<IpAddr>,
+    /// Peer ASN.
+    pub remote_asn: u32,
+    /// Connection mode.
+    pub mode: PeerMode,
+    /// Proposed hold time: zero or at least 3 s.
+    pub hold_time: Duration,
+    /// Connect retry time.
+    pub connect_retry: Duration,
+    /// TCP MD5 key (RFC 2385), read from `md5_key_file` at load time.
+    pub md5_key: Option<Vec<u8>>,
+    /// GTSM (RFC 5082): send TTL 255, require at least 254.
+    pub ttl_security: bool,
+    /// Maximum prefixes the peer may send before Cease/1 (RFC 4486).
+    pub max_prefixes: Option<MaxPrefixes>,
+    /// Graceful restart as a restarting speaker (RFC 4724); off by default.
+    pub graceful_restart: Option<GracefulRestartConfig>,
+    /// Address families to negotiate (from the services' prefixes if not given).
+    pub ipv4: bool,
+    /// See `ipv4`.
+    pub ipv6: bool,
+    /// Next hop for IPv4 routes when the service says "self" (default: local socket address).
+    pub next_hop_v4: Option<Ipv4Addr>,
+    /// Next hop for IPv6 routes when the service says "self" (default: local socket address).
+    pub next_hop_v6: Option<std::net::Ipv6Addr>,
+}
+
+/// Max-prefix limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MaxPrefixes {
+    /// Limit.
+    pub limit: u64,
+    /// Reconnect after this long; stay down until an operator acts if `None`.
+    pub restart: Option<Duration>,
+}
+
+/// Graceful restart parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GracefulRestartConfig {
+    /// Restart Time advertised (default 10 s).
+    pub restart_time: Duration,
+}
+
+/// What to do with a service's routes when it goes down.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnDown {
+    /// Withdraw the prefixes.
+    Withdraw,
+    /// Keep them, de-preferred with prepends and a community.
+    Deprefer,
+}
+
+/// The next hop of announced routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NextHop {
+    /// The session's local address (or the peer's `next_hop_v4/v6`).
+    SelfAddress,
+    /// A fixed address.
+    Address(IpAddr),
+}
+
+/// How several checks combine into a service's health.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Combine {
+    /// Every check up.
+    All,
+    /// Any check up.
+    Any,
+    /// At least N up.
+    AtLeast(usize),
+    /// At least P percent up.
+    AtLeastPercent(f64),
+}
+
+/// One `[[service]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServiceConfig {
+    /// Unique name.
+    pub name: String,
+    /// Prefixes announced for this service.
+    pub prefixes: Vec<IpNet>,
+    /// Next hop.
+    pub next_hop: NextHop,
+    /// Communities on every announcement.
+    pub communities: Vec<Community>,
+    /// Large communities on every announcement.
+    pub large_communities: Vec<LargeCommunity>,
+    /// MED, if set.
+    pub med: Option<u32>,
+    /// LOCAL_PREF (iBGP only).
+    pub local_pref: Option<u32>,
+    /// Prepends of our ASN in the normal state.
+    pub as_path_prepend: u8,
+    /// Down behaviour.
+    pub on_down: OnDown,
+    /// Extra prepends when de-preferred.
+    pub deprefer_prepend: u8,
+    /// Community added when de-preferred.
+    pub deprefer_communities: Vec<Community>,
+    /// Drain file: present means drain.
+    pub drain_file: Option<PathBuf>,
+    /// How long to keep the GRACEFUL_SHUTDOWN announcement before withdrawing.
+    pub drain_time: Duration,
+    /// Minimum time between a withdrawal and the next announcement.
+    pub hold_down: Duration,
+    /// Check combination.
+    pub combine: Combine,
+    /// Checks.
+    pub checks: Vec<CheckConfig>,
+}
+
+/// One `[[service.check]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CheckConfig {
+    /// Name for status and logs (defaults to `<type>#<index>`).
+    pub name: String,
+    /// What to probe.
+    pub kind: CheckKind,
+    /// Normal interval.
+    pub interval: Duration,
+    /// Interval while between states (defaults to `interval`).
+    pub fast_interval: Duration,
+    /// Timeout for one probe.
+    pub timeout: Duration,
+    /// Consecutive passes to go up.
+    pub rise: u32,
+    /// Consecutive failures to go down.
+    pub fall: u32,
+}
+
+/// The probe itself.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CheckKind {
+    /// HTTP GET.
+    Http {
+        /// URL (http only).
+        url: String,
+        /// Accepted status codes, inclusive.
+        status: (u16, u16),
+        /// Substring the body must contain.
+        body_contains: Option<String>,
+    },
+    /// TCP connect.
+    Tcp {
+        /// Target.
+        address: SocketAddr,
+    },
+    /// Command; exit status 0 is up.
+    Command {
+        /// argv.
+        argv: Vec<String>,
+    },
+    /// DNS query.
+    Dns {
+        /// Resolver.
+        server: SocketAddr,
+        /// Name to resolve.
+        name: String,
+        /// Record type (A or AAAA).
+        record_type: String,
+        /// Expected answers (any answer if empty).
+        expect: Vec<IpAddr>,
+    },
+    /// Up while the file exists (or, with `invert`, while it does not).
+    File {
+        /// Path.
+        path: PathBuf,
+        /// Invert.
+        invert: bool,
+    },
+}

@@ -1,0 +1,3 @@
+//! anyguard: BGP anycast announcer.
+
+pub mod config;
