@@ -1,3 +1,5 @@
 //! anyguard: BGP anycast announcer.
 
+pub mod announcer;
 pub mod config;
+pub mod status;

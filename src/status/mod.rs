@@ -1,0 +1,3 @@
+//! The operator surface: status document, HTTP endpoint, metrics and control.
+
+pub mod model;

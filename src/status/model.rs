@@ -1,0 +1,223 @@
+//! The `/status` document: typed, serialisable, and the one source for the JSON the
+//! endpoint serves, the `anyguard status` client, and the other sites' guard pollers.
+//!
+//! The coordinator builds a [`StatusDocument`] after every change and publishes it through
+//! a `tokio::sync::watch` channel; the HTTP server only reads the latest snapshot.
+
+use serde::{Deserialize, Serialize};
+
+/// The whole status document.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StatusDocument {
+    /// The daemon itself.
+    pub daemon: DaemonStatus,
+    /// One entry per configured service, in config order.
+    pub services: Vec<ServiceStatus>,
+    /// One entry per configured peer, in config order.
+    pub peers: Vec<PeerStatus>,
+}
+
+/// Daemon-wide facts.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DaemonStatus {
+    /// Crate version.
+    pub version: String,
+    /// Our BGP identifier.
+    pub router_id: String,
+    /// Our ASN.
+    pub local_asn: u32,
+    /// Site name in the fleet, if any.
+    pub site: Option<String>,
+    /// Seconds since start.
+    pub uptime_seconds: u64,
+    /// Start time, RFC 3339 UTC.
+    pub started_at: String,
+    /// Config generation: 1 at start, +1 per accepted reload.
+    pub config_generation: u64,
+    /// Where the config came from.
+    pub config_source: String,
+    /// When the running config was loaded, RFC 3339 UTC.
+    pub config_loaded_at: String,
+    /// Result of the last reload attempt, if any.
+    pub last_reload: Option<ReloadStatus>,
+    /// True once the config is loaded and sessions are started.
+    pub ready: bool,
+    /// True while the daemon is shutting down (draining before Cease).
+    pub stopping: bool,
+}
+
+/// The outcome of a reload.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ReloadStatus {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Accepted or not.
+    pub ok: bool,
+    /// Every error, one per entry (file:line:col: key: message), empty when ok.
+    pub errors: Vec<String>,
+}
+
+/// A service and what is done with its prefixes.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ServiceStatus {
+    /// Name.
+    pub name: String,
+    /// `up`, `down`, `draining`, `drained`, `held` (guard), `starting`.
+    pub state: String,
+    /// When the state was entered, RFC 3339 UTC.
+    pub since: String,
+    /// Why it is in this state (human text).
+    pub reason: String,
+    /// Configured prefixes.
+    pub prefixes: Vec<String>,
+    /// What is announced to each peer right now.
+    pub announcements: Vec<AnnouncementStatus>,
+    /// Checks, in config order.
+    pub checks: Vec<CheckStatus>,
+    /// The all-sites guard's view for this service.
+    pub guard: GuardStatus,
+    /// Flap dampening of our own announcements.
+    pub dampening: DampeningStatus,
+}
+
+/// Per-peer announcement of one service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct AnnouncementStatus {
+    /// Peer name.
+    pub peer: String,
+    /// `announced`, `depreferred`, `graceful-shutdown`, `withdrawn`, `pending` (session down).
+    pub state: String,
+    /// Prefixes currently in that peer's Adj-RIB-Out for this service.
+    pub prefixes: Vec<String>,
+}
+
+/// Guard decision for one service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct GuardStatus {
+    /// `allow`, `held`, `disabled` (no fleet configured), `forced` (operator drain with force).
+    pub decision: String,
+    /// Why (e.g. which sites count as announcing).
+    pub reason: String,
+    /// This site's published intent for the other sites: `announce`, `withdraw`, `withdrawn`.
+    pub intent: String,
+    /// Other sites seen announcing this service.
+    pub sites_announcing: Vec<String>,
+    /// `min_sites` for this service.
+    pub min_sites: u32,
+}
+
+/// Flap dampening state.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct DampeningStatus {
+    /// State changes counted in the current window.
+    pub flaps: u32,
+    /// Current hold-down before the next re-announcement, milliseconds.
+    pub hold_down_ms: u64,
+    /// Re-announcement suppressed until (RFC 3339 UTC), if suppressed.
+    pub suppressed_until: Option<String>,
+}
+
+/// A check of a service.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct CheckStatus {
+    /// Name.
+    pub name: String,
+    /// `http`, `tcp`, `command`, `dns`, `file`.
+    pub kind: String,
+    /// Target (URL, address, argv, …) for humans.
+    pub target: String,
+    /// `up`, `down`, `unknown`.
+    pub state: String,
+    /// Consecutive passes so far / rise.
+    pub rise_count: u32,
+    /// `rise`.
+    pub rise: u32,
+    /// Consecutive failures so far / fall.
+    pub fall_count: u32,
+    /// `fall`.
+    pub fall: u32,
+    /// Most recent results, newest first (bounded).
+    pub last_results: Vec<ProbeResultStatus>,
+}
+
+/// One probe result.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ProbeResultStatus {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Passed.
+    pub ok: bool,
+    /// Milliseconds, fractional.
+    pub latency_ms: f64,
+    /// Error text or captured output.
+    pub detail: String,
+}
+
+/// A BGP peer.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PeerStatus {
+    /// Name.
+    pub name: String,
+    /// Address.
+    pub address: String,
+    /// Remote ASN.
+    pub remote_asn: u32,
+    /// RFC 4271 state: `idle`, `connect`, `active`, `opensent`, `openconfirm`, `established`.
+    pub state: String,
+    /// When that state was entered, RFC 3339 UTC.
+    pub since: String,
+    /// Negotiated hold time in seconds (when established).
+    pub hold_time: Option<u16>,
+    /// Negotiated capabilities, by name (e.g. `4-octet-as`, `mp-ipv6-unicast`).
+    pub capabilities: Vec<String>,
+    /// Messages sent, by type.
+    pub messages_sent: MessageCounts,
+    /// Messages received, by type.
+    pub messages_received: MessageCounts,
+    /// Prefixes we announce to the peer.
+    pub prefixes_sent: u64,
+    /// Prefixes the peer currently announces to us, IPv4.
+    pub prefixes_received_ipv4: u64,
+    /// Same for IPv6.
+    pub prefixes_received_ipv6: u64,
+    /// Service prefixes the peer sends back (other sites' announcements), as text.
+    pub service_routes_received: Vec<String>,
+    /// Last error (transport or protocol), human text.
+    pub last_error: Option<String>,
+    /// Last NOTIFICATION we sent.
+    pub last_notification_sent: Option<NotificationStatus>,
+    /// Last NOTIFICATION we received.
+    pub last_notification_received: Option<NotificationStatus>,
+    /// Connection attempts / establishments since start.
+    pub established_count: u64,
+}
+
+/// Message counters.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MessageCounts {
+    /// OPEN.
+    pub open: u64,
+    /// UPDATE.
+    pub update: u64,
+    /// NOTIFICATION.
+    pub notification: u64,
+    /// KEEPALIVE.
+    pub keepalive: u64,
+    /// ROUTE-REFRESH.
+    pub route_refresh: u64,
+}
+
+/// A NOTIFICATION, for humans.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NotificationStatus {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Error code.
+    pub code: u8,
+    /// Subcode.
+    pub subcode: u8,
+    /// Name, e.g. `Cease/Administrative Shutdown`.
+    pub name: String,
+    /// RFC 8203/9003 shutdown communication, if any.
+    pub communication: Option<String>,
+}
