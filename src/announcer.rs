@@ -18,7 +18,7 @@ use anyguard_proto::{Community, LargeCommunity, Origin};
 use ipnet::IpNet;
 
 /// Path attributes of one announced route, before the session's next hop is filled in.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct RouteAttrs {
     /// ORIGIN (IGP for locally originated service prefixes).
     pub origin: Origin,
