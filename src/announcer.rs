@@ -11,11 +11,16 @@
 //! The session driver owns "what was sent" (it is empty again after a session reset) and
 //! calls [`diff`] whenever the desired set or the session changes.
 
-use std::collections::BTreeMap;
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
-use anyguard_proto::{Community, LargeCommunity, Origin};
+use anyguard_proto::{
+    Afi, AsPath, AsPathSegment, AsPathSegmentType, Community, LargeCommunity, MpReach, MpUnreach,
+    Origin, PathAttribute, Safi, UpdateMessage,
+};
 use ipnet::IpNet;
+
+use crate::config::{NextHop, OnDown, ServiceConfig};
 
 /// Path attributes of one announced route, before the session's next hop is filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -52,4 +57,599 @@ pub struct SessionContext {
     pub next_hop_v6: Option<Ipv6Addr>,
     /// Largest UPDATE we may build (4096, or 65535 with RFC 8654).
     pub max_message_len: usize,
+    /// IPv4 unicast is usable on this session (negotiated, or implied without
+    /// capabilities on an IPv4 session, RFC 4760 §8).
+    pub ipv4_unicast: bool,
+    /// IPv6 unicast was negotiated (RFC 4760).
+    pub ipv6_unicast: bool,
+}
+
+/// How a service's prefixes are presented to the peers right now. Chosen by the service
+/// state machine (`crate::service`), after the guard has had its say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Presentation {
+    /// Announced with the configured attributes.
+    Normal,
+    /// Announced, made less attractive: extra prepends and the de-prefer communities
+    /// (`on_down = "deprefer"`). MED alone is not compared across upstream ASes.
+    Depreferred,
+    /// Announced with GRACEFUL_SHUTDOWN (RFC 8326 §4): routers lower its preference so
+    /// traffic moves away before the withdrawal.
+    GracefulShutdown,
+    /// Not announced.
+    Withdrawn,
+}
+
+/// The attributes a service's prefixes carry in a given presentation, or `None` when they
+/// are not announced.
+pub fn route_attrs(service: &ServiceConfig, presentation: Presentation) -> Option<RouteAttrs> {
+    let mut attrs = RouteAttrs {
+        origin: Origin::Igp,
+        next_hop: match service.next_hop {
+            NextHop::SelfAddress => None,
+            NextHop::Address(a) => Some(a),
+        },
+        prepend: service.as_path_prepend,
+        med: service.med,
+        local_pref: service.local_pref,
+        communities: service.communities.clone(),
+        large_communities: service.large_communities.clone(),
+    };
+    match presentation {
+        Presentation::Withdrawn => return None,
+        Presentation::Normal => {}
+        Presentation::Depreferred => {
+            attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
+            attrs
+                .communities
+                .extend_from_slice(&service.deprefer_communities);
+        }
+        Presentation::GracefulShutdown => attrs.communities.push(Community::GRACEFUL_SHUTDOWN),
+    }
+    attrs.communities.sort_unstable();
+    attrs.communities.dedup();
+    attrs.large_communities.sort_unstable();
+    attrs.large_communities.dedup();
+    Some(attrs)
+}
+
+/// The desired Adj-RIB-Out: every service's prefixes with the attributes of its current
+/// presentation. The same for every peer; per-session differences (families, next hop,
+/// iBGP) are applied by [`diff`].
+pub fn desired<'a>(
+    services: impl IntoIterator<Item = (&'a ServiceConfig, Presentation)>,
+) -> RibOut {
+    let mut out = RibOut::new();
+    for (service, presentation) in services {
+        if let Some(attrs) = route_attrs(service, presentation) {
+            for prefix in &service.prefixes {
+                // Two services announcing the same prefix is rejected by the config
+                // loader; should it happen anyway, the first one wins deterministically.
+                out.entry(*prefix).or_insert_with(|| attrs.clone());
+            }
+        }
+    }
+    out
+}
+
+/// The presentation for a service whose health says "down".
+pub fn down_presentation(service: &ServiceConfig) -> Presentation {
+    match service.on_down {
+        OnDown::Withdraw => Presentation::Withdrawn,
+        OnDown::Deprefer => Presentation::Depreferred,
+    }
+}
+
+/// Fixed octets of an UPDATE: header (19), withdrawn length (2), attribute length (2).
+const UPDATE_OVERHEAD: usize = 19 + 2 + 2;
+
+/// Octets of one prefix in NLRI encoding (RFC 4271 §4.3): length octet + significant octets.
+fn prefix_wire_len(p: &IpNet) -> usize {
+    1 + usize::from(p.prefix_len()).div_ceil(8)
+}
+
+/// Octets of one encoded path attribute, counting the extended-length form when needed.
+fn attr_wire_len(value_len: usize) -> usize {
+    if value_len > 255 {
+        4 + value_len
+    } else {
+        3 + value_len
+    }
+}
+
+/// Turns the difference between what a peer has and what it should have into UPDATEs.
+///
+/// Minimal: unchanged routes are not re-sent, and an empty difference yields no message.
+/// Batched: all withdrawals share messages (IPv4 in the classic field, IPv6 in
+/// MP_UNREACH_NLRI), and prefixes with identical attributes share one UPDATE per family,
+/// split only where a message would exceed `ctx.max_message_len`.
+///
+/// Routes of a family the session cannot carry, or that have no usable next hop, are left
+/// out (they stay "unsent": see [`sendable`]).
+pub fn diff(sent: &RibOut, desired: &RibOut, ctx: &SessionContext) -> Vec<UpdateMessage> {
+    let mut updates = Vec::new();
+
+    let withdrawn: Vec<IpNet> = sent
+        .keys()
+        .filter(|p| !desired.contains_key(*p))
+        .copied()
+        .collect();
+    push_withdrawals(&withdrawn, ctx, &mut updates);
+
+    // Group changed or new routes by (family, attributes), preserving prefix order.
+    let mut groups: Vec<(bool, &RouteAttrs, Vec<IpNet>)> = Vec::new();
+    let mut index: HashMap<(bool, &RouteAttrs), usize> = HashMap::new();
+    for (prefix, attrs) in desired {
+        if sent.get(prefix) == Some(attrs) || !family_ok(prefix, ctx) {
+            continue;
+        }
+        let v6 = matches!(prefix, IpNet::V6(_));
+        let slot = *index.entry((v6, attrs)).or_insert_with(|| {
+            groups.push((v6, attrs, Vec::new()));
+            groups.len() - 1
+        });
+        groups[slot].2.push(*prefix);
+    }
+    for (v6, attrs, prefixes) in groups {
+        push_announcements(v6, attrs, &prefixes, ctx, &mut updates);
+    }
+    updates
+}
+
+/// The part of `desired` that [`diff`] can actually send on this session: what the
+/// session's Adj-RIB-Out holds after the UPDATEs went out.
+pub fn sendable(desired: &RibOut, ctx: &SessionContext) -> RibOut {
+    desired
+        .iter()
+        .filter(|(p, a)| family_ok(p, ctx) && next_hop_for(p, a, ctx).is_some())
+        .map(|(p, a)| (*p, a.clone()))
+        .collect()
+}
+
+fn family_ok(prefix: &IpNet, ctx: &SessionContext) -> bool {
+    match prefix {
+        IpNet::V4(_) => ctx.ipv4_unicast,
+        IpNet::V6(_) => ctx.ipv6_unicast,
+    }
+}
+
+fn next_hop_for(prefix: &IpNet, attrs: &RouteAttrs, ctx: &SessionContext) -> Option<IpAddr> {
+    match (prefix, attrs.next_hop) {
+        (IpNet::V4(_), Some(IpAddr::V4(a))) => Some(IpAddr::V4(a)),
+        (IpNet::V6(_), Some(IpAddr::V6(a))) => Some(IpAddr::V6(a)),
+        (IpNet::V4(_), _) => ctx.next_hop_v4.map(IpAddr::V4),
+        (IpNet::V6(_), _) => ctx.next_hop_v6.map(IpAddr::V6),
+    }
+}
+
+fn push_withdrawals(withdrawn: &[IpNet], ctx: &SessionContext, out: &mut Vec<UpdateMessage>) {
+    let v4: Vec<IpNet> = withdrawn
+        .iter()
+        .filter(|p| matches!(p, IpNet::V4(_)) && ctx.ipv4_unicast)
+        .copied()
+        .collect();
+    let v6: Vec<IpNet> = withdrawn
+        .iter()
+        .filter(|p| matches!(p, IpNet::V6(_)) && ctx.ipv6_unicast)
+        .copied()
+        .collect();
+
+    for chunk in chunks(&v4, ctx.max_message_len - UPDATE_OVERHEAD) {
+        out.push(UpdateMessage {
+            withdrawn: chunk
+                .iter()
+                .filter_map(|p| match p {
+                    IpNet::V4(n) => Some(*n),
+                    IpNet::V6(_) => None,
+                })
+                .collect(),
+            attributes: Vec::new(),
+            nlri: Vec::new(),
+        });
+    }
+    // MP_UNREACH_NLRI value: AFI (2) + SAFI (1) + prefixes; always sized for the
+    // extended-length attribute header (4 octets) to keep the arithmetic simple.
+    for chunk in chunks(&v6, ctx.max_message_len - UPDATE_OVERHEAD - 4 - 3) {
+        out.push(UpdateMessage {
+            withdrawn: Vec::new(),
+            attributes: vec![PathAttribute::MpUnreach(MpUnreach {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast,
+                withdrawn: chunk.to_vec(),
+            })],
+            nlri: Vec::new(),
+        });
+    }
+}
+
+fn push_announcements(
+    v6: bool,
+    attrs: &RouteAttrs,
+    prefixes: &[IpNet],
+    ctx: &SessionContext,
+    out: &mut Vec<UpdateMessage>,
+) {
+    let Some(first) = prefixes.first() else {
+        return;
+    };
+    let Some(next_hop) = next_hop_for(first, attrs, ctx) else {
+        return;
+    };
+    let common = common_attributes(attrs, ctx);
+    let common_len: usize = common.iter().map(attribute_len).sum();
+    if v6 {
+        // MP_REACH_NLRI value: AFI 2 + SAFI 1 + NH len 1 + NH 16 + reserved 1 + NLRI.
+        let room = ctx
+            .max_message_len
+            .saturating_sub(UPDATE_OVERHEAD + common_len + 4 + 21);
+        for chunk in chunks(prefixes, room) {
+            let mut attributes = common.clone();
+            attributes.push(PathAttribute::MpReach(MpReach {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast,
+                next_hop,
+                link_local_next_hop: None,
+                nlri: chunk.to_vec(),
+            }));
+            sort_attributes(&mut attributes);
+            out.push(UpdateMessage {
+                withdrawn: Vec::new(),
+                attributes,
+                nlri: Vec::new(),
+            });
+        }
+    } else {
+        let IpAddr::V4(nh) = next_hop else {
+            return;
+        };
+        let room = ctx
+            .max_message_len
+            .saturating_sub(UPDATE_OVERHEAD + common_len + attr_wire_len(4));
+        for chunk in chunks(prefixes, room) {
+            let mut attributes = common.clone();
+            attributes.push(PathAttribute::NextHop(nh));
+            sort_attributes(&mut attributes);
+            out.push(UpdateMessage {
+                withdrawn: Vec::new(),
+                attributes,
+                nlri: chunk
+                    .iter()
+                    .filter_map(|p| match p {
+                        IpNet::V4(n) => Some(*n),
+                        IpNet::V6(_) => None,
+                    })
+                    .collect(),
+            });
+        }
+    }
+}
+
+/// Attributes shared by every UPDATE of a group (all but NEXT_HOP / MP_REACH).
+fn common_attributes(attrs: &RouteAttrs, ctx: &SessionContext) -> Vec<PathAttribute> {
+    // RFC 4271 §5.1.2: an eBGP speaker prepends its own AS; iBGP sends what it has
+    // (empty for locally originated routes), plus any configured prepends.
+    let copies = usize::from(attrs.prepend) + usize::from(!ctx.ibgp);
+    let segments = if copies == 0 {
+        Vec::new()
+    } else {
+        vec![AsPathSegment {
+            kind: AsPathSegmentType::Sequence,
+            asns: vec![ctx.local_asn; copies],
+        }]
+    };
+    let mut v = vec![
+        PathAttribute::Origin(attrs.origin),
+        PathAttribute::AsPath(AsPath { segments }),
+    ];
+    if let Some(med) = attrs.med {
+        v.push(PathAttribute::MultiExitDisc(med));
+    }
+    // RFC 4271 §5.1.5: LOCAL_PREF only to internal peers.
+    if let (true, Some(lp)) = (ctx.ibgp, attrs.local_pref) {
+        v.push(PathAttribute::LocalPref(lp));
+    }
+    if !attrs.communities.is_empty() {
+        v.push(PathAttribute::Communities(attrs.communities.clone()));
+    }
+    if !attrs.large_communities.is_empty() {
+        v.push(PathAttribute::LargeCommunities(
+            attrs.large_communities.clone(),
+        ));
+    }
+    v
+}
+
+/// Upper bound of an attribute's encoded size (4-octet ASNs; AS4_PATH in a 2-octet session
+/// is no larger than the AS_PATH it accompanies, so counting AS_PATH twice covers it).
+fn attribute_len(a: &PathAttribute) -> usize {
+    let value = match a {
+        PathAttribute::Origin(_) => 1,
+        PathAttribute::AsPath(p) => {
+            2 * p
+                .segments
+                .iter()
+                .map(|s| 2 + 4 * s.asns.len())
+                .sum::<usize>()
+        }
+        PathAttribute::NextHop(_) => 4,
+        PathAttribute::MultiExitDisc(_) | PathAttribute::LocalPref(_) => 4,
+        PathAttribute::Communities(c) => 4 * c.len(),
+        PathAttribute::LargeCommunities(c) => 12 * c.len(),
+        _ => 0,
+    };
+    attr_wire_len(value) + 1
+}
+
+/// RFC 4271 §5: "the sender … SHOULD order path attributes … in ascending order of type".
+fn sort_attributes(attrs: &mut [PathAttribute]) {
+    attrs.sort_by_key(type_code);
+}
+
+fn type_code(a: &PathAttribute) -> u8 {
+    match a {
+        PathAttribute::Origin(_) => 1,
+        PathAttribute::AsPath(_) => 2,
+        PathAttribute::NextHop(_) => 3,
+        PathAttribute::MultiExitDisc(_) => 4,
+        PathAttribute::LocalPref(_) => 5,
+        PathAttribute::AtomicAggregate => 6,
+        PathAttribute::Aggregator { .. } => 7,
+        PathAttribute::Communities(_) => 8,
+        PathAttribute::OriginatorId(_) => 9,
+        PathAttribute::ClusterList(_) => 10,
+        PathAttribute::MpReach(_) => 14,
+        PathAttribute::MpUnreach(_) => 15,
+        PathAttribute::ExtendedCommunities(_) => 16,
+        PathAttribute::As4Path(_) => 17,
+        PathAttribute::As4Aggregator { .. } => 18,
+        PathAttribute::LargeCommunities(_) => 32,
+        PathAttribute::Unknown { type_code, .. } => *type_code,
+    }
+}
+
+/// Splits prefixes into runs whose NLRI encoding fits in `room` octets.
+fn chunks(prefixes: &[IpNet], room: usize) -> Vec<&[IpNet]> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    let mut used = 0;
+    for (i, p) in prefixes.iter().enumerate() {
+        let len = prefix_wire_len(p);
+        if used + len > room && i > start {
+            out.push(&prefixes[start..i]);
+            start = i;
+            used = 0;
+        }
+        used += len;
+    }
+    if start < prefixes.len() {
+        out.push(&prefixes[start..]);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::config::Combine;
+
+    fn service(name: &str, prefixes: &[&str]) -> ServiceConfig {
+        ServiceConfig {
+            name: name.to_string(),
+            prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
+            next_hop: NextHop::SelfAddress,
+            communities: vec![Community::new(65010, 100)],
+            large_communities: Vec::new(),
+            med: None,
+            local_pref: None,
+            as_path_prepend: 0,
+            on_down: OnDown::Withdraw,
+            deprefer_prepend: 3,
+            deprefer_communities: vec![Community::new(65010, 666)],
+            drain_file: None,
+            drain_time: Duration::from_secs(5),
+            hold_down: Duration::from_secs(1),
+            combine: Combine::All,
+            checks: Vec::new(),
+        }
+    }
+
+    fn ctx() -> SessionContext {
+        SessionContext {
+            local_asn: 65010,
+            ibgp: false,
+            next_hop_v4: Some("198.18.0.2".parse().unwrap()),
+            next_hop_v6: Some("2001:db8::2".parse().unwrap()),
+            max_message_len: 4096,
+            ipv4_unicast: true,
+            ipv6_unicast: true,
+        }
+    }
+
+    fn net(s: &str) -> IpNet {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn unchanged_routes_produce_no_update() {
+        let web = service("web", &["203.0.113.0/24", "2001:db8:100::/48"]);
+        let rib = desired([(&web, Presentation::Normal)]);
+        assert!(diff(&rib, &rib, &ctx()).is_empty());
+    }
+
+    #[test]
+    fn new_ipv4_route_is_one_update_with_next_hop_self_and_own_asn() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let rib = desired([(&web, Presentation::Normal)]);
+        let ups = diff(&RibOut::new(), &rib, &ctx());
+        assert_eq!(ups.len(), 1);
+        assert_eq!(ups[0].nlri, vec!["203.0.113.0/24".parse().unwrap()]);
+        assert!(ups[0].withdrawn.is_empty());
+        assert_eq!(
+            ups[0].attributes,
+            vec![
+                PathAttribute::Origin(Origin::Igp),
+                PathAttribute::AsPath(AsPath {
+                    segments: vec![AsPathSegment {
+                        kind: AsPathSegmentType::Sequence,
+                        asns: vec![65010],
+                    }]
+                }),
+                PathAttribute::NextHop("198.18.0.2".parse().unwrap()),
+                PathAttribute::Communities(vec![Community::new(65010, 100)]),
+            ]
+        );
+    }
+
+    #[test]
+    fn ipv6_route_travels_in_mp_reach_with_the_ipv6_next_hop() {
+        let web = service("web", &["2001:db8:100::/48"]);
+        let ups = diff(
+            &RibOut::new(),
+            &desired([(&web, Presentation::Normal)]),
+            &ctx(),
+        );
+        assert_eq!(ups.len(), 1);
+        assert!(ups[0].nlri.is_empty());
+        let mp = ups[0]
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                PathAttribute::MpReach(m) => Some(m),
+                _ => None,
+            })
+            .expect("MP_REACH present");
+        assert_eq!(mp.afi, Afi::Ipv6);
+        assert_eq!(mp.next_hop, "2001:db8::2".parse::<IpAddr>().unwrap());
+        assert_eq!(mp.nlri, vec![net("2001:db8:100::/48")]);
+        assert!(!ups[0]
+            .attributes
+            .iter()
+            .any(|a| matches!(a, PathAttribute::NextHop(_))));
+    }
+
+    #[test]
+    fn withdrawal_uses_classic_field_for_ipv4_and_mp_unreach_for_ipv6() {
+        let web = service("web", &["203.0.113.0/24", "2001:db8:100::/48"]);
+        let rib = desired([(&web, Presentation::Normal)]);
+        let ups = diff(&rib, &RibOut::new(), &ctx());
+        assert_eq!(ups.len(), 2);
+        assert_eq!(ups[0].withdrawn, vec!["203.0.113.0/24".parse().unwrap()]);
+        assert_eq!(
+            ups[1].attributes,
+            vec![PathAttribute::MpUnreach(MpUnreach {
+                afi: Afi::Ipv6,
+                safi: Safi::Unicast,
+                withdrawn: vec![net("2001:db8:100::/48")],
+            })]
+        );
+    }
+
+    #[test]
+    fn graceful_shutdown_reannounces_with_the_rfc8326_community_only_changed_routes() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let dns = service("dns", &["198.51.100.0/24"]);
+        let before = desired([(&web, Presentation::Normal), (&dns, Presentation::Normal)]);
+        let after = desired([
+            (&web, Presentation::GracefulShutdown),
+            (&dns, Presentation::Normal),
+        ]);
+        let ups = diff(&before, &after, &ctx());
+        assert_eq!(ups.len(), 1);
+        assert_eq!(ups[0].nlri, vec!["203.0.113.0/24".parse().unwrap()]);
+        assert!(ups[0].attributes.contains(&PathAttribute::Communities(vec![
+            Community::new(65010, 100),
+            Community::GRACEFUL_SHUTDOWN
+        ])));
+    }
+
+    #[test]
+    fn deprefer_adds_prepends_and_the_deprefer_community() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let ups = diff(
+            &RibOut::new(),
+            &desired([(&web, Presentation::Depreferred)]),
+            &ctx(),
+        );
+        assert!(ups[0].attributes.contains(&PathAttribute::AsPath(AsPath {
+            segments: vec![AsPathSegment {
+                kind: AsPathSegmentType::Sequence,
+                asns: vec![65010; 4],
+            }]
+        })));
+        assert!(ups[0].attributes.contains(&PathAttribute::Communities(vec![
+            Community::new(65010, 100),
+            Community::new(65010, 666)
+        ])));
+    }
+
+    #[test]
+    fn ibgp_gets_local_pref_and_no_own_asn() {
+        let mut web = service("web", &["203.0.113.0/24"]);
+        web.local_pref = Some(200);
+        let ibgp = SessionContext {
+            ibgp: true,
+            ..ctx()
+        };
+        let ups = diff(
+            &RibOut::new(),
+            &desired([(&web, Presentation::Normal)]),
+            &ibgp,
+        );
+        assert!(ups[0].attributes.contains(&PathAttribute::LocalPref(200)));
+        assert!(ups[0]
+            .attributes
+            .contains(&PathAttribute::AsPath(AsPath::default())));
+        let ebgp = diff(
+            &RibOut::new(),
+            &desired([(&web, Presentation::Normal)]),
+            &ctx(),
+        );
+        assert!(!ebgp[0]
+            .attributes
+            .iter()
+            .any(|a| matches!(a, PathAttribute::LocalPref(_))));
+    }
+
+    #[test]
+    fn prefixes_sharing_attributes_are_batched_and_split_at_the_message_size() {
+        let many: Vec<String> = (0..2000u32)
+            .map(|i| format!("198.18.{}.{}/32", i / 256, i % 256))
+            .collect();
+        let refs: Vec<&str> = many.iter().map(String::as_str).collect();
+        let web = service("web", &refs);
+        let ups = diff(
+            &RibOut::new(),
+            &desired([(&web, Presentation::Normal)]),
+            &ctx(),
+        );
+        // 2000 × 5 octets = 10000 octets of NLRI: three 4096-octet messages.
+        assert_eq!(ups.len(), 3);
+        assert_eq!(ups.iter().map(|u| u.nlri.len()).sum::<usize>(), 2000);
+    }
+
+    #[test]
+    fn families_the_session_cannot_carry_are_left_out() {
+        let web = service("web", &["203.0.113.0/24", "2001:db8:100::/48"]);
+        let v4only = SessionContext {
+            ipv6_unicast: false,
+            ..ctx()
+        };
+        let rib = desired([(&web, Presentation::Normal)]);
+        let ups = diff(&RibOut::new(), &rib, &v4only);
+        assert_eq!(ups.len(), 1);
+        assert!(ups[0]
+            .attributes
+            .iter()
+            .all(|a| !matches!(a, PathAttribute::MpReach(_))));
+        assert_eq!(sendable(&rib, &v4only).len(), 1);
+    }
+
+    #[test]
+    fn withdrawn_presentation_removes_the_service_from_the_rib() {
+        let web = service("web", &["203.0.113.0/24"]);
+        assert!(desired([(&web, Presentation::Withdrawn)]).is_empty());
+        assert_eq!(down_presentation(&web), Presentation::Withdrawn);
+    }
 }

@@ -65,7 +65,7 @@ impl Default for DecodeContext {
 }
 
 /// What was negotiated for encoding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct EncodeContext {
     /// Encode AS_PATH / AGGREGATOR with 4-octet ASNs.
     pub four_octet_as: bool,
@@ -73,14 +73,6 @@ pub struct EncodeContext {
     pub extended_message: bool,
 }
 
-impl Default for EncodeContext {
-    fn default() -> Self {
-        EncodeContext {
-            four_octet_as: false,
-            extended_message: false,
-        }
-    }
-}
 
 /// Any BGP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
