@@ -282,6 +282,11 @@ impl Service {
         }
         self.draining_until = None;
         match inputs.health {
+            // Checks restarted (e.g. by a reload) after the service was decided: keep what
+            // is announced until they decide again, rather than withdraw on no evidence.
+            Health::Unknown if !matches!(self.state, State::Starting | State::Draining) => {
+                (self.state, self.presentation, self.reason.clone())
+            }
             Health::Unknown => (
                 State::Starting,
                 Presentation::Withdrawn,
@@ -429,6 +434,15 @@ mod tests {
         assert_eq!(s.evaluate(t0, &inputs(Health::Unknown)), None);
         assert_eq!(s.state(), State::Starting);
         assert_eq!(s.presentation(), Presentation::Withdrawn);
+    }
+
+    #[test]
+    fn unknown_health_after_a_decision_keeps_the_announcement() {
+        let t0 = Instant::now();
+        let mut s = up_service(t0);
+        assert_eq!(s.evaluate(t0, &inputs(Health::Unknown)), None);
+        assert_eq!(s.state(), State::Up);
+        assert_eq!(s.presentation(), Presentation::Normal);
     }
 
     #[test]
