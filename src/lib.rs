@@ -1,3 +1,4 @@
 //! anyguard: BGP anycast announcer.
 
 pub mod config;
+pub mod health;
