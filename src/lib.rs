@@ -3,5 +3,6 @@
 pub mod announcer;
 pub mod config;
 pub mod coordinator;
+pub mod health;
 pub mod service;
 pub mod status;
