@@ -306,6 +306,15 @@ pub fn format_age(age: Duration) -> String {
     }
 }
 
+/// `0.4ms`, `812.0ms`, `2.00s`.
+fn format_latency(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
 /// Age of an RFC 3339 timestamp at `now`; the raw text if it does not parse, `-` if empty.
 fn since(at: &str, now: SystemTime) -> String {
     if at.is_empty() {
@@ -459,7 +468,7 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
         .map(|(s, c)| {
             let last = c.last_results.first();
             let latency = last
-                .map(|r| format!("{:.1}ms", r.latency_ms))
+                .map(|r| format_latency(r.latency_ms))
                 .unwrap_or_else(|| "-".to_owned());
             let error = last
                 .filter(|r| !r.ok)

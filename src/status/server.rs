@@ -414,7 +414,15 @@ async fn control(state: &StatusState, route: Route, req: Request<Incoming>) -> R
             let parsed = if body.iter().all(u8::is_ascii_whitespace) {
                 DrainBody::default()
             } else {
-                match serde_json::from_slice::<DrainBody>(&body) {
+                // An object only: serde would also accept a JSON array for a struct.
+                let parsed = serde_json::from_slice::<serde_json::Value>(&body).and_then(|v| {
+                    if v.is_object() {
+                        serde_json::from_value::<DrainBody>(v)
+                    } else {
+                        Err(serde::de::Error::custom("expected a JSON object"))
+                    }
+                });
+                match parsed {
                     Ok(parsed) => parsed,
                     Err(e) => {
                         return error_reply(
