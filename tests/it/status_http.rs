@@ -6,6 +6,7 @@
 mod docs_client;
 mod fixture;
 mod metrics;
+mod systemd_unit;
 
 use std::io;
 use std::net::SocketAddr;
