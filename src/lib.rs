@@ -2,4 +2,6 @@
 
 pub mod announcer;
 pub mod config;
+pub mod coordinator;
+pub mod service;
 pub mod status;
