@@ -78,6 +78,13 @@ pub enum ClientError {
     },
 }
 
+/// Whether `anyguard status` should colour its tables: stdout is a terminal and `NO_COLOR`
+/// (<https://no-color.org>) is unset or empty.
+pub fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Fetches `url` (a base such as `http://127.0.0.1:9179` gets `/status` appended) and
 /// returns the text to print: tables, or with `json` the document pretty-printed.
 pub async fn run(url: &str, json: bool, color: bool) -> Result<String, ClientError> {

@@ -86,22 +86,31 @@ async fn fake_coordinator(
 
 impl Harness {
     async fn start(token: Option<&str>) -> Self {
+        let limits = Limits {
+            reply_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        };
+        let token = token.map(|t| t.as_bytes().to_vec());
+        Self::start_with(limits, |state| {
+            let (_, fixed) = watch::channel(token);
+            state.with_token_updates(fixed)
+        })
+        .await
+    }
+
+    /// `configure` gets the state built with no token and default limits except `limits`.
+    async fn start_with(
+        limits: Limits,
+        configure: impl FnOnce(StatusState) -> StatusState,
+    ) -> Self {
         let (status, status_rx) = watch::channel(realistic_document());
         let metrics = Metrics::new(status_rx.clone());
         let (control_tx, control_rx) = mpsc::channel(8);
         let commands = Arc::new(Mutex::new(Vec::new()));
         let coordinator = tokio::spawn(fake_coordinator(control_rx, commands.clone()));
-        let limits = Limits {
-            reply_timeout: Duration::from_millis(300),
-            ..Limits::default()
-        };
-        let state = StatusState::new(
-            status_rx,
-            metrics.clone(),
-            token.map(|t| t.as_bytes().to_vec()),
-            control_tx,
-        )
-        .with_limits(limits);
+        let state = configure(
+            StatusState::new(status_rx, metrics.clone(), None, control_tx).with_limits(limits),
+        );
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
@@ -477,4 +486,76 @@ async fn shutdown_stops_accepting_and_serve_returns() {
     let addr = h.addr;
     h.stop().await;
     assert!(TcpStream::connect(addr).await.is_err());
+}
+
+#[tokio::test]
+async fn a_token_changed_at_reload_applies_to_the_next_request() {
+    let (token_tx, token_rx) = watch::channel(None);
+    let h = Harness::start_with(Limits::default(), |state| {
+        state.with_token_updates(token_rx)
+    })
+    .await;
+    let bearer = format!("Bearer {TOKEN}");
+    let (status, _, _) = h.request(Method::POST, "/reload", Some(&bearer), "").await;
+    assert_eq!(
+        status,
+        StatusCode::NOT_FOUND,
+        "disabled before a token exists"
+    );
+
+    token_tx.send_replace(Some(TOKEN.as_bytes().to_vec()));
+    let (status, _) = h.post("/reload", "").await;
+    assert_eq!(status, StatusCode::OK);
+
+    token_tx.send_replace(Some(b"rotated".to_vec()));
+    let (status, _, _) = h.request(Method::POST, "/reload", Some(&bearer), "").await;
+    assert_eq!(
+        status,
+        StatusCode::FORBIDDEN,
+        "the old token no longer works"
+    );
+    let (status, _, _) = h
+        .request(Method::POST, "/reload", Some("Bearer rotated"), "")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+
+    token_tx.send_replace(None);
+    let (status, _, _) = h
+        .request(Method::POST, "/reload", Some("Bearer rotated"), "")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND, "disabled again");
+    assert_eq!(
+        h.commands(),
+        vec![ControlCommand::Reload, ControlCommand::Reload]
+    );
+    h.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+    let limits = Limits {
+        header_timeout: Duration::from_millis(200),
+        ..Limits::default()
+    };
+    let h = Harness::start_with(limits, |state| state).await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    stream
+        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    // Closed by the server (possibly after a 408), not by our own timeout.
+    tokio::time::timeout(STEP, stream.read_to_end(&mut answer))
+        .await
+        .expect("the server kept a half-sent request open")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(
+        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
+        "{answer}"
+    );
+    // And it still serves everyone else.
+    let (status, _, _) = h.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    h.stop().await;
 }
