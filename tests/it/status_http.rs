@@ -532,28 +532,35 @@ async fn a_token_changed_at_reload_applies_to_the_next_request() {
 }
 
 #[tokio::test]
-async fn a_client_that_never_finishes_its_headers_is_disconnected() {
+async fn idle_and_half_sent_connections_are_closed_after_the_header_timeout() {
     let limits = Limits {
         header_timeout: Duration::from_millis(200),
         ..Limits::default()
     };
     let h = Harness::start_with(limits, |state| state).await;
-    let mut stream = TcpStream::connect(h.addr).await.unwrap();
-    stream
-        .write_all(b"GET /status HTTP/1.1\r\nHost: x\r\n")
-        .await
-        .unwrap();
-    let mut answer = Vec::new();
-    // Closed by the server (possibly after a 408), not by our own timeout.
-    tokio::time::timeout(STEP, stream.read_to_end(&mut answer))
-        .await
-        .expect("the server kept a half-sent request open")
-        .unwrap();
-    let answer = String::from_utf8_lossy(&answer);
-    assert!(
-        answer.is_empty() || answer.starts_with("HTTP/1.1 408"),
-        "{answer}"
-    );
+    // A half-sent request, and a connection that never sends anything.
+    // And a keep-alive connection left idle after a complete request.
+    for sent in [
+        &b"GET /status HTTP/1.1\r\nHost: x\r\n"[..],
+        b"",
+        b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(h.addr).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        let mut answer = Vec::new();
+        // Closed by the server (possibly after a 408), not by our own timeout.
+        tokio::time::timeout(STEP, stream.read_to_end(&mut answer))
+            .await
+            .expect("the server kept an idle connection open")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&answer);
+        let complete = sent.ends_with(b"\r\n\r\n");
+        assert!(
+            (complete && answer.starts_with("HTTP/1.1 200") && answer.ends_with("ok\n"))
+                || (!complete && (answer.is_empty() || answer.starts_with("HTTP/1.1 408"))),
+            "{answer}"
+        );
+    }
     // And it still serves everyone else.
     let (status, _, _) = h.get("/healthz").await;
     assert_eq!(status, StatusCode::OK);
