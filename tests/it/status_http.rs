@@ -566,3 +566,88 @@ async fn idle_and_half_sent_connections_are_closed_after_the_header_timeout() {
     assert_eq!(status, StatusCode::OK);
     h.stop().await;
 }
+
+#[tokio::test]
+async fn start_reads_the_token_file_binds_and_serves() {
+    use anyguard::config::StatusConfig;
+    use anyguard::status::{start, StartError};
+
+    let dir = std::env::temp_dir().join(format!("anyguard-start-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let config = StatusConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token_file: Some(token_file),
+    };
+    let (_status, status_rx) = watch::channel(realistic_document());
+    let metrics = Metrics::new(status_rx.clone());
+    let (control_tx, control_rx) = mpsc::channel(8);
+    let commands = Arc::new(Mutex::new(Vec::new()));
+    let coordinator = tokio::spawn(fake_coordinator(control_rx, commands.clone()));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let started = start(&config, status_rx, metrics, control_tx, async {
+        let _ = stopped.await;
+    })
+    .await
+    .unwrap();
+    assert_ne!(started.local_addr.port(), 0);
+
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let req = Request::post(format!("http://{}/reload", started.local_addr))
+        .header(header::AUTHORIZATION, format!("Bearer {TOKEN}"))
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let resp = tokio::time::timeout(STEP, client.request(req))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    assert_eq!(
+        commands.lock().unwrap().clone(),
+        vec![ControlCommand::Reload]
+    );
+
+    stop.send(()).unwrap();
+    tokio::time::timeout(STEP, started.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    coordinator.abort();
+
+    // A missing token file and a taken port are reported, not panics.
+    let missing = StatusConfig {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        token_file: Some(dir.join("missing")),
+    };
+    let (_status, status_rx) = watch::channel(StatusDocument::default());
+    let (control_tx, _control_rx) = mpsc::channel(1);
+    let err = start(
+        &missing,
+        status_rx.clone(),
+        Metrics::new(status_rx.clone()),
+        control_tx.clone(),
+        std::future::ready(()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StartError::Token(_)), "{err}");
+    let taken = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let busy = StatusConfig {
+        listen: taken.local_addr().unwrap(),
+        token_file: None,
+    };
+    let err = start(
+        &busy,
+        status_rx.clone(),
+        Metrics::new(status_rx),
+        control_tx,
+        std::future::ready(()),
+    )
+    .await
+    .unwrap_err();
+    assert!(matches!(err, StartError::Bind { .. }), "{err}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
