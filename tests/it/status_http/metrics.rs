@@ -79,6 +79,30 @@ async fn metrics_parse_as_prometheus_text_and_match_the_document() {
         value(&scrape, "anyguard_guard_held", &[("service", "ntp")]),
         1.0
     );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_guard_sites_announcing",
+            &[("service", "dns")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_service_suppressed",
+            &[("service", "ntp")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_service_suppressed",
+            &[("service", "dns")]
+        ),
+        0.0
+    );
     // One-hot: exactly one state per service and per peer.
     for (family, key, name, state) in [
         ("anyguard_service_state", "service", "dns", "up"),
