@@ -598,6 +598,15 @@ mod tests {
         assert_eq!(route("/services/%zz/check"), Route::NotFound);
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_path_routes_without_panicking(path in "\\PC{0,64}", raw in "[/%a-z0-9]{0,40}") {
+            let _ = route(&path);
+            let _ = route(&format!("/services/{raw}/drain"));
+            let _ = percent_decode(&raw);
+        }
+    }
+
     #[test]
     fn bearer_scheme_is_case_insensitive_and_token_must_match() {
         let ok = HeaderValue::from_static("bearer s3cret");

@@ -651,3 +651,32 @@ async fn start_reads_the_token_file_binds_and_serves() {
     assert!(matches!(err, StartError::Bind { .. }), "{err}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[tokio::test]
+async fn a_body_that_never_arrives_ends_in_503_at_the_request_timeout() {
+    let limits = Limits {
+        request_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let h = Harness::start_with(limits, |state| {
+        let (_, token) = watch::channel(Some(TOKEN.as_bytes().to_vec()));
+        state.with_token_updates(token)
+    })
+    .await;
+    let mut stream = TcpStream::connect(h.addr).await.unwrap();
+    let head = format!(
+        "POST /services/dns/drain HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {TOKEN}\r\n\
+         Content-Length: 100\r\nConnection: close\r\n\r\n{{\"force\":"
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(STEP, stream.read_to_end(&mut answer))
+        .await
+        .expect("no answer")
+        .unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains("request timed out"), "{answer}");
+    assert!(h.commands().is_empty());
+    h.stop().await;
+}
