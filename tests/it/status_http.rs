@@ -680,3 +680,44 @@ async fn a_body_that_never_arrives_ends_in_503_at_the_request_timeout() {
     assert!(h.commands().is_empty());
     h.stop().await;
 }
+
+#[tokio::test]
+async fn status_client_reaches_an_ipv6_loopback_endpoint() {
+    use anyguard::config::StatusConfig;
+    use anyguard::status::{client, start};
+
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!(
+            "SKIPPED: status_client_reaches_an_ipv6_loopback_endpoint because ::1 is not available"
+        );
+        return;
+    }
+    let config = StatusConfig {
+        listen: "[::1]:0".parse().unwrap(),
+        token_file: None,
+    };
+    let (_status, status_rx) = watch::channel(realistic_document());
+    let (control_tx, _control_rx) = mpsc::channel(1);
+    let (stop, stopped) = oneshot::channel::<()>();
+    let started = start(
+        &config,
+        status_rx.clone(),
+        Metrics::new(status_rx),
+        control_tx,
+        async {
+            let _ = stopped.await;
+        },
+    )
+    .await
+    .unwrap();
+    let url = format!("http://[::1]:{}", started.local_addr.port());
+    let json = client::run(&url, true, false).await.unwrap();
+    let doc: StatusDocument = serde_json::from_str(&json).unwrap();
+    assert_eq!(doc, realistic_document());
+    stop.send(()).unwrap();
+    tokio::time::timeout(STEP, started.task)
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+}
