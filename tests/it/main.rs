@@ -1,2 +1,4 @@
-//! Daemon integration tests.
+//! Daemon integration tests: one binary, one module per subject.
+
 mod config_examples;
+mod status_http;
