@@ -2,4 +2,5 @@
 
 pub mod announcer;
 pub mod config;
+pub mod guard;
 pub mod status;
