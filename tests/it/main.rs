@@ -1,1 +1,2 @@
 //! Daemon integration tests.
+mod guard_sim;
