@@ -11,6 +11,7 @@
 //!
 //! The model, the protocol and the race argument are in `docs/guard.md`.
 
+pub mod fleet;
 pub mod report;
 pub mod runtime;
 pub mod view;
