@@ -14,4 +14,5 @@
 pub mod fleet;
 pub mod report;
 pub mod runtime;
+pub mod static_check;
 pub mod view;
