@@ -12,6 +12,7 @@
 //! The model, the protocol and the race argument are in `docs/guard.md`.
 
 pub mod fleet;
+pub mod poller;
 pub mod report;
 pub mod runtime;
 pub mod static_check;
