@@ -418,6 +418,18 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
     }
 }
 
+/// The other sites that count as keeping `input.service` announced right now (latest
+/// reports within `stale_after`; `withdrawing` sites and later-ranked `held` sites excluded),
+/// for the status document's `sites_announcing`.
+pub fn sites_announcing(input: &GuardInput<'_>, now: Instant) -> Vec<String> {
+    assess(input, Basis::Current, now)
+        .entries
+        .into_iter()
+        .filter(|e| e.state.counts())
+        .map(|e| e.site.to_owned())
+        .collect()
+}
+
 fn would_leave(input: &GuardInput<'_>, a: &Assessment<'_>) -> String {
     format!(
         "withdrawing {} would leave {} of {} sites announcing (min_sites {})",

@@ -113,15 +113,14 @@ fn failing_service_publishes_intent_when_enough_sites_announce() {
             ok("c", 2, t0, true, Intent::None),
         ],
     };
-    let d = decide(
-        &input(local(false, Drain::None, LocalIntent::None), 1, 0, &view),
-        t0 + ms(100),
-    );
+    let i = input(local(false, Drain::None, LocalIntent::None), 1, 0, &view);
+    let d = decide(&i, t0 + ms(100));
     assert_eq!(
         d.to_string(),
         "withdraw pending: health failing; intent to withdraw web published, awaiting reports \
          requested after it; b: announcing, c: announcing"
     );
+    assert_eq!(sites_announcing(&i, t0 + ms(100)), ["b", "c"]);
     assert_eq!(d.intent(), Intent::Withdrawing);
     assert!(d.announces());
 }
