@@ -2,5 +2,7 @@
 
 pub mod announcer;
 pub mod config;
+pub mod coordinator;
 pub mod guard;
+pub mod service;
 pub mod status;

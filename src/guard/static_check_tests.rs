@@ -128,6 +128,7 @@ fn site(name: &str, prefixes: &[&str]) -> Config {
             path: "fleet.toml".into(),
             site: name.into(),
         }),
+        bgp_listen: None,
     }
 }
 
