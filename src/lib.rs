@@ -3,6 +3,7 @@
 pub mod announcer;
 pub mod config;
 pub mod coordinator;
+pub mod guard;
 pub mod health;
 pub mod service;
 pub mod status;

@@ -221,6 +221,9 @@ pub struct ServiceConfig {
     pub deprefer_communities: Vec<Community>,
     /// Drain file: present means drain.
     pub drain_file: Option<PathBuf>,
+    /// `disabled = true`: configured but administratively shut down (never announced).
+    /// The config guard counts such a site as not announcing the service.
+    pub disabled: bool,
     /// How long to keep the GRACEFUL_SHUTDOWN announcement before withdrawing.
     pub drain_time: Duration,
     /// Minimum time between a withdrawal and the next announcement.

@@ -137,6 +137,9 @@ pub struct RawService {
     /// Prefixes announced while the service is healthy, canonical (no host bits), IPv4
     /// and/or IPv6. Required, at least one.
     pub prefixes: Option<Vec<Spanned<String>>>,
+    /// `true`: configured but administratively shut down, never announced (the all-sites
+    /// guard counts the site as not announcing the service). Default `false`.
+    pub disabled: Option<Spanned<bool>>,
     /// `"self"` (the session's local address or the peer's `next_hop_v4/v6`) or a fixed
     /// address of the same family as every prefix. Default `"self"`.
     pub next_hop: Option<Spanned<String>>,

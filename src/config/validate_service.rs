@@ -174,6 +174,7 @@ pub(crate) fn service(
         hold_down: hold_down?,
         combine: combine?,
         checks: checks.into_iter().collect::<Option<Vec<_>>>()?,
+        disabled: s.disabled.as_ref().is_some_and(|d| *d.get_ref()),
     })
 }
 
