@@ -2,4 +2,5 @@
 
 pub mod announcer;
 pub mod config;
+pub mod fsm;
 pub mod status;

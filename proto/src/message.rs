@@ -73,7 +73,6 @@ pub struct EncodeContext {
     pub extended_message: bool,
 }
 
-
 /// Any BGP message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Message {
