@@ -3,4 +3,5 @@
 pub mod announcer;
 pub mod config;
 pub mod fsm;
+pub mod session;
 pub mod status;
