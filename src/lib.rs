@@ -2,6 +2,8 @@
 
 pub mod announcer;
 pub mod config;
+pub mod coordinator;
 pub mod fsm;
+pub mod service;
 pub mod session;
 pub mod status;

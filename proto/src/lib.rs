@@ -18,16 +18,20 @@ pub mod notification;
 pub mod open;
 pub mod route_refresh;
 pub mod update;
+pub mod update_view;
+mod wire;
 
 pub use attribute::{
     AsPath, AsPathSegment, AsPathSegmentType, Community, ExtendedCommunity, LargeCommunity,
     MpReach, MpUnreach, Origin, PathAttribute,
 };
 pub use capability::{AddPathMode, Capability, GracefulRestartFamily};
-pub use error::{DecodeError, EncodeError};
+pub use error::{AttributeListFault, DecodeError, EncodeError, ErrorAction, NlriLocation};
 pub use iana::{Afi, Safi};
-pub use message::{DecodeContext, EncodeContext, Message, MessageType};
+pub use message::{frame_len, DecodeContext, DecodedMessage, EncodeContext, Message, MessageType};
+pub use nlri::{PrefixFault, PrefixIter};
 pub use notification::{ErrorCode, NotificationMessage, ShutdownCommunication};
 pub use open::OpenMessage;
 pub use route_refresh::{RefreshSubtype, RouteRefreshMessage};
-pub use update::UpdateMessage;
+pub use update::{DecodedUpdate, UpdateMessage};
+pub use update_view::UpdateView;

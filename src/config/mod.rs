@@ -28,6 +28,8 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Fleet description for the all-sites guard, if any.
     pub fleet: Option<FleetRef>,
+    /// `[bgp] listen`: where passive/both-mode peers are accepted; `None` = no listener.
+    pub bgp_listen: Option<SocketAddr>,
 }
 
 /// `[status]`.

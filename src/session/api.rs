@@ -78,8 +78,13 @@ impl StopReason {
     /// The NOTIFICATION to send.
     pub fn notification(&self) -> NotificationMessage {
         let (subcode, text) = match self {
-            StopReason::DaemonStopping => (cease_subcode::ADMINISTRATIVE_SHUTDOWN, "daemon stopping"),
-            StopReason::PeerRemoved => (cease_subcode::PEER_DECONFIGURED, "peer removed by config reload"),
+            StopReason::DaemonStopping => {
+                (cease_subcode::ADMINISTRATIVE_SHUTDOWN, "daemon stopping")
+            }
+            StopReason::PeerRemoved => (
+                cease_subcode::PEER_DECONFIGURED,
+                "peer removed by config reload",
+            ),
             StopReason::ConfigChanged => (
                 cease_subcode::OTHER_CONFIGURATION_CHANGE,
                 "peer configuration changed",
@@ -218,7 +223,12 @@ impl PeerHandle {
     /// socket (bounded wait), then the task ends.
     pub async fn shutdown(self, reason: StopReason) {
         let (done_tx, done_rx) = oneshot::channel();
-        if self.tx.send(Command::Shutdown(reason, done_tx)).await.is_ok() {
+        if self
+            .tx
+            .send(Command::Shutdown(reason, done_tx))
+            .await
+            .is_ok()
+        {
             let _ = done_rx.await;
         }
         let _ = self.task.await;

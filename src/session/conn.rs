@@ -139,7 +139,9 @@ async fn write_loop(
         match cmd {
             WriteCmd::Data(b) => {
                 if let Err(e) = wr.write_all(&b).await {
-                    let _ = tx.send((id, ConnInput::Closed(format!("write: {e}")))).await;
+                    let _ = tx
+                        .send((id, ConnInput::Closed(format!("write: {e}"))))
+                        .await;
                     return;
                 }
                 let drained = rx.is_empty();

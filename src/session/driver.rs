@@ -88,9 +88,8 @@ pub fn spawn_peer(
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let name = cfg.name.clone();
     let span = tracing::info_span!("peer", peer = %cfg.address, name = %cfg.name);
-    let task = tokio::spawn(
-        supervise(cfg, local, routes, Arc::new(status), events, rx).instrument(span),
-    );
+    let task =
+        tokio::spawn(supervise(cfg, local, routes, Arc::new(status), events, rx).instrument(span));
     PeerHandle { name, tx, task }
 }
 
@@ -401,7 +400,8 @@ impl Actor {
         }
         let id = self.alloc_id();
         debug!(conn = id.0, "accepted connection");
-        self.conns.insert(id, ConnIo::start(id, stream, &self.io_tx));
+        self.conns
+            .insert(id, ConnIo::start(id, stream, &self.io_tx));
         self.feed(Event::TcpConnectionConfirmed(id));
     }
 
@@ -412,7 +412,8 @@ impl Actor {
                     return;
                 }
                 self.connecting = None;
-                self.conns.insert(id, ConnIo::start(id, stream, &self.io_tx));
+                self.conns
+                    .insert(id, ConnIo::start(id, stream, &self.io_tx));
                 self.feed(Event::TcpCrAcked(id));
             }
             ConnInput::ConnectFailed(err) => {
@@ -538,7 +539,11 @@ impl Actor {
             subcode: cease_subcode::MAXIMUM_PREFIXES_REACHED,
             data,
         };
-        warn!(limit, received = self.rib_in.total(), "maximum prefixes reached");
+        warn!(
+            limit,
+            received = self.rib_in.total(),
+            "maximum prefixes reached"
+        );
         self.st.last_error = Some(format!(
             "maximum prefixes reached: {} > {limit}{}",
             self.rib_in.total(),

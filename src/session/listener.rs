@@ -89,7 +89,12 @@ impl Listener {
     }
 
     /// Routes connections from `addr` to a peer task, with its MD5 key if any.
-    pub async fn add_peer(&self, addr: IpAddr, acceptor: Acceptor, md5: Option<&[u8]>) -> io::Result<()> {
+    pub async fn add_peer(
+        &self,
+        addr: IpAddr,
+        acceptor: Acceptor,
+        md5: Option<&[u8]>,
+    ) -> io::Result<()> {
         if let Some(key) = md5 {
             transport::set_md5_key(&*self.socket, socket_view(self.local, addr), Some(key))?;
         }

@@ -8,5 +8,17 @@
 //!  peer task ──watch<PeerStatus>──▶ status;  ──mpsc<PeerEvent>──▶ coordinator
 //! ```
 
+mod api;
+mod conn;
+mod driver;
+pub mod listener;
 pub mod rib_in;
 pub mod transport;
+mod wire;
+
+pub use api::{
+    shutdown_communication, shutdown_notification, Acceptor, LocalSpeaker, PeerEvent, PeerHandle,
+    StopReason, Tuning, MAX_SHUTDOWN_COMMUNICATION,
+};
+pub use driver::{fsm_config, spawn_peer, MAX_SEND_QUEUE};
+pub use listener::{spawn_listener, Listener, ListenerStats};

@@ -1,0 +1,644 @@
+//! The coordinator's pure core: every input the daemon gets, as a method; the desired
+//! Adj-RIB-Out, the service changes and the status of services and checks, as results.
+//!
+//! No channels, no clock: the shell in [`super`] owns the I/O and passes `now`.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use crate::announcer::{self, Presentation, RibOut};
+use crate::config::{CheckKind, Combine, Config, ServiceConfig};
+use crate::service::{Change, DrainSource, GuardVerdict, Health, Inputs, Service};
+use crate::status::model::{
+    AnnouncementStatus, CheckStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
+};
+
+/// Probe results kept per check for status.
+pub const RESULTS_KEPT: usize = 10;
+
+/// The state of one check as the coordinator sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CheckState {
+    /// No decision yet.
+    Unknown,
+    /// Passing (after `rise`).
+    Up,
+    /// Failing (after `fall`).
+    Down,
+}
+
+/// One probe's outcome, as reported by the health runner.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeReport {
+    /// Wall-clock time of the result.
+    pub at: SystemTime,
+    /// Passed.
+    pub ok: bool,
+    /// How long the probe took.
+    pub latency: Duration,
+    /// Error text or output.
+    pub detail: String,
+    /// The check's state after this result.
+    pub state: CheckState,
+    /// Consecutive passes so far.
+    pub rise_count: u32,
+    /// Consecutive failures so far.
+    pub fall_count: u32,
+}
+
+#[derive(Debug, Clone)]
+struct CheckSlot {
+    state: CheckState,
+    rise_count: u32,
+    fall_count: u32,
+    results: VecDeque<ProbeResultStatus>,
+}
+
+#[derive(Debug, Clone)]
+struct ServiceSlot {
+    machine: Service,
+    checks: Vec<CheckSlot>,
+    drain_file: bool,
+    operator_drain: Option<DrainSource>,
+    guard: GuardVerdict,
+    since_wall: SystemTime,
+}
+
+/// The pure coordinator state.
+#[derive(Debug, Clone)]
+pub struct Core {
+    config: Arc<Config>,
+    services: Vec<ServiceSlot>,
+    stopping: bool,
+}
+
+/// Result of an operator request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ControlOutcome {
+    /// Done; a message for the operator.
+    Done(String),
+    /// No such service.
+    UnknownService(String),
+}
+
+impl Core {
+    /// A core for a freshly loaded config: every service `Starting`.
+    pub fn new(config: Arc<Config>, now: Instant, wall: SystemTime) -> Self {
+        let services = config
+            .services
+            .iter()
+            .map(|s| new_slot(s, now, wall))
+            .collect();
+        Core {
+            config,
+            services,
+            stopping: false,
+        }
+    }
+
+    /// The running config.
+    pub fn config(&self) -> &Arc<Config> {
+        &self.config
+    }
+
+    /// Takes a new config: services kept by name keep their state and history (checks are
+    /// kept when the service's check list is unchanged), new ones start, removed ones go.
+    pub fn reconfigure(&mut self, config: Arc<Config>, now: Instant, wall: SystemTime) {
+        let mut old: Vec<Option<ServiceSlot>> = std::mem::take(&mut self.services)
+            .into_iter()
+            .map(Some)
+            .collect();
+        let old_config = Arc::clone(&self.config);
+        self.services = config
+            .services
+            .iter()
+            .map(|svc| {
+                let found = old_config
+                    .services
+                    .iter()
+                    .position(|o| o.name == svc.name)
+                    .and_then(|i| old.get_mut(i).and_then(Option::take).map(|s| (i, s)));
+                match found {
+                    Some((i, mut slot)) => {
+                        slot.machine.reconfigure(svc);
+                        if old_config.services[i].checks != svc.checks {
+                            slot.checks = svc.checks.iter().map(|_| new_check()).collect();
+                        }
+                        slot
+                    }
+                    None => new_slot(svc, now, wall),
+                }
+            })
+            .collect();
+        self.config = config;
+    }
+
+    /// A probe result for check `check` of service `service` (indices into the config).
+    pub fn on_probe(&mut self, service: usize, check: usize, report: ProbeReport) {
+        let Some(slot) = self
+            .services
+            .get_mut(service)
+            .and_then(|s| s.checks.get_mut(check))
+        else {
+            return; // from a config that was just replaced
+        };
+        slot.state = report.state;
+        slot.rise_count = report.rise_count;
+        slot.fall_count = report.fall_count;
+        slot.results.push_front(ProbeResultStatus {
+            at: rfc3339(report.at),
+            ok: report.ok,
+            latency_ms: report.latency.as_secs_f64() * 1000.0,
+            detail: report.detail,
+        });
+        slot.results.truncate(RESULTS_KEPT);
+    }
+
+    /// Whether each service's drain file exists (polled by the shell).
+    pub fn set_drain_file(&mut self, service: usize, present: bool) {
+        if let Some(s) = self.services.get_mut(service) {
+            s.drain_file = present;
+        }
+    }
+
+    /// `POST /services/{name}/drain`.
+    pub fn drain(&mut self, name: &str, force: bool, reason: String) -> ControlOutcome {
+        match self.index_of(name) {
+            Some(i) => {
+                self.services[i].operator_drain = Some(DrainSource::Operator { force, reason });
+                ControlOutcome::Done(format!("service {name}: drain requested"))
+            }
+            None => ControlOutcome::UnknownService(name.to_string()),
+        }
+    }
+
+    /// `POST /services/{name}/undrain`. A drain file, if present, still drains.
+    pub fn undrain(&mut self, name: &str) -> ControlOutcome {
+        match self.index_of(name) {
+            Some(i) => {
+                self.services[i].operator_drain = None;
+                let note = if self.services[i].drain_file {
+                    " (its drain file is still present and keeps it drained)"
+                } else {
+                    ""
+                };
+                ControlOutcome::Done(format!("service {name}: undrained{note}"))
+            }
+            None => ControlOutcome::UnknownService(name.to_string()),
+        }
+    }
+
+    /// The guard's verdict for a service (the shell asks the guard before evaluating).
+    pub fn set_guard(&mut self, service: usize, verdict: GuardVerdict) {
+        if let Some(s) = self.services.get_mut(service) {
+            s.guard = verdict;
+        }
+    }
+
+    /// The daemon is stopping: drain every service (RFC 8326), then withdraw.
+    pub fn stop(&mut self) {
+        self.stopping = true;
+    }
+
+    /// True once stopping and every service's prefixes are withdrawn.
+    pub fn stopped(&self) -> bool {
+        self.stopping
+            && self
+                .services
+                .iter()
+                .all(|s| s.machine.presentation() == Presentation::Withdrawn)
+    }
+
+    /// Index of a service by name.
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.config.services.iter().position(|s| s.name == name)
+    }
+
+    /// Combined health of service `i`.
+    pub fn health(&self, i: usize) -> Health {
+        let (Some(cfg), Some(slot)) = (self.config.services.get(i), self.services.get(i)) else {
+            return Health::Unknown;
+        };
+        combine(cfg.combine, slot.checks.iter().map(|c| c.state))
+    }
+
+    /// Re-evaluates every service; returns the changes, by service index.
+    pub fn evaluate(&mut self, now: Instant, wall: SystemTime) -> Vec<(usize, Change)> {
+        let mut changes = Vec::new();
+        for i in 0..self.services.len() {
+            let health = self.health(i);
+            let slot = &mut self.services[i];
+            let drain = if self.stopping {
+                Some(DrainSource::Shutdown)
+            } else if let Some(op) = &slot.operator_drain {
+                Some(op.clone())
+            } else if slot.drain_file {
+                Some(DrainSource::File)
+            } else {
+                None
+            };
+            let inputs = Inputs {
+                health,
+                drain,
+                guard: slot.guard.clone(),
+            };
+            if let Some(change) = slot.machine.evaluate(now, &inputs) {
+                slot.since_wall = wall;
+                changes.push((i, change));
+            }
+        }
+        changes
+    }
+
+    /// The earliest time [`Core::evaluate`] must run without new input.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.services
+            .iter()
+            .filter_map(|s| s.machine.next_deadline())
+            .min()
+    }
+
+    /// The desired Adj-RIB-Out (the same for every peer; see [`announcer::diff`]).
+    pub fn desired(&self) -> RibOut {
+        announcer::desired(
+            self.config
+                .services
+                .iter()
+                .zip(&self.services)
+                .map(|(cfg, slot)| (cfg, slot.machine.presentation())),
+        )
+    }
+
+    /// Whether service `i` is announced in any form (for the guard's site report).
+    pub fn announcing(&self, i: usize) -> bool {
+        self.services
+            .get(i)
+            .is_some_and(|s| s.machine.presentation() != Presentation::Withdrawn)
+    }
+
+    /// Whether service `i` wants to withdraw but is held.
+    pub fn wants_withdrawal(&self, i: usize) -> bool {
+        self.services
+            .get(i)
+            .is_some_and(|s| s.machine.wants_withdrawal())
+    }
+
+    /// Status of every service; `established` lists, per peer name, whether the session is
+    /// up (announcements to a peer whose session is down are `pending`).
+    pub fn service_status(
+        &self,
+        now: Instant,
+        wall: SystemTime,
+        peers: &[(String, bool)],
+        guard: &dyn Fn(usize) -> GuardStatus,
+    ) -> Vec<ServiceStatus> {
+        self.config
+            .services
+            .iter()
+            .zip(&self.services)
+            .enumerate()
+            .map(|(i, (cfg, slot))| {
+                let m = &slot.machine;
+                let presentation = m.presentation();
+                let announcements = peers
+                    .iter()
+                    .map(|(peer, up)| AnnouncementStatus {
+                        peer: peer.clone(),
+                        state: match (up, presentation) {
+                            (false, _) => "pending",
+                            (true, Presentation::Normal) => "announced",
+                            (true, Presentation::Depreferred) => "depreferred",
+                            (true, Presentation::GracefulShutdown) => "graceful-shutdown",
+                            (true, Presentation::Withdrawn) => "withdrawn",
+                        }
+                        .to_string(),
+                        prefixes: if *up && presentation != Presentation::Withdrawn {
+                            cfg.prefixes.iter().map(ToString::to_string).collect()
+                        } else {
+                            Vec::new()
+                        },
+                    })
+                    .collect();
+                ServiceStatus {
+                    name: cfg.name.clone(),
+                    state: m.state().as_str().to_string(),
+                    since: rfc3339(slot.since_wall),
+                    reason: m.reason().to_string(),
+                    prefixes: cfg.prefixes.iter().map(ToString::to_string).collect(),
+                    announcements,
+                    checks: cfg
+                        .checks
+                        .iter()
+                        .zip(&slot.checks)
+                        .map(|(c, s)| CheckStatus {
+                            name: c.name.clone(),
+                            kind: kind_name(&c.kind).to_string(),
+                            target: target_text(&c.kind),
+                            state: match s.state {
+                                CheckState::Unknown => "unknown",
+                                CheckState::Up => "up",
+                                CheckState::Down => "down",
+                            }
+                            .to_string(),
+                            rise_count: s.rise_count,
+                            rise: c.rise,
+                            fall_count: s.fall_count,
+                            fall: c.fall,
+                            last_results: s.results.iter().cloned().collect(),
+                        })
+                        .collect(),
+                    guard: guard(i),
+                    dampening: DampeningStatus {
+                        flaps: m.flaps(),
+                        hold_down_ms: u64::try_from(m.hold_down().as_millis()).unwrap_or(u64::MAX),
+                        suppressed_until: m
+                            .suppressed_until()
+                            .map(|t| rfc3339(wall + t.saturating_duration_since(now))),
+                    },
+                }
+            })
+            .collect()
+    }
+}
+
+fn new_check() -> CheckSlot {
+    CheckSlot {
+        state: CheckState::Unknown,
+        rise_count: 0,
+        fall_count: 0,
+        results: VecDeque::with_capacity(RESULTS_KEPT),
+    }
+}
+
+fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot {
+    ServiceSlot {
+        machine: Service::new(cfg, now),
+        checks: cfg.checks.iter().map(|_| new_check()).collect(),
+        drain_file: false,
+        operator_drain: None,
+        guard: GuardVerdict::Allow,
+        since_wall: wall,
+    }
+}
+
+/// Combines check states into a service's health. A service without checks is up
+/// (an operator announcing unconditionally said so explicitly by listing none).
+pub fn combine(how: Combine, states: impl Iterator<Item = CheckState>) -> Health {
+    let (mut up, mut down, mut total) = (0usize, 0usize, 0usize);
+    for s in states {
+        total += 1;
+        match s {
+            CheckState::Up => up += 1,
+            CheckState::Down => down += 1,
+            CheckState::Unknown => {}
+        }
+    }
+    if total == 0 {
+        return Health::Up;
+    }
+    let unknown = total - up - down;
+    let needed = match how {
+        Combine::All => total,
+        Combine::Any => 1,
+        Combine::AtLeast(n) => n.clamp(1, total),
+        Combine::AtLeastPercent(p) => {
+            // Smallest count whose share reaches p percent, at least one.
+            let n = (p / 100.0 * total as f64).ceil();
+            if n.is_finite() && n >= 1.0 {
+                (n as usize).min(total)
+            } else {
+                1
+            }
+        }
+    };
+    if up >= needed {
+        Health::Up
+    } else if up + unknown >= needed {
+        // Could still go either way: undecided until the unknown checks settle.
+        Health::Unknown
+    } else {
+        Health::Down
+    }
+}
+
+fn kind_name(k: &CheckKind) -> &'static str {
+    match k {
+        CheckKind::Http { .. } => "http",
+        CheckKind::Tcp { .. } => "tcp",
+        CheckKind::Command { .. } => "command",
+        CheckKind::Dns { .. } => "dns",
+        CheckKind::File { .. } => "file",
+    }
+}
+
+fn target_text(k: &CheckKind) -> String {
+    match k {
+        CheckKind::Http { url, .. } => url.clone(),
+        CheckKind::Tcp { address } => address.to_string(),
+        CheckKind::Command { argv } => argv.join(" "),
+        CheckKind::Dns {
+            server,
+            name,
+            record_type,
+            ..
+        } => format!("{name} {record_type} @{server}"),
+        CheckKind::File { path, invert } => {
+            format!("{}{}", if *invert { "!" } else { "" }, path.display())
+        }
+    }
+}
+
+/// RFC 3339 UTC with milliseconds, as every time in status.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::{CheckConfig, FleetRef, NextHop, OnDown, StatusConfig};
+    use crate::service::State;
+
+    fn check(name: &str) -> CheckConfig {
+        CheckConfig {
+            name: name.into(),
+            kind: CheckKind::Command {
+                argv: vec!["true".into()],
+            },
+            interval: Duration::from_secs(1),
+            fast_interval: Duration::from_millis(200),
+            timeout: Duration::from_millis(500),
+            rise: 2,
+            fall: 2,
+        }
+    }
+
+    fn service(name: &str, prefix: &str, checks: usize) -> ServiceConfig {
+        ServiceConfig {
+            name: name.into(),
+            prefixes: vec![prefix.parse().unwrap()],
+            next_hop: NextHop::SelfAddress,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+            med: None,
+            local_pref: None,
+            as_path_prepend: 0,
+            on_down: OnDown::Withdraw,
+            deprefer_prepend: 3,
+            deprefer_communities: Vec::new(),
+            drain_file: None,
+            drain_time: Duration::from_secs(5),
+            hold_down: Duration::from_secs(1),
+            combine: Combine::All,
+            checks: (0..checks).map(|i| check(&format!("c{i}"))).collect(),
+        }
+    }
+
+    fn config(services: Vec<ServiceConfig>) -> Arc<Config> {
+        Arc::new(Config {
+            source: "<test>".into(),
+            router_id: "198.18.0.2".parse().unwrap(),
+            local_asn: 65010,
+            status: StatusConfig {
+                listen: "127.0.0.1:9180".parse().unwrap(),
+                token_file: None,
+            },
+            peers: Vec::new(),
+            services,
+            fleet: None::<FleetRef>,
+            bgp_listen: None,
+        })
+    }
+
+    fn report(state: CheckState) -> ProbeReport {
+        ProbeReport {
+            at: SystemTime::UNIX_EPOCH,
+            ok: state == CheckState::Up,
+            latency: Duration::from_millis(3),
+            detail: String::new(),
+            state,
+            rise_count: 0,
+            fall_count: 0,
+        }
+    }
+
+    #[test]
+    fn combine_all_any_at_least() {
+        use CheckState::*;
+        let all = |s: &[CheckState]| combine(Combine::All, s.iter().copied());
+        assert_eq!(all(&[Up, Up]), Health::Up);
+        assert_eq!(all(&[Up, Down]), Health::Down);
+        assert_eq!(all(&[Up, Unknown]), Health::Unknown);
+        assert_eq!(combine(Combine::Any, [Down, Up].into_iter()), Health::Up);
+        assert_eq!(
+            combine(Combine::Any, [Down, Unknown].into_iter()),
+            Health::Unknown
+        );
+        assert_eq!(
+            combine(Combine::Any, [Down, Down].into_iter()),
+            Health::Down
+        );
+        assert_eq!(
+            combine(Combine::AtLeast(2), [Up, Down, Up].into_iter()),
+            Health::Up
+        );
+        assert_eq!(
+            combine(Combine::AtLeast(2), [Up, Down, Down].into_iter()),
+            Health::Down
+        );
+        assert_eq!(
+            combine(
+                Combine::AtLeastPercent(50.0),
+                [Up, Down, Down, Up].into_iter()
+            ),
+            Health::Up
+        );
+        assert_eq!(
+            combine(
+                Combine::AtLeastPercent(51.0),
+                [Up, Down, Down, Up].into_iter()
+            ),
+            Health::Down
+        );
+        assert_eq!(combine(Combine::All, [].into_iter()), Health::Up);
+    }
+
+    #[test]
+    fn healthy_checks_announce_and_failing_ones_withdraw() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 2)]), t0, w);
+        assert!(core.evaluate(t0, w).is_empty());
+        assert!(core.desired().is_empty());
+        core.on_probe(0, 0, report(CheckState::Up));
+        assert!(core.evaluate(t0, w).is_empty(), "one of two checks up");
+        core.on_probe(0, 1, report(CheckState::Up));
+        let changes = core.evaluate(t0, w);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].1.to, State::Up);
+        assert_eq!(core.desired().len(), 1);
+        core.on_probe(0, 1, report(CheckState::Down));
+        core.evaluate(t0, w);
+        assert!(core.desired().is_empty());
+    }
+
+    #[test]
+    fn stop_drains_then_withdraws_everything() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 0)]), t0, w);
+        core.evaluate(t0, w);
+        assert!(!core.stopped());
+        core.stop();
+        core.evaluate(t0, w);
+        assert!(!core.stopped(), "draining first");
+        assert_eq!(core.next_deadline(), Some(t0 + Duration::from_secs(5)));
+        core.evaluate(t0 + Duration::from_secs(5), w);
+        assert!(core.stopped());
+    }
+
+    #[test]
+    fn reload_keeps_state_of_unchanged_services_and_starts_new_ones() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(0, 0, report(CheckState::Up));
+        core.evaluate(t0, w);
+        core.reconfigure(
+            config(vec![
+                service("dns", "198.51.100.0/24", 1),
+                service("web", "203.0.113.0/24", 1),
+            ]),
+            t0,
+            w,
+        );
+        let changes = core.evaluate(t0, w);
+        assert!(changes.is_empty(), "{changes:?}");
+        assert_eq!(core.index_of("web"), Some(1));
+        assert!(core.announcing(1));
+        assert!(!core.announcing(0));
+    }
+
+    #[test]
+    fn operator_drain_and_undrain_by_name() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 0)]), t0, w);
+        core.evaluate(t0, w);
+        assert_eq!(
+            core.drain("nope", false, String::new()),
+            ControlOutcome::UnknownService("nope".into())
+        );
+        core.drain("web", false, "maintenance".into());
+        core.evaluate(t0, w);
+        let st = core.service_status(t0, w, &[("edge1".into(), true)], &|_| {
+            GuardStatus::default()
+        });
+        assert_eq!(st[0].state, "draining");
+        assert_eq!(st[0].announcements[0].state, "graceful-shutdown");
+        core.undrain("web");
+        core.evaluate(t0, w);
+        assert_eq!(core.services[0].machine.state(), State::Up);
+    }
+}

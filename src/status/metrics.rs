@@ -1,0 +1,467 @@
+//! Prometheus metrics for `GET /metrics` (text exposition format 0.0.4).
+//!
+//! Two sources:
+//! - **Gauges derived from the latest [`StatusDocument`]** at scrape time, by a
+//!   [`Collector`] reading the coordinator's `watch` channel. They can never disagree with
+//!   `/status` and need no bookkeeping in the coordinator.
+//! - **Counters and histograms of events** the snapshot does not keep (probe latencies,
+//!   UPDATEs sent, flaps, reloads), which the coordinator updates through the cheap,
+//!   cloneable [`Metrics`] handle.
+//!
+//! Names follow the Prometheus conventions: `anyguard_` prefix, base units (`_seconds`),
+//! `_total` on counters, one-hot state gauges with a `state` label.
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `anyguard_info` | gauge (1) | `version`, `router_id`, `site` |
+//! | `anyguard_ready` | gauge | |
+//! | `anyguard_uptime_seconds` | gauge | |
+//! | `anyguard_config_generation` | gauge | |
+//! | `anyguard_config_last_reload_successful` | gauge (only after a reload) | |
+//! | `anyguard_service_up` | gauge | `service` |
+//! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
+//! | `anyguard_guard_held` | gauge | `service` |
+//! | `anyguard_service_flaps` | gauge (current dampening window) | `service` |
+//! | `anyguard_announced_prefixes` | gauge | `peer`, `service` |
+//! | `anyguard_check_up` | gauge | `service`, `check` |
+//! | `anyguard_peer_state` | gauge, one-hot | `peer`, `state` |
+//! | `anyguard_bgp_session_up` | gauge | `peer` |
+//! | `anyguard_bgp_prefixes_sent` | gauge | `peer` |
+//! | `anyguard_bgp_prefixes_received` | gauge | `peer`, `afi` |
+//! | `anyguard_bgp_messages_sent_total` | counter | `peer`, `type` |
+//! | `anyguard_bgp_messages_received_total` | counter | `peer`, `type` |
+//! | `anyguard_bgp_established_total` | counter | `peer` |
+//! | `anyguard_probe_duration_seconds` | histogram | `service`, `check`, `result` |
+//! | `anyguard_bgp_updates_sent_total` | counter | `peer` |
+//! | `anyguard_service_flaps_total` | counter | `service` |
+//! | `anyguard_reloads_total` | counter | `result` |
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::ConstGauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use super::model::{MessageCounts, StatusDocument};
+
+/// `Content-Type` of the exposition.
+pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
+
+/// The service states `anyguard_service_state` always reports (one-hot).
+pub const SERVICE_STATES: [&str; 6] = ["starting", "up", "down", "draining", "drained", "held"];
+
+/// The RFC 4271 §8.2.2 states `anyguard_peer_state` always reports (one-hot).
+pub const PEER_STATES: [&str; 6] = [
+    "idle",
+    "connect",
+    "active",
+    "opensent",
+    "openconfirm",
+    "established",
+];
+
+/// Probe latency buckets, seconds: 1 ms … 10 s.
+const PROBE_BUCKETS: [f64; 12] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+];
+
+type Labels = Vec<(&'static str, String)>;
+
+/// The metrics registry plus the event counters; clone freely (shared inside).
+///
+/// The coordinator calls [`observe_probe`](Self::observe_probe),
+/// [`update_sent`](Self::update_sent), [`service_flap`](Self::service_flap) and
+/// [`reload`](Self::reload); the server calls [`encode`](Self::encode).
+#[derive(Clone)]
+pub struct Metrics {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    registry: Registry,
+    probe_duration: Family<Labels, Histogram>,
+    updates_sent: Family<Labels, Counter>,
+    service_flaps: Family<Labels, Counter>,
+    reloads: Family<Labels, Counter>,
+}
+
+impl fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Metrics").finish_non_exhaustive()
+    }
+}
+
+fn probe_histogram() -> Histogram {
+    Histogram::new(PROBE_BUCKETS)
+}
+
+impl Metrics {
+    /// A registry whose snapshot gauges read `status` at every scrape.
+    pub fn new(status: watch::Receiver<StatusDocument>) -> Self {
+        let mut registry = Registry::default();
+        let probe_duration =
+            Family::<Labels, Histogram>::new_with_constructor(probe_histogram as fn() -> _);
+        // The registry appends `_total` to counters itself.
+        let updates_sent = Family::<Labels, Counter>::default();
+        let service_flaps = Family::<Labels, Counter>::default();
+        let reloads = Family::<Labels, Counter>::default();
+        registry.register(
+            "anyguard_probe_duration_seconds",
+            "Health probe latency by result",
+            probe_duration.clone(),
+        );
+        registry.register(
+            "anyguard_bgp_updates_sent",
+            "UPDATE messages sent by the announcer",
+            updates_sent.clone(),
+        );
+        registry.register(
+            "anyguard_service_flaps",
+            "Service state changes between up and not up",
+            service_flaps.clone(),
+        );
+        registry.register(
+            "anyguard_reloads",
+            "Configuration reload attempts by result",
+            reloads.clone(),
+        );
+        registry.register_collector(Box::new(SnapshotCollector { status }));
+        Self {
+            inner: Arc::new(Inner {
+                registry,
+                probe_duration,
+                updates_sent,
+                service_flaps,
+                reloads,
+            }),
+        }
+    }
+
+    /// Records one probe of `check` of `service`.
+    pub fn observe_probe(&self, service: &str, check: &str, latency: Duration, ok: bool) {
+        let labels = vec![
+            ("service", service.to_owned()),
+            ("check", check.to_owned()),
+            ("result", if ok { "ok" } else { "fail" }.to_owned()),
+        ];
+        self.inner
+            .probe_duration
+            .get_or_create(&labels)
+            .observe(latency.as_secs_f64());
+    }
+
+    /// Counts one UPDATE message sent to `peer`.
+    pub fn update_sent(&self, peer: &str) {
+        self.inner
+            .updates_sent
+            .get_or_create(&vec![("peer", peer.to_owned())])
+            .inc();
+    }
+
+    /// Counts one flap (up ↔ not up) of `service`.
+    pub fn service_flap(&self, service: &str) {
+        self.inner
+            .service_flaps
+            .get_or_create(&vec![("service", service.to_owned())])
+            .inc();
+    }
+
+    /// Counts one reload attempt.
+    pub fn reload(&self, ok: bool) {
+        let result = if ok { "ok" } else { "error" };
+        self.inner
+            .reloads
+            .get_or_create(&vec![("result", result.to_owned())])
+            .inc();
+    }
+
+    /// The Prometheus text exposition (version 0.0.4) of everything.
+    pub fn encode(&self) -> Result<String, fmt::Error> {
+        let mut out = String::new();
+        prometheus_client::encoding::prometheus_text::encode(&mut out, &self.inner.registry)?;
+        Ok(out)
+    }
+}
+
+/// Gauges computed from the latest status snapshot at each scrape.
+#[derive(Debug)]
+struct SnapshotCollector {
+    status: watch::Receiver<StatusDocument>,
+}
+
+/// A sample value: integers stay exact, flags and ratios are floats.
+#[derive(Debug, Clone, Copy)]
+enum Value {
+    Int(u64),
+    Float(f64),
+}
+
+impl From<u64> for Value {
+    fn from(n: u64) -> Self {
+        Self::Int(n)
+    }
+}
+
+impl From<u32> for Value {
+    fn from(n: u32) -> Self {
+        Self::Int(u64::from(n))
+    }
+}
+
+impl From<usize> for Value {
+    fn from(n: usize) -> Self {
+        Self::Int(u64::try_from(n).unwrap_or(u64::MAX))
+    }
+}
+
+impl From<f64> for Value {
+    fn from(x: f64) -> Self {
+        Self::Float(x)
+    }
+}
+
+/// One metric family with its samples, gathered before encoding.
+struct FamilySamples {
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    samples: Vec<(Labels, Value)>,
+}
+
+impl FamilySamples {
+    fn gauge(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            samples: Vec::new(),
+        }
+    }
+
+    fn counter(name: &'static str, help: &'static str) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Counter,
+            samples: Vec::new(),
+        }
+    }
+
+    fn push(&mut self, labels: Labels, value: impl Into<Value>) {
+        self.samples.push((labels, value.into()));
+    }
+
+    fn encode(&self, encoder: &mut DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        // The text encoder appends `_total` to counter names; pass the base name.
+        let name = match self.kind {
+            MetricType::Counter => self.name.strip_suffix("_total").unwrap_or(self.name),
+            _ => self.name,
+        };
+        let mut metric = encoder.encode_descriptor(name, self.help, None, self.kind)?;
+        for (labels, value) in &self.samples {
+            let family = metric.encode_family(labels)?;
+            match (self.kind, *value) {
+                (MetricType::Counter, Value::Int(n)) => ConstCounter::new(n).encode(family)?,
+                (MetricType::Counter, Value::Float(x)) => ConstCounter::new(x).encode(family)?,
+                (_, Value::Int(n)) => ConstGauge::new(n).encode(family)?,
+                (_, Value::Float(x)) => ConstGauge::new(x).encode(family)?,
+            }
+        }
+        Ok(())
+    }
+}
+
+fn flag(b: bool) -> f64 {
+    if b {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+fn push_messages(fam: &mut FamilySamples, peer: &str, counts: &MessageCounts) {
+    for (kind, n) in [
+        ("open", counts.open),
+        ("update", counts.update),
+        ("notification", counts.notification),
+        ("keepalive", counts.keepalive),
+        ("route_refresh", counts.route_refresh),
+    ] {
+        fam.push(
+            vec![("peer", peer.to_owned()), ("type", kind.to_owned())],
+            n,
+        );
+    }
+}
+
+/// Every snapshot-derived family for `doc`, in exposition order.
+fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
+    let d = &doc.daemon;
+    let mut info = FamilySamples::gauge("anyguard_info", "Daemon version and identity");
+    info.push(
+        vec![
+            ("version", d.version.clone()),
+            ("router_id", d.router_id.clone()),
+            ("site", d.site.clone().unwrap_or_default()),
+        ],
+        1.0,
+    );
+    let mut ready = FamilySamples::gauge(
+        "anyguard_ready",
+        "1 once the config is loaded and sessions are started",
+    );
+    ready.push(Vec::new(), flag(d.ready && !d.stopping));
+    let mut uptime = FamilySamples::gauge("anyguard_uptime_seconds", "Seconds since start");
+    uptime.push(Vec::new(), d.uptime_seconds);
+    let mut generation = FamilySamples::gauge(
+        "anyguard_config_generation",
+        "Config generation: 1 at start, +1 per accepted reload",
+    );
+    generation.push(Vec::new(), d.config_generation);
+    let mut last_reload = FamilySamples::gauge(
+        "anyguard_config_last_reload_successful",
+        "1 if the last reload attempt was accepted",
+    );
+    if let Some(r) = &d.last_reload {
+        last_reload.push(Vec::new(), flag(r.ok));
+    }
+
+    let mut service_up = FamilySamples::gauge("anyguard_service_up", "1 while the service is up");
+    let mut service_state = FamilySamples::gauge(
+        "anyguard_service_state",
+        "Service state, one-hot over the state label",
+    );
+    let mut guard_held = FamilySamples::gauge(
+        "anyguard_guard_held",
+        "1 while the all-sites guard holds the service's announcement",
+    );
+    let mut flaps = FamilySamples::gauge(
+        "anyguard_service_flaps",
+        "Flaps counted in the current dampening window",
+    );
+    let mut announced = FamilySamples::gauge(
+        "anyguard_announced_prefixes",
+        "Service prefixes announced to each peer",
+    );
+    let mut check_up = FamilySamples::gauge("anyguard_check_up", "1 while the check is up");
+    for s in &doc.services {
+        let svc = || ("service", s.name.clone());
+        service_up.push(vec![svc()], flag(s.state == "up"));
+        for state in SERVICE_STATES {
+            service_state.push(
+                vec![svc(), ("state", state.to_owned())],
+                flag(s.state == state),
+            );
+        }
+        if !SERVICE_STATES.contains(&s.state.as_str()) {
+            service_state.push(vec![svc(), ("state", s.state.clone())], 1.0);
+        }
+        guard_held.push(vec![svc()], flag(s.guard.decision == "held"));
+        flaps.push(vec![svc()], s.dampening.flaps);
+        for a in &s.announcements {
+            announced.push(vec![("peer", a.peer.clone()), svc()], a.prefixes.len());
+        }
+        for c in &s.checks {
+            check_up.push(
+                vec![svc(), ("check", c.name.clone())],
+                flag(c.state == "up"),
+            );
+        }
+    }
+
+    let mut peer_state = FamilySamples::gauge(
+        "anyguard_peer_state",
+        "BGP FSM state (RFC 4271 8.2.2), one-hot over the state label",
+    );
+    let mut session_up = FamilySamples::gauge(
+        "anyguard_bgp_session_up",
+        "1 while the BGP session is Established",
+    );
+    let mut prefixes_sent = FamilySamples::gauge(
+        "anyguard_bgp_prefixes_sent",
+        "Prefixes announced to the peer",
+    );
+    let mut prefixes_received = FamilySamples::gauge(
+        "anyguard_bgp_prefixes_received",
+        "Prefixes the peer currently announces to us",
+    );
+    let mut messages_sent = FamilySamples::counter(
+        "anyguard_bgp_messages_sent_total",
+        "BGP messages sent, by type",
+    );
+    let mut messages_received = FamilySamples::counter(
+        "anyguard_bgp_messages_received_total",
+        "BGP messages received, by type",
+    );
+    let mut established = FamilySamples::counter(
+        "anyguard_bgp_established_total",
+        "Transitions to Established since start",
+    );
+    for p in &doc.peers {
+        let peer = || ("peer", p.name.clone());
+        for state in PEER_STATES {
+            peer_state.push(
+                vec![peer(), ("state", state.to_owned())],
+                flag(p.state == state),
+            );
+        }
+        if !PEER_STATES.contains(&p.state.as_str()) {
+            peer_state.push(vec![peer(), ("state", p.state.clone())], 1.0);
+        }
+        session_up.push(vec![peer()], flag(p.state == "established"));
+        prefixes_sent.push(vec![peer()], p.prefixes_sent);
+        prefixes_received.push(
+            vec![peer(), ("afi", "ipv4".to_owned())],
+            p.prefixes_received_ipv4,
+        );
+        prefixes_received.push(
+            vec![peer(), ("afi", "ipv6".to_owned())],
+            p.prefixes_received_ipv6,
+        );
+        push_messages(&mut messages_sent, &p.name, &p.messages_sent);
+        push_messages(&mut messages_received, &p.name, &p.messages_received);
+        established.push(vec![peer()], p.established_count);
+    }
+
+    vec![
+        info,
+        ready,
+        uptime,
+        generation,
+        last_reload,
+        service_up,
+        service_state,
+        guard_held,
+        flaps,
+        announced,
+        check_up,
+        peer_state,
+        session_up,
+        prefixes_sent,
+        prefixes_received,
+        messages_sent,
+        messages_received,
+        established,
+    ]
+}
+
+impl Collector for SnapshotCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
+        // Clone out of the watch lock so a slow scrape never blocks the coordinator.
+        let doc = self.status.borrow().clone();
+        for family in snapshot_families(&doc) {
+            if !family.samples.is_empty() {
+                family.encode(&mut encoder)?;
+            }
+        }
+        Ok(())
+    }
+}

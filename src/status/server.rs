@@ -1,0 +1,616 @@
+//! The status, metrics and control HTTP endpoint (hyper 1, HTTP/1.1).
+//!
+//! | path | methods | answer |
+//! |---|---|---|
+//! | `/status` | GET, HEAD | the latest [`StatusDocument`] as JSON (`docs/status.md`) |
+//! | `/metrics` | GET, HEAD | Prometheus text exposition 0.0.4 ([`Metrics`]) |
+//! | `/healthz` | GET, HEAD | 200 while the process serves HTTP |
+//! | `/readyz` | GET, HEAD | 200 once ready (config loaded, sessions started), else 503 |
+//! | `/services/{name}/drain` | POST | [`ControlCommand::Drain`]; optional body `{"force": bool, "reason": "…"}` |
+//! | `/services/{name}/undrain` | POST | [`ControlCommand::Undrain`] |
+//! | `/services/{name}/check` | POST | [`ControlCommand::Check`] |
+//! | `/reload` | POST | [`ControlCommand::Reload`] |
+//!
+//! Control endpoints need `Authorization: Bearer <token>` with the token from the file the
+//! config names: 401 (with `WWW-Authenticate`) when the header is missing or malformed, 403
+//! when the token is wrong. Without a configured token they do not exist (404). The token is
+//! compared in constant time.
+//!
+//! Errors: unknown path 404; known path, wrong method 405 with `Allow`; request body over
+//! [`Limits::max_body`] 413; malformed drain body 400; reason too long for a shutdown
+//! communication 422. Control replies map to 200 (`Ok`), 404 (`NotFound`), 409 (`Rejected`);
+//! a coordinator that does not answer within [`Limits::reply_timeout`] gives 503, and every
+//! request is bounded by [`Limits::request_timeout`] (503). Every error body is JSON
+//! `{"error": "…", "reasons": […]}`; control successes are `{"ok": true, "message": "…"}`.
+//!
+//! The server only reads the `watch` snapshot and sends typed requests to the coordinator; it
+//! holds no daemon state. HEAD is answered like GET without a body (hyper drops it).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::io;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full, LengthLimitError, Limited};
+use hyper::body::Incoming;
+use hyper::header::{self, HeaderValue};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use serde::Deserialize;
+use subtle::ConstantTimeEq;
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, oneshot, watch, Semaphore};
+
+use super::control::{ControlCommand, ControlReply, ControlRequest};
+use super::metrics::{self, Metrics};
+use super::model::StatusDocument;
+
+/// Longest shutdown communication a drain reason may carry (RFC 9003 §2: 255 octets).
+pub const MAX_REASON_LEN: usize = 255;
+
+/// Bounds on what one client can make the server do.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest accepted request body, bytes (413 beyond).
+    pub max_body: usize,
+    /// Whole-request deadline, body read and coordinator reply included (503 beyond).
+    pub request_timeout: Duration,
+    /// How long to wait for the coordinator's [`ControlReply`] (503 beyond).
+    pub reply_timeout: Duration,
+    /// Time allowed to receive a request's headers before the connection is closed.
+    pub header_timeout: Duration,
+    /// Concurrent connections; further ones wait in the kernel's accept queue.
+    pub max_connections: usize,
+    /// How long shutdown waits for in-flight requests.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_body: 4096,
+            request_timeout: Duration::from_secs(10),
+            reply_timeout: Duration::from_secs(5),
+            header_timeout: Duration::from_secs(5),
+            max_connections: 64,
+            shutdown_grace: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Everything the server reads or talks to.
+#[derive(Debug)]
+pub struct StatusState {
+    status: watch::Receiver<StatusDocument>,
+    metrics: Metrics,
+    token: Option<Vec<u8>>,
+    control: mpsc::Sender<ControlRequest>,
+    limits: Limits,
+}
+
+impl StatusState {
+    /// `token: None` disables the control endpoints (they answer 404).
+    pub fn new(
+        status: watch::Receiver<StatusDocument>,
+        metrics: Metrics,
+        token: Option<Vec<u8>>,
+        control: mpsc::Sender<ControlRequest>,
+    ) -> Self {
+        Self {
+            status,
+            metrics,
+            token,
+            control,
+            limits: Limits::default(),
+        }
+    }
+
+    /// Replaces the default [`Limits`].
+    #[must_use]
+    pub fn with_limits(mut self, limits: Limits) -> Self {
+        self.limits = limits;
+        self
+    }
+}
+
+/// Reading the bearer token file failed.
+#[derive(Debug, thiserror::Error)]
+pub enum TokenError {
+    /// The file could not be read.
+    #[error("token file {path}: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// Why.
+        source: io::Error,
+    },
+    /// The file holds only whitespace.
+    #[error("token file {path}: empty")]
+    Empty {
+        /// The file.
+        path: String,
+    },
+}
+
+/// Reads the bearer token from `path`, trimming surrounding whitespace (a trailing newline
+/// from `echo`), and rejects an empty one.
+pub fn read_token_file(path: &Path) -> Result<Vec<u8>, TokenError> {
+    let shown = path.display().to_string();
+    let raw = std::fs::read(path).map_err(|source| TokenError::Read {
+        path: shown.clone(),
+        source,
+    })?;
+    let token = raw.trim_ascii();
+    if token.is_empty() {
+        return Err(TokenError::Empty { path: shown });
+    }
+    Ok(token.to_vec())
+}
+
+/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting and lets
+/// in-flight requests finish for up to [`Limits::shutdown_grace`].
+///
+/// Accept errors (e.g. out of file descriptors) are logged and retried after a pause; they
+/// never end the server.
+pub async fn serve(
+    listener: TcpListener,
+    state: StatusState,
+    shutdown: impl Future<Output = ()>,
+) -> io::Result<()> {
+    let state = Arc::new(state);
+    let limits = state.limits;
+    let graceful = GracefulShutdown::new();
+    let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let mut builder = http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_headers(64);
+    if let Ok(addr) = listener.local_addr() {
+        tracing::info!(%addr, "status endpoint listening");
+    }
+    tokio::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = connections.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_closed) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            () = &mut shutdown => break,
+        };
+        let (stream, remote) = match accepted {
+            Ok(pair) => pair,
+            Err(error) => {
+                tracing::warn!(%error, "status endpoint: accept failed");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        let st = state.clone();
+        let service = service_fn(move |req| {
+            let st = st.clone();
+            async move { Ok::<_, Infallible>(handle(&st, req).await) }
+        });
+        let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            if let Err(error) = conn.await {
+                tracing::debug!(%remote, %error, "status connection ended with an error");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("status endpoint: connections still open after the shutdown grace time");
+    }
+    Ok(())
+}
+
+/// What a path names.
+#[derive(Debug, PartialEq, Eq)]
+enum Route {
+    Status,
+    Metrics,
+    Healthz,
+    Readyz,
+    Reload,
+    Service { name: String, action: ServiceAction },
+    NotFound,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ServiceAction {
+    Drain,
+    Undrain,
+    Check,
+}
+
+fn route(path: &str) -> Route {
+    match path {
+        "/status" => Route::Status,
+        "/metrics" => Route::Metrics,
+        "/healthz" => Route::Healthz,
+        "/readyz" => Route::Readyz,
+        "/reload" => Route::Reload,
+        _ => {
+            let Some(rest) = path.strip_prefix("/services/") else {
+                return Route::NotFound;
+            };
+            let Some((raw_name, action)) = rest.split_once('/') else {
+                return Route::NotFound;
+            };
+            let action = match action {
+                "drain" => ServiceAction::Drain,
+                "undrain" => ServiceAction::Undrain,
+                "check" => ServiceAction::Check,
+                _ => return Route::NotFound,
+            };
+            match percent_decode(raw_name) {
+                Some(name) if !name.is_empty() && !name.contains('/') => {
+                    Route::Service { name, action }
+                }
+                _ => Route::NotFound,
+            }
+        }
+    }
+}
+
+/// Decodes `%XX` escapes; `None` on a bad escape or non-UTF-8 result.
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while let Some(&b) = bytes.get(i) {
+        if b == b'%' {
+            let hex = bytes.get(i + 1..i + 3)?;
+            let hex = std::str::from_utf8(hex).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
+type Reply = Response<Full<Bytes>>;
+
+fn response(status: StatusCode, content_type: &'static str, body: impl Into<Bytes>) -> Reply {
+    let mut resp = Response::new(Full::new(body.into()));
+    *resp.status_mut() = status;
+    let headers = resp.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    resp
+}
+
+fn json_reply(status: StatusCode, value: &serde_json::Value) -> Reply {
+    let mut body = serde_json::to_vec(value).unwrap_or_default();
+    body.push(b'\n');
+    response(status, "application/json", body)
+}
+
+fn error_reply(status: StatusCode, error: &str, reasons: &[String]) -> Reply {
+    json_reply(
+        status,
+        &serde_json::json!({ "error": error, "reasons": reasons }),
+    )
+}
+
+fn method_not_allowed(allow: &'static str) -> Reply {
+    let mut resp = error_reply(StatusCode::METHOD_NOT_ALLOWED, "method not allowed", &[]);
+    resp.headers_mut()
+        .insert(header::ALLOW, HeaderValue::from_static(allow));
+    resp
+}
+
+async fn handle(state: &StatusState, req: Request<Incoming>) -> Reply {
+    let method = req.method().clone();
+    let path = req.uri().path().to_owned();
+    let resp = match tokio::time::timeout(state.limits.request_timeout, dispatch(state, req)).await
+    {
+        Ok(resp) => resp,
+        Err(_elapsed) => error_reply(StatusCode::SERVICE_UNAVAILABLE, "request timed out", &[]),
+    };
+    tracing::debug!(%method, %path, status = resp.status().as_u16(), "status request");
+    resp
+}
+
+async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
+    let route = route(req.uri().path());
+    let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
+    match route {
+        Route::NotFound => error_reply(StatusCode::NOT_FOUND, "not found", &[]),
+        Route::Status | Route::Metrics | Route::Healthz | Route::Readyz if !read_only => {
+            method_not_allowed("GET, HEAD")
+        }
+        Route::Status => {
+            let doc = state.status.borrow().clone();
+            match serde_json::to_vec(&doc) {
+                Ok(mut body) => {
+                    body.push(b'\n');
+                    response(StatusCode::OK, "application/json", body)
+                }
+                Err(e) => error_reply(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "status serialisation failed",
+                    &[e.to_string()],
+                ),
+            }
+        }
+        Route::Metrics => match state.metrics.encode() {
+            Ok(text) => response(StatusCode::OK, metrics::CONTENT_TYPE, text),
+            Err(_) => error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "metrics encoding failed",
+                &[],
+            ),
+        },
+        Route::Healthz => response(StatusCode::OK, "text/plain; charset=utf-8", "ok\n"),
+        Route::Readyz => {
+            let (ready, stopping) = {
+                let doc = state.status.borrow();
+                (doc.daemon.ready, doc.daemon.stopping)
+            };
+            let (status, text) = match (ready, stopping) {
+                (_, true) => (StatusCode::SERVICE_UNAVAILABLE, "stopping\n"),
+                (true, false) => (StatusCode::OK, "ready\n"),
+                (false, false) => (StatusCode::SERVICE_UNAVAILABLE, "not ready\n"),
+            };
+            response(status, "text/plain; charset=utf-8", text)
+        }
+        Route::Reload | Route::Service { .. } => control(state, route, req).await,
+    }
+}
+
+/// Drain request body.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DrainBody {
+    #[serde(default)]
+    force: bool,
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+async fn control(state: &StatusState, route: Route, req: Request<Incoming>) -> Reply {
+    let Some(token) = state.token.as_deref() else {
+        return error_reply(
+            StatusCode::NOT_FOUND,
+            "not found (control disabled: no token configured)",
+            &[],
+        );
+    };
+    if req.method() != Method::POST {
+        return method_not_allowed("POST");
+    }
+    if let Err(resp) = authorise(token, req.headers().get(header::AUTHORIZATION)) {
+        return *resp;
+    }
+    let body = match read_body(req, state.limits.max_body).await {
+        Ok(body) => body,
+        Err(resp) => return *resp,
+    };
+    let command = match route {
+        Route::Reload => ControlCommand::Reload,
+        Route::Service {
+            name,
+            action: ServiceAction::Drain,
+        } => {
+            let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+                DrainBody::default()
+            } else {
+                match serde_json::from_slice::<DrainBody>(&body) {
+                    Ok(parsed) => parsed,
+                    Err(e) => {
+                        return error_reply(
+                            StatusCode::BAD_REQUEST,
+                            "bad drain body",
+                            &[e.to_string()],
+                        )
+                    }
+                }
+            };
+            if let Some(reason) = &parsed.reason {
+                if reason.len() > MAX_REASON_LEN {
+                    return error_reply(
+                        StatusCode::UNPROCESSABLE_ENTITY,
+                        "reason too long",
+                        &[format!(
+                            "reason is {} bytes; a shutdown communication holds at most \
+                             {MAX_REASON_LEN} (RFC 9003 §2)",
+                            reason.len()
+                        )],
+                    );
+                }
+            }
+            ControlCommand::Drain {
+                service: name,
+                force: parsed.force,
+                reason: parsed.reason,
+            }
+        }
+        Route::Service {
+            name,
+            action: ServiceAction::Undrain,
+        } => ControlCommand::Undrain { service: name },
+        Route::Service {
+            name,
+            action: ServiceAction::Check,
+        } => ControlCommand::Check { service: name },
+        Route::Status | Route::Metrics | Route::Healthz | Route::Readyz | Route::NotFound => {
+            return error_reply(StatusCode::NOT_FOUND, "not found", &[]);
+        }
+    };
+    tracing::info!(?command, "control request");
+    match ask_coordinator(state, command).await {
+        Some(ControlReply::Ok(message)) => json_reply(
+            StatusCode::OK,
+            &serde_json::json!({ "ok": true, "message": message }),
+        ),
+        Some(ControlReply::NotFound) => error_reply(StatusCode::NOT_FOUND, "no such service", &[]),
+        Some(ControlReply::Rejected(reasons)) => {
+            error_reply(StatusCode::CONFLICT, "rejected", &reasons)
+        }
+        None => error_reply(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the daemon did not answer in time",
+            &[],
+        ),
+    }
+}
+
+/// `None` when the coordinator is gone or too slow.
+async fn ask_coordinator(state: &StatusState, command: ControlCommand) -> Option<ControlReply> {
+    let (reply, answer) = oneshot::channel();
+    let exchange = async {
+        state
+            .control
+            .send(ControlRequest { command, reply })
+            .await
+            .ok()?;
+        answer.await.ok()
+    };
+    tokio::time::timeout(state.limits.reply_timeout, exchange)
+        .await
+        .ok()
+        .flatten()
+}
+
+fn authorise(token: &[u8], header: Option<&HeaderValue>) -> Result<(), Box<Reply>> {
+    let unauthorised = || {
+        let mut resp = error_reply(
+            StatusCode::UNAUTHORIZED,
+            "missing or malformed Authorization: Bearer header",
+            &[],
+        );
+        resp.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            HeaderValue::from_static("Bearer realm=\"anyguard\""),
+        );
+        Box::new(resp)
+    };
+    let value = header.ok_or_else(unauthorised)?.as_bytes();
+    let (scheme, presented) = match value.iter().position(|&b| b == b' ') {
+        Some(i) => (&value[..i], value[i + 1..].trim_ascii()),
+        None => return Err(unauthorised()),
+    };
+    if !scheme.eq_ignore_ascii_case(b"bearer") || presented.is_empty() {
+        return Err(unauthorised());
+    }
+    if bool::from(presented.ct_eq(token)) {
+        Ok(())
+    } else {
+        Err(Box::new(error_reply(
+            StatusCode::FORBIDDEN,
+            "wrong token",
+            &[],
+        )))
+    }
+}
+
+async fn read_body(req: Request<Incoming>, max: usize) -> Result<Bytes, Box<Reply>> {
+    let too_large = || {
+        Box::new(error_reply(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request body too large",
+            &[format!("at most {max} bytes")],
+        ))
+    };
+    // Refuse early on a declared length, without reading anything.
+    if let Some(len) = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+    {
+        if len > u64::try_from(max).unwrap_or(u64::MAX) {
+            return Err(too_large());
+        }
+    }
+    match Limited::new(req.into_body(), max).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(Box::new(error_reply(
+            StatusCode::BAD_REQUEST,
+            "could not read the request body",
+            &[e.to_string()],
+        ))),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn routes_are_parsed_with_percent_decoded_service_names() {
+        assert_eq!(route("/status"), Route::Status);
+        assert_eq!(route("/reload"), Route::Reload);
+        assert_eq!(
+            route("/services/dns%2Dv4/drain"),
+            Route::Service {
+                name: "dns-v4".into(),
+                action: ServiceAction::Drain
+            }
+        );
+        assert_eq!(route("/services//drain"), Route::NotFound);
+        assert_eq!(route("/services/a%2Fb/drain"), Route::NotFound);
+        assert_eq!(route("/services/dns/explode"), Route::NotFound);
+        assert_eq!(route("/services/dns"), Route::NotFound);
+        assert_eq!(route("/services/dns/drain/x"), Route::NotFound);
+        assert_eq!(route("/status/"), Route::NotFound);
+        assert_eq!(route("/services/%zz/check"), Route::NotFound);
+    }
+
+    #[test]
+    fn bearer_scheme_is_case_insensitive_and_token_must_match() {
+        let ok = HeaderValue::from_static("bearer s3cret");
+        assert!(authorise(b"s3cret", Some(&ok)).is_ok());
+        let wrong = HeaderValue::from_static("Bearer s3cre");
+        let resp = authorise(b"s3cret", Some(&wrong)).unwrap_err();
+        assert_eq!(resp.status(), StatusCode::FORBIDDEN);
+        for bad in ["Basic czNjcmV0", "Bearer", "Bearer ", "s3cret"] {
+            let v = HeaderValue::from_static(bad);
+            let resp = authorise(b"s3cret", Some(&v)).unwrap_err();
+            assert_eq!(resp.status(), StatusCode::UNAUTHORIZED, "{bad}");
+        }
+        let resp = authorise(b"s3cret", None).unwrap_err();
+        assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+        assert!(resp.headers().contains_key(header::WWW_AUTHENTICATE));
+    }
+
+    #[test]
+    fn token_file_is_trimmed_and_must_not_be_empty() {
+        let dir = std::env::temp_dir().join(format!("anyguard-token-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let good = dir.join("good");
+        std::fs::write(&good, "  s3cret\n").unwrap();
+        assert_eq!(read_token_file(&good).unwrap(), b"s3cret");
+        let empty = dir.join("empty");
+        std::fs::write(&empty, "\n\n").unwrap();
+        assert!(matches!(
+            read_token_file(&empty),
+            Err(TokenError::Empty { .. })
+        ));
+        assert!(matches!(
+            read_token_file(&dir.join("missing")),
+            Err(TokenError::Read { .. })
+        ));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}
