@@ -5,51 +5,22 @@
 
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 use crate::announcer::{self, Presentation, RibOut};
-use crate::config::{CheckKind, Combine, Config, ServiceConfig};
+use crate::config::{CheckKind, Config, ServiceConfig};
+use crate::health::{combine, CheckEvent, CheckStatus, ServiceHealth};
 use crate::service::{Change, DrainSource, GuardVerdict, Health, Inputs, Service};
 use crate::status::model::{
-    AnnouncementStatus, CheckStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
+    self, AnnouncementStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
 };
 
 /// Probe results kept per check for status.
 pub const RESULTS_KEPT: usize = 10;
 
-/// The state of one check as the coordinator sees it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum CheckState {
-    /// No decision yet.
-    Unknown,
-    /// Passing (after `rise`).
-    Up,
-    /// Failing (after `fall`).
-    Down,
-}
-
-/// One probe's outcome, as reported by the health runner.
-#[derive(Debug, Clone, PartialEq)]
-pub struct ProbeReport {
-    /// Wall-clock time of the result.
-    pub at: SystemTime,
-    /// Passed.
-    pub ok: bool,
-    /// How long the probe took.
-    pub latency: Duration,
-    /// Error text or output.
-    pub detail: String,
-    /// The check's state after this result.
-    pub state: CheckState,
-    /// Consecutive passes so far.
-    pub rise_count: u32,
-    /// Consecutive failures so far.
-    pub fall_count: u32,
-}
-
 #[derive(Debug, Clone)]
 struct CheckSlot {
-    state: CheckState,
+    state: CheckStatus,
     rise_count: u32,
     fall_count: u32,
     results: VecDeque<ProbeResultStatus>,
@@ -134,23 +105,23 @@ impl Core {
         self.config = config;
     }
 
-    /// A probe result for check `check` of service `service` (indices into the config).
-    pub fn on_probe(&mut self, service: usize, check: usize, report: ProbeReport) {
+    /// A probe result from the health runner, observed at wall-clock time `at`.
+    pub fn on_probe(&mut self, event: &CheckEvent, at: SystemTime) {
         let Some(slot) = self
             .services
-            .get_mut(service)
-            .and_then(|s| s.checks.get_mut(check))
+            .get_mut(event.service)
+            .and_then(|s| s.checks.get_mut(event.check))
         else {
             return; // from a config that was just replaced
         };
-        slot.state = report.state;
-        slot.rise_count = report.rise_count;
-        slot.fall_count = report.fall_count;
+        slot.state = event.state.status;
+        slot.rise_count = event.state.passes;
+        slot.fall_count = event.state.failures;
         slot.results.push_front(ProbeResultStatus {
-            at: rfc3339(report.at),
-            ok: report.ok,
-            latency_ms: report.latency.as_secs_f64() * 1000.0,
-            detail: report.detail,
+            at: rfc3339(at),
+            ok: event.outcome.ok,
+            latency_ms: event.outcome.latency.as_secs_f64() * 1000.0,
+            detail: event.outcome.detail.clone(),
         });
         slot.results.truncate(RESULTS_KEPT);
     }
@@ -220,7 +191,12 @@ impl Core {
         let (Some(cfg), Some(slot)) = (self.config.services.get(i), self.services.get(i)) else {
             return Health::Unknown;
         };
-        combine(cfg.combine, slot.checks.iter().map(|c| c.state))
+        let states: Vec<CheckStatus> = slot.checks.iter().map(|c| c.state).collect();
+        match combine(cfg.combine, &states) {
+            ServiceHealth::Up => Health::Up,
+            ServiceHealth::Down => Health::Down,
+            ServiceHealth::Unknown => Health::Unknown,
+        }
     }
 
     /// Re-evaluates every service; returns the changes, by service index.
@@ -331,16 +307,11 @@ impl Core {
                         .checks
                         .iter()
                         .zip(&slot.checks)
-                        .map(|(c, s)| CheckStatus {
+                        .map(|(c, s)| model::CheckStatus {
                             name: c.name.clone(),
                             kind: kind_name(&c.kind).to_string(),
                             target: target_text(&c.kind),
-                            state: match s.state {
-                                CheckState::Unknown => "unknown",
-                                CheckState::Up => "up",
-                                CheckState::Down => "down",
-                            }
-                            .to_string(),
+                            state: s.state.to_string(),
                             rise_count: s.rise_count,
                             rise: c.rise,
                             fall_count: s.fall_count,
@@ -364,7 +335,7 @@ impl Core {
 
 fn new_check() -> CheckSlot {
     CheckSlot {
-        state: CheckState::Unknown,
+        state: CheckStatus::Unknown,
         rise_count: 0,
         fall_count: 0,
         results: VecDeque::with_capacity(RESULTS_KEPT),
@@ -379,46 +350,6 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         operator_drain: None,
         guard: GuardVerdict::Allow,
         since_wall: wall,
-    }
-}
-
-/// Combines check states into a service's health. A service without checks is up
-/// (an operator announcing unconditionally said so explicitly by listing none).
-pub fn combine(how: Combine, states: impl Iterator<Item = CheckState>) -> Health {
-    let (mut up, mut down, mut total) = (0usize, 0usize, 0usize);
-    for s in states {
-        total += 1;
-        match s {
-            CheckState::Up => up += 1,
-            CheckState::Down => down += 1,
-            CheckState::Unknown => {}
-        }
-    }
-    if total == 0 {
-        return Health::Up;
-    }
-    let unknown = total - up - down;
-    let needed = match how {
-        Combine::All => total,
-        Combine::Any => 1,
-        Combine::AtLeast(n) => n.clamp(1, total),
-        Combine::AtLeastPercent(p) => {
-            // Smallest count whose share reaches p percent, at least one.
-            let n = (p / 100.0 * total as f64).ceil();
-            if n.is_finite() && n >= 1.0 {
-                (n as usize).min(total)
-            } else {
-                1
-            }
-        }
-    };
-    if up >= needed {
-        Health::Up
-    } else if up + unknown >= needed {
-        // Could still go either way: undecided until the unknown checks settle.
-        Health::Unknown
-    } else {
-        Health::Down
     }
 }
 
@@ -456,8 +387,12 @@ pub fn rfc3339(t: SystemTime) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
+    use crate::config::Combine;
     use crate::config::{CheckConfig, FleetRef, NextHop, OnDown, StatusConfig};
+    use crate::health::{CheckState as HealthCheckState, ProbeOutcome};
     use crate::service::State;
 
     fn check(name: &str) -> CheckConfig {
@@ -512,57 +447,24 @@ mod tests {
         })
     }
 
-    fn report(state: CheckState) -> ProbeReport {
-        ProbeReport {
-            at: SystemTime::UNIX_EPOCH,
-            ok: state == CheckState::Up,
-            latency: Duration::from_millis(3),
-            detail: String::new(),
-            state,
-            rise_count: 0,
-            fall_count: 0,
+    fn report(service: usize, check: usize, status: CheckStatus) -> CheckEvent {
+        CheckEvent {
+            service,
+            check,
+            outcome: ProbeOutcome {
+                ok: status == CheckStatus::Up,
+                latency: Duration::from_millis(3),
+                detail: String::new(),
+            },
+            state: HealthCheckState {
+                status,
+                passes: 0,
+                failures: 0,
+                rise: 2,
+                fall: 2,
+            },
+            transition: None,
         }
-    }
-
-    #[test]
-    fn combine_all_any_at_least() {
-        use CheckState::*;
-        let all = |s: &[CheckState]| combine(Combine::All, s.iter().copied());
-        assert_eq!(all(&[Up, Up]), Health::Up);
-        assert_eq!(all(&[Up, Down]), Health::Down);
-        assert_eq!(all(&[Up, Unknown]), Health::Unknown);
-        assert_eq!(combine(Combine::Any, [Down, Up].into_iter()), Health::Up);
-        assert_eq!(
-            combine(Combine::Any, [Down, Unknown].into_iter()),
-            Health::Unknown
-        );
-        assert_eq!(
-            combine(Combine::Any, [Down, Down].into_iter()),
-            Health::Down
-        );
-        assert_eq!(
-            combine(Combine::AtLeast(2), [Up, Down, Up].into_iter()),
-            Health::Up
-        );
-        assert_eq!(
-            combine(Combine::AtLeast(2), [Up, Down, Down].into_iter()),
-            Health::Down
-        );
-        assert_eq!(
-            combine(
-                Combine::AtLeastPercent(50.0),
-                [Up, Down, Down, Up].into_iter()
-            ),
-            Health::Up
-        );
-        assert_eq!(
-            combine(
-                Combine::AtLeastPercent(51.0),
-                [Up, Down, Down, Up].into_iter()
-            ),
-            Health::Down
-        );
-        assert_eq!(combine(Combine::All, [].into_iter()), Health::Up);
     }
 
     #[test]
@@ -572,14 +474,14 @@ mod tests {
         let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 2)]), t0, w);
         assert!(core.evaluate(t0, w).is_empty());
         assert!(core.desired().is_empty());
-        core.on_probe(0, 0, report(CheckState::Up));
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
         assert!(core.evaluate(t0, w).is_empty(), "one of two checks up");
-        core.on_probe(0, 1, report(CheckState::Up));
+        core.on_probe(&report(0, 1, CheckStatus::Up), w);
         let changes = core.evaluate(t0, w);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].1.to, State::Up);
         assert_eq!(core.desired().len(), 1);
-        core.on_probe(0, 1, report(CheckState::Down));
+        core.on_probe(&report(0, 1, CheckStatus::Down), w);
         core.evaluate(t0, w);
         assert!(core.desired().is_empty());
     }
@@ -588,7 +490,8 @@ mod tests {
     fn stop_drains_then_withdraws_everything() {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 0)]), t0, w);
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
         core.evaluate(t0, w);
         assert!(!core.stopped());
         core.stop();
@@ -604,7 +507,7 @@ mod tests {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
         let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
-        core.on_probe(0, 0, report(CheckState::Up));
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
         core.evaluate(t0, w);
         core.reconfigure(
             config(vec![
@@ -625,7 +528,8 @@ mod tests {
     fn operator_drain_and_undrain_by_name() {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 0)]), t0, w);
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
         core.evaluate(t0, w);
         assert_eq!(
             core.drain("nope", false, String::new()),

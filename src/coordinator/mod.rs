@@ -1,13 +1,19 @@
 //! The coordinator: one task that owns all daemon state and turns inputs into routes.
 //!
 //! ```text
-//!  health runner ──CheckEvent──┐
-//!  status server ──Control─────┤                 ┌─watch<Arc<RibOut>>──▶ peer sessions
-//!  guard poller ───FleetView───┼──▶ coordinator ─┤
-//!  signals (HUP/TERM/INT) ─────┤     (Core)      └─watch<StatusDocument>──▶ status server
-//!  peer sessions ──PeerStatus──┘
+//!  health runner ──CheckEvent──────┐
+//!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>───▶ peer tasks
+//!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┤
+//!  peer tasks ──PeerEvent, status──┤     (Core)      └─watch<StatusDocument>─▶ status server
+//!  drain files (polled) ───────────┘
 //! ```
 //!
-//! All decisions are made by the pure [`core::Core`]; this module only moves messages.
+//! Every decision is made by the pure [`core::Core`]; this module only moves messages,
+//! reads the clock and starts or stops the I/O tasks. The desired Adj-RIB-Out is the same
+//! for every peer: each peer task diffs it against what it has sent (`announcer::diff`),
+//! so the coordinator never waits on a socket.
 
 pub mod core;
+mod run;
+
+pub use run::{run, DaemonSignal, RunError, RunOptions};

@@ -1,0 +1,639 @@
+//! The coordinator's tokio shell: starts the status endpoint, the health runner, the BGP
+//! listener and one task per peer, then loops over their messages, feeding [`Core`] and
+//! publishing what it decides.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use tokio::sync::{mpsc, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::core::{rfc3339, ControlOutcome, Core};
+use crate::announcer::RibOut;
+use crate::config::{self, Config, PeerConfig, PeerMode};
+use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions};
+use crate::service::State;
+use crate::session::listener::{spawn_listener, Listener};
+use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
+use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
+use crate::status::metrics::Metrics;
+use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
+use crate::status::{self, StartError};
+
+/// How often drain files are looked at.
+const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
+/// After the last service is withdrawn at shutdown, how long to wait for the peers to
+/// confirm that the withdrawals are on the wire before closing the sessions anyway.
+const FLUSH_WAIT: Duration = Duration::from_secs(3);
+/// Longest wait for a peer to send its Cease and stop.
+const PEER_STOP_WAIT: Duration = Duration::from_secs(5);
+
+/// How the daemon was started.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// The config file, for reloads; `None` for the embedded default (no reload).
+    pub config_path: Option<PathBuf>,
+    /// Evaluate checks and log every decision, but open no BGP session.
+    pub dry_run: bool,
+}
+
+/// What the process's signal handlers (or a test) ask of the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DaemonSignal {
+    /// SIGHUP: reload the config file.
+    Reload,
+    /// SIGTERM / SIGINT: drain (RFC 8326), withdraw, send Cease, exit.
+    Stop,
+}
+
+/// The daemon could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// Status endpoint.
+    #[error(transparent)]
+    Status(#[from] StartError),
+    /// A check could not be built.
+    #[error("health checks: {0}")]
+    Probe(#[from] ProbeError),
+    /// The BGP listener could not bind.
+    #[error("bgp listen {addr}: {source}")]
+    Listen {
+        /// Address.
+        addr: std::net::SocketAddr,
+        /// Why.
+        source: std::io::Error,
+    },
+}
+
+struct Peer {
+    config: PeerConfig,
+    handle: PeerHandle,
+    status: watch::Receiver<PeerStatus>,
+    forwarder: JoinHandle<()>,
+}
+
+/// Everything the loop owns besides the [`Core`].
+struct Shell {
+    options: RunOptions,
+    started: Instant,
+    started_wall: SystemTime,
+    generation: u64,
+    loaded_at: SystemTime,
+    last_reload: Option<ReloadStatus>,
+    status_tx: watch::Sender<StatusDocument>,
+    routes_tx: watch::Sender<Arc<RibOut>>,
+    metrics: Metrics,
+    checks_tx: mpsc::Sender<CheckEvent>,
+    health: Option<HealthRunner>,
+    peers: Vec<Peer>,
+    listener: Option<Listener>,
+    peer_events: mpsc::UnboundedSender<PeerEvent>,
+    peer_changed: Arc<Notify>,
+    /// Per peer, the last desired routes it confirmed as written.
+    flushed: HashMap<String, Arc<RibOut>>,
+    token: watch::Sender<Option<Vec<u8>>>,
+    ready: bool,
+    stopping: bool,
+}
+
+/// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
+/// drained and withdrawn every service and the sessions are closed.
+pub async fn run(
+    config: Config,
+    options: RunOptions,
+    mut signals: mpsc::Receiver<DaemonSignal>,
+) -> Result<(), RunError> {
+    let config = Arc::new(config);
+    let now = Instant::now();
+    let wall = SystemTime::now();
+    let mut core = Core::new(Arc::clone(&config), now, wall);
+
+    let (status_tx, status_rx) = watch::channel(StatusDocument::default());
+    let metrics = Metrics::new(status_rx.clone());
+    let (control_tx, mut control_rx) = mpsc::channel::<ControlRequest>(16);
+    let server_stop = Arc::new(Notify::new());
+    let stop_wait = Arc::clone(&server_stop);
+    let server = status::start(
+        &config.status,
+        status_rx,
+        metrics.clone(),
+        control_tx,
+        async move { stop_wait.notified().await },
+    )
+    .await?;
+    tracing::info!(listen = %server.local_addr, "status endpoint started");
+
+    let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(1024);
+    let health = HealthRunner::start(
+        &config.services,
+        checks_tx.clone(),
+        RunnerOptions::default(),
+    )?;
+
+    let (routes_tx, _routes_rx) = watch::channel(Arc::new(RibOut::new()));
+    let (peer_events, mut peer_events_rx) = mpsc::unbounded_channel();
+    let listener = match (options.dry_run, config.bgp_listen) {
+        (false, Some(addr)) => {
+            Some(spawn_listener(addr).map_err(|source| RunError::Listen { addr, source })?)
+        }
+        _ => None,
+    };
+
+    let mut shell = Shell {
+        options,
+        started: now,
+        started_wall: wall,
+        generation: 1,
+        loaded_at: wall,
+        last_reload: None,
+        status_tx,
+        routes_tx,
+        metrics,
+        checks_tx,
+        health: Some(health),
+        peers: Vec::new(),
+        listener,
+        peer_events,
+        peer_changed: Arc::new(Notify::new()),
+        flushed: HashMap::new(),
+        token: server.token,
+        ready: false,
+        stopping: false,
+    };
+    if shell.options.dry_run {
+        tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
+    } else {
+        for peer in &config.peers {
+            shell.start_peer(&config, peer.clone(), true).await;
+        }
+    }
+    shell.ready = true;
+    shell.publish(&core);
+    tracing::info!(
+        source = %config.source,
+        services = config.services.len(),
+        peers = config.peers.len(),
+        "anyguard running"
+    );
+
+    let mut drain_poll = tokio::time::interval(DRAIN_FILE_POLL);
+    drain_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut stop_deadline: Option<Instant> = None;
+    loop {
+        let deadline = [core.next_deadline(), stop_deadline]
+            .into_iter()
+            .flatten()
+            .min();
+        let sleep = async {
+            match deadline {
+                Some(d) => tokio::time::sleep_until(d.into()).await,
+                None => std::future::pending().await,
+            }
+        };
+        let changed = Arc::clone(&shell.peer_changed);
+        tokio::select! {
+            Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
+            Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
+            Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
+            () = changed.notified() => {}
+            signal = signals.recv() => match signal {
+                Some(DaemonSignal::Reload) => {
+                    let outcome = shell.reload(&mut core).await;
+                    if let Err(errors) = outcome {
+                        tracing::error!(errors = %errors.join("; "), "reload rejected; the running config stays");
+                    }
+                }
+                Some(DaemonSignal::Stop) | None => {
+                    if !shell.stopping {
+                        tracing::info!("stopping: draining every service (RFC 8326) before withdrawal");
+                        shell.stopping = true;
+                        core.stop();
+                    }
+                }
+            },
+            _ = drain_poll.tick() => shell.poll_drain_files(&mut core),
+            () = sleep => {}
+        }
+        let now = Instant::now();
+        for (i, change) in core.evaluate(now, SystemTime::now()) {
+            let name = &core.config().services[i].name;
+            tracing::info!(
+                service = %name,
+                from = change.from.as_str(),
+                to = change.to.as_str(),
+                reason = %change.reason,
+                "service state changed"
+            );
+            if change.to == State::Down && change.from != State::Starting {
+                shell.metrics.service_flap(name);
+            }
+        }
+        let desired = Arc::new(core.desired());
+        if **shell.routes_tx.borrow() != *desired {
+            shell.routes_tx.send_replace(desired);
+        }
+        shell.publish(&core);
+
+        if core.stopped() {
+            let all_flushed = shell.all_flushed();
+            let deadline = *stop_deadline.get_or_insert(now + FLUSH_WAIT);
+            if all_flushed || now >= deadline {
+                if !all_flushed {
+                    tracing::warn!("stopping: not every peer confirmed the withdrawals in time");
+                }
+                break;
+            }
+        }
+    }
+
+    shell.stop_all().await;
+    server_stop.notify_waiters();
+    server_stop.notify_one();
+    match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "status endpoint ended with an error"),
+        Ok(Err(e)) => tracing::warn!(error = %e, "status endpoint task failed"),
+        Err(_) => tracing::warn!("status endpoint did not stop in time"),
+    }
+    tracing::info!("anyguard stopped");
+    Ok(())
+}
+
+impl Shell {
+    fn local_speaker(&self, config: &Config, first_start: bool) -> LocalSpeaker {
+        LocalSpeaker {
+            router_id: config.router_id,
+            asn: config.local_asn,
+            // RFC 4724 §4.1: the Restart State bit tells the peer that we restarted and
+            // that it should keep our routes until our End-of-RIB. True for the sessions
+            // of a freshly started process only.
+            restarted: first_start,
+            service_prefixes: config
+                .services
+                .iter()
+                .flat_map(|s| s.prefixes.iter().copied())
+                .collect(),
+            tuning: Tuning::default(),
+        }
+    }
+
+    async fn start_peer(&mut self, config: &Config, peer: PeerConfig, first_start: bool) {
+        let (status_tx, status_rx) = watch::channel(PeerStatus {
+            name: peer.name.clone(),
+            address: peer.address.to_string(),
+            remote_asn: peer.remote_asn,
+            state: "idle".to_string(),
+            since: rfc3339(SystemTime::now()),
+            ..PeerStatus::default()
+        });
+        let handle = spawn_peer(
+            peer.clone(),
+            self.local_speaker(config, first_start),
+            self.routes_tx.subscribe(),
+            status_tx,
+            self.peer_events.clone(),
+        );
+        if peer.mode != PeerMode::Active {
+            match &self.listener {
+                Some(listener) => {
+                    if let Err(e) = listener
+                        .add_peer(peer.address, handle.acceptor(), peer.md5_key.as_deref())
+                        .await
+                    {
+                        tracing::error!(peer = %peer.name, error = %e, "cannot accept connections for peer");
+                    }
+                }
+                None => tracing::error!(
+                    peer = %peer.name,
+                    "peer is passive but no [bgp] listen address is configured"
+                ),
+            }
+        }
+        let mut watch_rx = status_rx.clone();
+        let notify = Arc::clone(&self.peer_changed);
+        let forwarder = tokio::spawn(async move {
+            while watch_rx.changed().await.is_ok() {
+                notify.notify_one();
+            }
+        });
+        self.peers.push(Peer {
+            config: peer,
+            handle,
+            status: status_rx,
+            forwarder,
+        });
+    }
+
+    async fn stop_peer(&mut self, index: usize, reason: StopReason) {
+        let peer = self.peers.remove(index);
+        if let (Some(listener), true) = (&self.listener, peer.config.mode != PeerMode::Active) {
+            let _ = listener
+                .remove_peer(peer.config.address, peer.config.md5_key.is_some())
+                .await;
+        }
+        self.flushed.remove(&peer.config.name);
+        peer.forwarder.abort();
+        let name = peer.config.name.clone();
+        if tokio::time::timeout(PEER_STOP_WAIT, peer.handle.shutdown(reason))
+            .await
+            .is_err()
+        {
+            tracing::warn!(peer = %name, "peer did not stop in time");
+        }
+    }
+
+    async fn stop_all(&mut self) {
+        if let Some(h) = self.health.take() {
+            h.stop();
+        }
+        let stops: Vec<_> = std::mem::take(&mut self.peers)
+            .into_iter()
+            .map(|p| {
+                p.forwarder.abort();
+                let name = p.config.name.clone();
+                tokio::spawn(async move {
+                    if tokio::time::timeout(
+                        PEER_STOP_WAIT,
+                        p.handle.shutdown(StopReason::DaemonStopping),
+                    )
+                    .await
+                    .is_err()
+                    {
+                        tracing::warn!(peer = %name, "peer did not stop in time");
+                    }
+                })
+            })
+            .collect();
+        for s in stops {
+            let _ = s.await;
+        }
+        if let Some(l) = self.listener.take() {
+            l.shutdown();
+        }
+    }
+
+    fn all_flushed(&self) -> bool {
+        let current = self.routes_tx.borrow().clone();
+        self.peers.iter().all(|p| {
+            self.flushed
+                .get(&p.config.name)
+                .is_some_and(|r| Arc::ptr_eq(r, &current))
+        })
+    }
+
+    fn on_check(&mut self, core: &mut Core, event: &CheckEvent) {
+        core.on_probe(event, SystemTime::now());
+        let config = core.config();
+        let (Some(service), Some(check)) = (
+            config.services.get(event.service),
+            config
+                .services
+                .get(event.service)
+                .and_then(|s| s.checks.get(event.check)),
+        ) else {
+            return;
+        };
+        self.metrics.observe_probe(
+            &service.name,
+            &check.name,
+            event.outcome.latency,
+            event.outcome.ok,
+        );
+        if let Some(t) = &event.transition {
+            tracing::info!(
+                service = %service.name,
+                check = %check.name,
+                transition = %t,
+                detail = %event.outcome.detail,
+                "check state changed"
+            );
+        }
+    }
+
+    fn on_peer_event(&mut self, event: PeerEvent) {
+        match event {
+            PeerEvent::Established { peer, capabilities } => {
+                tracing::info!(%peer, capabilities = %capabilities.join(","), "session established");
+            }
+            PeerEvent::Down { peer, reason } => {
+                tracing::warn!(%peer, %reason, "session down");
+            }
+            PeerEvent::ServiceRoutes { peer, routes } => {
+                tracing::debug!(%peer, routes = routes.len(), "service routes received back");
+            }
+            PeerEvent::Flushed { peer, routes } => {
+                self.flushed.insert(peer, routes);
+            }
+            PeerEvent::Crashed { peer, message } => {
+                tracing::error!(%peer, %message, "peer task crashed; restarting it");
+            }
+        }
+    }
+
+    fn poll_drain_files(&mut self, core: &mut Core) {
+        let files: Vec<(usize, bool)> = core
+            .config()
+            .services
+            .iter()
+            .enumerate()
+            .filter_map(|(i, s)| s.drain_file.as_ref().map(|f| (i, f.exists())))
+            .collect();
+        for (i, present) in files {
+            core.set_drain_file(i, present);
+        }
+    }
+
+    async fn on_control(&mut self, core: &mut Core, request: ControlRequest) {
+        let reply = match request.command {
+            ControlCommand::Drain {
+                service,
+                force,
+                reason,
+            } => {
+                tracing::info!(%service, force, reason = reason.as_deref().unwrap_or(""), "drain requested by operator");
+                core.drain(&service, force, reason.unwrap_or_default())
+                    .into()
+            }
+            ControlCommand::Undrain { service } => {
+                tracing::info!(%service, "undrain requested by operator");
+                core.undrain(&service).into()
+            }
+            ControlCommand::Check { service } => match self.health.as_ref() {
+                Some(h) if h.check_now_by_name(&service) => {
+                    ControlReply::Ok(format!("service {service}: checks started"))
+                }
+                _ => ControlOutcome::UnknownService(service).into(),
+            },
+            ControlCommand::Reload => match self.reload(core).await {
+                Ok(message) => ControlReply::Ok(message),
+                Err(errors) => ControlReply::Rejected(errors),
+            },
+        };
+        // The server may have given up waiting; nothing to do then.
+        let _ = request.reply.send(reply);
+    }
+
+    /// Loads the config file again and applies the difference; a rejected config changes
+    /// nothing.
+    async fn reload(&mut self, core: &mut Core) -> Result<String, Vec<String>> {
+        let result = self.try_reload(core).await;
+        self.metrics.reload(result.is_ok());
+        self.last_reload = Some(ReloadStatus {
+            at: rfc3339(SystemTime::now()),
+            ok: result.is_ok(),
+            errors: result.as_ref().err().cloned().unwrap_or_default(),
+        });
+        result
+    }
+
+    async fn try_reload(&mut self, core: &mut Core) -> Result<String, Vec<String>> {
+        let Some(path) = self.options.config_path.clone() else {
+            return Err(vec![
+                "running the embedded default config: there is no file to reload".to_string(),
+            ]);
+        };
+        let new = config::load(&path)
+            .map_err(|e| e.errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+        let old = Arc::clone(core.config());
+        let mut refused = Vec::new();
+        if new.bgp_listen != old.bgp_listen {
+            refused.push("bgp.listen cannot change at run time: restart the daemon".to_string());
+        }
+        if new.status.listen != old.status.listen {
+            refused.push("status.listen cannot change at run time: restart the daemon".to_string());
+        }
+        if new.router_id != old.router_id || new.local_asn != old.local_asn {
+            refused.push(
+                "router_id and local_asn cannot change at run time: restart the daemon".to_string(),
+            );
+        }
+        let token = match &new.status.token_file {
+            Some(f) => match status::server::read_token_file(f) {
+                Ok(t) => Some(t),
+                Err(e) => {
+                    refused.push(e.to_string());
+                    None
+                }
+            },
+            None => None,
+        };
+        if !refused.is_empty() {
+            return Err(refused);
+        }
+        let new = Arc::new(new);
+
+        // Checks: restart the runner only when a service's checks changed; the core keeps
+        // the state of unchanged services.
+        let checks_changed = old.services.len() != new.services.len()
+            || old
+                .services
+                .iter()
+                .zip(&new.services)
+                .any(|(a, b)| a.name != b.name || a.checks != b.checks);
+        if checks_changed {
+            let runner = HealthRunner::start(
+                &new.services,
+                self.checks_tx.clone(),
+                RunnerOptions::default(),
+            )
+            .map_err(|e| vec![format!("health checks: {e}")])?;
+            if let Some(old_runner) = self.health.replace(runner) {
+                old_runner.stop();
+            }
+        }
+        core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        self.token.send_replace(token);
+
+        // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
+        // changed ones, stop the removed ones, start the new ones.
+        let (mut kept, mut replaced, mut removed, mut added) = (0, 0, 0, 0);
+        if !self.options.dry_run {
+            let mut i = 0;
+            while i < self.peers.len() {
+                let name = self.peers[i].config.name.clone();
+                match new.peers.iter().find(|p| p.name == name) {
+                    Some(p) if *p == self.peers[i].config => {
+                        kept += 1;
+                        i += 1;
+                    }
+                    Some(p) => {
+                        let p = p.clone();
+                        self.stop_peer(i, StopReason::ConfigChanged).await;
+                        self.start_peer(&new, p, false).await;
+                        replaced += 1;
+                    }
+                    None => {
+                        self.stop_peer(i, StopReason::PeerRemoved).await;
+                        removed += 1;
+                    }
+                }
+            }
+            for p in &new.peers {
+                if !self.peers.iter().any(|q| q.config.name == p.name) {
+                    self.start_peer(&new, p.clone(), false).await;
+                    added += 1;
+                }
+            }
+        }
+        self.generation += 1;
+        self.loaded_at = SystemTime::now();
+        let message = format!(
+            "config generation {} loaded from {}: peers kept {kept}, replaced {replaced}, removed {removed}, added {added}",
+            self.generation,
+            path.display()
+        );
+        tracing::info!("{message}");
+        Ok(message)
+    }
+
+    fn publish(&self, core: &Core) {
+        let now = Instant::now();
+        let wall = SystemTime::now();
+        let config = core.config();
+        let peers: Vec<PeerStatus> = self
+            .peers
+            .iter()
+            .map(|p| p.status.borrow().clone())
+            .collect();
+        let up: Vec<(String, bool)> = peers
+            .iter()
+            .map(|p| (p.name.clone(), p.state == "established"))
+            .collect();
+        let guard = |_i: usize| GuardStatus {
+            decision: "disabled".to_string(),
+            reason: "no fleet configured".to_string(),
+            intent: "none".to_string(),
+            sites_announcing: Vec::new(),
+            min_sites: 0,
+        };
+        let doc = StatusDocument {
+            daemon: DaemonStatus {
+                version: env!("CARGO_PKG_VERSION").to_string(),
+                router_id: config.router_id.to_string(),
+                local_asn: config.local_asn,
+                site: config.fleet.as_ref().map(|f| f.site.clone()),
+                uptime_seconds: now.duration_since(self.started).as_secs(),
+                started_at: rfc3339(self.started_wall),
+                config_generation: self.generation,
+                config_source: config.source.clone(),
+                config_loaded_at: rfc3339(self.loaded_at),
+                last_reload: self.last_reload.clone(),
+                ready: self.ready,
+                stopping: self.stopping,
+            },
+            services: core.service_status(now, wall, &up, &guard),
+            peers,
+        };
+        self.status_tx.send_if_modified(|old| {
+            // uptime changes every second; only republish on a real change or once a second.
+            if *old == doc {
+                false
+            } else {
+                *old = doc;
+                true
+            }
+        });
+    }
+}
