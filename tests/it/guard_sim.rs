@@ -145,6 +145,8 @@ struct Sim {
     calm: bool,
     trace: VecDeque<String>,
     stats: Stats,
+    /// Since when the calm-phase goal holds (reset when it stops holding).
+    converged_at: Option<u64>,
 }
 
 #[derive(Default)]
@@ -154,6 +156,8 @@ struct Stats {
     holds: u64,
     withdrawals: u64,
     min_margin_hits: u64,
+    /// Calm phase start to lasting convergence, milliseconds of virtual time.
+    convergence_ms: u64,
 }
 
 impl Sim {
@@ -258,6 +262,24 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The calm-phase goal: exactly `max(min_sites, healthy)` announce, nothing held when
+    /// enough healthy sites announce.
+    fn converged(&self) -> bool {
+        self.services.iter().enumerate().all(|(svc, (_, min))| {
+            let healthy = self
+                .sites
+                .iter()
+                .filter(|s| s.svcs[svc].down.is_none())
+                .count();
+            let announcing = self.sites.iter().filter(|s| s.svcs[svc].announcing).count();
+            let held = self
+                .sites
+                .iter()
+                .any(|s| matches!(s.svcs[svc].last, Decision::Hold { .. }));
+            announcing == healthy.max(*min) && !(healthy >= *min && held)
+        })
     }
 
     fn check_liveness(&mut self, seed: u64) {
@@ -419,6 +441,13 @@ impl Sim {
             }
         }
         self.check_safety(seed);
+        if self.calm {
+            match (self.converged(), self.converged_at) {
+                (true, None) => self.converged_at = Some(self.now),
+                (false, Some(_)) => self.converged_at = None,
+                _ => {}
+            }
+        }
     }
 }
 
@@ -490,6 +519,7 @@ fn setup(seed: u64) -> Sim {
         calm: false,
         trace: VecDeque::new(),
         stats: Stats::default(),
+        converged_at: None,
     };
     // Pollers and ticks start at random phases.
     for from in 0..n {
@@ -550,6 +580,8 @@ fn run(seed: u64) -> Stats {
         sim.step(seed, q);
     }
     sim.check_liveness(seed);
+    let converged_at = sim.converged_at.unwrap_or(CALM_END_MS);
+    sim.stats.convergence_ms = converged_at.saturating_sub(CHAOS_END_MS);
     sim.stats
 }
 
@@ -560,8 +592,11 @@ fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
     let mut total = Stats::default();
+    let mut slowest = 0;
     for seed in 0..runs {
         let s = run(seed);
+        slowest = slowest.max(s.convergence_ms);
+        total.convergence_ms += s.convergence_ms;
         total.events += s.events;
         total.decisions += s.decisions;
         total.holds += s.holds;
@@ -570,8 +605,14 @@ fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds
     }
     eprintln!(
         "guard simulation: {runs} runs, {} events, {} decisions, {} holds, {} withdrawals, \
-         {} steps at exactly min_sites",
-        total.events, total.decisions, total.holds, total.withdrawals, total.min_margin_hits
+         {} steps at exactly min_sites; after the calm phase starts, convergence takes \
+         {} ms on average and {slowest} ms at most (virtual time, {INTERVAL_MS} ms polls)",
+        total.events,
+        total.decisions,
+        total.holds,
+        total.withdrawals,
+        total.min_margin_hits,
+        total.convergence_ms / runs.max(1)
     );
     // The runs must actually exercise the guard, not just healthy fleets.
     assert!(total.holds > runs);
