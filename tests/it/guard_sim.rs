@@ -451,23 +451,19 @@ impl Sim {
     }
 }
 
-fn setup(seed: u64) -> Sim {
-    let mut rng = SplitMix64(seed);
-    let n = rng.gen_range(3..=7);
-    let n_svc = rng.gen_range(1..=2);
-    let services: Vec<(String, usize)> = (0..n_svc)
-        .map(|i| {
-            // Mostly 1..n-1 (withdrawals possible); sometimes n (every failing site holds).
-            let min = if rng.gen_bool(0.1) {
-                n
-            } else {
-                rng.gen_range(1..n)
-            };
-            (format!("svc{i}"), min)
-        })
-        .collect();
-    let names: Vec<String> = (0..n)
-        .map(|i| char::from(b'a' + i as u8).to_string())
+/// A fleet of `n` sites (named a, b, c, … in rank order), every service healthy and
+/// announced, pollers and ticks started at random phases.
+fn fleet_sim(
+    mut rng: SplitMix64,
+    n: usize,
+    services: Vec<(String, usize)>,
+    loss: f64,
+    stall: f64,
+) -> Sim {
+    let n_svc = services.len();
+    let names: Vec<String> = (b'a'..=b'z')
+        .take(n)
+        .map(|c| char::from(c).to_string())
         .collect();
     let sites = (0..n)
         .map(|i| Site {
@@ -504,8 +500,6 @@ fn setup(seed: u64) -> Sim {
             },
         })
         .collect();
-    let loss = rng.gen_range(0.0..0.3);
-    let stall = rng.gen_range(0.0..0.1);
     let mut sim = Sim {
         base: Instant::now(),
         now: 0,
@@ -521,7 +515,6 @@ fn setup(seed: u64) -> Sim {
         stats: Stats::default(),
         converged_at: None,
     };
-    // Pollers and ticks start at random phases.
     for from in 0..n {
         for to in 0..n {
             if from != to {
@@ -532,6 +525,27 @@ fn setup(seed: u64) -> Sim {
         let at = sim.rng.gen_range(0..TICK_MS);
         sim.push(at, Ev::Tick { site: from });
     }
+    sim
+}
+
+fn setup(seed: u64) -> Sim {
+    let mut rng = SplitMix64(seed);
+    let n = rng.gen_range(3..=7);
+    let n_svc = rng.gen_range(1..=2);
+    let services: Vec<(String, usize)> = (0..n_svc)
+        .map(|i| {
+            // Mostly 1..n-1 (withdrawals possible); sometimes n (every failing site holds).
+            let min = if rng.gen_bool(0.1) {
+                n
+            } else {
+                rng.gen_range(1..n)
+            };
+            (format!("svc{i}"), min)
+        })
+        .collect();
+    let loss = rng.gen_range(0.0..0.3);
+    let stall = rng.gen_range(0.0..0.1);
+    let mut sim = fleet_sim(rng, n, services, loss, stall);
     // Health: independent failures/recoveries, plus (in most runs) a burst where every
     // site fails within the same second.
     let down_reason = |rng: &mut SplitMix64| {
@@ -618,4 +632,47 @@ fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds
     assert!(total.holds > runs);
     assert!(total.withdrawals > runs);
     assert!(total.min_margin_hits > 0);
+}
+
+/// Run a scripted scenario (no calm phase) and return which sites announce each service.
+fn scripted(seed: u64, n: usize, min_sites: usize, health: &[(u64, usize, bool)]) -> Vec<String> {
+    let mut sim = fleet_sim(
+        SplitMix64(seed),
+        n,
+        vec![("web".to_owned(), min_sites)],
+        0.0,
+        0.0,
+    );
+    for &(at, site, healthy) in health {
+        let down = (!healthy).then_some(Drain::None);
+        sim.push(at, Ev::Health { site, svc: 0, down });
+    }
+    let mut budget = 100_000u32;
+    while let Some(q) = sim.queue.pop() {
+        budget = budget.saturating_sub(1);
+        assert!(budget > 0, "event budget exhausted");
+        sim.step(seed, q);
+    }
+    sim.sites
+        .iter()
+        .filter(|s| s.svcs[0].announcing)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[test]
+fn every_site_failing_in_the_same_millisecond_keeps_the_first_ranked_sites_announcing() {
+    for seed in 0..50 {
+        let all_fail: Vec<_> = (0..5).map(|site| (3_000, site, false)).collect();
+        assert_eq!(scripted(seed, 5, 2, &all_fail), ["a", "b"], "seed {seed}");
+    }
+}
+
+#[test]
+fn held_sites_withdraw_once_enough_others_recover() {
+    for seed in 0..50 {
+        let mut events: Vec<_> = (0..3).map(|site| (3_000, site, false)).collect();
+        events.push((8_000, 2, true));
+        assert_eq!(scripted(seed, 3, 1, &events), ["c"], "seed {seed}");
+    }
 }
