@@ -454,7 +454,7 @@ impl Sim {
 /// A fleet of `n` sites (named a, b, c, … in rank order), every service healthy and
 /// announced, pollers and ticks started at random phases.
 fn fleet_sim(
-    mut rng: SplitMix64,
+    rng: SplitMix64,
     n: usize,
     services: Vec<(String, usize)>,
     loss: f64,
