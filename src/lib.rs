@@ -3,6 +3,9 @@
 pub mod announcer;
 pub mod config;
 pub mod coordinator;
+pub mod fsm;
 pub mod guard;
+pub mod health;
 pub mod service;
+pub mod session;
 pub mod status;

@@ -1,0 +1,176 @@
+//! Per-connection I/O tasks: a reader that cuts frames out of the byte stream, a writer
+//! that drains the send queue and reports progress (RFC 9687), and the outgoing connect.
+
+use std::net::SocketAddr;
+
+use bytes::{Bytes, BytesMut};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use super::transport::{self, TransportConfig};
+use super::wire;
+use crate::fsm::ConnId;
+
+/// Read buffer growth step.
+const READ_CHUNK: usize = 64 * 1024;
+
+/// What connection tasks report to the peer task.
+#[derive(Debug)]
+pub(crate) enum ConnInput {
+    /// Outgoing connection established.
+    Connected(TcpStream),
+    /// Outgoing connection failed.
+    ConnectFailed(String),
+    /// One complete message.
+    Frame(Bytes),
+    /// The byte stream is not BGP (bad marker, length, type).
+    FrameError(anyguard_proto::DecodeError),
+    /// Closed by the peer or failed.
+    Closed(String),
+    /// The socket accepted `bytes`; `drained` when the queue is empty.
+    Written { bytes: usize, drained: bool },
+    /// Everything queued before mark `n` is written.
+    Flushed(u64),
+}
+
+/// Commands to a writer task.
+#[derive(Debug)]
+pub(crate) enum WriteCmd {
+    /// Bytes to write.
+    Data(Bytes),
+    /// Report [`ConnInput::Flushed`] when reached.
+    Mark(u64),
+    /// Shut the write side down after what is queued.
+    Close,
+}
+
+pub(crate) type IoTx = mpsc::Sender<(ConnId, ConnInput)>;
+
+/// The live parts of one connection.
+#[derive(Debug)]
+pub(crate) struct ConnIo {
+    pub(crate) writer: mpsc::UnboundedSender<WriteCmd>,
+    pub(crate) reader_task: JoinHandle<()>,
+    pub(crate) writer_task: JoinHandle<()>,
+    pub(crate) local: Option<SocketAddr>,
+    /// Octets queued and not yet written.
+    pub(crate) queued: usize,
+}
+
+impl ConnIo {
+    /// Starts the reader and writer of `stream`.
+    pub(crate) fn start(id: ConnId, stream: TcpStream, tx: &IoTx) -> ConnIo {
+        let local = stream.local_addr().ok();
+        let (rd, wr) = stream.into_split();
+        let (wtx, wrx) = mpsc::unbounded_channel();
+        ConnIo {
+            writer: wtx,
+            reader_task: tokio::spawn(read_loop(id, rd, tx.clone())),
+            writer_task: tokio::spawn(write_loop(id, wr, wrx, tx.clone())),
+            local,
+            queued: 0,
+        }
+    }
+
+    /// Queues bytes for writing.
+    pub(crate) fn write(&mut self, bytes: Bytes) {
+        self.queued = self.queued.saturating_add(bytes.len());
+        let _ = self.writer.send(WriteCmd::Data(bytes));
+    }
+
+    /// Stops reading at once; lets the writer finish what is queued (at most `grace`),
+    /// then closes. Returns the writer task to await.
+    pub(crate) fn close(self, grace: std::time::Duration) -> JoinHandle<()> {
+        self.reader_task.abort();
+        let _ = self.writer.send(WriteCmd::Close);
+        let writer = self.writer_task;
+        tokio::spawn(async move {
+            let abort = writer.abort_handle();
+            if tokio::time::timeout(grace, writer).await.is_err() {
+                abort.abort();
+            }
+        })
+    }
+}
+
+async fn read_loop(id: ConnId, mut rd: OwnedReadHalf, tx: IoTx) {
+    let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    loop {
+        loop {
+            match wire::frame_len(&buf) {
+                Ok(Some(n)) => {
+                    let frame = buf.split_to(n).freeze();
+                    if tx.send((id, ConnInput::Frame(frame))).await.is_err() {
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    let _ = tx.send((id, ConnInput::FrameError(e))).await;
+                    return;
+                }
+            }
+        }
+        if buf.capacity() - buf.len() < READ_CHUNK / 4 {
+            buf.reserve(READ_CHUNK);
+        }
+        let closed = match rd.read_buf(&mut buf).await {
+            Ok(0) => Some("connection closed by peer".to_string()),
+            Ok(_) => None,
+            Err(e) => Some(format!("read: {e}")),
+        };
+        if let Some(reason) = closed {
+            let _ = tx.send((id, ConnInput::Closed(reason))).await;
+            return;
+        }
+    }
+}
+
+async fn write_loop(
+    id: ConnId,
+    mut wr: OwnedWriteHalf,
+    mut rx: mpsc::UnboundedReceiver<WriteCmd>,
+    tx: IoTx,
+) {
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            WriteCmd::Data(b) => {
+                if let Err(e) = wr.write_all(&b).await {
+                    let _ = tx
+                        .send((id, ConnInput::Closed(format!("write: {e}"))))
+                        .await;
+                    return;
+                }
+                let drained = rx.is_empty();
+                let progress = ConnInput::Written {
+                    bytes: b.len(),
+                    drained,
+                };
+                if tx.send((id, progress)).await.is_err() {
+                    return;
+                }
+            }
+            WriteCmd::Mark(n) => {
+                let _ = tx.send((id, ConnInput::Flushed(n))).await;
+            }
+            WriteCmd::Close => {
+                let _ = wr.shutdown().await;
+                return;
+            }
+        }
+    }
+}
+
+/// Connects in the background and reports the outcome.
+pub(crate) fn spawn_connect(id: ConnId, cfg: TransportConfig, tx: IoTx) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let input = match transport::connect(&cfg).await {
+            Ok(s) => ConnInput::Connected(s),
+            Err(e) => ConnInput::ConnectFailed(format!("connect to {}: {e}", cfg.remote)),
+        };
+        let _ = tx.send((id, input)).await;
+    })
+}

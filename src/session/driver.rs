@@ -1,0 +1,829 @@
+//! One tokio task per peer: it owns the peer's [`fsm::Peer`], its connections, its
+//! Adj-RIB-Out ("sent") and its received-route bookkeeping, and turns everything into
+//! FSM events and FSM actions into I/O.
+//!
+//! Loop: `select!` over commands (accepted connection, shutdown), connection input
+//! (frames, progress, closes), changes of the desired routes, and
+//! `sleep_until(fsm.next_deadline())`. The FSM is the only timer owner: reconnect
+//! back-off (damped IdleHoldTimer with jitter), hold, keepalive, send hold.
+//!
+//! A supervisor around each task restarts it after a panic (with a growing delay) and
+//! reports [`PeerEvent::Crashed`]; each peer is its own task, so a panic or a decode
+//! failure never touches another peer.
+
+use std::collections::{HashMap, VecDeque};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyguard_proto::notification::cease_subcode;
+use anyguard_proto::{
+    Afi, EncodeContext, ErrorCode, Message, NotificationMessage, RefreshSubtype,
+    RouteRefreshMessage, Safi, UpdateMessage,
+};
+use bytes::BytesMut;
+use ipnet::IpNet;
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio::task::JoinHandle;
+use tracing::{debug, info, warn, Instrument};
+
+use super::api::{
+    shutdown_communication, Command, LocalSpeaker, PeerEvent, PeerHandle, StopReason,
+};
+use super::conn::{spawn_connect, ConnInput, ConnIo, IoTx, WriteCmd};
+use super::rib_in::RibIn;
+use super::transport::{self, TransportConfig};
+use super::wire;
+use crate::announcer::{diff, sendable, RibOut, SessionContext};
+use crate::config::{PeerConfig, PeerMode};
+use crate::fsm::{self, Action, ConnId, DownReason, Event, Negotiated};
+use crate::status::model::{MessageCounts, NotificationStatus, PeerStatus};
+
+/// Most octets queued on a connection before it is declared stuck (Cease/Out of Resources).
+pub const MAX_SEND_QUEUE: usize = 16 * 1024 * 1024;
+/// How long a closing connection may take to write its last messages.
+const CLOSE_GRACE: Duration = Duration::from_secs(3);
+/// Command queue depth per peer.
+const COMMAND_QUEUE: usize = 16;
+/// Frames buffered between a reader and the peer task.
+const IO_QUEUE: usize = 256;
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn rfc3339_now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+/// Builds the FSM configuration of a peer.
+pub fn fsm_config(cfg: &PeerConfig, local: &LocalSpeaker) -> fsm::Config {
+    let mut c = fsm::Config::new(local.asn, local.router_id, cfg.remote_asn);
+    c.hold_time = cfg.hold_time;
+    c.connect_retry = cfg.connect_retry;
+    c.passive = cfg.mode == PeerMode::Passive;
+    c.delay_open = local.tuning.delay_open;
+    c.idle_hold = local.tuning.idle_hold;
+    c.idle_hold_max = local.tuning.idle_hold_max;
+    c.idle_hold_stable = local.tuning.idle_hold_stable;
+    c.send_hold = local.tuning.send_hold;
+    c.ipv4 = cfg.ipv4;
+    c.ipv6 = cfg.ipv6;
+    c.graceful_restart = cfg.graceful_restart.map(|gr| fsm::GracefulRestart {
+        restart_time: gr.restart_time,
+        restarted: local.restarted,
+    });
+    c.jitter_seed = rand::random();
+    c
+}
+
+/// Starts a peer task (and its supervisor). It begins connecting/listening at once.
+pub fn spawn_peer(
+    cfg: PeerConfig,
+    local: LocalSpeaker,
+    routes: watch::Receiver<Arc<RibOut>>,
+    status: watch::Sender<PeerStatus>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+) -> PeerHandle {
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let name = cfg.name.clone();
+    let span = tracing::info_span!("peer", peer = %cfg.address, name = %cfg.name);
+    let task =
+        tokio::spawn(supervise(cfg, local, routes, Arc::new(status), events, rx).instrument(span));
+    PeerHandle { name, tx, task }
+}
+
+async fn supervise(
+    cfg: PeerConfig,
+    local: LocalSpeaker,
+    routes: watch::Receiver<Arc<RibOut>>,
+    status: Arc<watch::Sender<PeerStatus>>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    mut outer: mpsc::Receiver<Command>,
+) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let (inner_tx, inner_rx) = mpsc::channel(COMMAND_QUEUE);
+        let actor = Actor::new(
+            cfg.clone(),
+            local.clone(),
+            routes.clone(),
+            status.clone(),
+            events.clone(),
+        );
+        let mut task: JoinHandle<()> = tokio::spawn(actor.run(inner_rx).in_current_span());
+        let result = loop {
+            tokio::select! {
+                cmd = outer.recv() => match cmd {
+                    Some(cmd) => {
+                        let _ = inner_tx.send(cmd).await;
+                    }
+                    None => {
+                        // The coordinator is gone: stop like a daemon shutdown.
+                        let (done, _) = oneshot::channel();
+                        let _ = inner_tx.send(Command::Shutdown(StopReason::DaemonStopping, done)).await;
+                        let _ = (&mut task).await;
+                        return;
+                    }
+                },
+                r = &mut task => break r,
+            }
+        };
+        match result {
+            Ok(()) => return,
+            Err(e) => {
+                let message = if e.is_panic() {
+                    let p = e.into_panic();
+                    p.downcast_ref::<&str>()
+                        .map(|s| (*s).to_string())
+                        .or_else(|| p.downcast_ref::<String>().cloned())
+                        .unwrap_or_else(|| "panic".to_string())
+                } else {
+                    "task cancelled".to_string()
+                };
+                warn!(%message, "peer task crashed; restarting in {backoff:?}");
+                status.send_modify(|s| {
+                    s.state = "idle".into();
+                    s.since = rfc3339_now();
+                    s.last_error = Some(format!("internal error: {message}"));
+                });
+                let _ = events.send(PeerEvent::Crashed {
+                    peer: cfg.name.clone(),
+                    message,
+                });
+                // Commands arriving during the pause wait in the outer queue.
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+            }
+        }
+    }
+}
+
+/// The Established session's route state.
+struct Up {
+    conn: ConnId,
+    negotiated: Negotiated,
+    ctx: SessionContext,
+    sent: RibOut,
+    encode: EncodeContext,
+}
+
+struct Actor {
+    cfg: PeerConfig,
+    local: LocalSpeaker,
+    transport: TransportConfig,
+    fsm: fsm::Peer,
+    conns: HashMap<ConnId, ConnIo>,
+    next_id: u64,
+    connecting: Option<(ConnId, JoinHandle<()>)>,
+    io_tx: IoTx,
+    io_rx: mpsc::Receiver<(ConnId, ConnInput)>,
+    up: Option<Up>,
+    rib_in: RibIn,
+    routes: watch::Receiver<Arc<RibOut>>,
+    routes_open: bool,
+    pending_flush: Option<(u64, Arc<RibOut>)>,
+    next_mark: u64,
+    closing: Vec<JoinHandle<()>>,
+    st: PeerStatus,
+    status: Arc<watch::Sender<PeerStatus>>,
+    events: mpsc::UnboundedSender<PeerEvent>,
+    work: VecDeque<Action>,
+    draining: bool,
+}
+
+impl Actor {
+    fn new(
+        cfg: PeerConfig,
+        local: LocalSpeaker,
+        routes: watch::Receiver<Arc<RibOut>>,
+        status: Arc<watch::Sender<PeerStatus>>,
+        events: mpsc::UnboundedSender<PeerEvent>,
+    ) -> Actor {
+        let (io_tx, io_rx) = mpsc::channel(IO_QUEUE);
+        let transport = TransportConfig {
+            remote: SocketAddr::new(cfg.address, cfg.port),
+            local_address: cfg.local_address,
+            md5_key: cfg.md5_key.clone(),
+            ttl_security: cfg.ttl_security,
+        };
+        let prev = status.borrow().clone();
+        let st = PeerStatus {
+            name: cfg.name.clone(),
+            address: cfg.address.to_string(),
+            remote_asn: cfg.remote_asn,
+            state: "idle".into(),
+            since: rfc3339_now(),
+            // Counters survive a task restart after a panic.
+            messages_sent: prev.messages_sent,
+            messages_received: prev.messages_received,
+            established_count: prev.established_count,
+            last_error: prev.last_error,
+            last_notification_sent: prev.last_notification_sent,
+            last_notification_received: prev.last_notification_received,
+            ..PeerStatus::default()
+        };
+        Actor {
+            fsm: fsm::Peer::new(fsm_config(&cfg, &local)),
+            rib_in: RibIn::new(local.service_prefixes.clone()),
+            cfg,
+            local,
+            transport,
+            conns: HashMap::new(),
+            next_id: 1,
+            connecting: None,
+            io_tx,
+            io_rx,
+            up: None,
+            routes,
+            routes_open: true,
+            pending_flush: None,
+            next_mark: 1,
+            closing: Vec::new(),
+            st,
+            status,
+            events,
+            work: VecDeque::new(),
+            draining: false,
+        }
+    }
+
+    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+        let start = match self.cfg.mode {
+            PeerMode::Passive => Event::ManualStartPassive,
+            PeerMode::Active | PeerMode::Both => Event::ManualStart,
+        };
+        self.feed(start);
+        self.publish();
+        loop {
+            let deadline = self.fsm.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(Command::Accepted(stream)) => self.on_accepted(stream),
+                    Some(Command::Shutdown(reason, done)) => {
+                        self.stop(reason).await;
+                        let _ = done.send(());
+                        return;
+                    }
+                    None => {
+                        self.stop(StopReason::DaemonStopping).await;
+                        return;
+                    }
+                },
+                Some((id, input)) = self.io_rx.recv() => self.on_io(id, input),
+                r = self.routes.changed(), if self.routes_open => match r {
+                    Ok(()) => self.on_routes_changed(),
+                    Err(_) => self.routes_open = false,
+                },
+                () = sleep => {
+                    let actions = self.fsm.handle_timeout(now());
+                    self.execute(actions);
+                }
+            }
+            self.publish();
+        }
+    }
+
+    // ----- FSM plumbing -----------------------------------------------------------------
+
+    fn feed(&mut self, event: Event) {
+        let actions = self.fsm.handle(now(), event);
+        self.execute(actions);
+    }
+
+    /// Runs FSM actions in order. Actions may feed the FSM again (e.g. SendQueued after
+    /// UPDATEs); their actions join the same queue instead of nesting.
+    fn execute(&mut self, actions: Vec<Action>) {
+        self.work.extend(actions);
+        if self.draining {
+            return;
+        }
+        self.draining = true;
+        while let Some(action) = self.work.pop_front() {
+            self.do_action(action);
+        }
+        self.draining = false;
+    }
+
+    fn do_action(&mut self, action: Action) {
+        match action {
+            Action::Connect => {
+                if let Some((_, task)) = self.connecting.take() {
+                    task.abort();
+                }
+                let id = self.alloc_id();
+                let task = spawn_connect(id, self.transport.clone(), self.io_tx.clone());
+                self.connecting = Some((id, task));
+            }
+            Action::CancelConnect => {
+                if let Some((_, task)) = self.connecting.take() {
+                    task.abort();
+                }
+            }
+            Action::Send { conn, message } => self.send(conn, &message),
+            Action::Close { conn } => {
+                if let Some(io) = self.conns.remove(&conn) {
+                    self.closing.push(io.close(CLOSE_GRACE));
+                }
+            }
+            Action::StateChanged { from, to, reason } => {
+                info!(%from, %to, reason = reason.as_ref().map(ToString::to_string), "state");
+                if let Some(r) = reason {
+                    self.st.last_error = Some(r.to_string());
+                }
+            }
+            Action::SessionUp { conn, negotiated } => self.on_established(conn, *negotiated),
+            Action::SessionDown(reason) => self.on_session_down(&reason),
+        }
+    }
+
+    fn alloc_id(&mut self) -> ConnId {
+        let id = ConnId(self.next_id);
+        self.next_id += 1;
+        id
+    }
+
+    fn encode_context(&self, conn: ConnId) -> EncodeContext {
+        self.negotiated(conn)
+            .map(Negotiated::encode_context)
+            .unwrap_or_default()
+    }
+
+    fn negotiated(&self, conn: ConnId) -> Option<&Negotiated> {
+        [Some(self.fsm.session()), self.fsm.secondary()]
+            .into_iter()
+            .flatten()
+            .find(|s| s.connection().map(|(c, _)| c) == Some(conn))
+            .and_then(fsm::Session::negotiated)
+    }
+
+    fn send(&mut self, conn: ConnId, message: &Message) {
+        let ctx = self.encode_context(conn);
+        let mut buf = BytesMut::new();
+        if let Err(e) = message.encode(&ctx, &mut buf) {
+            warn!(error = %e, "cannot encode message; not sent");
+            self.st.last_error = Some(format!("encode: {e}"));
+            return;
+        }
+        count(&mut self.st.messages_sent, message);
+        if let Message::Notification(n) = message {
+            warn!(notification = %fsm::notification_name(n), "sending NOTIFICATION");
+            self.st.last_notification_sent = Some(notification_status(n));
+        }
+        let Some(io) = self.conns.get_mut(&conn) else {
+            return;
+        };
+        io.write(buf.freeze());
+        if io.queued > MAX_SEND_QUEUE {
+            let n = NotificationMessage {
+                code: ErrorCode::Cease,
+                subcode: cease_subcode::OUT_OF_RESOURCES,
+                data: Vec::new(),
+            };
+            self.st.last_error = Some("send queue full: peer not reading".into());
+            self.feed(Event::MessageError(conn, n));
+        }
+    }
+
+    // ----- inputs -----------------------------------------------------------------------
+
+    fn on_accepted(&mut self, stream: tokio::net::TcpStream) {
+        if let Err(e) = transport::accepted(&stream, &self.transport) {
+            warn!(error = %e, "cannot set up accepted connection");
+            return;
+        }
+        let id = self.alloc_id();
+        debug!(conn = id.0, "accepted connection");
+        self.conns
+            .insert(id, ConnIo::start(id, stream, &self.io_tx));
+        self.feed(Event::TcpConnectionConfirmed(id));
+    }
+
+    fn on_io(&mut self, id: ConnId, input: ConnInput) {
+        match input {
+            ConnInput::Connected(stream) => {
+                if self.connecting.as_ref().map(|(c, _)| *c) != Some(id) {
+                    return;
+                }
+                self.connecting = None;
+                self.conns
+                    .insert(id, ConnIo::start(id, stream, &self.io_tx));
+                self.feed(Event::TcpCrAcked(id));
+            }
+            ConnInput::ConnectFailed(err) => {
+                if self.connecting.as_ref().map(|(c, _)| *c) != Some(id) {
+                    return;
+                }
+                debug!(%err, "connect failed");
+                self.st.last_error = Some(err);
+                self.feed(Event::TcpConnectionFails(id));
+                self.connecting = None;
+            }
+            ConnInput::Frame(frame) => {
+                if self.conns.contains_key(&id) {
+                    self.on_frame(id, &frame);
+                }
+            }
+            ConnInput::FrameError(e) => {
+                if self.conns.contains_key(&id) {
+                    warn!(error = %e, "bad frame");
+                    self.feed(Event::MessageError(id, NotificationMessage::from(&e)));
+                }
+            }
+            ConnInput::Closed(reason) => {
+                if self.conns.remove(&id).is_some() {
+                    debug!(%reason, "connection closed");
+                    self.st.last_error = Some(reason);
+                    self.feed(Event::TcpConnectionFails(id));
+                }
+            }
+            ConnInput::Written { bytes, drained } => {
+                let Some(io) = self.conns.get_mut(&id) else {
+                    return;
+                };
+                io.queued = io.queued.saturating_sub(bytes);
+                let drained = drained && io.queued == 0;
+                self.feed(Event::SendProgress { conn: id, drained });
+            }
+            ConnInput::Flushed(mark) => {
+                if self.pending_flush.as_ref().map(|(m, _)| *m) == Some(mark) {
+                    if let Some((_, routes)) = self.pending_flush.take() {
+                        self.flushed(routes);
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_frame(&mut self, id: ConnId, frame: &[u8]) {
+        let established_here = self.up.as_ref().map(|u| u.conn) == Some(id);
+        if wire::is_update(frame) {
+            self.st.messages_received.update += 1;
+            self.feed(Event::Update(id));
+            if established_here {
+                self.on_update(id, frame);
+            }
+            return;
+        }
+        let ctx = self
+            .negotiated(id)
+            .map(Negotiated::decode_context)
+            .unwrap_or_default();
+        match Message::decode(frame, &ctx) {
+            Ok(message) => {
+                count(&mut self.st.messages_received, &message);
+                match message {
+                    Message::Open(o) => self.feed(Event::Open(id, o)),
+                    Message::Keepalive => self.feed(Event::Keepalive(id)),
+                    Message::Notification(n) => {
+                        warn!(notification = %fsm::notification_name(&n), "received NOTIFICATION");
+                        self.st.last_notification_received = Some(notification_status(&n));
+                        self.feed(Event::Notification(id, n));
+                    }
+                    Message::RouteRefresh(rr) => {
+                        self.feed(Event::RouteRefresh(id));
+                        if established_here {
+                            self.on_route_refresh(rr);
+                        }
+                    }
+                    Message::Update(_) => self.feed(Event::Update(id)),
+                }
+            }
+            Err(e) => {
+                warn!(error = %e, "undecodable message");
+                self.feed(Event::MessageError(id, NotificationMessage::from(&e)));
+            }
+        }
+    }
+
+    fn on_update(&mut self, id: ConnId, frame: &[u8]) {
+        let Some(up) = self.up.as_ref() else { return };
+        let ctx = up.negotiated.decode_context();
+        if let Err(n) = wire::apply_update(frame, &ctx, &mut self.rib_in) {
+            warn!(notification = %fsm::notification_name(&n), "UPDATE error: session reset");
+            self.feed(Event::MessageError(id, n));
+            return;
+        }
+        self.st.prefixes_received_ipv4 = self.rib_in.ipv4();
+        self.st.prefixes_received_ipv6 = self.rib_in.ipv6();
+        if self.rib_in.take_service_routes_changed() {
+            self.service_routes_changed();
+        }
+        if let Some(mp) = self.cfg.max_prefixes {
+            if self.rib_in.total() > mp.limit {
+                self.max_prefix_reached(mp.limit, mp.restart);
+            }
+        }
+    }
+
+    /// RFC 4486: Cease/Maximum Number of Prefixes Reached with AFI, SAFI and the limit
+    /// (§4); the limit counts both families, the AFI named is the larger one.
+    fn max_prefix_reached(&mut self, limit: u64, restart: Option<Duration>) {
+        let afi = if self.rib_in.ipv6() > self.rib_in.ipv4() {
+            Afi::Ipv6
+        } else {
+            Afi::Ipv4
+        };
+        let mut data = Vec::with_capacity(7);
+        data.extend_from_slice(&u16::from(afi).to_be_bytes());
+        data.push(u8::from(Safi::Unicast));
+        data.extend_from_slice(&u32::try_from(limit).unwrap_or(u32::MAX).to_be_bytes());
+        let notification = NotificationMessage {
+            code: ErrorCode::Cease,
+            subcode: cease_subcode::MAXIMUM_PREFIXES_REACHED,
+            data,
+        };
+        warn!(
+            limit,
+            received = self.rib_in.total(),
+            "maximum prefixes reached"
+        );
+        self.st.last_error = Some(format!(
+            "maximum prefixes reached: {} > {limit}{}",
+            self.rib_in.total(),
+            restart.map_or_else(
+                || "; stays down until restarted".to_string(),
+                |d| format!("; restarting in {d:?}")
+            )
+        ));
+        self.feed(Event::AutomaticStop {
+            notification,
+            restart_after: restart,
+        });
+    }
+
+    // ----- routes -----------------------------------------------------------------------
+
+    fn session_context(&self, conn: ConnId, n: &Negotiated) -> SessionContext {
+        let local = self.conns.get(&conn).and_then(|c| c.local).map(|a| a.ip());
+        let local = local.map(|ip| match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
+            v4 => v4,
+        });
+        SessionContext {
+            local_asn: self.local.asn,
+            ibgp: self.local.asn == self.cfg.remote_asn,
+            next_hop_v4: self.cfg.next_hop_v4.or(match local {
+                Some(IpAddr::V4(a)) => Some(a),
+                _ => None,
+            }),
+            next_hop_v6: self.cfg.next_hop_v6.or(match local {
+                Some(IpAddr::V6(a)) => Some(a),
+                _ => None,
+            }),
+            max_message_len: n.max_message_len(),
+            ipv4_unicast: n.ipv4_unicast,
+            ipv6_unicast: n.ipv6_unicast,
+        }
+    }
+
+    fn on_established(&mut self, conn: ConnId, negotiated: Negotiated) {
+        let ctx = self.session_context(conn, &negotiated);
+        info!(
+            hold = ?negotiated.hold_time,
+            capabilities = ?negotiated.capability_names(),
+            "session established"
+        );
+        self.st.hold_time = u16::try_from(negotiated.hold_time.as_secs()).ok();
+        self.st.capabilities = negotiated.capability_names();
+        self.st.established_count += 1;
+        if !negotiated.missing_families.is_empty() {
+            self.st.last_error = Some(format!(
+                "peer did not negotiate {}: those routes are not sent",
+                negotiated.missing_families.join(", ")
+            ));
+        }
+        self.rib_in.clear();
+        let gr = self.cfg.graceful_restart.is_some() || negotiated.graceful_restart;
+        let families = [
+            (negotiated.ipv4_unicast, Afi::Ipv4),
+            (negotiated.ipv6_unicast, Afi::Ipv6),
+        ];
+        self.up = Some(Up {
+            conn,
+            encode: negotiated.encode_context(),
+            negotiated,
+            ctx,
+            sent: RibOut::new(),
+        });
+        let _ = self.events.send(PeerEvent::Established {
+            peer: self.cfg.name.clone(),
+            capabilities: self.st.capabilities.clone(),
+        });
+        self.announce();
+        if gr {
+            // RFC 4724 §2: End-of-RIB after the initial announcements.
+            for (on, afi) in families {
+                if on {
+                    self.send_update(conn, &end_of_rib(afi));
+                }
+            }
+        }
+    }
+
+    fn on_session_down(&mut self, reason: &DownReason) {
+        info!(%reason, "session down");
+        self.up = None;
+        self.st.prefixes_sent = 0;
+        self.st.hold_time = None;
+        self.st.capabilities.clear();
+        self.rib_in.clear();
+        self.st.prefixes_received_ipv4 = 0;
+        self.st.prefixes_received_ipv6 = 0;
+        if self.rib_in.take_service_routes_changed() {
+            self.service_routes_changed();
+        }
+        let _ = self.events.send(PeerEvent::Down {
+            peer: self.cfg.name.clone(),
+            reason: reason.to_string(),
+        });
+        // The peer dropped all our routes with the session.
+        if let Some((_, routes)) = self.pending_flush.take() {
+            self.flushed(routes);
+        }
+    }
+
+    fn on_routes_changed(&mut self) {
+        if self.up.is_some() {
+            self.announce();
+        } else {
+            let routes = self.routes.borrow_and_update().clone();
+            self.flushed(routes);
+        }
+    }
+
+    /// Sends the difference between what the peer has and what it should have.
+    fn announce(&mut self) {
+        let desired = self.routes.borrow_and_update().clone();
+        let Some(up) = self.up.as_mut() else { return };
+        let updates = diff(&up.sent, &desired, &up.ctx);
+        up.sent = sendable(&desired, &up.ctx);
+        let conn = up.conn;
+        self.st.prefixes_sent = u64::try_from(up.sent.len()).unwrap_or(u64::MAX);
+        if !updates.is_empty() {
+            debug!(updates = updates.len(), "sending route changes");
+        }
+        for u in &updates {
+            self.send_update(conn, u);
+        }
+        let mark = self.next_mark;
+        self.next_mark += 1;
+        if let Some(io) = self.conns.get(&conn) {
+            let _ = io.writer.send(WriteCmd::Mark(mark));
+            self.pending_flush = Some((mark, desired));
+        } else {
+            self.flushed(desired);
+        }
+    }
+
+    fn send_update(&mut self, conn: ConnId, update: &UpdateMessage) {
+        let ctx = self.up.as_ref().map(|u| u.encode).unwrap_or_default();
+        let mut buf = BytesMut::new();
+        let msg = Message::Update(update.clone());
+        if let Err(e) = msg.encode(&ctx, &mut buf) {
+            warn!(error = %e, "cannot encode UPDATE; not sent");
+            self.st.last_error = Some(format!("encode: {e}"));
+            return;
+        }
+        self.st.messages_sent.update += 1;
+        if let Some(io) = self.conns.get_mut(&conn) {
+            io.write(buf.freeze());
+        }
+        self.feed(Event::SendQueued(conn));
+    }
+
+    /// RFC 2918 / RFC 7313: re-send the Adj-RIB-Out of the requested family, framed by
+    /// BoRR/EoRR when Enhanced Route Refresh was negotiated.
+    fn on_route_refresh(&mut self, rr: RouteRefreshMessage) {
+        if rr.subtype != RefreshSubtype::Request {
+            return; // BoRR/EoRR from the peer: we keep no Adj-RIB-In.
+        }
+        let Some(up) = self.up.as_ref() else { return };
+        let v6 = match (rr.afi, rr.safi) {
+            (Afi::Ipv4, Safi::Unicast) => false,
+            (Afi::Ipv6, Safi::Unicast) => true,
+            _ => return,
+        };
+        let part: RibOut = up
+            .sent
+            .iter()
+            .filter(|(p, _)| matches!(p, IpNet::V6(_)) == v6)
+            .map(|(p, a)| (*p, a.clone()))
+            .collect();
+        let updates = diff(&RibOut::new(), &part, &up.ctx);
+        let (conn, enhanced) = (up.conn, up.negotiated.enhanced_route_refresh);
+        info!(afi = ?rr.afi, routes = part.len(), "route refresh requested");
+        let framing = |subtype| {
+            Message::RouteRefresh(RouteRefreshMessage {
+                afi: rr.afi,
+                subtype,
+                safi: rr.safi,
+            })
+        };
+        if enhanced {
+            self.send(conn, &framing(RefreshSubtype::Begin));
+        }
+        for u in &updates {
+            self.send_update(conn, u);
+        }
+        if enhanced {
+            self.send(conn, &framing(RefreshSubtype::End));
+        }
+    }
+
+    fn flushed(&mut self, routes: Arc<RibOut>) {
+        let _ = self.events.send(PeerEvent::Flushed {
+            peer: self.cfg.name.clone(),
+            routes,
+        });
+    }
+
+    fn service_routes_changed(&mut self) {
+        let routes: Vec<IpNet> = self.rib_in.service_routes().iter().copied().collect();
+        self.st.service_routes_received = routes.iter().map(ToString::to_string).collect();
+        let _ = self.events.send(PeerEvent::ServiceRoutes {
+            peer: self.cfg.name.clone(),
+            routes,
+        });
+    }
+
+    // ----- stop and status --------------------------------------------------------------
+
+    async fn stop(&mut self, reason: StopReason) {
+        info!(?reason, "stopping peer");
+        self.feed(Event::ManualStop(reason.notification()));
+        if let Some((_, task)) = self.connecting.take() {
+            task.abort();
+        }
+        for (_, io) in self.conns.drain() {
+            self.closing.push(io.close(CLOSE_GRACE));
+        }
+        for task in self.closing.drain(..) {
+            let _ = task.await;
+        }
+        self.publish();
+    }
+
+    fn publish(&mut self) {
+        let state = self.fsm.state().name();
+        if self.st.state != state {
+            self.st.state = state.to_string();
+            self.st.since = rfc3339_now();
+        }
+        self.closing.retain(|t| !t.is_finished());
+        let st = &self.st;
+        self.status.send_if_modified(|s| {
+            if s == st {
+                false
+            } else {
+                s.clone_from(st);
+                true
+            }
+        });
+    }
+}
+
+fn count(c: &mut MessageCounts, m: &Message) {
+    match m {
+        Message::Open(_) => c.open += 1,
+        Message::Update(_) => c.update += 1,
+        Message::Notification(_) => c.notification += 1,
+        Message::Keepalive => c.keepalive += 1,
+        Message::RouteRefresh(_) => c.route_refresh += 1,
+    }
+}
+
+fn notification_status(n: &NotificationMessage) -> NotificationStatus {
+    NotificationStatus {
+        at: rfc3339_now(),
+        code: u8::from(n.code),
+        subcode: n.subcode,
+        name: fsm::notification_name(n),
+        communication: shutdown_communication(n),
+    }
+}
+
+/// End-of-RIB (RFC 4724 §2): an empty UPDATE for IPv4 unicast, an empty MP_UNREACH_NLRI
+/// for the others.
+fn end_of_rib(afi: Afi) -> UpdateMessage {
+    match afi {
+        Afi::Ipv4 => UpdateMessage::default(),
+        other => UpdateMessage {
+            withdrawn: Vec::new(),
+            attributes: vec![anyguard_proto::PathAttribute::MpUnreach(
+                anyguard_proto::MpUnreach {
+                    afi: other,
+                    safi: Safi::Unicast,
+                    withdrawn: Vec::new(),
+                },
+            )],
+            nlri: Vec::new(),
+        },
+    }
+}

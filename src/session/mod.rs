@@ -1,0 +1,24 @@
+//! The BGP speaker's I/O side: one tokio task per peer driving the sans-IO [`crate::fsm`],
+//! the shared listener, and the transport socket options.
+//!
+//! ```text
+//!  listener ──accepted(TcpStream)──▶ peer task ◀── commands (shutdown) ── coordinator
+//!                                       │  ▲
+//!  watch<Arc<RibOut>> (desired) ────────┘  │ reader/writer tasks per connection
+//!  peer task ──watch<PeerStatus>──▶ status;  ──mpsc<PeerEvent>──▶ coordinator
+//! ```
+
+mod api;
+mod conn;
+mod driver;
+pub mod listener;
+pub mod rib_in;
+pub mod transport;
+mod wire;
+
+pub use api::{
+    shutdown_communication, shutdown_notification, Acceptor, LocalSpeaker, PeerEvent, PeerHandle,
+    StopReason, Tuning, MAX_SHUTDOWN_COMMUNICATION,
+};
+pub use driver::{fsm_config, spawn_peer, MAX_SEND_QUEUE};
+pub use listener::{spawn_listener, Listener, ListenerStats};
