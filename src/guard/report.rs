@@ -44,7 +44,11 @@ pub struct ServiceReport {
     /// Local health (checks combined, drain files considered: a drained service is not
     /// healthy for the guard).
     pub healthy: bool,
-    /// The prefixes are announced right now (normally or held).
+    /// The prefixes are announced normally right now (including while held) **and** the
+    /// guard's latest decision keeps them (`Decision::announces`). False while in
+    /// hold-down, draining with GRACEFUL_SHUTDOWN, de-preferred, or between a `Withdraw`
+    /// decision and the routes leaving: other sites rely on this flag, so it must never
+    /// be true for a site that is about to stop announcing without a `withdrawing` intent.
     pub announcing: bool,
     /// The guard's published intent.
     pub intent: Intent,

@@ -24,6 +24,8 @@ use std::time::{Duration, Instant};
 
 use super::report::Intent;
 use super::view::{FleetView, PeerSiteView, PollFailure};
+use crate::service::GuardVerdict;
+use crate::status::model::GuardStatus;
 
 /// How often a held service must be logged again (the coordinator's loud log line).
 pub const HELD_LOG_INTERVAL: Duration = Duration::from_secs(60);
@@ -142,6 +144,8 @@ pub enum Decision {
     Withdraw {
         /// Why, for logs and status.
         reason: String,
+        /// A forced operator drain overrode the guard.
+        forced: bool,
     },
     /// Keep announcing although the service should go down; publish `held`, log loudly
     /// every [`HELD_LOG_INTERVAL`], count it in the held metric.
@@ -173,11 +177,51 @@ impl Decision {
     }
 }
 
+impl Decision {
+    /// The verdict for the service state machine: only `Withdraw` lets the routes go;
+    /// waiting for post-intent reports keeps them like a hold.
+    pub fn verdict(&self) -> GuardVerdict {
+        match self {
+            Decision::Announce | Decision::Withdraw { .. } => GuardVerdict::Allow,
+            Decision::Hold { .. } | Decision::PublishIntentAndWait { .. } => GuardVerdict::Hold {
+                reason: self.to_string(),
+            },
+        }
+    }
+
+    /// The `decision` word of the status document: `allow`, `held`, `pending` (intent
+    /// published, awaiting reports) or `forced`.
+    pub fn status_word(&self) -> &'static str {
+        match self {
+            Decision::Announce | Decision::Withdraw { forced: false, .. } => "allow",
+            Decision::Withdraw { forced: true, .. } => "forced",
+            Decision::Hold { .. } => "held",
+            Decision::PublishIntentAndWait { .. } => "pending",
+        }
+    }
+}
+
+/// The status document's guard entry for a service after `decision` was taken on `input`.
+pub fn guard_status(input: &GuardInput<'_>, decision: &Decision, now: Instant) -> GuardStatus {
+    GuardStatus {
+        decision: decision.status_word().to_owned(),
+        reason: match decision {
+            Decision::Announce => String::new(),
+            Decision::Withdraw { reason, .. }
+            | Decision::Hold { reason }
+            | Decision::PublishIntentAndWait { reason } => reason.clone(),
+        },
+        intent: decision.intent().as_str().to_owned(),
+        sites_announcing: sites_announcing(input, now),
+        min_sites: u32::try_from(input.min_sites).unwrap_or(u32::MAX),
+    }
+}
+
 impl fmt::Display for Decision {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Decision::Announce => f.write_str("announce"),
-            Decision::Withdraw { reason } => write!(f, "withdraw: {reason}"),
+            Decision::Withdraw { reason, .. } => write!(f, "withdraw: {reason}"),
             Decision::Hold { reason } => write!(f, "held: {reason}"),
             Decision::PublishIntentAndWait { reason } => write!(f, "withdraw pending: {reason}"),
         }
@@ -362,6 +406,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
                     "forced drain overrides the guard: {}; {a}",
                     leaves(input, &a)
                 ),
+                forced: true,
             };
         }
         (Drain::Requested, _) => "drained",
@@ -370,6 +415,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
     if !local.announcing {
         return Decision::Withdraw {
             reason: format!("{cause}; {} is not announced here", input.service),
+            forced: false,
         };
     }
     match local.intent {
@@ -401,6 +447,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
             if a.counted >= input.min_sites {
                 Decision::Withdraw {
                     reason: format!("{cause}; {}; {a}", leaves(input, &a)),
+                    forced: false,
                 }
             } else if a.counted + a.pending < input.min_sites || expired {
                 Decision::Hold {

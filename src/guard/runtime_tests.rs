@@ -121,6 +121,18 @@ fn failing_service_publishes_intent_when_enough_sites_announce() {
          requested after it; b: announcing, c: announcing"
     );
     assert_eq!(sites_announcing(&i, t0 + ms(100)), ["b", "c"]);
+    // Waiting keeps the routes like a hold.
+    assert!(matches!(d.verdict(), GuardVerdict::Hold { .. }));
+    let status = guard_status(&i, &d, t0 + ms(100));
+    assert_eq!(
+        (
+            status.decision.as_str(),
+            status.intent.as_str(),
+            status.min_sites
+        ),
+        ("pending", "withdrawing", 1)
+    );
+    assert_eq!(status.sites_announcing, ["b", "c"]);
     assert_eq!(d.intent(), Intent::Withdrawing);
     assert!(d.announces());
 }
@@ -386,6 +398,8 @@ fn forced_drain_overrides_the_guard_and_says_so() {
         "withdraw: forced drain overrides the guard: withdrawing web leaves 0 of 2 sites \
          announcing (min_sites 1); b: not announcing"
     );
+    assert_eq!(d.status_word(), "forced");
+    assert_eq!(d.verdict(), GuardVerdict::Allow);
 }
 
 #[test]
@@ -423,7 +437,10 @@ fn local_intent_advances_keeping_the_first_publication_time() {
     let t1 = t0 + ms(100);
     let wait = Decision::PublishIntentAndWait { reason: "r".into() };
     let hold = Decision::Hold { reason: "r".into() };
-    let withdraw = Decision::Withdraw { reason: "r".into() };
+    let withdraw = Decision::Withdraw {
+        reason: "r".into(),
+        forced: false,
+    };
     let cases = [
         (
             LocalIntent::None,

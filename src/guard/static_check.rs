@@ -12,7 +12,7 @@
 //!   `anyguard check --config NEW.toml --fleet F` after one poll round). A service/prefix
 //!   is rejected when, with the candidate, fewer than `min_sites` sites would announce it
 //!   *and the candidate is part of the problem*: it cannot announce what the running config
-//!   could (or, without a running config, cannot announce it at all). Prefix sets may
+//!   could (or, without a running config, cannot announce a service it configures). Prefix sets may
 //!   differ during a site-by-site rollout; only the per-prefix count matters here.
 //!
 //! "Able to announce" is a property of the config: the service is configured with the
@@ -602,8 +602,9 @@ pub fn check_rollout(
 ///
 /// `running` is the config in force (`None` at start-up or from the CLI). A service prefix
 /// is rejected when fewer than `min_sites` sites would announce it and the candidate cannot
-/// announce it although the running config could (or, without one, at all). Reports older
-/// than the fleet's `stale_after` count as not announcing.
+/// announce it although the running config could (or, without one, although the candidate
+/// configures the service). Reports older than the fleet's `stale_after` count as not
+/// announcing.
 pub fn check_reload(
     fleet: &Fleet,
     site: &str,
@@ -674,11 +675,13 @@ pub fn check_reload(
         let mut failing = Vec::new();
         for prefix in prefixes {
             let after = config_ability(candidate, service, prefix, env);
-            let before_ok = match running {
+            // Without a running config, a site is only answerable for the services it
+            // configures; with one, only for what it could announce before.
+            let answerable = match running {
                 Some(r) => config_ability(r, service, prefix, env).is_ok(),
-                None => true,
+                None => after != Err(Unavailable::ServiceMissing),
             };
-            if after.is_ok() || !before_ok {
+            if after.is_ok() || !answerable {
                 continue;
             }
             let mut outcome: Outcome = (Vec::new(), Vec::new());

@@ -490,6 +490,44 @@ fn reload_removing_a_service_no_other_site_reports_is_rejected() {
 }
 
 #[test]
+fn load_is_answerable_only_for_services_the_candidate_configures() {
+    let t = Instant::now();
+    let v = view(
+        t,
+        Err(PollFailure::Status(503)),
+        Ok(report("c", &[WEB], false, Intent::None)),
+    );
+    // No running config, `web` not configured here, nobody announces it: not this
+    // site's doing.
+    let without = site("a", &[]);
+    let r = check_reload(
+        &fleet(1, None),
+        "a",
+        None,
+        &without,
+        &v,
+        t,
+        &FakeEnv::default(),
+    );
+    assert_eq!(texts(&r), Vec::<String>::new());
+    // Configured here but drained: this site is part of the problem.
+    let drained = site("a", &[WEB]);
+    let env = FakeEnv {
+        existing: vec!["/run/anyguard/web.drain".into()],
+        ..FakeEnv::default()
+    };
+    let r = check_reload(&fleet(1, None), "a", None, &drained, &v, t, &env);
+    assert_eq!(
+        texts(&r),
+        [
+            "service web prefix 203.0.113.0/24 would be announced by 0 of 3 sites (min_sites 1): \
+          no site announces; a: drained (drain file /run/anyguard/web.drain exists), \
+          b: unreachable (HTTP status 503), c: not announcing"
+        ]
+    );
+}
+
+#[test]
 fn load_for_a_site_outside_the_fleet_is_rejected() {
     let t = Instant::now();
     let candidate = site("x", &[WEB]);

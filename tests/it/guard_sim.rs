@@ -145,6 +145,8 @@ struct Sim {
     calm: bool,
     trace: VecDeque<String>,
     stats: Stats,
+    /// Since when the calm-phase goal holds (reset when it stops holding).
+    converged_at: Option<u64>,
 }
 
 #[derive(Default)]
@@ -154,6 +156,8 @@ struct Stats {
     holds: u64,
     withdrawals: u64,
     min_margin_hits: u64,
+    /// Calm phase start to lasting convergence, milliseconds of virtual time.
+    convergence_ms: u64,
 }
 
 impl Sim {
@@ -258,6 +262,24 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// The calm-phase goal: exactly `max(min_sites, healthy)` announce, nothing held when
+    /// enough healthy sites announce.
+    fn converged(&self) -> bool {
+        self.services.iter().enumerate().all(|(svc, (_, min))| {
+            let healthy = self
+                .sites
+                .iter()
+                .filter(|s| s.svcs[svc].down.is_none())
+                .count();
+            let announcing = self.sites.iter().filter(|s| s.svcs[svc].announcing).count();
+            let held = self
+                .sites
+                .iter()
+                .any(|s| matches!(s.svcs[svc].last, Decision::Hold { .. }));
+            announcing == healthy.max(*min) && !(healthy >= *min && held)
+        })
     }
 
     fn check_liveness(&mut self, seed: u64) {
@@ -419,26 +441,29 @@ impl Sim {
             }
         }
         self.check_safety(seed);
+        if self.calm {
+            match (self.converged(), self.converged_at) {
+                (true, None) => self.converged_at = Some(self.now),
+                (false, Some(_)) => self.converged_at = None,
+                _ => {}
+            }
+        }
     }
 }
 
-fn setup(seed: u64) -> Sim {
-    let mut rng = SplitMix64(seed);
-    let n = rng.gen_range(3..=7);
-    let n_svc = rng.gen_range(1..=2);
-    let services: Vec<(String, usize)> = (0..n_svc)
-        .map(|i| {
-            // Mostly 1..n-1 (withdrawals possible); sometimes n (every failing site holds).
-            let min = if rng.gen_bool(0.1) {
-                n
-            } else {
-                rng.gen_range(1..n)
-            };
-            (format!("svc{i}"), min)
-        })
-        .collect();
-    let names: Vec<String> = (0..n)
-        .map(|i| char::from(b'a' + i as u8).to_string())
+/// A fleet of `n` sites (named a, b, c, … in rank order), every service healthy and
+/// announced, pollers and ticks started at random phases.
+fn fleet_sim(
+    rng: SplitMix64,
+    n: usize,
+    services: Vec<(String, usize)>,
+    loss: f64,
+    stall: f64,
+) -> Sim {
+    let n_svc = services.len();
+    let names: Vec<String> = (b'a'..=b'z')
+        .take(n)
+        .map(|c| char::from(c).to_string())
         .collect();
     let sites = (0..n)
         .map(|i| Site {
@@ -475,8 +500,6 @@ fn setup(seed: u64) -> Sim {
             },
         })
         .collect();
-    let loss = rng.gen_range(0.0..0.3);
-    let stall = rng.gen_range(0.0..0.1);
     let mut sim = Sim {
         base: Instant::now(),
         now: 0,
@@ -490,8 +513,8 @@ fn setup(seed: u64) -> Sim {
         calm: false,
         trace: VecDeque::new(),
         stats: Stats::default(),
+        converged_at: None,
     };
-    // Pollers and ticks start at random phases.
     for from in 0..n {
         for to in 0..n {
             if from != to {
@@ -502,6 +525,27 @@ fn setup(seed: u64) -> Sim {
         let at = sim.rng.gen_range(0..TICK_MS);
         sim.push(at, Ev::Tick { site: from });
     }
+    sim
+}
+
+fn setup(seed: u64) -> Sim {
+    let mut rng = SplitMix64(seed);
+    let n = rng.gen_range(3..=7);
+    let n_svc = rng.gen_range(1..=2);
+    let services: Vec<(String, usize)> = (0..n_svc)
+        .map(|i| {
+            // Mostly 1..n-1 (withdrawals possible); sometimes n (every failing site holds).
+            let min = if rng.gen_bool(0.1) {
+                n
+            } else {
+                rng.gen_range(1..n)
+            };
+            (format!("svc{i}"), min)
+        })
+        .collect();
+    let loss = rng.gen_range(0.0..0.3);
+    let stall = rng.gen_range(0.0..0.1);
+    let mut sim = fleet_sim(rng, n, services, loss, stall);
     // Health: independent failures/recoveries, plus (in most runs) a burst where every
     // site fails within the same second.
     let down_reason = |rng: &mut SplitMix64| {
@@ -550,6 +594,8 @@ fn run(seed: u64) -> Stats {
         sim.step(seed, q);
     }
     sim.check_liveness(seed);
+    let converged_at = sim.converged_at.unwrap_or(CALM_END_MS);
+    sim.stats.convergence_ms = converged_at.saturating_sub(CHAOS_END_MS);
     sim.stats
 }
 
@@ -560,8 +606,11 @@ fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds
         .and_then(|v| v.parse().ok())
         .unwrap_or(2_000);
     let mut total = Stats::default();
+    let mut slowest = 0;
     for seed in 0..runs {
         let s = run(seed);
+        slowest = slowest.max(s.convergence_ms);
+        total.convergence_ms += s.convergence_ms;
         total.events += s.events;
         total.decisions += s.decisions;
         total.holds += s.holds;
@@ -570,11 +619,60 @@ fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds
     }
     eprintln!(
         "guard simulation: {runs} runs, {} events, {} decisions, {} holds, {} withdrawals, \
-         {} steps at exactly min_sites",
-        total.events, total.decisions, total.holds, total.withdrawals, total.min_margin_hits
+         {} steps at exactly min_sites; after the calm phase starts, convergence takes \
+         {} ms on average and {slowest} ms at most (virtual time, {INTERVAL_MS} ms polls)",
+        total.events,
+        total.decisions,
+        total.holds,
+        total.withdrawals,
+        total.min_margin_hits,
+        total.convergence_ms / runs.max(1)
     );
     // The runs must actually exercise the guard, not just healthy fleets.
     assert!(total.holds > runs);
     assert!(total.withdrawals > runs);
     assert!(total.min_margin_hits > 0);
+}
+
+/// Run a scripted scenario (no calm phase) and return which sites announce each service.
+fn scripted(seed: u64, n: usize, min_sites: usize, health: &[(u64, usize, bool)]) -> Vec<String> {
+    let mut sim = fleet_sim(
+        SplitMix64(seed),
+        n,
+        vec![("web".to_owned(), min_sites)],
+        0.0,
+        0.0,
+    );
+    for &(at, site, healthy) in health {
+        let down = (!healthy).then_some(Drain::None);
+        sim.push(at, Ev::Health { site, svc: 0, down });
+    }
+    let mut budget = 100_000u32;
+    while let Some(q) = sim.queue.pop() {
+        budget = budget.saturating_sub(1);
+        assert!(budget > 0, "event budget exhausted");
+        sim.step(seed, q);
+    }
+    sim.sites
+        .iter()
+        .filter(|s| s.svcs[0].announcing)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[test]
+fn every_site_failing_in_the_same_millisecond_keeps_the_first_ranked_sites_announcing() {
+    for seed in 0..50 {
+        let all_fail: Vec<_> = (0..5).map(|site| (3_000, site, false)).collect();
+        assert_eq!(scripted(seed, 5, 2, &all_fail), ["a", "b"], "seed {seed}");
+    }
+}
+
+#[test]
+fn held_sites_withdraw_once_enough_others_recover() {
+    for seed in 0..50 {
+        let mut events: Vec<_> = (0..3).map(|site| (3_000, site, false)).collect();
+        events.push((8_000, 2, true));
+        assert_eq!(scripted(seed, 3, 1, &events), ["c"], "seed {seed}");
+    }
 }
