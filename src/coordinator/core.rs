@@ -204,16 +204,8 @@ impl Core {
         let mut changes = Vec::new();
         for i in 0..self.services.len() {
             let health = self.health(i);
+            let drain = self.drain_source(i);
             let slot = &mut self.services[i];
-            let drain = if self.stopping {
-                Some(DrainSource::Shutdown)
-            } else if let Some(op) = &slot.operator_drain {
-                Some(op.clone())
-            } else if slot.drain_file {
-                Some(DrainSource::File)
-            } else {
-                None
-            };
             let inputs = Inputs {
                 health,
                 drain,
@@ -244,6 +236,27 @@ impl Core {
                 .zip(&self.services)
                 .map(|(cfg, slot)| (cfg, slot.machine.presentation())),
         )
+    }
+
+    /// How service `i` is presented right now.
+    pub fn presentation(&self, i: usize) -> Presentation {
+        self.services
+            .get(i)
+            .map_or(Presentation::Withdrawn, |s| s.machine.presentation())
+    }
+
+    /// The drain in force for service `i`, if any (daemon stop, operator, file).
+    pub fn drain_source(&self, i: usize) -> Option<DrainSource> {
+        let slot = self.services.get(i)?;
+        if self.stopping {
+            Some(DrainSource::Shutdown)
+        } else if let Some(op) = &slot.operator_drain {
+            Some(op.clone())
+        } else if slot.drain_file {
+            Some(DrainSource::File)
+        } else {
+            None
+        }
     }
 
     /// Whether service `i` is announced in any form (for the guard's site report).

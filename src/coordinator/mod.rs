@@ -14,6 +14,7 @@
 //! so the coordinator never waits on a socket.
 
 pub mod core;
+mod fleet_guard;
 mod run;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

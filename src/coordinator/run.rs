@@ -11,6 +11,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::core::{rfc3339, ControlOutcome, Core};
+use super::fleet_guard::{FleetGuard, FleetGuardError};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions};
@@ -57,6 +58,9 @@ pub enum RunError {
     /// A check could not be built.
     #[error("health checks: {0}")]
     Probe(#[from] ProbeError),
+    /// The fleet description of the all-sites guard.
+    #[error("fleet: {0}")]
+    Guard(#[from] FleetGuardError),
     /// The BGP listener could not bind.
     #[error("bgp listen {addr}: {source}")]
     Listen {
@@ -94,6 +98,7 @@ struct Shell {
     /// Per peer, the last desired routes it confirmed as written.
     flushed: HashMap<String, Arc<RibOut>>,
     token: watch::Sender<Option<Vec<u8>>>,
+    guard: Option<FleetGuard>,
     ready: bool,
     stopping: bool,
 }
@@ -109,6 +114,7 @@ pub async fn run(
     let now = Instant::now();
     let wall = SystemTime::now();
     let mut core = Core::new(Arc::clone(&config), now, wall);
+    let guard = FleetGuard::start(&config)?;
 
     let (status_tx, status_rx) = watch::channel(StatusDocument::default());
     let metrics = Metrics::new(status_rx.clone());
@@ -159,6 +165,7 @@ pub async fn run(
         peer_changed: Arc::new(Notify::new()),
         flushed: HashMap::new(),
         token: server.token,
+        guard,
         ready: false,
         stopping: false,
     };
@@ -193,7 +200,14 @@ pub async fn run(
             }
         };
         let changed = Arc::clone(&shell.peer_changed);
+        let view_changed = async {
+            match shell.guard.as_mut() {
+                Some(g) => g.view_changed().await,
+                None => std::future::pending().await,
+            }
+        };
         tokio::select! {
+            () = view_changed => {}
             Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
@@ -217,6 +231,9 @@ pub async fn run(
             () = sleep => {}
         }
         let now = Instant::now();
+        if let Some(g) = shell.guard.as_mut() {
+            g.decide_all(&mut core, now);
+        }
         for (i, change) in core.evaluate(now, SystemTime::now()) {
             let name = &core.config().services[i].name;
             tracing::info!(
@@ -249,6 +266,9 @@ pub async fn run(
     }
 
     shell.stop_all().await;
+    if let Some(g) = shell.guard.take() {
+        g.stop().await;
+    }
     server_stop.notify_waiters();
     server_stop.notify_one();
     match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
@@ -519,6 +539,25 @@ impl Shell {
             },
             None => None,
         };
+        if new.fleet != old.fleet {
+            refused.push(
+                "the fleet reference cannot change at run time: restart the daemon".to_string(),
+            );
+        }
+        if let Some(g) = &self.guard {
+            let site = new.fleet.as_ref().map_or("", |f| f.site.as_str());
+            for rejection in crate::guard::static_check::check_reload(
+                g.fleet(),
+                site,
+                Some(&old),
+                &new,
+                &g.view(),
+                Instant::now(),
+                &crate::guard::static_check::LocalSystem,
+            ) {
+                refused.push(format!("all-sites guard: {rejection}"));
+            }
+        }
         if !refused.is_empty() {
             return Err(refused);
         }
@@ -588,7 +627,7 @@ impl Shell {
         Ok(message)
     }
 
-    fn publish(&self, core: &Core) {
+    fn publish(&mut self, core: &Core) {
         let now = Instant::now();
         let wall = SystemTime::now();
         let config = core.config();
@@ -601,13 +640,18 @@ impl Shell {
             .iter()
             .map(|p| (p.name.clone(), p.state == "established"))
             .collect();
-        let guard = |_i: usize| GuardStatus {
-            decision: "disabled".to_string(),
-            reason: "no fleet configured".to_string(),
-            intent: "none".to_string(),
-            sites_announcing: Vec::new(),
-            min_sites: 0,
+        let guard_of = |i: usize| match &self.guard {
+            Some(g) => g.status(&config.services[i].name),
+            None => GuardStatus {
+                decision: "disabled".to_string(),
+                reason: "no fleet configured".to_string(),
+                intent: "none".to_string(),
+                sites_announcing: Vec::new(),
+                min_sites: 0,
+            },
         };
+        let services = core.service_status(now, wall, &up, &guard_of);
+        let report = self.guard.as_mut().map(|g| g.report(core));
         let doc = StatusDocument {
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -623,8 +667,9 @@ impl Shell {
                 ready: self.ready,
                 stopping: self.stopping,
             },
-            services: core.service_status(now, wall, &up, &guard),
+            services,
             peers,
+            guard: report,
         };
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.
@@ -635,5 +680,10 @@ impl Shell {
                 true
             }
         });
+        // The intent protocol: an intent counts as published once the status endpoint
+        // serves it, which is now.
+        if let Some(g) = self.guard.as_mut() {
+            g.published(Instant::now());
+        }
     }
 }

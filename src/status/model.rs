@@ -15,6 +15,10 @@ pub struct StatusDocument {
     pub services: Vec<ServiceStatus>,
     /// One entry per configured peer, in config order.
     pub peers: Vec<PeerStatus>,
+    /// This site's report for the other sites' all-sites guards (only when a fleet is
+    /// configured); see `docs/guard.md`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub guard: Option<crate::guard::report::SiteReport>,
 }
 
 /// Daemon-wide facts.

@@ -202,5 +202,6 @@ pub(crate) fn realistic_document() -> StatusDocument {
                 established_count: 1,
             },
         ],
+        guard: None,
     }
 }

@@ -1,0 +1,251 @@
+//! The coordinator's side of the all-sites guard: runs the poller, asks
+//! [`guard::runtime::decide`] about every service before each evaluation, publishes this
+//! site's [`SiteReport`] and advances the local intent only once that report is visible
+//! (the ordering the race argument of `docs/guard.md` relies on).
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use super::core::Core;
+use crate::announcer::Presentation;
+use crate::config::Config;
+use crate::guard::fleet::Fleet;
+use crate::guard::poller::{self, PollerConfig};
+use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
+use crate::guard::runtime::{
+    decide, guard_status, held_log_due, Decision, Drain, GuardInput, LocalIntent, LocalService,
+};
+use crate::guard::view::FleetView;
+use crate::service::{DrainSource, Health};
+use crate::status::model::GuardStatus;
+
+/// The guard for one site, while a fleet is configured.
+pub(crate) struct FleetGuard {
+    fleet: Fleet,
+    site: String,
+    rank: usize,
+    view: watch::Receiver<FleetView>,
+    poll_now: watch::Sender<u64>,
+    shutdown: watch::Sender<bool>,
+    poller: JoinHandle<()>,
+    /// Per service name: intent in force, last decision and its status entry.
+    state: HashMap<String, ServiceGuard>,
+    generation: u64,
+    last_report: Option<SiteReport>,
+}
+
+struct ServiceGuard {
+    intent: LocalIntent,
+    decision: Decision,
+    status: GuardStatus,
+    held_logged: Option<Instant>,
+}
+
+/// Loading the fleet failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FleetGuardError {
+    /// The fleet file is invalid.
+    #[error("{0}")]
+    Fleet(String),
+    /// This site is not in the fleet.
+    #[error("site {site:?} is not listed in the fleet {fleet}")]
+    UnknownSite {
+        /// Site name from the config.
+        site: String,
+        /// Fleet file.
+        fleet: String,
+    },
+}
+
+impl FleetGuard {
+    /// Loads the fleet named by the config and starts polling the other sites.
+    pub(crate) fn start(config: &Config) -> Result<Option<Self>, FleetGuardError> {
+        let Some(fleet_ref) = &config.fleet else {
+            return Ok(None);
+        };
+        let fleet =
+            Fleet::load(&fleet_ref.path).map_err(|e| FleetGuardError::Fleet(e.to_string()))?;
+        let rank = fleet
+            .rank(&fleet_ref.site)
+            .ok_or_else(|| FleetGuardError::UnknownSite {
+                site: fleet_ref.site.clone(),
+                fleet: fleet.source.clone(),
+            })?;
+        let (view_tx, view) = watch::channel(fleet.view_for(&fleet_ref.site));
+        let (poll_now, poll_now_rx) = watch::channel(0u64);
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let poller = tokio::spawn(poller::run(
+            PollerConfig::from_fleet(&fleet, &fleet_ref.site),
+            view_tx,
+            poll_now_rx,
+            shutdown_rx,
+        ));
+        Ok(Some(FleetGuard {
+            fleet,
+            site: fleet_ref.site.clone(),
+            rank,
+            view,
+            poll_now,
+            shutdown,
+            poller,
+            state: HashMap::new(),
+            generation: 0,
+            last_report: None,
+        }))
+    }
+
+    /// The fleet in force.
+    pub(crate) fn fleet(&self) -> &Fleet {
+        &self.fleet
+    }
+
+    /// The latest view of the other sites.
+    pub(crate) fn view(&self) -> FleetView {
+        self.view.borrow().clone()
+    }
+
+    /// Resolves when the view of the other sites changed.
+    pub(crate) async fn view_changed(&mut self) {
+        if self.view.changed().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    }
+
+    /// Decides for every service and hands the verdicts to the core (before it evaluates).
+    pub(crate) fn decide_all(&mut self, core: &mut Core, now: Instant) {
+        let view = self.view.borrow().clone();
+        let timing = self.fleet.timing();
+        let names: Vec<String> = core
+            .config()
+            .services
+            .iter()
+            .map(|s| s.name.clone())
+            .collect();
+        self.state.retain(|name, _| names.contains(name));
+        for (i, name) in names.iter().enumerate() {
+            let drain = match core.drain_source(i) {
+                None => Drain::None,
+                Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
+                    Drain::Forced
+                }
+                Some(DrainSource::File | DrainSource::Operator { force: false, .. }) => {
+                    Drain::Requested
+                }
+            };
+            let intent = self.state.get(name).map_or(LocalIntent::None, |s| s.intent);
+            let input = GuardInput {
+                service: name,
+                min_sites: self.fleet.min_sites(name),
+                local_site: &self.site,
+                local_rank: self.rank,
+                local: LocalService {
+                    healthy: core.health(i) == Health::Up && drain == Drain::None,
+                    drain,
+                    announcing: core.presentation(i) == Presentation::Normal,
+                    intent,
+                },
+                view: &view,
+                timing,
+            };
+            let decision = decide(&input, now);
+            let status = guard_status(&input, &decision, now);
+            core.set_guard(i, decision.verdict());
+            let entry = self.state.entry(name.clone()).or_insert(ServiceGuard {
+                intent,
+                decision: Decision::Announce,
+                status: GuardStatus::default(),
+                held_logged: None,
+            });
+            if let Decision::Hold { reason } = &decision {
+                if held_log_due(entry.held_logged, now) {
+                    tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
+                    entry.held_logged = Some(now);
+                }
+            } else {
+                entry.held_logged = None;
+            }
+            entry.decision = decision;
+            entry.status = status;
+        }
+    }
+
+    /// This site's report after the core evaluated (the status document carries it).
+    pub(crate) fn report(&mut self, core: &Core) -> SiteReport {
+        let config = core.config();
+        let services = config
+            .services
+            .iter()
+            .enumerate()
+            .map(|(i, svc)| {
+                let decision = self.state.get(&svc.name).map(|s| &s.decision);
+                ServiceReport {
+                    name: svc.name.clone(),
+                    prefixes: svc.prefixes.clone(),
+                    healthy: core.health(i) == Health::Up && core.drain_source(i).is_none(),
+                    // Normal presentation only: hold-down, graceful shutdown and
+                    // de-preference do not count as announcing for the other sites.
+                    announcing: core.presentation(i) == Presentation::Normal
+                        && decision.is_none_or(Decision::announces),
+                    intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
+                }
+            })
+            .collect();
+        let mut report = SiteReport {
+            version: REPORT_VERSION,
+            site: self.site.clone(),
+            generation: self.generation,
+            services,
+        };
+        let changed = self
+            .last_report
+            .as_ref()
+            .is_none_or(|r| r.services != report.services);
+        if changed {
+            self.generation += 1;
+            report.generation = self.generation;
+            self.last_report = Some(report.clone());
+        }
+        report
+    }
+
+    /// Call once the report is visible on the status endpoint: moves each service's
+    /// intent forward, and asks for an immediate poll when an intent was just published.
+    pub(crate) fn published(&mut self, visible_at: Instant) {
+        let mut newly_withdrawing = false;
+        for s in self.state.values_mut() {
+            let next = s.intent.advance(&s.decision, visible_at);
+            if matches!(next, LocalIntent::Withdrawing { .. })
+                && !matches!(s.intent, LocalIntent::Withdrawing { .. })
+            {
+                newly_withdrawing = true;
+            }
+            s.intent = next;
+        }
+        if newly_withdrawing {
+            self.poll_now.send_modify(|n| *n = n.wrapping_add(1));
+        }
+    }
+
+    /// The status entry of a service.
+    pub(crate) fn status(&self, name: &str) -> GuardStatus {
+        self.state
+            .get(name)
+            .map(|s| s.status.clone())
+            .unwrap_or_else(|| GuardStatus {
+                decision: "pending".to_string(),
+                reason: "not evaluated yet".to_string(),
+                intent: "none".to_string(),
+                sites_announcing: Vec::new(),
+                min_sites: u32::try_from(self.fleet.min_sites(name)).unwrap_or(u32::MAX),
+            })
+    }
+
+    /// Stops the poller.
+    pub(crate) async fn stop(self) {
+        let _ = self.shutdown.send(true);
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.poller).await;
+    }
+}
