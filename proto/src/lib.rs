@@ -11,6 +11,7 @@
 pub mod attribute;
 pub mod capability;
 pub mod error;
+pub mod fuzzing;
 pub mod iana;
 pub mod message;
 pub mod nlri;

@@ -33,6 +33,17 @@ pub enum PrefixFault {
     HostBitsSet,
 }
 
+/// Checks the octets of one prefix of `len` bits: only the last octet can carry bits
+/// beyond the length (RFC 7606 §5.3).
+#[inline(always)]
+fn host_bits_clear(octets: &[u8], len: u8) -> bool {
+    let spare = len % 8;
+    match octets.last() {
+        Some(&last) if spare != 0 => last & (0xFF >> spare) == 0,
+        _ => true,
+    }
+}
+
 /// Parses one IPv4 prefix, returning it and the rest.
 #[inline]
 pub(crate) fn parse_ipv4_prefix(i: &[u8]) -> Result<(Ipv4Net, &[u8]), PrefixFault> {
@@ -41,18 +52,20 @@ pub(crate) fn parse_ipv4_prefix(i: &[u8]) -> Result<(Ipv4Net, &[u8]), PrefixFaul
         return Err(PrefixFault::LengthTooLong);
     }
     let n = usize::from(len).div_ceil(8);
-    if rest.len() < n {
-        return Err(PrefixFault::Overrun);
-    }
-    let mut octets = [0u8; 4];
-    octets[..n].copy_from_slice(&rest[..n]);
-    let addr = u32::from_be_bytes(octets);
-    let mask = u32::MAX.checked_shl(32 - u32::from(len)).unwrap_or(0);
-    if addr & !mask != 0 {
+    let (octets, rest) = rest.split_at_checked(n).ok_or(PrefixFault::Overrun)?;
+    if !host_bits_clear(octets, len) {
         return Err(PrefixFault::HostBitsSet);
     }
+    let addr = match *octets {
+        [] => 0,
+        [a] => u32::from(a) << 24,
+        [a, b] => u32::from(u16::from_be_bytes([a, b])) << 16,
+        [a, b, c] => u32::from_be_bytes([a, b, c, 0]),
+        [a, b, c, d] => u32::from_be_bytes([a, b, c, d]),
+        _ => return Err(PrefixFault::LengthTooLong),
+    };
     let net = Ipv4Net::new(Ipv4Addr::from(addr), len).map_err(|_| PrefixFault::LengthTooLong)?;
-    Ok((net, &rest[n..]))
+    Ok((net, rest))
 }
 
 /// Parses one IPv6 prefix, returning it and the rest.
@@ -63,18 +76,14 @@ pub(crate) fn parse_ipv6_prefix(i: &[u8]) -> Result<(Ipv6Net, &[u8]), PrefixFaul
         return Err(PrefixFault::LengthTooLong);
     }
     let n = usize::from(len).div_ceil(8);
-    if rest.len() < n {
-        return Err(PrefixFault::Overrun);
-    }
-    let mut octets = [0u8; 16];
-    octets[..n].copy_from_slice(&rest[..n]);
-    let addr = u128::from_be_bytes(octets);
-    let mask = u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0);
-    if addr & !mask != 0 {
+    let (octets, rest) = rest.split_at_checked(n).ok_or(PrefixFault::Overrun)?;
+    if !host_bits_clear(octets, len) {
         return Err(PrefixFault::HostBitsSet);
     }
-    let net = Ipv6Net::new(Ipv6Addr::from(addr), len).map_err(|_| PrefixFault::LengthTooLong)?;
-    Ok((net, &rest[n..]))
+    let mut full = [0u8; 16];
+    full[..n].copy_from_slice(octets);
+    let net = Ipv6Net::new(Ipv6Addr::from(full), len).map_err(|_| PrefixFault::LengthTooLong)?;
+    Ok((net, rest))
 }
 
 /// Parses one prefix of either family with an optional ADD-PATH identifier.
@@ -103,15 +112,28 @@ pub(crate) fn parse_prefix(
     }
 }
 
-/// Checks a whole prefix field without allocating; returns the number of prefixes.
+/// Checks a whole prefix field without allocating or building addresses; returns the
+/// number of prefixes.
 pub(crate) fn validate_prefixes(
     mut i: &[u8],
     ipv6: bool,
     add_path: bool,
 ) -> Result<usize, PrefixFault> {
+    let max = if ipv6 { 128 } else { 32 };
     let mut count = 0;
     while !i.is_empty() {
-        let (_, _, rest) = parse_prefix(i, ipv6, add_path)?;
+        if add_path {
+            i = i.get(4..).ok_or(PrefixFault::Overrun)?;
+        }
+        let (&len, rest) = i.split_first().ok_or(PrefixFault::Overrun)?;
+        if len > max {
+            return Err(PrefixFault::LengthTooLong);
+        }
+        let n = usize::from(len).div_ceil(8);
+        let (octets, rest) = rest.split_at_checked(n).ok_or(PrefixFault::Overrun)?;
+        if !host_bits_clear(octets, len) {
+            return Err(PrefixFault::HostBitsSet);
+        }
         i = rest;
         count += 1;
     }
@@ -188,6 +210,8 @@ impl<'a> PrefixIter<'a> {
         if self.data.is_empty() {
             return None;
         }
+        // The field was validated when the iterator was made; only the (cheap, panic-free)
+        // structural checks run again here.
         match parse_prefix(self.data, self.ipv6, self.add_path) {
             Ok((id, net, rest)) => {
                 self.data = rest;

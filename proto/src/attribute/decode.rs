@@ -57,7 +57,9 @@ pub(crate) fn decode_as_path(mut v: &[u8], width: usize) -> AsPath {
 pub(crate) fn decode_checked(a: &RawAttribute<'_>, ctx: &DecodeContext) -> PathAttribute {
     let v = a.value;
     let raw = || PathAttribute::Unknown {
-        flags: a.flags,
+        // Extended Length is framing, and the low four bits are unused (RFC 4271 §4.3).
+        flags: a.flags
+            & (super::flags::OPTIONAL | super::flags::TRANSITIVE | super::flags::PARTIAL),
         type_code: a.type_code,
         value: v.to_vec(),
     };

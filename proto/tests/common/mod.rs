@@ -1,5 +1,5 @@
 //! Helpers shared by the proto integration tests.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, clippy::unwrap_used)]
 
 use anyguard_proto::{DecodeContext, EncodeContext, Message};
 

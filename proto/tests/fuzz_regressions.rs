@@ -1,0 +1,21 @@
+//! Inputs the fuzzer found, kept as named regression tests (input layout: see
+//! `anyguard_proto::fuzzing`). Each also runs through every check of both fuzz targets.
+
+mod common;
+
+use anyguard_proto::fuzzing::{check_decode, check_round_trip};
+use common::hex;
+
+fn both(input: &str) {
+    let data = hex(input);
+    check_decode(&data);
+    check_round_trip(&data);
+}
+
+/// The owned decoder drops ADD-PATH identifiers and the encoder never writes them; the
+/// round trip used to re-read the encoded message with ADD-PATH still on, so the prefix
+/// octets were misread as path identifiers. Found by the `roundtrip` target.
+#[test]
+fn add_path_update_treated_as_withdraw_round_trips_without_path_ids() {
+    both("2f0200000006c0c00f03006a282f020f03006a2fffff000000000000000000000200");
+}
