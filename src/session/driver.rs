@@ -544,18 +544,20 @@ impl Actor {
             received = self.rib_in.total(),
             "maximum prefixes reached"
         );
-        self.st.last_error = Some(format!(
+        let detail = format!(
             "maximum prefixes reached: {} > {limit}{}",
             self.rib_in.total(),
             restart.map_or_else(
                 || "; stays down until restarted".to_string(),
                 |d| format!("; restarting in {d:?}")
             )
-        ));
+        );
         self.feed(Event::AutomaticStop {
             notification,
             restart_after: restart,
         });
+        // After the FSM's own "sent Cease/…" reason: this one says more.
+        self.st.last_error = Some(detail);
     }
 
     // ----- routes -----------------------------------------------------------------------

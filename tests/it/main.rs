@@ -1,1 +1,4 @@
 //! Daemon integration tests.
+
+mod fakepeer;
+mod session;
