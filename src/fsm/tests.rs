@@ -916,3 +916,42 @@ fn manual_stop_notifies_both_colliding_connections() {
     assert_eq!(p.state(), State::Idle);
     assert!(p.secondary().is_none());
 }
+
+#[test]
+fn tcp_failure_in_opensent_goes_idle_and_is_damped() {
+    let t0 = Instant::now();
+    let mut s = opensent(cfg(), t0);
+    let a = s.handle(t0, Event::TcpConnectionFails(C1));
+    assert_eq!(s.state(), State::Idle);
+    assert!(notification(&a).is_none());
+    assert!(s.timer(Timer::IdleHold).is_some());
+    assert_eq!(s.connect_retry_counter(), 1);
+}
+
+#[test]
+fn keepalive_timer_in_openconfirm_sends_keepalive() {
+    let t0 = Instant::now();
+    let mut s = openconfirm(cfg(), t0);
+    let at = s.timer(Timer::Keepalive).unwrap();
+    assert!(at >= t0 + Duration::from_millis(22_500) && at <= t0 + secs(30));
+    let a = s.handle_timeout(at);
+    assert_eq!(sent(&a), vec![&Message::Keepalive]);
+    assert_eq!(s.state(), State::OpenConfirm);
+}
+
+#[test]
+fn manual_stop_in_connect_cancels_the_attempt_silently() {
+    let t0 = Instant::now();
+    let mut s = Session::new(cfg());
+    s.handle(t0, Event::ManualStart);
+    let n = NotificationMessage {
+        code: ErrorCode::Cease,
+        subcode: 2,
+        data: Vec::new(),
+    };
+    let a = s.handle(t0, Event::ManualStop(n));
+    assert!(a.contains(&Action::CancelConnect));
+    assert!(notification(&a).is_none());
+    assert_eq!(s.state(), State::Idle);
+    assert_eq!(s.next_deadline(), None);
+}

@@ -560,3 +560,31 @@ async fn md5_protected_session_establishes() {
         .await;
     h.status_until(|s| s.state == "established").await;
 }
+
+#[tokio::test]
+async fn garbage_from_one_peer_resets_only_that_peer() {
+    let (mut good_h, mut good, _l1) =
+        established(|c| c.hold_time = Duration::from_secs(3), rib(&[])).await;
+    let (mut bad_h, mut bad, _l2) = established(|_| {}, rib(&[])).await;
+    good_h.status_until(|s| s.state == "established").await;
+    bad_h.status_until(|s| s.state == "established").await;
+
+    // A header with a broken marker: Message Header Error / Connection Not Synchronized.
+    let mut frame = vec![0u8; 19];
+    frame[16] = 0;
+    frame[17] = 19;
+    frame[18] = 4;
+    bad.send_raw(&frame).await;
+    let n = bad.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::MessageHeader, 1));
+    bad.expect_closed(Duration::from_secs(5)).await;
+
+    // The other session keeps exchanging keepalives.
+    for _ in 0..2 {
+        match good.recv_within(Duration::from_secs(3)).await {
+            Ok(Message::Keepalive) => good.send(&Message::Keepalive).await,
+            other => panic!("good peer disturbed: {other:?}"),
+        }
+    }
+    assert_eq!(good_h.status.borrow().state, "established");
+}
