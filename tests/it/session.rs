@@ -588,3 +588,35 @@ async fn garbage_from_one_peer_resets_only_that_peer() {
     }
     assert_eq!(good_h.status.borrow().state, "established");
 }
+
+#[tokio::test]
+async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() {
+    let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (l, port) = self::listener().await;
+    let mut cfg = peer_config(port, PeerMode::Both, 90);
+    cfg.name = "both".into();
+    let mut h = start(cfg, local(), rib(&[]));
+    listener
+        .add_peer(LOOPBACK, h.handle.acceptor(), None)
+        .await
+        .unwrap();
+
+    // Connection A: the speaker's, to us. It sends its OPEN and waits (OpenSent).
+    let mut a = FakePeer::accept(&l).await;
+    a.expect_open().await;
+    // Connection B: ours, to the speaker's listener. Our identifier 198.18.0.2 is higher
+    // than the speaker's 198.18.0.1, so B (opened by us) must survive.
+    let mut b = FakePeer::connect(listener.local_addr()).await.unwrap();
+    b.expect_open().await;
+    b.send(&Message::Open(fakepeer::open(
+        PEER_ASN, PEER_ID, 90, true, false,
+    )))
+    .await;
+    let n = a.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 7));
+    a.expect_closed(Duration::from_secs(5)).await;
+    b.expect_keepalive().await;
+    b.send(&Message::Keepalive).await;
+    h.status_until(|s| s.state == "established").await;
+    listener.shutdown();
+}
