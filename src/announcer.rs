@@ -448,6 +448,7 @@ mod tests {
             deprefer_prepend: 3,
             deprefer_communities: vec![Community::new(65010, 666)],
             drain_file: None,
+            disabled: false,
             drain_time: Duration::from_secs(5),
             hold_down: Duration::from_secs(1),
             combine: Combine::All,

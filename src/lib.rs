@@ -4,6 +4,8 @@ pub mod announcer;
 pub mod config;
 pub mod coordinator;
 pub mod fsm;
+pub mod guard;
+pub mod health;
 pub mod service;
 pub mod session;
 pub mod status;

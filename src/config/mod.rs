@@ -3,6 +3,23 @@
 //! "Parse, don't validate": [`raw`] mirrors the TOML file with serde
 //! (`deny_unknown_fields` everywhere); `TryFrom<raw::…>` builds these types and collects
 //! every error with its file, line and key path. Nothing downstream sees an unchecked value.
+//!
+//! Entry points: [`load`], [`load_str`], [`embedded_default`] ([`EMBEDDED_DEFAULT`] is the
+//! config `anyguard run` uses without `--config`). Defaults are the `DEFAULT_*` constants
+//! below; the file format is documented on the [`raw`] types and in `config/*.toml`.
+
+mod error;
+mod load;
+pub mod raw;
+mod validate;
+mod validate_service;
+
+#[cfg(test)]
+mod tests;
+
+pub use error::{ConfigError, ConfigErrors};
+pub use load::{embedded_default, load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
+pub use validate::SourcedRaw;
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
@@ -22,15 +39,47 @@ pub struct Config {
     pub local_asn: u32,
     /// The status/metrics/control HTTP endpoint.
     pub status: StatusConfig,
+    /// `[bgp] listen`: where we accept connections from `passive`/`both` peers; `None` =
+    /// no listener (every peer is `active`).
+    pub bgp_listen: Option<SocketAddr>,
     /// BGP peers.
     pub peers: Vec<PeerConfig>,
     /// Services to announce.
     pub services: Vec<ServiceConfig>,
     /// Fleet description for the all-sites guard, if any.
     pub fleet: Option<FleetRef>,
-    /// `[bgp] listen`: where passive/both-mode peers are accepted; `None` = no listener.
-    pub bgp_listen: Option<SocketAddr>,
 }
+
+/// `[status] listen` default: loopback only.
+pub const DEFAULT_STATUS_LISTEN: SocketAddr =
+    SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9180);
+/// BGP port (RFC 4271 §8.2.1).
+pub const DEFAULT_PEER_PORT: u16 = 179;
+/// Proposed hold time (RFC 4271 §10 suggests 90 s). Operators should set a short one
+/// (e.g. 9 s) towards their own edge routers when there is no BFD.
+pub const DEFAULT_HOLD_TIME: Duration = Duration::from_secs(90);
+/// ConnectRetryTime; RFC 4271 §10 suggests 120 s, but our peers are our own edge routers
+/// and a site should come back quickly after a router restart.
+pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(5);
+/// Graceful restart Restart Time when enabled: short, because for anycast a long one keeps
+/// a dead site attracting traffic.
+pub const DEFAULT_GR_RESTART_TIME: Duration = Duration::from_secs(10);
+/// Extra prepends while de-preferred.
+pub const DEFAULT_DEPREFER_PREPEND: u8 = 3;
+/// How long a drained service keeps GRACEFUL_SHUTDOWN before the withdrawal.
+pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(5);
+/// Minimum time between a withdrawal and the next announcement.
+pub const DEFAULT_HOLD_DOWN: Duration = Duration::from_secs(1);
+/// Check interval.
+pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// Lower bound for `interval` and `fast_interval`, against busy loops.
+pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Consecutive passes to go up (anycast-healthchecker's default).
+pub const DEFAULT_RISE: u32 = 2;
+/// Consecutive failures to go down.
+pub const DEFAULT_FALL: u32 = 2;
+/// Accepted HTTP status codes.
+pub const DEFAULT_HTTP_STATUS: (u16, u16) = (200, 299);
 
 /// `[status]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -172,6 +221,9 @@ pub struct ServiceConfig {
     pub deprefer_communities: Vec<Community>,
     /// Drain file: present means drain.
     pub drain_file: Option<PathBuf>,
+    /// `disabled = true`: configured but administratively shut down (never announced).
+    /// The config guard counts such a site as not announcing the service.
+    pub disabled: bool,
     /// How long to keep the GRACEFUL_SHUTDOWN announcement before withdrawing.
     pub drain_time: Duration,
     /// Minimum time between a withdrawal and the next announcement.
@@ -191,7 +243,8 @@ pub struct CheckConfig {
     pub kind: CheckKind,
     /// Normal interval.
     pub interval: Duration,
-    /// Interval while between states (defaults to `interval`).
+    /// Interval while between states (default `max(interval / 4, timeout)`, at most
+    /// `interval`).
     pub fast_interval: Duration,
     /// Timeout for one probe.
     pub timeout: Duration,
@@ -227,9 +280,9 @@ pub enum CheckKind {
     Dns {
         /// Resolver.
         server: SocketAddr,
-        /// Name to resolve.
+        /// Name to resolve (TOML key `query`), without the trailing dot.
         name: String,
-        /// Record type (A or AAAA).
+        /// Record type, `"A"` or `"AAAA"` (upper case).
         record_type: String,
         /// Expected answers (any answer if empty).
         expect: Vec<IpAddr>,

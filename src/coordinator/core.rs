@@ -488,6 +488,7 @@ mod tests {
             deprefer_prepend: 3,
             deprefer_communities: Vec::new(),
             drain_file: None,
+            disabled: false,
             drain_time: Duration::from_secs(5),
             hold_down: Duration::from_secs(1),
             combine: Combine::All,

@@ -78,6 +78,13 @@ pub enum ClientError {
     },
 }
 
+/// Whether `anyguard status` should colour its tables: stdout is a terminal and `NO_COLOR`
+/// (<https://no-color.org>) is unset or empty.
+pub fn colour_wanted() -> bool {
+    use std::io::IsTerminal;
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+}
+
 /// Fetches `url` (a base such as `http://127.0.0.1:9179` gets `/status` appended) and
 /// returns the text to print: tables, or with `json` the document pretty-printed.
 pub async fn run(url: &str, json: bool, color: bool) -> Result<String, ClientError> {
@@ -306,6 +313,15 @@ pub fn format_age(age: Duration) -> String {
     }
 }
 
+/// `0.4ms`, `812.0ms`, `2.00s`.
+fn format_latency(ms: f64) -> String {
+    if ms < 1000.0 {
+        format!("{ms:.1}ms")
+    } else {
+        format!("{:.2}s", ms / 1000.0)
+    }
+}
+
 /// Age of an RFC 3339 timestamp at `now`; the raw text if it does not parse, `-` if empty.
 fn since(at: &str, now: SystemTime) -> String {
     if at.is_empty() {
@@ -459,7 +475,7 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
         .map(|(s, c)| {
             let last = c.last_results.first();
             let latency = last
-                .map(|r| format!("{:.1}ms", r.latency_ms))
+                .map(|r| format_latency(r.latency_ms))
                 .unwrap_or_else(|| "-".to_owned());
             let error = last
                 .filter(|r| !r.ok)

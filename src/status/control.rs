@@ -58,3 +58,31 @@ pub enum ControlReply {
     /// HTTP 409.
     Rejected(Vec<String>),
 }
+
+impl From<crate::coordinator::core::ControlOutcome> for ControlReply {
+    fn from(outcome: crate::coordinator::core::ControlOutcome) -> Self {
+        use crate::coordinator::core::ControlOutcome;
+        match outcome {
+            ControlOutcome::Done(message) => ControlReply::Ok(message),
+            ControlOutcome::UnknownService(_) => ControlReply::NotFound,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::coordinator::core::ControlOutcome;
+
+    #[test]
+    fn coordinator_outcomes_map_to_replies() {
+        assert_eq!(
+            ControlReply::from(ControlOutcome::Done("dns draining".into())),
+            ControlReply::Ok("dns draining".into())
+        );
+        assert_eq!(
+            ControlReply::from(ControlOutcome::UnknownService("web".into())),
+            ControlReply::NotFound
+        );
+    }
+}

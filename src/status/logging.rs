@@ -119,6 +119,17 @@ where
     }
 }
 
+/// The span every log line about one BGP peer runs in (`peer = name, address = addr`), so
+/// the JSON format carries them as fields and filters can select one peer.
+pub fn peer_span(peer: &str, address: &str) -> tracing::Span {
+    tracing::info_span!("peer", peer = %peer, address = %address)
+}
+
+/// The span every log line about one health check runs in (`service = …, check = …`).
+pub fn check_span(service: &str, check: &str) -> tracing::Span {
+    tracing::info_span!("check", service = %service, check = %check)
+}
+
 #[cfg(test)]
 mod tests {
     use std::io::Write;
@@ -179,7 +190,7 @@ mod tests {
             buf.clone(),
         );
         tracing::subscriber::with_default(sub, || {
-            let span = tracing::info_span!("peer", peer = "198.18.0.1");
+            let span = peer_span("edge1", "198.18.0.1");
             let _g = span.enter();
             tracing::info!(from = "openconfirm", to = "established", "state change");
             tracing::debug!("filtered out");
@@ -191,7 +202,8 @@ mod tests {
         assert_eq!(v["level"], "INFO");
         assert_eq!(v["fields"]["message"], "state change");
         assert_eq!(v["fields"]["to"], "established");
-        assert_eq!(v["span"]["peer"], "198.18.0.1");
+        assert_eq!(v["span"]["peer"], "edge1");
+        assert_eq!(v["span"]["address"], "198.18.0.1");
         assert_eq!(v["spans"][0]["name"], "peer");
     }
 
@@ -206,14 +218,14 @@ mod tests {
             buf.clone(),
         );
         tracing::subscriber::with_default(sub, || {
-            let span = tracing::info_span!("check", service = "dns", check = "tcp#0");
+            let span = check_span("dns", "tcp#0");
             let _g = span.enter();
             tracing::info!("check went down");
         });
         let text = buf.text();
         assert!(!text.contains('\u{1b}'), "{text:?}");
         assert!(
-            text.starts_with(" INFO check{service=\"dns\" check=\"tcp#0\"}"),
+            text.starts_with(" INFO check{service=dns check=tcp#0}"),
             "{text:?}"
         );
         assert!(text.contains("check went down"));

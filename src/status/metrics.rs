@@ -21,6 +21,8 @@
 //! | `anyguard_service_up` | gauge | `service` |
 //! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
 //! | `anyguard_guard_held` | gauge | `service` |
+//! | `anyguard_guard_sites_announcing` | gauge | `service` |
+//! | `anyguard_service_suppressed` | gauge | `service` |
 //! | `anyguard_service_flaps` | gauge (current dampening window) | `service` |
 //! | `anyguard_announced_prefixes` | gauge | `peer`, `service` |
 //! | `anyguard_check_up` | gauge | `service`, `check` |
@@ -343,6 +345,14 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         "anyguard_guard_held",
         "1 while the all-sites guard holds the service's announcement",
     );
+    let mut sites = FamilySamples::gauge(
+        "anyguard_guard_sites_announcing",
+        "Other sites the all-sites guard sees announcing the service",
+    );
+    let mut suppressed = FamilySamples::gauge(
+        "anyguard_service_suppressed",
+        "1 while flap dampening suppresses the service's re-announcement",
+    );
     let mut flaps = FamilySamples::gauge(
         "anyguard_service_flaps",
         "Flaps counted in the current dampening window",
@@ -365,6 +375,8 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
             service_state.push(vec![svc(), ("state", s.state.clone())], 1.0);
         }
         guard_held.push(vec![svc()], flag(s.guard.decision == "held"));
+        sites.push(vec![svc()], s.guard.sites_announcing.len());
+        suppressed.push(vec![svc()], flag(s.dampening.suppressed_until.is_some()));
         flaps.push(vec![svc()], s.dampening.flaps);
         for a in &s.announcements {
             announced.push(vec![("peer", a.peer.clone()), svc()], a.prefixes.len());
@@ -440,6 +452,8 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         service_up,
         service_state,
         guard_held,
+        sites,
+        suppressed,
         flaps,
         announced,
         check_up,

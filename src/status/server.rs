@@ -89,19 +89,22 @@ impl Default for Limits {
 pub struct StatusState {
     status: watch::Receiver<StatusDocument>,
     metrics: Metrics,
-    token: Option<Vec<u8>>,
+    token: watch::Receiver<Option<Vec<u8>>>,
     control: mpsc::Sender<ControlRequest>,
     limits: Limits,
 }
 
 impl StatusState {
-    /// `token: None` disables the control endpoints (they answer 404).
+    /// `token: None` disables the control endpoints (they answer 404). The token is fixed;
+    /// see [`with_token_updates`](Self::with_token_updates) to change it at reload.
     pub fn new(
         status: watch::Receiver<StatusDocument>,
         metrics: Metrics,
         token: Option<Vec<u8>>,
         control: mpsc::Sender<ControlRequest>,
     ) -> Self {
+        // A receiver whose sender is gone keeps its last value forever.
+        let (_, token) = watch::channel(token);
         Self {
             status,
             metrics,
@@ -109,6 +112,14 @@ impl StatusState {
             control,
             limits: Limits::default(),
         }
+    }
+
+    /// Takes the token from `token` instead, so a reload can change or remove it without
+    /// restarting the server (each request reads the current value).
+    #[must_use]
+    pub fn with_token_updates(mut self, token: watch::Receiver<Option<Vec<u8>>>) -> Self {
+        self.token = token;
+        self
     }
 
     /// Replaces the default [`Limits`].
@@ -388,7 +399,9 @@ struct DrainBody {
 }
 
 async fn control(state: &StatusState, route: Route, req: Request<Incoming>) -> Reply {
-    let Some(token) = state.token.as_deref() else {
+    // Copied out so the watch lock is not held across the await below.
+    let token = state.token.borrow().clone();
+    let Some(token) = token else {
         return error_reply(
             StatusCode::NOT_FOUND,
             "not found (control disabled: no token configured)",
@@ -398,7 +411,7 @@ async fn control(state: &StatusState, route: Route, req: Request<Incoming>) -> R
     if req.method() != Method::POST {
         return method_not_allowed("POST");
     }
-    if let Err(resp) = authorise(token, req.headers().get(header::AUTHORIZATION)) {
+    if let Err(resp) = authorise(&token, req.headers().get(header::AUTHORIZATION)) {
         return *resp;
     }
     let body = match read_body(req, state.limits.max_body).await {
@@ -414,7 +427,15 @@ async fn control(state: &StatusState, route: Route, req: Request<Incoming>) -> R
             let parsed = if body.iter().all(u8::is_ascii_whitespace) {
                 DrainBody::default()
             } else {
-                match serde_json::from_slice::<DrainBody>(&body) {
+                // An object only: serde would also accept a JSON array for a struct.
+                let parsed = serde_json::from_slice::<serde_json::Value>(&body).and_then(|v| {
+                    if v.is_object() {
+                        serde_json::from_value::<DrainBody>(v)
+                    } else {
+                        Err(serde::de::Error::custom("expected a JSON object"))
+                    }
+                });
+                match parsed {
                     Ok(parsed) => parsed,
                     Err(e) => {
                         return error_reply(
@@ -575,6 +596,15 @@ mod tests {
         assert_eq!(route("/services/dns/drain/x"), Route::NotFound);
         assert_eq!(route("/status/"), Route::NotFound);
         assert_eq!(route("/services/%zz/check"), Route::NotFound);
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_path_routes_without_panicking(path in "\\PC{0,64}", raw in "[/%a-z0-9]{0,40}") {
+            let _ = route(&path);
+            let _ = route(&format!("/services/{raw}/drain"));
+            let _ = percent_decode(&raw);
+        }
     }
 
     #[test]

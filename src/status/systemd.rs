@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use sd_notify::NotifyState;
 
+use super::model::StatusDocument;
+
 /// Where and how often to notify systemd.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notifier {
@@ -117,6 +119,40 @@ impl Notifier {
     }
 }
 
+/// The one-line `STATUS=` text for `systemctl status`, e.g.
+/// `ready; services 2/3 up (ntp held); peers 1/2 established`.
+pub fn status_line(doc: &StatusDocument) -> String {
+    let phase = if doc.daemon.stopping {
+        "stopping"
+    } else if doc.daemon.ready {
+        "ready"
+    } else {
+        "starting"
+    };
+    let up = doc.services.iter().filter(|s| s.state == "up").count();
+    let not_up: Vec<String> = doc
+        .services
+        .iter()
+        .filter(|s| s.state != "up")
+        .map(|s| format!("{} {}", s.name, s.state))
+        .collect();
+    let detail = if not_up.is_empty() {
+        String::new()
+    } else {
+        format!(" ({})", not_up.join(", "))
+    };
+    let established = doc
+        .peers
+        .iter()
+        .filter(|p| p.state == "established")
+        .count();
+    format!(
+        "{phase}; services {up}/{} up{detail}; peers {established}/{} established",
+        doc.services.len(),
+        doc.peers.len()
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +188,36 @@ mod tests {
         let msg = recv(&sock);
         assert!(msg.starts_with("RELOADING=1\nMONOTONIC_USEC="), "{msg}");
         std::fs::remove_dir_all(path.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn status_line_counts_services_and_peers_and_names_the_unhealthy() {
+        use crate::status::model::{PeerStatus, ServiceStatus};
+        let mut doc = StatusDocument::default();
+        doc.daemon.ready = true;
+        for (name, state) in [("dns", "up"), ("ntp", "held"), ("web", "down")] {
+            doc.services.push(ServiceStatus {
+                name: name.into(),
+                state: state.into(),
+                ..ServiceStatus::default()
+            });
+        }
+        for state in ["established", "active"] {
+            doc.peers.push(PeerStatus {
+                state: state.into(),
+                ..PeerStatus::default()
+            });
+        }
+        assert_eq!(
+            status_line(&doc),
+            "ready; services 1/3 up (ntp held, web down); peers 1/2 established"
+        );
+        doc.daemon.stopping = true;
+        doc.services.truncate(1);
+        assert_eq!(
+            status_line(&doc),
+            "stopping; services 1/1 up; peers 1/2 established"
+        );
     }
 
     #[test]

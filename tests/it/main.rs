@@ -1,4 +1,7 @@
-//! Daemon integration tests.
+//! Daemon integration tests: one binary, one module per subject.
 
+mod config_examples;
 mod fakepeer;
+mod guard_sim;
 mod session;
+mod status_http;

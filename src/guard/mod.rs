@@ -1,0 +1,19 @@
+//! The all-sites guard (issue #6): anyguard refuses to be the tool that withdraws a
+//! service from every site at once.
+//!
+//! - [`fleet`]: the fleet description (`fleet.toml`): sites, status URLs, `min_sites`.
+//! - [`static_check`]: config guard, a pure check of candidate configs against the fleet.
+//! - [`runtime`]: runtime guard, a pure decision per service from local health and the
+//!   fleet view, with the intent protocol that keeps simultaneous failures safe.
+//! - [`report`]: what a site publishes about itself under `"guard"` in `/status`.
+//! - [`view`]: what this site knows about the others.
+//! - [`poller`]: the thin tokio task that polls the other sites into a [`view::FleetView`].
+//!
+//! The model, the protocol and the race argument are in `docs/guard.md`.
+
+pub mod fleet;
+pub mod poller;
+pub mod report;
+pub mod runtime;
+pub mod static_check;
+pub mod view;

@@ -1,0 +1,196 @@
+//! The thin tokio driver that polls the other sites' `/status` endpoints and publishes
+//! the [`FleetView`] on a `tokio::sync::watch` channel.
+//!
+//! One task per other site: GET the status URL (HTTP/1.1, hyper-util client, connection
+//! reuse), bounded by the fleet's poll timeout for the whole exchange and by
+//! [`MAX_STATUS_BODY`] for the body, parse the `"guard"` key, record the outcome with the
+//! time the request was *started*, sleep until the next interval (or until the coordinator
+//! asks for an immediate round, e.g. right after publishing an intent to withdraw).
+//! Anything but a complete, valid report from the expected site is a [`PollFailure`],
+//! which the guard counts as "not announcing".
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty, Limited};
+use hyper::header::{ACCEPT, USER_AGENT};
+use hyper::{Request, Uri};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+
+use super::fleet::Fleet;
+use super::report::StatusEnvelope;
+use super::view::{FleetView, PollFailure, PollOutcome};
+
+/// Largest status document accepted.
+pub const MAX_STATUS_BODY: usize = 1024 * 1024;
+
+type HttpClient = Client<HttpConnector, Empty<Bytes>>;
+
+/// What the poller polls and how often.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PollerConfig {
+    /// Other sites: name and status URL, in fleet order.
+    pub targets: Vec<(String, Uri)>,
+    /// Time between the starts of two polls of one site.
+    pub interval: Duration,
+    /// Limit for one poll.
+    pub timeout: Duration,
+}
+
+impl PollerConfig {
+    /// Every site of `fleet` except `local`, with the fleet's timing.
+    pub fn from_fleet(fleet: &Fleet, local: &str) -> Self {
+        PollerConfig {
+            targets: fleet
+                .sites
+                .iter()
+                .filter(|s| s.name != local)
+                .map(|s| (s.name.clone(), s.status_url.clone()))
+                .collect(),
+            interval: fleet.poll.interval,
+            timeout: fleet.poll.timeout,
+        }
+    }
+}
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+async fn fetch(client: &HttpClient, url: &Uri) -> Result<Bytes, PollFailure> {
+    let request = Request::get(url.clone())
+        .header(USER_AGENT, concat!("anyguard/", env!("CARGO_PKG_VERSION")))
+        .header(ACCEPT, "application/json")
+        .body(Empty::new())
+        .map_err(|e| PollFailure::Request(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| PollFailure::Request(error_chain(&e)))?;
+    if !response.status().is_success() {
+        return Err(PollFailure::Status(response.status().as_u16()));
+    }
+    Limited::new(response.into_body(), MAX_STATUS_BODY)
+        .collect()
+        .await
+        .map(|c| c.to_bytes())
+        .map_err(|e| PollFailure::Body(e.to_string()))
+}
+
+/// The error and its sources, `: `-separated (hyper's top-level text is terse).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+fn parse(body: &[u8], expected: &str) -> Result<super::report::SiteReport, PollFailure> {
+    let envelope: StatusEnvelope =
+        serde_json::from_slice(body).map_err(|e| PollFailure::Body(e.to_string()))?;
+    if envelope.guard.site != expected {
+        return Err(PollFailure::WrongSite {
+            expected: expected.to_owned(),
+            found: envelope.guard.site,
+        });
+    }
+    Ok(envelope.guard)
+}
+
+async fn poll_with(client: &HttpClient, site: &str, url: &Uri, timeout: Duration) -> PollOutcome {
+    // Taken before anything is sent: the protocol needs "requested after the intent".
+    let requested_at = Instant::now();
+    let result = match tokio::time::timeout(timeout, fetch(client, url)).await {
+        Ok(body) => body.and_then(|b| parse(&b, site)),
+        Err(_) => Err(PollFailure::Timeout(timeout)),
+    };
+    PollOutcome {
+        requested_at,
+        result,
+    }
+}
+
+/// One round over every other site of `fleet`, concurrently, as a view (for `anyguard
+/// check --config NEW.toml --fleet F`, which judges a candidate against the other sites'
+/// current reports).
+pub async fn poll_round(fleet: &Fleet, local: &str) -> FleetView {
+    let client = client();
+    let mut view = fleet.view_for(local);
+    let config = PollerConfig::from_fleet(fleet, local);
+    let mut tasks = JoinSet::new();
+    for (site, url) in config.targets {
+        let client = client.clone();
+        let timeout = config.timeout;
+        tasks.spawn(async move {
+            let outcome = poll_with(&client, &site, &url, timeout).await;
+            (site, outcome)
+        });
+    }
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((site, outcome)) => view.record(&site, outcome),
+            Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+            Err(_) => {}
+        }
+    }
+    view
+}
+
+/// Poll every target until `shutdown` becomes true (or its sender is dropped), recording
+/// each outcome in `view`. A change on `poll_now` starts a round at once (the coordinator
+/// bumps it after publishing an intent to withdraw).
+pub async fn run(
+    config: PollerConfig,
+    view: watch::Sender<FleetView>,
+    poll_now: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let client = client();
+    let view = std::sync::Arc::new(view);
+    let mut tasks = JoinSet::new();
+    for (site, url) in config.targets {
+        let client = client.clone();
+        let view = view.clone();
+        let mut poll_now = Some(poll_now.clone());
+        let mut shutdown = shutdown.clone();
+        let (interval, timeout) = (config.interval, config.timeout);
+        tasks.spawn(async move {
+            loop {
+                if *shutdown.borrow() {
+                    return;
+                }
+                let outcome = poll_with(&client, &site, &url, timeout).await;
+                let next = tokio::time::Instant::from_std(outcome.requested_at) + interval;
+                view.send_modify(|v| v.record(&site, outcome));
+                tokio::select! {
+                    _ = tokio::time::sleep_until(next) => {}
+                    changed = async {
+                        match poll_now.as_mut() {
+                            Some(rx) => rx.changed().await,
+                            None => std::future::pending().await,
+                        }
+                    } => {
+                        if changed.is_err() {
+                            // The coordinator dropped its sender: intervals only from now.
+                            poll_now = None;
+                        }
+                    }
+                    _ = shutdown.changed() => return,
+                }
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+#[path = "poller_tests.rs"]
+mod tests;

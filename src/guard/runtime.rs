@@ -1,0 +1,455 @@
+//! The runtime guard: a pure decision per service from (local health, local intent,
+//! fleet view, now).
+//!
+//! The protocol (full argument in `docs/guard.md`):
+//! 1. A healthy, undrained service is announced ([`Decision::Announce`]).
+//! 2. A site that wants to withdraw (failing health or a drain without `force`) first
+//!    checks its current view; if the other sites that would keep announcing are fewer
+//!    than `min_sites` it holds ([`Decision::Hold`]) without publishing anything new.
+//! 3. Otherwise it publishes [`Intent::Withdrawing`] in its report and keeps announcing
+//!    ([`Decision::PublishIntentAndWait`]). From then on it only counts reports whose
+//!    request was *started after* the intent was published. Sites in the `withdrawing`
+//!    position count as not announcing; `held` sites count only when they rank before
+//!    this site in the fleet file (they will stay; later-ranked held sites will yield).
+//! 4. It withdraws once at least `min_sites` other sites are confirmed that way; it holds
+//!    as soon as that cannot happen, or when `intent_wait` passes without the reports.
+//! 5. A held site re-evaluates on every view change and starts again at step 3 with a
+//!    *new* publication time.
+//!
+//! A forced operator drain bypasses the guard (and says so in the reason). Nothing here
+//! reads a clock or does I/O: `now` is a parameter and the view is a value.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use super::report::Intent;
+use super::view::{FleetView, PeerSiteView, PollFailure};
+
+/// How often a held service must be logged again (the coordinator's loud log line).
+pub const HELD_LOG_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Is a "still held" log line due? (`last` is when the previous one was written.)
+pub fn held_log_due(last: Option<Instant>, now: Instant) -> bool {
+    last.is_none_or(|t| now.saturating_duration_since(t) >= HELD_LOG_INTERVAL)
+}
+
+/// Operator drain of the service at this site.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drain {
+    /// Not drained.
+    None,
+    /// Drained (drain file present, or control endpoint without force): guarded like a
+    /// health failure.
+    Requested,
+    /// Drained with `force`: the guard is overridden.
+    Forced,
+}
+
+/// The local site's intent for one service, with the local times the protocol needs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LocalIntent {
+    /// Nothing pending.
+    None,
+    /// [`Intent::Withdrawing`] is published; `published_at` was taken *after* the report
+    /// carrying it became visible to the status server.
+    Withdrawing {
+        /// When the intent became visible (local clock).
+        published_at: Instant,
+    },
+    /// [`Intent::Held`] is published.
+    Held {
+        /// When the hold started.
+        since: Instant,
+    },
+}
+
+impl LocalIntent {
+    /// The value published in the site report.
+    pub fn wire(self) -> Intent {
+        match self {
+            LocalIntent::None => Intent::None,
+            LocalIntent::Withdrawing { .. } => Intent::Withdrawing,
+            LocalIntent::Held { .. } => Intent::Held,
+        }
+    }
+
+    /// The local intent after acting on `decision`. `visible_at` must be taken after the
+    /// report carrying [`Decision::intent`] was handed to the status server (for a watch
+    /// channel: after `send` returned); it becomes the publication time of a new
+    /// withdrawing intent. An intent already in place keeps its time.
+    pub fn advance(self, decision: &Decision, visible_at: Instant) -> LocalIntent {
+        match (decision, self) {
+            (Decision::Announce | Decision::Withdraw { .. }, _) => LocalIntent::None,
+            (Decision::Hold { .. }, LocalIntent::Held { since }) => LocalIntent::Held { since },
+            (Decision::Hold { .. }, _) => LocalIntent::Held { since: visible_at },
+            (Decision::PublishIntentAndWait { .. }, LocalIntent::Withdrawing { published_at }) => {
+                LocalIntent::Withdrawing { published_at }
+            }
+            (Decision::PublishIntentAndWait { .. }, _) => LocalIntent::Withdrawing {
+                published_at: visible_at,
+            },
+        }
+    }
+}
+
+/// The local facts for one service.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalService {
+    /// Checks combined say up.
+    pub healthy: bool,
+    /// Operator drain.
+    pub drain: Drain,
+    /// The prefixes are announced right now (normally or held).
+    pub announcing: bool,
+    /// The intent in force.
+    pub intent: LocalIntent,
+}
+
+/// Protocol timing (from the fleet's `[poll]` table).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GuardTiming {
+    /// A report requested longer ago than this counts as unreachable.
+    pub stale_after: Duration,
+    /// Longest wait for post-intent reports before holding.
+    pub intent_wait: Duration,
+}
+
+/// Everything [`decide`] looks at for one service.
+#[derive(Debug, Clone, Copy)]
+pub struct GuardInput<'a> {
+    /// Service name.
+    pub service: &'a str,
+    /// The fleet's `min_sites` for the service.
+    pub min_sites: usize,
+    /// This site's name.
+    pub local_site: &'a str,
+    /// This site's position in the fleet file.
+    pub local_rank: usize,
+    /// Local facts.
+    pub local: LocalService,
+    /// The other sites.
+    pub view: &'a FleetView,
+    /// Protocol timing.
+    pub timing: GuardTiming,
+}
+
+/// What the coordinator must do with the service's routes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Decision {
+    /// Announce (clear any intent).
+    Announce,
+    /// Withdraw (or de-prefer, per `on_down`); clear the intent.
+    Withdraw {
+        /// Why, for logs and status.
+        reason: String,
+    },
+    /// Keep announcing although the service should go down; publish `held`, log loudly
+    /// every [`HELD_LOG_INTERVAL`], count it in the held metric.
+    Hold {
+        /// Why, e.g. `withdrawing web would leave 0 of 3 sites announcing (min_sites 1); b: unreachable (…), c: withdrawing`.
+        reason: String,
+    },
+    /// Keep announcing; publish `withdrawing` (if not yet) and decide again when the view
+    /// changes or `intent_wait` passes.
+    PublishIntentAndWait {
+        /// What is awaited.
+        reason: String,
+    },
+}
+
+impl Decision {
+    /// Whether the prefixes stay announced.
+    pub fn announces(&self) -> bool {
+        !matches!(self, Decision::Withdraw { .. })
+    }
+
+    /// The intent to publish in the site report after this decision.
+    pub fn intent(&self) -> Intent {
+        match self {
+            Decision::Announce | Decision::Withdraw { .. } => Intent::None,
+            Decision::Hold { .. } => Intent::Held,
+            Decision::PublishIntentAndWait { .. } => Intent::Withdrawing,
+        }
+    }
+}
+
+impl fmt::Display for Decision {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Decision::Announce => f.write_str("announce"),
+            Decision::Withdraw { reason } => write!(f, "withdraw: {reason}"),
+            Decision::Hold { reason } => write!(f, "held: {reason}"),
+            Decision::PublishIntentAndWait { reason } => write!(f, "withdraw pending: {reason}"),
+        }
+    }
+}
+
+/// Which reports count.
+#[derive(Clone, Copy)]
+enum Basis {
+    /// The latest report, unless older than `stale_after`.
+    Current,
+    /// Only reports requested after the intent was published; `expired` once
+    /// `intent_wait` has passed.
+    SinceIntent {
+        published_at: Instant,
+        expired: bool,
+    },
+}
+
+/// How one other site counts.
+enum SiteState<'a> {
+    Announcing,
+    HeldBefore,
+    Pending,
+    NoReportSinceIntent,
+    NotPolled,
+    Unreachable(&'a PollFailure),
+    Stale(Duration),
+    NotConfigured,
+    NotAnnouncing,
+    Withdrawing,
+    HeldAfter,
+}
+
+impl SiteState<'_> {
+    fn counts(&self) -> bool {
+        matches!(self, SiteState::Announcing | SiteState::HeldBefore)
+    }
+}
+
+struct Entry<'a> {
+    site: &'a str,
+    state: SiteState<'a>,
+}
+
+struct Assessment<'a> {
+    counted: usize,
+    pending: usize,
+    entries: Vec<Entry<'a>>,
+    local_site: &'a str,
+}
+
+impl fmt::Display for Entry<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: ", self.site)?;
+        match &self.state {
+            SiteState::Announcing => f.write_str("announcing"),
+            SiteState::HeldBefore => f.write_str("held, ranked before us"),
+            SiteState::Pending => f.write_str("awaiting a report requested after our intent"),
+            SiteState::NoReportSinceIntent => f.write_str("no report since our intent"),
+            SiteState::NotPolled => f.write_str("not polled yet"),
+            SiteState::Unreachable(e) => write!(f, "unreachable ({e})"),
+            SiteState::Stale(age) => write!(
+                f,
+                "unreachable (last report {} old)",
+                humantime::format_duration(Duration::from_millis(
+                    u64::try_from(age.as_millis()).unwrap_or(u64::MAX)
+                ))
+            ),
+            SiteState::NotConfigured => f.write_str("service not configured"),
+            SiteState::NotAnnouncing => f.write_str("not announcing"),
+            SiteState::Withdrawing => f.write_str("withdrawing"),
+            SiteState::HeldAfter => f.write_str("held, ranked after us"),
+        }
+    }
+}
+
+impl fmt::Display for Assessment<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.entries.is_empty() {
+            return write!(f, "{} is the only site", self.local_site);
+        }
+        for (i, e) in self.entries.iter().enumerate() {
+            if i > 0 {
+                f.write_str(", ")?;
+            }
+            write!(f, "{e}")?;
+        }
+        Ok(())
+    }
+}
+
+fn site_state<'a>(
+    input: &GuardInput<'a>,
+    site: &'a PeerSiteView,
+    basis: Basis,
+    now: Instant,
+) -> SiteState<'a> {
+    let Some(poll) = &site.last_poll else {
+        return match basis {
+            Basis::Current => SiteState::NotPolled,
+            Basis::SinceIntent { expired: false, .. } => SiteState::Pending,
+            Basis::SinceIntent { expired: true, .. } => SiteState::NoReportSinceIntent,
+        };
+    };
+    match basis {
+        Basis::Current => {
+            let age = now.saturating_duration_since(poll.requested_at);
+            if age > input.timing.stale_after {
+                return SiteState::Stale(age);
+            }
+        }
+        Basis::SinceIntent {
+            published_at,
+            expired,
+        } => {
+            if poll.requested_at <= published_at {
+                return if expired {
+                    SiteState::NoReportSinceIntent
+                } else {
+                    SiteState::Pending
+                };
+            }
+        }
+    }
+    let report = match &poll.result {
+        Ok(report) => report,
+        Err(e) => return SiteState::Unreachable(e),
+    };
+    let Some(service) = report.service(input.service) else {
+        return SiteState::NotConfigured;
+    };
+    if !service.announcing {
+        return SiteState::NotAnnouncing;
+    }
+    match service.intent {
+        Intent::None => SiteState::Announcing,
+        Intent::Withdrawing => SiteState::Withdrawing,
+        Intent::Held if site.rank < input.local_rank => SiteState::HeldBefore,
+        Intent::Held => SiteState::HeldAfter,
+    }
+}
+
+fn assess<'a>(input: &GuardInput<'a>, basis: Basis, now: Instant) -> Assessment<'a> {
+    let mut counted = 0;
+    let mut pending = 0;
+    let entries = input
+        .view
+        .sites
+        .iter()
+        .map(|site| {
+            let state = site_state(input, site, basis, now);
+            if state.counts() {
+                counted += 1;
+            }
+            if matches!(state, SiteState::Pending) {
+                pending += 1;
+            }
+            Entry {
+                site: &site.name,
+                state,
+            }
+        })
+        .collect();
+    Assessment {
+        counted,
+        pending,
+        entries,
+        local_site: input.local_site,
+    }
+}
+
+/// The guard's decision for one service at `now`.
+pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
+    let local = &input.local;
+    let cause = match (local.drain, local.healthy) {
+        (Drain::None, true) => return Decision::Announce,
+        (Drain::Forced, _) => {
+            let a = assess(input, Basis::Current, now);
+            return Decision::Withdraw {
+                reason: format!(
+                    "forced drain overrides the guard: {}; {a}",
+                    leaves(input, &a)
+                ),
+            };
+        }
+        (Drain::Requested, _) => "drained",
+        (Drain::None, false) => "health failing",
+    };
+    if !local.announcing {
+        return Decision::Withdraw {
+            reason: format!("{cause}; {} is not announced here", input.service),
+        };
+    }
+    match local.intent {
+        LocalIntent::None | LocalIntent::Held { .. } => {
+            let a = assess(input, Basis::Current, now);
+            if a.counted >= input.min_sites {
+                Decision::PublishIntentAndWait {
+                    reason: format!(
+                        "{cause}; intent to withdraw {} published, awaiting reports requested after it; {a}",
+                        input.service
+                    ),
+                }
+            } else {
+                Decision::Hold {
+                    reason: format!("{cause}; {}; {a}", would_leave(input, &a)),
+                }
+            }
+        }
+        LocalIntent::Withdrawing { published_at } => {
+            let expired = now.saturating_duration_since(published_at) >= input.timing.intent_wait;
+            let a = assess(
+                input,
+                Basis::SinceIntent {
+                    published_at,
+                    expired,
+                },
+                now,
+            );
+            if a.counted >= input.min_sites {
+                Decision::Withdraw {
+                    reason: format!("{cause}; {}; {a}", leaves(input, &a)),
+                }
+            } else if a.counted + a.pending < input.min_sites || expired {
+                Decision::Hold {
+                    reason: format!("{cause}; {}; {a}", would_leave(input, &a)),
+                }
+            } else {
+                Decision::PublishIntentAndWait {
+                    reason: format!(
+                        "{cause}; intent to withdraw {} published, awaiting reports requested after it; {a}",
+                        input.service
+                    ),
+                }
+            }
+        }
+    }
+}
+
+/// The other sites that count as keeping `input.service` announced right now (latest
+/// reports within `stale_after`; `withdrawing` sites and later-ranked `held` sites excluded),
+/// for the status document's `sites_announcing`.
+pub fn sites_announcing(input: &GuardInput<'_>, now: Instant) -> Vec<String> {
+    assess(input, Basis::Current, now)
+        .entries
+        .into_iter()
+        .filter(|e| e.state.counts())
+        .map(|e| e.site.to_owned())
+        .collect()
+}
+
+fn would_leave(input: &GuardInput<'_>, a: &Assessment<'_>) -> String {
+    format!(
+        "withdrawing {} would leave {} of {} sites announcing (min_sites {})",
+        input.service,
+        a.counted,
+        input.view.sites.len() + 1,
+        input.min_sites
+    )
+}
+
+fn leaves(input: &GuardInput<'_>, a: &Assessment<'_>) -> String {
+    format!(
+        "withdrawing {} leaves {} of {} sites announcing (min_sites {})",
+        input.service,
+        a.counted,
+        input.view.sites.len() + 1,
+        input.min_sites
+    )
+}
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

@@ -1,0 +1,480 @@
+//! Table tests for [`decide`]: one per decision path, asserting the reason text.
+
+use std::time::{Duration, Instant};
+
+use super::*;
+use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
+use crate::guard::view::{PeerSiteView, PollOutcome};
+
+const TIMING: GuardTiming = GuardTiming {
+    stale_after: Duration::from_secs(5),
+    intent_wait: Duration::from_secs(3),
+};
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+/// A site's report with one service `web` in the given state.
+fn report(site: &str, announcing: bool, intent: Intent) -> SiteReport {
+    SiteReport {
+        version: REPORT_VERSION,
+        site: site.into(),
+        generation: 1,
+        services: vec![ServiceReport {
+            name: "web".into(),
+            prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+            healthy: intent == Intent::None && announcing,
+            announcing,
+            intent,
+        }],
+    }
+}
+
+fn polled(
+    name: &str,
+    rank: usize,
+    at: Instant,
+    result: Result<SiteReport, PollFailure>,
+) -> PeerSiteView {
+    PeerSiteView {
+        name: name.into(),
+        rank,
+        last_poll: Some(PollOutcome {
+            requested_at: at,
+            result,
+        }),
+    }
+}
+
+fn ok(name: &str, rank: usize, at: Instant, announcing: bool, intent: Intent) -> PeerSiteView {
+    polled(name, rank, at, Ok(report(name, announcing, intent)))
+}
+
+fn local(healthy: bool, drain: Drain, intent: LocalIntent) -> LocalService {
+    LocalService {
+        healthy,
+        drain,
+        announcing: true,
+        intent,
+    }
+}
+
+fn input<'a>(
+    local: LocalService,
+    min_sites: usize,
+    local_rank: usize,
+    view: &'a FleetView,
+) -> GuardInput<'a> {
+    GuardInput {
+        service: "web",
+        min_sites,
+        local_site: "a",
+        local_rank,
+        local,
+        view,
+        timing: TIMING,
+    }
+}
+
+#[test]
+fn healthy_service_is_announced_even_when_every_other_site_is_down() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![polled("b", 1, t0, Err(PollFailure::Status(503)))],
+    };
+    let d = decide(
+        &input(local(true, Drain::None, LocalIntent::None), 1, 0, &view),
+        t0,
+    );
+    assert_eq!(d, Decision::Announce);
+    assert_eq!(d.to_string(), "announce");
+}
+
+#[test]
+fn failing_service_that_is_not_announced_stays_withdrawn() {
+    let t0 = Instant::now();
+    let view = FleetView::default();
+    let mut l = local(false, Drain::None, LocalIntent::None);
+    l.announcing = false;
+    let d = decide(&input(l, 1, 0, &view), t0);
+    assert_eq!(
+        d.to_string(),
+        "withdraw: health failing; web is not announced here"
+    );
+}
+
+#[test]
+fn failing_service_publishes_intent_when_enough_sites_announce() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0, true, Intent::None),
+            ok("c", 2, t0, true, Intent::None),
+        ],
+    };
+    let i = input(local(false, Drain::None, LocalIntent::None), 1, 0, &view);
+    let d = decide(&i, t0 + ms(100));
+    assert_eq!(
+        d.to_string(),
+        "withdraw pending: health failing; intent to withdraw web published, awaiting reports \
+         requested after it; b: announcing, c: announcing"
+    );
+    assert_eq!(sites_announcing(&i, t0 + ms(100)), ["b", "c"]);
+    assert_eq!(d.intent(), Intent::Withdrawing);
+    assert!(d.announces());
+}
+
+#[test]
+fn failing_service_is_held_when_the_others_are_unreachable_or_withdrawing() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![
+            polled("b", 1, t0, Err(PollFailure::Timeout(ms(500)))),
+            ok("c", 2, t0, true, Intent::Withdrawing),
+        ],
+    };
+    let d = decide(
+        &input(local(false, Drain::None, LocalIntent::None), 1, 0, &view),
+        t0 + ms(100),
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 3 sites announcing (min_sites 1); \
+         b: unreachable (timed out after 500ms), c: withdrawing"
+    );
+    assert_eq!(d.intent(), Intent::Held);
+}
+
+#[test]
+fn withdrawing_intent_waits_for_reports_requested_after_it() {
+    let t0 = Instant::now();
+    let published_at = t0 + ms(10);
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0, true, Intent::None),
+            ok("c", 2, t0 + ms(20), true, Intent::None),
+        ],
+    };
+    let d = decide(
+        &input(
+            local(
+                false,
+                Drain::None,
+                LocalIntent::Withdrawing { published_at },
+            ),
+            2,
+            0,
+            &view,
+        ),
+        t0 + ms(100),
+    );
+    assert_eq!(
+        d.to_string(),
+        "withdraw pending: health failing; intent to withdraw web published, awaiting reports \
+         requested after it; b: awaiting a report requested after our intent, c: announcing"
+    );
+}
+
+#[test]
+fn withdrawing_intent_withdraws_once_reports_after_it_confirm_min_sites() {
+    let t0 = Instant::now();
+    let published_at = t0 + ms(10);
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0 + ms(11), true, Intent::None),
+            ok("c", 2, t0, true, Intent::None),
+        ],
+    };
+    let d = decide(
+        &input(
+            local(
+                false,
+                Drain::None,
+                LocalIntent::Withdrawing { published_at },
+            ),
+            1,
+            0,
+            &view,
+        ),
+        t0 + ms(100),
+    );
+    assert_eq!(
+        d.to_string(),
+        "withdraw: health failing; withdrawing web leaves 1 of 3 sites announcing (min_sites 1); \
+         b: announcing, c: awaiting a report requested after our intent"
+    );
+    assert_eq!(d.intent(), Intent::None);
+}
+
+#[test]
+fn simultaneous_failures_hold_when_reports_after_the_intent_show_the_others_withdrawing() {
+    let t0 = Instant::now();
+    let published_at = t0 + ms(10);
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0 + ms(20), true, Intent::Withdrawing),
+            ok("c", 2, t0 + ms(30), true, Intent::Withdrawing),
+        ],
+    };
+    let d = decide(
+        &input(
+            local(
+                false,
+                Drain::None,
+                LocalIntent::Withdrawing { published_at },
+            ),
+            1,
+            0,
+            &view,
+        ),
+        t0 + ms(100),
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 3 sites announcing (min_sites 1); \
+         b: withdrawing, c: withdrawing"
+    );
+}
+
+#[test]
+fn withdrawing_intent_holds_when_no_report_arrives_within_intent_wait() {
+    let t0 = Instant::now();
+    let published_at = t0 + ms(10);
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0, true, Intent::None),
+            PeerSiteView {
+                name: "c".into(),
+                rank: 2,
+                last_poll: None,
+            },
+        ],
+    };
+    let d = decide(
+        &input(
+            local(
+                false,
+                Drain::None,
+                LocalIntent::Withdrawing { published_at },
+            ),
+            1,
+            0,
+            &view,
+        ),
+        published_at + TIMING.intent_wait,
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 3 sites announcing (min_sites 1); \
+         b: no report since our intent, c: no report since our intent"
+    );
+}
+
+#[test]
+fn held_site_counts_held_sites_ranked_before_it_and_retries() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![
+            ok("a", 0, t0, true, Intent::Held),
+            ok("c", 2, t0, true, Intent::Held),
+        ],
+    };
+    let mut i = input(
+        local(false, Drain::None, LocalIntent::Held { since: t0 }),
+        1,
+        1,
+        &view,
+    );
+    i.local_site = "b";
+    let d = decide(&i, t0 + ms(100));
+    assert_eq!(
+        d.to_string(),
+        "withdraw pending: health failing; intent to withdraw web published, awaiting reports \
+         requested after it; a: held, ranked before us, c: held, ranked after us"
+    );
+}
+
+#[test]
+fn held_site_ranked_first_stays_held_while_the_others_are_held() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0, true, Intent::Held),
+            ok("c", 2, t0, true, Intent::Held),
+        ],
+    };
+    let d = decide(
+        &input(
+            local(false, Drain::None, LocalIntent::Held { since: t0 }),
+            1,
+            0,
+            &view,
+        ),
+        t0 + ms(100),
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 3 sites announcing (min_sites 1); \
+         b: held, ranked after us, c: held, ranked after us"
+    );
+}
+
+#[test]
+fn stale_reports_and_unconfigured_or_withdrawn_services_do_not_count() {
+    let t0 = Instant::now();
+    let mut other = report("d", true, Intent::None);
+    other.services.clear();
+    let view = FleetView {
+        sites: vec![
+            ok("b", 1, t0, true, Intent::None),
+            ok("c", 2, t0 + ms(6_000), false, Intent::None),
+            polled("d", 3, t0 + ms(6_000), Ok(other)),
+            PeerSiteView {
+                name: "e".into(),
+                rank: 4,
+                last_poll: None,
+            },
+        ],
+    };
+    let d = decide(
+        &input(local(false, Drain::None, LocalIntent::None), 1, 0, &view),
+        t0 + ms(6_500),
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 5 sites announcing (min_sites 1); \
+         b: unreachable (last report 6s 500ms old), c: not announcing, d: service not configured, \
+         e: not polled yet"
+    );
+}
+
+#[test]
+fn drain_without_force_is_guarded_like_failing_health() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![ok("b", 1, t0, false, Intent::None)],
+    };
+    let d = decide(
+        &input(
+            local(true, Drain::Requested, LocalIntent::None),
+            1,
+            0,
+            &view,
+        ),
+        t0,
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: drained; withdrawing web would leave 0 of 2 sites announcing (min_sites 1); \
+         b: not announcing"
+    );
+}
+
+#[test]
+fn forced_drain_overrides_the_guard_and_says_so() {
+    let t0 = Instant::now();
+    let view = FleetView {
+        sites: vec![ok("b", 1, t0, false, Intent::None)],
+    };
+    let d = decide(
+        &input(local(true, Drain::Forced, LocalIntent::None), 1, 0, &view),
+        t0,
+    );
+    assert_eq!(
+        d.to_string(),
+        "withdraw: forced drain overrides the guard: withdrawing web leaves 0 of 2 sites \
+         announcing (min_sites 1); b: not announcing"
+    );
+}
+
+#[test]
+fn single_site_fleet_holds_a_failing_service() {
+    let t0 = Instant::now();
+    let view = FleetView::default();
+    let d = decide(
+        &input(local(false, Drain::None, LocalIntent::None), 1, 0, &view),
+        t0,
+    );
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 1 sites announcing (min_sites 1); \
+         a is the only site"
+    );
+}
+
+#[test]
+fn recovered_site_announces_and_clears_its_intent() {
+    let t0 = Instant::now();
+    let view = FleetView::default();
+    let l = local(
+        true,
+        Drain::None,
+        LocalIntent::Withdrawing { published_at: t0 },
+    );
+    let d = decide(&input(l, 1, 0, &view), t0 + ms(5));
+    assert_eq!(d, Decision::Announce);
+    assert_eq!(l.intent.advance(&d, t0 + ms(6)), LocalIntent::None);
+}
+
+#[test]
+fn local_intent_advances_keeping_the_first_publication_time() {
+    let t0 = Instant::now();
+    let t1 = t0 + ms(100);
+    let wait = Decision::PublishIntentAndWait { reason: "r".into() };
+    let hold = Decision::Hold { reason: "r".into() };
+    let withdraw = Decision::Withdraw { reason: "r".into() };
+    let cases = [
+        (
+            LocalIntent::None,
+            &wait,
+            LocalIntent::Withdrawing { published_at: t1 },
+        ),
+        (
+            LocalIntent::Withdrawing { published_at: t0 },
+            &wait,
+            LocalIntent::Withdrawing { published_at: t0 },
+        ),
+        (
+            LocalIntent::Held { since: t0 },
+            &wait,
+            LocalIntent::Withdrawing { published_at: t1 },
+        ),
+        (
+            LocalIntent::Withdrawing { published_at: t0 },
+            &hold,
+            LocalIntent::Held { since: t1 },
+        ),
+        (
+            LocalIntent::Held { since: t0 },
+            &hold,
+            LocalIntent::Held { since: t0 },
+        ),
+        (
+            LocalIntent::Withdrawing { published_at: t0 },
+            &withdraw,
+            LocalIntent::None,
+        ),
+        (
+            LocalIntent::Held { since: t0 },
+            &Decision::Announce,
+            LocalIntent::None,
+        ),
+    ];
+    for (before, decision, after) in cases {
+        assert_eq!(
+            before.advance(decision, t1),
+            after,
+            "{before:?} + {decision}"
+        );
+        assert_eq!(after.wire(), decision.intent());
+    }
+}
+
+#[test]
+fn held_log_line_is_due_every_minute() {
+    let t0 = Instant::now();
+    assert!(held_log_due(None, t0));
+    assert!(!held_log_due(Some(t0), t0 + ms(59_999)));
+    assert!(held_log_due(Some(t0), t0 + HELD_LOG_INTERVAL));
+}

@@ -1,0 +1,297 @@
+//! HTTP probe: an HTTP/1.1 GET with hyper 1 over a tokio `TcpStream`.
+//!
+//! Up when the status is within the configured inclusive range and, if configured, the
+//! body contains a substring; only the first [`MAX_BODY`] bytes of the body are read.
+//! Plain `http://` only: HTTPS is not supported yet. One connection per probe
+//! (`Connection: close`), so a probe measures connection set-up too.
+
+use std::future::Future;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Empty};
+use hyper::header::{CONNECTION, HOST, USER_AGENT};
+use hyper::{Request, Uri};
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+use tokio::task::JoinHandle;
+
+use super::{truncate, Probe, ProbeOutcome};
+
+/// At most this much of the body is read.
+pub(crate) const MAX_BODY: usize = 64 * 1024;
+
+/// How much of a failing body goes into the detail.
+const DETAIL_BODY: usize = 200;
+
+/// `type = "http"`.
+#[derive(Debug, Clone)]
+pub struct HttpProbe {
+    host: String,
+    port: u16,
+    authority: String,
+    path: String,
+    status: (u16, u16),
+    body_contains: Option<String>,
+}
+
+impl HttpProbe {
+    /// Parses `url` (`http://host[:port][/path]`); the error says why it cannot be used.
+    pub fn new(
+        url: &str,
+        status: (u16, u16),
+        body_contains: Option<String>,
+    ) -> Result<Self, String> {
+        let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
+        if uri.scheme_str() != Some("http") {
+            return Err("only http:// URLs are supported".into());
+        }
+        let authority = uri.authority().ok_or("no host")?.clone();
+        let host = authority.host();
+        if host.is_empty() {
+            return Err("no host".into());
+        }
+        // `[::1]` in a URL is `::1` for connect().
+        let host = host
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .to_owned();
+        Ok(HttpProbe {
+            host,
+            port: authority.port_u16().unwrap_or(80),
+            authority: authority.as_str().to_owned(),
+            path: uri
+                .path_and_query()
+                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            status,
+            body_contains,
+        })
+    }
+
+    async fn check(&self) -> Result<String, String> {
+        let stream = TcpStream::connect((self.host.as_str(), self.port))
+            .await
+            .map_err(|e| format!("connect to {}: {e}", self.authority))?;
+        // Latency matters more than throughput for a health check; ignore failures.
+        let _ = stream.set_nodelay(true);
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .map_err(|e| format!("http handshake: {e}"))?;
+        let _conn = AbortOnDrop::spawn(conn);
+        let request = Request::get(self.path.as_str())
+            .header(HOST, self.authority.as_str())
+            .header(USER_AGENT, concat!("anyguard/", env!("CARGO_PKG_VERSION")))
+            .header(CONNECTION, "close")
+            .body(Empty::<Bytes>::new())
+            .map_err(|e| format!("building request: {e}"))?;
+        let response = sender
+            .send_request(request)
+            .await
+            .map_err(|e| format!("GET {}: {e}", self.path))?;
+        let code = response.status().as_u16();
+        let in_range = (self.status.0..=self.status.1).contains(&code);
+        let Some(needle) = &self.body_contains else {
+            return if in_range {
+                Ok(format!("status {code}"))
+            } else {
+                Err(format!(
+                    "status {code} not in {}..={}",
+                    self.status.0, self.status.1
+                ))
+            };
+        };
+        if !in_range {
+            return Err(format!(
+                "status {code} not in {}..={}",
+                self.status.0, self.status.1
+            ));
+        }
+        let body = read_bounded(response.into_body(), MAX_BODY).await?;
+        let text = String::from_utf8_lossy(&body);
+        if text.contains(needle.as_str()) {
+            Ok(format!("status {code}, body contains {needle:?}"))
+        } else {
+            Err(format!(
+                "status {code}, body does not contain {needle:?}: {:?}",
+                truncate(&text, DETAIL_BODY)
+            ))
+        }
+    }
+}
+
+impl Probe for HttpProbe {
+    async fn probe(&self) -> ProbeOutcome {
+        ProbeOutcome::timed(self.check()).await
+    }
+}
+
+/// Reads at most `max` bytes of `body`; the rest is never read (the connection closes).
+async fn read_bounded(mut body: hyper::body::Incoming, max: usize) -> Result<Vec<u8>, String> {
+    let mut buf = Vec::new();
+    while buf.len() < max {
+        match body.frame().await {
+            None => break,
+            Some(Err(e)) => return Err(format!("reading body: {e}")),
+            Some(Ok(frame)) => {
+                if let Ok(data) = frame.into_data() {
+                    let take = data.len().min(max - buf.len());
+                    buf.extend_from_slice(&data[..take]);
+                }
+            }
+        }
+    }
+    Ok(buf)
+}
+
+/// The hyper connection task, aborted when the probe finishes or is cancelled.
+struct AbortOnDrop(JoinHandle<()>);
+
+impl AbortOnDrop {
+    fn spawn<F>(conn: F) -> Self
+    where
+        F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
+    {
+        AbortOnDrop(tokio::spawn(async move {
+            // Errors surface through send_request; nothing to add here.
+            let _ = conn.await;
+        }))
+    }
+}
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use std::net::SocketAddr;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    use super::*;
+
+    /// A one-response-per-connection HTTP server on 127.0.0.1:0 answering `status` and
+    /// `body` to every request, until the returned handle is dropped.
+    pub(crate) async fn serve(status: u16, body: String) -> (SocketAddr, AbortOnDropTask) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                let body = body.clone();
+                tokio::spawn(async move {
+                    let mut req = Vec::new();
+                    let mut buf = [0u8; 1024];
+                    // Read the request head (bounded).
+                    while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+                        match sock.read(&mut buf).await {
+                            Ok(0) | Err(_) => return,
+                            Ok(n) => req.extend_from_slice(&buf[..n]),
+                        }
+                    }
+                    let head = format!(
+                        "HTTP/1.1 {status} X\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = sock.write_all(head.as_bytes()).await;
+                    let _ = sock.write_all(body.as_bytes()).await;
+                    let _ = sock.shutdown().await;
+                });
+            }
+        });
+        (addr, AbortOnDropTask(task))
+    }
+
+    /// Aborts a test server when dropped.
+    pub(crate) struct AbortOnDropTask(JoinHandle<()>);
+
+    impl Drop for AbortOnDropTask {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
+
+    fn probe(addr: SocketAddr, status: (u16, u16), body: Option<&str>) -> HttpProbe {
+        HttpProbe::new(
+            &format!("http://{addr}/healthz"),
+            status,
+            body.map(str::to_owned),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn http_probe_passes_on_a_status_in_range() {
+        let (addr, _server) = serve(204, String::new()).await;
+        let out = probe(addr, (200, 299), None).probe().await;
+        assert!(out.ok, "{out:?}");
+        assert_eq!(out.detail, "status 204");
+    }
+
+    #[tokio::test]
+    async fn http_probe_fails_on_a_status_out_of_range() {
+        let (addr, _server) = serve(503, "busy".into()).await;
+        let out = probe(addr, (200, 299), None).probe().await;
+        assert!(!out.ok);
+        assert_eq!(out.detail, "status 503 not in 200..=299");
+    }
+
+    #[tokio::test]
+    async fn http_probe_checks_the_body_substring() {
+        let (addr, _server) = serve(200, "all ok here".into()).await;
+        assert!(probe(addr, (200, 200), Some("ok")).probe().await.ok);
+        let out = probe(addr, (200, 200), Some("healthy")).probe().await;
+        assert!(!out.ok);
+        assert_eq!(
+            out.detail,
+            "status 200, body does not contain \"healthy\": \"all ok here\""
+        );
+    }
+
+    #[tokio::test]
+    async fn http_probe_reads_at_most_64_kib_of_the_body() {
+        // The needle sits after the first 64 KiB: it must not be found.
+        let body = format!("{}needle", "x".repeat(MAX_BODY));
+        let (addr, _server) = serve(200, body).await;
+        let out = probe(addr, (200, 200), Some("needle")).probe().await;
+        assert!(!out.ok, "{out:?}");
+        assert!(
+            out.detail.len() < 400,
+            "detail is bounded: {}",
+            out.detail.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn http_probe_fails_when_nothing_listens() {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        drop(listener);
+        let out = probe(addr, (200, 299), None).probe().await;
+        assert!(!out.ok);
+        assert!(
+            out.detail.starts_with(&format!("connect to {addr}: ")),
+            "{out:?}"
+        );
+    }
+
+    #[test]
+    fn http_probe_parses_urls() {
+        let p = HttpProbe::new("http://[::1]:8080/a?b=1", (200, 299), None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            (p.host.as_str(), p.port, p.path.as_str()),
+            ("::1", 8080, "/a?b=1")
+        );
+        assert_eq!(p.authority, "[::1]:8080");
+        let p =
+            HttpProbe::new("http://localhost", (200, 299), None).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((p.port, p.path.as_str()), (80, "/"));
+        assert!(HttpProbe::new("https://localhost/", (200, 299), None).is_err());
+    }
+}

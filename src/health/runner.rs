@@ -1,0 +1,336 @@
+//! The check runner: one tokio task per check, results as [`CheckEvent`]s.
+//!
+//! ```text
+//!  check task (service 0, check 0) ──┐
+//!  check task (service 0, check 1) ──┼── mpsc::Sender<CheckEvent> ──▶ coordinator
+//!  check task (service 1, check 0) ──┘
+//!        ▲ Notify per check: HealthRunner::check_now(service)
+//! ```
+//!
+//! Scheduling, per check:
+//! - **splay**: the first probe runs at a random offset within the interval, so checks do
+//!   not fire in lock-step after a start;
+//! - **jitter**: every period is scaled by a random factor in [0.9, 1.1];
+//! - **fast interval** while the check is changing state (still unknown, or counting
+//!   towards the other state), the normal interval otherwise;
+//! - **no drift**: the next deadline is the previous *deadline* plus the period, not the
+//!   end of the probe plus the period; when a probe overran the next deadline, the next
+//!   probe starts at once and the schedule restarts from there (tokio's
+//!   `MissedTickBehavior::Delay`: no burst of catch-up probes);
+//! - **timeout**: a probe still running at its timeout is dropped and counts as failed.
+//!   Each check has its own task, so a hung probe never delays another check.
+//!
+//! A request to check now (operator's `POST /services/{name}/check`) wakes every check of
+//! the service through its [`Notify`]; a request arriving during a probe is kept and runs
+//! right after it. The schedule then restarts from the manual probe.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use tokio::sync::{mpsc, Notify};
+use tokio::task::JoinHandle;
+use tokio::time::{sleep_until, Instant};
+use tracing::{debug, info, Instrument};
+
+use crate::config::{CheckConfig, ServiceConfig};
+
+use super::hysteresis::{CheckState, Hysteresis, Transition};
+use super::probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
+
+/// Extra time a self-timed probe (command) gets to kill and reap before the runner gives
+/// up on it.
+const KILL_GRACE: Duration = Duration::from_secs(1);
+
+/// Jitter: periods are scaled by a factor in `[1 - JITTER, 1 + JITTER]`.
+const JITTER: f64 = 0.1;
+
+/// One probe result, sent to the coordinator.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CheckEvent {
+    /// Index of the service in `Config::services`.
+    pub service: usize,
+    /// Index of the check in `ServiceConfig::checks`.
+    pub check: usize,
+    /// The probe's result.
+    pub outcome: ProbeOutcome,
+    /// The check's state after this result.
+    pub state: CheckState,
+    /// The change this result caused, if any.
+    pub transition: Option<Transition>,
+}
+
+/// Scheduling options; the defaults are what the daemon uses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunnerOptions {
+    /// Random first-probe offset within the interval.
+    pub splay: bool,
+    /// ±10 % random period variation.
+    pub jitter: bool,
+    /// Seed for splay and jitter (reproducible runs); from the OS if `None`.
+    pub seed: Option<u64>,
+}
+
+impl Default for RunnerOptions {
+    fn default() -> Self {
+        RunnerOptions {
+            splay: true,
+            jitter: true,
+            seed: None,
+        }
+    }
+}
+
+/// The running checks. Dropping it stops every check task.
+#[derive(Debug)]
+pub struct HealthRunner {
+    services: Vec<ServiceTasks>,
+}
+
+#[derive(Debug)]
+struct ServiceTasks {
+    name: String,
+    checks: Vec<CheckTask>,
+}
+
+#[derive(Debug)]
+struct CheckTask {
+    trigger: Arc<Notify>,
+    task: JoinHandle<()>,
+}
+
+impl HealthRunner {
+    /// Starts one task per configured check, with the real probes. Must be called from
+    /// within a tokio runtime.
+    pub fn start(
+        services: &[ServiceConfig],
+        events: mpsc::Sender<CheckEvent>,
+        options: RunnerOptions,
+    ) -> Result<Self, ProbeError> {
+        Self::start_with(services, events, options, |_, _, check| {
+            AnyProbe::from_check(check)
+        })
+    }
+
+    /// Like [`HealthRunner::start`] with probes from `make_probe(service, check, config)`
+    /// (tests inject scripted probes here).
+    pub fn start_with<P, F>(
+        services: &[ServiceConfig],
+        events: mpsc::Sender<CheckEvent>,
+        options: RunnerOptions,
+        mut make_probe: F,
+    ) -> Result<Self, ProbeError>
+    where
+        P: Probe,
+        F: FnMut(usize, usize, &CheckConfig) -> Result<P, ProbeError>,
+    {
+        // Build every probe first, so that an error starts nothing.
+        let mut probes = Vec::with_capacity(services.len());
+        for (si, service) in services.iter().enumerate() {
+            let built: Result<Vec<P>, ProbeError> = service
+                .checks
+                .iter()
+                .enumerate()
+                .map(|(ci, check)| make_probe(si, ci, check))
+                .collect();
+            probes.push(built?);
+        }
+        let mut seeds = match options.seed {
+            Some(seed) => StdRng::seed_from_u64(seed),
+            None => StdRng::from_entropy(),
+        };
+        let mut tasks = Vec::with_capacity(services.len());
+        for (si, (service, service_probes)) in services.iter().zip(probes).enumerate() {
+            let mut checks = Vec::with_capacity(service_probes.len());
+            for (ci, (check, probe)) in service.checks.iter().zip(service_probes).enumerate() {
+                let trigger = Arc::new(Notify::new());
+                let span =
+                    tracing::info_span!("check", service = %service.name, check = %check.name);
+                let ctx = CheckContext {
+                    service: si,
+                    check: ci,
+                    timing: Timing::from(check),
+                    options,
+                    rng: StdRng::seed_from_u64(seeds.gen()),
+                    trigger: Arc::clone(&trigger),
+                    events: events.clone(),
+                };
+                let task = tokio::spawn(run_check(ctx, probe).instrument(span));
+                checks.push(CheckTask { trigger, task });
+            }
+            tasks.push(ServiceTasks {
+                name: service.name.clone(),
+                checks,
+            });
+        }
+        Ok(HealthRunner { services: tasks })
+    }
+
+    /// Runs every check of service `service` now; false if there is no such service.
+    pub fn check_now(&self, service: usize) -> bool {
+        let Some(s) = self.services.get(service) else {
+            return false;
+        };
+        for c in &s.checks {
+            c.trigger.notify_one();
+        }
+        true
+    }
+
+    /// [`HealthRunner::check_now`] by service name.
+    pub fn check_now_by_name(&self, name: &str) -> bool {
+        match self.services.iter().position(|s| s.name == name) {
+            Some(i) => self.check_now(i),
+            None => false,
+        }
+    }
+
+    /// Stops every check task.
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for HealthRunner {
+    fn drop(&mut self) {
+        for c in self.services.iter().flat_map(|s| &s.checks) {
+            c.task.abort();
+        }
+    }
+}
+
+/// A check's timing parameters.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Timing {
+    interval: Duration,
+    fast_interval: Duration,
+    timeout: Duration,
+    rise: u32,
+    fall: u32,
+}
+
+impl From<&CheckConfig> for Timing {
+    fn from(c: &CheckConfig) -> Self {
+        Timing {
+            interval: c.interval,
+            fast_interval: c.fast_interval,
+            timeout: c.timeout,
+            rise: c.rise,
+            fall: c.fall,
+        }
+    }
+}
+
+struct CheckContext {
+    service: usize,
+    check: usize,
+    timing: Timing,
+    options: RunnerOptions,
+    rng: StdRng,
+    trigger: Arc<Notify>,
+    events: mpsc::Sender<CheckEvent>,
+}
+
+/// The deadline after a probe: `anchor + period`, or `now` if that has already passed
+/// (start at once and restart the schedule from there, without catch-up bursts).
+pub(crate) fn next_deadline(anchor: Instant, now: Instant, period: Duration) -> Instant {
+    let next = anchor + period;
+    if next < now {
+        now
+    } else {
+        next
+    }
+}
+
+/// `period` scaled by a factor drawn from `[1 - JITTER, 1 + JITTER]`.
+fn jittered(period: Duration, rng: &mut StdRng) -> Duration {
+    period.mul_f64(rng.gen_range((1.0 - JITTER)..=(1.0 + JITTER)))
+}
+
+/// A random offset in `[0, interval)`.
+fn splay(interval: Duration, rng: &mut StdRng) -> Duration {
+    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
+    if nanos == 0 {
+        return Duration::ZERO;
+    }
+    Duration::from_nanos(rng.gen_range(0..nanos))
+}
+
+/// Runs a probe under the check's timeout; a probe still running then has failed.
+async fn run_probe<P: Probe>(probe: &P, timeout: Duration) -> ProbeOutcome {
+    let limit = if probe.enforces_timeout() {
+        timeout + KILL_GRACE
+    } else {
+        timeout
+    };
+    match tokio::time::timeout(limit, probe.probe()).await {
+        Ok(outcome) => outcome,
+        Err(_) => ProbeOutcome::timed_out(timeout),
+    }
+}
+
+async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
+    let t = ctx.timing;
+    let mut hysteresis = Hysteresis::new(t.rise, t.fall);
+    let start = Instant::now();
+    let mut deadline = if ctx.options.splay {
+        start + splay(t.interval, &mut ctx.rng)
+    } else {
+        start
+    };
+    loop {
+        let manual = tokio::select! {
+            () = sleep_until(deadline) => false,
+            () = ctx.trigger.notified() => true,
+        };
+        let started = Instant::now();
+        let outcome = run_probe(&probe, t.timeout).await;
+        let transition = hysteresis.observe(outcome.ok);
+        let state = hysteresis.state();
+        match &transition {
+            Some(tr) => info!(
+                from = %tr.from,
+                to = %tr.to,
+                reason = %outcome.detail,
+                "check {tr}: {}",
+                outcome.detail
+            ),
+            None => debug!(
+                ok = outcome.ok,
+                latency_ms = outcome.latency.as_millis(),
+                passes = state.passes,
+                failures = state.failures,
+                manual,
+                "{}",
+                outcome.detail
+            ),
+        }
+        let event = CheckEvent {
+            service: ctx.service,
+            check: ctx.check,
+            outcome,
+            state,
+            transition,
+        };
+        if ctx.events.send(event).await.is_err() {
+            debug!("coordinator gone, check stops");
+            return;
+        }
+        let base = if state.changing() {
+            t.fast_interval
+        } else {
+            t.interval
+        };
+        let period = if ctx.options.jitter {
+            jittered(base, &mut ctx.rng)
+        } else {
+            base
+        };
+        let anchor = if manual { started } else { deadline };
+        deadline = next_deadline(anchor, Instant::now(), period);
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,389 @@
+//! Runner tests on tokio's paused clock: times are virtual and exact.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use super::*;
+use crate::config::{CheckKind, Combine, NextHop, OnDown};
+use crate::health::hysteresis::CheckStatus;
+
+/// `script(call number) -> (ok, how long the probe takes)`.
+type Script = fn(u32) -> (bool, Duration);
+
+/// A probe following a script: `script(call number) -> (ok, how long it takes)`.
+struct Scripted {
+    calls: Arc<AtomicU32>,
+    script: Script,
+}
+
+impl Probe for Scripted {
+    async fn probe(&self) -> ProbeOutcome {
+        let n = self.calls.fetch_add(1, Ordering::SeqCst);
+        let (ok, delay) = (self.script)(n);
+        tokio::time::sleep(delay).await;
+        ProbeOutcome {
+            ok,
+            latency: delay,
+            detail: format!("call {n}"),
+        }
+    }
+}
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn check(interval: u64, fast: u64, timeout: u64, rise: u32, fall: u32) -> CheckConfig {
+    CheckConfig {
+        name: "c".into(),
+        kind: CheckKind::Command {
+            argv: vec!["true".into()],
+        },
+        interval: ms(interval),
+        fast_interval: ms(fast),
+        timeout: ms(timeout),
+        rise,
+        fall,
+    }
+}
+
+fn service(name: &str, checks: Vec<CheckConfig>) -> ServiceConfig {
+    ServiceConfig {
+        disabled: false,
+        name: name.into(),
+        prefixes: vec![],
+        next_hop: NextHop::SelfAddress,
+        communities: vec![],
+        large_communities: vec![],
+        med: None,
+        local_pref: None,
+        as_path_prepend: 0,
+        on_down: OnDown::Withdraw,
+        deprefer_prepend: 3,
+        deprefer_communities: vec![],
+        drain_file: None,
+        drain_time: ms(0),
+        hold_down: ms(0),
+        combine: Combine::All,
+        checks,
+    }
+}
+
+const EXACT: RunnerOptions = RunnerOptions {
+    splay: false,
+    jitter: false,
+    seed: Some(1),
+};
+
+/// Starts `services` with scripted probes (`scripts[service][check]`).
+fn start(
+    services: &[ServiceConfig],
+    scripts: &[&[Script]],
+    options: RunnerOptions,
+) -> (
+    HealthRunner,
+    mpsc::Receiver<CheckEvent>,
+    Vec<Arc<AtomicU32>>,
+) {
+    let (tx, rx) = mpsc::channel(64);
+    let mut counters = Vec::new();
+    let runner = HealthRunner::start_with(services, tx, options, |s, c, _| {
+        let calls = Arc::new(AtomicU32::new(0));
+        counters.push(Arc::clone(&calls));
+        Ok(Scripted {
+            calls,
+            script: scripts[s][c],
+        })
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    (runner, rx, counters)
+}
+
+/// Receives `n` events with their virtual time since `t0`.
+async fn collect(
+    rx: &mut mpsc::Receiver<CheckEvent>,
+    t0: Instant,
+    n: usize,
+) -> Vec<(Duration, CheckEvent)> {
+    let mut out = Vec::with_capacity(n);
+    for _ in 0..n {
+        match rx.recv().await {
+            Some(e) => out.push((t0.elapsed(), e)),
+            None => panic!("event channel closed after {} events", out.len()),
+        }
+    }
+    out
+}
+
+#[test]
+fn next_deadline_table() {
+    let t0 = Instant::now();
+    let cases = [
+        // (anchor, now, period, expected), offsets from t0 in ms
+        (0, 300, 1000, 1000),  // probe took 300 ms: still on the grid
+        (0, 1000, 1000, 1000), // exactly on time
+        (0, 1500, 1000, 1500), // overran: start now, no catch-up burst
+        (2000, 2100, 500, 2500),
+    ];
+    for (anchor, now, period, want) in cases {
+        assert_eq!(
+            next_deadline(t0 + ms(anchor), t0 + ms(now), ms(period)),
+            t0 + ms(want),
+            "anchor {anchor} now {now} period {period}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn probes_follow_the_deadline_grid_without_drift() {
+    let t0 = Instant::now();
+    let (_runner, mut rx, _) = start(
+        &[service("s", vec![check(1000, 1000, 500, 1, 1)])],
+        &[&[|_| (true, ms(300))]],
+        EXACT,
+    );
+    let times: Vec<Duration> = collect(&mut rx, t0, 4)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(times, [ms(300), ms(1300), ms(2300), ms(3300)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn fast_interval_is_used_while_the_check_is_changing_state() {
+    let t0 = Instant::now();
+    let (_runner, mut rx, _) = start(
+        &[service("s", vec![check(4000, 1000, 500, 3, 2)])],
+        &[&[|_| (true, Duration::ZERO)]],
+        EXACT,
+    );
+    let events = collect(&mut rx, t0, 5).await;
+    let times: Vec<Duration> = events.iter().map(|(t, _)| *t).collect();
+    // Unknown: fast interval until up after the third pass, then the normal interval.
+    assert_eq!(times, [ms(0), ms(1000), ms(2000), ms(6000), ms(10000)]);
+    let transitions: Vec<Option<Transition>> = events.iter().map(|(_, e)| e.transition).collect();
+    assert_eq!(
+        transitions,
+        [
+            None,
+            None,
+            Some(Transition {
+                from: CheckStatus::Unknown,
+                to: CheckStatus::Up
+            }),
+            None,
+            None
+        ]
+    );
+    assert_eq!(events[1].1.state.passes, 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn failures_switch_to_the_fast_interval_until_the_check_is_down() {
+    let t0 = Instant::now();
+    // Up after one pass, then failing for good.
+    let (_runner, mut rx, _) = start(
+        &[service("s", vec![check(4000, 1000, 500, 1, 3)])],
+        &[&[|n| (n == 0, Duration::ZERO)]],
+        EXACT,
+    );
+    let events = collect(&mut rx, t0, 6).await;
+    let times: Vec<Duration> = events.iter().map(|(t, _)| *t).collect();
+    assert_eq!(
+        times,
+        [ms(0), ms(4000), ms(5000), ms(6000), ms(10000), ms(14000)]
+    );
+    assert_eq!(
+        events[3].1.transition,
+        Some(Transition {
+            from: CheckStatus::Up,
+            to: CheckStatus::Down
+        })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hung_probe_fails_at_its_timeout_and_does_not_delay_other_checks() {
+    let t0 = Instant::now();
+    let (_runner, mut rx, _) = start(
+        &[service(
+            "s",
+            vec![check(1000, 1000, 500, 1, 1), check(1000, 1000, 500, 1, 1)],
+        )],
+        &[&[
+            |_| (true, Duration::from_secs(3600)),
+            |_| (true, Duration::ZERO),
+        ]],
+        EXACT,
+    );
+    let events = collect(&mut rx, t0, 7).await;
+    let hung: Vec<(Duration, bool, &str)> = events
+        .iter()
+        .filter(|(_, e)| e.check == 0)
+        .map(|(t, e)| (*t, e.outcome.ok, e.outcome.detail.as_str()))
+        .collect();
+    let healthy: Vec<Duration> = events
+        .iter()
+        .filter(|(_, e)| e.check == 1)
+        .map(|(t, _)| *t)
+        .collect();
+    assert_eq!(
+        hung,
+        [
+            (ms(500), false, "timed out after 500ms"),
+            (ms(1500), false, "timed out after 500ms"),
+            (ms(2500), false, "timed out after 500ms"),
+        ]
+    );
+    assert_eq!(healthy, [ms(0), ms(1000), ms(2000), ms(3000)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn check_now_runs_the_services_checks_at_once_and_restarts_the_schedule() {
+    let t0 = Instant::now();
+    let (runner, mut rx, _) = start(
+        &[
+            service("a", vec![check(10_000, 10_000, 500, 1, 1)]),
+            service("b", vec![check(10_000, 10_000, 500, 1, 1)]),
+        ],
+        &[&[|_| (true, Duration::ZERO)], &[|_| (true, Duration::ZERO)]],
+        EXACT,
+    );
+    let first = collect(&mut rx, t0, 2).await;
+    assert!(first.iter().all(|(t, _)| *t == ms(0)));
+    tokio::time::sleep(ms(2000)).await;
+    assert!(runner.check_now_by_name("b"));
+    assert!(!runner.check_now_by_name("nope"));
+    assert!(!runner.check_now(7));
+    let events = collect(&mut rx, t0, 3).await;
+    let seen: Vec<(Duration, usize)> = events.iter().map(|(t, e)| (*t, e.service)).collect();
+    assert_eq!(seen, [(ms(2000), 1), (ms(10_000), 0), (ms(12_000), 1)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_request_during_a_probe_runs_right_after_it() {
+    let t0 = Instant::now();
+    let (runner, mut rx, _) = start(
+        &[service("a", vec![check(10_000, 10_000, 5000, 1, 1)])],
+        &[&[|_| (true, ms(1000))]],
+        EXACT,
+    );
+    tokio::time::sleep(ms(500)).await;
+    assert!(runner.check_now(0));
+    let times: Vec<Duration> = collect(&mut rx, t0, 2)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    assert_eq!(times, [ms(1000), ms(2000)]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn splay_spreads_first_probes_within_the_interval() {
+    let t0 = Instant::now();
+    let checks = (0..5).map(|_| check(1000, 1000, 500, 1, 1)).collect();
+    let ok: Script = |_| (true, Duration::ZERO);
+    let (_runner, mut rx, _) = start(
+        &[service("s", checks)],
+        &[&[ok; 5]],
+        RunnerOptions {
+            splay: true,
+            jitter: false,
+            seed: Some(7),
+        },
+    );
+    let events = collect(&mut rx, t0, 5).await;
+    let mut firsts: Vec<Duration> = events.iter().map(|(t, _)| *t).collect();
+    assert!(firsts.iter().all(|t| *t < ms(1000)), "{firsts:?}");
+    firsts.dedup();
+    assert!(
+        firsts.len() > 1,
+        "all first probes at the same time: {firsts:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn jitter_keeps_every_period_within_ten_percent() {
+    let t0 = Instant::now();
+    let (_runner, mut rx, _) = start(
+        &[service("s", vec![check(1000, 1000, 500, 1, 1)])],
+        &[&[|_| (true, Duration::ZERO)]],
+        RunnerOptions {
+            splay: false,
+            jitter: true,
+            seed: Some(3),
+        },
+    );
+    let times: Vec<Duration> = collect(&mut rx, t0, 10)
+        .await
+        .into_iter()
+        .map(|(t, _)| t)
+        .collect();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert!(
+        gaps.iter().all(|g| *g >= ms(900) && *g <= ms(1100)),
+        "{gaps:?}"
+    );
+    assert!(
+        gaps.windows(2).any(|w| w[0] != w[1]),
+        "no jitter at all: {gaps:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_check_stops_when_the_coordinator_is_gone() {
+    let (_runner, rx, counters) = start(
+        &[service("s", vec![check(1000, 1000, 500, 1, 1)])],
+        &[&[|_| (true, Duration::ZERO)]],
+        EXACT,
+    );
+    drop(rx);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    assert_eq!(
+        counters[0].load(Ordering::SeqCst),
+        1,
+        "one probe, then the send fails"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_runner_stops_every_check() {
+    let (runner, mut rx, _) = start(
+        &[service(
+            "s",
+            vec![check(1000, 1000, 500, 1, 1), check(1000, 1000, 500, 1, 1)],
+        )],
+        &[&[|_| (true, Duration::ZERO), |_| (true, Duration::ZERO)]],
+        EXACT,
+    );
+    drop(runner);
+    // Buffered events may still be read, then the channel closes: every sender is gone.
+    let mut n = 0;
+    while rx.recv().await.is_some() {
+        n += 1;
+        assert!(n <= 2, "checks kept running after the runner was dropped");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_real_probes_are_built_from_the_config() {
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut c = check(1000, 1000, 500, 1, 1);
+    c.kind = CheckKind::File {
+        path: dir.path().to_path_buf(),
+        invert: false,
+    };
+    let (tx, mut rx) = mpsc::channel(4);
+    let _runner =
+        HealthRunner::start(&[service("s", vec![c])], tx, EXACT).unwrap_or_else(|e| panic!("{e}"));
+    let e = rx.recv().await.unwrap_or_else(|| panic!("no event"));
+    assert!(e.outcome.ok, "{e:?}");
+    assert_eq!(
+        e.transition,
+        Some(Transition {
+            from: CheckStatus::Unknown,
+            to: CheckStatus::Up
+        })
+    );
+}

@@ -1,0 +1,580 @@
+//! Discrete-event simulation of the runtime guard (issue #6).
+//!
+//! 3–7 sites each run [`decide`] for one or two services while a seeded RNG drives
+//! health failures and recoveries (independent ones, and bursts where every site fails
+//! within the same second), drains, poll delays, lost polls and stalled pollers (stale
+//! reports). Time is virtual (milliseconds after an `Instant` base); a poll is three
+//! events — request, serve (the target's report is copied at that moment), delivery — so
+//! reports are as old as the network makes them.
+//!
+//! Asserted after every event: every service is announced by at least `min_sites` sites,
+//! and no healthy site is held or withdrawn. After a calm phase (no loss, short delays,
+//! fixed health): healthy sites announce, failing sites withdraw as soon as enough others
+//! announce, and exactly `max(min_sites, healthy)` sites announce.
+//!
+//! `GUARD_SIM_RUNS=N` changes the number of runs (default 2000); a failure prints the seed
+//! and the last events.
+
+use std::cmp::Ordering;
+use std::collections::{BinaryHeap, VecDeque};
+use std::time::{Duration, Instant};
+
+use anyguard::guard::report::{Intent, ServiceReport, SiteReport, REPORT_VERSION};
+use anyguard::guard::runtime::{
+    decide, Decision, Drain, GuardInput, GuardTiming, LocalIntent, LocalService,
+};
+use anyguard::guard::view::{FleetView, PollFailure, PollOutcome};
+use rand::{Rng, RngCore};
+
+const INTERVAL_MS: u64 = 1_000;
+const TIMEOUT_MS: u64 = 500;
+const TICK_MS: u64 = 1_000;
+const CHAOS_END_MS: u64 = 12_000;
+const CALM_END_MS: u64 = 22_000;
+const TIMING: GuardTiming = GuardTiming {
+    stale_after: Duration::from_millis(3 * INTERVAL_MS + TIMEOUT_MS),
+    intent_wait: Duration::from_millis(2 * (INTERVAL_MS + TIMEOUT_MS)),
+};
+
+/// SplitMix64 (Steele, Lea, Flood 2014): deterministic, and cheap in debug builds where
+/// ChaCha dominated the run time.
+struct SplitMix64(u64);
+
+impl RngCore for SplitMix64 {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+    fn next_u32(&mut self) -> u32 {
+        (self.next_u64() >> 32) as u32
+    }
+    fn fill_bytes(&mut self, dest: &mut [u8]) {
+        for chunk in dest.chunks_mut(8) {
+            let bytes = self.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+    }
+    fn try_fill_bytes(&mut self, dest: &mut [u8]) -> Result<(), rand::Error> {
+        self.fill_bytes(dest);
+        Ok(())
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Ev {
+    /// Health of (site, service): `None` = healthy, `Some(drain)` = down for that reason.
+    Health {
+        site: usize,
+        svc: usize,
+        down: Option<Drain>,
+    },
+    PollStart {
+        from: usize,
+        to: usize,
+    },
+    Serve {
+        from: usize,
+        to: usize,
+        requested_at: u64,
+        deliver_at: u64,
+    },
+    Deliver {
+        from: usize,
+        to: usize,
+        requested_at: u64,
+        // Boxed: the queue moves events around a lot.
+        result: Box<Result<SiteReport, PollFailure>>,
+    },
+    Tick {
+        site: usize,
+    },
+    Calm,
+}
+
+struct Queued {
+    at: u64,
+    seq: u64,
+    ev: Ev,
+}
+
+impl PartialEq for Queued {
+    fn eq(&self, other: &Self) -> bool {
+        (self.at, self.seq) == (other.at, other.seq)
+    }
+}
+impl Eq for Queued {}
+impl PartialOrd for Queued {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Queued {
+    // Reversed: BinaryHeap is a max-heap and we want the earliest event first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        (other.at, other.seq).cmp(&(self.at, self.seq))
+    }
+}
+
+struct SvcState {
+    down: Option<Drain>,
+    announcing: bool,
+    intent: LocalIntent,
+    last: Decision,
+}
+
+struct Site {
+    name: String,
+    svcs: Vec<SvcState>,
+    view: FleetView,
+    report: SiteReport,
+}
+
+struct Sim {
+    base: Instant,
+    now: u64,
+    seq: u64,
+    queue: BinaryHeap<Queued>,
+    rng: SplitMix64,
+    sites: Vec<Site>,
+    services: Vec<(String, usize)>,
+    loss: f64,
+    stall: f64,
+    calm: bool,
+    trace: VecDeque<String>,
+    stats: Stats,
+}
+
+#[derive(Default)]
+struct Stats {
+    events: u64,
+    decisions: u64,
+    holds: u64,
+    withdrawals: u64,
+    min_margin_hits: u64,
+}
+
+impl Sim {
+    fn push(&mut self, at: u64, ev: Ev) {
+        self.seq += 1;
+        self.queue.push(Queued {
+            at,
+            seq: self.seq,
+            ev,
+        });
+    }
+
+    fn instant(&self, ms: u64) -> Instant {
+        self.base + Duration::from_millis(ms)
+    }
+
+    fn log(&mut self, line: String) {
+        if self.trace.len() == 300 {
+            self.trace.pop_front();
+        }
+        self.trace.push_back(format!("{:>6} {line}", self.now));
+    }
+
+    fn fail(&self, seed: u64, what: &str) -> ! {
+        for l in &self.trace {
+            eprintln!("{l}");
+        }
+        panic!("seed {seed} at {} ms: {what}", self.now);
+    }
+
+    fn run_decisions(&mut self, site: usize) {
+        let now = self.instant(self.now);
+        for svc in 0..self.services.len() {
+            let (decision, changed) = {
+                let s = &self.sites[site];
+                let st = &s.svcs[svc];
+                let (healthy, drain) = match st.down {
+                    None => (true, Drain::None),
+                    Some(Drain::Requested) => (true, Drain::Requested),
+                    Some(_) => (false, Drain::None),
+                };
+                let input = GuardInput {
+                    service: &self.services[svc].0,
+                    min_sites: self.services[svc].1,
+                    local_site: &s.name,
+                    local_rank: site,
+                    local: LocalService {
+                        healthy,
+                        drain,
+                        announcing: st.announcing,
+                        intent: st.intent,
+                    },
+                    view: &s.view,
+                    timing: TIMING,
+                };
+                let d = decide(&input, now);
+                let changed = std::mem::discriminant(&d) != std::mem::discriminant(&st.last);
+                (d, changed)
+            };
+            self.stats.decisions += 1;
+            if changed {
+                match &decision {
+                    Decision::Hold { .. } => self.stats.holds += 1,
+                    Decision::Withdraw { .. } => self.stats.withdrawals += 1,
+                    _ => {}
+                }
+                let line = format!("{} {}: {decision}", self.sites[site].name, svc);
+                self.log(line);
+            }
+            let s = &mut self.sites[site];
+            let st = &mut s.svcs[svc];
+            st.announcing = decision.announces();
+            // The report is visible to the next Serve the moment it is written, so the
+            // publication time is `now` (a request started at the same millisecond does
+            // not count: the protocol compares strictly).
+            st.intent = st.intent.advance(&decision, now);
+            let r = &mut s.report.services[svc];
+            let new = (st.down.is_none(), st.announcing, decision.intent());
+            if (r.healthy, r.announcing, r.intent) != new {
+                (r.healthy, r.announcing, r.intent) = new;
+                s.report.generation += 1;
+            }
+            st.last = decision;
+        }
+    }
+
+    fn check_safety(&mut self, seed: u64) {
+        for (svc, (name, min)) in self.services.iter().enumerate() {
+            let announcing = self.sites.iter().filter(|s| s.svcs[svc].announcing).count();
+            if announcing < *min {
+                let what = format!("{name} announced by {announcing} sites < min_sites {min}");
+                self.fail(seed, &what);
+            }
+            if announcing == *min {
+                self.stats.min_margin_hits += 1;
+            }
+            for s in &self.sites {
+                let st = &s.svcs[svc];
+                if st.down.is_none() && st.last != Decision::Announce {
+                    let what = format!("healthy {} {name} decided {}", s.name, st.last);
+                    self.fail(seed, &what);
+                }
+            }
+        }
+    }
+
+    fn check_liveness(&mut self, seed: u64) {
+        for (svc, (name, min)) in self.services.clone().iter().enumerate() {
+            let healthy = self
+                .sites
+                .iter()
+                .filter(|s| s.svcs[svc].down.is_none())
+                .count();
+            let announcing = self.sites.iter().filter(|s| s.svcs[svc].announcing).count();
+            let expected = healthy.max(*min);
+            if announcing != expected {
+                let states: Vec<String> = self
+                    .sites
+                    .iter()
+                    .map(|s| format!("{}: {}", s.name, s.svcs[svc].last))
+                    .collect();
+                let what = format!(
+                    "after calm phase {name} announced by {announcing} sites, expected \
+                     {expected} ({healthy} healthy, min_sites {min}): {states:?}"
+                );
+                self.fail(seed, &what);
+            }
+            for s in &self.sites {
+                let held = matches!(s.svcs[svc].last, Decision::Hold { .. });
+                if healthy >= *min && held {
+                    let what = format!("{} {name} still held with {healthy} healthy", s.name);
+                    self.fail(seed, &what);
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, seed: u64, q: Queued) {
+        self.now = q.at;
+        self.stats.events += 1;
+        match q.ev {
+            Ev::Health { site, svc, down } => {
+                if !self.calm {
+                    self.log(format!(
+                        "{} {svc} health down={down:?}",
+                        self.sites[site].name
+                    ));
+                    self.sites[site].svcs[svc].down = down;
+                    self.run_decisions(site);
+                }
+            }
+            Ev::Calm => {
+                self.calm = true;
+                for site in 0..self.sites.len() {
+                    for svc in 0..self.services.len() {
+                        let down = if self.rng.gen_bool(0.5) {
+                            None
+                        } else if self.rng.gen_bool(0.2) {
+                            Some(Drain::Requested)
+                        } else {
+                            Some(Drain::None)
+                        };
+                        self.sites[site].svcs[svc].down = down;
+                    }
+                    self.run_decisions(site);
+                }
+                self.log("calm phase".into());
+            }
+            Ev::PollStart { from, to } => {
+                let requested_at = self.now;
+                let (loss, stall) = if self.calm {
+                    (0.0, 0.0)
+                } else {
+                    (self.loss, self.stall)
+                };
+                if self.rng.gen_bool(loss) {
+                    let at = requested_at + self.rng.gen_range(0..=TIMEOUT_MS);
+                    let result = Box::new(Err(PollFailure::Request("lost".into())));
+                    self.push(
+                        at,
+                        Ev::Deliver {
+                            from,
+                            to,
+                            requested_at,
+                            result,
+                        },
+                    );
+                } else {
+                    let max_leg = if self.calm { 50 } else { 400 };
+                    let d1 = self.rng.gen_range(0..=max_leg);
+                    let d2 = self.rng.gen_range(0..=max_leg);
+                    if d1 + d2 > TIMEOUT_MS {
+                        let result =
+                            Box::new(Err(PollFailure::Timeout(Duration::from_millis(TIMEOUT_MS))));
+                        self.push(
+                            requested_at + TIMEOUT_MS,
+                            Ev::Deliver {
+                                from,
+                                to,
+                                requested_at,
+                                result,
+                            },
+                        );
+                    } else {
+                        self.push(
+                            requested_at + d1,
+                            Ev::Serve {
+                                from,
+                                to,
+                                requested_at,
+                                deliver_at: requested_at + d1 + d2,
+                            },
+                        );
+                    }
+                }
+                let extra = if self.rng.gen_bool(stall) {
+                    self.rng.gen_range(0..=4 * INTERVAL_MS)
+                } else {
+                    0
+                };
+                let next = requested_at + INTERVAL_MS + extra;
+                if next < CALM_END_MS {
+                    self.push(next, Ev::PollStart { from, to });
+                }
+            }
+            Ev::Serve {
+                from,
+                to,
+                requested_at,
+                deliver_at,
+            } => {
+                let report = self.sites[to].report.clone();
+                self.push(
+                    deliver_at,
+                    Ev::Deliver {
+                        from,
+                        to,
+                        requested_at,
+                        result: Box::new(Ok(report)),
+                    },
+                );
+            }
+            Ev::Deliver {
+                from,
+                to,
+                requested_at,
+                result,
+            } => {
+                let name = self.sites[to].name.clone();
+                let outcome = PollOutcome {
+                    requested_at: self.instant(requested_at),
+                    result: *result,
+                };
+                self.sites[from].view.record(&name, outcome);
+                self.run_decisions(from);
+            }
+            Ev::Tick { site } => {
+                self.run_decisions(site);
+                let next = self.now + TICK_MS;
+                if next < CALM_END_MS {
+                    self.push(next, Ev::Tick { site });
+                }
+            }
+        }
+        self.check_safety(seed);
+    }
+}
+
+fn setup(seed: u64) -> Sim {
+    let mut rng = SplitMix64(seed);
+    let n = rng.gen_range(3..=7);
+    let n_svc = rng.gen_range(1..=2);
+    let services: Vec<(String, usize)> = (0..n_svc)
+        .map(|i| {
+            // Mostly 1..n-1 (withdrawals possible); sometimes n (every failing site holds).
+            let min = if rng.gen_bool(0.1) {
+                n
+            } else {
+                rng.gen_range(1..n)
+            };
+            (format!("svc{i}"), min)
+        })
+        .collect();
+    let names: Vec<String> = (0..n)
+        .map(|i| char::from(b'a' + i as u8).to_string())
+        .collect();
+    let sites = (0..n)
+        .map(|i| Site {
+            name: names[i].clone(),
+            svcs: (0..n_svc)
+                .map(|_| SvcState {
+                    down: None,
+                    announcing: true,
+                    intent: LocalIntent::None,
+                    last: Decision::Announce,
+                })
+                .collect(),
+            view: FleetView::unpolled(
+                names
+                    .iter()
+                    .enumerate()
+                    .filter(|(j, _)| *j != i)
+                    .map(|(j, name)| (j, name.as_str())),
+            ),
+            report: SiteReport {
+                version: REPORT_VERSION,
+                site: names[i].clone(),
+                generation: 1,
+                services: services
+                    .iter()
+                    .map(|(name, _)| ServiceReport {
+                        name: name.clone(),
+                        prefixes: vec!["203.0.113.0/24".parse().expect("prefix")],
+                        healthy: true,
+                        announcing: true,
+                        intent: Intent::None,
+                    })
+                    .collect(),
+            },
+        })
+        .collect();
+    let loss = rng.gen_range(0.0..0.3);
+    let stall = rng.gen_range(0.0..0.1);
+    let mut sim = Sim {
+        base: Instant::now(),
+        now: 0,
+        seq: 0,
+        queue: BinaryHeap::new(),
+        rng,
+        sites,
+        services,
+        loss,
+        stall,
+        calm: false,
+        trace: VecDeque::new(),
+        stats: Stats::default(),
+    };
+    // Pollers and ticks start at random phases.
+    for from in 0..n {
+        for to in 0..n {
+            if from != to {
+                let at = sim.rng.gen_range(0..INTERVAL_MS);
+                sim.push(at, Ev::PollStart { from, to });
+            }
+        }
+        let at = sim.rng.gen_range(0..TICK_MS);
+        sim.push(at, Ev::Tick { site: from });
+    }
+    // Health: independent failures/recoveries, plus (in most runs) a burst where every
+    // site fails within the same second.
+    let down_reason = |rng: &mut SplitMix64| {
+        if rng.gen_bool(0.2) {
+            Drain::Requested
+        } else {
+            Drain::None
+        }
+    };
+    for site in 0..n {
+        for svc in 0..n_svc {
+            let mut t = sim.rng.gen_range(0..3_000);
+            let mut down = false;
+            while t < CHAOS_END_MS {
+                down = !down;
+                let ev = Ev::Health {
+                    site,
+                    svc,
+                    down: down.then(|| down_reason(&mut sim.rng)),
+                };
+                sim.push(t, ev);
+                t += sim.rng.gen_range(100..6_000);
+            }
+        }
+    }
+    if sim.rng.gen_bool(0.7) {
+        let burst = sim.rng.gen_range(1_000..10_000);
+        for site in 0..n {
+            for svc in 0..n_svc {
+                let at = burst + sim.rng.gen_range(0..1_000);
+                let down = Some(down_reason(&mut sim.rng));
+                sim.push(at, Ev::Health { site, svc, down });
+            }
+        }
+    }
+    sim.push(CHAOS_END_MS, Ev::Calm);
+    sim
+}
+
+fn run(seed: u64) -> Stats {
+    let mut sim = setup(seed);
+    let mut budget = 200_000u32;
+    while let Some(q) = sim.queue.pop() {
+        budget = budget.saturating_sub(1);
+        assert!(budget > 0, "seed {seed}: event budget exhausted");
+        sim.step(seed, q);
+    }
+    sim.check_liveness(seed);
+    sim.stats
+}
+
+#[test]
+fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds() {
+    let runs: u64 = std::env::var("GUARD_SIM_RUNS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2_000);
+    let mut total = Stats::default();
+    for seed in 0..runs {
+        let s = run(seed);
+        total.events += s.events;
+        total.decisions += s.decisions;
+        total.holds += s.holds;
+        total.withdrawals += s.withdrawals;
+        total.min_margin_hits += s.min_margin_hits;
+    }
+    eprintln!(
+        "guard simulation: {runs} runs, {} events, {} decisions, {} holds, {} withdrawals, \
+         {} steps at exactly min_sites",
+        total.events, total.decisions, total.holds, total.withdrawals, total.min_margin_hits
+    );
+    // The runs must actually exercise the guard, not just healthy fleets.
+    assert!(total.holds > runs);
+    assert!(total.withdrawals > runs);
+    assert!(total.min_margin_hits > 0);
+}
