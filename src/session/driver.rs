@@ -26,7 +26,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
-use super::api::{shutdown_communication, Command, LocalSpeaker, PeerEvent, StopReason};
+use super::api::{Command, LocalSpeaker, PeerEvent, StopReason};
 use super::conn::{spawn_connect, ConnInput, ConnIo, IoTx, WriteCmd};
 use super::rib_in::RibIn;
 use super::transport::{self, TransportConfig};
@@ -701,7 +701,7 @@ fn notification_status(n: &NotificationMessage) -> NotificationStatus {
         code: u8::from(n.code),
         subcode: n.subcode,
         name: fsm::notification_name(n),
-        communication: shutdown_communication(n),
+        communication: n.shutdown_communication().map(|c| c.0),
     }
 }
 

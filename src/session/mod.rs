@@ -17,10 +17,7 @@ mod supervisor;
 pub mod transport;
 mod wire;
 
-pub use api::{
-    shutdown_communication, shutdown_notification, Acceptor, LocalSpeaker, PeerEvent, PeerHandle,
-    StopReason, Tuning, MAX_SHUTDOWN_COMMUNICATION,
-};
+pub use api::{Acceptor, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
 pub use driver::MAX_SEND_QUEUE;
 pub use listener::{spawn_listener, Listener, ListenerStats};
 pub use supervisor::{fsm_config, spawn_peer};
