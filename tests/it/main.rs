@@ -3,5 +3,6 @@
 mod config_examples;
 mod fakepeer;
 mod guard_sim;
+mod interop;
 mod session;
 mod status_http;
