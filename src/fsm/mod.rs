@@ -63,6 +63,8 @@ mod session;
 mod types;
 
 #[cfg(test)]
+mod collision_tests;
+#[cfg(test)]
 mod tests;
 
 pub use collision::Peer;

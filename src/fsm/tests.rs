@@ -8,12 +8,12 @@ use anyguard_proto::{Afi, Capability, ErrorCode, Message, NotificationMessage, O
 
 use super::*;
 
-const LOCAL_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
-const PEER_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
-const C1: ConnId = ConnId(1);
-const C2: ConnId = ConnId(2);
+pub(super) const LOCAL_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 1);
+pub(super) const PEER_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+pub(super) const C1: ConnId = ConnId(1);
+pub(super) const C2: ConnId = ConnId(2);
 
-fn cfg() -> Config {
+pub(super) fn cfg() -> Config {
     let mut c = Config::new(65001, LOCAL_ID, 65002);
     c.idle_hold = Duration::from_secs(1);
     c.idle_hold_max = Duration::from_secs(16);
@@ -25,7 +25,7 @@ fn secs(n: u64) -> Duration {
     Duration::from_secs(n)
 }
 
-fn peer_open(asn: u32, id: Ipv4Addr, hold: u16) -> OpenMessage {
+pub(super) fn peer_open(asn: u32, id: Ipv4Addr, hold: u16) -> OpenMessage {
     OpenMessage {
         version: 4,
         my_as: u16::try_from(asn).unwrap_or(AS_TRANS),
@@ -42,7 +42,7 @@ fn peer_open(asn: u32, id: Ipv4Addr, hold: u16) -> OpenMessage {
     }
 }
 
-fn sent(actions: &[Action]) -> Vec<&Message> {
+pub(super) fn sent(actions: &[Action]) -> Vec<&Message> {
     actions
         .iter()
         .filter_map(|a| match a {
@@ -52,18 +52,18 @@ fn sent(actions: &[Action]) -> Vec<&Message> {
         .collect()
 }
 
-fn notification(actions: &[Action]) -> Option<&NotificationMessage> {
+pub(super) fn notification(actions: &[Action]) -> Option<&NotificationMessage> {
     sent(actions).into_iter().find_map(|m| match m {
         Message::Notification(n) => Some(n),
         _ => None,
     })
 }
 
-fn code(actions: &[Action]) -> Option<(u8, u8)> {
+pub(super) fn code(actions: &[Action]) -> Option<(u8, u8)> {
     notification(actions).map(|n| (u8::from(n.code), n.subcode))
 }
 
-fn closes(actions: &[Action], conn: ConnId) -> bool {
+pub(super) fn closes(actions: &[Action], conn: ConnId) -> bool {
     actions.contains(&Action::Close { conn })
 }
 
@@ -809,110 +809,41 @@ fn send_progress_rearms_and_a_drained_queue_disarms_the_send_hold_timer() {
     assert_eq!(s.timer(Timer::SendHold), Some(t0 + secs(27)));
 }
 
-// ----- collisions -----------------------------------------------------------------------
-
-fn collided(local_id: Ipv4Addr, t0: Instant) -> Peer {
-    let mut c = cfg();
-    c.router_id = local_id;
-    let mut p = Peer::new(c);
-    p.handle(t0, Event::ManualStart);
-    p.handle(t0, Event::TcpCrAcked(C1)); // outbound, OpenSent
-    let a = p.handle(t0, Event::TcpConnectionConfirmed(C2)); // inbound collides
-    assert!(matches!(sent(&a)[0], Message::Open(_)));
-    assert!(p.secondary().is_some());
-    p
+#[test]
+fn tcp_failure_in_opensent_goes_idle_and_is_damped() {
+    let t0 = Instant::now();
+    let mut s = opensent(cfg(), t0);
+    let a = s.handle(t0, Event::TcpConnectionFails(C1));
+    assert_eq!(s.state(), State::Idle);
+    assert!(notification(&a).is_none());
+    assert!(s.timer(Timer::IdleHold).is_some());
+    assert_eq!(s.connect_retry_counter(), 1);
 }
 
 #[test]
-fn collision_keeps_our_connection_when_our_identifier_is_higher() {
+fn keepalive_timer_in_openconfirm_sends_keepalive() {
     let t0 = Instant::now();
-    let mut p = collided(Ipv4Addr::new(198, 18, 0, 9), t0);
-    let a = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
-    let n = notification(&a).unwrap();
-    assert_eq!((u8::from(n.code), n.subcode), (6, 7));
-    assert!(a.contains(&Action::Send {
-        conn: C2,
-        message: Message::Notification(n.clone())
-    }));
-    assert!(closes(&a, C2));
-    assert!(p.secondary().is_none());
-    assert_eq!(p.session().connection(), Some((C1, Direction::Outbound)));
-    assert_eq!(p.state(), State::OpenSent);
+    let mut s = openconfirm(cfg(), t0);
+    let at = s.timer(Timer::Keepalive).unwrap();
+    assert!(at >= t0 + Duration::from_millis(22_500) && at <= t0 + secs(30));
+    let a = s.handle_timeout(at);
+    assert_eq!(sent(&a), vec![&Message::Keepalive]);
+    assert_eq!(s.state(), State::OpenConfirm);
 }
 
 #[test]
-fn collision_keeps_the_peers_connection_when_its_identifier_is_higher() {
+fn manual_stop_in_connect_cancels_the_attempt_silently() {
     let t0 = Instant::now();
-    let mut p = collided(Ipv4Addr::new(198, 18, 0, 1), t0);
-    let a = p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90)));
-    assert!(a.contains(&Action::Send {
-        conn: C1,
-        message: Message::Notification(NotificationMessage {
-            code: ErrorCode::Cease,
-            subcode: 7,
-            data: Vec::new()
-        })
-    }));
-    assert!(closes(&a, C1));
-    assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
-    assert_eq!(p.state(), State::OpenSent);
-    p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
-    let a = p.handle(t0, Event::Keepalive(C2));
-    assert!(a
-        .iter()
-        .any(|x| matches!(x, Action::SessionUp { conn, .. } if *conn == C2)));
-    assert_eq!(p.state(), State::Established);
-}
-
-#[test]
-fn collision_with_equal_identifiers_is_won_by_the_higher_asn() {
-    let t0 = Instant::now();
-    // Local ASN 65001 < remote 65002: the peer's connection (inbound) survives.
-    let mut p = collided(PEER_ID, t0);
-    let a = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
-    assert!(closes(&a, C1));
-    assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
-}
-
-#[test]
-fn a_connection_while_established_or_a_third_one_is_closed() {
-    let t0 = Instant::now();
-    let mut p = collided(LOCAL_ID, t0);
-    let a = p.handle(t0, Event::TcpConnectionConfirmed(ConnId(3)));
-    assert!(closes(&a, ConnId(3)));
-
-    let mut p = Peer::new(cfg());
-    p.handle(t0, Event::ManualStart);
-    p.handle(t0, Event::TcpCrAcked(C1));
-    p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90)));
-    p.handle(t0, Event::Keepalive(C1));
-    assert_eq!(p.state(), State::Established);
-    let a = p.handle(t0, Event::TcpConnectionConfirmed(C2));
-    assert_eq!(a, vec![Action::Close { conn: C2 }]);
-    assert_eq!(p.state(), State::Established);
-}
-
-#[test]
-fn a_failing_primary_hands_over_to_the_colliding_connection() {
-    let t0 = Instant::now();
-    let mut p = collided(LOCAL_ID, t0);
-    p.handle(t0, Event::TcpConnectionFails(C1));
-    assert_eq!(p.state(), State::OpenSent);
-    assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
-    assert!(p.secondary().is_none());
-}
-
-#[test]
-fn manual_stop_notifies_both_colliding_connections() {
-    let t0 = Instant::now();
-    let mut p = collided(LOCAL_ID, t0);
+    let mut s = Session::new(cfg());
+    s.handle(t0, Event::ManualStart);
     let n = NotificationMessage {
         code: ErrorCode::Cease,
         subcode: 2,
         data: Vec::new(),
     };
-    let a = p.handle(t0, Event::ManualStop(n));
-    assert!(closes(&a, C1) && closes(&a, C2));
-    assert_eq!(p.state(), State::Idle);
-    assert!(p.secondary().is_none());
+    let a = s.handle(t0, Event::ManualStop(n));
+    assert!(a.contains(&Action::CancelConnect));
+    assert!(notification(&a).is_none());
+    assert_eq!(s.state(), State::Idle);
+    assert_eq!(s.next_deadline(), None);
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyguard_proto::notification::cease_subcode;
-use anyguard_proto::{ErrorCode, NotificationMessage};
+use anyguard_proto::NotificationMessage;
 use ipnet::IpNet;
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, oneshot};
@@ -71,9 +71,6 @@ pub enum StopReason {
     Operator(String),
 }
 
-/// Largest Shutdown Communication (RFC 9003 §2).
-pub const MAX_SHUTDOWN_COMMUNICATION: usize = 255;
-
 impl StopReason {
     /// The NOTIFICATION to send.
     pub fn notification(&self) -> NotificationMessage {
@@ -91,40 +88,10 @@ impl StopReason {
             ),
             StopReason::Operator(t) => (cease_subcode::ADMINISTRATIVE_SHUTDOWN, t.as_str()),
         };
-        shutdown_notification(subcode, text)
+        // RFC 9003 defines the communication for subcodes 2 and 4; on 3 and 6 it is
+        // undefined data that peers ignore, and it still helps whoever reads a capture.
+        NotificationMessage::cease_shutdown(subcode, text)
     }
-}
-
-/// Cease with an RFC 9003 Shutdown Communication: a length octet and UTF-8 text, cut at a
-/// character boundary to fit 255 octets.
-pub fn shutdown_notification(subcode: u8, text: &str) -> NotificationMessage {
-    let mut end = text.len().min(MAX_SHUTDOWN_COMMUNICATION);
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    let text = &text[..end];
-    let mut data = Vec::with_capacity(text.len() + 1);
-    data.push(u8::try_from(text.len()).unwrap_or(u8::MAX));
-    data.extend_from_slice(text.as_bytes());
-    NotificationMessage {
-        code: ErrorCode::Cease,
-        subcode,
-        data,
-    }
-}
-
-/// The Shutdown Communication of a received Cease/Administrative Shutdown or Reset
-/// (RFC 9003), if well-formed.
-pub fn shutdown_communication(n: &NotificationMessage) -> Option<String> {
-    if n.code != ErrorCode::Cease
-        || !(n.subcode == cease_subcode::ADMINISTRATIVE_SHUTDOWN
-            || n.subcode == cease_subcode::ADMINISTRATIVE_RESET)
-    {
-        return None;
-    }
-    let (len, rest) = n.data.split_first()?;
-    let text = rest.get(..usize::from(*len))?;
-    std::str::from_utf8(text).ok().map(str::to_string)
 }
 
 /// What a peer task tells the coordinator.

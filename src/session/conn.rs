@@ -8,7 +8,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
+use tokio::task::{AbortHandle, JoinHandle};
 
 use super::transport::{self, TransportConfig};
 use super::wire;
@@ -53,8 +53,8 @@ pub(crate) type IoTx = mpsc::Sender<(ConnId, ConnInput)>;
 #[derive(Debug)]
 pub(crate) struct ConnIo {
     pub(crate) writer: mpsc::UnboundedSender<WriteCmd>,
-    pub(crate) reader_task: JoinHandle<()>,
-    pub(crate) writer_task: JoinHandle<()>,
+    reader: AbortHandle,
+    writer_task: Option<JoinHandle<()>>,
     pub(crate) local: Option<SocketAddr>,
     /// Octets queued and not yet written.
     pub(crate) queued: usize,
@@ -68,8 +68,8 @@ impl ConnIo {
         let (wtx, wrx) = mpsc::unbounded_channel();
         ConnIo {
             writer: wtx,
-            reader_task: tokio::spawn(read_loop(id, rd, tx.clone())),
-            writer_task: tokio::spawn(write_loop(id, wr, wrx, tx.clone())),
+            reader: tokio::spawn(read_loop(id, rd, tx.clone())).abort_handle(),
+            writer_task: Some(tokio::spawn(write_loop(id, wr, wrx, tx.clone()))),
             local,
             queued: 0,
         }
@@ -83,16 +83,26 @@ impl ConnIo {
 
     /// Stops reading at once; lets the writer finish what is queued (at most `grace`),
     /// then closes. Returns the writer task to await.
-    pub(crate) fn close(self, grace: std::time::Duration) -> JoinHandle<()> {
-        self.reader_task.abort();
+    pub(crate) fn close(mut self, grace: std::time::Duration) -> JoinHandle<()> {
+        self.reader.abort();
         let _ = self.writer.send(WriteCmd::Close);
-        let writer = self.writer_task;
+        let writer = self.writer_task.take();
         tokio::spawn(async move {
-            let abort = writer.abort_handle();
-            if tokio::time::timeout(grace, writer).await.is_err() {
-                abort.abort();
+            if let Some(writer) = writer {
+                let abort = writer.abort_handle();
+                if tokio::time::timeout(grace, writer).await.is_err() {
+                    abort.abort();
+                }
             }
         })
+    }
+}
+
+impl Drop for ConnIo {
+    /// A dropped connection (closed by the peer, or its peer task gone after a panic)
+    /// stops reading at once; the writer ends when its queue's sender goes away.
+    fn drop(&mut self) {
+        self.reader.abort();
     }
 }
 

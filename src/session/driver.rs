@@ -7,9 +7,8 @@
 //! `sleep_until(fsm.next_deadline())`. The FSM is the only timer owner: reconnect
 //! back-off (damped IdleHoldTimer with jitter), hold, keepalive, send hold.
 //!
-//! A supervisor around each task restarts it after a panic (with a growing delay) and
-//! reports [`PeerEvent::Crashed`]; each peer is its own task, so a panic or a decode
-//! failure never touches another peer.
+//! Each peer is its own task (see [`super::supervisor`]), so a panic or a decode failure
+//! never touches another peer.
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -23,13 +22,11 @@ use anyguard_proto::{
 };
 use bytes::BytesMut;
 use ipnet::IpNet;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
-use tracing::{debug, info, warn, Instrument};
+use tracing::{debug, info, warn};
 
-use super::api::{
-    shutdown_communication, Command, LocalSpeaker, PeerEvent, PeerHandle, StopReason,
-};
+use super::api::{Command, LocalSpeaker, PeerEvent, StopReason};
 use super::conn::{spawn_connect, ConnInput, ConnIo, IoTx, WriteCmd};
 use super::rib_in::RibIn;
 use super::transport::{self, TransportConfig};
@@ -44,7 +41,7 @@ pub const MAX_SEND_QUEUE: usize = 16 * 1024 * 1024;
 /// How long a closing connection may take to write its last messages.
 const CLOSE_GRACE: Duration = Duration::from_secs(3);
 /// Command queue depth per peer.
-const COMMAND_QUEUE: usize = 16;
+pub(crate) const COMMAND_QUEUE: usize = 16;
 /// Frames buffered between a reader and the peer task.
 const IO_QUEUE: usize = 256;
 
@@ -52,111 +49,8 @@ fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
 
-fn rfc3339_now() -> String {
+pub(crate) fn rfc3339_now() -> String {
     humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
-}
-
-/// Builds the FSM configuration of a peer.
-pub fn fsm_config(cfg: &PeerConfig, local: &LocalSpeaker) -> fsm::Config {
-    let mut c = fsm::Config::new(local.asn, local.router_id, cfg.remote_asn);
-    c.hold_time = cfg.hold_time;
-    c.connect_retry = cfg.connect_retry;
-    c.passive = cfg.mode == PeerMode::Passive;
-    c.delay_open = local.tuning.delay_open;
-    c.idle_hold = local.tuning.idle_hold;
-    c.idle_hold_max = local.tuning.idle_hold_max;
-    c.idle_hold_stable = local.tuning.idle_hold_stable;
-    c.send_hold = local.tuning.send_hold;
-    c.ipv4 = cfg.ipv4;
-    c.ipv6 = cfg.ipv6;
-    c.graceful_restart = cfg.graceful_restart.map(|gr| fsm::GracefulRestart {
-        restart_time: gr.restart_time,
-        restarted: local.restarted,
-    });
-    c.jitter_seed = rand::random();
-    c
-}
-
-/// Starts a peer task (and its supervisor). It begins connecting/listening at once.
-pub fn spawn_peer(
-    cfg: PeerConfig,
-    local: LocalSpeaker,
-    routes: watch::Receiver<Arc<RibOut>>,
-    status: watch::Sender<PeerStatus>,
-    events: mpsc::UnboundedSender<PeerEvent>,
-) -> PeerHandle {
-    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
-    let name = cfg.name.clone();
-    let span = tracing::info_span!("peer", peer = %cfg.address, name = %cfg.name);
-    let task =
-        tokio::spawn(supervise(cfg, local, routes, Arc::new(status), events, rx).instrument(span));
-    PeerHandle { name, tx, task }
-}
-
-async fn supervise(
-    cfg: PeerConfig,
-    local: LocalSpeaker,
-    routes: watch::Receiver<Arc<RibOut>>,
-    status: Arc<watch::Sender<PeerStatus>>,
-    events: mpsc::UnboundedSender<PeerEvent>,
-    mut outer: mpsc::Receiver<Command>,
-) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let (inner_tx, inner_rx) = mpsc::channel(COMMAND_QUEUE);
-        let actor = Actor::new(
-            cfg.clone(),
-            local.clone(),
-            routes.clone(),
-            status.clone(),
-            events.clone(),
-        );
-        let mut task: JoinHandle<()> = tokio::spawn(actor.run(inner_rx).in_current_span());
-        let result = loop {
-            tokio::select! {
-                cmd = outer.recv() => match cmd {
-                    Some(cmd) => {
-                        let _ = inner_tx.send(cmd).await;
-                    }
-                    None => {
-                        // The coordinator is gone: stop like a daemon shutdown.
-                        let (done, _) = oneshot::channel();
-                        let _ = inner_tx.send(Command::Shutdown(StopReason::DaemonStopping, done)).await;
-                        let _ = (&mut task).await;
-                        return;
-                    }
-                },
-                r = &mut task => break r,
-            }
-        };
-        match result {
-            Ok(()) => return,
-            Err(e) => {
-                let message = if e.is_panic() {
-                    let p = e.into_panic();
-                    p.downcast_ref::<&str>()
-                        .map(|s| (*s).to_string())
-                        .or_else(|| p.downcast_ref::<String>().cloned())
-                        .unwrap_or_else(|| "panic".to_string())
-                } else {
-                    "task cancelled".to_string()
-                };
-                warn!(%message, "peer task crashed; restarting in {backoff:?}");
-                status.send_modify(|s| {
-                    s.state = "idle".into();
-                    s.since = rfc3339_now();
-                    s.last_error = Some(format!("internal error: {message}"));
-                });
-                let _ = events.send(PeerEvent::Crashed {
-                    peer: cfg.name.clone(),
-                    message,
-                });
-                // Commands arriving during the pause wait in the outer queue.
-                tokio::time::sleep(backoff).await;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-            }
-        }
-    }
 }
 
 /// The Established session's route state.
@@ -168,7 +62,7 @@ struct Up {
     encode: EncodeContext,
 }
 
-struct Actor {
+pub(crate) struct Actor {
     cfg: PeerConfig,
     local: LocalSpeaker,
     transport: TransportConfig,
@@ -193,7 +87,7 @@ struct Actor {
 }
 
 impl Actor {
-    fn new(
+    pub(crate) fn new(
         cfg: PeerConfig,
         local: LocalSpeaker,
         routes: watch::Receiver<Arc<RibOut>>,
@@ -224,7 +118,7 @@ impl Actor {
             ..PeerStatus::default()
         };
         Actor {
-            fsm: fsm::Peer::new(fsm_config(&cfg, &local)),
+            fsm: fsm::Peer::new(super::supervisor::fsm_config(&cfg, &local)),
             rib_in: RibIn::new(local.service_prefixes.clone()),
             cfg,
             local,
@@ -248,7 +142,7 @@ impl Actor {
         }
     }
 
-    async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
+    pub(crate) async fn run(mut self, mut commands: mpsc::Receiver<Command>) {
         let start = match self.cfg.mode {
             PeerMode::Passive => Event::ManualStartPassive,
             PeerMode::Active | PeerMode::Both => Event::ManualStart,
@@ -544,18 +438,20 @@ impl Actor {
             received = self.rib_in.total(),
             "maximum prefixes reached"
         );
-        self.st.last_error = Some(format!(
+        let detail = format!(
             "maximum prefixes reached: {} > {limit}{}",
             self.rib_in.total(),
             restart.map_or_else(
                 || "; stays down until restarted".to_string(),
                 |d| format!("; restarting in {d:?}")
             )
-        ));
+        );
         self.feed(Event::AutomaticStop {
             notification,
             restart_after: restart,
         });
+        // After the FSM's own "sent Cease/…" reason: this one says more.
+        self.st.last_error = Some(detail);
     }
 
     // ----- routes -----------------------------------------------------------------------
@@ -805,7 +701,7 @@ fn notification_status(n: &NotificationMessage) -> NotificationStatus {
         code: u8::from(n.code),
         subcode: n.subcode,
         name: fsm::notification_name(n),
-        communication: shutdown_communication(n),
+        communication: n.shutdown_communication().map(|c| c.0),
     }
 }
 

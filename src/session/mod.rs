@@ -13,12 +13,11 @@ mod conn;
 mod driver;
 pub mod listener;
 pub mod rib_in;
+mod supervisor;
 pub mod transport;
 mod wire;
 
-pub use api::{
-    shutdown_communication, shutdown_notification, Acceptor, LocalSpeaker, PeerEvent, PeerHandle,
-    StopReason, Tuning, MAX_SHUTDOWN_COMMUNICATION,
-};
-pub use driver::{fsm_config, spawn_peer, MAX_SEND_QUEUE};
+pub use api::{Acceptor, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
+pub use driver::MAX_SEND_QUEUE;
 pub use listener::{spawn_listener, Listener, ListenerStats};
+pub use supervisor::{fsm_config, spawn_peer};

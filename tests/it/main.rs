@@ -1,5 +1,8 @@
 //! Daemon integration tests: one binary, one module per subject.
 
 mod config_examples;
+mod fakepeer;
 mod guard_sim;
+mod interop;
+mod session;
 mod status_http;

@@ -1,0 +1,622 @@
+//! The BGP speaker end to end over loopback: the daemon's peer task against a scripted
+//! peer (`fakepeer`). Every wait is bounded; nothing asserts on wall-clock speed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyguard::announcer::{RibOut, RouteAttrs};
+use anyguard::config::{GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode};
+use anyguard::session::{
+    spawn_listener, spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning,
+};
+use anyguard::status::model::PeerStatus;
+use anyguard_proto::{Afi, ErrorCode, Message, Origin, RefreshSubtype, RouteRefreshMessage, Safi};
+use ipnet::{IpNet, Ipv4Net};
+use tokio::net::TcpListener;
+use tokio::sync::{mpsc, watch};
+
+use crate::fakepeer::{self, FakePeer, WAIT};
+
+const LOCAL_ASN: u32 = 65001;
+const PEER_ASN: u32 = 65002;
+const PEER_ID: Ipv4Addr = Ipv4Addr::new(198, 18, 0, 2);
+const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+
+fn service() -> IpNet {
+    "203.0.113.0/24".parse().unwrap()
+}
+
+fn peer_config(port: u16, mode: PeerMode, hold: u64) -> PeerConfig {
+    PeerConfig {
+        name: "upstream".into(),
+        address: LOOPBACK,
+        port,
+        local_address: None,
+        remote_asn: PEER_ASN,
+        mode,
+        hold_time: Duration::from_secs(hold),
+        connect_retry: Duration::from_secs(5),
+        md5_key: None,
+        ttl_security: false,
+        max_prefixes: None,
+        graceful_restart: None,
+        ipv4: true,
+        ipv6: false,
+        next_hop_v4: None,
+        next_hop_v6: None,
+    }
+}
+
+fn local() -> LocalSpeaker {
+    LocalSpeaker {
+        router_id: Ipv4Addr::new(198, 18, 0, 1),
+        asn: LOCAL_ASN,
+        restarted: false,
+        service_prefixes: vec![service()],
+        tuning: Tuning {
+            idle_hold: Duration::from_millis(100),
+            idle_hold_max: Duration::from_millis(400),
+            ..Tuning::default()
+        },
+    }
+}
+
+fn rib(prefixes: &[&str]) -> Arc<RibOut> {
+    let attrs = RouteAttrs {
+        origin: Origin::Igp,
+        next_hop: None,
+        prepend: 0,
+        med: None,
+        local_pref: None,
+        communities: Vec::new(),
+        large_communities: Vec::new(),
+    };
+    Arc::new(
+        prefixes
+            .iter()
+            .map(|p| (p.parse().unwrap(), attrs.clone()))
+            .collect(),
+    )
+}
+
+struct Harness {
+    handle: PeerHandle,
+    status: watch::Receiver<PeerStatus>,
+    events: mpsc::UnboundedReceiver<PeerEvent>,
+    routes: watch::Sender<Arc<RibOut>>,
+}
+
+fn start(cfg: PeerConfig, local: LocalSpeaker, routes: Arc<RibOut>) -> Harness {
+    let (routes_tx, routes_rx) = watch::channel(routes);
+    let (status_tx, status) = watch::channel(PeerStatus::default());
+    let (events_tx, events) = mpsc::unbounded_channel();
+    let handle = spawn_peer(cfg, local, routes_rx, status_tx, events_tx);
+    Harness {
+        handle,
+        status,
+        events,
+        routes: routes_tx,
+    }
+}
+
+impl Harness {
+    /// Waits for a peer event matching `f`, skipping others.
+    async fn event(&mut self, f: impl Fn(&PeerEvent) -> bool) -> PeerEvent {
+        let deadline = tokio::time::Instant::now() + WAIT;
+        loop {
+            match tokio::time::timeout_at(deadline, self.events.recv()).await {
+                Ok(Some(e)) if f(&e) => return e,
+                Ok(Some(_)) => continue,
+                other => panic!("expected event, got {other:?}"),
+            }
+        }
+    }
+
+    /// Waits until the status satisfies `f`.
+    async fn status_until(&mut self, f: impl Fn(&PeerStatus) -> bool) -> PeerStatus {
+        let r = tokio::time::timeout(WAIT, self.status.wait_for(|s| f(s)))
+            .await
+            .map(|r| r.map(|s| s.clone()));
+        match r {
+            Ok(Ok(s)) => s,
+            _ => panic!("status never matched: {:?}", *self.status.borrow()),
+        }
+    }
+}
+
+async fn listener() -> (TcpListener, u16) {
+    let l = TcpListener::bind((LOOPBACK, 0)).await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+/// Active session: the speaker connects to our listener; handshake done.
+async fn established(
+    cfg_edit: impl FnOnce(&mut PeerConfig),
+    routes: Arc<RibOut>,
+) -> (Harness, FakePeer, TcpListener) {
+    let (l, port) = listener().await;
+    let mut cfg = peer_config(port, PeerMode::Active, 90);
+    cfg_edit(&mut cfg);
+    let ipv6 = cfg.ipv6;
+    let hold = u16::try_from(cfg.hold_time.as_secs()).unwrap();
+    let h = start(cfg, local(), routes);
+    let mut p = FakePeer::accept(&l).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, hold, true, ipv6))
+        .await;
+    (h, p, l)
+}
+
+#[tokio::test]
+async fn session_establishes_and_announces_the_desired_routes() {
+    let (l, port) = listener().await;
+    let mut h = start(
+        peer_config(port, PeerMode::Active, 90),
+        local(),
+        rib(&["203.0.113.0/24"]),
+    );
+    let mut p = FakePeer::accept(&l).await;
+    let theirs = p
+        .establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+    assert_eq!(theirs.asn(), LOCAL_ASN);
+    assert_eq!(theirs.bgp_identifier, Ipv4Addr::new(198, 18, 0, 1));
+    assert_eq!(theirs.hold_time, 90);
+
+    let u = p.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    assert!(u.attributes.iter().any(|a| matches!(
+        a,
+        anyguard_proto::PathAttribute::NextHop(nh) if *nh == Ipv4Addr::LOCALHOST
+    )));
+
+    h.event(|e| matches!(e, PeerEvent::Established { .. }))
+        .await;
+    let routes = h.routes.borrow().clone();
+    let flushed = h.event(|e| matches!(e, PeerEvent::Flushed { .. })).await;
+    let PeerEvent::Flushed { routes: f, .. } = flushed else {
+        unreachable!()
+    };
+    assert!(Arc::ptr_eq(&f, &routes));
+
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.hold_time, Some(90));
+    assert_eq!(st.prefixes_sent, 1);
+    assert_eq!(st.established_count, 1);
+    assert!(st.capabilities.contains(&"4-octet-as".to_string()));
+    assert!(st.messages_sent.open == 1 && st.messages_sent.update >= 1);
+    assert!(!st.since.is_empty());
+}
+
+#[tokio::test]
+async fn keepalives_follow_a_third_of_the_negotiated_hold_time() {
+    let (_h, mut p, _l) = established(|c| c.hold_time = Duration::from_secs(3), rib(&[])).await;
+    // Negotiated 3 s: keepalive every 0.75–1 s. Over 3.5 s expect 3 or 4, and only
+    // KEEPALIVEs (the route set is empty); we answer each to keep the session.
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(3500);
+    let mut keepalives = 0;
+    loop {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match p.recv_within(left).await {
+            Ok(Message::Keepalive) => {
+                keepalives += 1;
+                p.send(&Message::Keepalive).await;
+            }
+            Ok(other) => panic!("unexpected {other:?}"),
+            Err(fakepeer::FakeError::Timeout) => break,
+            Err(e) => panic!("{e:?}"),
+        }
+    }
+    eprintln!("keepalives in 3.5 s with hold time 3 s: {keepalives}");
+    assert!((3..=5).contains(&keepalives), "{keepalives}");
+}
+
+#[tokio::test]
+async fn session_reconnects_after_the_peer_resets_the_connection() {
+    let (mut h, p, l) = established(|_| {}, rib(&["203.0.113.0/24"])).await;
+    h.status_until(|s| s.state == "established").await;
+    // Reset: SO_LINGER 0 then close sends a RST.
+    socket2::SockRef::from(&p.stream)
+        .set_linger(Some(Duration::ZERO))
+        .unwrap();
+    drop(p);
+    h.event(|e| matches!(e, PeerEvent::Down { .. })).await;
+    // The damped idle hold (100 ms here) brings the session back.
+    let mut p = FakePeer::accept(&l).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+    let u = p.expect_update().await;
+    assert_eq!(u.nlri.len(), 1, "the Adj-RIB-Out is re-sent after a reset");
+    let st = h
+        .status_until(|s| s.state == "established" && s.established_count == 2)
+        .await;
+    assert!(st.last_error.is_some());
+}
+
+#[tokio::test]
+async fn silent_peer_gets_hold_timer_expired() {
+    let (mut h, mut p, _l) = established(|c| c.hold_time = Duration::from_secs(3), rib(&[])).await;
+    // We never answer: after 3 s the speaker sends 4/0 and closes.
+    let n = p.expect_notification_within(Duration::from_secs(8)).await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::HoldTimerExpired, 0));
+    p.expect_closed(Duration::from_secs(5)).await;
+    let st = h.status_until(|s| s.last_notification_sent.is_some()).await;
+    assert_eq!(st.last_notification_sent.unwrap().code, 4);
+}
+
+#[tokio::test]
+async fn max_prefix_limit_sends_cease_1_with_family_and_limit() {
+    let (mut h, mut p, _l) = established(
+        |c| {
+            c.max_prefixes = Some(MaxPrefixes {
+                limit: 100,
+                restart: None,
+            })
+        },
+        rib(&[]),
+    )
+    .await;
+    let prefixes: Vec<Ipv4Net> = fakepeer::benchmark_v4_prefixes().take(101).collect();
+    p.send(&Message::Update(fakepeer::announce_v4(PEER_ASN, prefixes)))
+        .await;
+    let n = p.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 1));
+    assert_eq!(n.data, vec![0, 1, 1, 0, 0, 0, 100]);
+    p.expect_closed(Duration::from_secs(5)).await;
+    let st = h.status_until(|s| s.state == "idle").await;
+    assert!(st.last_error.unwrap().contains("maximum prefixes"));
+}
+
+#[tokio::test]
+async fn shutdown_sends_cease_with_the_shutdown_communication() {
+    let (h, mut p, _l) = established(|_| {}, rib(&[])).await;
+    let Harness { handle, status, .. } = h;
+    let stop = tokio::spawn(handle.shutdown(StopReason::Operator("drain by operator".into())));
+    let n = p.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 2));
+    assert_eq!(
+        n.shutdown_communication().map(|c| c.0),
+        Some("drain by operator".to_string())
+    );
+    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+    let st = status.borrow().clone();
+    assert_eq!(st.state, "idle");
+    let sent = st.last_notification_sent.unwrap();
+    assert_eq!(sent.name, "Cease/Administrative Shutdown");
+    assert_eq!(sent.communication.as_deref(), Some("drain by operator"));
+}
+
+#[tokio::test]
+async fn peer_removed_by_reload_is_cease_3() {
+    let (h, mut p, _l) = established(|_| {}, rib(&[])).await;
+    let stop = tokio::spawn(h.handle.shutdown(StopReason::PeerRemoved));
+    let n = p.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 3));
+    tokio::time::timeout(WAIT, stop).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn route_changes_send_only_the_difference_and_report_flushed() {
+    let (mut h, mut p, _l) = established(|_| {}, rib(&["203.0.113.0/24", "198.51.100.0/24"])).await;
+    let u = p.expect_update().await;
+    assert_eq!(u.nlri.len(), 2);
+    let desired = rib(&["198.51.100.0/24"]);
+    h.routes.send(desired.clone()).unwrap();
+    let u = p.expect_update().await;
+    assert_eq!(
+        u.withdrawn,
+        vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]
+    );
+    assert!(u.nlri.is_empty());
+    let e = h
+        .event(|e| matches!(e, PeerEvent::Flushed { routes, .. } if Arc::ptr_eq(routes, &desired)))
+        .await;
+    assert!(matches!(e, PeerEvent::Flushed { .. }));
+    h.status_until(|s| s.prefixes_sent == 1).await;
+}
+
+#[tokio::test]
+async fn route_refresh_resends_the_adj_rib_out() {
+    let (_h, mut p, _l) = established(|_| {}, rib(&["203.0.113.0/24"])).await;
+    p.expect_update().await;
+    p.send(&Message::RouteRefresh(RouteRefreshMessage {
+        afi: Afi::Ipv4,
+        subtype: RefreshSubtype::Request,
+        safi: Safi::Unicast,
+    }))
+    .await;
+    let u = p.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+}
+
+#[tokio::test]
+async fn graceful_restart_sends_end_of_rib_after_the_initial_updates() {
+    let (_h, mut p, _l) = established(
+        |c| {
+            c.graceful_restart = Some(GracefulRestartConfig {
+                restart_time: Duration::from_secs(10),
+            })
+        },
+        rib(&["203.0.113.0/24"]),
+    )
+    .await;
+    let u = p.expect_update().await;
+    assert_eq!(u.nlri.len(), 1);
+    let eor = p.expect_update().await;
+    assert_eq!(eor.is_end_of_rib(), Some((Afi::Ipv4, Safi::Unicast)));
+}
+
+#[tokio::test]
+async fn received_service_routes_are_reported() {
+    let (mut h, mut p, _l) = established(|_| {}, rib(&[])).await;
+    let routes = vec![
+        "203.0.113.0/24".parse().unwrap(),
+        "198.18.0.0/16".parse().unwrap(),
+    ];
+    p.send(&Message::Update(fakepeer::announce_v4(PEER_ASN, routes)))
+        .await;
+    let e = h
+        .event(|e| matches!(e, PeerEvent::ServiceRoutes { .. }))
+        .await;
+    let PeerEvent::ServiceRoutes { routes, .. } = e else {
+        unreachable!()
+    };
+    assert_eq!(routes, vec![service()]);
+    let st = h.status_until(|s| s.prefixes_received_ipv4 == 2).await;
+    assert_eq!(
+        st.service_routes_received,
+        vec!["203.0.113.0/24".to_string()]
+    );
+}
+
+#[tokio::test]
+async fn passive_peer_is_reached_through_the_listener_and_strangers_are_refused() {
+    let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = listener.local_addr();
+    let mut h = start(
+        peer_config(addr.port(), PeerMode::Passive, 90),
+        local(),
+        rib(&["203.0.113.0/24"]),
+    );
+    listener
+        .add_peer(LOOPBACK, h.handle.acceptor(), None)
+        .await
+        .unwrap();
+
+    // A stranger (127.0.0.2) is closed without a word.
+    let mut stranger = FakePeer::connect_from(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2)), addr)
+        .await
+        .unwrap();
+    stranger.expect_closed(Duration::from_secs(5)).await;
+    assert_eq!(listener.stats().rejected_unknown, 1);
+
+    // The configured peer speaks first: the passive speaker answers.
+    let mut p = FakePeer::connect(addr).await.unwrap();
+    p.send(&Message::Open(fakepeer::open(
+        PEER_ASN, PEER_ID, 90, true, false,
+    )))
+    .await;
+    p.expect_open().await;
+    p.expect_keepalive().await;
+    p.send(&Message::Keepalive).await;
+    p.decode.four_octet_as = true;
+    p.encode.four_octet_as = true;
+    p.expect_update().await;
+    h.status_until(|s| s.state == "established").await;
+    assert_eq!(listener.stats().accepted, 1);
+    listener.shutdown();
+}
+
+#[tokio::test]
+async fn open_from_the_wrong_as_is_refused_on_the_wire() {
+    let (l, port) = listener().await;
+    let mut h = start(peer_config(port, PeerMode::Active, 90), local(), rib(&[]));
+    let mut p = FakePeer::accept(&l).await;
+    p.expect_open().await;
+    p.send(&Message::Open(fakepeer::open(
+        65099, PEER_ID, 90, true, false,
+    )))
+    .await;
+    let n = p.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::OpenMessage, 2));
+    let st = h.status_until(|s| s.last_notification_sent.is_some()).await;
+    assert_eq!(
+        st.last_notification_sent.unwrap().name,
+        "OPEN Message Error/Bad Peer AS"
+    );
+}
+
+fn vm_rss_kib() -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// 1M prefixes (262,142 IPv4 inside 198.18.0.0/15 and 737,858 IPv6 /52 inside
+/// 2001:db8::/32) from one peer. Runs in debug builds; the UPDATEs are generated and
+/// written one at a time so the generator's own memory stays small.
+///
+/// RSS is per process and the other tests of this binary run in parallel, so the test
+/// re-runs itself alone in a child process and measures there.
+#[tokio::test]
+async fn a_million_received_prefixes_keep_memory_flat() {
+    const CHILD: &str = "ANYGUARD_RSS_CHILD";
+    if std::env::var_os(CHILD).is_none() {
+        let child = tokio::process::Command::new(std::env::current_exe().unwrap())
+            .args([
+                "session::a_million_received_prefixes_keep_memory_flat",
+                "--exact",
+                "--nocapture",
+                "--test-threads=1",
+            ])
+            .env(CHILD, "1")
+            .kill_on_drop(true)
+            .output();
+        let out = tokio::time::timeout(Duration::from_secs(900), child)
+            .await
+            .expect("child test timed out")
+            .expect("child test did not run");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        eprintln!("{stderr}");
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stdout)
+        );
+        assert!(stderr.contains("1M prefixes"));
+        return;
+    }
+    million_prefixes_in_this_process().await;
+}
+
+async fn million_prefixes_in_this_process() {
+    const V6: u32 = 737_858;
+    let (mut h, mut p, _l) = established(|c| c.ipv6 = true, rib(&[])).await;
+    h.status_until(|s| s.state == "established").await;
+    let before = vm_rss_kib();
+    let started = std::time::Instant::now();
+
+    let mut v4 = fakepeer::benchmark_v4_prefixes().peekable();
+    let mut sent_v4 = 0u64;
+    while v4.peek().is_some() {
+        let chunk: Vec<Ipv4Net> = v4.by_ref().take(700).collect();
+        sent_v4 += u64::try_from(chunk.len()).unwrap();
+        p.send(&Message::Update(fakepeer::announce_v4(PEER_ASN, chunk)))
+            .await;
+    }
+    let mut i = 0;
+    while i < V6 {
+        let n = (V6 - i).min(450);
+        let chunk = (i..i + n).map(fakepeer::benchmark_v6_prefix).collect();
+        p.send(&Message::Update(fakepeer::announce_v6(PEER_ASN, chunk)))
+            .await;
+        i += n;
+    }
+    // A service route last: its event proves every earlier UPDATE was processed.
+    p.send(&Message::Update(fakepeer::announce_v4(
+        PEER_ASN,
+        vec!["203.0.113.0/24".parse().unwrap()],
+    )))
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(600);
+    loop {
+        match tokio::time::timeout_at(deadline, h.events.recv()).await {
+            Ok(Some(PeerEvent::ServiceRoutes { .. })) => break,
+            Ok(Some(_)) => continue,
+            other => panic!("never processed: {other:?}"),
+        }
+    }
+    let elapsed = started.elapsed();
+    let after = vm_rss_kib();
+    let st = h.status.borrow().clone();
+    eprintln!(
+        "1M prefixes: sent v4 {} v6 {V6}; counted v4 {} v6 {} (v6 error {:+.3} %); \
+         VmRSS before {:?} KiB, after {:?} KiB; {:.1} s in a debug build",
+        sent_v4 + 1,
+        st.prefixes_received_ipv4,
+        st.prefixes_received_ipv6,
+        (f64::from(u32::try_from(st.prefixes_received_ipv6).unwrap()) - f64::from(V6))
+            / f64::from(V6)
+            * 100.0,
+        before,
+        after,
+        elapsed.as_secs_f64(),
+    );
+    // IPv4 up to /24 is exact; the /25–/32 part is a linear-counting estimate.
+    assert!(st.prefixes_received_ipv4.abs_diff(sent_v4 + 1) < (sent_v4 + 1) / 100);
+    assert!(st.prefixes_received_ipv6.abs_diff(u64::from(V6)) < u64::from(V6) / 100);
+    assert_eq!(st.state, "established");
+    if let (Some(b), Some(a)) = (before, after) {
+        // Bitmaps: 4 MiB (IPv4 ≤ /24, sparsely touched) + 2 × 2 MiB hashed.
+        assert!(a.saturating_sub(b) < 24 * 1024, "RSS grew by {} KiB", a - b);
+    } else {
+        eprintln!("SKIPPED: RSS check because /proc/self/status has no VmRSS");
+    }
+}
+
+#[tokio::test]
+async fn md5_protected_session_establishes() {
+    let peer_addr = LOOPBACK;
+    let sock = match anyguard::session::transport::listen(
+        SocketAddr::new(LOOPBACK, 0),
+        &[(peer_addr, b"k3y".to_vec())],
+    ) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("SKIPPED: md5 session because TCP_MD5SIG is unavailable: {e}");
+            return;
+        }
+    };
+    let port = sock.local_addr().unwrap().port();
+    let mut cfg = peer_config(port, PeerMode::Active, 90);
+    cfg.md5_key = Some(b"k3y".to_vec());
+    cfg.ttl_security = true;
+    let mut h = start(cfg, local(), rib(&[]));
+    let mut p = FakePeer::accept(&sock).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+    h.status_until(|s| s.state == "established").await;
+}
+
+#[tokio::test]
+async fn garbage_from_one_peer_resets_only_that_peer() {
+    let (mut good_h, mut good, _l1) =
+        established(|c| c.hold_time = Duration::from_secs(3), rib(&[])).await;
+    let (mut bad_h, mut bad, _l2) = established(|_| {}, rib(&[])).await;
+    good_h.status_until(|s| s.state == "established").await;
+    bad_h.status_until(|s| s.state == "established").await;
+
+    // A header with a broken marker: Message Header Error / Connection Not Synchronized.
+    let mut frame = vec![0u8; 19];
+    frame[16] = 0;
+    frame[17] = 19;
+    frame[18] = 4;
+    bad.send_raw(&frame).await;
+    let n = bad.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::MessageHeader, 1));
+    bad.expect_closed(Duration::from_secs(5)).await;
+
+    // The other session keeps exchanging keepalives.
+    for _ in 0..2 {
+        match good.recv_within(Duration::from_secs(3)).await {
+            Ok(Message::Keepalive) => good.send(&Message::Keepalive).await,
+            other => panic!("good peer disturbed: {other:?}"),
+        }
+    }
+    assert_eq!(good_h.status.borrow().state, "established");
+}
+
+#[tokio::test]
+async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() {
+    let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (l, port) = self::listener().await;
+    let mut cfg = peer_config(port, PeerMode::Both, 90);
+    cfg.name = "both".into();
+    let mut h = start(cfg, local(), rib(&[]));
+    listener
+        .add_peer(LOOPBACK, h.handle.acceptor(), None)
+        .await
+        .unwrap();
+
+    // Connection A: the speaker's, to us. It sends its OPEN and waits (OpenSent).
+    let mut a = FakePeer::accept(&l).await;
+    a.expect_open().await;
+    // Connection B: ours, to the speaker's listener. Our identifier 198.18.0.2 is higher
+    // than the speaker's 198.18.0.1, so B (opened by us) must survive.
+    let mut b = FakePeer::connect(listener.local_addr()).await.unwrap();
+    b.expect_open().await;
+    b.send(&Message::Open(fakepeer::open(
+        PEER_ASN, PEER_ID, 90, true, false,
+    )))
+    .await;
+    let n = a.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 7));
+    a.expect_closed(Duration::from_secs(5)).await;
+    b.expect_keepalive().await;
+    b.send(&Message::Keepalive).await;
+    h.status_until(|s| s.state == "established").await;
+    listener.shutdown();
+}
