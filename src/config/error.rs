@@ -89,24 +89,6 @@ pub(crate) fn line_column(text: &str, offset: usize) -> (usize, usize) {
     (line, column)
 }
 
-/// Turns a TOML syntax or serde error into a [`ConfigError`].
-pub(crate) fn from_toml(text: &str, source: &str, err: &toml::de::Error) -> ConfigError {
-    let (line, column, key) = match err.span() {
-        Some(span) => {
-            let (line, column) = line_column(text, span.start);
-            (line, column, key_path_at(text, &span))
-        }
-        None => (0, 0, String::new()),
-    };
-    ConfigError {
-        file: source.to_owned(),
-        line,
-        column,
-        key,
-        message: err.message().trim().to_owned(),
-    }
-}
-
 /// The key path (`peer[1].hold_time`) of the innermost key or value whose span contains
 /// `span.start`, or an empty string when the text does not parse.
 pub(crate) fn key_path_at(text: &str, span: &Range<usize>) -> String {

@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
-use super::error::{from_toml, ConfigErrors};
-use super::raw::RawConfig;
+use super::error::ConfigErrors;
+use super::parse::parse_raw;
 use super::validate::SourcedRaw;
 use super::Config;
 
@@ -17,7 +17,8 @@ pub const EMBEDDED_SOURCE: &str = "<embedded>";
 
 /// Loads and validates the file at `path`. Relative paths inside it (key files, drain
 /// files) are resolved against the file's directory. On error, every problem found is
-/// returned, each with file, line, column and key path.
+/// returned, each with file, line, column and key path: every unknown key and type error
+/// (or the one TOML syntax error), or else every validation error.
 pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
     let source = path.display().to_string();
     let text = std::fs::read_to_string(path)
@@ -28,9 +29,7 @@ pub fn load(path: &Path) -> Result<Config, ConfigErrors> {
 /// Loads and validates `text`; `source` names it in messages and, when it is a path,
 /// its directory is the base for relative paths inside it.
 pub fn load_str(text: &str, source: &str) -> Result<Config, ConfigErrors> {
-    let raw: RawConfig = toml::from_str(text).map_err(|e| ConfigErrors {
-        errors: vec![from_toml(text, source, &e)],
-    })?;
+    let raw = parse_raw(text, source)?;
     let base_dir = Path::new(source)
         .parent()
         .map(Path::to_path_buf)

@@ -10,6 +10,7 @@
 
 mod error;
 mod load;
+mod parse;
 pub mod raw;
 mod validate;
 mod validate_service;

@@ -426,6 +426,16 @@ fn md5_key_file_is_read_trimmed_and_bounded() {
             long.display()
         )]
     );
+    let huge = dir.path().join("huge.key");
+    std::fs::write(&huge, "x".repeat(2000)).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        errors(&with(&huge)),
+        [format!(
+            "t.toml:7:16: peer[0].md5_key_file: {} is 2000 bytes, not a key file (a key is 1 to \
+             80 bytes)",
+            huge.display()
+        )]
+    );
     let missing = dir.path().join("missing.key");
     let e = errors(&with(&missing));
     assert_eq!(e.len(), 1);
@@ -562,5 +572,194 @@ fn embedded_default_loads_and_is_a_demo() {
         CheckKind::Command {
             argv: vec!["true".into()]
         }
+    );
+}
+
+#[test]
+fn the_documented_example_shape_loads_as_written() {
+    let text = r#"router_id = "198.18.0.2"
+local_asn = 65010
+[status]
+listen = "127.0.0.1:9180"
+# token_file = "/etc/anyguard/token"
+[bgp]
+listen = "127.0.0.1:1179"
+[[peer]]
+name = "edge1"
+address = "198.18.0.1"
+remote_asn = 65000
+[[service]]
+name = "web"
+prefixes = ["203.0.113.0/24", "2001:db8:100::/48"]
+[[service.check]]
+type = "http"            # also "tcp", "command", "dns", "file"
+url = "http://127.0.0.1:8080/healthz"
+interval = "1s"
+timeout = "500ms"
+rise = 2
+fall = 2
+"#;
+    // Over an IPv4 session, IPv6 routes with next_hop = "self" need a v6 next hop:
+    // exactly one error, pointing at the peer.
+    assert_eq!(
+        errors(text),
+        [
+            "t.toml:8:1: peer[0].next_hop_v6: required: service \"web\" sends IPv6 routes with \
+             next_hop = \"self\" over this IPv4 session (or set ipv6 = false)"
+        ]
+    );
+    let fixed = text.replace(
+        "remote_asn = 65000\n",
+        "remote_asn = 65000\nnext_hop_v6 = \"2001:db8::2\"\n",
+    );
+    let c = ok(&fixed);
+    assert_eq!(c.bgp_listen, Some(SocketAddr::from(([127, 0, 0, 1], 1179))));
+    assert_eq!(c.services[0].prefixes.len(), 2);
+    assert_eq!(c.services[0].checks[0].name, "http#0");
+}
+
+#[test]
+fn type_errors_inside_inline_tables_and_arrays_name_the_element() {
+    assert_eq!(
+        errors(&insert(6, "max_prefixes = { limit = \"many\" }")),
+        ["t.toml:7:26: peer[0].max_prefixes.limit: invalid type: string \"many\", expected i64"]
+    );
+    assert_eq!(
+        errors(&BASE.replace("[\"203.0.113.0/24\"]", "[\"203.0.113.0/24\", 7]")),
+        ["t.toml:9:31: service[0].prefixes[1]: invalid type: integer `7`, expected a string"]
+    );
+    assert_eq!(
+        errors(&insert(6, "graceful_restart = \"yes\"")),
+        [
+            "t.toml:7:20: peer[0].graceful_restart: invalid type: string \"yes\", expected a \
+             boolean or a table { restart_time }"
+        ]
+    );
+}
+
+#[test]
+fn max_prefixes_and_graceful_restart_accept_both_forms() {
+    let c = ok(&insert(6, "max_prefixes = 100\ngraceful_restart = true"));
+    assert_eq!(
+        c.peers[0].max_prefixes,
+        Some(MaxPrefixes {
+            limit: 100,
+            restart: None
+        })
+    );
+    assert_eq!(
+        c.peers[0].graceful_restart,
+        Some(GracefulRestartConfig {
+            restart_time: Duration::from_secs(10)
+        })
+    );
+    let c = ok(&insert(
+        6,
+        "max_prefixes = { limit = 5, restart = \"5m\" }\ngraceful_restart = { restart_time = 30 }",
+    ));
+    assert_eq!(
+        c.peers[0].max_prefixes,
+        Some(MaxPrefixes {
+            limit: 5,
+            restart: Some(Duration::from_secs(300))
+        })
+    );
+    assert_eq!(
+        c.peers[0].graceful_restart,
+        Some(GracefulRestartConfig {
+            restart_time: Duration::from_secs(30)
+        })
+    );
+    assert_eq!(
+        errors(&insert(6, "graceful_restart = { restart_time = \"2h\" }")),
+        [
+            "t.toml:7:37: peer[0].graceful_restart.restart_time: must be a whole number of \
+             seconds from 1s to 4095s"
+        ]
+    );
+}
+
+#[test]
+fn deprefer_settings_and_route_attributes_are_validated() {
+    let c = ok(&insert(
+        9,
+        "on_down = \"deprefer\"\ndeprefer_prepend = 5\ndeprefer_communities = [\"65010:666\"]\n\
+         med = 10\nlocal_pref = 200\nas_path_prepend = 2\nnext_hop = \"198.18.0.9\"",
+    ));
+    let s = &c.services[0];
+    assert_eq!(s.on_down, OnDown::Deprefer);
+    assert_eq!(s.deprefer_prepend, 5);
+    assert_eq!(s.deprefer_communities, vec![Community::new(65010, 666)]);
+    assert_eq!(
+        (s.med, s.local_pref, s.as_path_prepend),
+        (Some(10), Some(200), 2)
+    );
+    assert_eq!(
+        s.next_hop,
+        NextHop::Address(IpAddr::V4(Ipv4Addr::new(198, 18, 0, 9)))
+    );
+    assert_eq!(
+        errors(&insert(
+            9,
+            "on_down = \"ignore\"\nas_path_prepend = 11\nnext_hop = \"2001:db8::9\""
+        )),
+        [
+            "t.toml:10:11: service[0].on_down: \"ignore\" is not one of \"withdraw\", \"deprefer\"",
+            "t.toml:11:19: service[0].as_path_prepend: must be between 0 and 10, not 11",
+            "t.toml:12:12: service[0].next_hop: 2001:db8::9 cannot be the next hop of \
+             203.0.113.0/24 (different address family); use \"self\"",
+        ]
+    );
+}
+
+#[test]
+fn several_errors_in_one_peer_are_all_reported() {
+    let text = insert(
+        6,
+        "local_address = \"2001:db8::2\"\nmd5_key_file = \"/nonexistent/key\"\n\
+         next_hop_v4 = \"2001:db8::3\"\nport = 0",
+    );
+    let e = errors(&text);
+    assert_eq!(e.len(), 4, "{e:#?}");
+    assert_eq!(
+        e[0],
+        "t.toml:7:17: peer[0].local_address: 2001:db8::2 is not of the same address family as \
+         198.18.0.1"
+    );
+    assert!(e[1].starts_with("t.toml:8:16: peer[0].md5_key_file: cannot read md5 key file"));
+    assert_eq!(
+        e[2],
+        "t.toml:9:15: peer[0].next_hop_v4: 2001:db8::3 is not an IPv4 address"
+    );
+    assert_eq!(
+        e[3],
+        "t.toml:10:8: peer[0].port: must be between 1 and 65535, not 0"
+    );
+}
+
+#[test]
+fn every_unknown_key_and_type_error_is_reported_in_one_run() {
+    let text = insert(6, "hold_tme = 3\nport = \"179\"")
+        .replace(
+            "prefixes = [\"203.0.113.0/24\"]",
+            "prefixes = [\"203.0.113.0/24\", 1]\ncolour = \"red\"",
+        )
+        .replace("argv = [\"true\"]", "argv = [\"true\"]\ninterval = true");
+    assert_eq!(
+        errors(&text),
+        [
+            "t.toml:7:1: peer[0].hold_tme: unknown field `hold_tme`, expected one of `name`, \
+             `address`, `port`, `local_address`, `remote_asn`, `mode`, `hold_time`, \
+             `connect_retry`, `md5_key_file`, `ttl_security`, `max_prefixes`, \
+             `graceful_restart`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`",
+            "t.toml:8:8: peer[0].port: invalid type: string \"179\", expected i64",
+            "t.toml:11:31: service[0].prefixes[1]: invalid type: integer `1`, expected a string",
+            "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
+             `prefixes`, `disabled`, `next_hop`, `communities`, `large_communities`, `med`, `local_pref`, \
+             `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_communities`, \
+             `drain_file`, `drain_time`, `hold_down`, `combine`, `check`",
+            "t.toml:16:12: service[0].check[0].interval: invalid type: boolean `true`, expected \
+             a duration such as \"500ms\" or \"2s\", or an integer of seconds",
+        ]
     );
 }

@@ -240,6 +240,18 @@ impl Ctx<'_> {
     }
 }
 
+/// Validates an optional value: `Some(None)` when absent, `None` when present but invalid
+/// (the error is already reported), so later checks still run.
+pub(crate) fn optional<'v, S, T>(
+    value: Option<&'v S>,
+    validate: impl FnOnce(&'v S) -> Option<T>,
+) -> Option<Option<T>> {
+    match value {
+        None => Some(None),
+        Some(v) => validate(v).map(Some),
+    }
+}
+
 /// Formats a duration the way it is written in the file (`3s`, `500ms`).
 pub(crate) fn fmt_duration(d: Duration) -> String {
     humantime::format_duration(d).to_string()
@@ -355,13 +367,12 @@ fn status(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawStatus>>) -> Option<StatusC
         Some(l) => ctx.socket_addr(l, "status.listen"),
         None => Some(DEFAULT_STATUS_LISTEN),
     };
-    let token_file = match &raw.token_file {
-        Some(t) => Some(ctx.path(t, "status.token_file")?),
-        None => None,
-    };
+    let token_file = optional(raw.token_file.as_ref(), |t| {
+        ctx.path(t, "status.token_file")
+    });
     Some(StatusConfig {
         listen: listen?,
-        token_file,
+        token_file: token_file?,
     })
 }
 
@@ -422,19 +433,17 @@ fn peer(
             seen.addrs.insert((a, port), ctx.line_of(&v.span()));
         }
     }
-    let local_address = match &p.local_address {
-        Some(v) => {
-            let l = ctx.ip(v, &key("local_address"));
-            if let (Some(l), Some(a)) = (l, address) {
-                if l.is_ipv4() != a.is_ipv4() {
-                    let msg = format!("{l} is not of the same address family as {a}");
-                    ctx.err(v.span(), &key("local_address"), msg);
-                }
+    let local_address = optional(p.local_address.as_ref(), |v| {
+        let l = ctx.ip(v, &key("local_address"))?;
+        match address {
+            Some(a) if l.is_ipv4() != a.is_ipv4() => {
+                let msg = format!("{l} is not of the same address family as {a}");
+                ctx.err(v.span(), &key("local_address"), msg);
+                None
             }
-            Some(l?)
+            _ => Some(l),
         }
-        None => None,
-    };
+    });
     let remote_asn = ctx
         .required(&p.remote_asn, &span, &k, "remote_asn")
         .and_then(|v| asn(ctx, v, &key("remote_asn")));
@@ -472,18 +481,16 @@ fn peer(
         DEFAULT_CONNECT_RETRY,
         Duration::from_secs(1),
     );
-    let md5_key = match &p.md5_key_file {
-        Some(v) => Some(md5_key(ctx, v, &key("md5_key_file"))?),
-        None => None,
-    };
-    let max_prefixes = match &p.max_prefixes {
-        Some(v) => Some(max_prefixes(ctx, v, &key("max_prefixes"))?),
-        None => None,
-    };
-    let graceful_restart = match &p.graceful_restart {
-        Some(v) => graceful_restart(ctx, v, &key("graceful_restart"))?,
-        None => None,
-    };
+    let md5_key = optional(p.md5_key_file.as_ref(), |v| {
+        md5_key(ctx, v, &key("md5_key_file"))
+    });
+    let max_prefixes = optional(p.max_prefixes.as_ref(), |v| {
+        max_prefixes(ctx, v, &key("max_prefixes"))
+    });
+    let graceful_restart = optional(p.graceful_restart.as_ref(), |v| {
+        graceful_restart(ctx, v, &key("graceful_restart"))
+    })
+    .map(Option::flatten);
     let any_v4 = services
         .iter()
         .flat_map(|s| &s.prefixes)
@@ -502,40 +509,32 @@ fn peer(
             "at least one of `ipv4` and `ipv6` must be enabled",
         );
     }
-    let next_hop_v4 = match &p.next_hop_v4 {
-        Some(v) => match ctx.ip(v, &key("next_hop_v4"))? {
+    let next_hop_v4 = optional(p.next_hop_v4.as_ref(), |v| {
+        match ctx.ip(v, &key("next_hop_v4"))? {
             IpAddr::V4(a) => Some(a),
             IpAddr::V6(a) => {
-                ctx.err(
-                    v.span(),
-                    &key("next_hop_v4"),
-                    format!("{a} is not an IPv4 address"),
-                );
-                return None;
+                let msg = format!("{a} is not an IPv4 address");
+                ctx.err(v.span(), &key("next_hop_v4"), msg);
+                None
             }
-        },
-        None => None,
-    };
-    let next_hop_v6 = match &p.next_hop_v6 {
-        Some(v) => match ctx.ip(v, &key("next_hop_v6"))? {
+        }
+    });
+    let next_hop_v6 = optional(p.next_hop_v6.as_ref(), |v| {
+        match ctx.ip(v, &key("next_hop_v6"))? {
             IpAddr::V6(a) => Some(a),
             IpAddr::V4(a) => {
-                ctx.err(
-                    v.span(),
-                    &key("next_hop_v6"),
-                    format!("{a} is not an IPv6 address"),
-                );
-                return None;
+                let msg = format!("{a} is not an IPv6 address");
+                ctx.err(v.span(), &key("next_hop_v6"), msg);
+                None
             }
-        },
-        None => None,
-    };
+        }
+    });
     if let Some(a) = address {
         // "self" over a session of the other family has no local address to use.
         let self_v6 = services.iter().find(|s| {
             s.next_hop == NextHop::SelfAddress && s.prefixes.iter().any(|n| n.addr().is_ipv6())
         });
-        if let (true, true, None, Some(s)) = (a.is_ipv4(), ipv6, next_hop_v6, self_v6) {
+        if let (true, true, Some(None), Some(s)) = (a.is_ipv4(), ipv6, next_hop_v6, self_v6) {
             let msg = format!(
                 "required: service \"{}\" sends IPv6 routes with next_hop = \"self\" over this \
                  IPv4 session (or set ipv6 = false)",
@@ -546,7 +545,7 @@ fn peer(
         let self_v4 = services.iter().find(|s| {
             s.next_hop == NextHop::SelfAddress && s.prefixes.iter().any(|n| n.addr().is_ipv4())
         });
-        if let (true, true, None, Some(s)) = (a.is_ipv6(), ipv4, next_hop_v4, self_v4) {
+        if let (true, true, Some(None), Some(s)) = (a.is_ipv6(), ipv4, next_hop_v4, self_v4) {
             let msg = format!(
                 "required: service \"{}\" sends IPv4 routes with next_hop = \"self\" over this \
                  IPv6 session (or set ipv4 = false)",
@@ -560,19 +559,19 @@ fn peer(
         name: name?,
         address: address?,
         port: port?,
-        local_address,
+        local_address: local_address?,
         remote_asn: remote_asn?,
         mode: mode?,
         hold_time: hold_time?,
         connect_retry: connect_retry?,
-        md5_key,
+        md5_key: md5_key?,
         ttl_security: p.ttl_security.unwrap_or(false),
-        max_prefixes,
-        graceful_restart,
+        max_prefixes: max_prefixes?,
+        graceful_restart: graceful_restart?,
         ipv4,
         ipv6,
-        next_hop_v4,
-        next_hop_v6,
+        next_hop_v4: next_hop_v4?,
+        next_hop_v6: next_hop_v6?,
     })
 }
 
@@ -596,8 +595,23 @@ fn hold_time(ctx: &mut Ctx<'_>, v: &Spanned<RawDuration>, key: &str) -> Option<D
 /// RFC 2385 keys are at most 80 bytes (the Linux `TCP_MD5SIG_MAXKEYLEN`).
 const MD5_MAX_KEY_LEN: usize = 80;
 
+/// Largest md5 key file read: the key plus generous room for line endings.
+const MD5_MAX_FILE_LEN: u64 = 1024;
+
 fn md5_key(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<Vec<u8>> {
     let path = ctx.path(v, key)?;
+    // A key file is tiny; refuse to read something else by mistake (e.g. a device or a log).
+    if let Ok(meta) = std::fs::metadata(&path) {
+        if meta.len() > MD5_MAX_FILE_LEN {
+            let msg = format!(
+                "{} is {} bytes, not a key file (a key is 1 to {MD5_MAX_KEY_LEN} bytes)",
+                path.display(),
+                meta.len()
+            );
+            ctx.err(v.span(), key, msg);
+            return None;
+        }
+    }
     let mut bytes = match std::fs::read(&path) {
         Ok(b) => b,
         Err(e) => {

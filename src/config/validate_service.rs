@@ -9,7 +9,7 @@ use ipnet::IpNet;
 use toml::Spanned;
 
 use super::raw::{RawCheck, RawCombine, RawService, RawStatusRange};
-use super::validate::{fmt_duration, Ctx};
+use super::validate::{fmt_duration, optional, Ctx};
 use super::{
     CheckConfig, CheckKind, Combine, NextHop, OnDown, ServiceConfig, DEFAULT_CHECK_INTERVAL,
     DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME, DEFAULT_FALL, DEFAULT_HOLD_DOWN,
@@ -67,8 +67,7 @@ pub(crate) fn service(
     let next_hop = match &s.next_hop {
         None => Some(NextHop::SelfAddress),
         Some(v) if v.get_ref() == "self" => Some(NextHop::SelfAddress),
-        Some(v) => {
-            let a = ctx.ip(v, &key("next_hop"))?;
+        Some(v) => ctx.ip(v, &key("next_hop")).and_then(|a| {
             let mismatch = prefixes
                 .iter()
                 .flatten()
@@ -82,18 +81,16 @@ pub(crate) fn service(
             } else {
                 Some(NextHop::Address(a))
             }
-        }
+        }),
     };
     let communities = list(ctx, &s.communities, &key("communities"), community);
     let large_communities = list(ctx, &s.large_communities, &key("large_communities"), large);
-    let med = s
-        .med
-        .as_ref()
-        .map(|v| ctx.int::<u32>(v, &key("med"), 0, i64::from(u32::MAX)));
-    let local_pref = s
-        .local_pref
-        .as_ref()
-        .map(|v| ctx.int::<u32>(v, &key("local_pref"), 0, i64::from(u32::MAX)));
+    let med = optional(s.med.as_ref(), |v| {
+        ctx.int::<u32>(v, &key("med"), 0, i64::from(u32::MAX))
+    });
+    let local_pref = optional(s.local_pref.as_ref(), |v| {
+        ctx.int::<u32>(v, &key("local_pref"), 0, i64::from(u32::MAX))
+    });
     let as_path_prepend = match &s.as_path_prepend {
         Some(v) => ctx.int::<u8>(v, &key("as_path_prepend"), 0, MAX_PREPEND),
         None => Some(0),
@@ -123,10 +120,7 @@ pub(crate) fn service(
         ),
         None => Some(vec![Community::GRACEFUL_SHUTDOWN]),
     };
-    let drain_file = match &s.drain_file {
-        Some(v) => Some(ctx.path(v, &key("drain_file"))?),
-        None => None,
-    };
+    let drain_file = optional(s.drain_file.as_ref(), |v| ctx.path(v, &key("drain_file")));
     let drain_time = ctx.duration_or(
         &s.drain_time,
         &key("drain_time"),
@@ -163,13 +157,13 @@ pub(crate) fn service(
         next_hop: next_hop?,
         communities: communities?,
         large_communities: large_communities?,
-        med: med.map_or(Some(None), |m| m.map(Some))?,
-        local_pref: local_pref.map_or(Some(None), |m| m.map(Some))?,
+        med: med?,
+        local_pref: local_pref?,
         as_path_prepend: as_path_prepend?,
         on_down: on_down?,
         deprefer_prepend: deprefer_prepend?,
         deprefer_communities: deprefer_communities?,
-        drain_file,
+        drain_file: drain_file?,
         drain_time: drain_time?,
         hold_down: hold_down?,
         combine: combine?,
@@ -461,14 +455,15 @@ fn check_kind(
     let key = |name: &str| format!("{k}.{name}");
     match kind {
         "http" => {
-            let url = ctx.required(&c.url, span, k, "url")?;
-            http_url(ctx, url, &key("url"))?;
+            let url = ctx
+                .required(&c.url, span, k, "url")
+                .and_then(|u| http_url(ctx, u, &key("url")).map(|()| u));
             let status = match &c.status {
                 None => Some(DEFAULT_HTTP_STATUS),
                 Some(v) => http_status(ctx, v, &key("status")),
             };
             Some(CheckKind::Http {
-                url: url.get_ref().trim().to_owned(),
+                url: url?.get_ref().trim().to_owned(),
                 status: status?,
                 body_contains: c.body_contains.as_ref().map(|b| b.get_ref().clone()),
             })

@@ -103,6 +103,19 @@ impl Hysteresis {
         }
     }
 
+    /// Continues from a previous state (after a configuration reload) with possibly new
+    /// `rise` and `fall`: the status and counters carry over, so a reload does not send an
+    /// up check back to [`CheckStatus::Unknown`] (which would withdraw its service).
+    pub fn resume(rise: u32, fall: u32, previous: CheckState) -> Self {
+        Hysteresis {
+            state: CheckState {
+                rise: rise.max(1),
+                fall: fall.max(1),
+                ..previous
+            },
+        }
+    }
+
     /// Feeds one probe result; returns the transition it caused, if any.
     pub fn observe(&mut self, ok: bool) -> Option<Transition> {
         let s = &mut self.state;
@@ -232,6 +245,18 @@ mod tests {
         assert!(!h.state().changing(), "stable down");
         h.observe(true);
         assert!(h.state().changing(), "down, one pass");
+    }
+
+    #[test]
+    fn resume_keeps_status_and_counters_with_new_thresholds() {
+        let (_, up) = run(1, 3, &[true, false]);
+        let mut h = Hysteresis::resume(2, 2, up);
+        assert_eq!((h.status(), h.state().failures, h.state().fall), (Up, 1, 2));
+        assert_eq!(
+            h.observe(false),
+            t(Up, Down),
+            "second failure reaches the new fall"
+        );
     }
 
     #[test]

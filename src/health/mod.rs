@@ -3,7 +3,7 @@
 //! - [`probe`]: the probes themselves (HTTP, TCP, command, DNS, file), each an async
 //!   function returning a [`ProbeOutcome`]; they do I/O and nothing else.
 //! - [`hysteresis`]: the pure per-check rise/fall state machine ([`Hysteresis`]).
-//! - [`combine`]: the pure combination of check states into a [`ServiceHealth`].
+//! - [`combine`](mod@combine): the pure combination of check states into a [`ServiceHealth`].
 //! - [`runner`]: thin tokio tasks, one per check, that schedule probes (start-up splay,
 //!   jitter, fast interval while a check is changing state, no drift), enforce timeouts,
 //!   feed the hysteresis and send every result as a [`CheckEvent`] to the coordinator.
@@ -20,4 +20,4 @@ pub mod runner;
 pub use combine::{combine, ServiceHealth};
 pub use hysteresis::{CheckState, CheckStatus, Hysteresis, Transition};
 pub use probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
-pub use runner::{CheckEvent, HealthRunner, RunnerOptions};
+pub use runner::{same_check, CheckEvent, HealthRunner, RunnerOptions};

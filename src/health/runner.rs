@@ -35,6 +35,7 @@ use tokio::time::{sleep_until, Instant};
 use tracing::{debug, info, Instrument};
 
 use crate::config::{CheckConfig, ServiceConfig};
+use crate::status::logging::check_span;
 
 use super::hysteresis::{CheckState, Hysteresis, Transition};
 use super::probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
@@ -113,17 +114,57 @@ impl HealthRunner {
         })
     }
 
+    /// Starts after a configuration reload: checks for which `previous(service, check)`
+    /// returns a state continue from it (see [`Hysteresis::resume`]) instead of starting
+    /// unknown, so a reload does not withdraw healthy services. The caller (the
+    /// coordinator, which keeps the last [`CheckEvent`] of every check) decides which checks
+    /// are the same; [`same_check`] is the recommended rule. Use a fresh event channel
+    /// and drop the old runner, so that no event of the old numbering is mistaken for one
+    /// of the new.
+    pub fn start_resumed<R>(
+        services: &[ServiceConfig],
+        events: mpsc::Sender<CheckEvent>,
+        options: RunnerOptions,
+        previous: R,
+    ) -> Result<Self, ProbeError>
+    where
+        R: FnMut(&ServiceConfig, &CheckConfig) -> Option<CheckState>,
+    {
+        Self::spawn_all(
+            services,
+            events,
+            options,
+            |_, _, check| AnyProbe::from_check(check),
+            previous,
+        )
+    }
+
     /// Like [`HealthRunner::start`] with probes from `make_probe(service, check, config)`
     /// (tests inject scripted probes here).
     pub fn start_with<P, F>(
         services: &[ServiceConfig],
         events: mpsc::Sender<CheckEvent>,
         options: RunnerOptions,
-        mut make_probe: F,
+        make_probe: F,
     ) -> Result<Self, ProbeError>
     where
         P: Probe,
         F: FnMut(usize, usize, &CheckConfig) -> Result<P, ProbeError>,
+    {
+        Self::spawn_all(services, events, options, make_probe, |_, _| None)
+    }
+
+    fn spawn_all<P, F, R>(
+        services: &[ServiceConfig],
+        events: mpsc::Sender<CheckEvent>,
+        options: RunnerOptions,
+        mut make_probe: F,
+        mut previous: R,
+    ) -> Result<Self, ProbeError>
+    where
+        P: Probe,
+        F: FnMut(usize, usize, &CheckConfig) -> Result<P, ProbeError>,
+        R: FnMut(&ServiceConfig, &CheckConfig) -> Option<CheckState>,
     {
         // Build every probe first, so that an error starts nothing.
         let mut probes = Vec::with_capacity(services.len());
@@ -145,12 +186,12 @@ impl HealthRunner {
             let mut checks = Vec::with_capacity(service_probes.len());
             for (ci, (check, probe)) in service.checks.iter().zip(service_probes).enumerate() {
                 let trigger = Arc::new(Notify::new());
-                let span =
-                    tracing::info_span!("check", service = %service.name, check = %check.name);
+                let span = check_span(&service.name, &check.name);
                 let ctx = CheckContext {
                     service: si,
                     check: ci,
                     timing: Timing::from(check),
+                    resume: previous(service, check),
                     options,
                     rng: StdRng::seed_from_u64(seeds.gen()),
                     trigger: Arc::clone(&trigger),
@@ -200,6 +241,12 @@ impl Drop for HealthRunner {
     }
 }
 
+/// Whether a reloaded check is the same check as before, so its state may carry over: same
+/// name and same probe target (timing, rise and fall may change).
+pub fn same_check(old: &CheckConfig, new: &CheckConfig) -> bool {
+    old.name == new.name && old.kind == new.kind
+}
+
 /// A check's timing parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Timing {
@@ -226,6 +273,7 @@ struct CheckContext {
     service: usize,
     check: usize,
     timing: Timing,
+    resume: Option<CheckState>,
     options: RunnerOptions,
     rng: StdRng,
     trigger: Arc<Notify>,
@@ -272,7 +320,10 @@ async fn run_probe<P: Probe>(probe: &P, timeout: Duration) -> ProbeOutcome {
 
 async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
     let t = ctx.timing;
-    let mut hysteresis = Hysteresis::new(t.rise, t.fall);
+    let mut hysteresis = match ctx.resume {
+        Some(state) => Hysteresis::resume(t.rise, t.fall, state),
+        None => Hysteresis::new(t.rise, t.fall),
+    };
     let start = Instant::now();
     let mut deadline = if ctx.options.splay {
         start + splay(t.interval, &mut ctx.rng)

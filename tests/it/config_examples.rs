@@ -1,4 +1,6 @@
-//! Every example in `config/` loads, and the examples reject unknown keys in every table.
+//! Every site config example in `config/` loads, and the examples reject unknown keys in
+//! every table. Fleet descriptions (`config/fleet*.toml`) have their own format and loader
+//! (the guard's) and are not site configs.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -14,10 +16,10 @@ fn examples() -> Vec<PathBuf> {
         .unwrap_or_else(|e| panic!("config/: {e}"))
         .filter_map(|entry| entry.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "toml"))
-        // Fleet descriptions have their own format and loader (tested by the guard).
         .filter(|p| {
             !p.file_name()
-                .is_some_and(|n| n.to_string_lossy().starts_with("fleet"))
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("fleet"))
         })
         .collect();
     files.sort();
@@ -160,4 +162,53 @@ fn unknown_key_in_every_table_of_the_examples_is_rejected_by_name() {
             );
         }
     }
+}
+
+/// The keys a table accepts, from the loader's own unknown-key message.
+fn accepted_keys(message: &str) -> Vec<String> {
+    message
+        .split_once("expected one of ")
+        .map(|(_, list)| {
+            list.split(", ")
+                .map(|k| k.trim_matches('`').to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[test]
+fn every_key_the_loader_accepts_is_documented_in_docs_config_md() {
+    let docs_path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/config.md");
+    let docs =
+        std::fs::read_to_string(&docs_path).unwrap_or_else(|e| panic!("docs/config.md: {e}"));
+    // site-bird.toml has every kind of table, inline ones included.
+    let file = config_dir().join("site-bird.toml");
+    let text = std::fs::read_to_string(&file).unwrap_or_else(|e| panic!("{e}"));
+    let mut keys = Vec::new();
+    for spot in injections(&text) {
+        let mut lines: Vec<String> = text.lines().map(str::to_owned).collect();
+        match spot.inline_at {
+            Some(col) => lines[spot.line].insert_str(col, "injected_key = 1, "),
+            None => lines.insert(spot.line, "injected_key = 1".to_owned()),
+        }
+        let Err(errors) = load_str(&lines.join("\n"), &file.display().to_string()) else {
+            panic!("injection into `{}` accepted", spot.path);
+        };
+        keys.extend(errors.iter().flat_map(|e| accepted_keys(&e.message)));
+    }
+    keys.sort();
+    keys.dedup();
+    assert!(
+        keys.len() > 50,
+        "harvested only {} keys: {keys:?}",
+        keys.len()
+    );
+    let undocumented: Vec<&String> = keys
+        .iter()
+        .filter(|k| !docs.contains(&format!("`{k}`")))
+        .collect();
+    assert!(
+        undocumented.is_empty(),
+        "keys missing from docs/config.md: {undocumented:?}"
+    );
 }

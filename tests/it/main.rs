@@ -3,6 +3,7 @@
 mod config_examples;
 mod fakepeer;
 mod guard_sim;
+mod health;
 mod interop;
 mod session;
 mod status_http;

@@ -275,4 +275,50 @@ mod tests {
         }
         assert!(dead, "sleep {sleeper} survived the process group kill");
     }
+
+    #[tokio::test]
+    async fn a_cancelled_probe_kills_the_process_group() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let pids_file = dir.path().join("pids");
+        let script = format!(
+            "echo $$ > {0}; sleep 30 & echo $! >> {0}; wait",
+            pids_file.display()
+        );
+        let p = probe(&script, 10_000);
+        let read_pids = || -> Vec<u32> {
+            std::fs::read_to_string(&pids_file)
+                .unwrap_or_default()
+                .split_whitespace()
+                .filter_map(|p| p.parse().ok())
+                .collect()
+        };
+        // Cancel (drop) the probe once both processes run, long before its own timeout, as
+        // a shutdown would. Waiting for the pid file is bounded (5 s).
+        let started = async {
+            for _ in 0..250 {
+                if read_pids().len() == 2 {
+                    return true;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            false
+        };
+        tokio::select! {
+            out = p.probe() => panic!("the probe ended on its own: {out:?}"),
+            ok = started => assert!(ok, "the command did not start within 5 s"),
+        }
+        let pids = read_pids();
+        assert_eq!(pids.len(), 2, "{pids:?}");
+        for pid in pids {
+            let mut dead = false;
+            for _ in 0..50 {
+                if is_dead(pid) {
+                    dead = true;
+                    break;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            assert!(dead, "{pid} survived the cancelled probe");
+        }
+    }
 }

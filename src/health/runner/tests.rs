@@ -6,6 +6,7 @@ use std::sync::Arc;
 use super::*;
 use crate::config::{CheckKind, Combine, NextHop, OnDown};
 use crate::health::hysteresis::CheckStatus;
+use crate::health::same_check;
 
 /// `script(call number) -> (ok, how long the probe takes)`.
 type Script = fn(u32) -> (bool, Duration);
@@ -385,5 +386,44 @@ async fn the_real_probes_are_built_from_the_config() {
             from: CheckStatus::Unknown,
             to: CheckStatus::Up
         })
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_resumed_check_keeps_its_state_across_a_reload() {
+    let up = CheckState {
+        status: CheckStatus::Up,
+        passes: 5,
+        failures: 0,
+        rise: 2,
+        fall: 2,
+    };
+    let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+    let mut kept = check(4000, 1000, 500, 3, 3);
+    kept.name = "kept".into();
+    kept.kind = CheckKind::File {
+        path: dir.path().to_path_buf(),
+        invert: false,
+    };
+    let mut fresh = kept.clone();
+    fresh.name = "fresh".into();
+    let old = kept.clone();
+    let (tx, mut rx) = mpsc::channel(8);
+    let _runner =
+        HealthRunner::start_resumed(&[service("s", vec![kept, fresh])], tx, EXACT, |_, c| {
+            same_check(&old, c).then_some(up)
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+    let mut first = collect(&mut rx, Instant::now(), 2).await;
+    first.sort_by_key(|(_, e)| e.check);
+    let kept_event = &first[0].1;
+    assert_eq!(kept_event.state.status, CheckStatus::Up, "{kept_event:?}");
+    assert_eq!((kept_event.state.passes, kept_event.state.rise), (6, 3));
+    assert_eq!(kept_event.transition, None);
+    let fresh_event = &first[1].1;
+    assert_eq!(
+        fresh_event.state.status,
+        CheckStatus::Unknown,
+        "{fresh_event:?}"
     );
 }
