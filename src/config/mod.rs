@@ -17,6 +17,8 @@ mod validate_service;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_local_actions;
 
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{embedded_default, load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
@@ -81,6 +83,10 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 2;
 /// Accepted HTTP status codes.
 pub const DEFAULT_HTTP_STATUS: (u16, u16) = (200, 299);
+/// Time limit of one state-change hook run.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Interface that receives a service's `local_addresses`.
+pub const DEFAULT_LOCAL_INTERFACE: &str = "lo";
 
 /// `[status]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +239,28 @@ pub struct ServiceConfig {
     pub combine: Combine,
     /// Checks.
     pub checks: Vec<CheckConfig>,
+    /// Addresses added to a local interface while the service is announced.
+    pub local_addresses: Option<LocalAddresses>,
+    /// State-change hook.
+    pub hook: Option<HookConfig>,
+}
+
+/// `local_addresses` and `local_interface` of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddresses {
+    /// Interface name (`lo` by default).
+    pub interface: String,
+    /// Host addresses, each inside one of the service's prefixes.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// `hook` and `hook_timeout` of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookConfig {
+    /// Program and arguments (no shell).
+    pub argv: Vec<String>,
+    /// Time limit of one run; the process group is killed then.
+    pub timeout: Duration,
 }
 
 /// One `[[service.check]]`.

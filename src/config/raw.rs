@@ -177,6 +177,20 @@ pub struct RawService {
     /// How the checks combine: `"all"` must be up, `"any"` one up, `{ at_least = N }`,
     /// or `{ at_least_percent = P }` (0 < P <= 100). Default `"all"`.
     pub combine: Option<Spanned<RawCombine>>,
+    /// Service addresses (IPv4 and/or IPv6, each inside one of `prefixes`) added to
+    /// `local_interface` before the service is first announced and removed only after its
+    /// withdrawal has been sent to every established peer, so the host answers on them
+    /// exactly while it attracts their traffic. Needs CAP_NET_ADMIN. Default none.
+    pub local_addresses: Option<Vec<Spanned<String>>>,
+    /// Interface for `local_addresses`. Default `"lo"`.
+    pub local_interface: Option<Spanned<String>>,
+    /// State-change hook: a program (argv list, no shell) run on every change of the
+    /// service's state, with `SERVICE`, `STATE`, `PREVIOUS_STATE`, `REASON` and
+    /// `PREFIXES` (space-separated) in its environment. Runs in order per service, killed
+    /// with its process group after `hook_timeout`. Default none.
+    pub hook: Option<Spanned<Vec<String>>>,
+    /// Time limit of one hook run. Default 5 s.
+    pub hook_timeout: Option<Spanned<RawDuration>>,
     /// `[[service.check]]`: the health checks. At least one is required: a service without
     /// checks would be announced unconditionally.
     #[serde(default)]

@@ -8,7 +8,7 @@ use anyguard_proto::Community;
 use super::*;
 
 /// A valid config; line numbers below refer to it.
-const BASE: &str = r#"router_id = "198.18.0.2"
+pub(super) const BASE: &str = r#"router_id = "198.18.0.2"
 local_asn = 65010
 [[peer]]
 name = "edge1"
@@ -22,14 +22,14 @@ type = "command"
 argv = ["true"]
 "#;
 
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     match load_str(text, "t.toml") {
         Ok(c) => panic!("expected errors, got {c:?}"),
         Err(e) => e.iter().map(ToString::to_string).collect(),
     }
 }
 
-fn ok(text: &str) -> Config {
+pub(super) fn ok(text: &str) -> Config {
     match load_str(text, "t.toml") {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
@@ -37,7 +37,7 @@ fn ok(text: &str) -> Config {
 }
 
 /// BASE with `line` inserted after line `after` (1-based).
-fn insert(after: usize, line: &str) -> String {
+pub(super) fn insert(after: usize, line: &str) -> String {
     let mut lines: Vec<&str> = BASE.lines().collect();
     lines.insert(after, line);
     lines.join("\n") + "\n"
@@ -757,7 +757,8 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
              `prefixes`, `disabled`, `next_hop`, `communities`, `large_communities`, `med`, `local_pref`, \
              `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_communities`, \
-             `drain_file`, `drain_time`, `hold_down`, `combine`, `check`",
+             `drain_file`, `drain_time`, `hold_down`, `combine`, `local_addresses`, \
+             `local_interface`, `hook`, `hook_timeout`, `check`",
             "t.toml:16:12: service[0].check[0].interval: invalid type: boolean `true`, expected \
              a duration such as \"500ms\" or \"2s\", or an integer of seconds",
         ]

@@ -80,6 +80,8 @@ fn service(prefixes: &[&str]) -> ServiceConfig {
         deprefer_communities: Vec::new(),
         drain_file: Some(PathBuf::from("/run/anyguard/web.drain")),
         disabled: false,
+        local_addresses: None,
+        hook: None,
         drain_time: Duration::from_secs(5),
         hold_down: Duration::from_secs(1),
         combine: Combine::All,

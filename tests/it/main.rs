@@ -5,5 +5,6 @@ mod fakepeer;
 mod guard_sim;
 mod health;
 mod interop;
+mod local_actions;
 mod session;
 mod status_http;

@@ -184,14 +184,4 @@ impl Probe for AnyProbe {
     }
 }
 
-/// Shortens `text` to at most `max` bytes on a character boundary, marking the cut.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
+pub(crate) use crate::process::truncate;
