@@ -18,6 +18,8 @@ mod validate_service;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_https;
+#[cfg(test)]
 mod tests_local_actions;
 
 pub use error::{ConfigError, ConfigErrors};
@@ -254,6 +256,17 @@ pub struct LocalAddresses {
     pub addresses: Vec<IpAddr>,
 }
 
+/// TLS settings of an `https://` check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTls {
+    /// Trust only the certificates of this PEM file instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify (and send as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// `false`: accept any certificate (self-signed local endpoints).
+    pub verify: bool,
+}
+
 /// `hook` and `hook_timeout` of a service.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HookConfig {
@@ -288,12 +301,14 @@ pub struct CheckConfig {
 pub enum CheckKind {
     /// HTTP GET.
     Http {
-        /// URL (http only).
+        /// URL (`http://` or `https://`).
         url: String,
         /// Accepted status codes, inclusive.
         status: (u16, u16),
         /// Substring the body must contain.
         body_contains: Option<String>,
+        /// TLS settings; `Some` exactly for `https://` URLs.
+        tls: Option<HttpTls>,
     },
     /// TCP connect.
     Tcp {

@@ -221,13 +221,20 @@ pub struct RawCheck {
     pub rise: Option<Spanned<i64>>,
     /// Consecutive failures before the check goes down, 1..=1000. Default 2.
     pub fall: Option<Spanned<i64>>,
-    /// http: the URL, `http://host:port/path` (https is not supported yet).
+    /// http: the URL, `http://host:port/path` or `https://host:port/path`.
     pub url: Option<Spanned<String>>,
     /// http: accepted status codes, a code (`200`) or an inclusive range (`[200, 399]`).
     /// Default `[200, 299]`.
     pub status: Option<Spanned<RawStatusRange>>,
     /// http: a substring the body must contain (only the first 64 KiB are read).
     pub body_contains: Option<Spanned<String>>,
+    /// https: PEM file of the CA certificates to trust instead of the system store.
+    pub ca_file: Option<Spanned<String>>,
+    /// https: the name to verify in the certificate (and send as SNI) instead of the
+    /// URL's host, e.g. when the URL names an address.
+    pub tls_server_name: Option<Spanned<String>>,
+    /// https: `false` accepts any certificate (self-signed local endpoints). Default true.
+    pub tls_verify: Option<Spanned<bool>>,
     /// tcp: the address to connect to, `"ip:port"`.
     pub address: Option<Spanned<String>>,
     /// command: the argument vector, run without a shell; exit status 0 is up. The command

@@ -335,21 +335,23 @@ fn command_argv_must_not_be_empty() {
     );
 }
 
+/// BASE with its command check replaced by an http check of `url` and `extra` lines.
+pub(super) fn http_check(url: &str, extra: &str) -> String {
+    BASE.replace(
+        "type = \"command\"\nargv = [\"true\"]",
+        &format!("type = \"http\"\nurl = \"{url}\"{extra}"),
+    )
+}
+
 #[test]
-fn http_url_must_be_plain_http_with_a_host() {
-    let http = |url: &str| {
-        BASE.replace(
-            "type = \"command\"\nargv = [\"true\"]",
-            &format!("type = \"http\"\nurl = \"{url}\""),
-        )
-    };
-    assert_eq!(
-        errors(&http("https://127.0.0.1/healthz")),
-        ["t.toml:12:7: service[0].check[0].url: https is not supported yet; use an http:// URL"]
-    );
+fn http_url_must_be_http_or_https_with_a_host() {
+    let http = |url: &str| http_check(url, "");
     assert_eq!(
         errors(&http("127.0.0.1:8080")),
-        ["t.toml:12:7: service[0].check[0].url: \"127.0.0.1:8080\" must be an http://host:port/path URL"]
+        [
+            "t.toml:12:7: service[0].check[0].url: \"127.0.0.1:8080\" must be an http:// or \
+          https://host:port/path URL"
+        ]
     );
     let c = ok(&http("http://127.0.0.1:8080/healthz"));
     assert_eq!(
@@ -357,7 +359,8 @@ fn http_url_must_be_plain_http_with_a_host() {
         CheckKind::Http {
             url: "http://127.0.0.1:8080/healthz".into(),
             status: (200, 299),
-            body_contains: None
+            body_contains: None,
+            tls: None,
         }
     );
 }

@@ -253,6 +253,7 @@ fn rollout_with_checks_that_cannot_succeed_is_rejected() {
             url: "http//198.18.2.10/health".into(),
             status: (200, 299),
             body_contains: None,
+            tls: None,
         },
     )];
     assert_eq!(
