@@ -255,23 +255,23 @@ fn ipv6_prefix_needs_an_ipv6_capable_peer() {
 }
 
 #[test]
-fn ipv6_routes_over_an_ipv4_session_need_a_v6_next_hop() {
-    let text = BASE.replace(
-        "[\"203.0.113.0/24\"]",
-        "[\"203.0.113.0/24\", \"2001:db8:100::/48\"]",
-    );
-    assert_eq!(
-        errors(&text),
-        [
-            "t.toml:3:1: peer[0].next_hop_v6: required: service \"web\" sends IPv6 routes with \
-             next_hop = \"self\" over this IPv4 session (or set ipv6 = false)"
-        ]
-    );
-    let c = ok(&insert(6, "next_hop_v6 = \"2001:db8::2\"").replace(
-        "[\"203.0.113.0/24\"]",
-        "[\"203.0.113.0/24\", \"2001:db8:100::/48\"]",
-    ));
+fn ipv6_routes_over_an_ipv4_session_may_name_their_next_hop_or_leave_it_to_the_session() {
+    let both = |text: &str| {
+        text.replace(
+            "[\"203.0.113.0/24\"]",
+            "[\"203.0.113.0/24\", \"2001:db8:100::/48\"]",
+        )
+    };
+    // Without next_hop_v6 the session takes an IPv6 address of its interface
+    // (session/next_hop.rs), so the config is valid and negotiates both families.
+    let c = ok(&both(BASE));
     assert!(c.peers[0].ipv4 && c.peers[0].ipv6);
+    assert_eq!(c.peers[0].next_hop_v6, None);
+    let c = ok(&both(&insert(6, "next_hop_v6 = \"2001:db8::2\"")));
+    assert_eq!(
+        c.peers[0].next_hop_v6,
+        Some("2001:db8::2".parse().unwrap_or_else(|e| panic!("{e}")))
+    );
 }
 
 #[test]
@@ -602,20 +602,8 @@ timeout = "500ms"
 rise = 2
 fall = 2
 "#;
-    // Over an IPv4 session, IPv6 routes with next_hop = "self" need a v6 next hop:
-    // exactly one error, pointing at the peer.
-    assert_eq!(
-        errors(text),
-        [
-            "t.toml:8:1: peer[0].next_hop_v6: required: service \"web\" sends IPv6 routes with \
-             next_hop = \"self\" over this IPv4 session (or set ipv6 = false)"
-        ]
-    );
-    let fixed = text.replace(
-        "remote_asn = 65000\n",
-        "remote_asn = 65000\nnext_hop_v6 = \"2001:db8::2\"\n",
-    );
-    let c = ok(&fixed);
+    // The IPv6 routes' next hop over this IPv4 session comes from the session's interface.
+    let c = ok(text);
     assert_eq!(c.bgp_listen, Some(SocketAddr::from(([127, 0, 0, 1], 1179))));
     assert_eq!(c.services[0].prefixes.len(), 2);
     assert_eq!(c.services[0].checks[0].name, "http#0");
