@@ -3,7 +3,7 @@
 //! Three forms, all ending in a [`CheckReport`] that `main` prints (ok lines on stdout,
 //! problems on stderr) and turns into the exit status (0 ok, 1 any problem):
 //! - `--config NEW.toml`: validate the file; when it has a `[fleet]` table, also check it
-//!   against the fleet as below.
+//!   against the fleet as below (`--no-fleet`: validation only, for start-up pre-checks).
 //! - `--config NEW.toml --fleet FLEET.toml`: one poll round over the other sites' status
 //!   endpoints ([`poller::poll_round`], unreachable = not announcing), then
 //!   [`check_reload`] with no running config — the CLI has no daemon to compare with, so it
@@ -126,10 +126,27 @@ fn shape(config: &Config) -> String {
     )
 }
 
-/// `--config PATH [--fleet FLEET]`: validate, then check against the fleet named by
-/// `fleet` or by the config's `[fleet]` table (`fleet` wins: the operator may check
-/// against a copy of the fleet file that is not installed yet).
-pub async fn check_config(path: &Path, fleet: Option<&Path>, env: &dyn Environment) -> CheckReport {
+/// Which fleet `--config` is checked against.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AgainstFleet {
+    /// The one named by the config's `[fleet]` table, if any.
+    FromConfig,
+    /// `--fleet FILE`: this one (the operator may check against a copy of the fleet file
+    /// that is not installed yet).
+    File(PathBuf),
+    /// `--no-fleet`: validation only. A start-up pre-check wants this: refusing to start
+    /// a daemon never keeps a service announced, and at a cold start of the whole fleet
+    /// every other site is unreachable.
+    Never,
+}
+
+/// `--config PATH [--fleet FLEET | --no-fleet]`: validate, then check against the fleet
+/// chosen by `against`.
+pub async fn check_config(
+    path: &Path,
+    against: AgainstFleet,
+    env: &dyn Environment,
+) -> CheckReport {
     let mut report = CheckReport::default();
     let config = match config::load(path) {
         Ok(c) => c,
@@ -140,10 +157,10 @@ pub async fn check_config(path: &Path, fleet: Option<&Path>, env: &dyn Environme
     };
     let file = path.display().to_string();
     let valid = format!("{file}: ok ({})", shape(&config));
-    let fleet_path = match (fleet, &config.fleet) {
-        (Some(p), _) => p.to_path_buf(),
-        (None, Some(r)) => r.path.clone(),
-        (None, None) => {
+    let fleet_path = match (against, &config.fleet) {
+        (AgainstFleet::File(p), _) => p,
+        (AgainstFleet::FromConfig, Some(r)) => r.path.clone(),
+        (AgainstFleet::Never, _) | (AgainstFleet::FromConfig, None) => {
             report.ok.push(valid);
             return report;
         }

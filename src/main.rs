@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyguard::cli_check::{self, SiteConfigArg};
+use anyguard::cli_check::{self, AgainstFleet, SiteConfigArg};
 use anyguard::config;
 use anyguard::coordinator::{self, DaemonSignal, RunOptions};
 use anyguard::guard::static_check::LocalSystem;
@@ -57,6 +57,10 @@ enum Command {
         /// Fleet file; with --config it replaces the path in the config's `[fleet]` table.
         #[arg(long)]
         fleet: Option<PathBuf>,
+        /// With --config: only validate, do not check against the fleet (for start-up
+        /// pre-checks: refusing to start a daemon never keeps a service announced).
+        #[arg(long, requires = "config", conflicts_with = "fleet")]
+        no_fleet: bool,
         /// A site's next config as SITE=PATH (repeat for every site of the rollout).
         #[arg(long, value_name = "SITE=PATH", requires = "fleet")]
         site_config: Vec<SiteConfigArg>,
@@ -97,11 +101,17 @@ async fn async_main(command: Command) -> ExitCode {
         Command::Check {
             config,
             fleet,
+            no_fleet,
             site_config,
         } => {
             let report = match (config, fleet) {
                 (Some(c), fleet) => {
-                    cli_check::check_config(&c, fleet.as_deref(), &LocalSystem).await
+                    let against = match fleet {
+                        Some(f) => AgainstFleet::File(f),
+                        None if no_fleet => AgainstFleet::Never,
+                        None => AgainstFleet::FromConfig,
+                    };
+                    cli_check::check_config(&c, against, &LocalSystem).await
                 }
                 // clap: --site-config requires --fleet, and one of --config/--site-config is given.
                 (None, Some(f)) => cli_check::check_rollout_files(&f, &site_config, &LocalSystem),

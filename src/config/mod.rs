@@ -18,6 +18,7 @@ mod validate_service;
 #[cfg(test)]
 mod tests;
 
+pub(crate) use error::render_located;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{embedded_default, load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 pub use validate::SourcedRaw;

@@ -493,6 +493,39 @@ async fn fleet_given_for_a_config_without_a_fleet_table_is_refused() {
     );
 }
 
+#[tokio::test]
+async fn start_up_pre_check_only_validates_and_the_unit_file_uses_it() {
+    // At a cold start of the whole fleet every other site is unreachable, and refusing to
+    // start never keeps a service announced: ExecStartPre must not consult the fleet.
+    let unit = include_str!("../../contrib/anyguard.service");
+    let pre: Vec<&str> = unit
+        .lines()
+        .filter_map(|l| l.strip_prefix("ExecStartPre="))
+        .collect();
+    assert_eq!(
+        pre,
+        ["/usr/bin/anyguard check --no-fleet --config /etc/anyguard/anyguard.toml"]
+    );
+    let files = Files::new();
+    // The fleet file is not there and the service is disabled: only the guard would object.
+    files.write("a.toml", &site_toml("a", &web(&[WEB], "disabled = true")));
+    let run = check(files.0.path(), &["--no-fleet", "--config", "a.toml"]).await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert_eq!(run.stdout, "a.toml: ok (1 peers, 1 services)\n");
+    let run = check(files.0.path(), &["--config", "a.toml"]).await;
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr.starts_with("fleet.toml: cannot read: "),
+        "{run:#?}"
+    );
+    let run = check(
+        files.0.path(),
+        &["--no-fleet", "--config", "a.toml", "--fleet", "f.toml"],
+    )
+    .await;
+    assert_eq!(run.code, Some(2), "{run:#?}");
+}
+
 /// The daemon binary, its status address (from its JSON log) and its log so far.
 struct Daemon {
     child: Child,
