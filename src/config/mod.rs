@@ -22,6 +22,7 @@ mod tests_https;
 #[cfg(test)]
 mod tests_local_actions;
 
+pub(crate) use error::render_located;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{embedded_default, load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 pub use validate::SourcedRaw;

@@ -392,8 +392,9 @@ fn combine_defect(service: &ServiceConfig, env: &dyn Environment) -> Option<Stri
     }
 }
 
-/// Whether the site with `config` can announce `prefix` of `service`.
-fn config_ability(
+/// Whether the site with `config` can announce `prefix` of `service` ("able to announce"
+/// in the module doc), and why not.
+pub fn config_ability(
     config: &Config,
     service: &str,
     prefix: IpNet,

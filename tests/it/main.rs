@@ -2,6 +2,7 @@
 
 mod config_examples;
 mod fakepeer;
+mod guard_cli;
 mod guard_sim;
 mod health;
 mod interop;
