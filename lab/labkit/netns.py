@@ -1,6 +1,8 @@
 """Network namespaces and veth pairs. Only names with the lab's prefix are ever deleted."""
 
+import shutil
 import subprocess
+from pathlib import Path
 
 from .util import NS_PREFIX, Fail, sh
 
@@ -32,6 +34,8 @@ def delete(ns: str) -> None:
     if not ns.startswith(NS_PREFIX):
         raise Fail(f"refusing to delete namespace {ns!r} (not the lab's)")
     subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    # FRR's per-namespace socket directory (pathspace -N <ns>).
+    shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
 
 
 def veth(ns_a: str, if_a: str, ns_b: str, if_b: str) -> None:

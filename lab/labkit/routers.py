@@ -89,6 +89,22 @@ class Frr(Router):
         return f"{prefix}" in self.vtysh(f"show bgp {fam} unicast {prefix}") and "Paths: (0 " not in \
             self.vtysh(f"show bgp {fam} unicast {prefix}")
 
+    def route_from(self, prefix: str, neighbor: str):
+        """The path learned from `neighbor` as FRR's JSON (None when absent)."""
+        for path in self.route_json(prefix).get("paths", []):
+            if path.get("peer", {}).get("peerId") == neighbor:
+                return path
+        return None
+
+    def communities(self, prefix: str, neighbor: str):
+        """Communities on the route from `neighbor`, as `asn:value` strings (None: no route)."""
+        path = self.route_from(prefix, neighbor)
+        if path is None:
+            return None
+        text = path.get("community", {}).get("string", "")
+        # FRR names the well-known ones (RFC 8326's 65535:0 is "graceful-shutdown").
+        return [{"graceful-shutdown": "65535:0"}.get(c, c) for c in text.split()]
+
     def route_json(self, prefix: str):
         fam = "ipv6" if ":" in prefix else "ipv4"
         try:
@@ -166,6 +182,17 @@ class Bird(Router):
 
     def show(self, prefix: str) -> str:
         return self.birdc("show", "route", prefix, "all")
+
+    def communities(self, prefix: str, neighbor: str):
+        proto = self._protocol(neighbor)
+        text = self.birdc("show", "route", prefix, "protocol", proto, "all") if proto else ""
+        if prefix not in text:
+            return None
+        found = []
+        for line in text.splitlines():
+            if "BGP.community:" in line:
+                found += [c.strip("()").replace(",", ":") for c in line.split(":", 1)[1].split()]
+        return found
 
     def render_interop(self, peers) -> str:
         lines = [f"router id {peers[0]['router_id']};", "protocol device { }"]

@@ -82,7 +82,10 @@ def which(binary: str):
 
 
 def anyguard_binary() -> str:
-    """The daemon built by cargo (CARGO_TARGET_DIR honoured); builds it when missing."""
+    """$LAB_ANYGUARD when set, else the daemon built by cargo (CARGO_TARGET_DIR honoured);
+    builds it when missing."""
+    if os.environ.get("LAB_ANYGUARD"):
+        return os.environ["LAB_ANYGUARD"]
     target = Path(os.environ.get("CARGO_TARGET_DIR", REPO_DIR / "target"))
     binary = target / "debug" / "anyguard"
     if not binary.is_file():

@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """The client's view: HTTP GETs to URL at a fixed spacing, one new TCP connection each (so a
 routing change shows at once), each bounded by a short timeout; one JSON line per request
-with its monotonic time and the site that answered (null for no answer). Stops after
+with its CLOCK_MONOTONIC time and the site that answered (null for no answer). Stops after
 DURATION seconds, at most COUNT requests, or when STOPFILE appears.
 Usage: probe.py URL SPACING_S TIMEOUT_S DURATION_S COUNT OUT [STOPFILE]"""
 
@@ -45,7 +45,8 @@ def main():
             if now - start > duration or (stop and os.path.exists(stop)):
                 break
             answer = get(u.hostname, u.port or 80, u.path or "/", timeout)
-            f.write(json.dumps({"t": round(now - start, 4), "site": answer}) + "\n")
+            # CLOCK_MONOTONIC is system-wide: the scenario compares these with its own times.
+            f.write(json.dumps({"t": round(now, 4), "site": answer}) + "\n")
             nxt += spacing
             delay = nxt - time.monotonic()
             if delay > 0:
