@@ -4,24 +4,42 @@ import shutil
 import subprocess
 from pathlib import Path
 
-from .util import NS_PREFIX, Fail, sh
+from .util import NS_PREFIX, Fail, run_dir, sh
+
+# The namespaces this run directory created: `down` deletes these and no others.
+RECORD = "namespaces"
 
 
 def ns_name(node: str) -> str:
     return node if node.startswith(NS_PREFIX) else NS_PREFIX + node
 
 
-def lab_namespaces():
+def existing():
     p = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, timeout=10)
-    names = [line.split()[0] for line in p.stdout.splitlines() if line.strip()]
-    return [n for n in names if n.startswith(NS_PREFIX)]
+    return [line.split()[0] for line in p.stdout.splitlines() if line.strip()]
+
+
+def recorded():
+    f = run_dir() / RECORD
+    return [n for n in f.read_text().split() if n.startswith(NS_PREFIX)] if f.exists() else []
+
+
+def lab_namespaces():
+    """Namespaces that exist and that this run directory created."""
+    mine = set(recorded())
+    return [n for n in existing() if n in mine]
 
 
 def add(ns: str) -> None:
     if not ns.startswith(NS_PREFIX):
         raise Fail(f"refusing to create namespace {ns!r} without the {NS_PREFIX!r} prefix")
-    if ns in lab_namespaces():
-        sh(["ip", "netns", "del", ns])
+    if ns in existing():
+        if ns not in recorded():
+            raise Fail(f"namespace {ns} exists and is not this lab's (another lab running? "
+                       f"use another LAB_NS_PREFIX and LAB_RUN_DIR)")
+        delete(ns)
+    with open(run_dir() / RECORD, "a") as f:
+        f.write(ns + "\n")
     sh(["ip", "netns", "add", ns])
     sh(["ip", "link", "set", "lo", "up"], ns=ns)
     # Routers forward; hosts do too harmlessly. Accept our own /32 on lo as local source.
@@ -34,6 +52,9 @@ def delete(ns: str) -> None:
     if not ns.startswith(NS_PREFIX):
         raise Fail(f"refusing to delete namespace {ns!r} (not the lab's)")
     subprocess.run(["ip", "netns", "del", ns], capture_output=True, timeout=10)
+    f = run_dir() / RECORD
+    if f.exists():
+        f.write_text("".join(n + "\n" for n in f.read_text().split() if n != ns))
     # FRR's per-namespace socket directory (pathspace -N <ns>).
     shutil.rmtree(Path("/var/run/frr") / ns, ignore_errors=True)
 

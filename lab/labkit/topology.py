@@ -1,6 +1,7 @@
 """The three-site topology, read from anycast.clab.yml (the same file containerlab
 deploys) and materialised with network namespaces and veth pairs."""
 
+import signal
 from pathlib import Path
 
 import yaml
@@ -116,12 +117,16 @@ class Topology:
 
 def down():
     """Idempotent: stops every process the lab recorded, then deletes the lab's namespaces
-    (only those with the lab's prefix) and FRR's per-namespace socket directories."""
-    n = procs.stop_all()
-    nss = netns.lab_namespaces()
-    for ns in nss:
-        netns.delete(ns)
-        frr_dir = Path("/var/run/frr") / ns
-        if frr_dir.is_dir():
-            sh(["rm", "-rf", str(frr_dir)], check=False)
-    return n, nss
+    (only those with the lab's prefix) and FRR's per-namespace socket directories.
+    A second Ctrl-C/SIGTERM must not cut the tear-down short (it is bounded anyway)."""
+    sigs = (signal.SIGINT, signal.SIGTERM)
+    old = {s: signal.signal(s, signal.SIG_IGN) for s in sigs}
+    try:
+        n = procs.stop_all()
+        nss = netns.lab_namespaces()
+        for ns in nss:
+            netns.delete(ns)
+        return n, nss
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from labkit import anyguard, netns, procs
 from labkit.routers import ADAPTERS
-from labkit.util import LAB_DIR, Fail, Skip, log, run_dir, sh
+from labkit.util import LAB_DIR, NS_PREFIX, Fail, Skip, log, run_dir, sh
 
 NAME = "interop"
 NEEDS = ("curl",)
@@ -92,7 +92,7 @@ def run_router(kind: str):
     base = run_dir() / "interop" / kind
     sh(["rm", "-rf", str(base)])
     base.mkdir(parents=True)
-    rns, sns = f"ag-ix-{kind[:6]}-r", f"ag-ix-{kind[:6]}-s"
+    rns, sns = f"{NS_PREFIX}ix-{kind[:6]}-r", f"{NS_PREFIX}ix-{kind[:6]}-s"
     peers = list(cases(kind))
     results = {}
     try:
@@ -180,6 +180,22 @@ def write_table(all_results, path: Path) -> None:
     lines += [""] + notes + ([""] if notes else []) + ["Versions (Debian packages):", ""] + versions
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
+    # The READMEs show the table (and its notes) from this run between their markers.
+    table = "\n".join(lines[lines.index("| router | transport | plain | TCP MD5 | GTSM |"):])
+    for readme in (LAB_DIR / "README.md", LAB_DIR.parent / "README.md"):
+        splice(readme, table)
+
+
+def splice(readme: Path, block: str) -> None:
+    begin, end = "<!-- interop:begin -->", "<!-- interop:end -->"
+    if not readme.exists():
+        return
+    text = readme.read_text()
+    if begin not in text or end not in text:
+        return
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    readme.write_text(f"{head}{begin}\n{block}\n{end}{tail}")
 
 
 def version(kind: str) -> str:
