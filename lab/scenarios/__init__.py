@@ -4,12 +4,13 @@ scenario. `ORDER` lists the ones whose order matters; others follow alphabetical
 A scenario's run(ctx) returns a one-line detail for the PASS line, raises labkit.util.Fail
 (or any exception) to fail and labkit.util.Skip when it cannot run here. `NEEDS` names the
 binaries it requires (a missing one is a skip) and `TOPOLOGY = True` asks the runner to
-bring the three-site topology up before it (and keep it up for the next such scenario)."""
+bring the three-site topology up before it (and keep it up for the next such scenario).
+`ROOT = False` lets it run without root."""
 
 import importlib
 import pkgutil
 
-ORDER = ["interop", "failover", "graceful", "faults"]
+ORDER = ["clabfile", "interop", "failover", "graceful", "faults"]
 
 
 def registry():
