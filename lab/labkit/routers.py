@@ -8,10 +8,9 @@ speaker (anyguard's address), router_asn, speaker_asn, md5 (key or None), gtsm (
 import json
 import os
 import shutil
-import subprocess
 from pathlib import Path
 
-from .util import LAB_DIR, Fail, log, out, poll, which
+from .util import LAB_DIR, out, poll, which
 from . import procs
 
 
@@ -86,8 +85,7 @@ class Frr(Router):
         fam = "ipv6" if ":" in prefix else "ipv4"
         if neighbor:
             return prefix in self.vtysh(f"show bgp {fam} unicast neighbors {neighbor} routes")
-        return f"{prefix}" in self.vtysh(f"show bgp {fam} unicast {prefix}") and "Paths: (0 " not in \
-            self.vtysh(f"show bgp {fam} unicast {prefix}")
+        return bool(self.route_json(prefix).get("paths"))
 
     def route_from(self, prefix: str, neighbor: str):
         """The path learned from `neighbor` as FRR's JSON (None when absent)."""

@@ -2,6 +2,7 @@
 deploys) and materialised with network namespaces and veth pairs."""
 
 import signal
+import tomllib
 from pathlib import Path
 
 import yaml
@@ -37,7 +38,6 @@ class Node:
     @property
     def status_listen(self):
         """From the node's anyguard config: where its /status answers."""
-        import tomllib
         return tomllib.loads(self.config.read_text()).get("status", {}).get("listen", "127.0.0.1:9180")
 
 

@@ -15,7 +15,7 @@ import signal
 import time
 
 from labkit import anyguard, procs
-from labkit.util import Fail, log, poll, run_dir
+from labkit.util import Fail, poll, run_dir
 
 NAME = "graceful"
 NEEDS = ("curl",)
