@@ -219,6 +219,14 @@ impl Core {
         changes
     }
 
+    /// Every service has been decided at least once (none is still `Starting`): the
+    /// desired routes are the initial update that graceful restart's End-of-RIB follows.
+    pub fn settled(&self) -> bool {
+        self.services
+            .iter()
+            .all(|s| s.machine.state() != crate::service::State::Starting)
+    }
+
     /// The earliest time [`Core::evaluate`] must run without new input.
     pub fn next_deadline(&self) -> Option<Instant> {
         self.services
@@ -499,6 +507,29 @@ mod tests {
         core.on_probe(&report(0, 1, CheckStatus::Down), w);
         core.evaluate(t0, w);
         assert!(core.desired().is_empty());
+    }
+
+    #[test]
+    fn settled_once_every_service_has_risen_or_fallen() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(
+            config(vec![
+                service("web", "203.0.113.0/24", 1),
+                service("dns", "198.51.100.0/24", 1),
+            ]),
+            t0,
+            w,
+        );
+        assert!(!core.settled(), "nothing decided at start");
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(!core.settled(), "dns still starting");
+        for _ in 0..2 {
+            core.on_probe(&report(1, 0, CheckStatus::Down), w);
+        }
+        core.evaluate(t0, w);
+        assert!(core.settled(), "web up and dns down are both decisions");
     }
 
     #[test]

@@ -31,6 +31,10 @@ const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
 const FLUSH_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for a peer to send its Cease and stop.
 const PEER_STOP_WAIT: Duration = Duration::from_secs(5);
+/// Graceful restart's End-of-RIB waits for the services to be decided at most this long
+/// after start (a check that neither rises nor falls must not keep the peer's stale routes
+/// alive; the peer's own stale timer is the other bound).
+const INITIAL_ROUTES_MAX: Duration = Duration::from_secs(60);
 
 /// How the daemon was started.
 #[derive(Debug, Clone, Default)]
@@ -89,6 +93,9 @@ struct Shell {
     last_reload: Option<ReloadStatus>,
     status_tx: watch::Sender<StatusDocument>,
     routes_tx: watch::Sender<Arc<RibOut>>,
+    /// `true` once the services are decided (or after [`INITIAL_ROUTES_MAX`]): peers with
+    /// graceful restart send End-of-RIB only then.
+    initial_tx: watch::Sender<bool>,
     metrics: Metrics,
     checks_tx: mpsc::Sender<CheckEvent>,
     health: Option<HealthRunner>,
@@ -159,6 +166,7 @@ pub async fn run(
         last_reload: None,
         status_tx,
         routes_tx,
+        initial_tx: watch::channel(false).0,
         metrics,
         checks_tx,
         health: Some(health),
@@ -259,6 +267,12 @@ pub async fn run(
         if **shell.routes_tx.borrow() != *desired {
             shell.routes_tx.send_replace(desired);
         }
+        // After the routes above, so that a peer waiting for it announces them first.
+        if !*shell.initial_tx.borrow()
+            && (core.settled() || now >= shell.started + INITIAL_ROUTES_MAX)
+        {
+            shell.initial_tx.send_replace(true);
+        }
         shell.publish(&core);
 
         if core.stopped() {
@@ -305,6 +319,7 @@ impl Shell {
                 .flat_map(|s| s.prefixes.iter().copied())
                 .collect(),
             tuning: Tuning::default(),
+            initial_routes: Some(self.initial_tx.subscribe()),
         }
     }
 

@@ -8,13 +8,13 @@ use anyguard_proto::notification::cease_subcode;
 use anyguard_proto::NotificationMessage;
 use ipnet::IpNet;
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::announcer::RibOut;
 
 /// Facts about us that every session needs.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct LocalSpeaker {
     /// Our BGP identifier.
     pub router_id: Ipv4Addr,
@@ -28,6 +28,12 @@ pub struct LocalSpeaker {
     pub service_prefixes: Vec<IpNet>,
     /// Timer tuning not in the peer configuration.
     pub tuning: Tuning,
+    /// `true` once the desired routes are the initial ones: every service has been decided
+    /// (passed `rise` or failed `fall`) since the process started. With graceful restart,
+    /// End-of-RIB waits for it (RFC 4724 §4.1: after the initial update), because an EoR
+    /// sent while nothing is decided yet makes the peer flush the routes it kept for us.
+    /// `None`: the routes are final at once.
+    pub initial_routes: Option<watch::Receiver<bool>>,
 }
 
 /// Session timers that operators rarely touch (defaults in [`Tuning::default`]).

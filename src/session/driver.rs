@@ -61,6 +61,8 @@ struct Up {
     ctx: SessionContext,
     sent: RibOut,
     encode: EncodeContext,
+    /// Families whose End-of-RIB waits for the initial routes ([`LocalSpeaker::initial_routes`]).
+    eor_pending: Vec<Afi>,
 }
 
 pub(crate) struct Actor {
@@ -77,6 +79,8 @@ pub(crate) struct Actor {
     rib_in: RibIn,
     routes: watch::Receiver<Arc<RibOut>>,
     routes_open: bool,
+    /// From [`LocalSpeaker::initial_routes`]; `None` once it said `true` or closed.
+    initial: Option<watch::Receiver<bool>>,
     pending_flush: Option<(u64, Arc<RibOut>)>,
     next_mark: u64,
     closing: Vec<JoinHandle<()>>,
@@ -118,7 +122,9 @@ impl Actor {
             last_notification_received: prev.last_notification_received,
             ..PeerStatus::default()
         };
+        let initial = local.initial_routes.clone().filter(|rx| !*rx.borrow());
         Actor {
+            initial,
             fsm: fsm::Peer::new(super::supervisor::fsm_config(&cfg, &local)),
             rib_in: RibIn::new(local.service_prefixes.clone()),
             cfg,
@@ -175,6 +181,11 @@ impl Actor {
                 r = self.routes.changed(), if self.routes_open => match r {
                     Ok(()) => self.on_routes_changed(),
                     Err(_) => self.routes_open = false,
+                },
+                r = initial_changed(&mut self.initial) => {
+                    if r.is_err() || self.initial.as_ref().is_some_and(|rx| *rx.borrow()) {
+                        self.on_initial_routes();
+                    }
                 },
                 () = sleep => {
                     let actions = self.fsm.handle_timeout(now());
@@ -522,6 +533,7 @@ impl Actor {
             negotiated,
             ctx,
             sent: RibOut::new(),
+            eor_pending: Vec::new(),
         });
         let _ = self.events.send(PeerEvent::Established {
             peer: self.cfg.name.clone(),
@@ -529,12 +541,38 @@ impl Actor {
         });
         self.announce();
         if gr {
-            // RFC 4724 §2: End-of-RIB after the initial announcements.
-            for (on, afi) in families {
-                if on {
+            // RFC 4724 §2: End-of-RIB after the initial announcements; while the services
+            // are still undecided those are not known yet (see `on_initial_routes`).
+            let afis = families
+                .into_iter()
+                .filter(|(on, _)| *on)
+                .map(|(_, afi)| afi);
+            if self.initial.is_some() {
+                info!("End-of-RIB deferred until every service is decided (RFC 4724 §4.1)");
+                if let Some(up) = self.up.as_mut() {
+                    up.eor_pending = afis.collect();
+                }
+            } else {
+                for afi in afis {
                     self.send_update(conn, &end_of_rib(afi));
                 }
             }
+        }
+    }
+
+    /// Every service is decided: the desired routes are the initial update. Sends them
+    /// (the coordinator published them before this signal) and the End-of-RIB they
+    /// waited for.
+    fn on_initial_routes(&mut self) {
+        self.initial = None;
+        if self.up.is_none() {
+            return;
+        }
+        self.announce();
+        let Some(up) = self.up.as_mut() else { return };
+        let (conn, afis) = (up.conn, std::mem::take(&mut up.eor_pending));
+        for afi in afis {
+            self.send_update(conn, &end_of_rib(afi));
         }
     }
 
@@ -717,6 +755,16 @@ fn notification_status(n: &NotificationMessage) -> NotificationStatus {
         subcode: n.subcode,
         name: fsm::notification_name(n),
         communication: n.shutdown_communication().map(|c| c.0),
+    }
+}
+
+/// Resolves when the initial-routes signal changes (or closes); never while there is none.
+async fn initial_changed(
+    rx: &mut Option<watch::Receiver<bool>>,
+) -> Result<(), watch::error::RecvError> {
+    match rx {
+        Some(rx) => rx.changed().await,
+        None => std::future::pending().await,
     }
 }
 

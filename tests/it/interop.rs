@@ -90,6 +90,7 @@ fn local() -> LocalSpeaker {
             idle_hold: Duration::from_millis(300),
             ..Tuning::default()
         },
+        initial_routes: None,
     }
 }
 

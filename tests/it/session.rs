@@ -61,6 +61,7 @@ fn local() -> LocalSpeaker {
             idle_hold_max: Duration::from_millis(400),
             ..Tuning::default()
         },
+        initial_routes: None,
     }
 }
 
@@ -345,6 +346,42 @@ async fn graceful_restart_sends_end_of_rib_after_the_initial_updates() {
     .await;
     let u = p.expect_update().await;
     assert_eq!(u.nlri.len(), 1);
+    let eor = p.expect_update().await;
+    assert_eq!(eor.is_end_of_rib(), Some((Afi::Ipv4, Safi::Unicast)));
+}
+
+/// Found in the lab: a restarted daemon's sessions come up before its health checks have
+/// risen; an End-of-RIB sent then (with nothing announced) made FRR flush the routes it had
+/// kept for us, so graceful restart never kept a prefix. EoR must follow the initial update.
+#[tokio::test]
+async fn graceful_restart_end_of_rib_waits_until_the_services_are_decided() {
+    let (l, port) = listener().await;
+    let mut cfg = peer_config(port, PeerMode::Active, 90);
+    cfg.graceful_restart = Some(GracefulRestartConfig {
+        restart_time: Duration::from_secs(10),
+    });
+    let (initial_tx, initial_rx) = watch::channel(false);
+    let mut speaker = local();
+    speaker.restarted = true;
+    speaker.initial_routes = Some(initial_rx);
+    let h = start(cfg, speaker, rib(&[]));
+    let mut p = FakePeer::accept(&l).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+
+    // The service rises while the session is up but before everything is decided: its
+    // route goes out, and no End-of-RIB came before it.
+    h.routes.send_replace(rib(&["203.0.113.0/24"]));
+    let u = p.expect_update().await;
+    assert_eq!(
+        u.is_end_of_rib(),
+        None,
+        "End-of-RIB before the initial update"
+    );
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+
+    // Every service decided: now the End-of-RIB.
+    initial_tx.send_replace(true);
     let eor = p.expect_update().await;
     assert_eq!(eor.is_end_of_rib(), Some((Afi::Ipv4, Safi::Unicast)));
 }

@@ -1,0 +1,136 @@
+"""Graceful shutdown and restart (issue 7 scenario 3) on the three-site topology.
+
+1. SIGTERM to anyguard at site a (FRR) and at site b (BIRD): each router's RIB shows our
+   route with the GRACEFUL_SHUTDOWN community 65535:0 (RFC 8326) before the route is
+   withdrawn (drain_time later), read through the router's own CLI.
+2. Graceful restart (RFC 4724) at site a: anyguard runs with `graceful_restart` on its
+   peers; it is killed with SIGKILL (no Cease, no withdrawal) and started again. FRR (a
+   helper by default) keeps the prefix in its RIB throughout: sampled every 100 ms from the
+   kill until the new session has sent End-of-RIB and the route is no longer stale.
+Afterwards both sites run their normal configs again."""
+
+import os
+import re
+import signal
+import time
+
+from labkit import anyguard, procs
+from labkit.util import Fail, poll, run_dir
+
+NAME = "graceful"
+NEEDS = ("curl",)
+TOPOLOGY = True
+
+PREFIX = "203.0.113.0/24"
+GSHUT = "65535:0"
+
+
+def established(node, peer):
+    return anyguard.peer_state(anyguard.status(node.ns, node.status_listen), peer) == "established"
+
+
+def wait_announced(topo, site, router, neighbor):
+    node = topo.anyguard_node(site)
+    poll(f"{router.kind} to learn {PREFIX} from anyguard {site}",
+         lambda: router.communities(PREFIX, neighbor) is not None, 30, 0.1)
+    return node
+
+
+def drain(topo, site, router_name, neighbor):
+    node = topo.anyguard_node(site)
+    router = topo.nodes[router_name].router()
+    wait_announced(topo, site, router, neighbor)
+    comms = router.communities(PREFIX, neighbor) or []
+    if GSHUT in comms:
+        raise Fail(f"{router.kind} shows {GSHUT} on a healthy site's route: {comms}")
+    t0 = time.monotonic()
+    pid = procs.pid_of(node.ns, "anyguard")
+    if not pid:
+        raise Fail(f"anyguard at {site} is not running")
+    os.kill(pid, signal.SIGTERM)
+    seen = {}
+
+    def gshut_then_gone():
+        c = router.communities(PREFIX, neighbor)
+        if c is not None and GSHUT in c and "gshut" not in seen:
+            seen["gshut"] = time.monotonic()
+        if c is None:
+            seen["gone"] = time.monotonic()
+            return True
+        return False
+
+    poll(f"{router.kind} to withdraw anyguard {site}'s route after SIGTERM", gshut_then_gone, 20, 0.05)
+    if "gshut" not in seen:
+        raise Fail(f"{router.kind} never showed {GSHUT} on the route before it was withdrawn")
+    poll(f"anyguard at {site} to exit", lambda: not procs.pid_of(node.ns, "anyguard"), 15, 0.1)
+    procs.stop(node.ns, "anyguard")
+    return (f"{router.kind}: {GSHUT} {1000 * (seen['gshut'] - t0):.0f} ms after SIGTERM, "
+            f"withdrawn {1000 * (seen['gone'] - seen['gshut']):.0f} ms later")
+
+
+def restart_normal(topo, site, router_name, neighbor):
+    node = topo.anyguard_node(site)
+    procs.stop(node.ns, "anyguard")
+    anyguard.start(node.ns, node.config, node.dir)
+    wait_announced(topo, site, topo.nodes[router_name].router(), neighbor)
+
+
+def with_graceful_restart(config_text: str) -> str:
+    """The site config with graceful restart on every peer (10 s restart time)."""
+    return re.sub(r"(?m)^\[\[peer\]\]\n", '[[peer]]\ngraceful_restart = { restart_time = "10s" }\n', config_text)
+
+
+def graceful_restart(topo):
+    node = topo.anyguard_node("a")
+    ra = topo.nodes["ra"].router()
+    neighbor = "198.18.1.2"
+    cfg = run_dir() / "nodes" / "a" / "anyguard-gr.toml"
+    text = with_graceful_restart(node.config.read_text())
+    cfg.write_text(text)
+    procs.stop(node.ns, "anyguard")
+    anyguard.start(node.ns, cfg, node.dir)
+    poll("anyguard a's session to ra with graceful restart", lambda: established(node, "ra"), 30, 0.1)
+    poll("ra to learn the prefix from anyguard a", lambda: ra.route_from(PREFIX, neighbor), 30, 0.1)
+    caps = ra.vtysh(f"show bgp neighbors {neighbor}")
+    if "Graceful Restart" not in caps:
+        raise Fail("ra shows no graceful restart capability for anyguard a")
+    # A crash: no drain, no withdrawal, no Cease.
+    t_kill = time.monotonic()
+    procs.stop(node.ns, "anyguard", sig=signal.SIGKILL)
+    missing, stale_seen = [], False
+    for _ in range(30):  # 3 s down, sampling every 100 ms
+        path = ra.route_from(PREFIX, neighbor)
+        if path is None:
+            missing.append(round(time.monotonic() - t_kill, 2))
+        elif path.get("stale"):
+            stale_seen = True
+        time.sleep(0.1)
+    anyguard.start(node.ns, cfg, node.dir)
+    t_start = time.monotonic()
+    fresh_at = None
+    for _ in range(200):  # until re-established and no longer stale, at most 20 s
+        path = ra.route_from(PREFIX, neighbor)
+        if path is None:
+            missing.append(round(time.monotonic() - t_kill, 2))
+        elif not path.get("stale") and established(node, "ra"):
+            fresh_at = time.monotonic()
+            break
+        time.sleep(0.1)
+    if missing:
+        raise Fail(f"ra lost the prefix during the restart at t={missing[:5]} s after the kill")
+    if not stale_seen:
+        raise Fail("ra never marked the route stale while anyguard was down (no graceful restart?)")
+    if fresh_at is None:
+        raise Fail("the route stayed stale: anyguard's new session did not refresh it")
+    return (f"frr kept {PREFIX} (stale) through a SIGKILL and restart, fresh again "
+            f"{1000 * (fresh_at - t_start):.0f} ms after anyguard started")
+
+
+def run(ctx):
+    topo = ctx.topology()
+    details = [drain(topo, "a", "ra", "198.18.1.2"), drain(topo, "b", "rb", "198.18.2.2")]
+    restart_normal(topo, "b", "rb", "198.18.2.2")
+    restart_normal(topo, "a", "ra", "198.18.1.2")
+    details.append(graceful_restart(topo))
+    restart_normal(topo, "a", "ra", "198.18.1.2")
+    return "; ".join(details)
