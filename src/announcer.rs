@@ -449,6 +449,8 @@ mod tests {
             deprefer_communities: vec![Community::new(65010, 666)],
             drain_file: None,
             disabled: false,
+            local_addresses: None,
+            hook: None,
             drain_time: Duration::from_secs(5),
             hold_down: Duration::from_secs(1),
             combine: Combine::All,

@@ -1,11 +1,15 @@
 //! anyguard: BGP anycast announcer.
 
 pub mod announcer;
+pub mod cli_check;
 pub mod config;
 pub mod coordinator;
 pub mod fsm;
 pub mod guard;
 pub mod health;
+pub mod hooks;
+pub mod local_addr;
+pub mod process;
 pub mod service;
 pub mod session;
 pub mod status;

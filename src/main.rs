@@ -3,8 +3,10 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use anyguard::cli_check::{self, AgainstFleet, SiteConfigArg};
 use anyguard::config;
 use anyguard::coordinator::{self, DaemonSignal, RunOptions};
+use anyguard::guard::static_check::LocalSystem;
 use anyguard::status::{client, logging};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
@@ -38,11 +40,30 @@ enum Command {
         #[arg(long)]
         dry_run: bool,
     },
-    /// Validate a config file without running it (exit status 0 valid, 1 invalid).
+    /// Validate a config, check it against the fleet, or check a whole rollout
+    /// (exit status 0 ok, 1 rejected or invalid).
+    ///
+    /// `--config NEW.toml`: validate; with a `[fleet]` table (or `--fleet`), also poll the
+    /// other sites once and reject the config if a service would be announced by fewer than
+    /// `min_sites` sites. `--fleet FLEET.toml --site-config a=A.toml …`: check every site's
+    /// next config at once, before the rollout is pushed anywhere.
+    #[command(group(
+        clap::ArgGroup::new("what").required(true).args(["config", "site_config"])
+    ))]
     Check {
         /// Config file (TOML).
-        #[arg(long, short)]
-        config: PathBuf,
+        #[arg(long, short, conflicts_with = "site_config")]
+        config: Option<PathBuf>,
+        /// Fleet file; with --config it replaces the path in the config's `[fleet]` table.
+        #[arg(long)]
+        fleet: Option<PathBuf>,
+        /// With --config: only validate, do not check against the fleet (for start-up
+        /// pre-checks: refusing to start a daemon never keeps a service announced).
+        #[arg(long, requires = "config", conflicts_with = "fleet")]
+        no_fleet: bool,
+        /// A site's next config as SITE=PATH (repeat for every site of the rollout).
+        #[arg(long, value_name = "SITE=PATH", requires = "fleet")]
+        site_config: Vec<SiteConfigArg>,
     },
     /// Show a running daemon's status.
     Status {
@@ -77,21 +98,37 @@ fn main() -> ExitCode {
 async fn async_main(command: Command) -> ExitCode {
     match command {
         Command::Run { config, dry_run } => run(config, dry_run).await,
-        Command::Check { config } => match config::load(&config) {
-            Ok(c) => {
-                println!(
-                    "{}: ok ({} peers, {} services)",
-                    config.display(),
-                    c.peers.len(),
-                    c.services.len()
-                );
-                ExitCode::SUCCESS
+        Command::Check {
+            config,
+            fleet,
+            no_fleet,
+            site_config,
+        } => {
+            let report = match (config, fleet) {
+                (Some(c), fleet) => {
+                    let against = match fleet {
+                        Some(f) => AgainstFleet::File(f),
+                        None if no_fleet => AgainstFleet::Never,
+                        None => AgainstFleet::FromConfig,
+                    };
+                    cli_check::check_config(&c, against, &LocalSystem).await
+                }
+                // clap: --site-config requires --fleet, and one of --config/--site-config is given.
+                (None, Some(f)) => cli_check::check_rollout_files(&f, &site_config, &LocalSystem),
+                (None, None) => return ExitCode::from(2),
+            };
+            for line in &report.ok {
+                println!("{line}");
             }
-            Err(errors) => {
-                eprintln!("{errors}");
+            for problem in &report.problems {
+                eprintln!("{problem}");
+            }
+            if report.passed() {
+                ExitCode::SUCCESS
+            } else {
                 ExitCode::FAILURE
             }
-        },
+        }
         Command::Status { url, json } => {
             match client::run(&url, json, client::colour_wanted()).await {
                 Ok(text) => {

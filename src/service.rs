@@ -401,6 +401,8 @@ mod tests {
             deprefer_communities: Vec::new(),
             drain_file: None,
             disabled: false,
+            local_addresses: None,
+            hook: None,
             drain_time: Duration::from_secs(5),
             hold_down: Duration::from_secs(2),
             combine: Combine::All,

@@ -28,16 +28,28 @@ pub struct ConfigError {
 }
 
 fn render(e: &ConfigError) -> String {
-    let mut out = e.file.clone();
-    if e.line > 0 {
-        out.push_str(&format!(":{}:{}", e.line, e.column));
+    render_located(&e.file, e.line, e.column, &e.key, &e.message)
+}
+
+/// `file:line:column: key: message`, without the position when it is unknown (line 0) and
+/// without an empty key; shared with the fleet file's errors so both read alike.
+pub(crate) fn render_located(
+    file: &str,
+    line: usize,
+    column: usize,
+    key: &str,
+    message: &dyn std::fmt::Display,
+) -> String {
+    let mut out = file.to_owned();
+    if line > 0 {
+        out.push_str(&format!(":{line}:{column}"));
     }
     out.push_str(": ");
-    if !e.key.is_empty() {
-        out.push_str(&e.key);
+    if !key.is_empty() {
+        out.push_str(key);
         out.push_str(": ");
     }
-    out.push_str(&e.message);
+    out.push_str(&message.to_string());
     out
 }
 

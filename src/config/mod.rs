@@ -17,7 +17,12 @@ mod validate_service;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_https;
+#[cfg(test)]
+mod tests_local_actions;
 
+pub(crate) use error::render_located;
 pub use error::{ConfigError, ConfigErrors};
 pub use load::{embedded_default, load, load_str, EMBEDDED_DEFAULT, EMBEDDED_SOURCE};
 pub use validate::SourcedRaw;
@@ -81,6 +86,10 @@ pub const DEFAULT_RISE: u32 = 2;
 pub const DEFAULT_FALL: u32 = 2;
 /// Accepted HTTP status codes.
 pub const DEFAULT_HTTP_STATUS: (u16, u16) = (200, 299);
+/// Time limit of one state-change hook run.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
+/// Interface that receives a service's `local_addresses`.
+pub const DEFAULT_LOCAL_INTERFACE: &str = "lo";
 
 /// `[status]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -233,6 +242,39 @@ pub struct ServiceConfig {
     pub combine: Combine,
     /// Checks.
     pub checks: Vec<CheckConfig>,
+    /// Addresses added to a local interface while the service is announced.
+    pub local_addresses: Option<LocalAddresses>,
+    /// State-change hook.
+    pub hook: Option<HookConfig>,
+}
+
+/// `local_addresses` and `local_interface` of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LocalAddresses {
+    /// Interface name (`lo` by default).
+    pub interface: String,
+    /// Host addresses, each inside one of the service's prefixes.
+    pub addresses: Vec<IpAddr>,
+}
+
+/// TLS settings of an `https://` check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HttpTls {
+    /// Trust only the certificates of this PEM file instead of the system store.
+    pub ca_file: Option<PathBuf>,
+    /// Name to verify (and send as SNI) instead of the URL's host.
+    pub server_name: Option<String>,
+    /// `false`: accept any certificate (self-signed local endpoints).
+    pub verify: bool,
+}
+
+/// `hook` and `hook_timeout` of a service.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookConfig {
+    /// Program and arguments (no shell).
+    pub argv: Vec<String>,
+    /// Time limit of one run; the process group is killed then.
+    pub timeout: Duration,
 }
 
 /// One `[[service.check]]`.
@@ -260,12 +302,14 @@ pub struct CheckConfig {
 pub enum CheckKind {
     /// HTTP GET.
     Http {
-        /// URL (http only).
+        /// URL (`http://` or `https://`).
         url: String,
         /// Accepted status codes, inclusive.
         status: (u16, u16),
         /// Substring the body must contain.
         body_contains: Option<String>,
+        /// TLS settings; `Some` exactly for `https://` URLs.
+        tls: Option<HttpTls>,
     },
     /// TCP connect.
     Tcp {

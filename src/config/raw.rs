@@ -177,6 +177,20 @@ pub struct RawService {
     /// How the checks combine: `"all"` must be up, `"any"` one up, `{ at_least = N }`,
     /// or `{ at_least_percent = P }` (0 < P <= 100). Default `"all"`.
     pub combine: Option<Spanned<RawCombine>>,
+    /// Service addresses (IPv4 and/or IPv6, each inside one of `prefixes`) added to
+    /// `local_interface` before the service is first announced and removed only after its
+    /// withdrawal has been sent to every established peer, so the host answers on them
+    /// exactly while it attracts their traffic. Needs CAP_NET_ADMIN. Default none.
+    pub local_addresses: Option<Vec<Spanned<String>>>,
+    /// Interface for `local_addresses`. Default `"lo"`.
+    pub local_interface: Option<Spanned<String>>,
+    /// State-change hook: a program (argv list, no shell) run on every change of the
+    /// service's state, with `SERVICE`, `STATE`, `PREVIOUS_STATE`, `REASON` and
+    /// `PREFIXES` (space-separated) in its environment. Runs in order per service, killed
+    /// with its process group after `hook_timeout`. Default none.
+    pub hook: Option<Spanned<Vec<String>>>,
+    /// Time limit of one hook run. Default 5 s.
+    pub hook_timeout: Option<Spanned<RawDuration>>,
     /// `[[service.check]]`: the health checks. At least one is required: a service without
     /// checks would be announced unconditionally.
     #[serde(default)]
@@ -207,13 +221,20 @@ pub struct RawCheck {
     pub rise: Option<Spanned<i64>>,
     /// Consecutive failures before the check goes down, 1..=1000. Default 2.
     pub fall: Option<Spanned<i64>>,
-    /// http: the URL, `http://host:port/path` (https is not supported yet).
+    /// http: the URL, `http://host:port/path` or `https://host:port/path`.
     pub url: Option<Spanned<String>>,
     /// http: accepted status codes, a code (`200`) or an inclusive range (`[200, 399]`).
     /// Default `[200, 299]`.
     pub status: Option<Spanned<RawStatusRange>>,
     /// http: a substring the body must contain (only the first 64 KiB are read).
     pub body_contains: Option<Spanned<String>>,
+    /// https: PEM file of the CA certificates to trust instead of the system store.
+    pub ca_file: Option<Spanned<String>>,
+    /// https: the name to verify in the certificate (and send as SNI) instead of the
+    /// URL's host, e.g. when the URL names an address.
+    pub tls_server_name: Option<Spanned<String>>,
+    /// https: `false` accepts any certificate (self-signed local endpoints). Default true.
+    pub tls_verify: Option<Spanned<bool>>,
     /// tcp: the address to connect to, `"ip:port"`.
     pub address: Option<Spanned<String>>,
     /// command: the argument vector, run without a shell; exit status 0 is up. The command

@@ -8,7 +8,7 @@ use anyguard_proto::Community;
 use super::*;
 
 /// A valid config; line numbers below refer to it.
-const BASE: &str = r#"router_id = "198.18.0.2"
+pub(super) const BASE: &str = r#"router_id = "198.18.0.2"
 local_asn = 65010
 [[peer]]
 name = "edge1"
@@ -22,14 +22,14 @@ type = "command"
 argv = ["true"]
 "#;
 
-fn errors(text: &str) -> Vec<String> {
+pub(super) fn errors(text: &str) -> Vec<String> {
     match load_str(text, "t.toml") {
         Ok(c) => panic!("expected errors, got {c:?}"),
         Err(e) => e.iter().map(ToString::to_string).collect(),
     }
 }
 
-fn ok(text: &str) -> Config {
+pub(super) fn ok(text: &str) -> Config {
     match load_str(text, "t.toml") {
         Ok(c) => c,
         Err(e) => panic!("expected a valid config, got:\n{e}"),
@@ -37,7 +37,7 @@ fn ok(text: &str) -> Config {
 }
 
 /// BASE with `line` inserted after line `after` (1-based).
-fn insert(after: usize, line: &str) -> String {
+pub(super) fn insert(after: usize, line: &str) -> String {
     let mut lines: Vec<&str> = BASE.lines().collect();
     lines.insert(after, line);
     lines.join("\n") + "\n"
@@ -255,23 +255,23 @@ fn ipv6_prefix_needs_an_ipv6_capable_peer() {
 }
 
 #[test]
-fn ipv6_routes_over_an_ipv4_session_need_a_v6_next_hop() {
-    let text = BASE.replace(
-        "[\"203.0.113.0/24\"]",
-        "[\"203.0.113.0/24\", \"2001:db8:100::/48\"]",
-    );
-    assert_eq!(
-        errors(&text),
-        [
-            "t.toml:3:1: peer[0].next_hop_v6: required: service \"web\" sends IPv6 routes with \
-             next_hop = \"self\" over this IPv4 session (or set ipv6 = false)"
-        ]
-    );
-    let c = ok(&insert(6, "next_hop_v6 = \"2001:db8::2\"").replace(
-        "[\"203.0.113.0/24\"]",
-        "[\"203.0.113.0/24\", \"2001:db8:100::/48\"]",
-    ));
+fn ipv6_routes_over_an_ipv4_session_may_name_their_next_hop_or_leave_it_to_the_session() {
+    let both = |text: &str| {
+        text.replace(
+            "[\"203.0.113.0/24\"]",
+            "[\"203.0.113.0/24\", \"2001:db8:100::/48\"]",
+        )
+    };
+    // Without next_hop_v6 the session takes an IPv6 address of its interface
+    // (session/next_hop.rs), so the config is valid and negotiates both families.
+    let c = ok(&both(BASE));
     assert!(c.peers[0].ipv4 && c.peers[0].ipv6);
+    assert_eq!(c.peers[0].next_hop_v6, None);
+    let c = ok(&both(&insert(6, "next_hop_v6 = \"2001:db8::2\"")));
+    assert_eq!(
+        c.peers[0].next_hop_v6,
+        Some("2001:db8::2".parse().unwrap_or_else(|e| panic!("{e}")))
+    );
 }
 
 #[test]
@@ -335,21 +335,23 @@ fn command_argv_must_not_be_empty() {
     );
 }
 
+/// BASE with its command check replaced by an http check of `url` and `extra` lines.
+pub(super) fn http_check(url: &str, extra: &str) -> String {
+    BASE.replace(
+        "type = \"command\"\nargv = [\"true\"]",
+        &format!("type = \"http\"\nurl = \"{url}\"{extra}"),
+    )
+}
+
 #[test]
-fn http_url_must_be_plain_http_with_a_host() {
-    let http = |url: &str| {
-        BASE.replace(
-            "type = \"command\"\nargv = [\"true\"]",
-            &format!("type = \"http\"\nurl = \"{url}\""),
-        )
-    };
-    assert_eq!(
-        errors(&http("https://127.0.0.1/healthz")),
-        ["t.toml:12:7: service[0].check[0].url: https is not supported yet; use an http:// URL"]
-    );
+fn http_url_must_be_http_or_https_with_a_host() {
+    let http = |url: &str| http_check(url, "");
     assert_eq!(
         errors(&http("127.0.0.1:8080")),
-        ["t.toml:12:7: service[0].check[0].url: \"127.0.0.1:8080\" must be an http://host:port/path URL"]
+        [
+            "t.toml:12:7: service[0].check[0].url: \"127.0.0.1:8080\" must be an http:// or \
+          https://host:port/path URL"
+        ]
     );
     let c = ok(&http("http://127.0.0.1:8080/healthz"));
     assert_eq!(
@@ -357,7 +359,8 @@ fn http_url_must_be_plain_http_with_a_host() {
         CheckKind::Http {
             url: "http://127.0.0.1:8080/healthz".into(),
             status: (200, 299),
-            body_contains: None
+            body_contains: None,
+            tls: None,
         }
     );
 }
@@ -599,20 +602,8 @@ timeout = "500ms"
 rise = 2
 fall = 2
 "#;
-    // Over an IPv4 session, IPv6 routes with next_hop = "self" need a v6 next hop:
-    // exactly one error, pointing at the peer.
-    assert_eq!(
-        errors(text),
-        [
-            "t.toml:8:1: peer[0].next_hop_v6: required: service \"web\" sends IPv6 routes with \
-             next_hop = \"self\" over this IPv4 session (or set ipv6 = false)"
-        ]
-    );
-    let fixed = text.replace(
-        "remote_asn = 65000\n",
-        "remote_asn = 65000\nnext_hop_v6 = \"2001:db8::2\"\n",
-    );
-    let c = ok(&fixed);
+    // The IPv6 routes' next hop over this IPv4 session comes from the session's interface.
+    let c = ok(text);
     assert_eq!(c.bgp_listen, Some(SocketAddr::from(([127, 0, 0, 1], 1179))));
     assert_eq!(c.services[0].prefixes.len(), 2);
     assert_eq!(c.services[0].checks[0].name, "http#0");
@@ -757,7 +748,8 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
              `prefixes`, `disabled`, `next_hop`, `communities`, `large_communities`, `med`, `local_pref`, \
              `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_communities`, \
-             `drain_file`, `drain_time`, `hold_down`, `combine`, `check`",
+             `drain_file`, `drain_time`, `hold_down`, `combine`, `local_addresses`, \
+             `local_interface`, `hook`, `hook_timeout`, `check`",
             "t.toml:16:12: service[0].check[0].interval: invalid type: boolean `true`, expected \
              a duration such as \"500ms\" or \"2s\", or an integer of seconds",
         ]

@@ -17,8 +17,8 @@ use super::raw::{
     RawConfig, RawDuration, RawFleet, RawGracefulRestart, RawMaxPrefixes, RawPeer, RawStatus,
 };
 use super::{
-    Config, FleetRef, GracefulRestartConfig, MaxPrefixes, NextHop, PeerConfig, PeerMode,
-    ServiceConfig, StatusConfig, DEFAULT_CONNECT_RETRY, DEFAULT_GR_RESTART_TIME, DEFAULT_HOLD_TIME,
+    Config, FleetRef, GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode, ServiceConfig,
+    StatusConfig, DEFAULT_CONNECT_RETRY, DEFAULT_GR_RESTART_TIME, DEFAULT_HOLD_TIME,
     DEFAULT_PEER_PORT, DEFAULT_STATUS_LISTEN,
 };
 
@@ -529,32 +529,6 @@ fn peer(
             }
         }
     });
-    if let Some(a) = address {
-        // "self" over a session of the other family has no local address to use.
-        let self_v6 = services.iter().find(|s| {
-            s.next_hop == NextHop::SelfAddress && s.prefixes.iter().any(|n| n.addr().is_ipv6())
-        });
-        if let (true, true, Some(None), Some(s)) = (a.is_ipv4(), ipv6, next_hop_v6, self_v6) {
-            let msg = format!(
-                "required: service \"{}\" sends IPv6 routes with next_hop = \"self\" over this \
-                 IPv4 session (or set ipv6 = false)",
-                s.name
-            );
-            ctx.err(span.clone(), &key("next_hop_v6"), msg);
-        }
-        let self_v4 = services.iter().find(|s| {
-            s.next_hop == NextHop::SelfAddress && s.prefixes.iter().any(|n| n.addr().is_ipv4())
-        });
-        if let (true, true, Some(None), Some(s)) = (a.is_ipv6(), ipv4, next_hop_v4, self_v4) {
-            let msg = format!(
-                "required: service \"{}\" sends IPv4 routes with next_hop = \"self\" over this \
-                 IPv6 session (or set ipv4 = false)",
-                s.name
-            );
-            ctx.err(span.clone(), &key("next_hop_v4"), msg);
-        }
-    }
-
     Some(PeerConfig {
         name: name?,
         address: address?,

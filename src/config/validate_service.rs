@@ -11,9 +11,10 @@ use toml::Spanned;
 use super::raw::{RawCheck, RawCombine, RawService, RawStatusRange};
 use super::validate::{fmt_duration, optional, Ctx};
 use super::{
-    CheckConfig, CheckKind, Combine, NextHop, OnDown, ServiceConfig, DEFAULT_CHECK_INTERVAL,
-    DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME, DEFAULT_FALL, DEFAULT_HOLD_DOWN,
-    DEFAULT_HTTP_STATUS, DEFAULT_RISE, MIN_CHECK_INTERVAL,
+    CheckConfig, CheckKind, Combine, HookConfig, HttpTls, LocalAddresses, NextHop, OnDown,
+    ServiceConfig, DEFAULT_CHECK_INTERVAL, DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME,
+    DEFAULT_FALL, DEFAULT_HOLD_DOWN, DEFAULT_HOOK_TIMEOUT, DEFAULT_HTTP_STATUS,
+    DEFAULT_LOCAL_INTERFACE, DEFAULT_RISE, MIN_CHECK_INTERVAL,
 };
 
 /// More prepends than this are commonly filtered by upstreams.
@@ -134,6 +135,9 @@ pub(crate) fn service(
         Duration::ZERO,
     );
 
+    let local_addresses = local_addresses(ctx, s, &k, &span, prefixes.as_deref());
+    let hook = hook(ctx, s, &k);
+
     if s.check.is_empty() {
         ctx.err(
             span.clone(),
@@ -169,7 +173,127 @@ pub(crate) fn service(
         combine: combine?,
         checks: checks.into_iter().collect::<Option<Vec<_>>>()?,
         disabled: s.disabled.as_ref().is_some_and(|d| *d.get_ref()),
+        local_addresses: local_addresses?,
+        hook: hook?,
     })
+}
+
+/// Longest interface name Linux accepts (IFNAMSIZ less the NUL).
+const MAX_INTERFACE_NAME: usize = 15;
+
+/// `local_addresses` / `local_interface`: `Some(None)` when not configured, `None` on error.
+fn local_addresses(
+    ctx: &mut Ctx<'_>,
+    s: &RawService,
+    k: &str,
+    span: &std::ops::Range<usize>,
+    prefixes: Option<&[IpNet]>,
+) -> Option<Option<LocalAddresses>> {
+    let key = |name: &str| format!("{k}.{name}");
+    let Some(list) = &s.local_addresses else {
+        if let Some(v) = &s.local_interface {
+            ctx.err(
+                v.span(),
+                &key("local_interface"),
+                "has no effect without `local_addresses`",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    let mut ok = true;
+    let mut addresses = Vec::with_capacity(list.len());
+    for (j, v) in list.iter().enumerate() {
+        let key = format!("{k}.local_addresses[{j}]");
+        let Some(a) = ctx.ip(v, &key) else {
+            ok = false;
+            continue;
+        };
+        // An address outside the announced prefixes would receive no anycast traffic:
+        // almost certainly a typo, and one that would go unnoticed.
+        if let Some(prefixes) = prefixes {
+            if !prefixes.iter().any(|p| p.contains(&a)) {
+                let shown: Vec<String> = prefixes.iter().map(ToString::to_string).collect();
+                let msg = format!(
+                    "{a} is not inside any of the service's prefixes ({})",
+                    shown.join(", ")
+                );
+                ctx.err(v.span(), &key, msg);
+                ok = false;
+            }
+        }
+        if addresses.contains(&a) {
+            ctx.err(v.span(), &key, format!("{a} is listed twice"));
+            ok = false;
+        }
+        addresses.push(a);
+    }
+    if list.is_empty() {
+        ctx.err(
+            span.clone(),
+            &key("local_addresses"),
+            "must list at least one address (or leave the key out)",
+        );
+        ok = false;
+    }
+    let interface = match &s.local_interface {
+        None => DEFAULT_LOCAL_INTERFACE.to_string(),
+        Some(v) => {
+            let name = v.get_ref();
+            let valid = !name.is_empty()
+                && name.len() <= MAX_INTERFACE_NAME
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_graphic() && c != '/' && c != ':');
+            if !valid {
+                let msg = format!(
+                    "\"{name}\" is not a valid interface name (1..={MAX_INTERFACE_NAME} \
+                     printable characters, no '/' or ':')"
+                );
+                ctx.err(v.span(), &key("local_interface"), msg);
+                ok = false;
+            }
+            name.clone()
+        }
+    };
+    ok.then_some(Some(LocalAddresses {
+        interface,
+        addresses,
+    }))
+}
+
+/// `hook` / `hook_timeout`: `Some(None)` when not configured, `None` on error.
+fn hook(ctx: &mut Ctx<'_>, s: &RawService, k: &str) -> Option<Option<HookConfig>> {
+    let key = |name: &str| format!("{k}.{name}");
+    let Some(argv) = &s.hook else {
+        if let Some(v) = &s.hook_timeout {
+            ctx.err(
+                v.span(),
+                &key("hook_timeout"),
+                "has no effect without `hook`",
+            );
+            return None;
+        }
+        return Some(None);
+    };
+    let timeout = ctx.duration_or(
+        &s.hook_timeout,
+        &key("hook_timeout"),
+        DEFAULT_HOOK_TIMEOUT,
+        MIN_CHECK_INTERVAL,
+    );
+    if argv.get_ref().first().is_none_or(|a| a.is_empty()) {
+        ctx.err(
+            argv.span(),
+            &key("hook"),
+            "must name a program (argv[0] is empty)",
+        );
+        return None;
+    }
+    Some(Some(HookConfig {
+        argv: argv.get_ref().clone(),
+        timeout: timeout?,
+    }))
 }
 
 fn prefix(
@@ -301,7 +425,17 @@ fn combine(
 
 /// Check types and the type-specific keys they accept.
 const KINDS: &[(&str, &[&str])] = &[
-    ("http", &["url", "status", "body_contains"]),
+    (
+        "http",
+        &[
+            "url",
+            "status",
+            "body_contains",
+            "ca_file",
+            "tls_server_name",
+            "tls_verify",
+        ],
+    ),
     ("tcp", &["address"]),
     ("command", &["argv"]),
     ("dns", &["server", "query", "record_type", "expect"]),
@@ -430,6 +564,9 @@ fn specific_fields(
         ("url", s(&c.url)),
         ("status", s(&c.status)),
         ("body_contains", s(&c.body_contains)),
+        ("ca_file", s(&c.ca_file)),
+        ("tls_server_name", s(&c.tls_server_name)),
+        ("tls_verify", s(&c.tls_verify)),
         ("address", s(&c.address)),
         ("argv", s(&c.argv)),
         ("server", s(&c.server)),
@@ -455,17 +592,21 @@ fn check_kind(
     let key = |name: &str| format!("{k}.{name}");
     match kind {
         "http" => {
-            let url = ctx
-                .required(&c.url, span, k, "url")
-                .and_then(|u| http_url(ctx, u, &key("url")).map(|()| u));
+            let url = ctx.required(&c.url, span, k, "url").and_then(|u| {
+                let https = http_url(ctx, u, &key("url"))?;
+                Some((u, https))
+            });
             let status = match &c.status {
                 None => Some(DEFAULT_HTTP_STATUS),
                 Some(v) => http_status(ctx, v, &key("status")),
             };
+            let (url, https) = url?;
+            let tls = http_tls(ctx, k, c, https);
             Some(CheckKind::Http {
-                url: url?.get_ref().trim().to_owned(),
+                url: url.get_ref().trim().to_owned(),
                 status: status?,
                 body_contains: c.body_contains.as_ref().map(|b| b.get_ref().clone()),
+                tls: tls?,
             })
         }
         "tcp" => {
@@ -499,8 +640,8 @@ fn check_kind(
     }
 }
 
-/// Only `http://host[:port][/path]`: the probe speaks plain HTTP/1.1.
-pub(crate) fn http_url(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<()> {
+/// `http://host[:port][/path]` or `https://…`; `Some(true)` for https.
+pub(crate) fn http_url(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<bool> {
     let text = v.get_ref().trim();
     let uri: hyper::Uri = match text.parse() {
         Ok(u) => u,
@@ -509,30 +650,89 @@ pub(crate) fn http_url(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Opt
             return None;
         }
     };
-    match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            ctx.err(
-                v.span(),
-                key,
-                "https is not supported yet; use an http:// URL",
-            );
-            return None;
-        }
+    let https = match uri.scheme_str() {
+        Some("http") => false,
+        Some("https") => true,
         _ => {
             ctx.err(
                 v.span(),
                 key,
-                format!("\"{text}\" must be an http://host:port/path URL"),
+                format!("\"{text}\" must be an http:// or https://host:port/path URL"),
             );
             return None;
         }
-    }
+    };
     if uri.host().is_none_or(str::is_empty) {
         ctx.err(v.span(), key, format!("\"{text}\" has no host"));
         return None;
     }
-    Some(())
+    Some(https)
+}
+
+/// The TLS keys of an http check: `Some(None)` for http://, `None` on error. The CA file
+/// is read now, so a missing or unreadable bundle is a config error, not a failing check.
+fn http_tls(ctx: &mut Ctx<'_>, k: &str, c: &RawCheck, https: bool) -> Option<Option<HttpTls>> {
+    let key = |name: &str| format!("{k}.{name}");
+    if !https {
+        let mut ok = true;
+        let keys = [
+            ("ca_file", c.ca_file.as_ref().map(Spanned::span)),
+            (
+                "tls_server_name",
+                c.tls_server_name.as_ref().map(Spanned::span),
+            ),
+            ("tls_verify", c.tls_verify.as_ref().map(Spanned::span)),
+        ];
+        for (name, span) in keys {
+            if let Some(span) = span {
+                ctx.err(span, &key(name), "applies to https:// URLs only");
+                ok = false;
+            }
+        }
+        return ok.then_some(None);
+    }
+    let ca_file =
+        match &c.ca_file {
+            None => Some(None),
+            Some(v) => ctx.path(v, &key("ca_file")).and_then(|p| {
+                match crate::health::probe::tls::load_ca_file(&p) {
+                    Ok(_) => Some(Some(p)),
+                    Err(e) => {
+                        ctx.err(v.span(), &key("ca_file"), e);
+                        None
+                    }
+                }
+            }),
+        };
+    let server_name = match &c.tls_server_name {
+        None => Some(None),
+        Some(v) => {
+            let name = v.get_ref().trim();
+            if rustls_pki_types::ServerName::try_from(name).is_ok() {
+                Some(Some(name.to_owned()))
+            } else {
+                let msg = format!("\"{name}\" is not a DNS name or IP address");
+                ctx.err(v.span(), &key("tls_server_name"), msg);
+                None
+            }
+        }
+    };
+    let verify = c.tls_verify.as_ref().is_none_or(|v| *v.get_ref());
+    if !verify && (c.ca_file.is_some() || c.tls_server_name.is_some()) {
+        if let Some(v) = &c.tls_verify {
+            ctx.err(
+                v.span(),
+                &key("tls_verify"),
+                "false verifies nothing, so ca_file and tls_server_name would be ignored",
+            );
+            return None;
+        }
+    }
+    Some(Some(HttpTls {
+        ca_file: ca_file?,
+        server_name: server_name?,
+        verify,
+    }))
 }
 
 fn http_status(ctx: &mut Ctx<'_>, v: &Spanned<RawStatusRange>, key: &str) -> Option<(u16, u16)> {

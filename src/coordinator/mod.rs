@@ -11,10 +11,13 @@
 //! Every decision is made by the pure [`core::Core`]; this module only moves messages,
 //! reads the clock and starts or stops the I/O tasks. The desired Adj-RIB-Out is the same
 //! for every peer: each peer task diffs it against what it has sent (`announcer::diff`),
-//! so the coordinator never waits on a socket.
+//! so the coordinator never waits on a socket. Host-side actions (state-change hooks,
+//! service addresses added before announcing and removed after the withdrawal is written)
+//! are in `local_actions`.
 
 pub mod core;
 mod fleet_guard;
+mod local_actions;
 mod run;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
+use super::local_actions::{Confirmed, LocalActions};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions};
@@ -106,6 +107,7 @@ struct Shell {
     flushed: HashMap<String, Arc<RibOut>>,
     token: watch::Sender<Option<Vec<u8>>>,
     guard: Option<FleetGuard>,
+    local: LocalActions,
     ready: bool,
     stopping: bool,
 }
@@ -154,6 +156,7 @@ pub async fn run(
         _ => None,
     };
 
+    let local = LocalActions::start(&config.services, options.dry_run);
     let mut shell = Shell {
         options,
         started: now,
@@ -174,6 +177,7 @@ pub async fn run(
         flushed: HashMap::new(),
         token: server.token,
         guard,
+        local,
         ready: false,
         stopping: false,
     };
@@ -254,8 +258,12 @@ pub async fn run(
             if change.to == State::Down && change.from != State::Starting {
                 shell.metrics.service_flap(name);
             }
+            shell.local.on_change(&core.config().services[i], &change);
         }
-        let desired = Arc::new(core.desired());
+        // Service addresses go on before their routes go out, and off only once the
+        // withdrawal is confirmed written (crate::local_addr).
+        let confirmed = shell.confirmed();
+        let desired = Arc::new(shell.local.sync(&core, &confirmed).await);
         if **shell.routes_tx.borrow() != *desired {
             shell.routes_tx.send_replace(desired);
         }
@@ -283,6 +291,7 @@ pub async fn run(
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }
+    shell.local.finish().await;
     server_stop.notify_waiters();
     server_stop.notify_one();
     match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
@@ -407,6 +416,15 @@ impl Shell {
         if let Some(l) = self.listener.take() {
             l.shutdown();
         }
+    }
+
+    /// Per established peer, the routes it last confirmed as written.
+    fn confirmed(&self) -> Confirmed {
+        self.peers
+            .iter()
+            .filter(|p| p.status.borrow().state == "established")
+            .map(|p| self.flushed.get(&p.config.name).cloned())
+            .collect()
     }
 
     fn all_flushed(&self) -> bool {
@@ -598,6 +616,7 @@ impl Shell {
             }
         }
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        self.local.reconfigure(&new.services);
         self.token.send_replace(token);
 
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the

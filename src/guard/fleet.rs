@@ -124,9 +124,10 @@ pub struct RawService {
     pub prefixes: Option<Vec<Spanned<String>>>,
 }
 
-/// One problem in a fleet file.
+/// One problem in a fleet file, shown like a config error: `file:line:column: key:
+/// message`, without the position when it is unknown (0) and without an empty key.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{file}:{line}:{column}: {key}: {kind}")]
+#[error("{}", render(self))]
 pub struct FleetError {
     /// File name.
     pub file: String,
@@ -138,6 +139,10 @@ pub struct FleetError {
     pub key: String,
     /// What is wrong.
     pub kind: FleetErrorKind,
+}
+
+fn render(e: &FleetError) -> String {
+    crate::config::render_located(&e.file, e.line, e.column, &e.key, &e.kind)
 }
 
 /// What is wrong.

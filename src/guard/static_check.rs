@@ -351,8 +351,8 @@ pub fn check_defect(check: &CheckConfig, env: &dyn Environment) -> Option<CheckD
 
 fn parse_check_url(url: &str) -> Result<(), String> {
     let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("not an http:// URL".into());
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("not an http:// or https:// URL".into());
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("missing host".into());
@@ -392,8 +392,9 @@ fn combine_defect(service: &ServiceConfig, env: &dyn Environment) -> Option<Stri
     }
 }
 
-/// Whether the site with `config` can announce `prefix` of `service`.
-fn config_ability(
+/// Whether the site with `config` can announce `prefix` of `service` ("able to announce"
+/// in the module doc), and why not.
+pub fn config_ability(
     config: &Config,
     service: &str,
     prefix: IpNet,

@@ -80,6 +80,8 @@ fn service(prefixes: &[&str]) -> ServiceConfig {
         deprefer_communities: Vec::new(),
         drain_file: Some(PathBuf::from("/run/anyguard/web.drain")),
         disabled: false,
+        local_addresses: None,
+        hook: None,
         drain_time: Duration::from_secs(5),
         hold_down: Duration::from_secs(1),
         combine: Combine::All,
@@ -251,6 +253,7 @@ fn rollout_with_checks_that_cannot_succeed_is_rejected() {
             url: "http//198.18.2.10/health".into(),
             status: (200, 299),
             body_contains: None,
+            tls: None,
         },
     )];
     assert_eq!(

@@ -28,6 +28,7 @@ use tracing::{debug, info, warn};
 
 use super::api::{Command, LocalSpeaker, PeerEvent, StopReason};
 use super::conn::{spawn_connect, ConnInput, ConnIo, IoTx, WriteCmd};
+use super::next_hop;
 use super::rib_in::RibIn;
 use super::transport::{self, TransportConfig};
 use super::wire;
@@ -473,16 +474,30 @@ impl Actor {
             IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(IpAddr::V6(v6), IpAddr::V4),
             v4 => v4,
         });
+        // "self" next hops: the session's local address for its own family; for the
+        // other family (only when negotiated and not configured) an address of the
+        // session's interface (next_hop.rs).
+        let derive = |v6: bool, negotiated: bool| {
+            local
+                .filter(|l| negotiated && l.is_ipv6() != v6)
+                .and_then(other_family_next_hop)
+        };
         SessionContext {
             local_asn: self.local.asn,
             ibgp: self.local.asn == self.cfg.remote_asn,
             next_hop_v4: self.cfg.next_hop_v4.or(match local {
                 Some(IpAddr::V4(a)) => Some(a),
-                _ => None,
+                _ => match derive(false, n.ipv4_unicast && self.cfg.next_hop_v4.is_none()) {
+                    Some(IpAddr::V4(a)) => Some(a),
+                    _ => None,
+                },
             }),
             next_hop_v6: self.cfg.next_hop_v6.or(match local {
                 Some(IpAddr::V6(a)) => Some(a),
-                _ => None,
+                _ => match derive(true, n.ipv6_unicast && self.cfg.next_hop_v6.is_none()) {
+                    Some(IpAddr::V6(a)) => Some(a),
+                    _ => None,
+                },
             }),
             max_message_len: n.max_message_len(),
             ipv4_unicast: n.ipv4_unicast,
@@ -770,4 +785,21 @@ fn end_of_rib(afi: Afi) -> UpdateMessage {
             nlri: Vec::new(),
         },
     }
+}
+
+/// A next hop of the other family than the session's `local` address, from the interface
+/// that holds it; logs the choice, or why the other family's routes will not be sent.
+fn other_family_next_hop(local: IpAddr) -> Option<IpAddr> {
+    let found = next_hop::pick(&next_hop::interface_addresses(), local);
+    let family = if local.is_ipv4() { "IPv6" } else { "IPv4" };
+    match found {
+        Some(a) => info!(next_hop = %a, "{family} next hop taken from the session's interface"),
+        None => warn!(
+            %local,
+            "no {family} address on the session's interface: {family} routes are not sent to \
+             this peer (set next_hop_{})",
+            if local.is_ipv4() { "v6" } else { "v4" }
+        ),
+    }
+    found
 }

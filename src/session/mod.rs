@@ -12,6 +12,7 @@ mod api;
 mod conn;
 mod driver;
 pub mod listener;
+mod next_hop;
 pub mod rib_in;
 mod supervisor;
 pub mod transport;

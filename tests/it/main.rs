@@ -2,8 +2,10 @@
 
 mod config_examples;
 mod fakepeer;
+mod guard_cli;
 mod guard_sim;
 mod health;
 mod interop;
+mod local_actions;
 mod session;
 mod status_http;

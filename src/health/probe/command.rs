@@ -1,107 +1,32 @@
 //! Command probe: run a program; exit status 0 is up.
 //!
-//! The command runs without a shell, in its own process group (`process_group(0)`), with
-//! stdin from `/dev/null` and stdout/stderr captured (the first [`MAX_OUTPUT`] bytes of
-//! each go into the detail; the rest is read and discarded so the command never blocks on
-//! a full pipe). At the timeout the whole group gets SIGKILL — helpers the command
-//! started die with it — and the child is awaited, so no zombie is left behind. If the
-//! probe itself is cancelled (shutdown), the group is killed on drop and tokio reaps the
-//! child in the background.
+//! The program runs as a [`BoundedCommand`]: no shell, its own process group killed as a
+//! whole at the timeout or when the probe is cancelled, the first
+//! [`MAX_OUTPUT`](crate::process::MAX_OUTPUT) bytes of stdout and stderr in the detail.
 
-use std::process::{ExitStatus, Stdio};
 use std::time::Duration;
 
-use nix::sys::signal::{killpg, Signal};
-use nix::unistd::Pid;
-use tokio::io::{AsyncRead, AsyncReadExt};
-use tokio::process::Command;
-use tokio::task::JoinHandle;
-
-use super::{truncate, Probe, ProbeOutcome};
-
-/// Bytes of stdout and of stderr kept for the detail.
-pub(crate) const MAX_OUTPUT: usize = 4096;
-
-/// How long to wait for the output pipes to close once the command is gone; a grandchild
-/// that left the process group could keep them open forever.
-const PIPE_DRAIN: Duration = Duration::from_millis(200);
+use super::{Probe, ProbeOutcome};
+use crate::process::BoundedCommand;
 
 /// `type = "command"`.
 #[derive(Debug, Clone)]
 pub struct CommandProbe {
-    argv: Vec<String>,
-    timeout: Duration,
+    command: BoundedCommand,
 }
 
 impl CommandProbe {
     /// Runs `argv` (non-empty) with `timeout`.
     pub fn new(argv: Vec<String>, timeout: Duration) -> Self {
-        CommandProbe { argv, timeout }
-    }
-
-    async fn check(&self) -> Result<String, String> {
-        let (program, args) = self.argv.split_first().ok_or("empty argv")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        // With process_group(0) the group id is the child's pid.
-        let group = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(|pid| GroupGuard(Pid::from_raw(pid)));
-        let stdout = child.stdout.take().map(read_bounded);
-        let stderr = child.stderr.take().map(read_bounded);
-
-        let status: Option<std::io::Result<ExitStatus>> = tokio::select! {
-            s = child.wait() => Some(s),
-            () = tokio::time::sleep(self.timeout) => None,
-        };
-        // Kill what is left of the group either way: on timeout the command itself, after
-        // a normal exit any helper it left running.
-        if let Some(g) = &group {
-            g.kill();
-        }
-        let end = match status {
-            Some(Ok(s)) => End::Exited(s),
-            Some(Err(e)) => End::WaitFailed(e),
-            None => {
-                // Reap the killed child: no zombie.
-                let _ = child.wait().await;
-                End::TimedOut
-            }
-        };
-        drop(group);
-        let out = collect(stdout).await;
-        let err = collect(stderr).await;
-        let output = describe_output(&out, &err);
-        match end {
-            End::Exited(s) if s.success() => Ok(format!("exit status 0{output}")),
-            End::Exited(s) => Err(format!("{}{output}", describe_status(s))),
-            End::TimedOut => Err(format!(
-                "timed out after {}, process group killed{output}",
-                humantime::format_duration(self.timeout)
-            )),
-            End::WaitFailed(e) => Err(format!("waiting for {program}: {e}{output}")),
+        CommandProbe {
+            command: BoundedCommand::new(argv, timeout),
         }
     }
-}
-
-/// How the command ended.
-enum End {
-    Exited(ExitStatus),
-    TimedOut,
-    WaitFailed(std::io::Error),
 }
 
 impl Probe for CommandProbe {
     async fn probe(&self) -> ProbeOutcome {
-        ProbeOutcome::timed(self.check()).await
+        ProbeOutcome::timed(self.command.run()).await
     }
 
     fn enforces_timeout(&self) -> bool {
@@ -109,77 +34,10 @@ impl Probe for CommandProbe {
     }
 }
 
-/// Kills the process group when dropped (probe cancelled) or asked to.
-struct GroupGuard(Pid);
-
-impl GroupGuard {
-    fn kill(&self) {
-        // ESRCH (the group is already gone) is the normal case after a clean exit.
-        let _ = killpg(self.0, Signal::SIGKILL);
-    }
-}
-
-impl Drop for GroupGuard {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
-
-/// Reads a pipe to its end, keeping the first [`MAX_OUTPUT`] bytes.
-fn read_bounded<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R) -> JoinHandle<Vec<u8>> {
-    tokio::spawn(async move {
-        let mut kept = Vec::new();
-        let mut buf = [0u8; 1024];
-        loop {
-            match pipe.read(&mut buf).await {
-                Ok(0) | Err(_) => break,
-                Ok(n) => {
-                    let room = MAX_OUTPUT.saturating_sub(kept.len());
-                    kept.extend_from_slice(&buf[..n.min(room)]);
-                }
-            }
-        }
-        kept
-    })
-}
-
-async fn collect(reader: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
-    let Some(mut handle) = reader else {
-        return Vec::new();
-    };
-    match tokio::time::timeout(PIPE_DRAIN, &mut handle).await {
-        Ok(Ok(bytes)) => bytes,
-        _ => {
-            handle.abort();
-            Vec::new()
-        }
-    }
-}
-
-fn describe_output(out: &[u8], err: &[u8]) -> String {
-    let mut s = String::new();
-    for (name, bytes) in [("stdout", out), ("stderr", err)] {
-        let text = String::from_utf8_lossy(bytes);
-        let text = text.trim();
-        if !text.is_empty() {
-            s.push_str(&format!("; {name}: {}", truncate(text, MAX_OUTPUT)));
-        }
-    }
-    s
-}
-
-fn describe_status(s: ExitStatus) -> String {
-    use std::os::unix::process::ExitStatusExt;
-    match (s.code(), s.signal()) {
-        (Some(code), _) => format!("exit status {code}"),
-        (None, Some(sig)) => format!("killed by signal {sig}"),
-        (None, None) => format!("{s}"),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::process::MAX_OUTPUT;
 
     fn probe(script: &str, timeout_ms: u64) -> CommandProbe {
         CommandProbe::new(

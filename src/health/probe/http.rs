@@ -2,8 +2,8 @@
 //!
 //! Up when the status is within the configured inclusive range and, if configured, the
 //! body contains a substring; only the first [`MAX_BODY`] bytes of the body are read.
-//! Plain `http://` only: HTTPS is not supported yet. One connection per probe
-//! (`Connection: close`), so a probe measures connection set-up too.
+//! `https://` runs the same exchange over TLS ([`super::tls`]). One connection per probe
+//! (`Connection: close`), so a probe measures connection set-up (and TLS handshake) too.
 
 use std::future::Future;
 
@@ -12,10 +12,13 @@ use http_body_util::{BodyExt, Empty};
 use hyper::header::{CONNECTION, HOST, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use super::tls::TlsTarget;
 use super::{truncate, Probe, ProbeOutcome};
+use crate::config::HttpTls;
 
 /// At most this much of the body is read.
 pub(crate) const MAX_BODY: usize = 64 * 1024;
@@ -32,19 +35,25 @@ pub struct HttpProbe {
     path: String,
     status: (u16, u16),
     body_contains: Option<String>,
+    tls: Option<TlsTarget>,
 }
 
 impl HttpProbe {
-    /// Parses `url` (`http://host[:port][/path]`); the error says why it cannot be used.
+    /// Parses `url` (`http://host[:port][/path]`, or `https://…` with `tls`); the error
+    /// says why it cannot be used.
     pub fn new(
         url: &str,
         status: (u16, u16),
         body_contains: Option<String>,
+        tls: Option<&HttpTls>,
     ) -> Result<Self, String> {
         let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-        if uri.scheme_str() != Some("http") {
-            return Err("only http:// URLs are supported".into());
-        }
+        let https = match (uri.scheme_str(), tls) {
+            (Some("http"), None) => false,
+            (Some("https"), Some(_)) => true,
+            (Some("https"), None) => return Err("https:// needs TLS settings".into()),
+            _ => return Err("only http:// and https:// URLs are supported".into()),
+        };
         let authority = uri.authority().ok_or("no host")?.clone();
         let host = authority.host();
         if host.is_empty() {
@@ -55,9 +64,19 @@ impl HttpProbe {
             .trim_start_matches('[')
             .trim_end_matches(']')
             .to_owned();
+        let tls = match tls {
+            Some(t) if https => Some(TlsTarget::new(
+                &host,
+                t.server_name.as_deref(),
+                t.ca_file.as_deref(),
+                t.verify,
+            )?),
+            _ => None,
+        };
         Ok(HttpProbe {
+            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
             host,
-            port: authority.port_u16().unwrap_or(80),
+            tls,
             authority: authority.as_str().to_owned(),
             path: uri
                 .path_and_query()
@@ -73,6 +92,24 @@ impl HttpProbe {
             .map_err(|e| format!("connect to {}: {e}", self.authority))?;
         // Latency matters more than throughput for a health check; ignore failures.
         let _ = stream.set_nodelay(true);
+        match &self.tls {
+            None => self.exchange(stream).await,
+            Some(tls) => {
+                let stream = tls
+                    .connector
+                    .connect(tls.server_name.clone(), stream)
+                    .await
+                    .map_err(|e| format!("TLS handshake with {}: {e}", self.authority))?;
+                self.exchange(stream).await
+            }
+        }
+    }
+
+    /// The GET and its evaluation over an established (plain or TLS) connection.
+    async fn exchange<S>(&self, stream: S) -> Result<String, String>
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("http handshake: {e}"))?;
@@ -219,6 +256,7 @@ pub(crate) mod tests {
             &format!("http://{addr}/healthz"),
             status,
             body.map(str::to_owned),
+            None,
         )
         .unwrap_or_else(|e| panic!("{e}"))
     }
@@ -282,16 +320,17 @@ pub(crate) mod tests {
 
     #[test]
     fn http_probe_parses_urls() {
-        let p = HttpProbe::new("http://[::1]:8080/a?b=1", (200, 299), None)
+        let p = HttpProbe::new("http://[::1]:8080/a?b=1", (200, 299), None, None)
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(
             (p.host.as_str(), p.port, p.path.as_str()),
             ("::1", 8080, "/a?b=1")
         );
         assert_eq!(p.authority, "[::1]:8080");
-        let p =
-            HttpProbe::new("http://localhost", (200, 299), None).unwrap_or_else(|e| panic!("{e}"));
+        let p = HttpProbe::new("http://localhost", (200, 299), None, None)
+            .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((p.port, p.path.as_str()), (80, "/"));
-        assert!(HttpProbe::new("https://localhost/", (200, 299), None).is_err());
+        assert!(HttpProbe::new("https://localhost/", (200, 299), None, None).is_err());
+        assert!(HttpProbe::new("ftp://localhost/", (200, 299), None, None).is_err());
     }
 }

@@ -6,13 +6,13 @@
 //!
 //! | type      | up when                                                          |
 //! |-----------|------------------------------------------------------------------|
-//! | `http`    | HTTP/1.1 GET answers a status in range (and the body substring)  |
+//! | `http`    | HTTP/1.1 GET (plain or TLS) answers a status in range (and body) |
 //! | `tcp`     | a TCP connection is established                                  |
 //! | `command` | the command exits with status 0                                  |
 //! | `dns`     | the resolver answers NOERROR with the expected A/AAAA records    |
 //! | `file`    | the file exists (or, inverted, does not)                         |
 //!
-//! Not supported yet: HTTPS, DNS over TCP.
+//! Not supported yet: DNS over TCP.
 
 mod command;
 mod dns;
@@ -20,6 +20,7 @@ pub(crate) mod dns_wire;
 mod file;
 mod http;
 mod tcp;
+pub(crate) mod tls;
 
 use std::future::Future;
 use std::time::Duration;
@@ -137,13 +138,16 @@ impl AnyProbe {
                 url,
                 status,
                 body_contains,
-            } => AnyProbe::Http(HttpProbe::new(url, *status, body_contains.clone()).map_err(
-                |reason| ProbeError::BadUrl {
-                    check: check.name.clone(),
-                    url: url.clone(),
-                    reason,
-                },
-            )?),
+                tls,
+            } => AnyProbe::Http(
+                HttpProbe::new(url, *status, body_contains.clone(), tls.as_ref()).map_err(
+                    |reason| ProbeError::BadUrl {
+                        check: check.name.clone(),
+                        url: url.clone(),
+                        reason,
+                    },
+                )?,
+            ),
             CheckKind::Tcp { address } => AnyProbe::Tcp(TcpProbe::new(*address)),
             CheckKind::Command { argv } => {
                 AnyProbe::Command(CommandProbe::new(argv.clone(), check.timeout))
@@ -184,14 +188,4 @@ impl Probe for AnyProbe {
     }
 }
 
-/// Shortens `text` to at most `max` bytes on a character boundary, marking the cut.
-pub(crate) fn truncate(text: &str, max: usize) -> String {
-    if text.len() <= max {
-        return text.to_owned();
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    format!("{}…", &text[..end])
-}
+pub(crate) use crate::process::truncate;

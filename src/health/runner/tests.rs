@@ -51,6 +51,8 @@ fn check(interval: u64, fast: u64, timeout: u64, rise: u32, fall: u32) -> CheckC
 fn service(name: &str, checks: Vec<CheckConfig>) -> ServiceConfig {
     ServiceConfig {
         disabled: false,
+        local_addresses: None,
+        hook: None,
         name: name.into(),
         prefixes: vec![],
         next_hop: NextHop::SelfAddress,

@@ -1,0 +1,141 @@
+//! The next hop for `next_hop = "self"` routes of the *other* address family than the
+//! session's transport: IPv6 routes over an IPv4 session (and the reverse).
+//!
+//! RFC 4760 §3 puts IPv6 routes in MP_REACH_NLRI with an IPv6 next hop, whatever the
+//! session runs over; the session's own local address is of the wrong family. Like BIRD
+//! and FRR, we take an address of the other family from the interface that carries the
+//! session's local address — on a router link that is the address the router can reach
+//! us on. An explicit `next_hop_v6` / `next_hop_v4` always wins. When the interface has
+//! none, the routes of that family are not sent to the peer and the driver logs why.
+//!
+//! [`pick`] is the pure choice; [`interface_addresses`] reads the kernel's list.
+
+use std::net::IpAddr;
+
+/// One address of one interface.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct InterfaceAddress {
+    pub(crate) interface: String,
+    pub(crate) address: IpAddr,
+}
+
+/// An address of the other family than `local`, on the interface(s) that hold `local`:
+/// usable as a next hop (no loopback, link-local, unspecified or multicast address), the
+/// lowest one for a deterministic choice.
+pub(crate) fn pick(addresses: &[InterfaceAddress], local: IpAddr) -> Option<IpAddr> {
+    let interfaces: Vec<&str> = addresses
+        .iter()
+        .filter(|a| a.address == local)
+        .map(|a| a.interface.as_str())
+        .collect();
+    addresses
+        .iter()
+        .filter(|a| interfaces.contains(&a.interface.as_str()))
+        .map(|a| a.address)
+        .filter(|a| a.is_ipv4() != local.is_ipv4() && usable(a))
+        .min()
+}
+
+fn usable(a: &IpAddr) -> bool {
+    match a {
+        IpAddr::V4(v4) => {
+            !(v4.is_loopback() || v4.is_unspecified() || v4.is_link_local() || v4.is_multicast())
+        }
+        // fe80::/10 is link-local (RFC 4291 §2.5.6): not a next hop for another router's
+        // table on its own (RFC 2545 §3 sends it only *besides* a global address).
+        IpAddr::V6(v6) => {
+            !(v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (v6.segments()[0] & 0xffc0) == 0xfe80)
+        }
+    }
+}
+
+/// The host's interface addresses (`getifaddrs`); empty if they cannot be read.
+pub(crate) fn interface_addresses() -> Vec<InterfaceAddress> {
+    let Ok(list) = nix::ifaddrs::getifaddrs() else {
+        return Vec::new();
+    };
+    list.filter_map(|ifa| {
+        let sa = ifa.address?;
+        let address = if let Some(v4) = sa.as_sockaddr_in() {
+            IpAddr::V4(v4.ip())
+        } else {
+            IpAddr::V6(sa.as_sockaddr_in6()?.ip())
+        };
+        Some(InterfaceAddress {
+            interface: ifa.interface_name,
+            address,
+        })
+    })
+    .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn a(interface: &str, address: &str) -> InterfaceAddress {
+        InterfaceAddress {
+            interface: interface.into(),
+            address: address.parse().unwrap_or_else(|e| panic!("{address}: {e}")),
+        }
+    }
+
+    fn ip(s: &str) -> IpAddr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    fn host() -> Vec<InterfaceAddress> {
+        vec![
+            a("lo", "127.0.0.1"),
+            a("lo", "::1"),
+            a("eth0", "198.18.1.2"),
+            a("eth0", "fe80::1"),
+            a("eth0", "2001:db8:1::2"),
+            a("eth0", "2001:db8:1::9"),
+            a("eth1", "198.18.2.2"),
+            a("eth1", "2001:db8:2::2"),
+        ]
+    }
+
+    #[test]
+    fn an_ipv4_session_gets_the_lowest_global_ipv6_address_of_its_interface() {
+        assert_eq!(pick(&host(), ip("198.18.1.2")), Some(ip("2001:db8:1::2")));
+        assert_eq!(pick(&host(), ip("198.18.2.2")), Some(ip("2001:db8:2::2")));
+    }
+
+    #[test]
+    fn an_ipv6_session_gets_an_ipv4_address_of_its_interface() {
+        assert_eq!(pick(&host(), ip("2001:db8:1::9")), Some(ip("198.18.1.2")));
+    }
+
+    #[test]
+    fn loopback_and_link_local_addresses_are_never_next_hops() {
+        assert_eq!(pick(&host(), ip("127.0.0.1")), None);
+        assert_eq!(
+            pick(
+                &[a("eth0", "198.18.1.2"), a("eth0", "fe80::1")],
+                ip("198.18.1.2")
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn an_address_on_no_interface_gives_nothing() {
+        assert_eq!(pick(&host(), ip("198.18.9.9")), None);
+    }
+
+    #[test]
+    fn the_kernel_list_contains_the_loopback_address() {
+        // Every Linux network namespace has lo with 127.0.0.1 (it may be down, but it is
+        // listed).
+        let list = interface_addresses();
+        assert!(
+            list.iter().any(|x| x.address == ip("127.0.0.1")),
+            "{list:?}"
+        );
+    }
+}
