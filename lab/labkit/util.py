@@ -2,6 +2,7 @@
 Fail/Skip outcomes of scenarios."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -10,7 +11,11 @@ from pathlib import Path
 LAB_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = LAB_DIR.parent
 # Every namespace the lab creates starts with this, so `down` deletes only its own.
-NS_PREFIX = "ag-"
+# LAB_NS_PREFIX overrides it so that two labs (each with its own LAB_RUN_DIR) can run on
+# one machine at once; it must not be a prefix of the other lab's names ("agg-" vs "ag-").
+NS_PREFIX = os.environ.get("LAB_NS_PREFIX") or "ag-"
+if not re.fullmatch(r"[a-z][a-z0-9]{0,5}-", NS_PREFIX):
+    raise SystemExit(f"LAB_NS_PREFIX={NS_PREFIX!r}: want 1-6 lowercase letters/digits and a '-'")
 
 
 class Fail(Exception):
