@@ -10,7 +10,7 @@
 //!                         │  │                          ▼               │
 //!                         │  └──────────────────────── Held ◀───────────┘ (never: Held is
 //!                         │     health back                   entered instead of Down)
-//!                         │ drain (file/API/stop)
+//!                         │ drain (file/API/stop/disabled)
 //!                         ▼
 //!                      Draining ──(drain_time)──▶ Drained ──(undrain)──▶ Up/Down
 //! ```
@@ -18,7 +18,7 @@
 //! - Nothing is announced until the health has passed `rise` times (`Starting`).
 //! - A sick site withdraws at once: no graceful-shutdown phase on health failure, because
 //!   the point is to stop attracting traffic now.
-//! - A drain (file, API, daemon stop) follows RFC 8326: re-announce with GRACEFUL_SHUTDOWN,
+//! - A drain (file, API, daemon stop, `disabled = true` by reload) follows RFC 8326: re-announce with GRACEFUL_SHUTDOWN,
 //!   keep it for `drain_time`, then withdraw. The BGP session stays up.
 //! - Any withdrawal that is not a forced drain or a daemon stop first asks the all-sites
 //!   guard; a refusal keeps the prefixes announced (`Held`) with the guard's reason.
@@ -61,6 +61,9 @@ pub enum DrainSource {
     },
     /// The daemon is stopping (SIGTERM/SIGINT).
     Shutdown,
+    /// `disabled = true` in the service's config: never announced; disabling an
+    /// announced service by reload drains it like a drain file (the guard is asked).
+    Disabled,
 }
 
 /// What the all-sites guard says about withdrawing this service now.
@@ -338,6 +341,7 @@ impl Service {
                 }
             }
             DrainSource::Shutdown => "daemon stopping".to_string(),
+            DrainSource::Disabled => "service disabled in the config".to_string(),
         };
         let guarded = !matches!(
             drain,

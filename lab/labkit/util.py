@@ -2,6 +2,7 @@
 Fail/Skip outcomes of scenarios."""
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -9,9 +10,12 @@ from pathlib import Path
 
 LAB_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = LAB_DIR.parent
-# Every namespace the lab creates starts with this. Two labs on one machine need two
-# prefixes (and two LAB_RUN_DIRs): the node names are the same in both.
-NS_PREFIX = os.environ.get("LAB_NS_PREFIX", "ag-")
+# Every namespace the lab creates starts with this, so `down` deletes only its own.
+# LAB_NS_PREFIX overrides it so that two labs (each with its own LAB_RUN_DIR) can run on
+# one machine at once; it must not be a prefix of the other lab's names ("agg-" vs "ag-").
+NS_PREFIX = os.environ.get("LAB_NS_PREFIX") or "ag-"
+if not re.fullmatch(r"[a-z][a-z0-9]{0,5}-", NS_PREFIX):
+    raise SystemExit(f"LAB_NS_PREFIX={NS_PREFIX!r}: want 1-6 lowercase letters/digits and a '-'")
 
 
 class Fail(Exception):

@@ -260,6 +260,10 @@ impl Core {
             Some(DrainSource::Shutdown)
         } else if let Some(op) = &slot.operator_drain {
             Some(op.clone())
+        } else if self.config.services.get(i).is_some_and(|c| c.disabled) {
+            // The config guard counts a disabled service as not announced; the daemon
+            // must agree, or a rollout it accepted would announce what it did not count.
+            Some(DrainSource::Disabled)
         } else if slot.drain_file {
             Some(DrainSource::File)
         } else {
@@ -591,5 +595,83 @@ mod tests {
         core.undrain("web");
         core.evaluate(t0, w);
         assert_eq!(core.services[0].machine.state(), State::Up);
+    }
+
+    fn disabled(mut svc: ServiceConfig) -> ServiceConfig {
+        svc.disabled = true;
+        svc
+    }
+
+    #[test]
+    fn a_disabled_service_is_never_announced_even_when_its_checks_pass() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let cfg = config(vec![disabled(service("web", "203.0.113.0/24", 1))]);
+        let mut core = Core::new(cfg, t0, w);
+        for _ in 0..2 {
+            core.on_probe(&report(0, 0, CheckStatus::Up), w);
+            core.evaluate(t0, w);
+        }
+        assert!(core.desired().is_empty(), "{:?}", core.desired());
+        assert!(!core.announcing(0));
+        assert_eq!(core.drain_source(0), Some(DrainSource::Disabled));
+        let st = core.service_status(t0, w, &[("edge1".into(), true)], &|_| {
+            GuardStatus::default()
+        });
+        assert_eq!(st[0].state, "drained");
+        assert_eq!(st[0].reason, "service disabled in the config");
+        assert_eq!(st[0].announcements[0].state, "withdrawn");
+    }
+
+    #[test]
+    fn disabling_an_announced_service_by_reload_drains_it_then_withdraws_it() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(core.announcing(0));
+        core.reconfigure(
+            config(vec![disabled(service("web", "203.0.113.0/24", 1))]),
+            t0,
+            w,
+        );
+        core.evaluate(t0, w);
+        assert_eq!(core.presentation(0), Presentation::GracefulShutdown);
+        core.evaluate(t0 + Duration::from_secs(5), w);
+        assert!(core.desired().is_empty());
+        assert_eq!(core.services[0].machine.state(), State::Drained);
+        // Enabled again: announced as soon as the hold-down after the drain has passed.
+        core.reconfigure(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.evaluate(t0 + Duration::from_secs(7), w);
+        assert_eq!(core.services[0].machine.state(), State::Up);
+        assert_eq!(core.desired().len(), 1);
+    }
+
+    #[test]
+    fn disabling_the_last_announcing_site_by_reload_is_held_when_the_guard_refuses() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        core.reconfigure(
+            config(vec![disabled(service("web", "203.0.113.0/24", 1))]),
+            t0,
+            w,
+        );
+        core.set_guard(
+            0,
+            GuardVerdict::Hold {
+                reason: "would leave 0 of 3 sites announcing".into(),
+            },
+        );
+        core.evaluate(t0 + Duration::from_secs(10), w);
+        assert_eq!(core.services[0].machine.state(), State::Held);
+        assert_eq!(core.presentation(0), Presentation::Normal);
+        assert_eq!(
+            core.services[0].machine.reason(),
+            "service disabled in the config, but would leave 0 of 3 sites announcing"
+        );
     }
 }

@@ -131,9 +131,11 @@ impl FleetGuard {
                 Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
                     Drain::Forced
                 }
-                Some(DrainSource::File | DrainSource::Operator { force: false, .. }) => {
-                    Drain::Requested
-                }
+                Some(
+                    DrainSource::File
+                    | DrainSource::Disabled
+                    | DrainSource::Operator { force: false, .. },
+                ) => Drain::Requested,
             };
             let intent = self.state.get(name).map_or(LocalIntent::None, |s| s.intent);
             let input = GuardInput {
