@@ -10,7 +10,9 @@ from pathlib import Path
 LAB_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = LAB_DIR.parent
 # Every namespace the lab creates starts with this, so `down` deletes only its own.
-NS_PREFIX = "ag-"
+# LAB_NS_PREFIX lets two labs run side by side (e.g. "agb-"; it must not be a prefix of
+# the other lab's, nor the other's of it).
+NS_PREFIX = os.environ.get("LAB_NS_PREFIX", "ag-")
 
 
 class Fail(Exception):
