@@ -9,9 +9,8 @@ from pathlib import Path
 
 LAB_DIR = Path(__file__).resolve().parent.parent
 REPO_DIR = LAB_DIR.parent
-# Every namespace the lab creates starts with this, so `down` deletes only its own.
-# LAB_NS_PREFIX lets two labs run side by side (e.g. "agb-"; it must not be a prefix of
-# the other lab's, nor the other's of it).
+# Every namespace the lab creates starts with this. Two labs on one machine need two
+# prefixes (and two LAB_RUN_DIRs): the node names are the same in both.
 NS_PREFIX = os.environ.get("LAB_NS_PREFIX", "ag-")
 
 
