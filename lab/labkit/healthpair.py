@@ -6,7 +6,7 @@ namespace timestamping every FIB change.
 
 Used by the `health` scenario and by bench/withdraw-latency.
 
-Timing method (see lab/README.md, "Withdrawal latency"):
+Timing method (docs/lab-benchmarks.md has the whole story):
 - T0, the failure: the health target's own clock reading in its SIGUSR1 handler, the
   instant from which it answers 503 (CLOCK_REALTIME, microseconds).
 - T1, the prefix leaving the router: the RTM_DELROUTE of the prefix in the router's
@@ -15,9 +15,10 @@ Timing method (see lab/README.md, "Withdrawal latency"):
   FIB only after it left its RIB (BIRD's kernel protocol and FRR's zebra are fed by the
   RIB), so T1 is an upper bound of the RIB time by the router's RIB-to-FIB step; the CLI
   is checked afterwards to agree that the route is gone from the RIB.
-- The decision: the arrival at the target of the `fall`-th probe answered 503 (logged by
-  the target), which splits T1 - T0 into the health part (probe scheduling, inherent)
-  and the pipeline part (anyguard's decision, UPDATE, the router, its FIB)."""
+- In between: the probes answered 503 (the target logs every request), anyguard's
+  decision (its log line) and the withdrawal's arrival on the router's interface (a
+  passive packet tap, nodes/bgp-wiretap.py), which split T1 - T0 into the health part
+  (probe scheduling, inherent), anyguard's part and the router's part."""
 
 import json
 import os
