@@ -89,6 +89,7 @@ class Pair:
         self.fib_log = self.base / "fib-monitor.log"
         self.wire_log = self.base / "bgp-wiretap.jsonl"
         self.anyguard_log = self.base / "anyguard" / "anyguard.log"
+        self.started_at = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -114,6 +115,8 @@ class Pair:
         conf.write_text(self.router.render_interop(_peers()) + KERNEL_EXPORT[self.kind])
         self.router.start(conf)
         self.start_target()
+        # What the scenario's "appeared after" counts from.
+        self.started_at = time.monotonic()
         anyguard.start(self.sns, self.anyguard_config(), self.base / "anyguard")
         anyguard.wait_status(self.sns, STATUS)
 

@@ -36,7 +36,8 @@ def run_router(kind: str) -> str:
     pair = Pair(kind, interval="100ms", fall=2, rise=2, hold_down="1s", tag="hs")
     try:
         pair.up()
-        appear = pair.wait_present()
+        pair.wait_present()
+        appear = time.monotonic() - pair.started_at
         if pair.service_state() != "up":
             raise Fail(f"{kind}: routes present but anyguard says web is {pair.service_state()}")
         gone, back = [], []
@@ -58,8 +59,10 @@ def run_router(kind: str) -> str:
                 pair.heal()
             pair.wait_present(timeout=20.0)
             back.append(f"{time.monotonic() - t:.1f} s")
+            if pair.service_state() != "up":
+                raise Fail(f"{kind}: routes back but anyguard says web is {pair.service_state()!r}")
         log(f"{kind}: appeared after {appear:.1f} s; gone {', '.join(gone)}; back {', '.join(back)}")
-        return f"{kind}: v4+v6 gone after {' / '.join(gone)}, back after {' / '.join(back)}"
+        return f"{kind}: v4+v6 in RIB {appear:.1f} s after start, gone after {' / '.join(gone)}, back after {' / '.join(back)}"
     finally:
         pair.down()
 
