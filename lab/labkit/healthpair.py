@@ -121,13 +121,26 @@ class Pair:
         anyguard.wait_status(self.sns, STATUS)
 
     def down(self):
-        procs.stop(self.sns, "anyguard", wait=10.0)
-        procs.stop(self.sns, "target")
-        self.router.stop()
-        procs.stop(self.rns, "fibmon")
-        procs.stop(self.rns, "wiretap")
-        for ns in (self.sns, self.rns):
-            netns.delete(ns)
+        """Stops what up() started (by pid) and deletes the namespaces. Bounded (every stop
+        ends in SIGKILL), and shielded from SIGINT/SIGTERM: an interrupt that arrives
+        while tearing down must not leave half a lab behind, so it is held and raised
+        (KeyboardInterrupt) once the lab is down."""
+        held = []
+        saved = {sig: signal.signal(sig, lambda signum, _f: held.append(signum))
+                 for sig in (signal.SIGINT, signal.SIGTERM)}
+        try:
+            procs.stop(self.sns, "anyguard", wait=10.0)
+            procs.stop(self.sns, "target")
+            self.router.stop()
+            procs.stop(self.rns, "fibmon")
+            procs.stop(self.rns, "wiretap")
+            for ns in (self.sns, self.rns):
+                netns.delete(ns)
+        finally:
+            for sig, handler in saved.items():
+                signal.signal(sig, handler)
+        if held:
+            raise KeyboardInterrupt(f"signal {held[0]} during tear-down")
 
     def anyguard_config(self) -> Path:
         s = self.settings
