@@ -1,0 +1,87 @@
+#!/usr/bin/python3
+"""A health target whose failure is instantaneous and timestamped, for the `health` lab
+scenario and the withdrawal-latency benchmark.
+
+Usage: health-target.py ADDRESS PORT EVENTS_FILE
+
+Answers GET/HEAD with 200 "ok" while healthy and 503 "failing" while failing. SIGUSR1
+switches to failing, SIGUSR2 back to healthy. Every switch and every request is appended
+to EVENTS_FILE as one JSON line with the wall-clock time (time.time(), CLOCK_REALTIME, the
+clock `ip -ts monitor` prints too), so a benchmark can tell exactly when the failure began
+(the switch) and when anyguard's probes saw it (the requests answered 503).
+
+The switch is taken in the signal handler, which Python runs in the main thread as soon as
+the signal interrupts serve_forever's select(): well under a millisecond after the kill."""
+
+import http.server
+import json
+import signal
+import socket
+import socketserver
+import sys
+import threading
+import time
+
+
+class State:
+    healthy = True
+    lock = threading.Lock()
+    events = None
+
+    @classmethod
+    def record(cls, **fields):
+        line = json.dumps(dict(t=time.time(), **fields)) + "\n"
+        with cls.lock:
+            cls.events.write(line)
+            cls.events.flush()
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        # Read the flag once: the answer and the logged status always agree.
+        healthy = State.healthy
+        code, body = (200, b"ok\n") if healthy else (503, b"failing\n")
+        State.record(event="request", status=code, path=self.path)
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Connection", "close")
+        self.end_headers()
+        if self.command == "GET":
+            self.wfile.write(body)
+
+    do_HEAD = do_GET
+
+    def log_message(self, fmt, *args):
+        pass
+
+
+class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
+    # Not http.server.HTTPServer: its server_bind() resolves the bound address's name, a
+    # DNS query with nowhere to go inside a lab namespace.
+    allow_reuse_address = True
+    daemon_threads = True
+
+
+def switch(healthy: bool):
+    def handler(_signum, _frame):
+        State.healthy = healthy
+        State.record(event="switch", healthy=healthy)
+    return handler
+
+
+def main():
+    address, port, events = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    State.events = open(events, "a", buffering=1)
+    signal.signal(signal.SIGUSR1, switch(False))
+    signal.signal(signal.SIGUSR2, switch(True))
+    Server.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    with Server((address, port), Handler) as srv:
+        State.record(event="listening", healthy=State.healthy)
+        # A short poll interval keeps the main thread (where the handlers run) responsive
+        # even if a signal lands between select() calls.
+        srv.serve_forever(poll_interval=0.05)
+
+
+if __name__ == "__main__":
+    main()
