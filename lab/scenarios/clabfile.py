@@ -1,10 +1,14 @@
 """The topology file itself (no root needed): what both containerlab and the runner rely
-on. Not containerlab's published JSON schema (not vendored here); a consistency check:
+on. With `CLAB_SCHEMA=/path/to/clab.schema.json` (containerlab's published schema,
+`schemas/clab.schema.json` in its repository; not vendored here: this project commits no
+other project's files) and python3-jsonschema, the file is validated against that schema
+too. Always, a consistency check:
 node keys are ones containerlab documents for nodes, every link endpoint is `node:ethN` of
 a known node and used once, every interface an exec line names is wired by a link, every
 bind source and runner config exists (the anyguard binary excepted: cargo builds it), and
 every router/anyguard node says what the runner starts."""
 
+import os
 import re
 from pathlib import Path
 
@@ -70,8 +74,29 @@ def check(path: Path):
     return problems, len(nodes), len(wired) // 2
 
 
+def published_schema(path: Path) -> str:
+    """Validates against containerlab's JSON schema when CLAB_SCHEMA names it; says what
+    was done either way."""
+    schema_path = os.environ.get("CLAB_SCHEMA")
+    if not schema_path:
+        return "published schema not checked (set CLAB_SCHEMA to containerlab's clab.schema.json)"
+    try:
+        import json
+
+        import jsonschema
+    except ImportError:
+        raise Fail("CLAB_SCHEMA is set but python3-jsonschema is not installed")
+    schema = json.loads(Path(schema_path).read_text())
+    doc = yaml.safe_load(path.read_text())
+    errors = sorted(jsonschema.Draft7Validator(schema).iter_errors(doc), key=lambda e: list(e.path))
+    if errors:
+        raise Fail("; ".join(f"{'/'.join(map(str, e.path)) or '<root>'}: {e.message}" for e in errors[:10]))
+    return f"valid against {schema_path} ({schema.get('$id', 'no $id')})"
+
+
 def run(ctx):
     problems, n, links = check(TOPOLOGY_FILE)
     if problems:
         raise Fail("; ".join(problems))
-    return f"{TOPOLOGY_FILE.name}: {n} nodes, {links} links consistent"
+    schema = published_schema(TOPOLOGY_FILE)
+    return f"{TOPOLOGY_FILE.name}: {n} nodes, {links} links consistent; {schema}"
