@@ -1,6 +1,7 @@
 //! Daemon integration tests: one binary, one module per subject.
 
 mod config_examples;
+mod daemon;
 mod fakepeer;
 mod guard_sim;
 mod health;
