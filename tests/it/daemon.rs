@@ -300,36 +300,9 @@ impl Daemon {
         }
     }
 
-    /// The service's state as `/status` reports it.
-    async fn service_state(&self) -> String {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .build_http::<Empty<Bytes>>();
-        let uri = format!("http://127.0.0.1:{}/status", self.status_port);
-        let resp = tokio::time::timeout(WAIT, client.get(uri.parse().unwrap()))
-            .await
-            .expect("status request timed out")
-            .expect("status request failed");
-        let body = tokio::time::timeout(WAIT, resp.into_body().collect())
-            .await
-            .expect("status body timed out")
-            .unwrap()
-            .to_bytes();
-        let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
-        doc["services"][0]["state"].as_str().unwrap().to_string()
-    }
-
     /// Polls `/status` (bounded) until the service is in `state`.
     async fn wait_state(&self, state: &str) {
-        let mut last = String::new();
-        for _ in 0..200 {
-            last = self.service_state().await;
-            if last == state {
-                return;
-            }
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        panic!("service never reached {state:?}; last {last:?}");
+        wait_state(self.status_port, state).await;
     }
 
     /// `DaemonSignal::Stop` (what SIGTERM sends).
@@ -351,6 +324,99 @@ impl Daemon {
         self.stop().await;
         self.peer.expect_closed(WAIT).await;
         self.finished().await;
+    }
+}
+
+// ----- status and logs --------------------------------------------------------------------
+
+/// The service's state as `/status` on `port` reports it; `None` while the endpoint is
+/// not listening yet.
+async fn service_state(port: u16) -> Option<String> {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<Empty<Bytes>>();
+    let uri = format!("http://127.0.0.1:{port}/status");
+    let resp = tokio::time::timeout(WAIT, client.get(uri.parse().unwrap()))
+        .await
+        .expect("status request timed out")
+        .ok()?;
+    let body = tokio::time::timeout(WAIT, resp.into_body().collect())
+        .await
+        .expect("status body timed out")
+        .unwrap()
+        .to_bytes();
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    Some(doc["services"][0]["state"].as_str().unwrap().to_string())
+}
+
+/// Polls `/status` on `port` (bounded) until the service is in `state`.
+async fn wait_state(port: u16, state: &str) {
+    let mut last = None;
+    for _ in 0..250 {
+        last = service_state(port).await;
+        if last.as_deref() == Some(state) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("service never reached {state:?}; last {last:?}");
+}
+
+/// The daemon's log lines, captured for the current thread.
+///
+/// One global subscriber for the whole test binary routes each line to the buffer of the
+/// thread that logged it (a thread-local `set_default` per test is not enough: callsite
+/// interest is cached process-wide, and tests running in parallel would race on it).
+/// `#[tokio::test]` runs every task of the daemon on the test's own thread.
+#[derive(Clone, Default)]
+struct Logs(Arc<Mutex<Vec<u8>>>);
+
+thread_local! {
+    static SINK: std::cell::RefCell<Option<Logs>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Writes to the current thread's [`Logs`], or nowhere.
+struct ThreadSink;
+
+impl std::io::Write for ThreadSink {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        SINK.with(|s| {
+            if let Some(logs) = s.borrow().as_ref() {
+                logs.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// Stops capturing on drop.
+struct Capture;
+
+impl Drop for Capture {
+    fn drop(&mut self) {
+        SINK.with(|s| s.borrow_mut().take());
+    }
+}
+
+impl Logs {
+    fn capture(&self) -> Capture {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::fmt()
+                .with_writer(|| ThreadSink)
+                .with_ansi(false)
+                .with_max_level(tracing::Level::INFO)
+                .finish();
+            tracing::subscriber::set_global_default(subscriber).unwrap();
+        });
+        SINK.with(|s| *s.borrow_mut() = Some(self.clone()));
+        Capture
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
     }
 }
 
@@ -693,4 +759,131 @@ async fn steady_health_sends_no_further_update() {
     assert!(p >= p0 + 5, "only {} probes while watching", p - p0);
     assert_eq!(f, 0);
     d.shutdown().await;
+}
+
+#[tokio::test]
+async fn stop_while_withdrawn_sends_only_the_cease() {
+    let (target, mut d) = announced(&Setup::default()).await;
+    target.set(Answer::Fail);
+    assert_v4_withdrawal(&d.update().await);
+    d.stop().await;
+    // Nothing is announced, so there is nothing to drain: no UPDATE before the Cease.
+    match d.peer.recv_skip_keepalives().await {
+        Ok(Message::Notification(n)) => assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 2)),
+        other => panic!("expected the Cease NOTIFICATION, got {other:?}"),
+    }
+    d.peer.expect_closed(WAIT).await;
+    d.finished().await;
+}
+
+#[tokio::test]
+async fn stop_before_the_service_ever_came_up_sends_only_the_cease() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let target = Target::start(Answer::Fail).await;
+    let mut d = Daemon::start(&Setup::default(), &target).await;
+    target.wait_served("two failures", |_, f| f >= 2).await;
+    d.stop().await;
+    match d.peer.recv_skip_keepalives().await {
+        Ok(Message::Notification(n)) => assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 2)),
+        other => panic!("expected the Cease NOTIFICATION, got {other:?}"),
+    }
+    d.peer.expect_closed(WAIT).await;
+    d.finished().await;
+    let logs = logs.text();
+    assert!(!logs.contains("not every peer confirmed"), "{logs}");
+}
+
+#[tokio::test]
+async fn stop_with_a_peer_that_never_connected_does_not_wait_for_it() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    // Failing from the start: the desired routes never change, so the peer task never
+    // reports them as "flushed" through a route change.
+    let target = Target::start(Answer::Fail).await;
+    // Nobody listens on this port: the session never comes up.
+    let closed = SocketAddr::from((Ipv4Addr::LOCALHOST, free_port()));
+    let status_port = free_port();
+    let text = config_text(&Setup::default(), closed, status_port, target.addr);
+    let config = load_str(&text, "daemon-it.toml").unwrap();
+    let (signals, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(config, RunOptions::default(), rx));
+    wait_state(status_port, "starting").await;
+    target.wait_served("two failures", |_, f| f >= 2).await;
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
+    // A peer without a session holds none of our routes: there is nothing to confirm.
+    let logs = logs.text();
+    assert!(!logs.contains("not every peer confirmed"), "{logs}");
+}
+
+#[tokio::test]
+async fn a_drain_file_present_at_start_keeps_a_healthy_service_unannounced() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.drain");
+    touch(&file);
+    let extra = format!("drain_file = \"{}\"", file.display());
+    let setup = Setup {
+        service_extra: &extra,
+        ..Setup::default()
+    };
+    let target = Target::start(Answer::Pass).await;
+    let mut d = Daemon::start(&setup, &target).await;
+    target.wait_served("four passes", |p, _| p >= 4).await;
+    d.wait_state("drained").await;
+    d.quiet_for(2 * INTERVAL, "drained from the start").await;
+
+    std::fs::remove_file(&file).unwrap();
+    let u = d.update().await;
+    assert_v4_announcement(&u, 0);
+    assert!(communities(&u).is_empty(), "{u:?}");
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn dry_run_logs_every_decision_and_opens_no_session() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    let config = load_str(&text, "daemon-it.toml").unwrap();
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    wait_state(status_port, "up").await;
+    target.set(Answer::Fail);
+    wait_state(status_port, "down").await;
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
+    // A connection attempt made at any time would be waiting in the backlog.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), listener.accept())
+            .await
+            .is_err(),
+        "the dry run connected to the peer"
+    );
+    let logs = logs.text();
+    for needle in [
+        "dry run: no BGP session is opened",
+        "service state changed service=web from=\"starting\" to=\"up\"",
+        "service state changed service=web from=\"up\" to=\"down\"",
+    ] {
+        assert!(logs.contains(needle), "{needle:?} not logged:\n{logs}");
+    }
 }
