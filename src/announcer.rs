@@ -76,6 +76,10 @@ pub enum Presentation {
     /// Announced with GRACEFUL_SHUTDOWN (RFC 8326 §4): routers lower its preference so
     /// traffic moves away before the withdrawal.
     GracefulShutdown,
+    /// A de-preferred service being drained: the de-prefer prepends and communities stay
+    /// and GRACEFUL_SHUTDOWN is added. Draining must never make a sick site more
+    /// attractive to a router that ignores the community (RFC 8326 §4 lets it).
+    DepreferredGracefulShutdown,
     /// Not announced.
     Withdrawn,
 }
@@ -105,6 +109,13 @@ pub fn route_attrs(service: &ServiceConfig, presentation: Presentation) -> Optio
                 .extend_from_slice(&service.deprefer_communities);
         }
         Presentation::GracefulShutdown => attrs.communities.push(Community::GRACEFUL_SHUTDOWN),
+        Presentation::DepreferredGracefulShutdown => {
+            attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
+            attrs
+                .communities
+                .extend_from_slice(&service.deprefer_communities);
+            attrs.communities.push(Community::GRACEFUL_SHUTDOWN);
+        }
     }
     attrs.communities.sort_unstable();
     attrs.communities.dedup();
@@ -582,6 +593,26 @@ mod tests {
         assert!(ups[0].attributes.contains(&PathAttribute::Communities(vec![
             Community::new(65010, 100),
             Community::new(65010, 666)
+        ])));
+    }
+
+    #[test]
+    fn draining_a_depreferred_service_keeps_the_prepends_and_adds_graceful_shutdown() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let before = desired([(&web, Presentation::Depreferred)]);
+        let after = desired([(&web, Presentation::DepreferredGracefulShutdown)]);
+        let ups = diff(&before, &after, &ctx());
+        assert_eq!(ups.len(), 1);
+        assert!(ups[0].attributes.contains(&PathAttribute::AsPath(AsPath {
+            segments: vec![AsPathSegment {
+                kind: AsPathSegmentType::Sequence,
+                asns: vec![65010; 4],
+            }]
+        })));
+        assert!(ups[0].attributes.contains(&PathAttribute::Communities(vec![
+            Community::new(65010, 100),
+            Community::new(65010, 666),
+            Community::GRACEFUL_SHUTDOWN
         ])));
     }
 
