@@ -176,6 +176,8 @@ struct Setup<'a> {
     service_extra: &'a str,
     /// `hold_down` of the service.
     hold_down: &'a str,
+    /// `drain_time` of the service.
+    drain_time: &'a str,
     /// The peer session runs over [::1] instead of 127.0.0.1.
     ipv6_session: bool,
 }
@@ -187,6 +189,7 @@ impl Default for Setup<'_> {
             peer_extra: "",
             service_extra: "",
             hold_down: "200ms",
+            drain_time: "300ms",
             ipv6_session: false,
         }
     }
@@ -231,7 +234,7 @@ connect_retry = "1s"
 [[service]]
 name = "web"
 prefixes = [{prefixes}]
-drain_time = "300ms"
+drain_time = "{drain_time}"
 hold_down = "{hold_down}"
 {service_extra}
 
@@ -248,6 +251,7 @@ fall = 2
         peer_extra = setup.peer_extra,
         service_extra = setup.service_extra,
         hold_down = setup.hold_down,
+        drain_time = setup.drain_time,
     )
 }
 
@@ -886,4 +890,73 @@ async fn dry_run_logs_every_decision_and_opens_no_session() {
     ] {
         assert!(logs.contains(needle), "{needle:?} not logged:\n{logs}");
     }
+}
+
+#[tokio::test]
+async fn health_failing_during_a_drain_withdraws_at_once() {
+    // A drain time far beyond every wait here: the withdrawal can only come from the
+    // health failure ("a sick site withdraws at once"), not from the end of the drain.
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("web.drain");
+    let extra = format!("drain_file = \"{}\"", file.display());
+    let setup = Setup {
+        service_extra: &extra,
+        drain_time: "1h",
+        ..Setup::default()
+    };
+    let (target, mut d) = announced(&setup).await;
+    touch(&file);
+    let u = d.update().await;
+    assert_eq!(communities(&u), vec![Community::GRACEFUL_SHUTDOWN], "{u:?}");
+    d.wait_state("draining").await;
+
+    target.set(Answer::Fail);
+    assert_v4_withdrawal(&d.update().await);
+    d.wait_state("drained").await;
+    d.quiet_for(2 * INTERVAL, "withdrawn, session kept").await;
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn stopping_a_depreferred_service_never_makes_it_more_attractive() {
+    let setup = Setup {
+        service_extra: "on_down = \"deprefer\"",
+        ..Setup::default()
+    };
+    let (target, mut d) = announced(&setup).await;
+    target.set(Answer::Fail);
+    assert_v4_announcement(&d.update().await, 3);
+
+    d.stop().await;
+    // Whatever is re-announced while draining keeps the de-preference (a router that
+    // ignores GRACEFUL_SHUTDOWN must not start preferring the sick site), then the
+    // withdrawal, then the Cease.
+    let mut last = None;
+    for _ in 0..4 {
+        match d.peer.recv_skip_keepalives().await {
+            Ok(Message::Update(u)) if !u.nlri.is_empty() => {
+                assert_v4_announcement(&u, 3);
+                assert!(
+                    communities(&u).contains(&Community::GRACEFUL_SHUTDOWN),
+                    "{u:?}"
+                );
+                last = Some(u);
+            }
+            Ok(Message::Update(u)) => {
+                assert_v4_withdrawal(&u);
+                last = Some(u);
+            }
+            Ok(Message::Notification(n)) => {
+                assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 2));
+                break;
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    assert!(
+        last.is_some_and(|u| !u.withdrawn.is_empty()),
+        "no withdrawal before the Cease"
+    );
+    d.peer.expect_closed(WAIT).await;
+    d.finished().await;
 }
