@@ -14,7 +14,7 @@ use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
-use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions};
+use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
@@ -101,6 +101,16 @@ struct Shell {
     guard: Option<FleetGuard>,
     ready: bool,
     stopping: bool,
+    /// Check transitions seen since the routes were last published, logged after them.
+    check_transitions: Vec<CheckTransitionLog>,
+}
+
+/// A check transition waiting to be logged.
+struct CheckTransitionLog {
+    service: String,
+    check: String,
+    transition: Transition,
+    detail: String,
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
@@ -168,6 +178,7 @@ pub async fn run(
         guard,
         ready: false,
         stopping: false,
+        check_transitions: Vec::new(),
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -234,7 +245,15 @@ pub async fn run(
         if let Some(g) = shell.guard.as_mut() {
             g.decide_all(&mut core, now);
         }
-        for (i, change) in core.evaluate(now, SystemTime::now()) {
+        let changes = core.evaluate(now, SystemTime::now());
+        // The routes before anything else: the peer tasks start writing UPDATEs while this
+        // task formats and writes log lines (stdout may be a pipe to journald).
+        let desired = Arc::new(core.desired());
+        if **shell.routes_tx.borrow() != *desired {
+            shell.routes_tx.send_replace(desired);
+        }
+        shell.log_check_transitions();
+        for (i, change) in changes {
             let name = &core.config().services[i].name;
             tracing::info!(
                 service = %name,
@@ -246,10 +265,6 @@ pub async fn run(
             if change.to == State::Down && change.from != State::Starting {
                 shell.metrics.service_flap(name);
             }
-        }
-        let desired = Arc::new(core.desired());
-        if **shell.routes_tx.borrow() != *desired {
-            shell.routes_tx.send_replace(desired);
         }
         shell.publish(&core);
 
@@ -421,12 +436,24 @@ impl Shell {
             event.outcome.latency,
             event.outcome.ok,
         );
-        if let Some(t) = &event.transition {
+        if let Some(t) = event.transition {
+            // Logged once the routes are published (`log_check_transitions`).
+            self.check_transitions.push(CheckTransitionLog {
+                service: service.name.clone(),
+                check: check.name.clone(),
+                transition: t,
+                detail: event.outcome.detail.clone(),
+            });
+        }
+    }
+
+    fn log_check_transitions(&mut self) {
+        for t in self.check_transitions.drain(..) {
             tracing::info!(
-                service = %service.name,
-                check = %check.name,
-                transition = %t,
-                detail = %event.outcome.detail,
+                service = %t.service,
+                check = %t.check,
+                transition = %t.transition,
+                detail = %t.detail,
                 "check state changed"
             );
         }
