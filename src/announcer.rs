@@ -438,6 +438,52 @@ fn chunks(prefixes: &[IpNet], room: usize) -> Vec<&[IpNet]> {
     out
 }
 
+/// One line for logs saying how the desired Adj-RIB-Out changed ("announce 203.0.113.0/24
+/// (prepend 3, communities 65535:0); withdraw 198.51.100.0/24"), or `None` when it did not.
+/// This is what a dry run shows instead of sending, and what operators read to learn why
+/// a route appeared or went.
+pub fn describe_change(old: &RibOut, new: &RibOut) -> Option<String> {
+    let announced: Vec<String> = new
+        .iter()
+        .filter(|(p, a)| old.get(*p) != Some(*a))
+        .map(|(p, a)| {
+            let mut notes = Vec::new();
+            if a.prepend > 0 {
+                notes.push(format!("prepend {}", a.prepend));
+            }
+            if let Some(med) = a.med {
+                notes.push(format!("med {med}"));
+            }
+            if !a.communities.is_empty() {
+                let c: Vec<String> = a
+                    .communities
+                    .iter()
+                    .map(|c| format!("{}:{}", c.asn(), c.value()))
+                    .collect();
+                notes.push(format!("communities {}", c.join(" ")));
+            }
+            if notes.is_empty() {
+                p.to_string()
+            } else {
+                format!("{p} ({})", notes.join(", "))
+            }
+        })
+        .collect();
+    let withdrawn: Vec<String> = old
+        .keys()
+        .filter(|p| !new.contains_key(*p))
+        .map(ToString::to_string)
+        .collect();
+    let mut parts = Vec::new();
+    if !announced.is_empty() {
+        parts.push(format!("announce {}", announced.join(", ")));
+    }
+    if !withdrawn.is_empty() {
+        parts.push(format!("withdraw {}", withdrawn.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -614,6 +660,26 @@ mod tests {
             Community::new(65010, 666),
             Community::GRACEFUL_SHUTDOWN
         ])));
+    }
+
+    #[test]
+    fn route_changes_are_described_in_one_line_and_no_change_in_none() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let dns = service("dns", &["198.51.100.0/24"]);
+        let normal = desired([(&web, Presentation::Normal), (&dns, Presentation::Normal)]);
+        let sick = desired([(&web, Presentation::Depreferred)]);
+        assert_eq!(
+            describe_change(&normal, &sick).as_deref(),
+            Some(
+                "announce 203.0.113.0/24 (prepend 3, communities 65010:100 65010:666); \
+                 withdraw 198.51.100.0/24"
+            )
+        );
+        assert_eq!(describe_change(&sick, &sick), None);
+        assert_eq!(
+            describe_change(&RibOut::new(), &desired([(&dns, Presentation::Normal)])).as_deref(),
+            Some("announce 198.51.100.0/24 (communities 65010:100)")
+        );
     }
 
     #[test]

@@ -249,8 +249,10 @@ pub async fn run(
         // The routes before anything else: the peer tasks start writing UPDATEs while this
         // task formats and writes log lines (stdout may be a pipe to journald).
         let desired = Arc::new(core.desired());
-        if **shell.routes_tx.borrow() != *desired {
-            shell.routes_tx.send_replace(desired);
+        let previous = shell.routes_tx.borrow().clone();
+        let routes_changed = *previous != *desired;
+        if routes_changed {
+            shell.routes_tx.send_replace(Arc::clone(&desired));
         }
         shell.log_check_transitions();
         for (i, change) in changes {
@@ -264,6 +266,15 @@ pub async fn run(
             );
             if change.to == State::Down && change.from != State::Starting {
                 shell.metrics.service_flap(name);
+            }
+        }
+        if routes_changed {
+            if let Some(what) = crate::announcer::describe_change(&previous, &desired) {
+                if shell.options.dry_run {
+                    tracing::info!(routes = %what, "dry run: would send to every peer");
+                } else {
+                    tracing::info!(routes = %what, "desired routes changed");
+                }
             }
         }
         shell.publish(&core);

@@ -887,6 +887,8 @@ async fn dry_run_logs_every_decision_and_opens_no_session() {
         "dry run: no BGP session is opened",
         "service state changed service=web from=\"starting\" to=\"up\"",
         "service state changed service=web from=\"up\" to=\"down\"",
+        "dry run: would send to every peer routes=announce 203.0.113.0/24",
+        "dry run: would send to every peer routes=withdraw 203.0.113.0/24",
     ] {
         assert!(logs.contains(needle), "{needle:?} not logged:\n{logs}");
     }
