@@ -962,3 +962,62 @@ async fn stopping_a_depreferred_service_never_makes_it_more_attractive() {
     d.peer.expect_closed(WAIT).await;
     d.finished().await;
 }
+
+#[tokio::test]
+async fn reload_applies_a_changed_community_and_a_rejected_config_changes_nothing() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = listener.local_addr().unwrap();
+    let status_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(&Setup::default(), peer_addr, status_port, target.addr);
+    std::fs::write(&path, &text).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    assert_v4_announcement(&d.update().await, 0);
+
+    // A new community on the service: one UPDATE with it, on the same session.
+    let with_community = text.replace(
+        "[[service.check]]",
+        "communities = [\"65010:42\"]\n\n[[service.check]]",
+    );
+    std::fs::write(&path, &with_community).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    let u = d.update().await;
+    assert_v4_announcement(&u, 0);
+    assert_eq!(communities(&u), vec![Community::new(65010, 42)], "{u:?}");
+
+    // A config with an unknown key is rejected: nothing changes, the session stays up.
+    let broken = with_community.replace("fall = 2", "fall = 2\nfal = 3");
+    std::fs::write(&path, broken).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    d.quiet_for(3 * INTERVAL, "rejected reload").await;
+    d.wait_state("up").await;
+
+    // The running config (with the community) is still the one in force at stop.
+    d.stop().await;
+    let u = d.update().await;
+    assert_eq!(
+        communities(&u),
+        vec![Community::new(65010, 42), Community::GRACEFUL_SHUTDOWN],
+        "{u:?}"
+    );
+    assert_v4_withdrawal(&d.update().await);
+    d.peer.expect_closed(WAIT).await;
+    d.finished().await;
+}
