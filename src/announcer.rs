@@ -510,6 +510,7 @@ mod tests {
             hold_down: Duration::from_secs(1),
             combine: Combine::All,
             checks: Vec::new(),
+            hook: None,
         }
     }
 

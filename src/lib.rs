@@ -6,6 +6,7 @@ pub mod coordinator;
 pub mod fsm;
 pub mod guard;
 pub mod health;
+pub mod hooks;
 pub mod service;
 pub mod session;
 pub mod status;

@@ -424,6 +424,7 @@ mod tests {
             hold_down: Duration::from_secs(2),
             combine: Combine::All,
             checks: Vec::new(),
+            hook: None,
         }
     }
 

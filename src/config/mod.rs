@@ -71,6 +71,8 @@ pub const DEFAULT_DEPREFER_PREPEND: u8 = 3;
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(5);
 /// Minimum time between a withdrawal and the next announcement.
 pub const DEFAULT_HOLD_DOWN: Duration = Duration::from_secs(1);
+/// Default longest run of a state-change hook.
+pub const DEFAULT_HOOK_TIMEOUT: Duration = Duration::from_secs(5);
 /// Check interval.
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Lower bound for `interval` and `fast_interval`, against busy loops.
@@ -233,6 +235,17 @@ pub struct ServiceConfig {
     pub combine: Combine,
     /// Checks.
     pub checks: Vec<CheckConfig>,
+    /// Command run after every state change, if any.
+    pub hook: Option<HookConfig>,
+}
+
+/// A service's state-change hook (`hook`, `hook_timeout`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HookConfig {
+    /// Program and arguments, no shell.
+    pub argv: Vec<String>,
+    /// Longest run; the process group is killed then.
+    pub timeout: Duration,
 }
 
 /// One `[[service.check]]`.

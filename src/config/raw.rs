@@ -177,6 +177,14 @@ pub struct RawService {
     /// How the checks combine: `"all"` must be up, `"any"` one up, `{ at_least = N }`,
     /// or `{ at_least_percent = P }` (0 < P <= 100). Default `"all"`.
     pub combine: Option<Spanned<RawCombine>>,
+    /// State-change hook: a program and its arguments (no shell), run after every change
+    /// of the service's state with `SERVICE`, `STATE`, `PREVIOUS_STATE`, `REASON` and
+    /// `PREFIXES` (space-separated) in its environment. It runs in its own process group,
+    /// killed after `hook_timeout`; the hooks of one service run one at a time, in order,
+    /// and never delay an announcement. Not run in a dry run. Default: none.
+    pub hook: Option<Spanned<Vec<String>>>,
+    /// Longest run of one hook, at least 10 ms; only with `hook`. Default 5 s.
+    pub hook_timeout: Option<Spanned<RawDuration>>,
     /// `[[service.check]]`: the health checks. At least one is required: a service without
     /// checks would be announced unconditionally.
     #[serde(default)]

@@ -757,9 +757,46 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
              `prefixes`, `disabled`, `next_hop`, `communities`, `large_communities`, `med`, `local_pref`, \
              `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_communities`, \
-             `drain_file`, `drain_time`, `hold_down`, `combine`, `check`",
+             `drain_file`, `drain_time`, `hold_down`, `combine`, `hook`, `hook_timeout`, `check`",
             "t.toml:16:12: service[0].check[0].interval: invalid type: boolean `true`, expected \
              a duration such as \"500ms\" or \"2s\", or an integer of seconds",
         ]
+    );
+}
+
+#[test]
+fn a_hook_is_an_argv_with_a_default_timeout() {
+    let c = ok(&insert(
+        9,
+        "hook = [\"/usr/local/bin/notify\", \"--quiet\"]",
+    ));
+    assert_eq!(
+        c.services[0].hook,
+        Some(HookConfig {
+            argv: vec!["/usr/local/bin/notify".into(), "--quiet".into()],
+            timeout: DEFAULT_HOOK_TIMEOUT,
+        })
+    );
+    assert_eq!(ok(BASE).services[0].hook, None);
+    let c = ok(&insert(9, "hook = [\"true\"]\nhook_timeout = \"250ms\""));
+    assert_eq!(
+        c.services[0].hook.as_ref().map(|h| h.timeout),
+        Some(Duration::from_millis(250))
+    );
+}
+
+#[test]
+fn an_empty_hook_and_a_hook_timeout_without_hook_are_rejected() {
+    assert_eq!(
+        errors(&insert(9, "hook = []")),
+        ["t.toml:10:8: service[0].hook: must name a program (hook[0] is empty)"]
+    );
+    assert_eq!(
+        errors(&insert(9, "hook_timeout = \"1s\"")),
+        ["t.toml:10:16: service[0].hook_timeout: has no effect without `hook`"]
+    );
+    assert_eq!(
+        errors(&insert(9, "hook = [\"true\"]\nhook_timeout = \"1ms\"")),
+        ["t.toml:11:16: service[0].hook_timeout: must be at least 10ms"]
     );
 }

@@ -11,9 +11,9 @@ use toml::Spanned;
 use super::raw::{RawCheck, RawCombine, RawService, RawStatusRange};
 use super::validate::{fmt_duration, optional, Ctx};
 use super::{
-    CheckConfig, CheckKind, Combine, NextHop, OnDown, ServiceConfig, DEFAULT_CHECK_INTERVAL,
-    DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME, DEFAULT_FALL, DEFAULT_HOLD_DOWN,
-    DEFAULT_HTTP_STATUS, DEFAULT_RISE, MIN_CHECK_INTERVAL,
+    CheckConfig, CheckKind, Combine, HookConfig, NextHop, OnDown, ServiceConfig,
+    DEFAULT_CHECK_INTERVAL, DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME, DEFAULT_FALL,
+    DEFAULT_HOLD_DOWN, DEFAULT_HOOK_TIMEOUT, DEFAULT_HTTP_STATUS, DEFAULT_RISE, MIN_CHECK_INTERVAL,
 };
 
 /// More prepends than this are commonly filtered by upstreams.
@@ -134,6 +134,8 @@ pub(crate) fn service(
         Duration::ZERO,
     );
 
+    let hook = hook(ctx, s, &key("hook"), &key("hook_timeout"));
+
     if s.check.is_empty() {
         ctx.err(
             span.clone(),
@@ -169,8 +171,46 @@ pub(crate) fn service(
         combine: combine?,
         checks: checks.into_iter().collect::<Option<Vec<_>>>()?,
         disabled: s.disabled.as_ref().is_some_and(|d| *d.get_ref()),
+        hook: hook?,
     })
 }
+
+/// `hook` and `hook_timeout`: `Some(None)` without a hook, `None` after an error.
+fn hook(
+    ctx: &mut Ctx<'_>,
+    s: &RawService,
+    hook_key: &str,
+    timeout_key: &str,
+) -> Option<Option<HookConfig>> {
+    let timeout = ctx.duration_or(
+        &s.hook_timeout,
+        timeout_key,
+        DEFAULT_HOOK_TIMEOUT,
+        MIN_HOOK_TIMEOUT,
+    );
+    let Some(argv) = &s.hook else {
+        if let Some(t) = &s.hook_timeout {
+            ctx.err(t.span(), timeout_key, "has no effect without `hook`");
+            return None;
+        }
+        return Some(None);
+    };
+    if argv.get_ref().first().is_none_or(|a| a.is_empty()) {
+        ctx.err(
+            argv.span(),
+            hook_key,
+            "must name a program (hook[0] is empty)",
+        );
+        return None;
+    }
+    Some(Some(HookConfig {
+        argv: argv.get_ref().clone(),
+        timeout: timeout?,
+    }))
+}
+
+/// Shortest accepted `hook_timeout`.
+const MIN_HOOK_TIMEOUT: Duration = Duration::from_millis(10);
 
 fn prefix(
     ctx: &mut Ctx<'_>,

@@ -445,6 +445,7 @@ mod tests {
             hold_down: Duration::from_secs(1),
             combine: Combine::All,
             checks: (0..checks).map(|i| check(&format!("c{i}"))).collect(),
+            hook: None,
         }
     }
 

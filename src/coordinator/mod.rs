@@ -2,9 +2,9 @@
 //!
 //! ```text
 //!  health runner ──CheckEvent──────┐
-//!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>───▶ peer tasks
-//!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┤
-//!  peer tasks ──PeerEvent, status──┤     (Core)      └─watch<StatusDocument>─▶ status server
+//!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>────▶ peer tasks
+//!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┼─watch<StatusDocument>─▶ status server
+//!  peer tasks ──PeerEvent, status──┤     (Core)      └─HookJob (queued)──────▶ hook workers
 //!  drain files (polled) ───────────┘
 //! ```
 //!

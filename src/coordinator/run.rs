@@ -15,6 +15,7 @@ use super::fleet_guard::{FleetGuard, FleetGuardError};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
+use crate::hooks::{HookJob, HookRunner};
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
@@ -30,6 +31,10 @@ const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
 const FLUSH_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for a peer to send its Cease and stop.
 const PEER_STOP_WAIT: Duration = Duration::from_secs(5);
+/// At exit, queued hooks get the longest hook timeout plus this ...
+const HOOK_STOP_SLACK: Duration = Duration::from_secs(1);
+/// ... but never more than this in all.
+const HOOK_STOP_MAX: Duration = Duration::from_secs(30);
 
 /// How the daemon was started.
 #[derive(Debug, Clone, Default)]
@@ -103,6 +108,7 @@ struct Shell {
     stopping: bool,
     /// Check transitions seen since the routes were last published, logged after them.
     check_transitions: Vec<CheckTransitionLog>,
+    hooks: HookRunner,
 }
 
 /// A check transition waiting to be logged.
@@ -179,6 +185,7 @@ pub async fn run(
         ready: false,
         stopping: false,
         check_transitions: Vec::new(),
+        hooks: HookRunner::new(),
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -267,6 +274,21 @@ pub async fn run(
             if change.to == State::Down && change.from != State::Starting {
                 shell.metrics.service_flap(name);
             }
+            let service = &core.config().services[i];
+            if let Some(hook) = &service.hook {
+                if shell.options.dry_run {
+                    tracing::info!(service = %name, argv = ?hook.argv, "dry run: would run the hook");
+                } else {
+                    shell.hooks.notify(HookJob {
+                        service: name.clone(),
+                        from: change.from,
+                        to: change.to,
+                        reason: change.reason.clone(),
+                        prefixes: service.prefixes.clone(),
+                        hook: hook.clone(),
+                    });
+                }
+            }
         }
         if routes_changed {
             if let Some(what) = crate::announcer::describe_change(&previous, &desired) {
@@ -292,6 +314,15 @@ pub async fn run(
     }
 
     shell.stop_all().await;
+    // The last changes (draining, drained) have hooks too: let them run, bounded.
+    let hook_wait = core
+        .config()
+        .services
+        .iter()
+        .filter_map(|s| s.hook.as_ref().map(|h| h.timeout))
+        .max()
+        .map_or(Duration::ZERO, |t| (t + HOOK_STOP_SLACK).min(HOOK_STOP_MAX));
+    std::mem::take(&mut shell.hooks).stop(hook_wait).await;
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }

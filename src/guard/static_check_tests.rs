@@ -84,6 +84,7 @@ fn service(prefixes: &[&str]) -> ServiceConfig {
         hold_down: Duration::from_secs(1),
         combine: Combine::All,
         checks: vec![tcp_check()],
+        hook: None,
     }
 }
 

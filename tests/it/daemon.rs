@@ -854,8 +854,16 @@ async fn dry_run_logs_every_decision_and_opens_no_session() {
     let target = Target::start(Answer::Pass).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = free_port();
+    // A hook that would leave a trace: a dry run must not run it.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("hook-ran");
+    let extra = format!("hook = [\"touch\", \"{}\"]", trace.display());
+    let setup = Setup {
+        service_extra: &extra,
+        ..Setup::default()
+    };
     let text = config_text(
-        &Setup::default(),
+        &setup,
         listener.local_addr().unwrap(),
         status_port,
         target.addr,
@@ -889,9 +897,11 @@ async fn dry_run_logs_every_decision_and_opens_no_session() {
         "service state changed service=web from=\"up\" to=\"down\"",
         "dry run: would send to every peer routes=announce 203.0.113.0/24",
         "dry run: would send to every peer routes=withdraw 203.0.113.0/24",
+        "dry run: would run the hook service=web argv=[\"touch\"",
     ] {
         assert!(logs.contains(needle), "{needle:?} not logged:\n{logs}");
     }
+    assert!(!trace.exists(), "the dry run ran the hook");
 }
 
 #[tokio::test]
@@ -1020,4 +1030,60 @@ async fn reload_applies_a_changed_community_and_a_rejected_config_changes_nothin
     assert_v4_withdrawal(&d.update().await);
     d.peer.expect_closed(WAIT).await;
     d.finished().await;
+}
+
+#[tokio::test]
+async fn hooks_get_every_state_change_in_order_and_a_hung_hook_delays_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.log");
+    // The hook for "up" hangs until its 5 s timeout; the others return at once.
+    let script = format!(
+        "echo \"$SERVICE $PREVIOUS_STATE $STATE $PREFIXES\" >> {}; \
+         if [ \"$STATE\" = up ]; then sleep 30; fi",
+        out.display()
+    );
+    let extra = format!("hook = [\"sh\", \"-c\", {script:?}]\nhook_timeout = \"5s\"");
+    let setup = Setup {
+        service_extra: &extra,
+        ..Setup::default()
+    };
+    let (target, mut d) = announced(&setup).await;
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    // The withdrawal goes out while the "up" hook still hangs: hooks never hold an UPDATE.
+    target.set(Answer::Fail);
+    assert_v4_withdrawal(&d.update().await);
+    assert_eq!(lines(), ["web starting up 203.0.113.0/24"]);
+
+    // Once the hung hook is killed, the next change reaches its hook, in order.
+    for _ in 0..500 {
+        if lines().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        lines(),
+        [
+            "web starting up 203.0.113.0/24",
+            "web up down 203.0.113.0/24"
+        ]
+    );
+
+    // The stop's change has its hook too, run before run() returns.
+    d.shutdown().await;
+    assert_eq!(
+        lines(),
+        [
+            "web starting up 203.0.113.0/24",
+            "web up down 203.0.113.0/24",
+            "web down drained 203.0.113.0/24"
+        ]
+    );
 }

@@ -40,55 +40,68 @@ impl CommandProbe {
     }
 
     async fn check(&self) -> Result<String, String> {
-        let (program, args) = self.argv.split_first().ok_or("empty argv")?;
-        let mut child = Command::new(program)
-            .args(args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|e| format!("cannot run {program}: {e}"))?;
-        // With process_group(0) the group id is the child's pid.
-        let group = child
-            .id()
-            .and_then(|id| i32::try_from(id).ok())
-            .map(|pid| GroupGuard(Pid::from_raw(pid)));
-        let stdout = child.stdout.take().map(read_bounded);
-        let stderr = child.stderr.take().map(read_bounded);
+        run_bounded(&self.argv, &[], self.timeout).await
+    }
+}
 
-        let status: Option<std::io::Result<ExitStatus>> = tokio::select! {
-            s = child.wait() => Some(s),
-            () = tokio::time::sleep(self.timeout) => None,
-        };
-        // Kill what is left of the group either way: on timeout the command itself, after
-        // a normal exit any helper it left running.
-        if let Some(g) = &group {
-            g.kill();
+/// Runs `argv` (no shell) with `env` added to the daemon's environment, in its own process
+/// group, for at most `timeout`; the group is killed at the timeout (and after a normal
+/// exit, for helpers left behind). `Ok` with the exit status and output on exit status 0,
+/// `Err` with the reason otherwise. Shared by the command probe and the state-change hooks.
+pub(crate) async fn run_bounded(
+    argv: &[String],
+    env: &[(&str, String)],
+    timeout: Duration,
+) -> Result<String, String> {
+    let (program, args) = argv.split_first().ok_or("empty argv")?;
+    let mut child = Command::new(program)
+        .args(args)
+        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(|e| format!("cannot run {program}: {e}"))?;
+    // With process_group(0) the group id is the child's pid.
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(|pid| GroupGuard(Pid::from_raw(pid)));
+    let stdout = child.stdout.take().map(read_bounded);
+    let stderr = child.stderr.take().map(read_bounded);
+
+    let status: Option<std::io::Result<ExitStatus>> = tokio::select! {
+        s = child.wait() => Some(s),
+        () = tokio::time::sleep(timeout) => None,
+    };
+    // Kill what is left of the group either way: on timeout the command itself, after
+    // a normal exit any helper it left running.
+    if let Some(g) = &group {
+        g.kill();
+    }
+    let end = match status {
+        Some(Ok(s)) => End::Exited(s),
+        Some(Err(e)) => End::WaitFailed(e),
+        None => {
+            // Reap the killed child: no zombie.
+            let _ = child.wait().await;
+            End::TimedOut
         }
-        let end = match status {
-            Some(Ok(s)) => End::Exited(s),
-            Some(Err(e)) => End::WaitFailed(e),
-            None => {
-                // Reap the killed child: no zombie.
-                let _ = child.wait().await;
-                End::TimedOut
-            }
-        };
-        drop(group);
-        let out = collect(stdout).await;
-        let err = collect(stderr).await;
-        let output = describe_output(&out, &err);
-        match end {
-            End::Exited(s) if s.success() => Ok(format!("exit status 0{output}")),
-            End::Exited(s) => Err(format!("{}{output}", describe_status(s))),
-            End::TimedOut => Err(format!(
-                "timed out after {}, process group killed{output}",
-                humantime::format_duration(self.timeout)
-            )),
-            End::WaitFailed(e) => Err(format!("waiting for {program}: {e}{output}")),
-        }
+    };
+    drop(group);
+    let out = collect(stdout).await;
+    let err = collect(stderr).await;
+    let output = describe_output(&out, &err);
+    match end {
+        End::Exited(s) if s.success() => Ok(format!("exit status 0{output}")),
+        End::Exited(s) => Err(format!("{}{output}", describe_status(s))),
+        End::TimedOut => Err(format!(
+            "timed out after {}, process group killed{output}",
+            humantime::format_duration(timeout)
+        )),
+        End::WaitFailed(e) => Err(format!("waiting for {program}: {e}{output}")),
     }
 }
 

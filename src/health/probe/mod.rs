@@ -14,7 +14,7 @@
 //!
 //! Not supported yet: HTTPS, DNS over TCP.
 
-mod command;
+pub(crate) mod command;
 mod dns;
 pub(crate) mod dns_wire;
 mod file;

@@ -67,6 +67,7 @@ fn service(name: &str, checks: Vec<CheckConfig>) -> ServiceConfig {
         hold_down: ms(0),
         combine: Combine::All,
         checks,
+        hook: None,
     }
 }
 
