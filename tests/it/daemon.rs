@@ -365,6 +365,28 @@ async fn wait_state(port: u16, state: &str) {
     panic!("service never reached {state:?}; last {last:?}");
 }
 
+/// `POST path` on the status endpoint with a bearer token; the status code and body.
+async fn post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Full<Bytes>>();
+    let req = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"))
+        .header("authorization", format!("Bearer {token}"))
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
+        .unwrap();
+    let resp = tokio::time::timeout(WAIT, client.request(req))
+        .await
+        .expect("control request timed out")
+        .expect("control request failed");
+    let status = resp.status().as_u16();
+    let body = tokio::time::timeout(WAIT, resp.into_body().collect())
+        .await
+        .expect("control body timed out")
+        .unwrap()
+        .to_bytes();
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
 /// The daemon's log lines, captured for the current thread.
 ///
 /// One global subscriber for the whole test binary routes each line to the buffer of the
@@ -1086,4 +1108,65 @@ async fn hooks_get_every_state_change_in_order_and_a_hung_hook_delays_no_update(
             "web down drained 203.0.113.0/24"
         ]
     );
+}
+
+#[tokio::test]
+async fn operator_drain_through_the_control_api_drains_and_undrain_reannounces() {
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    )
+    .replace(
+        "[status]\n",
+        &format!("[status]\ntoken_file = \"{}\"\n", token_file.display()),
+    );
+    let config = load_str(&text, "daemon-it.toml").unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(config, RunOptions::default(), rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    assert_v4_announcement(&d.update().await, 0);
+
+    let (code, body) = post(
+        status_port,
+        "/services/web/drain",
+        "s3cret-token-for-tests",
+        r#"{"reason": "maintenance"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let u = d.update().await;
+    assert_v4_announcement(&u, 0);
+    assert_eq!(communities(&u), vec![Community::GRACEFUL_SHUTDOWN], "{u:?}");
+    assert_v4_withdrawal(&d.update().await);
+    d.quiet_for(2 * INTERVAL, "drained by the operator, session kept")
+        .await;
+
+    let (code, body) = post(
+        status_port,
+        "/services/web/undrain",
+        "s3cret-token-for-tests",
+        "",
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    let u = d.update().await;
+    assert_v4_announcement(&u, 0);
+    assert!(communities(&u).is_empty(), "{u:?}");
+    d.shutdown().await;
 }
