@@ -425,6 +425,7 @@ mod tests {
             combine: Combine::All,
             checks: Vec::new(),
             hook: None,
+            loopback: None,
         }
     }
 

@@ -237,6 +237,19 @@ pub struct ServiceConfig {
     pub checks: Vec<CheckConfig>,
     /// Command run after every state change, if any.
     pub hook: Option<HookConfig>,
+    /// Addresses put on a local interface while the service is announced, if any.
+    pub loopback: Option<LoopbackConfig>,
+}
+
+/// Service addresses managed on a local interface (`loopback_addresses`,
+/// `loopback_interface`): added before the first announcement, removed only after the
+/// withdrawal has been written to every peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoopbackConfig {
+    /// Interface name, `lo` by default.
+    pub interface: String,
+    /// Addresses with their prefix length, each inside one of the service's prefixes.
+    pub addresses: Vec<IpNet>,
 }
 
 /// A service's state-change hook (`hook`, `hook_timeout`).

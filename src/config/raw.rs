@@ -185,6 +185,14 @@ pub struct RawService {
     pub hook: Option<Spanned<Vec<String>>>,
     /// Longest run of one hook, at least 10 ms; only with `hook`. Default 5 s.
     pub hook_timeout: Option<Spanned<RawDuration>>,
+    /// Service addresses (`"203.0.113.10"` or with a length, `"203.0.113.10/32"`), each
+    /// inside one of `prefixes`: added to `loopback_interface` (with `ip addr replace`)
+    /// before the prefixes are first announced, and removed (`ip addr del`) only once the
+    /// withdrawal has been written to every peer, so in-flight traffic is not reset while
+    /// routers still send it here. Needs CAP_NET_ADMIN. Default: none (not managed; an empty list too).
+    pub loopback_addresses: Option<Vec<Spanned<String>>>,
+    /// Interface for `loopback_addresses`; only with them. Default `"lo"`.
+    pub loopback_interface: Option<Spanned<String>>,
     /// `[[service.check]]`: the health checks. At least one is required: a service without
     /// checks would be announced unconditionally.
     #[serde(default)]

@@ -757,7 +757,7 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
              `prefixes`, `disabled`, `next_hop`, `communities`, `large_communities`, `med`, `local_pref`, \
              `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_communities`, \
-             `drain_file`, `drain_time`, `hold_down`, `combine`, `hook`, `hook_timeout`, `check`",
+             `drain_file`, `drain_time`, `hold_down`, `combine`, `hook`, `hook_timeout`, `loopback_addresses`, `loopback_interface`, `check`",
             "t.toml:16:12: service[0].check[0].interval: invalid type: boolean `true`, expected \
              a duration such as \"500ms\" or \"2s\", or an integer of seconds",
         ]
@@ -798,5 +798,53 @@ fn an_empty_hook_and_a_hook_timeout_without_hook_are_rejected() {
     assert_eq!(
         errors(&insert(9, "hook = [\"true\"]\nhook_timeout = \"1ms\"")),
         ["t.toml:11:16: service[0].hook_timeout: must be at least 10ms"]
+    );
+}
+
+#[test]
+fn loopback_addresses_default_to_lo_and_take_bare_addresses_as_host_routes() {
+    let c = ok(&insert(
+        9,
+        "loopback_addresses = [\"203.0.113.10\", \"203.0.113.128/25\"]",
+    ));
+    assert_eq!(
+        c.services[0].loopback,
+        Some(LoopbackConfig {
+            interface: "lo".into(),
+            addresses: vec![
+                "203.0.113.10/32".parse().unwrap(),
+                "203.0.113.128/25".parse().unwrap()
+            ],
+        })
+    );
+    assert_eq!(ok(BASE).services[0].loopback, None);
+    assert_eq!(
+        ok(&insert(9, "loopback_addresses = []")).services[0].loopback,
+        None
+    );
+}
+
+#[test]
+fn loopback_addresses_outside_the_prefixes_and_a_stray_interface_are_rejected() {
+    assert_eq!(
+        errors(&insert(9, "loopback_addresses = [\"198.51.100.1\"]")),
+        [
+            "t.toml:10:23: service[0].loopback_addresses[0]: 198.51.100.1/32 is not inside any of \
+          the service's prefixes"
+        ]
+    );
+    assert_eq!(
+        errors(&insert(9, "loopback_interface = \"dummy0\"")),
+        [
+            "t.toml:10:22: service[0].loopback_interface: has no effect without \
+          `loopback_addresses`"
+        ]
+    );
+    assert_eq!(
+        errors(&insert(
+            9,
+            "loopback_addresses = [\"203.0.113.10\"]\nloopback_interface = \"lo:1\""
+        )),
+        ["t.toml:11:22: service[0].loopback_interface: \"lo:1\" is not an interface name"]
     );
 }

@@ -11,7 +11,7 @@ use toml::Spanned;
 use super::raw::{RawCheck, RawCombine, RawService, RawStatusRange};
 use super::validate::{fmt_duration, optional, Ctx};
 use super::{
-    CheckConfig, CheckKind, Combine, HookConfig, NextHop, OnDown, ServiceConfig,
+    CheckConfig, CheckKind, Combine, HookConfig, LoopbackConfig, NextHop, OnDown, ServiceConfig,
     DEFAULT_CHECK_INTERVAL, DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME, DEFAULT_FALL,
     DEFAULT_HOLD_DOWN, DEFAULT_HOOK_TIMEOUT, DEFAULT_HTTP_STATUS, DEFAULT_RISE, MIN_CHECK_INTERVAL,
 };
@@ -135,6 +135,7 @@ pub(crate) fn service(
     );
 
     let hook = hook(ctx, s, &key("hook"), &key("hook_timeout"));
+    let loopback = loopback(ctx, s, prefixes.as_deref().unwrap_or(&[]), &key);
 
     if s.check.is_empty() {
         ctx.err(
@@ -172,7 +173,72 @@ pub(crate) fn service(
         checks: checks.into_iter().collect::<Option<Vec<_>>>()?,
         disabled: s.disabled.as_ref().is_some_and(|d| *d.get_ref()),
         hook: hook?,
+        loopback: loopback?,
     })
+}
+
+/// `loopback_addresses` and `loopback_interface`: `Some(None)` when not managed, `None`
+/// after an error.
+fn loopback(
+    ctx: &mut Ctx<'_>,
+    s: &RawService,
+    prefixes: &[IpNet],
+    key: &dyn Fn(&str) -> String,
+) -> Option<Option<LoopbackConfig>> {
+    let Some(raw) = s.loopback_addresses.as_ref().filter(|a| !a.is_empty()) else {
+        if let Some(i) = &s.loopback_interface {
+            let k = key("loopback_interface");
+            ctx.err(i.span(), &k, "has no effect without `loopback_addresses`");
+            return None;
+        }
+        return Some(None);
+    };
+    let k = key("loopback_addresses");
+    let mut addresses = Vec::with_capacity(raw.len());
+    let mut ok = true;
+    for (j, item) in raw.iter().enumerate() {
+        let text = item.get_ref().trim();
+        let net = text.parse::<IpNet>().or_else(|_| {
+            text.parse::<IpAddr>()
+                .map(IpNet::from)
+                .map_err(|_| format!("\"{text}\" is not an address (e.g. \"203.0.113.10\")"))
+        });
+        let checked = net.and_then(|n| {
+            if prefixes.iter().any(|p| p.contains(&n.addr())) {
+                Ok(n)
+            } else {
+                Err(format!("{n} is not inside any of the service's prefixes"))
+            }
+        });
+        match checked {
+            Ok(n) => addresses.push(n),
+            Err(msg) => {
+                ctx.err(item.span(), &format!("{k}[{j}]"), msg);
+                ok = false;
+            }
+        }
+    }
+    let interface = match &s.loopback_interface {
+        None => "lo".to_string(),
+        Some(i) if valid_interface_name(i.get_ref()) => i.get_ref().clone(),
+        Some(i) => {
+            let msg = format!("\"{}\" is not an interface name", i.get_ref());
+            ctx.err(i.span(), &key("loopback_interface"), msg);
+            return None;
+        }
+    };
+    ok.then_some(Some(LoopbackConfig {
+        interface,
+        addresses,
+    }))
+}
+
+/// Linux interface names: 1..=15 bytes, no '/', whitespace or ':' (alias syntax).
+fn valid_interface_name(name: &str) -> bool {
+    (1..=15).contains(&name.len())
+        && !name
+            .chars()
+            .any(|c| c == '/' || c == ':' || c.is_whitespace())
 }
 
 /// `hook` and `hook_timeout`: `Some(None)` without a hook, `None` after an error.

@@ -34,6 +34,8 @@ struct ServiceSlot {
     operator_drain: Option<DrainSource>,
     guard: GuardVerdict,
     since_wall: SystemTime,
+    /// The service's `loopback_addresses` are on their interface (always true without).
+    addresses_present: bool,
 }
 
 /// The pure coordinator state.
@@ -93,6 +95,12 @@ impl Core {
                 match found {
                     Some((i, mut slot)) => {
                         slot.machine.reconfigure(svc);
+                        if svc.loopback.is_none() {
+                            slot.addresses_present = true;
+                        } else if old_config.services[i].loopback != svc.loopback {
+                            // New addresses: announce again once the shell has added them.
+                            slot.addresses_present = false;
+                        }
                         if old_config.services[i].checks != svc.checks {
                             slot.checks = svc.checks.iter().map(|_| new_check()).collect();
                         }
@@ -227,15 +235,42 @@ impl Core {
             .min()
     }
 
-    /// The desired Adj-RIB-Out (the same for every peer; see [`announcer::diff`]).
+    /// The desired Adj-RIB-Out (the same for every peer; see [`announcer::diff`]). A
+    /// service with `loopback_addresses` is left out until they are on their interface:
+    /// routers must not send traffic to a host that would refuse it.
     pub fn desired(&self) -> RibOut {
         announcer::desired(
             self.config
                 .services
                 .iter()
                 .zip(&self.services)
-                .map(|(cfg, slot)| (cfg, slot.machine.presentation())),
+                .map(|(cfg, slot)| {
+                    if slot.addresses_present {
+                        (cfg, slot.machine.presentation())
+                    } else {
+                        (cfg, Presentation::Withdrawn)
+                    }
+                }),
         )
+    }
+
+    /// Whether service `i`'s state machine wants its prefixes announced (in any form),
+    /// whatever its addresses: the shell adds them when this turns true.
+    pub fn wants_announcement(&self, i: usize) -> bool {
+        self.presentation(i) != Presentation::Withdrawn
+    }
+
+    /// The shell added (`true`) or removed (`false`) service `i`'s loopback addresses.
+    /// Ignored for a service without `loopback_addresses`.
+    pub fn set_addresses_present(&mut self, i: usize, present: bool) {
+        let has = self
+            .config
+            .services
+            .get(i)
+            .is_some_and(|c| c.loopback.is_some());
+        if let Some(s) = self.services.get_mut(i) {
+            s.addresses_present = present || !has;
+        }
     }
 
     /// How service `i` is presented right now.
@@ -261,9 +296,9 @@ impl Core {
 
     /// Whether service `i` is announced in any form (for the guard's site report).
     pub fn announcing(&self, i: usize) -> bool {
-        self.services
-            .get(i)
-            .is_some_and(|s| s.machine.presentation() != Presentation::Withdrawn)
+        self.services.get(i).is_some_and(|s| {
+            s.addresses_present && s.machine.presentation() != Presentation::Withdrawn
+        })
     }
 
     /// Whether service `i` wants to withdraw but is held.
@@ -367,6 +402,7 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         operator_drain: None,
         guard: GuardVerdict::Allow,
         since_wall: wall,
+        addresses_present: cfg.loopback.is_none(),
     }
 }
 
@@ -446,6 +482,7 @@ mod tests {
             combine: Combine::All,
             checks: (0..checks).map(|i| check(&format!("c{i}"))).collect(),
             hook: None,
+            loopback: None,
         }
     }
 
@@ -502,6 +539,42 @@ mod tests {
         core.on_probe(&report(0, 1, CheckStatus::Down), w);
         core.evaluate(t0, w);
         assert!(core.desired().is_empty());
+    }
+
+    #[test]
+    fn a_service_with_loopback_addresses_is_announced_only_once_they_are_present() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut web = service("web", "203.0.113.0/24", 1);
+        web.loopback = Some(crate::config::LoopbackConfig {
+            interface: "lo".into(),
+            addresses: vec!["203.0.113.10/32".parse().unwrap()],
+        });
+        let mut core = Core::new(config(vec![web]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(core.wants_announcement(0));
+        assert!(core.desired().is_empty(), "addresses not there yet");
+        assert!(!core.announcing(0));
+        core.set_addresses_present(0, true);
+        assert_eq!(core.desired().len(), 1);
+        assert!(core.announcing(0));
+        // Failing: withdrawn while the addresses are still there (removed after the flush).
+        core.on_probe(&report(0, 0, CheckStatus::Down), w);
+        core.evaluate(t0, w);
+        assert!(!core.wants_announcement(0));
+        assert!(core.desired().is_empty());
+    }
+
+    #[test]
+    fn without_loopback_addresses_the_presence_flag_is_ignored() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        core.set_addresses_present(0, false);
+        assert_eq!(core.desired().len(), 1);
     }
 
     #[test]

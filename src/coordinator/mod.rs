@@ -4,8 +4,9 @@
 //!  health runner ──CheckEvent──────┐
 //!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>────▶ peer tasks
 //!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┼─watch<StatusDocument>─▶ status server
-//!  peer tasks ──PeerEvent, status──┤     (Core)      └─HookJob (queued)──────▶ hook workers
-//!  drain files (polled) ───────────┘
+//!  peer tasks ──PeerEvent, status──┤     (Core)      ├─HookJob (queued)──────▶ hook workers
+//!  drain files (polled) ───────────┤                 └─ip addr replace/del───▶ address tasks
+//!  address tasks ──Done────────────┘
 //! ```
 //!
 //! Every decision is made by the pure [`core::Core`]; this module only moves messages,
@@ -13,6 +14,7 @@
 //! for every peer: each peer task diffs it against what it has sent (`announcer::diff`),
 //! so the coordinator never waits on a socket.
 
+mod addresses;
 pub mod core;
 mod fleet_guard;
 mod run;

@@ -10,6 +10,7 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::addresses::Addresses;
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use crate::announcer::RibOut;
@@ -31,6 +32,8 @@ const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
 const FLUSH_WAIT: Duration = Duration::from_secs(3);
 /// Longest wait for a peer to send its Cease and stop.
 const PEER_STOP_WAIT: Duration = Duration::from_secs(5);
+/// At exit, longest wait for the service addresses to be removed.
+const ADDRESS_STOP_WAIT: Duration = Duration::from_secs(10);
 /// At exit, queued hooks get the longest hook timeout plus this ...
 const HOOK_STOP_SLACK: Duration = Duration::from_secs(1);
 /// ... but never more than this in all.
@@ -109,6 +112,7 @@ struct Shell {
     /// Check transitions seen since the routes were last published, logged after them.
     check_transitions: Vec<CheckTransitionLog>,
     hooks: HookRunner,
+    addresses: Addresses,
 }
 
 /// A check transition waiting to be logged.
@@ -163,6 +167,8 @@ pub async fn run(
         _ => None,
     };
 
+    let (addresses_tx, mut addresses_rx) = mpsc::unbounded_channel();
+    let dry_run = options.dry_run;
     let mut shell = Shell {
         options,
         started: now,
@@ -186,6 +192,7 @@ pub async fn run(
         stopping: false,
         check_transitions: Vec::new(),
         hooks: HookRunner::new(),
+        addresses: Addresses::new(addresses_tx, dry_run),
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -207,10 +214,14 @@ pub async fn run(
     drain_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop_deadline: Option<Instant> = None;
     loop {
-        let deadline = [core.next_deadline(), stop_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            core.next_deadline(),
+            stop_deadline,
+            shell.addresses.next_deadline(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -229,6 +240,7 @@ pub async fn run(
             Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
+            Some(done) = addresses_rx.recv() => shell.addresses.on_done(&mut core, done, Instant::now()),
             () = changed.notified() => {}
             signal = signals.recv() => match signal {
                 Some(DaemonSignal::Reload) => {
@@ -253,6 +265,11 @@ pub async fn run(
             g.decide_all(&mut core, now);
         }
         let changes = core.evaluate(now, SystemTime::now());
+        // Before the routes: a service whose addresses are not on their interface yet
+        // stays out of them; one that is withdrawn and flushed gets its addresses removed.
+        let published = shell.routes_tx.borrow().clone();
+        let on_wire = shell.all_flushed().then_some(&*published);
+        shell.addresses.reconcile(&mut core, on_wire, now);
         // The routes before anything else: the peer tasks start writing UPDATEs while this
         // task formats and writes log lines (stdout may be a pipe to journald).
         let desired = Arc::new(core.desired());
@@ -314,6 +331,11 @@ pub async fn run(
     }
 
     shell.stop_all().await;
+    // The sessions are closed: no peer holds our routes any more.
+    shell
+        .addresses
+        .remove_all(&mut addresses_rx, ADDRESS_STOP_WAIT)
+        .await;
     // The last changes (draining, drained) have hooks too: let them run, bounded.
     let hook_wait = core
         .config()

@@ -85,6 +85,7 @@ fn service(prefixes: &[&str]) -> ServiceConfig {
         combine: Combine::All,
         checks: vec![tcp_check()],
         hook: None,
+        loopback: None,
     }
 }
 

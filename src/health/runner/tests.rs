@@ -68,6 +68,7 @@ fn service(name: &str, checks: Vec<CheckConfig>) -> ServiceConfig {
         combine: Combine::All,
         checks,
         hook: None,
+        loopback: None,
     }
 }
 
