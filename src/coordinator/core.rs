@@ -324,7 +324,12 @@ impl Core {
             .enumerate()
             .map(|(i, (cfg, slot))| {
                 let m = &slot.machine;
-                let presentation = m.presentation();
+                // What the peers are told: nothing while the addresses are not there.
+                let presentation = if slot.addresses_present {
+                    m.presentation()
+                } else {
+                    Presentation::Withdrawn
+                };
                 let announcements = peers
                     .iter()
                     .map(|(peer, up)| AnnouncementStatus {
@@ -556,9 +561,19 @@ mod tests {
         assert!(core.wants_announcement(0));
         assert!(core.desired().is_empty(), "addresses not there yet");
         assert!(!core.announcing(0));
+        let status = |core: &Core| {
+            core.service_status(t0, w, &[("edge1".into(), true)], &|_| {
+                GuardStatus::default()
+            })[0]
+                .announcements[0]
+                .state
+                .clone()
+        };
+        assert_eq!(status(&core), "withdrawn");
         core.set_addresses_present(0, true);
         assert_eq!(core.desired().len(), 1);
         assert!(core.announcing(0));
+        assert_eq!(status(&core), "announced");
         // Failing: withdrawn while the addresses are still there (removed after the flush).
         core.on_probe(&report(0, 0, CheckStatus::Down), w);
         core.evaluate(t0, w);
