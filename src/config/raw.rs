@@ -189,8 +189,8 @@ pub struct RawService {
     /// inside one of `prefixes`: added to `loopback_interface` (with `ip addr replace`)
     /// before the prefixes are first announced, and removed (`ip addr del`) only once the
     /// withdrawal has been written to every peer, so in-flight traffic is not reset while
-    /// routers still send it here. Needs CAP_NET_ADMIN. The checks must not probe these addresses (absent while withdrawn).
-    /// Default: none (not managed; an empty list too).
+    /// routers still send it here. Needs CAP_NET_ADMIN. The checks must not probe these
+    /// addresses (absent while withdrawn). Default: none (not managed; an empty list too).
     pub loopback_addresses: Option<Vec<Spanned<String>>>,
     /// Interface for `loopback_addresses`; only with them. Default `"lo"`.
     pub loopback_interface: Option<Spanned<String>>,
