@@ -13,6 +13,7 @@ mod addresses;
 mod drain;
 mod health;
 mod operations;
+mod process;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
