@@ -36,13 +36,15 @@ use anyguard::health::{CheckEvent, CheckState, CheckStatus, ProbeOutcome, Transi
 use anyguard::session::{spawn_peer, LocalSpeaker, Tuning};
 use anyguard::status::model::PeerStatus;
 use anyguard_proto::{Message, PathAttribute, UpdateMessage};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
-// The scripted peer of the integration tests, shared rather than copied.
+// The scripted peer and HTTP pieces of the integration tests, shared rather than copied.
 #[path = "../tests/it/fakepeer.rs"]
 mod fakepeer;
+#[path = "../tests/it/httpd.rs"]
+mod httpd;
 
 use fakepeer::{FakeError, FakePeer};
 
@@ -165,13 +167,6 @@ fall = 1
     )
 }
 
-fn free_port() -> BenchResult<u16> {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .map_err(|e| format!("free port: {e}"))
-}
-
 fn load(text: &str) -> BenchResult<Config> {
     load_str(text, "decision_latency.toml").map_err(|e| e.to_string())
 }
@@ -267,7 +262,7 @@ fn core_and_session(reps: usize) -> BenchResult<Vec<Duration>> {
         // The target address is never contacted on this path.
         let config = Arc::new(load(&config_text(
             peer_addr,
-            free_port()?,
+            httpd::free_port(),
             "127.0.0.1:9".parse().map_err(|_| "addr")?,
         ))?);
         let mut core = Core::new(Arc::clone(&config), Instant::now(), SystemTime::now());
@@ -338,23 +333,18 @@ async fn serve_target(listener: TcpListener, state: Arc<Mutex<TargetState>>) {
     while let Ok((mut sock, _)) = listener.accept().await {
         let state = Arc::clone(&state);
         tokio::spawn(async move {
-            let mut head = Vec::new();
-            let mut buf = [0u8; 1024];
-            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                match sock.read(&mut buf).await {
-                    Ok(0) | Err(_) => return,
-                    Ok(n) => head.extend_from_slice(&buf[..n]),
-                }
+            if !httpd::read_request_head(&mut sock).await {
+                return;
             }
             let (healthy, first) = {
                 let Ok(mut s) = state.lock() else { return };
                 let first = std::mem::take(&mut s.armed);
                 (s.healthy, first)
             };
-            let reply: &[u8] = if healthy {
-                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
+            let reply = if healthy {
+                httpd::OK
             } else {
-                b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nsick"
+                httpd::UNAVAILABLE
             };
             // Stamped before the write: the daemon cannot decide before the answer is
             // on its way, so the figure is an upper bound.
@@ -412,7 +402,7 @@ fn whole_daemon(reps: usize) -> BenchResult<Vec<Duration>> {
         .map_err(|e| format!("measuring thread: {e}"))??;
 
     let rt = daemon_runtime()?;
-    let config = load(&config_text(peer_addr, free_port()?, target_addr))?;
+    let config = load(&config_text(peer_addr, httpd::free_port(), target_addr))?;
     let (signals, signals_rx) = mpsc::channel(1);
     rt.block_on(async move {
         let daemon = tokio::spawn(run(config, RunOptions::default(), signals_rx));

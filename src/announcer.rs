@@ -99,23 +99,21 @@ pub fn route_attrs(service: &ServiceConfig, presentation: Presentation) -> Optio
         communities: service.communities.clone(),
         large_communities: service.large_communities.clone(),
     };
-    match presentation {
+    let (deprefer, graceful) = match presentation {
         Presentation::Withdrawn => return None,
-        Presentation::Normal => {}
-        Presentation::Depreferred => {
-            attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
-            attrs
-                .communities
-                .extend_from_slice(&service.deprefer_communities);
-        }
-        Presentation::GracefulShutdown => attrs.communities.push(Community::GRACEFUL_SHUTDOWN),
-        Presentation::DepreferredGracefulShutdown => {
-            attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
-            attrs
-                .communities
-                .extend_from_slice(&service.deprefer_communities);
-            attrs.communities.push(Community::GRACEFUL_SHUTDOWN);
-        }
+        Presentation::Normal => (false, false),
+        Presentation::Depreferred => (true, false),
+        Presentation::GracefulShutdown => (false, true),
+        Presentation::DepreferredGracefulShutdown => (true, true),
+    };
+    if deprefer {
+        attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
+        attrs
+            .communities
+            .extend_from_slice(&service.deprefer_communities);
+    }
+    if graceful {
+        attrs.communities.push(Community::GRACEFUL_SHUTDOWN);
     }
     attrs.communities.sort_unstable();
     attrs.communities.dedup();

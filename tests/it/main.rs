@@ -5,6 +5,7 @@ mod daemon;
 mod fakepeer;
 mod guard_sim;
 mod health;
+mod httpd;
 mod interop;
 mod session;
 mod status_http;

@@ -25,15 +25,15 @@ use anyguard::coordinator::{run, DaemonSignal, RunError, RunOptions};
 use anyguard_proto::{
     AsPathSegmentType, Community, ErrorCode, Message, MpReach, PathAttribute, UpdateMessage,
 };
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
+use hyper::Method;
 use ipnet::{IpNet, Ipv4Net};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::fakepeer::{self, FakeError, FakePeer, WAIT};
+use crate::httpd::{free_port, read_request_head, OK, UNAVAILABLE};
 
 const LOCAL_ASN: u32 = 65010;
 const PEER_ASN: u32 = 65000;
@@ -90,13 +90,8 @@ impl Target {
             while let Ok((mut sock, _)) = listener.accept().await {
                 let shared = Arc::clone(&shared);
                 tokio::spawn(async move {
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                        match sock.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
-                        }
+                    if !read_request_head(&mut sock).await {
+                        return;
                     }
                     let answer = {
                         let mut s = shared.lock().unwrap();
@@ -110,11 +105,9 @@ impl Target {
                         }
                         a
                     };
-                    let reply: &[u8] = match answer {
-                        Answer::Pass => {
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok"
-                        }
-                        Answer::Fail => b"HTTP/1.1 503 Service Unavailable\r\nContent-Length: 4\r\nConnection: close\r\n\r\nsick",
+                    let reply = match answer {
+                        Answer::Pass => OK,
+                        Answer::Fail => UNAVAILABLE,
                         Answer::Hang => {
                             // Longer than any probe timeout here; the probe gives up first.
                             tokio::time::sleep(Duration::from_secs(5)).await;
@@ -199,14 +192,6 @@ impl Default for Setup<'_> {
             ipv6_session: false,
         }
     }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn config_text(
@@ -342,18 +327,12 @@ impl Daemon {
 /// The service's state as `/status` on `port` reports it; `None` while the endpoint is
 /// not listening yet.
 async fn service_state(port: u16) -> Option<String> {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<Empty<Bytes>>();
-    let uri = format!("http://127.0.0.1:{port}/status");
-    let resp = tokio::time::timeout(WAIT, client.get(uri.parse().unwrap()))
+    // Connection refused until the daemon has bound the port.
+    tokio::net::TcpStream::connect(("127.0.0.1", port))
         .await
-        .expect("status request timed out")
         .ok()?;
-    let body = tokio::time::timeout(WAIT, resp.into_body().collect())
-        .await
-        .expect("status body timed out")
-        .unwrap()
-        .to_bytes();
+    let url = format!("http://127.0.0.1:{port}/status");
+    let (_, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     Some(doc["services"][0]["state"].as_str().unwrap().to_string())
 }
@@ -373,24 +352,11 @@ async fn wait_state(port: u16, state: &str) {
 
 /// `POST path` on the status endpoint with a bearer token; the status code and body.
 async fn post(port: u16, path: &str, token: &str, body: &str) -> (u16, String) {
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .build_http::<http_body_util::Full<Bytes>>();
-    let req = hyper::Request::post(format!("http://127.0.0.1:{port}{path}"))
-        .header("authorization", format!("Bearer {token}"))
-        .header("content-type", "application/json")
-        .body(http_body_util::Full::new(Bytes::from(body.to_owned())))
-        .unwrap();
-    let resp = tokio::time::timeout(WAIT, client.request(req))
-        .await
-        .expect("control request timed out")
-        .expect("control request failed");
-    let status = resp.status().as_u16();
-    let body = tokio::time::timeout(WAIT, resp.into_body().collect())
-        .await
-        .expect("control body timed out")
-        .unwrap()
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let bearer = format!("Bearer {token}");
+    let (status, _, body) =
+        crate::status_http::request(Method::POST, &url, Some(&bearer), body).await;
+    (status.as_u16(), String::from_utf8_lossy(&body).into_owned())
 }
 
 /// The daemon's log lines, captured for the current thread.
