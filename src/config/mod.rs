@@ -286,12 +286,14 @@ pub struct CheckConfig {
 pub enum CheckKind {
     /// HTTP GET.
     Http {
-        /// URL (http only).
+        /// URL, `http://` or `https://`.
         url: String,
         /// Accepted status codes, inclusive.
         status: (u16, u16),
         /// Substring the body must contain.
         body_contains: Option<String>,
+        /// HTTPS: trust only the certificates in this PEM file instead of the system's.
+        ca_file: Option<PathBuf>,
     },
     /// TCP connect.
     Tcp {

@@ -224,13 +224,17 @@ pub struct RawCheck {
     pub rise: Option<Spanned<i64>>,
     /// Consecutive failures before the check goes down, 1..=1000. Default 2.
     pub fall: Option<Spanned<i64>>,
-    /// http: the URL, `http://host:port/path` (https is not supported yet).
+    /// http: the URL, `http://host:port/path` or `https://host:port/path`.
     pub url: Option<Spanned<String>>,
     /// http: accepted status codes, a code (`200`) or an inclusive range (`[200, 399]`).
     /// Default `[200, 299]`.
     pub status: Option<Spanned<RawStatusRange>>,
     /// http: a substring the body must contain (only the first 64 KiB are read).
     pub body_contains: Option<Spanned<String>>,
+    /// http with an `https://` url only: PEM file of the certificates to trust instead of
+    /// the system's roots (a self-signed certificate or an internal CA). Default: the
+    /// system's roots.
+    pub ca_file: Option<Spanned<String>>,
     /// tcp: the address to connect to, `"ip:port"`.
     pub address: Option<Spanned<String>>,
     /// command: the argument vector, run without a shell; exit status 0 is up. The command

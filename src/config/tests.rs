@@ -336,7 +336,7 @@ fn command_argv_must_not_be_empty() {
 }
 
 #[test]
-fn http_url_must_be_plain_http_with_a_host() {
+fn http_url_must_be_http_or_https_with_a_host() {
     let http = |url: &str| {
         BASE.replace(
             "type = \"command\"\nargv = [\"true\"]",
@@ -344,12 +344,36 @@ fn http_url_must_be_plain_http_with_a_host() {
         )
     };
     assert_eq!(
-        errors(&http("https://127.0.0.1/healthz")),
-        ["t.toml:12:7: service[0].check[0].url: https is not supported yet; use an http:// URL"]
+        errors(&http("ftp://127.0.0.1/healthz")),
+        [
+            "t.toml:12:7: service[0].check[0].url: \"ftp://127.0.0.1/healthz\" must be an http:// \
+          or https://host:port/path URL"
+        ]
     );
     assert_eq!(
         errors(&http("127.0.0.1:8080")),
-        ["t.toml:12:7: service[0].check[0].url: \"127.0.0.1:8080\" must be an http://host:port/path URL"]
+        [
+            "t.toml:12:7: service[0].check[0].url: \"127.0.0.1:8080\" must be an http:// or \
+          https://host:port/path URL"
+        ]
+    );
+    let c = ok(&http(
+        "https://127.0.0.1/healthz\"\nca_file = \"/etc/anyguard/ca.pem",
+    ));
+    assert_eq!(
+        c.services[0].checks[0].kind,
+        CheckKind::Http {
+            url: "https://127.0.0.1/healthz".into(),
+            status: (200, 299),
+            body_contains: None,
+            ca_file: Some("/etc/anyguard/ca.pem".into()),
+        }
+    );
+    assert_eq!(
+        errors(&http(
+            "http://127.0.0.1/healthz\"\nca_file = \"/etc/anyguard/ca.pem"
+        )),
+        ["t.toml:13:11: service[0].check[0].ca_file: needs an https:// url"]
     );
     let c = ok(&http("http://127.0.0.1:8080/healthz"));
     assert_eq!(
@@ -357,7 +381,8 @@ fn http_url_must_be_plain_http_with_a_host() {
         CheckKind::Http {
             url: "http://127.0.0.1:8080/healthz".into(),
             status: (200, 299),
-            body_contains: None
+            body_contains: None,
+            ca_file: None,
         }
     );
 }

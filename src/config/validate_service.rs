@@ -407,7 +407,7 @@ fn combine(
 
 /// Check types and the type-specific keys they accept.
 const KINDS: &[(&str, &[&str])] = &[
-    ("http", &["url", "status", "body_contains"]),
+    ("http", &["url", "status", "body_contains", "ca_file"]),
     ("tcp", &["address"]),
     ("command", &["argv"]),
     ("dns", &["server", "query", "record_type", "expect"]),
@@ -536,6 +536,7 @@ fn specific_fields(
         ("url", s(&c.url)),
         ("status", s(&c.status)),
         ("body_contains", s(&c.body_contains)),
+        ("ca_file", s(&c.ca_file)),
         ("address", s(&c.address)),
         ("argv", s(&c.argv)),
         ("server", s(&c.server)),
@@ -568,10 +569,17 @@ fn check_kind(
                 None => Some(DEFAULT_HTTP_STATUS),
                 Some(v) => http_status(ctx, v, &key("status")),
             };
+            let ca_file = optional(c.ca_file.as_ref(), |v| ctx.path(v, &key("ca_file")));
+            let url = url?.get_ref().trim().to_owned();
+            if let (Some(v), false) = (&c.ca_file, url.starts_with("https://")) {
+                ctx.err(v.span(), &key("ca_file"), "needs an https:// url");
+                return None;
+            }
             Some(CheckKind::Http {
-                url: url?.get_ref().trim().to_owned(),
+                url,
                 status: status?,
                 body_contains: c.body_contains.as_ref().map(|b| b.get_ref().clone()),
+                ca_file: ca_file?,
             })
         }
         "tcp" => {
@@ -605,7 +613,7 @@ fn check_kind(
     }
 }
 
-/// Only `http://host[:port][/path]`: the probe speaks plain HTTP/1.1.
+/// Only `http://` or `https://host[:port][/path]`: the probe speaks HTTP/1.1, over TLS for https.
 pub(crate) fn http_url(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Option<()> {
     let text = v.get_ref().trim();
     let uri: hyper::Uri = match text.parse() {
@@ -616,20 +624,12 @@ pub(crate) fn http_url(ctx: &mut Ctx<'_>, v: &Spanned<String>, key: &str) -> Opt
         }
     };
     match uri.scheme_str() {
-        Some("http") => {}
-        Some("https") => {
-            ctx.err(
-                v.span(),
-                key,
-                "https is not supported yet; use an http:// URL",
-            );
-            return None;
-        }
+        Some("http" | "https") => {}
         _ => {
             ctx.err(
                 v.span(),
                 key,
-                format!("\"{text}\" must be an http://host:port/path URL"),
+                format!("\"{text}\" must be an http:// or https://host:port/path URL"),
             );
             return None;
         }

@@ -351,8 +351,8 @@ pub fn check_defect(check: &CheckConfig, env: &dyn Environment) -> Option<CheckD
 
 fn parse_check_url(url: &str) -> Result<(), String> {
     let uri: Uri = url.parse().map_err(|e| format!("{e}"))?;
-    if uri.scheme_str() != Some("http") {
-        return Err("not an http:// URL".into());
+    if !matches!(uri.scheme_str(), Some("http" | "https")) {
+        return Err("not an http:// or https:// URL".into());
     }
     if uri.host().is_none_or(str::is_empty) {
         return Err("missing host".into());

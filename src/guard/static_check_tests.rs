@@ -253,6 +253,7 @@ fn rollout_with_checks_that_cannot_succeed_is_rejected() {
             url: "http//198.18.2.10/health".into(),
             status: (200, 299),
             body_contains: None,
+            ca_file: None,
         },
     )];
     assert_eq!(
@@ -570,4 +571,31 @@ fn local_system_finds_commands_on_path_and_rejects_missing_or_non_executable_one
     let lookup = env.command(file.to_str().unwrap());
     std::fs::remove_file(&file).unwrap();
     assert_eq!(lookup, CommandLookup::NotExecutable);
+}
+
+#[test]
+fn https_checks_can_succeed_and_other_schemes_cannot() {
+    let http = |url: &str| {
+        check(
+            "http#0",
+            CheckKind::Http {
+                url: url.into(),
+                status: (200, 299),
+                body_contains: None,
+                ca_file: None,
+            },
+        )
+    };
+    let env = FakeEnv::default();
+    assert_eq!(
+        check_defect(&http("https://198.18.2.10/health"), &env),
+        None
+    );
+    assert_eq!(
+        check_defect(&http("ftp://198.18.2.10/health"), &env).map(|d| d.to_string()),
+        Some(
+            "unparsable URL \"ftp://198.18.2.10/health\" (not an http:// or https:// URL)"
+                .to_string()
+        )
+    );
 }

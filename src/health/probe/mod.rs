@@ -137,13 +137,16 @@ impl AnyProbe {
                 url,
                 status,
                 body_contains,
-            } => AnyProbe::Http(HttpProbe::new(url, *status, body_contains.clone()).map_err(
-                |reason| ProbeError::BadUrl {
-                    check: check.name.clone(),
-                    url: url.clone(),
-                    reason,
-                },
-            )?),
+                ca_file,
+            } => AnyProbe::Http(
+                HttpProbe::new(url, *status, body_contains.clone(), ca_file.as_deref()).map_err(
+                    |reason| ProbeError::BadUrl {
+                        check: check.name.clone(),
+                        url: url.clone(),
+                        reason,
+                    },
+                )?,
+            ),
             CheckKind::Tcp { address } => AnyProbe::Tcp(TcpProbe::new(*address)),
             CheckKind::Command { argv } => {
                 AnyProbe::Command(CommandProbe::new(argv.clone(), check.timeout))
