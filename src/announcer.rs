@@ -76,6 +76,10 @@ pub enum Presentation {
     /// Announced with GRACEFUL_SHUTDOWN (RFC 8326 §4): routers lower its preference so
     /// traffic moves away before the withdrawal.
     GracefulShutdown,
+    /// A de-preferred service being drained: the de-prefer prepends and communities stay
+    /// and GRACEFUL_SHUTDOWN is added. Draining must never make a sick site more
+    /// attractive to a router that ignores the community (RFC 8326 §4 lets it).
+    DepreferredGracefulShutdown,
     /// Not announced.
     Withdrawn,
 }
@@ -95,16 +99,21 @@ pub fn route_attrs(service: &ServiceConfig, presentation: Presentation) -> Optio
         communities: service.communities.clone(),
         large_communities: service.large_communities.clone(),
     };
-    match presentation {
+    let (deprefer, graceful) = match presentation {
         Presentation::Withdrawn => return None,
-        Presentation::Normal => {}
-        Presentation::Depreferred => {
-            attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
-            attrs
-                .communities
-                .extend_from_slice(&service.deprefer_communities);
-        }
-        Presentation::GracefulShutdown => attrs.communities.push(Community::GRACEFUL_SHUTDOWN),
+        Presentation::Normal => (false, false),
+        Presentation::Depreferred => (true, false),
+        Presentation::GracefulShutdown => (false, true),
+        Presentation::DepreferredGracefulShutdown => (true, true),
+    };
+    if deprefer {
+        attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
+        attrs
+            .communities
+            .extend_from_slice(&service.deprefer_communities);
+    }
+    if graceful {
+        attrs.communities.push(Community::GRACEFUL_SHUTDOWN);
     }
     attrs.communities.sort_unstable();
     attrs.communities.dedup();
@@ -427,6 +436,52 @@ fn chunks(prefixes: &[IpNet], room: usize) -> Vec<&[IpNet]> {
     out
 }
 
+/// One line for logs saying how the desired Adj-RIB-Out changed ("announce 203.0.113.0/24
+/// (prepend 3, communities 65535:0); withdraw 198.51.100.0/24"), or `None` when it did not.
+/// This is what a dry run shows instead of sending, and what operators read to learn why
+/// a route appeared or went.
+pub fn describe_change(old: &RibOut, new: &RibOut) -> Option<String> {
+    let announced: Vec<String> = new
+        .iter()
+        .filter(|(p, a)| old.get(*p) != Some(*a))
+        .map(|(p, a)| {
+            let mut notes = Vec::new();
+            if a.prepend > 0 {
+                notes.push(format!("prepend {}", a.prepend));
+            }
+            if let Some(med) = a.med {
+                notes.push(format!("med {med}"));
+            }
+            if !a.communities.is_empty() {
+                let c: Vec<String> = a
+                    .communities
+                    .iter()
+                    .map(|c| format!("{}:{}", c.asn(), c.value()))
+                    .collect();
+                notes.push(format!("communities {}", c.join(" ")));
+            }
+            if notes.is_empty() {
+                p.to_string()
+            } else {
+                format!("{p} ({})", notes.join(", "))
+            }
+        })
+        .collect();
+    let withdrawn: Vec<String> = old
+        .keys()
+        .filter(|p| !new.contains_key(*p))
+        .map(ToString::to_string)
+        .collect();
+    let mut parts = Vec::new();
+    if !announced.is_empty() {
+        parts.push(format!("announce {}", announced.join(", ")));
+    }
+    if !withdrawn.is_empty() {
+        parts.push(format!("withdraw {}", withdrawn.join(", ")));
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
+}
+
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
@@ -585,6 +640,46 @@ mod tests {
             Community::new(65010, 100),
             Community::new(65010, 666)
         ])));
+    }
+
+    #[test]
+    fn draining_a_depreferred_service_keeps_the_prepends_and_adds_graceful_shutdown() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let before = desired([(&web, Presentation::Depreferred)]);
+        let after = desired([(&web, Presentation::DepreferredGracefulShutdown)]);
+        let ups = diff(&before, &after, &ctx());
+        assert_eq!(ups.len(), 1);
+        assert!(ups[0].attributes.contains(&PathAttribute::AsPath(AsPath {
+            segments: vec![AsPathSegment {
+                kind: AsPathSegmentType::Sequence,
+                asns: vec![65010; 4],
+            }]
+        })));
+        assert!(ups[0].attributes.contains(&PathAttribute::Communities(vec![
+            Community::new(65010, 100),
+            Community::new(65010, 666),
+            Community::GRACEFUL_SHUTDOWN
+        ])));
+    }
+
+    #[test]
+    fn route_changes_are_described_in_one_line_and_no_change_in_none() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let dns = service("dns", &["198.51.100.0/24"]);
+        let normal = desired([(&web, Presentation::Normal), (&dns, Presentation::Normal)]);
+        let sick = desired([(&web, Presentation::Depreferred)]);
+        assert_eq!(
+            describe_change(&normal, &sick).as_deref(),
+            Some(
+                "announce 203.0.113.0/24 (prepend 3, communities 65010:100 65010:666); \
+                 withdraw 198.51.100.0/24"
+            )
+        );
+        assert_eq!(describe_change(&sick, &sick), None);
+        assert_eq!(
+            describe_change(&RibOut::new(), &desired([(&dns, Presentation::Normal)])).as_deref(),
+            Some("announce 198.51.100.0/24 (communities 65010:100)")
+        );
     }
 
     #[test]

@@ -36,7 +36,8 @@ enum Command {
         /// Config file (TOML).
         #[arg(long, short)]
         config: Option<PathBuf>,
-        /// Evaluate checks and log every decision without opening BGP sessions.
+        /// Evaluate checks and log every decision and the routes it would send, without
+        /// opening BGP sessions.
         #[arg(long)]
         dry_run: bool,
     },

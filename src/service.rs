@@ -18,8 +18,11 @@
 //! - Nothing is announced until the health has passed `rise` times (`Starting`).
 //! - A sick site withdraws at once: no graceful-shutdown phase on health failure, because
 //!   the point is to stop attracting traffic now.
-//! - A drain (file, API, daemon stop, `disabled = true` by reload) follows RFC 8326: re-announce with GRACEFUL_SHUTDOWN,
-//!   keep it for `drain_time`, then withdraw. The BGP session stays up.
+//! - A drain (file, API, daemon stop, `disabled = true` by reload) follows RFC 8326:
+//!   re-announce with GRACEFUL_SHUTDOWN, keep it for `drain_time`, then withdraw. The BGP
+//!   session stays up. A service whose checks fail during a drain is withdrawn at once like
+//!   any sick one, and a de-preferred service keeps its prepends while draining (never more
+//!   attractive than before).
 //! - Any withdrawal that is not a forced drain or a daemon stop first asks the all-sites
 //!   guard; a refusal keeps the prefixes announced (`Held`) with the guard's reason.
 //! - Flap dampening of our own announcements: after a withdrawal the service may not be
@@ -281,7 +284,7 @@ impl Service {
 
     fn target(&mut self, now: Instant, inputs: &Inputs) -> (State, Presentation, String) {
         if let Some(drain) = &inputs.drain {
-            return self.drain_target(now, drain, &inputs.guard);
+            return self.drain_target(now, drain, inputs);
         }
         self.draining_until = None;
         match inputs.health {
@@ -328,8 +331,10 @@ impl Service {
         &mut self,
         now: Instant,
         drain: &DrainSource,
-        guard: &GuardVerdict,
+        inputs: &Inputs,
     ) -> (State, Presentation, String) {
+        let guard = &inputs.guard;
+        let sick = inputs.health == Health::Down;
         let who = match drain {
             DrainSource::File => "drain file present".to_string(),
             DrainSource::Operator { reason, force, .. } => {
@@ -361,14 +366,29 @@ impl Service {
                 );
             }
         }
+        if sick && self.on_down == Presentation::Withdrawn {
+            // A sick site withdraws at once, drained or not: the graceful-shutdown phase
+            // is for moving traffic off a site that can still serve it.
+            self.draining_until = None;
+            return (
+                State::Drained,
+                Presentation::Withdrawn,
+                format!("{who}; checks fail, withdrawn at once"),
+            );
+        }
         let until = *self.draining_until.get_or_insert(now + self.drain_time);
         if now >= until {
             self.draining_until = None;
             (State::Drained, Presentation::Withdrawn, who)
         } else {
+            let presentation = if sick {
+                Presentation::DepreferredGracefulShutdown
+            } else {
+                Presentation::GracefulShutdown
+            };
             (
                 State::Draining,
-                Presentation::GracefulShutdown,
+                presentation,
                 format!("{who}; graceful shutdown (RFC 8326) before withdrawal"),
             )
         }
@@ -665,6 +685,59 @@ mod tests {
         s.evaluate(t0, &i);
         assert_eq!(s.state(), State::Drained);
         assert_eq!(s.next_deadline(), None);
+    }
+
+    #[test]
+    fn health_failing_during_a_drain_withdraws_at_once() {
+        let t0 = Instant::now();
+        let mut s = up_service(t0);
+        let mut i = inputs(Health::Up);
+        i.drain = Some(DrainSource::File);
+        s.evaluate(t0, &i);
+        assert_eq!(s.presentation(), Presentation::GracefulShutdown);
+        i.health = Health::Down;
+        let c = s.evaluate(t0 + Duration::from_secs(1), &i).unwrap();
+        assert_eq!((c.from, c.to), (State::Draining, State::Drained));
+        assert_eq!(
+            c.reason,
+            "drain file present; checks fail, withdrawn at once"
+        );
+        assert_eq!(s.presentation(), Presentation::Withdrawn);
+        assert_eq!(s.next_deadline(), Some(t0 + Duration::from_secs(3)));
+    }
+
+    #[test]
+    fn a_sick_service_still_asks_the_guard_before_an_unforced_drain_withdraws_it() {
+        let t0 = Instant::now();
+        let mut s = up_service(t0);
+        let i = Inputs {
+            health: Health::Down,
+            drain: Some(DrainSource::File),
+            guard: hold("0 of 3"),
+        };
+        s.evaluate(t0, &i);
+        assert_eq!(s.state(), State::Held);
+        assert_eq!(s.presentation(), Presentation::Normal);
+    }
+
+    #[test]
+    fn draining_a_depreferred_service_keeps_it_depreferred() {
+        let t0 = Instant::now();
+        let mut s = Service::new(&config(OnDown::Deprefer), t0);
+        s.evaluate(t0, &inputs(Health::Up));
+        s.evaluate(t0, &inputs(Health::Down));
+        assert_eq!(s.presentation(), Presentation::Depreferred);
+        let i = Inputs {
+            health: Health::Down,
+            drain: Some(DrainSource::Shutdown),
+            guard: GuardVerdict::Allow,
+        };
+        let c = s.evaluate(t0, &i).unwrap();
+        assert_eq!(c.to, State::Draining);
+        assert_eq!(s.presentation(), Presentation::DepreferredGracefulShutdown);
+        s.evaluate(t0 + Duration::from_secs(5), &i);
+        assert_eq!(s.state(), State::Drained);
+        assert_eq!(s.presentation(), Presentation::Withdrawn);
     }
 
     #[test]

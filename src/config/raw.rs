@@ -165,8 +165,8 @@ pub struct RawService {
     /// (RFC 8326), which routers commonly honour by setting LOCAL_PREF to 0.
     pub deprefer_communities: Option<Vec<Spanned<String>>>,
     /// Drain file: while it exists the service is drained (announced with
-    /// GRACEFUL_SHUTDOWN, then withdrawn after `drain_time`), whatever its checks say.
-    /// Default: none.
+    /// GRACEFUL_SHUTDOWN, then withdrawn after `drain_time`), even while its checks pass;
+    /// checks that fail during the drain withdraw it at once. Default: none.
     pub drain_file: Option<Spanned<String>>,
     /// How long a draining service stays announced with GRACEFUL_SHUTDOWN before it is
     /// withdrawn, so that routers move traffic before the route disappears. Default 5 s.

@@ -310,7 +310,11 @@ impl Core {
                             (false, _) => "pending",
                             (true, Presentation::Normal) => "announced",
                             (true, Presentation::Depreferred) => "depreferred",
-                            (true, Presentation::GracefulShutdown) => "graceful-shutdown",
+                            (
+                                true,
+                                Presentation::GracefulShutdown
+                                | Presentation::DepreferredGracefulShutdown,
+                            ) => "graceful-shutdown",
                             (true, Presentation::Withdrawn) => "withdrawn",
                         }
                         .to_string(),

@@ -50,6 +50,17 @@ impl LocalActions {
     }
 
     pub(super) fn on_change(&self, service: &ServiceConfig, change: &Change) {
+        if self.dry_run {
+            if let Some(hook) = &service.hook {
+                tracing::info!(
+                    service = %service.name,
+                    hook = %hook.argv.join(" "),
+                    to = change.to.as_str(),
+                    "dry run: would run the state-change hook"
+                );
+            }
+            return;
+        }
         self.hooks.on_change(service, change);
     }
 

@@ -2,10 +2,11 @@
 //!
 //! ```text
 //!  health runner ──CheckEvent──────┐
-//!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>───▶ peer tasks
-//!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┤
-//!  peer tasks ──PeerEvent, status──┤     (Core)      └─watch<StatusDocument>─▶ status server
-//!  drain files (polled) ───────────┘
+//!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>────▶ peer tasks
+//!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┼─watch<StatusDocument>─▶ status server
+//!  peer tasks ──PeerEvent, status──┤     (Core)      ├─HookJob (queued)──────▶ hook workers
+//!  drain files (polled) ───────────┤                 └─ip addr replace/del───▶ address tasks
+//!  address tasks ──Done────────────┘
 //! ```
 //!
 //! Every decision is made by the pure [`core::Core`]; this module only moves messages,

@@ -15,7 +15,7 @@ use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, LocalActions};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
-use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions};
+use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
@@ -110,6 +110,16 @@ struct Shell {
     local: LocalActions,
     ready: bool,
     stopping: bool,
+    /// Check transitions seen since the routes were last published, logged after them.
+    check_transitions: Vec<CheckTransitionLog>,
+}
+
+/// A check transition waiting to be logged.
+struct CheckTransitionLog {
+    service: String,
+    check: String,
+    transition: Transition,
+    detail: String,
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
@@ -180,6 +190,7 @@ pub async fn run(
         local,
         ready: false,
         stopping: false,
+        check_transitions: Vec::new(),
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -246,7 +257,20 @@ pub async fn run(
         if let Some(g) = shell.guard.as_mut() {
             g.decide_all(&mut core, now);
         }
-        for (i, change) in core.evaluate(now, SystemTime::now()) {
+        let changes = core.evaluate(now, SystemTime::now());
+        // The routes before anything else: the peer tasks start writing UPDATEs while this
+        // task formats and writes log lines (stdout may be a pipe to journald). Service
+        // addresses go on before their routes go out, and off only once the withdrawal is
+        // confirmed written (crate::local_addr).
+        let confirmed = shell.confirmed();
+        let desired = Arc::new(shell.local.sync(&core, &confirmed).await);
+        let previous = shell.routes_tx.borrow().clone();
+        let routes_changed = *previous != *desired;
+        if routes_changed {
+            shell.routes_tx.send_replace(Arc::clone(&desired));
+        }
+        shell.log_check_transitions();
+        for (i, change) in changes {
             let name = &core.config().services[i].name;
             tracing::info!(
                 service = %name,
@@ -258,14 +282,17 @@ pub async fn run(
             if change.to == State::Down && change.from != State::Starting {
                 shell.metrics.service_flap(name);
             }
+            // Hooks after the routes: a hook never delays an UPDATE.
             shell.local.on_change(&core.config().services[i], &change);
         }
-        // Service addresses go on before their routes go out, and off only once the
-        // withdrawal is confirmed written (crate::local_addr).
-        let confirmed = shell.confirmed();
-        let desired = Arc::new(shell.local.sync(&core, &confirmed).await);
-        if **shell.routes_tx.borrow() != *desired {
-            shell.routes_tx.send_replace(desired);
+        if routes_changed {
+            if let Some(what) = crate::announcer::describe_change(&previous, &desired) {
+                if shell.options.dry_run {
+                    tracing::info!(routes = %what, "dry run: would send to every peer");
+                } else {
+                    tracing::info!(routes = %what, "desired routes changed");
+                }
+            }
         }
         // After the routes above, so that a peer waiting for it announces them first.
         if !*shell.initial_tx.borrow()
@@ -454,12 +481,24 @@ impl Shell {
             event.outcome.latency,
             event.outcome.ok,
         );
-        if let Some(t) = &event.transition {
+        if let Some(t) = event.transition {
+            // Logged once the routes are published (`log_check_transitions`).
+            self.check_transitions.push(CheckTransitionLog {
+                service: service.name.clone(),
+                check: check.name.clone(),
+                transition: t,
+                detail: event.outcome.detail.clone(),
+            });
+        }
+    }
+
+    fn log_check_transitions(&mut self) {
+        for t in self.check_transitions.drain(..) {
             tracing::info!(
-                service = %service.name,
-                check = %check.name,
-                transition = %t,
-                detail = %event.outcome.detail,
+                service = %t.service,
+                check = %t.check,
+                transition = %t.transition,
+                detail = %t.detail,
                 "check state changed"
             );
         }

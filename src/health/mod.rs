@@ -9,8 +9,8 @@
 //!   feed the hysteresis and send every result as a [`CheckEvent`] to the coordinator.
 //!
 //! Data flows one way: the runner never reads the coordinator's state; the coordinator
-//! combines check states with [`combine::combine`] itself. Left out: HTTPS probes, DNS
-//! over TCP (a truncated answer is a failure), BFD.
+//! combines check states with [`combine::combine`] itself. Left out: DNS over TCP (a
+//! truncated answer is a failure), BFD, TLS client certificates for HTTPS probes.
 
 pub mod combine;
 pub mod hysteresis;

@@ -339,24 +339,7 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
         let outcome = run_probe(&probe, t.timeout).await;
         let transition = hysteresis.observe(outcome.ok);
         let state = hysteresis.state();
-        match &transition {
-            Some(tr) => info!(
-                from = %tr.from,
-                to = %tr.to,
-                reason = %outcome.detail,
-                "check {tr}: {}",
-                outcome.detail
-            ),
-            None => debug!(
-                ok = outcome.ok,
-                latency_ms = outcome.latency.as_millis(),
-                passes = state.passes,
-                failures = state.failures,
-                manual,
-                "{}",
-                outcome.detail
-            ),
-        }
+        let (ok, latency, detail) = (outcome.ok, outcome.latency, outcome.detail.clone());
         let event = CheckEvent {
             service: ctx.service,
             check: ctx.check,
@@ -364,7 +347,27 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
             state,
             transition,
         };
-        if ctx.events.send(event).await.is_err() {
+        // The result goes to the coordinator before it is logged: a transition may be the
+        // decision that sends an UPDATE, and that should not wait for a log line to be
+        // formatted and written (stdout may be a pipe to journald).
+        let sent = ctx.events.send(event).await;
+        match &transition {
+            Some(tr) => info!(
+                from = %tr.from,
+                to = %tr.to,
+                reason = %detail,
+                "check {tr}: {detail}"
+            ),
+            None => debug!(
+                ok,
+                latency_ms = latency.as_millis(),
+                passes = state.passes,
+                failures = state.failures,
+                manual,
+                "{detail}"
+            ),
+        }
+        if sent.is_err() {
             debug!("coordinator gone, check stops");
             return;
         }

@@ -155,6 +155,15 @@ impl Actor {
             PeerMode::Active | PeerMode::Both => Event::ManualStart,
         };
         self.feed(start);
+        if self.up.is_none() {
+            // Without a session the peer holds none of our routes, so the desired set is
+            // trivially "on the wire". Saying so at once matters at shutdown: the
+            // coordinator waits for every peer to confirm the last routes, and a peer that
+            // never connected (and saw no route change since) would otherwise hold up the
+            // stop for the whole flush wait.
+            let routes = self.routes.borrow_and_update().clone();
+            self.flushed(routes);
+        }
         self.publish();
         loop {
             let deadline = self.fsm.next_deadline();

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyguard::config::load_str;
 use anyguard::health::{HealthRunner, RunnerOptions};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 
@@ -18,19 +18,10 @@ async fn http_server() -> (SocketAddr, tokio::task::JoinHandle<()>) {
     let task = tokio::spawn(async move {
         while let Ok((mut sock, _)) = listener.accept().await {
             tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                    match sock.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
+                if !crate::httpd::read_request_head(&mut sock).await {
+                    return;
                 }
-                let _ = sock
-                    .write_all(
-                        b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                    )
-                    .await;
+                let _ = sock.write_all(crate::httpd::OK).await;
                 let _ = sock.shutdown().await;
             });
         }

@@ -4,7 +4,9 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::net::{IpAddr, Ipv4Addr, TcpListener as StdListener};
+use std::net::{IpAddr, Ipv4Addr};
+
+use crate::httpd::free_port;
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::Arc;
@@ -24,14 +26,6 @@ fn which(bin: &str) -> Option<PathBuf> {
         .split(':')
         .map(|d| PathBuf::from(d).join(bin))
         .find(|p| p.is_file())
-}
-
-fn free_port() -> u16 {
-    StdListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn scratch_dir(name: &str) -> PathBuf {

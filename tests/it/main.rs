@@ -1,10 +1,12 @@
 //! Daemon integration tests: one binary, one module per subject.
 
 mod config_examples;
+mod daemon;
 mod fakepeer;
 mod guard_cli;
 mod guard_sim;
 mod health;
+mod httpd;
 mod interop;
 mod local_actions;
 mod session;

@@ -320,6 +320,32 @@ async fn route_changes_send_only_the_difference_and_report_flushed() {
 }
 
 #[tokio::test]
+async fn a_peer_that_never_connects_reports_the_desired_routes_as_flushed() {
+    // Nobody listens on this port. The peer holds none of our routes, so the daemon's
+    // shutdown must not wait for it to confirm anything.
+    let port = TcpListener::bind((LOOPBACK, 0))
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let desired = rib(&["203.0.113.0/24"]);
+    let mut h = start(
+        peer_config(port, PeerMode::Active, 90),
+        local(),
+        desired.clone(),
+    );
+    let e = h
+        .event(|e| matches!(e, PeerEvent::Flushed { routes, .. } if Arc::ptr_eq(routes, &desired)))
+        .await;
+    assert!(matches!(e, PeerEvent::Flushed { .. }));
+    assert_ne!(h.status.borrow().state, "established");
+    tokio::time::timeout(WAIT, h.handle.shutdown(StopReason::DaemonStopping))
+        .await
+        .unwrap();
+}
+
+#[tokio::test]
 async fn route_refresh_resends_the_adj_rib_out() {
     let (_h, mut p, _l) = established(|_| {}, rib(&["203.0.113.0/24"])).await;
     p.expect_update().await;

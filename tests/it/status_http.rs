@@ -139,23 +139,7 @@ impl Harness {
         auth: Option<&str>,
         body: &str,
     ) -> (StatusCode, HeaderMap, Bytes) {
-        let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
-        let mut req = Request::builder().method(method).uri(self.url(path));
-        if let Some(auth) = auth {
-            req = req.header(header::AUTHORIZATION, auth);
-        }
-        let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
-        let resp = tokio::time::timeout(STEP, client.request(req))
-            .await
-            .expect("request timed out")
-            .expect("request failed");
-        let (parts, body) = resp.into_parts();
-        let body = tokio::time::timeout(STEP, body.collect())
-            .await
-            .expect("body timed out")
-            .expect("body failed")
-            .to_bytes();
-        (parts.status, parts.headers, body)
+        request(method, &self.url(path), auth, body).await
     }
 
     async fn get(&self, path: &str) -> (StatusCode, HeaderMap, Bytes) {
@@ -183,6 +167,34 @@ impl Harness {
         result.expect("serve returned an error");
         self.coordinator.abort();
     }
+}
+
+/// One HTTP/1.1 request to `url` with an optional `Authorization` header; status,
+/// headers and the whole body, each step bounded by [`STEP`]. Also used by the daemon
+/// tests against the real status endpoint.
+pub(crate) async fn request(
+    method: Method,
+    url: &str,
+    auth: Option<&str>,
+    body: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut req = Request::builder().method(method).uri(url);
+    if let Some(auth) = auth {
+        req = req.header(header::AUTHORIZATION, auth);
+    }
+    let req = req.body(Full::new(Bytes::from(body.to_owned()))).unwrap();
+    let resp = tokio::time::timeout(STEP, client.request(req))
+        .await
+        .expect("request timed out")
+        .expect("request failed");
+    let (parts, body) = resp.into_parts();
+    let body = tokio::time::timeout(STEP, body.collect())
+        .await
+        .expect("body timed out")
+        .expect("body failed")
+        .to_bytes();
+    (parts.status, parts.headers, body)
 }
 
 fn json(body: &[u8]) -> serde_json::Value {

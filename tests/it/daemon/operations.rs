@@ -1,0 +1,177 @@
+//! Running the daemon: dry run, reload, state-change hooks.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use super::*;
+
+#[tokio::test]
+async fn dry_run_logs_every_decision_and_opens_no_session() {
+    let logs = Logs::default();
+    let _guard = logs.capture();
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    // A hook that would leave a trace: a dry run must not run it.
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("hook-ran");
+    let extra = format!("hook = [\"touch\", \"{}\"]", trace.display());
+    let setup = Setup {
+        service_extra: &extra,
+        ..Setup::default()
+    };
+    let text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    let config = load_str(&text, "daemon-it.toml").unwrap();
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    wait_state(status_port, "up").await;
+    target.set(Answer::Fail);
+    wait_state(status_port, "down").await;
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
+    // A connection attempt made at any time would be waiting in the backlog.
+    assert!(
+        tokio::time::timeout(Duration::from_millis(200), listener.accept())
+            .await
+            .is_err(),
+        "the dry run connected to the peer"
+    );
+    let logs = logs.text();
+    for needle in [
+        "dry run: no BGP session is opened",
+        "service state changed service=web from=\"starting\" to=\"up\"",
+        "service state changed service=web from=\"up\" to=\"down\"",
+        "dry run: would send to every peer routes=announce 203.0.113.0/24",
+        "dry run: would send to every peer routes=withdraw 203.0.113.0/24",
+        "dry run: would run the state-change hook service=web hook=touch",
+    ] {
+        assert!(logs.contains(needle), "{needle:?} not logged:\n{logs}");
+    }
+    assert!(!trace.exists(), "the dry run ran the hook");
+}
+
+#[tokio::test]
+async fn reload_applies_a_changed_community_and_a_rejected_config_changes_nothing() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let peer_addr = listener.local_addr().unwrap();
+    let status_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(&Setup::default(), peer_addr, status_port, target.addr);
+    std::fs::write(&path, &text).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    assert_v4_announcement(&d.update().await, 0);
+
+    // A new community on the service: one UPDATE with it, on the same session.
+    let with_community = text.replace(
+        "[[service.check]]",
+        "communities = [\"65010:42\"]\n\n[[service.check]]",
+    );
+    std::fs::write(&path, &with_community).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    let u = d.update().await;
+    assert_v4_announcement(&u, 0);
+    assert_eq!(communities(&u), vec![Community::new(65010, 42)], "{u:?}");
+
+    // A config with an unknown key is rejected: nothing changes, the session stays up.
+    let broken = with_community.replace("fall = 2", "fall = 2\nfal = 3");
+    std::fs::write(&path, broken).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    d.quiet_for(3 * INTERVAL, "rejected reload").await;
+    d.wait_state("up").await;
+
+    // The running config (with the community) is still the one in force at stop.
+    d.stop().await;
+    let u = d.update().await;
+    assert_eq!(
+        communities(&u),
+        vec![Community::new(65010, 42), Community::GRACEFUL_SHUTDOWN],
+        "{u:?}"
+    );
+    assert_v4_withdrawal(&d.update().await);
+    d.peer.expect_closed(WAIT).await;
+    d.finished().await;
+}
+
+#[tokio::test]
+async fn hooks_get_every_state_change_in_order_and_a_hung_hook_delays_no_update() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("hook.log");
+    // The hook for "up" hangs until its 5 s timeout; the others return at once.
+    let script = format!(
+        "echo \"$SERVICE $PREVIOUS_STATE $STATE $PREFIXES\" >> {}; \
+         if [ \"$STATE\" = up ]; then sleep 30; fi",
+        out.display()
+    );
+    let extra = format!("hook = [\"sh\", \"-c\", {script:?}]\nhook_timeout = \"5s\"");
+    let setup = Setup {
+        service_extra: &extra,
+        ..Setup::default()
+    };
+    let (target, mut d) = announced(&setup).await;
+    let lines = || {
+        std::fs::read_to_string(&out)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect::<Vec<_>>()
+    };
+
+    // The withdrawal goes out while the "up" hook still hangs: hooks never hold an UPDATE.
+    target.set(Answer::Fail);
+    assert_v4_withdrawal(&d.update().await);
+    assert_eq!(lines(), ["web starting up 203.0.113.0/24"]);
+
+    // Once the hung hook is killed, the next change reaches its hook, in order.
+    for _ in 0..500 {
+        if lines().len() >= 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        lines(),
+        [
+            "web starting up 203.0.113.0/24",
+            "web up down 203.0.113.0/24"
+        ]
+    );
+
+    // The stop's change has its hook too, run before run() returns.
+    d.shutdown().await;
+    assert_eq!(
+        lines(),
+        [
+            "web starting up 203.0.113.0/24",
+            "web up down 203.0.113.0/24",
+            "web down drained 203.0.113.0/24"
+        ]
+    );
+}

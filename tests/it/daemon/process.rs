@@ -1,0 +1,108 @@
+//! The `anyguard` binary itself, driven by real signals: SIGHUP reloads, SIGTERM drains
+//! (RFC 8326), withdraws, sends the Cease and exits 0.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+
+use super::*;
+
+/// The daemon process; killed (by its PID) if the test ends while it still runs.
+struct Process(std::process::Child);
+
+impl Process {
+    fn signal(&self, s: Signal) {
+        let pid = i32::try_from(self.0.id()).unwrap();
+        kill(Pid::from_raw(pid), s).unwrap();
+    }
+
+    /// Waits (bounded) for the exit status.
+    async fn exit(&mut self) -> std::process::ExitStatus {
+        for _ in 0..500 {
+            if let Some(status) = self.0.try_wait().unwrap() {
+                return status;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("anyguard did not exit within 10 s");
+    }
+}
+
+impl Drop for Process {
+    fn drop(&mut self) {
+        if let Ok(None) = self.0.try_wait() {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_binary_reloads_on_sighup_and_drains_withdraws_and_ceases_on_sigterm() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        free_port(),
+        target.addr,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let log = dir.path().join("anyguard.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut daemon = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap(),
+    );
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    assert_v4_announcement(&peer.expect_update().await, 0);
+
+    // SIGHUP: the file now gives the service a community.
+    let with_community = text.replace(
+        "[[service.check]]",
+        "communities = [\"65010:42\"]\n\n[[service.check]]",
+    );
+    std::fs::write(&path, &with_community).unwrap();
+    daemon.signal(Signal::SIGHUP);
+    let u = peer.expect_update().await;
+    assert_v4_announcement(&u, 0);
+    assert_eq!(communities(&u), vec![Community::new(65010, 42)], "{u:?}");
+
+    // SIGTERM: GRACEFUL_SHUTDOWN, the withdrawal, the Cease, exit 0.
+    daemon.signal(Signal::SIGTERM);
+    let u = peer.expect_update().await;
+    assert_v4_announcement(&u, 0);
+    assert_eq!(
+        communities(&u),
+        vec![Community::new(65010, 42), Community::GRACEFUL_SHUTDOWN],
+        "{u:?}"
+    );
+    assert_v4_withdrawal(&peer.expect_update().await);
+    match peer.recv_skip_keepalives().await {
+        Ok(Message::Notification(n)) => {
+            assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 2), "{n:?}");
+            assert_eq!(
+                n.shutdown_communication().map(|c| c.0).as_deref(),
+                Some("daemon stopping")
+            );
+        }
+        other => panic!("expected the Cease NOTIFICATION, got {other:?}"),
+    }
+    peer.expect_closed(WAIT).await;
+    let status = daemon.exit().await;
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "exit {status:?}; log:\n{logs}");
+    assert!(logs.contains("config generation 2 loaded"), "{logs}");
+}
