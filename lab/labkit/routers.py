@@ -82,9 +82,10 @@ class Frr(Router):
         return str(doc.get(neighbor, {}).get("bgpState", "unknown")).lower()
 
     def has_route(self, prefix: str, neighbor=None) -> bool:
-        fam = "ipv6" if ":" in prefix else "ipv4"
         if neighbor:
-            return prefix in self.vtysh(f"show bgp {fam} unicast neighbors {neighbor} routes")
+            # From the RIB's paths, not `neighbors X routes`, which hides the stale paths a
+            # graceful restart keeps while the session is down.
+            return self.route_from(prefix, neighbor) is not None
         return bool(self.route_json(prefix).get("paths"))
 
     def route_from(self, prefix: str, neighbor: str):
@@ -102,6 +103,11 @@ class Frr(Router):
         text = path.get("community", {}).get("string", "")
         # FRR names the well-known ones (RFC 8326's 65535:0 is "graceful-shutdown").
         return [{"graceful-shutdown": "65535:0"}.get(c, c) for c in text.split()]
+
+    def keeping_stale(self, prefix: str, neighbor: str) -> bool:
+        """Graceful restart helper at work: the route from `neighbor` is kept, marked stale."""
+        path = self.route_from(prefix, neighbor)
+        return bool(path and path.get("stale"))
 
     def route_json(self, prefix: str):
         fam = "ipv6" if ":" in prefix else "ipv4"
@@ -180,6 +186,13 @@ class Bird(Router):
 
     def show(self, prefix: str) -> str:
         return self.birdc("show", "route", prefix, "all")
+
+    def keeping_stale(self, prefix: str, neighbor: str) -> bool:
+        """Graceful restart helper at work: BIRD says so on the protocol (it shows no per-route
+        stale mark) and the route is still there."""
+        proto = self._protocol(neighbor)
+        return bool(proto) and "graceful restart active" in self.birdc("show", "protocols", "all", proto) \
+            and self.has_route(prefix, neighbor)
 
     def communities(self, prefix: str, neighbor: str):
         proto = self._protocol(neighbor)

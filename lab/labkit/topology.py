@@ -93,9 +93,14 @@ class Topology:
         log("topology up: " + ", ".join(f"{n.name}={n.ns}" for n in self.nodes.values()))
 
     def start_http(self, node):
+        """The site's HTTP target on its IPv4 service address (the one anyguard checks) and
+        on its IPv6 one; both answer "site X"."""
+        for name, key in (("http", "service"), ("http6", "service6")):
+            if key in node.labels:
+                procs.start(node.ns, name, ["/usr/bin/python3", LAB_DIR / "nodes" / "site-http.py",
+                                            node.site, node.labels[key], str(HTTP_PORT)],
+                            node.dir / f"{name}.log")
         addr = node.labels["service"]
-        procs.start(node.ns, "http", ["/usr/bin/python3", LAB_DIR / "nodes" / "site-http.py",
-                                      node.site, addr, str(HTTP_PORT)], node.dir / "http.log")
         last = {}
 
         def answers():
@@ -110,6 +115,7 @@ class Topology:
 
     def stop_http(self, node):
         procs.stop(node.ns, "http")
+        procs.stop(node.ns, "http6")
 
     def down(self):
         down()

@@ -13,4 +13,5 @@ while [ $i -lt 100 ] && ! ip -4 addr show dev eth1 2>/dev/null | grep -q 198.18;
   i=$((i + 1)); sleep 0.2
 done
 python3 /lab/nodes/site-http.py "$site" 203.0.113.10 80 &
+python3 /lab/nodes/site-http.py "$site" 2001:db8:100::10 80 &
 exec /usr/local/bin/anyguard run --config "/lab/sites/$site/anyguard.toml"

@@ -1,9 +1,10 @@
 """Failover (issue 7 scenario 2) on the three-site topology: the client's requests to the
-anycast address are answered by site a (the core prefers it: shortest AS path); a's health
+anycast address are answered by site a (the core prefers it: LOCAL_PREF); a's health
 target stops; anyguard at a withdraws, the core's best path moves and the answers come from
 site b; a's target comes back; the answers come from a again. The client sends one request
 every 20 ms (new TCP connection each, 250 ms timeout) throughout, and the scenario reports
-the longest time it saw no answer. Routers' views are read through their own CLIs."""
+the longest time it saw no answer. The IPv6 service address follows the same way (checked
+with single requests). Routers' views are read through their own CLIs."""
 
 import json
 import time
@@ -16,13 +17,14 @@ NEEDS = ("curl",)
 TOPOLOGY = True
 
 URL = "http://203.0.113.10/"
+URL6 = "http://[2001:db8:100::10]/"
 SPACING, TIMEOUT = 0.02, 0.25
 PROBE_SECONDS, PROBE_COUNT = 90, 4000
 CONVERGE = 30.0
 
 
-def curl(node) -> str:
-    p = sh(["curl", "-s", "--max-time", "1", URL], ns=node.ns, check=False, timeout=5)
+def curl(node, url=URL) -> str:
+    p = sh(["curl", "-s", "--max-time", "1", "--globoff", url], ns=node.ns, check=False, timeout=5)
     return p.stdout.strip()
 
 
@@ -92,6 +94,14 @@ def run(ctx):
     a = topo.anyguard_node("a")
     ra = topo.nodes["ra"].router()
     poll("the client to be answered by site a", lambda: curl(client) == "site a", CONVERGE, 0.2)
+    poll("the client to be answered by site a over IPv6", lambda: curl(client, URL6) == "site a", CONVERGE, 0.2)
+    # The data plane between sites too: each anyguard node reads the others' /status (what
+    # the all-sites guard polls, config/fleet.toml).
+    sites = [topo.anyguard_node(s) for s in ("a", "b", "c")]
+    for src in sites:
+        for dst in sites:
+            if src is not dst and not anyguard.status(src.ns, dst.status_listen):
+                raise Fail(f"site {src.site} cannot read site {dst.site}'s /status at {dst.status_listen}")
     if best_peer(core) != "198.18.0.1":
         raise Fail(f"core's best path is via {best_peer(core)}, expected ra (198.18.0.1)")
 
@@ -109,6 +119,7 @@ def run(ctx):
             raise Fail(f"anyguard at a says web is {svc.get('state')!r}, expected down")
         poll("ra to drop anyguard a's route", lambda: not ra.has_route("203.0.113.0/24", "198.18.1.2"), 10, 0.1)
         poll("the core's best path to move to rb", lambda: best_peer(core) == "198.18.0.3", 10, 0.1)
+        poll("the IPv6 answers to come from site b", lambda: curl(client, URL6) == "site b", 10, 0.1)
         time.sleep(1.0)  # a stretch of steady state on b
         t_recover = time.monotonic()
         stray = [r for r in probe.samples() if t_b <= r["t"] <= t_recover and r["site"] not in ("site b", None)]
@@ -119,6 +130,7 @@ def run(ctx):
         t_a = poll("answers from site a again after recovery", lambda: probe.first_after(t_recover, "site a"),
                    20, 0.05)
         poll("the core's best path back to ra", lambda: best_peer(core) == "198.18.0.1", 10, 0.1)
+        poll("the IPv6 answers to come from site a again", lambda: curl(client, URL6) == "site a", 10, 0.1)
         time.sleep(1.0)
         t_end = time.monotonic()
     finally:

@@ -33,8 +33,8 @@ UNSUPPORTED = {}
 ROUTER_CONNECTS = {
     ("exabgp", "gtsm"): "ExaBGP 4.2 applies `outgoing-ttl` only to connections it opens: its "
     "listener answers with TTL 64, which a GTSM speaker drops, so ExaBGP connects",
-    ("openbgpd", "md5"): "With OpenBGPD 7.7 passive, anyguard's signed SYNs got no answer (its Linux "
-    "port did not install the key on its listening socket in our runs), so OpenBGPD connects",
+    ("openbgpd", "md5"): "A passive OpenBGPD 7.7 (Linux port) answers no MD5-signed SYN, from "
+    "anyguard or from FRR alike (checked by hand in the same namespaces), so OpenBGPD connects",
 }
 ESTABLISH_TIMEOUT = 45.0
 
