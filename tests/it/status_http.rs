@@ -5,7 +5,7 @@
 
 mod docs_client;
 mod fixture;
-mod metrics;
+pub(crate) mod metrics;
 mod systemd_unit;
 
 use std::io;

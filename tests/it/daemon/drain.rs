@@ -221,30 +221,13 @@ async fn operator_drain_through_the_control_api_drains_and_undrain_reannounces()
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
     let target = Target::start(Answer::Pass).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let status_port = free_port();
-    let text = config_text(
-        &Setup::default(),
-        listener.local_addr().unwrap(),
-        status_port,
-        target.addr,
-    )
-    .replace(
-        "[status]\n",
-        &format!("[status]\ntoken_file = \"{}\"\n", token_file.display()),
-    );
-    let config = load_str(&text, "daemon-it.toml").unwrap_or_else(|e| panic!("{e}"));
-    let (signals, rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(config, RunOptions::default(), rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
-        .await;
-    let mut d = Daemon {
-        signals,
-        task,
-        status_port,
-        peer,
+    let status_extra = format!("token_file = \"{}\"", token_file.display());
+    let setup = Setup {
+        status_extra: &status_extra,
+        ..Setup::default()
     };
+    let mut d = Daemon::start(&setup, &target).await;
+    let status_port = d.status_port;
     assert_v4_announcement(&d.update().await, 0);
 
     let (code, body) = post(

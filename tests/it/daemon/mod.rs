@@ -11,6 +11,7 @@
 
 mod addresses;
 mod drain;
+mod endpoints;
 mod health;
 mod operations;
 mod process;
@@ -173,6 +174,8 @@ struct Setup<'a> {
     peer_extra: &'a str,
     /// Extra `[[service]]` lines.
     service_extra: &'a str,
+    /// Extra `[status]` lines.
+    status_extra: &'a str,
     /// `hold_down` of the service.
     hold_down: &'a str,
     /// `drain_time` of the service.
@@ -187,6 +190,7 @@ impl Default for Setup<'_> {
             prefixes: &[SERVICE_V4],
             peer_extra: "",
             service_extra: "",
+            status_extra: "",
             hold_down: "200ms",
             drain_time: "300ms",
             ipv6_session: false,
@@ -212,6 +216,7 @@ local_asn = {LOCAL_ASN}
 
 [status]
 listen = "127.0.0.1:{status_port}"
+{status_extra}
 
 [[peer]]
 name = "edge"
@@ -241,6 +246,7 @@ fall = 2
         port = peer.port(),
         peer_extra = setup.peer_extra,
         service_extra = setup.service_extra,
+        status_extra = setup.status_extra,
         hold_down = setup.hold_down,
         drain_time = setup.drain_time,
     )

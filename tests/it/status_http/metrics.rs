@@ -19,7 +19,7 @@ fn sample<'a>(
         .unwrap_or_else(|| panic!("no sample {name} {labels:?}"))
 }
 
-fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
+pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&str, &str)]) -> f64 {
     match sample(scrape, name, labels).value {
         prometheus_parse::Value::Gauge(v)
         | prometheus_parse::Value::Counter(v)

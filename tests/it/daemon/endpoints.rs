@@ -1,0 +1,171 @@
+//! The operator surface of the running daemon (issue 5): every endpoint over real HTTP, with
+//! values that come from the daemon's own state — the service the scripted peer received,
+//! the check that probed the local target, the session to the peer — and the refusals
+//! (401, 403, 404, 405, 413) on the daemon's own control endpoint.
+
+use hyper::Method;
+
+use super::*;
+use crate::status_http::metrics::value;
+use crate::status_http::request;
+
+const TOKEN: &str = "endpoints-test-token";
+
+async fn get(port: u16, path: &str) -> (u16, Vec<u8>) {
+    let url = format!("http://127.0.0.1:{port}{path}");
+    let (status, _, body) = request(Method::GET, &url, None, "").await;
+    (status.as_u16(), body.to_vec())
+}
+
+/// A daemon with a control token whose service is announced to the peer.
+async fn daemon(dir: &Path) -> (Target, Daemon) {
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, format!("{TOKEN}\n")).unwrap();
+    let status_extra = format!("token_file = \"{}\"", token_file.display());
+    let setup = Setup {
+        status_extra: &status_extra,
+        ..Setup::default()
+    };
+    let target = Target::start(Answer::Pass).await;
+    let mut d = Daemon::start(&setup, &target).await;
+    assert_v4_announcement(&d.update().await, 0);
+    d.wait_state("up").await;
+    (target, d)
+}
+
+#[tokio::test]
+async fn status_metrics_and_probes_describe_the_running_daemon() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_target, d) = daemon(dir.path()).await;
+    let port = d.status_port;
+
+    assert_eq!(get(port, "/healthz").await.0, 200);
+    assert_eq!(get(port, "/readyz").await.0, 200);
+
+    let (code, body) = get(port, "/status").await;
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let daemon = &doc["daemon"];
+    assert_eq!(daemon["router_id"], "198.18.0.2");
+    assert_eq!(daemon["local_asn"], LOCAL_ASN);
+    assert_eq!(daemon["ready"], true);
+    assert_eq!(daemon["config_generation"], 1);
+    assert_eq!(daemon["version"], env!("CARGO_PKG_VERSION"));
+    let service = &doc["services"][0];
+    assert_eq!(service["name"], "web");
+    assert_eq!(service["state"], "up");
+    assert_eq!(service["prefixes"], serde_json::json!([SERVICE_V4]));
+    assert_eq!(service["announcements"][0]["peer"], "edge");
+    assert_eq!(service["announcements"][0]["state"], "announced");
+    assert_eq!(service["guard"]["decision"], "disabled");
+    let check = &service["checks"][0];
+    assert_eq!(check["kind"], "http");
+    assert_eq!(check["state"], "up");
+    let last = &check["last_results"][0];
+    assert_eq!(last["ok"], true, "{check}");
+    assert!(last["latency_ms"].as_f64().unwrap() > 0.0, "{check}");
+    let peer = &doc["peers"][0];
+    assert_eq!(peer["name"], "edge");
+    assert_eq!(peer["state"], "established");
+    assert_eq!(peer["remote_asn"], PEER_ASN);
+    assert!(
+        peer["messages_sent"]["update"].as_u64().unwrap() >= 1,
+        "{peer}"
+    );
+    assert_eq!(peer["prefixes_sent"], 1);
+    assert!(
+        peer["capabilities"]
+            .as_array()
+            .is_some_and(|c| !c.is_empty()),
+        "{peer}"
+    );
+
+    let (code, body) = get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text");
+    assert_eq!(
+        value(&scrape, "anyguard_service_up", &[("service", "web")]),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_peer_state",
+            &[("peer", "edge"), ("state", "established")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&scrape, "anyguard_ready", &[]), 1.0);
+    assert!(
+        scrape
+            .samples
+            .iter()
+            .any(|s| s.metric == "anyguard_probe_duration_seconds"),
+        "no probe latency histogram:\n{text}"
+    );
+    d.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_daemons_control_endpoint_refuses_what_it_must() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_target, d) = daemon(dir.path()).await;
+    let port = d.status_port;
+    let url = |path: &str| format!("http://127.0.0.1:{port}{path}");
+    let bearer = format!("Bearer {TOKEN}");
+    let code =
+        |(status, _, _): (hyper::StatusCode, hyper::HeaderMap, bytes::Bytes)| status.as_u16();
+
+    let check = url("/services/web/check");
+    assert_eq!(code(request(Method::POST, &check, None, "").await), 401);
+    assert_eq!(
+        code(request(Method::POST, &check, Some("Bearer wrong"), "").await),
+        403
+    );
+    assert_eq!(
+        code(request(Method::POST, &check, Some(&bearer), "").await),
+        200
+    );
+    assert_eq!(
+        code(
+            request(
+                Method::POST,
+                &url("/services/nope/drain"),
+                Some(&bearer),
+                ""
+            )
+            .await
+        ),
+        404
+    );
+    assert_eq!(
+        code(request(Method::GET, &url("/nowhere"), None, "").await),
+        404
+    );
+    assert_eq!(
+        code(request(Method::DELETE, &url("/status"), None, "").await),
+        405
+    );
+    assert_eq!(
+        code(request(Method::GET, &url("/services/web/drain"), Some(&bearer), "").await),
+        405
+    );
+    let huge = format!(r#"{{"reason": "{}"}}"#, "x".repeat(8 * 1024));
+    assert_eq!(
+        code(
+            request(
+                Method::POST,
+                &url("/services/web/drain"),
+                Some(&bearer),
+                &huge
+            )
+            .await
+        ),
+        413
+    );
+    // None of the refused requests changed anything.
+    assert_eq!(service_state(port).await.as_deref(), Some("up"));
+    d.shutdown().await;
+}
