@@ -41,6 +41,21 @@ pub struct RouteAttrs {
     pub large_communities: Vec<LargeCommunity>,
 }
 
+impl RouteAttrs {
+    /// A plain locally originated route: ORIGIN IGP, next hop "self", nothing else.
+    pub fn plain() -> Self {
+        RouteAttrs {
+            origin: Origin::Igp,
+            next_hop: None,
+            prepend: 0,
+            med: None,
+            local_pref: None,
+            communities: Vec::new(),
+            large_communities: Vec::new(),
+        }
+    }
+}
+
 /// The routes one peer should have from us: prefix → attributes.
 pub type RibOut = BTreeMap<IpNet, RouteAttrs>;
 

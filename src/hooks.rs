@@ -137,24 +137,7 @@ mod tests {
     use crate::service::State;
 
     fn service(hook: Option<HookConfig>) -> ServiceConfig {
-        let text = r#"router_id = "198.18.0.2"
-local_asn = 65010
-[[peer]]
-name = "edge1"
-address = "198.18.0.1"
-remote_asn = 65000
-next_hop_v6 = "2001:db8::2"
-[[service]]
-name = "web"
-prefixes = ["203.0.113.0/24", "2001:db8:100::/48"]
-[[service.check]]
-type = "command"
-argv = ["true"]
-"#;
-        let mut s = crate::config::load_str(text, "t.toml")
-            .unwrap_or_else(|e| panic!("{e}"))
-            .services
-            .remove(0);
+        let mut s = crate::config::testing::dual_stack_service("web");
         s.hook = hook;
         s
     }

@@ -16,6 +16,8 @@ mod validate;
 mod validate_service;
 
 #[cfg(test)]
+pub(crate) mod testing;
+#[cfg(test)]
 mod tests;
 #[cfg(test)]
 mod tests_https;

@@ -144,18 +144,9 @@ impl LocalActions {
 mod tests {
     use super::*;
     use crate::announcer::RouteAttrs;
-    use anyguard_proto::Origin;
 
     fn rib(prefixes: &[&str]) -> Option<Arc<RibOut>> {
-        let attrs = RouteAttrs {
-            origin: Origin::Igp,
-            next_hop: None,
-            prepend: 0,
-            med: None,
-            local_pref: None,
-            communities: Vec::new(),
-            large_communities: Vec::new(),
-        };
+        let attrs = RouteAttrs::plain();
         Some(Arc::new(
             prefixes
                 .iter()

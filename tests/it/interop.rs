@@ -16,7 +16,6 @@ use anyguard::announcer::{RibOut, RouteAttrs};
 use anyguard::config::{PeerConfig, PeerMode};
 use anyguard::session::{spawn_peer, LocalSpeaker, StopReason, Tuning};
 use anyguard::status::model::PeerStatus;
-use anyguard_proto::Origin;
 use tokio::process::Command;
 use tokio::sync::{mpsc, watch};
 
@@ -35,15 +34,7 @@ fn scratch_dir(name: &str) -> PathBuf {
 }
 
 fn routes() -> Arc<RibOut> {
-    let attrs = RouteAttrs {
-        origin: Origin::Igp,
-        next_hop: None,
-        prepend: 0,
-        med: None,
-        local_pref: None,
-        communities: Vec::new(),
-        large_communities: Vec::new(),
-    };
+    let attrs = RouteAttrs::plain();
     Arc::new(
         [("203.0.113.0/24".parse().unwrap(), attrs)]
             .into_iter()

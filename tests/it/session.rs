@@ -13,7 +13,7 @@ use anyguard::session::{
     spawn_listener, spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning,
 };
 use anyguard::status::model::PeerStatus;
-use anyguard_proto::{Afi, ErrorCode, Message, Origin, RefreshSubtype, RouteRefreshMessage, Safi};
+use anyguard_proto::{Afi, ErrorCode, Message, RefreshSubtype, RouteRefreshMessage, Safi};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
@@ -66,15 +66,7 @@ fn local() -> LocalSpeaker {
 }
 
 fn rib(prefixes: &[&str]) -> Arc<RibOut> {
-    let attrs = RouteAttrs {
-        origin: Origin::Igp,
-        next_hop: None,
-        prepend: 0,
-        med: None,
-        local_pref: None,
-        communities: Vec::new(),
-        large_communities: Vec::new(),
-    };
+    let attrs = RouteAttrs::plain();
     Arc::new(
         prefixes
             .iter()
