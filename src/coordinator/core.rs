@@ -34,6 +34,22 @@ struct ServiceSlot {
     operator_drain: Option<DrainSource>,
     guard: GuardVerdict,
     since_wall: SystemTime,
+    /// The service's `local_addresses` are all on their interface (always true without
+    /// any): until then its routes stay out of the desired Adj-RIB-Out (crate::local_addr).
+    addresses_ready: bool,
+}
+
+impl ServiceSlot {
+    /// What the peers are told: the state machine's presentation, or nothing while the
+    /// service addresses are not in place (routers must not send traffic to a host that
+    /// would refuse it).
+    fn effective(&self) -> Presentation {
+        if self.addresses_ready {
+            self.machine.presentation()
+        } else {
+            Presentation::Withdrawn
+        }
+    }
 }
 
 /// The pure coordinator state.
@@ -235,18 +251,28 @@ impl Core {
             .min()
     }
 
-    /// The desired Adj-RIB-Out (the same for every peer; see [`announcer::diff`]).
+    /// The desired Adj-RIB-Out (the same for every peer; see [`announcer::diff`]): every
+    /// service as its state machine presents it, less those whose addresses are not in
+    /// place yet.
     pub fn desired(&self) -> RibOut {
         announcer::desired(
             self.config
                 .services
                 .iter()
                 .zip(&self.services)
-                .map(|(cfg, slot)| (cfg, slot.machine.presentation())),
+                .map(|(cfg, slot)| (cfg, slot.effective())),
         )
     }
 
-    /// How service `i` is presented right now.
+    /// The shell tells whether service `i`'s `local_addresses` are all in place.
+    pub fn set_addresses_ready(&mut self, i: usize, ready: bool) {
+        if let Some(s) = self.services.get_mut(i) {
+            s.addresses_ready = ready;
+        }
+    }
+
+    /// How service `i`'s state machine presents it (whatever its addresses: the shell
+    /// adds them when this is announced).
     pub fn presentation(&self, i: usize) -> Presentation {
         self.services
             .get(i)
@@ -271,11 +297,12 @@ impl Core {
         }
     }
 
-    /// Whether service `i` is announced in any form (for the guard's site report).
+    /// Whether service `i` is announced in any form (for the guard's site report): not
+    /// while its addresses are missing, since its routes are then held back.
     pub fn announcing(&self, i: usize) -> bool {
         self.services
             .get(i)
-            .is_some_and(|s| s.machine.presentation() != Presentation::Withdrawn)
+            .is_some_and(|s| s.effective() != Presentation::Withdrawn)
     }
 
     /// Whether service `i` wants to withdraw but is held.
@@ -301,7 +328,7 @@ impl Core {
             .enumerate()
             .map(|(i, (cfg, slot))| {
                 let m = &slot.machine;
-                let presentation = m.presentation();
+                let presentation = slot.effective();
                 let announcements = peers
                     .iter()
                     .map(|(peer, up)| AnnouncementStatus {
@@ -379,6 +406,7 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         operator_drain: None,
         guard: GuardVerdict::Allow,
         since_wall: wall,
+        addresses_ready: cfg.local_addresses.is_none(),
     }
 }
 
@@ -515,6 +543,40 @@ mod tests {
         core.on_probe(&report(0, 1, CheckStatus::Down), w);
         core.evaluate(t0, w);
         assert!(core.desired().is_empty());
+    }
+
+    #[test]
+    fn a_service_with_local_addresses_is_announced_only_once_they_are_in_place() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut web = service("web", "203.0.113.0/24", 1);
+        web.local_addresses = Some(crate::config::LocalAddresses {
+            interface: "lo".into(),
+            addresses: vec!["203.0.113.10".parse().unwrap()],
+        });
+        let mut core = Core::new(config(vec![web]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        let announcement = |core: &Core| {
+            core.service_status(t0, w, &[("edge1".into(), true)], &|_| {
+                GuardStatus::default()
+            })[0]
+                .announcements[0]
+                .state
+                .clone()
+        };
+        assert_eq!(
+            core.presentation(0),
+            Presentation::Normal,
+            "the machine wants it"
+        );
+        assert!(core.desired().is_empty(), "addresses not in place yet");
+        assert!(!core.announcing(0), "the guard report must not count it");
+        assert_eq!(announcement(&core), "withdrawn");
+        core.set_addresses_ready(0, true);
+        assert_eq!(core.desired().len(), 1);
+        assert!(core.announcing(0));
+        assert_eq!(announcement(&core), "announced");
     }
 
     #[test]

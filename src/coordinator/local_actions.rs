@@ -68,9 +68,9 @@ impl LocalActions {
         self.hooks.reconfigure(services);
     }
 
-    /// Brings the service addresses in line with what `core` announces, then returns the
-    /// desired Adj-RIB-Out less the routes of services whose addresses are not in place.
-    pub(super) async fn sync(&mut self, core: &Core, confirmed: &Confirmed) -> RibOut {
+    /// Brings the service addresses in line with what `core` announces and tells `core`
+    /// which services have theirs in place (the others' routes are held back).
+    pub(super) async fn sync(&mut self, core: &mut Core, confirmed: &Confirmed) {
         let config = Arc::clone(core.config());
         let wishes: Vec<Wish<'_>> = config
             .services
@@ -92,13 +92,9 @@ impl LocalActions {
             let ok = self.apply(&action).await;
             self.ledger.record(&action, service, ok, Instant::now());
         }
-        let mut desired = core.desired();
-        for s in config.services.iter().filter(|s| !self.ledger.ready(s)) {
-            for p in &s.prefixes {
-                desired.remove(p);
-            }
+        for (i, s) in config.services.iter().enumerate() {
+            core.set_addresses_ready(i, self.ledger.ready(s));
         }
-        desired
     }
 
     async fn apply(&self, action: &AddressAction) -> bool {

@@ -263,7 +263,8 @@ pub async fn run(
         // addresses go on before their routes go out, and off only once the withdrawal is
         // confirmed written (crate::local_addr).
         let confirmed = shell.confirmed();
-        let desired = Arc::new(shell.local.sync(&core, &confirmed).await);
+        shell.local.sync(&mut core, &confirmed).await;
+        let desired = Arc::new(core.desired());
         let previous = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
         if routes_changed {
