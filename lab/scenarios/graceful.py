@@ -30,6 +30,22 @@ def established(node, peer):
     return anyguard.peer_state(anyguard.status(node.ns, node.status_listen), peer) == "established"
 
 
+def announced_by_anyguard(node, peer):
+    """anyguard's own /status says the service's routes went to `peer`."""
+    doc = anyguard.status(node.ns, node.status_listen)
+    return any(a.get("peer") == peer and a.get("state") == "announced"
+               for a in anyguard.service(doc, "web").get("announcements", []))
+
+
+def stop_and_wait_withdrawn(node, site, router, neighbor):
+    """Stops anyguard (SIGTERM: drain, withdrawal, Cease) and waits until the router has
+    dropped the route: what the next instance announces must not be mistaken for the last
+    moments of this one."""
+    procs.stop(node.ns, "anyguard")
+    poll(f"{router.kind} to drop anyguard {site}'s route after the stop",
+         lambda: not router.has_route(PREFIX, neighbor), 20, 0.05)
+
+
 def wait_announced(topo, site, router, neighbor):
     node = topo.anyguard_node(site)
     poll(f"{router.kind} to learn {PREFIX} from anyguard {site}",
@@ -71,7 +87,7 @@ def drain(topo, site, router_name, neighbor):
 
 def restart_normal(topo, site, router_name, neighbor):
     node = topo.anyguard_node(site)
-    procs.stop(node.ns, "anyguard")
+    stop_and_wait_withdrawn(node, site, topo.nodes[router_name].router(), neighbor)
     anyguard.start(node.ns, node.config, node.dir)
     wait_announced(topo, site, topo.nodes[router_name].router(), neighbor)
 
@@ -87,10 +103,11 @@ def graceful_restart(topo, site, router_name, neighbor):
     peer = router_name
     cfg = run_dir() / "nodes" / site / "anyguard-gr.toml"
     cfg.write_text(with_graceful_restart(node.config.read_text()))
-    procs.stop(node.ns, "anyguard")
+    stop_and_wait_withdrawn(node, site, router, neighbor)
     anyguard.start(node.ns, cfg, node.dir)
     poll(f"anyguard {site}'s session to {router_name} with graceful restart",
          lambda: established(node, peer), 30, 0.1)
+    poll(f"anyguard {site} to announce to {router_name}", lambda: announced_by_anyguard(node, peer), 30, 0.1)
     poll(f"{router_name} to learn the prefix from anyguard {site}", lambda: router.has_route(PREFIX, neighbor), 30, 0.1)
     # A crash: no drain, no withdrawal, no Cease.
     t_kill = time.monotonic()
