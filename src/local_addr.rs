@@ -2,9 +2,10 @@
 //! service attracts traffic.
 //!
 //! Two rules, both about ordering against BGP:
-//! - an address is added *before* the first announcement of its service — the shell holds
-//!   the service's routes back ([`Ledger::ready`]) until every address is in place, since
-//!   announcing first would black-hole the traffic that arrives;
+//! - an address is added *before* the first announcement of its service — the coordinator
+//!   keeps the service's routes out of the desired Adj-RIB-Out (and out of the guard's site
+//!   report) until [`Ledger::ready`] says every address is in place, since announcing first
+//!   would black-hole the traffic that arrives;
 //! - an address is removed only *after* the withdrawal of its service has been sent to
 //!   every established peer (the shell knows from the peers' flush confirmations), since
 //!   removing first would refuse the traffic still on its way.
