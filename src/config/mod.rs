@@ -13,6 +13,7 @@ mod load;
 mod parse;
 pub mod raw;
 mod validate;
+mod validate_local;
 mod validate_service;
 
 #[cfg(test)]

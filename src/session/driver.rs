@@ -489,7 +489,7 @@ impl Actor {
         let derive = |v6: bool, negotiated: bool| {
             local
                 .filter(|l| negotiated && l.is_ipv6() != v6)
-                .and_then(other_family_next_hop)
+                .and_then(next_hop::for_session)
         };
         SessionContext {
             local_asn: self.local.asn,
@@ -794,21 +794,4 @@ fn end_of_rib(afi: Afi) -> UpdateMessage {
             nlri: Vec::new(),
         },
     }
-}
-
-/// A next hop of the other family than the session's `local` address, from the interface
-/// that holds it; logs the choice, or why the other family's routes will not be sent.
-fn other_family_next_hop(local: IpAddr) -> Option<IpAddr> {
-    let found = next_hop::pick(&next_hop::interface_addresses(), local);
-    let family = if local.is_ipv4() { "IPv6" } else { "IPv4" };
-    match found {
-        Some(a) => info!(next_hop = %a, "{family} next hop taken from the session's interface"),
-        None => warn!(
-            %local,
-            "no {family} address on the session's interface: {family} routes are not sent to \
-             this peer (set next_hop_{})",
-            if local.is_ipv4() { "v6" } else { "v4" }
-        ),
-    }
-    found
 }

@@ -12,6 +12,8 @@
 
 use std::net::IpAddr;
 
+use tracing::{info, warn};
+
 /// One address of one interface.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct InterfaceAddress {
@@ -70,6 +72,23 @@ pub(crate) fn interface_addresses() -> Vec<InterfaceAddress> {
         })
     })
     .collect()
+}
+
+/// A next hop of the other family than the session's `local` address, from the interface
+/// that holds it; logs the choice, or why the other family's routes will not be sent.
+pub(crate) fn for_session(local: IpAddr) -> Option<IpAddr> {
+    let found = pick(&interface_addresses(), local);
+    let family = if local.is_ipv4() { "IPv6" } else { "IPv4" };
+    match found {
+        Some(a) => info!(next_hop = %a, "{family} next hop taken from the session's interface"),
+        None => warn!(
+            %local,
+            "no {family} address on the session's interface: {family} routes are not sent to \
+             this peer (set next_hop_{})",
+            if local.is_ipv4() { "v6" } else { "v4" }
+        ),
+    }
+    found
 }
 
 #[cfg(test)]
