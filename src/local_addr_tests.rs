@@ -36,6 +36,11 @@ fn remove(service: &str, a: &str) -> AddressAction {
     }
 }
 
+/// The one service `config`, announced or not.
+fn wish(config: &ServiceConfig, announce: bool) -> [Wish<'_>; 1] {
+    [Wish { config, announce }]
+}
+
 const SENT: &dyn Fn(&[IpNet]) -> bool = &|_| true;
 const NOT_SENT: &dyn Fn(&[IpNet]) -> bool = &|_| false;
 
@@ -62,10 +67,7 @@ fn addresses_are_added_before_the_routes_may_go_out() {
         !ledger.ready(&web),
         "nothing installed yet: routes held back"
     );
-    let wish = [Wish {
-        config: &web,
-        announce: true,
-    }];
+    let wish = wish(&web, true);
     assert_eq!(
         step(&mut ledger, &wish, NOT_SENT),
         vec![add("web", "203.0.113.10"), add("web", "2001:db8:100::10")]
@@ -78,14 +80,8 @@ fn addresses_are_added_before_the_routes_may_go_out() {
 fn addresses_stay_until_the_withdrawal_has_been_sent() {
     let web = service("web", &["203.0.113.10"]);
     let mut ledger = Ledger::default();
-    let up = [Wish {
-        config: &web,
-        announce: true,
-    }];
-    let down = [Wish {
-        config: &web,
-        announce: false,
-    }];
+    let up = wish(&web, true);
+    let down = wish(&web, false);
     step(&mut ledger, &up, SENT);
     assert_eq!(
         step(&mut ledger, &down, NOT_SENT),
@@ -104,10 +100,7 @@ fn addresses_stay_until_the_withdrawal_has_been_sent() {
 fn a_failed_add_holds_the_routes_and_is_retried_after_a_second() {
     let web = service("web", &["203.0.113.10"]);
     let mut ledger = Ledger::default();
-    let wish = [Wish {
-        config: &web,
-        announce: true,
-    }];
+    let wish = wish(&web, true);
     let t0 = Instant::now();
     let actions = ledger.plan(&wish, t0, NOT_SENT);
     assert_eq!(actions, vec![add("web", "203.0.113.10")]);
@@ -125,14 +118,7 @@ fn a_failed_add_holds_the_routes_and_is_retried_after_a_second() {
 fn a_service_removed_by_reload_loses_its_addresses_once_its_prefixes_are_withdrawn() {
     let web = service("web", &["203.0.113.10"]);
     let mut ledger = Ledger::default();
-    step(
-        &mut ledger,
-        &[Wish {
-            config: &web,
-            announce: true,
-        }],
-        SENT,
-    );
+    step(&mut ledger, &wish(&web, true), SENT);
     let web_prefix: IpNet = "203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"));
     let still_there = move |p: &[IpNet]| !p.contains(&web_prefix);
     assert_eq!(ledger.plan(&[], Instant::now(), &still_there), vec![]);
@@ -147,23 +133,9 @@ fn changed_addresses_of_an_announced_service_are_swapped() {
     let old = service("web", &["203.0.113.10"]);
     let new = service("web", &["203.0.113.11"]);
     let mut ledger = Ledger::default();
-    step(
-        &mut ledger,
-        &[Wish {
-            config: &old,
-            announce: true,
-        }],
-        SENT,
-    );
+    step(&mut ledger, &wish(&old, true), SENT);
     assert_eq!(
-        step(
-            &mut ledger,
-            &[Wish {
-                config: &new,
-                announce: true,
-            }],
-            NOT_SENT,
-        ),
+        step(&mut ledger, &wish(&new, true), NOT_SENT,),
         vec![add("web", "203.0.113.11"), remove("web", "203.0.113.10")]
     );
     assert!(ledger.ready(&new));
@@ -174,10 +146,7 @@ fn services_without_addresses_are_always_ready_and_need_nothing() {
     let web = service("web", &[]);
     let ledger = Ledger::default();
     assert!(ledger.ready(&web));
-    let wish = [Wish {
-        config: &web,
-        announce: true,
-    }];
+    let wish = wish(&web, true);
     assert_eq!(ledger.plan(&wish, Instant::now(), SENT), vec![]);
 }
 
@@ -185,14 +154,7 @@ fn services_without_addresses_are_always_ready_and_need_nothing() {
 fn remove_all_lists_every_installed_address() {
     let web = service("web", &["203.0.113.10", "2001:db8:100::10"]);
     let mut ledger = Ledger::default();
-    step(
-        &mut ledger,
-        &[Wish {
-            config: &web,
-            announce: true,
-        }],
-        SENT,
-    );
+    step(&mut ledger, &wish(&web, true), SENT);
     assert_eq!(
         ledger.remove_all(),
         vec![

@@ -506,6 +506,16 @@ mod tests {
         })
     }
 
+    /// A core whose one service, web (203.0.113.0/24, one check), has come up at `t0`.
+    fn web_up() -> (Instant, SystemTime, Core) {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        (t0, w, core)
+    }
+
     fn report(service: usize, check: usize, status: CheckStatus) -> CheckEvent {
         CheckEvent {
             service,
@@ -604,11 +614,7 @@ mod tests {
 
     #[test]
     fn stop_drains_then_withdraws_everything() {
-        let t0 = Instant::now();
-        let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
-        core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        core.evaluate(t0, w);
+        let (t0, w, mut core) = web_up();
         assert!(!core.stopped());
         core.stop();
         core.evaluate(t0, w);
@@ -620,11 +626,7 @@ mod tests {
 
     #[test]
     fn reload_keeps_state_of_unchanged_services_and_starts_new_ones() {
-        let t0 = Instant::now();
-        let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
-        core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        core.evaluate(t0, w);
+        let (t0, w, mut core) = web_up();
         core.reconfigure(
             config(vec![
                 service("dns", "198.51.100.0/24", 1),
@@ -642,11 +644,7 @@ mod tests {
 
     #[test]
     fn operator_drain_and_undrain_by_name() {
-        let t0 = Instant::now();
-        let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
-        core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        core.evaluate(t0, w);
+        let (t0, w, mut core) = web_up();
         assert_eq!(
             core.drain("nope", false, String::new()),
             ControlOutcome::UnknownService("nope".into())
@@ -691,11 +689,7 @@ mod tests {
 
     #[test]
     fn disabling_an_announced_service_by_reload_drains_it_then_withdraws_it() {
-        let t0 = Instant::now();
-        let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
-        core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        core.evaluate(t0, w);
+        let (t0, w, mut core) = web_up();
         assert!(core.announcing(0));
         core.reconfigure(
             config(vec![disabled(service("web", "203.0.113.0/24", 1))]),
@@ -716,11 +710,7 @@ mod tests {
 
     #[test]
     fn disabling_the_last_announcing_site_by_reload_is_held_when_the_guard_refuses() {
-        let t0 = Instant::now();
-        let w = SystemTime::UNIX_EPOCH;
-        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
-        core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        core.evaluate(t0, w);
+        let (t0, w, mut core) = web_up();
         core.reconfigure(
             config(vec![disabled(service("web", "203.0.113.0/24", 1))]),
             t0,
