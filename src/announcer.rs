@@ -499,32 +499,14 @@ pub fn describe_change(old: &RibOut, new: &RibOut) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use std::time::Duration;
-
     use super::*;
-    use crate::config::Combine;
+    use crate::config::testing::service_config;
 
     fn service(name: &str, prefixes: &[&str]) -> ServiceConfig {
         ServiceConfig {
-            name: name.to_string(),
-            prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
-            next_hop: NextHop::SelfAddress,
             communities: vec![Community::new(65010, 100)],
-            large_communities: Vec::new(),
-            med: None,
-            local_pref: None,
-            as_path_prepend: 0,
-            on_down: OnDown::Withdraw,
-            deprefer_prepend: 3,
             deprefer_communities: vec![Community::new(65010, 666)],
-            drain_file: None,
-            disabled: false,
-            local_addresses: None,
-            hook: None,
-            drain_time: Duration::from_secs(5),
-            hold_down: Duration::from_secs(1),
-            combine: Combine::All,
-            checks: Vec::new(),
+            ..service_config(name, prefixes)
         }
     }
 

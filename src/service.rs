@@ -408,29 +408,14 @@ fn round_ms(d: Duration) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::{Combine, NextHop, OnDown};
+    use crate::config::testing::service_config;
+    use crate::config::OnDown;
 
     fn config(on_down: OnDown) -> ServiceConfig {
         ServiceConfig {
-            name: "web".to_string(),
-            prefixes: vec!["203.0.113.0/24".parse().unwrap()],
-            next_hop: NextHop::SelfAddress,
-            communities: Vec::new(),
-            large_communities: Vec::new(),
-            med: None,
-            local_pref: None,
-            as_path_prepend: 0,
             on_down,
-            deprefer_prepend: 3,
-            deprefer_communities: Vec::new(),
-            drain_file: None,
-            disabled: false,
-            local_addresses: None,
-            hook: None,
-            drain_time: Duration::from_secs(5),
             hold_down: Duration::from_secs(2),
-            combine: Combine::All,
-            checks: Vec::new(),
+            ..service_config("web", &["203.0.113.0/24"])
         }
     }
 

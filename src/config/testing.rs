@@ -1,7 +1,42 @@
-//! Test support: validated configs built from TOML text, so unit tests elsewhere get a
-//! `ServiceConfig` with every default exactly as the loader sets it.
+//! Test support: service configs for unit tests elsewhere, either built from TOML text
+//! (every default exactly as the loader sets it) or as a plain value with the loader's
+//! defaults that a test adjusts with struct-update syntax.
 
-use super::{load_str, ServiceConfig};
+use ipnet::IpNet;
+
+use super::{
+    load_str, Combine, NextHop, OnDown, ServiceConfig, DEFAULT_DEPREFER_PREPEND,
+    DEFAULT_DRAIN_TIME, DEFAULT_HOLD_DOWN,
+};
+
+/// Service `name` announcing `prefixes` with no checks, no communities, withdraw on
+/// down and the loader's defaults for everything else.
+pub(crate) fn service_config(name: &str, prefixes: &[&str]) -> ServiceConfig {
+    ServiceConfig {
+        name: name.into(),
+        prefixes: prefixes
+            .iter()
+            .map(|p| p.parse::<IpNet>().unwrap_or_else(|e| panic!("{p}: {e}")))
+            .collect(),
+        next_hop: NextHop::SelfAddress,
+        communities: Vec::new(),
+        large_communities: Vec::new(),
+        med: None,
+        local_pref: None,
+        as_path_prepend: 0,
+        on_down: OnDown::Withdraw,
+        deprefer_prepend: DEFAULT_DEPREFER_PREPEND,
+        deprefer_communities: Vec::new(),
+        drain_file: None,
+        disabled: false,
+        local_addresses: None,
+        hook: None,
+        drain_time: DEFAULT_DRAIN_TIME,
+        hold_down: DEFAULT_HOLD_DOWN,
+        combine: Combine::All,
+        checks: Vec::new(),
+    }
+}
 
 /// Service `name` announcing 203.0.113.0/24 and 2001:db8:100::/48 (one command check),
 /// from a config with one IPv4 peer that has an IPv6 next hop.

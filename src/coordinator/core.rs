@@ -447,8 +447,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::config::Combine;
-    use crate::config::{CheckConfig, FleetRef, NextHop, OnDown, StatusConfig};
+    use crate::config::testing::service_config;
+    use crate::config::{CheckConfig, FleetRef, StatusConfig};
     use crate::health::{CheckState as HealthCheckState, ProbeOutcome};
     use crate::service::State;
 
@@ -468,25 +468,8 @@ mod tests {
 
     fn service(name: &str, prefix: &str, checks: usize) -> ServiceConfig {
         ServiceConfig {
-            name: name.into(),
-            prefixes: vec![prefix.parse().unwrap()],
-            next_hop: NextHop::SelfAddress,
-            communities: Vec::new(),
-            large_communities: Vec::new(),
-            med: None,
-            local_pref: None,
-            as_path_prepend: 0,
-            on_down: OnDown::Withdraw,
-            deprefer_prepend: 3,
-            deprefer_communities: Vec::new(),
-            drain_file: None,
-            disabled: false,
-            local_addresses: None,
-            hook: None,
-            drain_time: Duration::from_secs(5),
-            hold_down: Duration::from_secs(1),
-            combine: Combine::All,
             checks: (0..checks).map(|i| check(&format!("c{i}"))).collect(),
+            ..service_config(name, &[prefix])
         }
     }
 

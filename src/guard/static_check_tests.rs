@@ -4,7 +4,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use super::*;
-use crate::config::{Combine, NextHop, OnDown, PeerConfig, PeerMode, ServiceConfig, StatusConfig};
+use crate::config::testing::service_config;
+use crate::config::{Combine, PeerConfig, PeerMode, ServiceConfig, StatusConfig};
 use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
 use crate::guard::view::{PollFailure, PollOutcome};
 
@@ -67,25 +68,9 @@ fn tcp_check() -> CheckConfig {
 
 fn service(prefixes: &[&str]) -> ServiceConfig {
     ServiceConfig {
-        name: "web".into(),
-        prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),
-        next_hop: NextHop::SelfAddress,
-        communities: Vec::new(),
-        large_communities: Vec::new(),
-        med: None,
-        local_pref: None,
-        as_path_prepend: 0,
-        on_down: OnDown::Withdraw,
-        deprefer_prepend: 3,
-        deprefer_communities: Vec::new(),
         drain_file: Some(PathBuf::from("/run/anyguard/web.drain")),
-        disabled: false,
-        local_addresses: None,
-        hook: None,
-        drain_time: Duration::from_secs(5),
-        hold_down: Duration::from_secs(1),
-        combine: Combine::All,
         checks: vec![tcp_check()],
+        ..service_config("web", prefixes)
     }
 }
 

@@ -4,7 +4,8 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 
 use super::*;
-use crate::config::{CheckKind, Combine, NextHop, OnDown};
+use crate::config::testing::service_config;
+use crate::config::CheckKind;
 use crate::health::hysteresis::CheckStatus;
 use crate::health::same_check;
 
@@ -50,25 +51,10 @@ fn check(interval: u64, fast: u64, timeout: u64, rise: u32, fall: u32) -> CheckC
 
 fn service(name: &str, checks: Vec<CheckConfig>) -> ServiceConfig {
     ServiceConfig {
-        disabled: false,
-        local_addresses: None,
-        hook: None,
-        name: name.into(),
-        prefixes: vec![],
-        next_hop: NextHop::SelfAddress,
-        communities: vec![],
-        large_communities: vec![],
-        med: None,
-        local_pref: None,
-        as_path_prepend: 0,
-        on_down: OnDown::Withdraw,
-        deprefer_prepend: 3,
-        deprefer_communities: vec![],
-        drain_file: None,
         drain_time: ms(0),
         hold_down: ms(0),
-        combine: Combine::All,
         checks,
+        ..service_config(name, &[])
     }
 }
 
