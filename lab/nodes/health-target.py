@@ -16,11 +16,11 @@ the signal interrupts serve_forever's select(): well under a millisecond after t
 import http.server
 import json
 import signal
-import socket
-import socketserver
 import sys
 import threading
 import time
+
+from plainhttp import answer, server
 
 
 class State:
@@ -42,25 +42,12 @@ class Handler(http.server.BaseHTTPRequestHandler):
         healthy = State.healthy
         code, body = (200, b"ok\n") if healthy else (503, b"failing\n")
         State.record(event="request", status=code, path=self.path)
-        self.send_response(code)
-        self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.send_header("Connection", "close")
-        self.end_headers()
-        if self.command == "GET":
-            self.wfile.write(body)
+        answer(self, code, body)
 
     do_HEAD = do_GET
 
     def log_message(self, fmt, *args):
         pass
-
-
-class Server(socketserver.ThreadingMixIn, socketserver.TCPServer):
-    # Not http.server.HTTPServer: its server_bind() resolves the bound address's name, a
-    # DNS query with nowhere to go inside a lab namespace.
-    allow_reuse_address = True
-    daemon_threads = True
 
 
 def switch(healthy: bool):
@@ -75,8 +62,7 @@ def main():
     State.events = open(events, "a", buffering=1)
     signal.signal(signal.SIGUSR1, switch(False))
     signal.signal(signal.SIGUSR2, switch(True))
-    Server.address_family = socket.AF_INET6 if ":" in address else socket.AF_INET
-    with Server((address, port), Handler) as srv:
+    with server(address, port, Handler) as srv:
         State.record(event="listening", healthy=State.healthy)
         # A short poll interval keeps the main thread (where the handlers run) responsive
         # even if a signal lands between select() calls.
