@@ -20,7 +20,6 @@ Timing method (docs/lab-benchmarks.md has the whole story):
   passive packet tap, nodes/bgp-wiretap.py), which split T1 - T0 into the health part
   (probe scheduling, inherent), anyguard's part and the router's part."""
 
-import json
 import os
 import random
 import re
@@ -31,7 +30,7 @@ from pathlib import Path
 
 from . import anyguard, netns, procs
 from .routers import ADAPTERS
-from .util import LAB_DIR, NS_PREFIX, Fail, poll, run_dir, sh
+from .util import LAB_DIR, NS_PREFIX, Fail, poll, read_jsonl, run_dir, sh
 
 ROUTER_ASN, SPEAKER_ASN = 65001, 65101
 PREFIX = {4: "203.0.113.0/24", 6: "2001:db8:100::/48"}
@@ -194,14 +193,7 @@ class Pair:
         self._signal_target(signal.SIGUSR2)
 
     def target_events(self):
-        rows = []
-        if self.target_log.exists():
-            for line in self.target_log.read_text().splitlines():
-                try:
-                    rows.append(json.loads(line))
-                except ValueError:
-                    pass  # the line being written
-        return rows
+        return read_jsonl(self.target_log)
 
     # -- what the router holds ----------------------------------------------------------------
 
@@ -227,16 +219,7 @@ class Pair:
 
     def wire_events(self):
         """UPDATEs that reached the router from anyguard, as the wiretap logged them."""
-        rows = []
-        if self.wire_log.exists():
-            for line in self.wire_log.read_text().splitlines():
-                try:
-                    row = json.loads(line)
-                except ValueError:
-                    continue
-                if row.get("src") in (_addr(4, 2), _addr(6, 2)):
-                    rows.append(row)
-        return rows
+        return [row for row in read_jsonl(self.wire_log) if row.get("src") in (_addr(4, 2), _addr(6, 2))]
 
     def decisions(self, to: str = "down"):
         """Times at which anyguard logged the service `web` changing to `to`."""

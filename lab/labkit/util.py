@@ -26,6 +26,21 @@ class Skip(Exception):
     """A scenario cannot run here (not root, a daemon missing); never counted as passed."""
 
 
+def read_jsonl(path: Path) -> list:
+    """The JSON lines of a log another process is still appending to (a missing file is
+    empty; a line that does not parse is the one being written, and is left out)."""
+    import json
+
+    rows = []
+    if path.exists():
+        for line in path.read_text().splitlines():
+            try:
+                rows.append(json.loads(line))
+            except ValueError:
+                pass
+    return rows
+
+
 def run_dir() -> Path:
     d = Path(os.environ.get("LAB_RUN_DIR", "/tmp/anyguard-lab"))
     d.mkdir(parents=True, exist_ok=True)

@@ -6,11 +6,10 @@ every 20 ms (new TCP connection each, 250 ms timeout) throughout, and the scenar
 the longest time it saw no answer. The IPv6 service address follows the same way (checked
 with single requests). Routers' views are read through their own CLIs."""
 
-import json
 import time
 
 from labkit import anyguard, procs
-from labkit.util import LAB_DIR, Fail, log, poll, run_dir, sh
+from labkit.util import LAB_DIR, Fail, log, poll, read_jsonl, run_dir, sh
 
 NAME = "failover"
 NEEDS = ("curl",)
@@ -50,15 +49,7 @@ class Probe:
                     run_dir() / "nodes" / "client" / "probe.log")
 
     def samples(self):
-        if not self.out.exists():
-            return []
-        rows = []
-        for line in self.out.read_text().splitlines():
-            try:
-                rows.append(json.loads(line))
-            except ValueError:
-                pass  # the line being written
-        return rows
+        return read_jsonl(self.out)
 
     def first_after(self, t0, site):
         for r in self.samples():
