@@ -478,18 +478,16 @@ pub fn sites_announcing(input: &GuardInput<'_>, now: Instant) -> Vec<String> {
 }
 
 fn would_leave(input: &GuardInput<'_>, a: &Assessment<'_>) -> String {
-    format!(
-        "withdrawing {} would leave {} of {} sites announcing (min_sites {})",
-        input.service,
-        a.counted,
-        input.view.sites.len() + 1,
-        input.min_sites
-    )
+    outcome(input, a, "would leave")
 }
 
 fn leaves(input: &GuardInput<'_>, a: &Assessment<'_>) -> String {
+    outcome(input, a, "leaves")
+}
+
+fn outcome(input: &GuardInput<'_>, a: &Assessment<'_>, verb: &str) -> String {
     format!(
-        "withdrawing {} leaves {} of {} sites announcing (min_sites {})",
+        "withdrawing {} {verb} {} of {} sites announcing (min_sites {})",
         input.service,
         a.counted,
         input.view.sites.len() + 1,
