@@ -109,6 +109,12 @@ impl Core {
                 match found {
                     Some((i, mut slot)) => {
                         slot.machine.reconfigure(svc);
+                        // The presence seen belongs to the old file: with the key removed
+                        // nothing may keep the service drained, and a new path is looked at
+                        // by the shell right after this.
+                        if old_config.services[i].drain_file != svc.drain_file {
+                            slot.drain_file = false;
+                        }
                         if old_config.services[i].checks != svc.checks {
                             slot.checks = svc.checks.iter().map(|_| new_check()).collect();
                         }
@@ -623,6 +629,28 @@ mod tests {
         assert_eq!(core.index_of("web"), Some(1));
         assert!(core.announcing(1));
         assert!(!core.announcing(0));
+    }
+
+    #[test]
+    fn removing_the_drain_file_key_by_reload_undrains_the_service() {
+        let (t0, w, _) = web_up();
+        let drained = ServiceConfig {
+            drain_file: Some("/run/anyguard/web.drain".into()),
+            ..service("web", "203.0.113.0/24", 1)
+        };
+        let mut core = Core::new(config(vec![drained]), t0, w);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.set_drain_file(0, true);
+        core.evaluate(t0, w);
+        assert_eq!(core.drain_source(0), Some(DrainSource::File));
+        // The operator takes `drain_file` out of the config: the shell polls only the
+        // services that have one, so nothing else would ever clear the old presence.
+        core.reconfigure(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        assert_eq!(core.drain_source(0), None);
+        let t1 = t0 + Duration::from_secs(10);
+        core.evaluate(t1, w);
+        assert_eq!(core.services[0].machine.state(), State::Up);
+        assert_eq!(core.desired().len(), 1);
     }
 
     #[test]

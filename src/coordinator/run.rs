@@ -656,6 +656,9 @@ impl Shell {
             }
         }
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        // New services and changed drain file paths: look now, before the next
+        // evaluation, so a drained service is never announced for a poll period.
+        self.poll_drain_files(core);
         self.local.reconfigure(&new.services);
         self.token.send_replace(token);
 
