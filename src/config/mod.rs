@@ -83,6 +83,10 @@ pub const DEFAULT_HOLD_DOWN: Duration = Duration::from_secs(1);
 pub const DEFAULT_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Lower bound for `interval` and `fast_interval`, against busy loops.
 pub const MIN_CHECK_INTERVAL: Duration = Duration::from_millis(10);
+/// Upper bound of every duration in the config files: far beyond any sensible setting,
+/// and small enough that a deadline `now + duration` (or a multiple of it) can never
+/// overflow an `Instant` or a `Duration` at run time.
+pub const MAX_DURATION: Duration = Duration::from_secs(30 * 24 * 3600);
 /// Consecutive passes to go up (anycast-healthchecker's default).
 pub const DEFAULT_RISE: u32 = 2;
 /// Consecutive failures to go down.

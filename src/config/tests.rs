@@ -316,6 +316,29 @@ fn fast_interval_above_interval_is_rejected() {
 }
 
 #[test]
+fn durations_beyond_thirty_days_are_refused_where_they_would_overflow_a_deadline() {
+    // Accepted before, then `Instant + duration` panicked at run time: in the check's
+    // task (interval), or in the coordinator itself at the first drain (drain_time) or
+    // withdrawal (hold_down), taking every session and route down with it.
+    assert_eq!(
+        errors(&insert(12, "interval = 9223372036854775807")),
+        ["t.toml:13:12: service[0].check[0].interval: must be at most 30days"]
+    );
+    assert_eq!(
+        errors(&insert(
+            9,
+            "drain_time = \"1000000000years\"\nhold_down = \"31days\""
+        )),
+        [
+            "t.toml:10:14: service[0].drain_time: must be at most 30days",
+            "t.toml:11:13: service[0].hold_down: must be at most 30days",
+        ]
+    );
+    let c = ok(&insert(9, "drain_time = \"30days\""));
+    assert_eq!(c.services[0].drain_time, Duration::from_secs(30 * 86_400));
+}
+
+#[test]
 fn bad_duration_text_is_reported() {
     assert_eq!(
         errors(&insert(12, "interval = \"1 fortnight\"")),

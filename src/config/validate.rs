@@ -110,7 +110,7 @@ impl Ctx<'_> {
     }
 
     pub(crate) fn duration(&mut self, v: &Spanned<RawDuration>, key: &str) -> Option<Duration> {
-        match v.get_ref() {
+        let d = match v.get_ref() {
             RawDuration::Text(s) => match humantime::parse_duration(s.trim()) {
                 Ok(d) => Some(d),
                 Err(e) => {
@@ -125,7 +125,13 @@ impl Ctx<'_> {
                     None
                 }
             },
+        }?;
+        if d > super::MAX_DURATION {
+            let msg = format!("must be at most {}", fmt_duration(super::MAX_DURATION));
+            self.err(v.span(), key, msg);
+            return None;
         }
+        Some(d)
     }
 
     /// An optional duration with a default and a lower bound.

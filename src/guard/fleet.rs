@@ -18,6 +18,7 @@ use toml::Spanned;
 
 use super::runtime::GuardTiming;
 use super::view::FleetView;
+use crate::config::MAX_DURATION;
 
 /// Default poll interval.
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
@@ -248,6 +249,15 @@ impl Collector<'_> {
     fn duration(&mut self, raw: Option<&Spanned<String>>, key: &str) -> Option<Duration> {
         let raw = raw?;
         match humantime::parse_duration(raw.get_ref()) {
+            Ok(d) if d > MAX_DURATION => {
+                let max = humantime::format_duration(MAX_DURATION);
+                self.push(
+                    Some(raw.span()),
+                    key,
+                    FleetErrorKind::Timing(format!("must be at most {max}")),
+                );
+                None
+            }
             Ok(d) if !d.is_zero() => Some(d),
             _ => {
                 let value = raw.get_ref().clone();

@@ -144,6 +144,17 @@ fn poll_timing_rules_are_enforced() {
 }
 
 #[test]
+fn huge_poll_durations_are_refused_instead_of_overflowing() {
+    // 3 × interval + timeout (the stale_after default) overflowed Duration: a panic while
+    // loading the fleet, in the daemon or in `anyguard check`.
+    let site = "\n[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2:9180/status\"\n";
+    assert_eq!(
+        messages(&format!("[poll]\ninterval = \"500000000000years\"\n{site}")),
+        ["fleet.toml:2:12: poll.interval: must be at most 30days"]
+    );
+}
+
+#[test]
 fn fleet_without_sites_or_with_bad_syntax_is_rejected() {
     assert_eq!(
         messages("[[service]]\nname = \"web\"\n"),
