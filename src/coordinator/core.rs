@@ -8,8 +8,8 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use crate::announcer::{self, Presentation, RibOut};
-use crate::config::{CheckKind, Config, ServiceConfig};
-use crate::health::{combine, CheckEvent, CheckStatus, ServiceHealth};
+use crate::config::{CheckConfig, CheckKind, Config, ServiceConfig};
+use crate::health::{combine, same_check, CheckEvent, CheckState, CheckStatus, ServiceHealth};
 use crate::service::{Change, DrainSource, GuardVerdict, Health, Inputs, Service};
 use crate::status::model::{
     self, AnnouncementStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
@@ -89,8 +89,8 @@ impl Core {
         &self.config
     }
 
-    /// Takes a new config: services kept by name keep their state and history (checks are
-    /// kept when the service's check list is unchanged), new ones start, removed ones go.
+    /// Takes a new config: services kept by name keep their state and history (and each
+    /// check with the same name and target keeps its own), new ones start, removed ones go.
     pub fn reconfigure(&mut self, config: Arc<Config>, now: Instant, wall: SystemTime) {
         let mut old: Vec<Option<ServiceSlot>> = std::mem::take(&mut self.services)
             .into_iter()
@@ -115,8 +115,25 @@ impl Core {
                         if old_config.services[i].drain_file != svc.drain_file {
                             slot.drain_file = false;
                         }
-                        if old_config.services[i].checks != svc.checks {
-                            slot.checks = svc.checks.iter().map(|_| new_check()).collect();
+                        let old_checks = &old_config.services[i].checks;
+                        if *old_checks != svc.checks {
+                            // The same check (name and target) keeps its state and history,
+                            // as the health runner resumes it (`Core::check_state`).
+                            let mut kept: Vec<Option<CheckSlot>> = std::mem::take(&mut slot.checks)
+                                .into_iter()
+                                .map(Some)
+                                .collect();
+                            slot.checks = svc
+                                .checks
+                                .iter()
+                                .map(|c| {
+                                    old_checks
+                                        .iter()
+                                        .position(|o| same_check(o, c))
+                                        .and_then(|k| kept.get_mut(k).and_then(Option::take))
+                                        .unwrap_or_else(new_check)
+                                })
+                                .collect();
                         }
                         slot
                     }
@@ -125,6 +142,25 @@ impl Core {
             })
             .collect();
         self.config = config;
+    }
+
+    /// The state of the running check that a reloaded `check` of service `service`
+    /// continues (same name and target, [`same_check`]), for
+    /// [`HealthRunner::start_resumed`](crate::health::HealthRunner::start_resumed): a
+    /// reload must not send checks back to unknown (their services' guard would then
+    /// see them as failing).
+    pub fn check_state(&self, service: &str, check: &CheckConfig) -> Option<CheckState> {
+        let i = self.index_of(service)?;
+        let old = &self.config.services[i];
+        let k = old.checks.iter().position(|o| same_check(o, check))?;
+        let slot = self.services.get(i)?.checks.get(k)?;
+        Some(CheckState {
+            status: slot.state,
+            passes: slot.rise_count,
+            failures: slot.fall_count,
+            rise: old.checks[k].rise,
+            fall: old.checks[k].fall,
+        })
     }
 
     /// A probe result from the health runner, observed at wall-clock time `at`.
@@ -651,6 +687,37 @@ mod tests {
         core.evaluate(t1, w);
         assert_eq!(core.services[0].machine.state(), State::Up);
         assert_eq!(core.desired().len(), 1);
+    }
+
+    #[test]
+    fn a_reload_that_changes_a_checks_timing_keeps_its_state_for_the_resumed_runner() {
+        let (t0, w, mut core) = web_up();
+        let mut faster = service("web", "203.0.113.0/24", 1);
+        faster.checks[0].interval = Duration::from_millis(500);
+        faster.checks[0].timeout = Duration::from_millis(200);
+        let mut added = check("c9");
+        added.kind = CheckKind::File {
+            path: "/run/ok".into(),
+            invert: false,
+        };
+        faster.checks.push(added);
+        // What the shell resumes the new runner from is read before the core takes the
+        // new config.
+        let resumed = core.check_state("web", &faster.checks[0]);
+        assert_eq!(resumed.map(|s| s.status), Some(CheckStatus::Up));
+        assert_eq!(
+            core.check_state("web", &faster.checks[1]),
+            None,
+            "new check"
+        );
+        core.reconfigure(config(vec![faster]), t0, w);
+        let st = core.service_status(t0, w, &[], &|_| GuardStatus::default());
+        assert_eq!(st[0].checks[0].state, "up", "same name and target: kept");
+        assert_eq!(st[0].checks[1].state, "unknown", "new check starts unknown");
+        assert_eq!(
+            core.check_state("web", &core.config().services[0].checks[0].clone()),
+            resumed
+        );
     }
 
     #[test]

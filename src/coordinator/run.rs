@@ -24,6 +24,8 @@ use crate::status::metrics::Metrics;
 use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
 use crate::status::{self, StartError};
 
+/// Probe results that may wait for the coordinator.
+const CHECK_EVENTS: usize = 1024;
 /// How often drain files are looked at.
 const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
 /// After the last service is withdrawn at shutdown, how long to wait for the peers to
@@ -97,7 +99,10 @@ struct Shell {
     /// graceful restart send End-of-RIB only then.
     initial_tx: watch::Sender<bool>,
     metrics: Metrics,
-    checks_tx: mpsc::Sender<CheckEvent>,
+    /// The event channel of a health runner restarted by a reload: the loop switches to
+    /// it, so that results of the old runner still queued (numbered after the old config)
+    /// are dropped instead of landing on whatever service now has their index.
+    new_checks_rx: Option<mpsc::Receiver<CheckEvent>>,
     health: Option<HealthRunner>,
     peers: Vec<Peer>,
     listener: Option<Listener>,
@@ -150,12 +155,8 @@ pub async fn run(
     .await?;
     tracing::info!(listen = %server.local_addr, "status endpoint started");
 
-    let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(1024);
-    let health = HealthRunner::start(
-        &config.services,
-        checks_tx.clone(),
-        RunnerOptions::default(),
-    )?;
+    let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(CHECK_EVENTS);
+    let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
 
     let (routes_tx, _routes_rx) = watch::channel(Arc::new(RibOut::new()));
     let (peer_events, mut peer_events_rx) = mpsc::unbounded_channel();
@@ -178,7 +179,7 @@ pub async fn run(
         routes_tx,
         initial_tx: watch::channel(false).0,
         metrics,
-        checks_tx,
+        new_checks_rx: None,
         health: Some(health),
         peers: Vec::new(),
         listener,
@@ -252,6 +253,9 @@ pub async fn run(
             },
             _ = drain_poll.tick() => shell.poll_drain_files(&mut core),
             () = sleep => {}
+        }
+        if let Some(rx) = shell.new_checks_rx.take() {
+            checks_rx = rx;
         }
         let now = Instant::now();
         if let Some(g) = shell.guard.as_mut() {
@@ -645,15 +649,20 @@ impl Shell {
                 .zip(&new.services)
                 .any(|(a, b)| a.name != b.name || a.checks != b.checks);
         if checks_changed {
-            let runner = HealthRunner::start(
+            // Checks that stay the same (name and target) continue from their state, as
+            // the core keeps it: a reload must not send every check back to unknown.
+            let (checks_tx, checks_rx) = mpsc::channel(CHECK_EVENTS);
+            let runner = HealthRunner::start_resumed(
                 &new.services,
-                self.checks_tx.clone(),
+                checks_tx,
                 RunnerOptions::default(),
+                |service, check| core.check_state(&service.name, check),
             )
             .map_err(|e| vec![format!("health checks: {e}")])?;
             if let Some(old_runner) = self.health.replace(runner) {
                 old_runner.stop();
             }
+            self.new_checks_rx = Some(checks_rx);
         }
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
         // New services and changed drain file paths: look now, before the next

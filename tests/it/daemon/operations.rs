@@ -175,3 +175,86 @@ async fn hooks_get_every_state_change_in_order_and_a_hung_hook_delays_no_update(
         ]
     );
 }
+
+/// The first check of the first service in `/status` on `port`: (config generation,
+/// state, rise_count).
+async fn check_status(port: u16) -> (u64, String, u64) {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let (_, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let check = &doc["services"][0]["checks"][0];
+    (
+        doc["daemon"]["config_generation"].as_u64().unwrap(),
+        check["state"].as_str().unwrap().to_string(),
+        check["rise_count"].as_u64().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn a_reload_that_changes_a_check_continues_it_instead_of_starting_it_unknown() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    assert_v4_announcement(&d.update().await, 0);
+
+    // Let the check pass well beyond `rise` (bounded wait).
+    let mut before = 0;
+    for _ in 0..250 {
+        before = check_status(status_port).await.2;
+        if before >= 6 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(before >= 6, "the check never passed 6 times in a row");
+
+    // Same check (name and target), new fall: the runner restarts with the new timing.
+    std::fs::write(&path, text.replace("fall = 2", "fall = 3")).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    let mut seen = Vec::new();
+    for _ in 0..250 {
+        let (generation, state, rise_count) = check_status(status_port).await;
+        if generation == 2 {
+            seen.push((state, rise_count));
+            if seen.len() == 10 {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(seen.len(), 10, "the reload was never applied");
+    // Passes keep counting from where they were: no detour through unknown, which the
+    // all-sites guard reads as failing health.
+    for (state, rise_count) in &seen {
+        assert_eq!(state, "up", "{seen:?}");
+        assert!(*rise_count >= before, "passes restarted: {seen:?}");
+    }
+    d.quiet_for(2 * INTERVAL, "a reload of an unchanged target")
+        .await;
+    d.shutdown().await;
+}
