@@ -60,6 +60,19 @@ pub enum FleetGuardError {
     },
 }
 
+/// The local facts the guard decides on for service `i`.
+fn local_service(core: &Core, i: usize, drain: Drain, intent: LocalIntent) -> LocalService {
+    LocalService {
+        // Unknown health (checks a reload added, still rising) is no failure: the service
+        // machine keeps an announced service announced meanwhile, so the guard must not
+        // publish an intent to withdraw it, nor hold it, on no evidence.
+        healthy: core.health(i) != Health::Down && drain == Drain::None,
+        drain,
+        announcing: core.presentation(i) == Presentation::Normal,
+        intent,
+    }
+}
+
 impl FleetGuard {
     /// Loads the fleet named by the config and starts polling the other sites.
     pub(crate) fn start(config: &Config) -> Result<Option<Self>, FleetGuardError> {
@@ -143,12 +156,7 @@ impl FleetGuard {
                 min_sites: self.fleet.min_sites(name),
                 local_site: &self.site,
                 local_rank: self.rank,
-                local: LocalService {
-                    healthy: core.health(i) == Health::Up && drain == Drain::None,
-                    drain,
-                    announcing: core.presentation(i) == Presentation::Normal,
-                    intent,
-                },
+                local: local_service(core, i, drain, intent),
                 view: &view,
                 timing,
             };
@@ -249,5 +257,103 @@ impl FleetGuard {
     pub(crate) async fn stop(self) {
         let _ = self.shutdown.send(true);
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.poller).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+    use std::time::{Duration, Instant, SystemTime};
+
+    use super::*;
+    use crate::config::testing::service_config;
+    use crate::config::{CheckConfig, CheckKind, StatusConfig};
+    use crate::guard::runtime::GuardTiming;
+    use crate::guard::view::FleetView;
+    use crate::health::{CheckEvent, CheckState, CheckStatus, ProbeOutcome};
+
+    fn check(name: &str) -> CheckConfig {
+        CheckConfig {
+            name: name.into(),
+            kind: CheckKind::Command {
+                argv: vec![name.into()],
+            },
+            interval: Duration::from_secs(1),
+            fast_interval: Duration::from_millis(250),
+            timeout: Duration::from_millis(500),
+            rise: 2,
+            fall: 2,
+        }
+    }
+
+    fn config(checks: &[&str]) -> Arc<Config> {
+        Arc::new(Config {
+            source: "<test>".into(),
+            router_id: std::net::Ipv4Addr::new(198, 18, 0, 2),
+            local_asn: 65010,
+            status: StatusConfig {
+                listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9180)),
+                token_file: None,
+            },
+            peers: Vec::new(),
+            services: vec![crate::config::ServiceConfig {
+                checks: checks.iter().map(|c| check(c)).collect(),
+                ..service_config("web", &["203.0.113.0/24"])
+            }],
+            fleet: None,
+            bgp_listen: None,
+        })
+    }
+
+    #[test]
+    fn a_check_added_by_reload_is_no_failure_for_the_guard_while_it_rises() {
+        let (t0, w) = (Instant::now(), SystemTime::UNIX_EPOCH);
+        let mut core = Core::new(config(&["a"]), t0, w);
+        core.on_probe(
+            &CheckEvent {
+                service: 0,
+                check: 0,
+                outcome: ProbeOutcome {
+                    ok: true,
+                    latency: Duration::ZERO,
+                    detail: String::new(),
+                },
+                state: CheckState {
+                    status: CheckStatus::Up,
+                    passes: 2,
+                    failures: 0,
+                    rise: 2,
+                    fall: 2,
+                },
+                transition: None,
+            },
+            w,
+        );
+        core.evaluate(t0, w);
+        assert_eq!(core.presentation(0), Presentation::Normal);
+        core.reconfigure(config(&["a", "b"]), t0, w);
+        assert_eq!(core.health(0), Health::Unknown, "b has not risen yet");
+        let local = local_service(&core, 0, Drain::None, LocalIntent::None);
+        // Another site announcing, so a failing site would publish an intent to withdraw.
+        let view = FleetView::unpolled([(1, "b")]);
+        let input = GuardInput {
+            service: "web",
+            min_sites: 1,
+            local_site: "a",
+            local_rank: 0,
+            local,
+            view: &view,
+            timing: GuardTiming {
+                stale_after: Duration::from_secs(3),
+                intent_wait: Duration::from_secs(3),
+            },
+        };
+        assert_eq!(decide(&input, t0), Decision::Announce);
+        core.evaluate(t0, w);
+        assert_eq!(
+            core.presentation(0),
+            Presentation::Normal,
+            "still announced"
+        );
     }
 }
