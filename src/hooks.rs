@@ -60,7 +60,13 @@ impl Hooks {
             let Some(hook) = &s.hook else { continue };
             let worker = match old.remove(&s.name) {
                 Some(w) if w.hook == *hook => w,
-                _ => Worker::spawn(&s.name, hook.clone()),
+                // A changed hook: the new worker starts once the old one has finished its
+                // queue, so the service's hooks still run one at a time and in order.
+                Some(Worker { queue, task, .. }) => {
+                    drop(queue);
+                    Worker::spawn(&s.name, hook.clone(), Some(task))
+                }
+                None => Worker::spawn(&s.name, hook.clone(), None),
             };
             self.workers.insert(s.name.clone(), worker);
         }
@@ -99,11 +105,16 @@ impl Hooks {
 }
 
 impl Worker {
-    fn spawn(service: &str, hook: HookConfig) -> Self {
+    /// A worker that starts running hooks once `after` (the previous worker of the same
+    /// service) has ended.
+    fn spawn(service: &str, hook: HookConfig, after: Option<JoinHandle<()>>) -> Self {
         let (queue, mut rx) = mpsc::channel::<BoundedCommand>(HOOK_QUEUE);
         let span = tracing::info_span!("hook", service = %service);
         let task = tokio::spawn(
             async move {
+                if let Some(previous) = after {
+                    let _ = previous.await;
+                }
                 while let Some(command) = rx.recv().await {
                     match command.run().await {
                         Ok(out) => {
@@ -180,6 +191,30 @@ mod tests {
         hooks.finish(Duration::from_secs(10)).await;
         let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(text, "web starting>up\nweb up>down\nweb down>up\n");
+    }
+
+    #[tokio::test]
+    async fn a_reload_that_changes_the_hook_keeps_the_services_hooks_one_at_a_time() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let log = dir.path().join("log");
+        let script = format!(
+            "echo \"start $STATE\" >> {0}; sleep 0.3; echo \"end $STATE\" >> {0}",
+            log.display()
+        );
+        let hook = |secs| HookConfig {
+            argv: vec!["sh".into(), "-c".into(), script.clone()],
+            timeout: Duration::from_secs(secs),
+        };
+        let old = service(Some(hook(5)));
+        let mut hooks = Hooks::start(std::slice::from_ref(&old));
+        hooks.on_change(&old, &change(State::Starting, State::Up));
+        // A reload changes the hook's timeout while the "up" hook runs.
+        let new = service(Some(hook(6)));
+        hooks.reconfigure(std::slice::from_ref(&new));
+        hooks.on_change(&new, &change(State::Up, State::Down));
+        hooks.finish(Duration::from_secs(10)).await;
+        let text = std::fs::read_to_string(&log).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(text, "start up\nend up\nstart down\nend down\n");
     }
 
     #[tokio::test]
