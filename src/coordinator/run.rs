@@ -112,6 +112,8 @@ struct Shell {
     stopping: bool,
     /// Check transitions seen since the routes were last published, logged after them.
     check_transitions: Vec<CheckTransitionLog>,
+    /// The BFD task, started with the first peer that has `bfd` (UDP 3784).
+    bfd: Option<crate::bfd::Handle>,
 }
 
 /// A check transition waiting to be logged.
@@ -191,6 +193,7 @@ pub async fn run(
         ready: false,
         stopping: false,
         check_transitions: Vec::new(),
+        bfd: None,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -348,10 +351,18 @@ impl Shell {
                 .collect(),
             tuning: Tuning::default(),
             initial_routes: Some(self.initial_tx.subscribe()),
+            bfd: self.bfd.clone(),
         }
     }
 
     async fn start_peer(&mut self, config: &Config, peer: PeerConfig, first_start: bool) {
+        if peer.bfd.is_some() && self.bfd.is_none() {
+            match crate::bfd::Handle::spawn(crate::bfd::DriverConfig::daemon()) {
+                Ok(h) => self.bfd = Some(h),
+                // The peers with `bfd` say so in their status; BGP runs without it.
+                Err(e) => tracing::error!(error = %e, "cannot start BFD"),
+            }
+        }
         let (status_tx, status_rx) = watch::channel(PeerStatus {
             name: peer.name.clone(),
             address: peer.address.to_string(),

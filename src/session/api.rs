@@ -34,6 +34,8 @@ pub struct LocalSpeaker {
     /// sent while nothing is decided yet makes the peer flush the routes it kept for us.
     /// `None`: the routes are final at once.
     pub initial_routes: Option<watch::Receiver<bool>>,
+    /// The daemon's BFD task, for peers with `bfd` configured (`None`: not running).
+    pub bfd: Option<crate::bfd::Handle>,
 }
 
 /// Session timers that operators rarely touch (defaults in [`Tuning::default`]).
