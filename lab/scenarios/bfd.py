@@ -1,0 +1,159 @@
+"""BFD with the routers (operators' wish 2): against BIRD 2 (`protocol bfd`, `bfd on` in the
+BGP protocols) and FRR (bfdd, `neighbor X bfd`), each in a namespace pair with one anyguard
+(labkit/healthpair.py) running BFD on its IPv4 and IPv6 sessions at 100 ms / 100 ms / 3:
+
+1. both BFD sessions come Up: in the router's own CLI (`birdc show bfd sessions`,
+   `vtysh -c 'show bfd peers json'`) and in anyguard's /status (state, discriminators,
+   detection time); 203.0.113.0/24 and 2001:db8:100::/48 are in the router's RIB and FIB;
+2. anyguard is frozen with SIGSTOP: a hung host, whose TCP connections stay open, so
+   without BFD the router would wait for its hold timer (9 s here, 90 s by default). The
+   router's BFD detects the silence, drops the BGP sessions and the prefixes leave its RIB
+   and FIB. Measured from just before the SIGSTOP to the later of the two RTM_DELROUTEs
+   (`ip -ts monitor route` in the router's namespace, as in the health scenario), printed;
+   only a generous bound is asserted (< 10 s: what BFD buys is well under the hold time);
+3. SIGCONT: anyguard notices the router's Down, its BFD and BGP sessions come back, the
+   prefixes return; BFD Up again on both sides.
+
+Steps 2 and 3 run three times per router (three samples); anyguard must count exactly one
+BFD failure per freeze and session. BIRD restarts a BGP session that BFD took down only
+after its `error wait time` (default 60 s, growing): the scenario's BIRD sets it to 1–10 s.
+
+The PASS line prints the detection figures per router; docs/lab-benchmarks.md keeps them."""
+
+import os
+import signal
+import time
+
+from labkit import anyguard, procs
+from labkit.healthpair import PREFIX, STATUS, Pair, _addr
+from labkit.routers import ADAPTERS
+from labkit.util import Fail, Skip, log, poll
+
+NAME = "bfd"
+NEEDS = ("curl", "ip")
+TOPOLOGY = False
+
+ROUTERS = ["bird", "frr"]
+BFD = {"min_tx_ms": 100, "min_rx_ms": 100, "multiplier": 3}
+# Generous: the expected figure is about multiplier x interval (300 ms) plus the router's
+# reaction; the hold time is 9 s.
+DETECT_BOUND = 10.0
+# How long anyguard stays frozen each time, and how many times.
+FROZEN_FOR = 3.0
+FREEZES = 3
+
+
+def _ms(s: float) -> str:
+    return f"{s * 1000:.0f} ms"
+
+
+def _bfd_status(pair: Pair):
+    doc = anyguard.status(pair.sns, STATUS)
+    return {p["name"]: (p.get("bfd") or {}) for p in doc.get("peers", [])}
+
+
+def _wait_bfd_up(pair: Pair, timeout: float):
+    """Both sessions Up in the router's CLI and in anyguard's status; returns anyguard's view."""
+    last = {}
+
+    def up():
+        last["router"] = {fam: pair.router.bfd_state(_addr(fam, 2)) for fam in (4, 6)}
+        last["anyguard"] = _bfd_status(pair)
+        return all(s == "up" for s in last["router"].values()) and \
+            all(b.get("state") == "up" for b in last["anyguard"].values()) and len(last["anyguard"]) == 2
+    try:
+        poll(f"BFD Up with {pair.kind} on both sessions", up, timeout, 0.1)
+    except Fail as e:
+        raise Fail(f"{e}: router says {last.get('router')}, anyguard says "
+                   f"{ {n: b.get('state') for n, b in last.get('anyguard', {}).items()} } "
+                   f"(logs under {pair.base})") from None
+    return last["anyguard"]
+
+
+def run_router(kind: str) -> str:
+    pair = Pair(kind, interval="100ms", fall=2, rise=2, hold_down="0s", tag="bf", bfd=BFD)
+    frozen = False
+    pid = None
+    try:
+        pair.up()
+        pair.wait_present()
+        ours = _bfd_status(pair)
+        for name, b in ours.items():
+            if b.get("state") != "up" and b.get("note") is None and b.get("up_count", 0) == 0:
+                raise Fail(f"{kind}: {name}: BFD not up and no note in /status: {b}")
+        t_start = time.monotonic()
+        ours = _wait_bfd_up(pair, 30.0)
+        up_after = time.monotonic() - t_start
+        for name, b in ours.items():
+            if not b.get("remote_discriminator") or b.get("detection_time_ms") is None:
+                raise Fail(f"{kind}: {name}: Up without discriminators or detection time: {b}")
+        detect_ms = {n: b["detection_time_ms"] for n, b in ours.items()}
+        pid = procs.pid_of(pair.sns, "anyguard")
+        if not pid:
+            raise Fail("anyguard is not running")
+        samples, backs = [], []
+        for i in range(FREEZES):
+            # 2. The hung host.
+            fib_before = len(pair.fib_events())
+            t_stop = time.time()
+            os.kill(pid, signal.SIGSTOP)
+            frozen = True
+            want = {PREFIX[4], PREFIX[6]}
+
+            def removed():
+                gone = {}
+                for t, what, prefix in pair.fib_events()[fib_before:]:
+                    if what == "del" and prefix in want and prefix not in gone:
+                        gone[prefix] = t
+                return gone if len(gone) == len(want) else None
+            gone = poll(f"{kind} to drop both prefixes while anyguard is frozen", removed, DETECT_BOUND + 5, 0.01)
+            took = {fam: gone[PREFIX[fam]] - t_stop for fam in (4, 6)}
+            worst = max(took.values())
+            if worst >= DETECT_BOUND:
+                raise Fail(f"{kind}: the prefixes left after {worst:.1f} s, expected BFD well under the hold time")
+            samples.append(took)
+            poll(f"{kind}'s CLI to show both prefixes gone",
+                 lambda: not pair.in_rib(4) and not pair.in_rib(6), 3, 0.05)
+            router_bfd = {fam: pair.router.bfd_state(_addr(fam, 2)) for fam in (4, 6)}
+            if any(s == "up" for s in router_bfd.values()):
+                raise Fail(f"{kind}: BFD still Up in the router's CLI with anyguard frozen: {router_bfd}")
+            # Frozen a little longer: the router's view settles (and TCP is still open).
+            time.sleep(max(0.0, FROZEN_FOR - (time.time() - t_stop)))
+
+            # 3. The host comes back.
+            t_cont = time.monotonic()
+            os.kill(pid, signal.SIGCONT)
+            frozen = False
+            pair.wait_present(timeout=45.0)
+            backs.append(time.monotonic() - t_cont)
+            after = _wait_bfd_up(pair, 30.0)
+        # Each freeze: the router's Down reached anyguard on resume, one failure per session.
+        failures = {n: b.get("failures", 0) for n, b in after.items()}
+        if any(f != FREEZES for f in failures.values()):
+            raise Fail(f"{kind}: anyguard counted BFD failures {failures}, expected {FREEZES} each")
+        gone_txt = ", ".join(f"{_ms(t[4])}/{_ms(t[6])}" for t in samples)
+        worst_all = max(max(t.values()) for t in samples)
+        log(f"{kind}: BFD up {up_after:.1f} s after the routes; detection time (anyguard's view of the "
+            f"router) {detect_ms}; {FREEZES} freezes -> prefixes gone (v4/v6) {gone_txt}; "
+            f"SIGCONT -> back after {', '.join(f'{b:.1f} s' for b in backs)}; anyguard BFD failures {failures}")
+        return (f"{kind}: BFD Up (CLI + /status); SIGSTOP x{FREEZES} -> prefixes gone (v4/v6) {gone_txt}, "
+                f"worst {_ms(worst_all)} (hold time 9 s); SIGCONT -> back {max(backs):.1f} s at most")
+    finally:
+        if frozen and pid:
+            try:
+                os.kill(pid, signal.SIGCONT)
+            except ProcessLookupError:
+                pass
+        pair.down()
+
+
+def run(ctx):
+    only = [r for r in ROUTERS if not ctx.routers or r in ctx.routers]
+    if not only:
+        raise Fail(f"LAB_ROUTERS selects none of {', '.join(ROUTERS)}")
+    missing = sorted({b for kind in only for b in ADAPTERS[kind].missing()})
+    if kind_missing := [k for k in only if k == "frr" and not os.access("/usr/lib/frr/bfdd", os.X_OK)]:
+        missing += [f"{k}: bfdd" for k in kind_missing]
+    if missing:
+        raise Skip(f"missing {', '.join(missing)}")
+    return "; ".join(run_router(kind) for kind in only)
