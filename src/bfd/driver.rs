@@ -68,12 +68,22 @@ enum Command {
     Add {
         peer: SocketAddr,
         config: Config,
-        reply: oneshot::Sender<watch::Receiver<BfdStatus>>,
+        reply: oneshot::Sender<Registration>,
     },
     Remove {
         peer: IpAddr,
+        owner: u64,
         done: oneshot::Sender<()>,
     },
+}
+
+/// What [`Handle::add`] gives a peer task.
+#[derive(Debug)]
+pub struct Registration {
+    /// The session's status, published by the BFD task.
+    pub status: watch::Receiver<BfdStatus>,
+    /// Who registered last; [`Handle::remove`] with an older owner changes nothing.
+    pub owner: u64,
 }
 
 /// A handle on the BFD task; the task ends when the last handle is dropped.
@@ -117,6 +127,7 @@ impl Handle {
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
             rng: seed | 1,
+            next_owner: 1,
             unknown_packets: 0,
             tx4: v4.as_ref().map(|f| f.tx.clone()),
             tx6: v6.as_ref().map(|f| f.tx.clone()),
@@ -139,14 +150,11 @@ impl Handle {
     pub fn peer_port(&self) -> u16 {
         self.peer_port
     }
-
-    /// Starts (or, for a peer that has one, re-configures and shares) the session with
-    /// `peer` (its address and BFD port, 3784). `None` if the task is gone.
-    pub async fn add(
-        &self,
-        peer: SocketAddr,
-        config: Config,
-    ) -> Option<watch::Receiver<BfdStatus>> {
+    /// Starts the session with `peer` (its address and BFD port, 3784), or takes over and
+    /// re-configures the one it has: a peer task restarted after a panic keeps its
+    /// session, and a peer replaced by a reload may register before the old task leaves.
+    /// `None` if the task is gone.
+    pub async fn add(&self, peer: SocketAddr, config: Config) -> Option<Registration> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Add {
@@ -158,12 +166,16 @@ impl Handle {
             .ok()?;
         rx.await.ok()
     }
-
-    /// Releases one `add` of `peer`; the last one takes the session AdminDown (RFC 5880
-    /// §6.8.16, so the peer does not see a failure), sends that, and removes it.
-    pub async fn remove(&self, peer: IpAddr) {
+    /// Removes the session with `peer` if `owner` registered it last: AdminDown (RFC 5880
+    /// §6.8.16, so the peer does not see a failure) is sent, then the session is gone.
+    pub async fn remove(&self, peer: IpAddr, owner: u64) {
         let (done, rx) = oneshot::channel();
-        if self.tx.send(Command::Remove { peer, done }).await.is_ok() {
+        if self
+            .tx
+            .send(Command::Remove { peer, owner, done })
+            .await
+            .is_ok()
+        {
             let _ = rx.await;
         }
     }
@@ -187,7 +199,7 @@ impl Family {
 struct Entry {
     peer: SocketAddr,
     session: Session,
-    refs: usize,
+    owner: u64,
     st: BfdStatus,
     status: watch::Sender<BfdStatus>,
     counters_published: Instant,
@@ -197,6 +209,7 @@ struct Driver {
     sessions: HashMap<u32, Entry>,
     by_peer: HashMap<IpAddr, u32>,
     rng: u64,
+    next_owner: u64,
     unknown_packets: u64,
     tx4: Option<std::sync::Arc<TxSocket>>,
     tx6: Option<std::sync::Arc<TxSocket>>,
@@ -253,7 +266,7 @@ impl Driver {
         // Every handle is gone (the daemon stops): say AdminDown to whoever is left.
         let peers: Vec<IpAddr> = self.by_peer.keys().copied().collect();
         for peer in peers {
-            self.remove(peer, true);
+            self.remove(peer, None);
         }
     }
 
@@ -280,24 +293,28 @@ impl Driver {
                 let rx = self.add(peer, config);
                 let _ = reply.send(rx);
             }
-            Command::Remove { peer, done } => {
-                self.remove(peer, false);
+            Command::Remove { peer, owner, done } => {
+                self.remove(peer, Some(owner));
                 let _ = done.send(());
             }
         }
     }
-
-    fn add(&mut self, peer: SocketAddr, config: Config) -> watch::Receiver<BfdStatus> {
+    fn add(&mut self, peer: SocketAddr, config: Config) -> Registration {
         let now = now();
+        let owner = self.next_owner;
+        self.next_owner += 1;
         if let Some(disc) = self.by_peer.get(&peer.ip()).copied() {
             if let Some(e) = self.sessions.get_mut(&disc) {
-                e.refs += 1;
+                e.owner = owner;
                 e.peer = peer;
                 let mut actions = e.session.handle(now, Event::AdminUp);
                 actions.extend(e.session.handle(now, Event::SetConfig(config)));
                 self.execute(disc, actions);
                 if let Some(e) = self.sessions.get(&disc) {
-                    return e.status.subscribe();
+                    return Registration {
+                        status: e.status.subscribe(),
+                        owner,
+                    };
                 }
             }
         }
@@ -321,7 +338,7 @@ impl Driver {
             Entry {
                 peer,
                 session,
-                refs: 1,
+                owner,
                 st,
                 status,
                 counters_published: now,
@@ -329,7 +346,7 @@ impl Driver {
         );
         self.by_peer.insert(peer.ip(), disc);
         self.publish(disc, true);
-        rx
+        Registration { status: rx, owner }
     }
 
     /// RFC 5880 §6.8.1: unique non-zero discriminators, random so that a restarted daemon
@@ -350,16 +367,15 @@ impl Driver {
             .find(|d| !self.sessions.contains_key(d))
             .unwrap_or(1)
     }
-
-    fn remove(&mut self, peer: IpAddr, all: bool) {
+    /// Removes the session with `peer`, if `owner` (when given) registered it last.
+    fn remove(&mut self, peer: IpAddr, owner: Option<u64>) {
         let Some(disc) = self.by_peer.get(&peer).copied() else {
             return;
         };
         let Some(e) = self.sessions.get_mut(&disc) else {
             return;
         };
-        e.refs = e.refs.saturating_sub(1);
-        if e.refs > 0 && !all {
+        if owner.is_some_and(|o| o != e.owner) {
             return;
         }
         let actions = e.session.handle(now(), Event::AdminDown);

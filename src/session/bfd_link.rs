@@ -23,6 +23,7 @@ pub(crate) const NOT_RUNNING_NOTE: &str = "BFD is not running in this daemon (se
 #[derive(Debug, Default)]
 pub(crate) struct BfdLink {
     handle: Option<Handle>,
+    owner: u64,
     rx: Option<watch::Receiver<BfdStatus>>,
     /// `failures` of the status already acted on.
     failures_seen: u64,
@@ -49,10 +50,12 @@ impl BfdLink {
             return Some(not_running());
         };
         let peer = SocketAddr::new(cfg.address, handle.peer_port());
-        let Some(rx) = handle.add(peer, bfd::session_config(&bfd_cfg)).await else {
+        let Some(reg) = handle.add(peer, bfd::session_config(&bfd_cfg)).await else {
             warn!("the BFD task is gone");
             return Some(not_running());
         };
+        let rx = reg.status;
+        self.owner = reg.owner;
         let status = rx.borrow().clone();
         // A session shared with the previous run of this task (restarted after a panic)
         // may already count failures that were handled then.
@@ -84,7 +87,7 @@ impl BfdLink {
     pub(crate) async fn deregister(&mut self, cfg: &PeerConfig) {
         self.rx = None;
         if let Some(handle) = self.handle.take() {
-            handle.remove(cfg.address).await;
+            handle.remove(cfg.address, self.owner).await;
         }
     }
 }

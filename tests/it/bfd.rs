@@ -61,11 +61,13 @@ async fn up_and_silence(ip: IpAddr) {
     let mut sa = a
         .add(SocketAddr::new(ip, port(&b, ip)), FAST)
         .await
-        .unwrap();
+        .unwrap()
+        .status;
     let mut sb = b
         .add(SocketAddr::new(ip, port(&a, ip)), FAST)
         .await
-        .unwrap();
+        .unwrap()
+        .status;
     assert_eq!(sa.borrow().note.as_deref(), Some(NEVER_UP_NOTE));
 
     let up_a = until(&mut sa, "up", |s| s.state == "up").await;
@@ -115,14 +117,30 @@ async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
     let mut sa = a
         .add(SocketAddr::new(ip, port(&b, ip)), FAST)
         .await
-        .unwrap();
+        .unwrap()
+        .status;
     let mut sb = b
         .add(SocketAddr::new(ip, port(&a, ip)), FAST)
         .await
-        .unwrap();
+        .unwrap()
+        .status;
     until(&mut sa, "up", |s| s.state == "up").await;
     until(&mut sb, "up", |s| s.state == "up").await;
-    b.remove(ip).await;
+    // A reload registered the peer again before the old peer task left: the old task's
+    // remove changes nothing (a later registration still finds the same, Up session).
+    let disc = sb.borrow().local_discriminator;
+    let again = b
+        .add(SocketAddr::new(ip, port(&a, ip)), FAST)
+        .await
+        .unwrap();
+    b.remove(ip, again.owner - 1).await;
+    let check = b
+        .add(SocketAddr::new(ip, port(&a, ip)), FAST)
+        .await
+        .unwrap();
+    assert_eq!(check.status.borrow().local_discriminator, disc);
+    assert_eq!(check.status.borrow().state, "up");
+    b.remove(ip, check.owner).await;
     let down = until(&mut sa, "down", |s| s.state == "down").await;
     assert_eq!(down.diag, 3);
     assert_eq!(
@@ -135,7 +153,7 @@ async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
 async fn packets_with_a_ttl_below_255_are_dropped_and_counted() {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let a = driver(3784);
-    let mut sa = a.add(SocketAddr::new(ip, 9), FAST).await.unwrap();
+    let mut sa = a.add(SocketAddr::new(ip, 9), FAST).await.unwrap().status;
     // A valid Down packet that would move a to Init, sent with the default TTL (64).
     let p = ControlPacket {
         diag: Diag::NoDiagnostic,

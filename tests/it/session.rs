@@ -705,7 +705,11 @@ async fn a_failed_bfd_session_closes_the_bgp_session_with_cease_bfd_down_and_rec
     let router = crate::bfd::driver(3784);
     let (mut h, mut p, l, ours) = established_with_bfd(crate::bfd::port(&router, LOOPBACK)).await;
     let ours_addr = SocketAddr::new(LOOPBACK, crate::bfd::port(&ours, LOOPBACK));
-    let mut rs = router.add(ours_addr, crate::bfd::FAST).await.unwrap();
+    let mut rs = router
+        .add(ours_addr, crate::bfd::FAST)
+        .await
+        .unwrap()
+        .status;
     crate::bfd::until(&mut rs, "up", |s| s.state == "up").await;
     let st = h
         .status_until(|s| {
