@@ -123,17 +123,19 @@ impl Handle {
         };
         let ports = (port(&v4), port(&v6));
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (rx4, tx4) = v4.map(|f| (f.rx, f.tx)).unzip();
+        let (rx6, tx6) = v6.map(|f| (f.rx, f.tx)).unzip();
         let driver = Driver {
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
             rng: seed | 1,
             next_owner: 1,
             unknown_packets: 0,
-            tx4: v4.as_ref().map(|f| f.tx.clone()),
-            tx6: v6.as_ref().map(|f| f.tx.clone()),
+            tx4,
+            tx6,
             buf: Vec::with_capacity(64),
         };
-        tokio::spawn(driver.run(rx, v4.map(|f| f.rx), v6.map(|f| f.rx)));
+        tokio::spawn(driver.run(rx, rx4, rx6));
         Ok(Handle {
             tx,
             ports,
@@ -184,14 +186,14 @@ impl Handle {
 /// One address family's sockets.
 struct Family {
     rx: RxSocket,
-    tx: std::sync::Arc<TxSocket>,
+    tx: TxSocket,
 }
 
 impl Family {
     fn open(listen: SocketAddr, v6: bool, seed: u64) -> io::Result<Family> {
         Ok(Family {
             rx: RxSocket::bind(listen)?,
-            tx: std::sync::Arc::new(TxSocket::bind(v6, seed)?),
+            tx: TxSocket::bind(v6, seed)?,
         })
     }
 }
@@ -211,8 +213,8 @@ struct Driver {
     rng: u64,
     next_owner: u64,
     unknown_packets: u64,
-    tx4: Option<std::sync::Arc<TxSocket>>,
-    tx6: Option<std::sync::Arc<TxSocket>>,
+    tx4: Option<TxSocket>,
+    tx6: Option<TxSocket>,
     buf: Vec<u8>,
 }
 
