@@ -21,6 +21,7 @@ after its `error wait time` (default 60 s, growing): the scenario's BIRD sets it
 The PASS line prints the detection figures per router; docs/lab-benchmarks.md keeps them."""
 
 import os
+import random
 import signal
 import time
 
@@ -70,8 +71,13 @@ def _wait_bfd_up(pair: Pair, timeout: float):
     return last["anyguard"]
 
 
-def run_router(kind: str) -> str:
-    pair = Pair(kind, interval="100ms", fall=2, rise=2, hold_down="0s", tag="bf", bfd=BFD)
+def measure(kind: str, freezes: int = FREEZES, tag: str = "bf", rng=random) -> dict:
+    """One namespace pair with BFD on both sessions; `freezes` times: SIGSTOP anyguard (after
+    a random 0.2-0.6 s, so that the freeze falls at a random phase of its BFD packets),
+    time the prefixes leaving the router's FIB, SIGCONT, wait until they are back. Raises
+    Fail when something does not happen; returns the figures (seconds) for the caller to
+    print: gone [{4: s, 6: s}, ...], back [s, ...], up_after, detect_ms, failures."""
+    pair = Pair(kind, interval="100ms", fall=2, rise=2, hold_down="0s", tag=tag, bfd=BFD)
     frozen = False
     pid = None
     try:
@@ -92,7 +98,9 @@ def run_router(kind: str) -> str:
         if not pid:
             raise Fail("anyguard is not running")
         samples, backs = [], []
-        for i in range(FREEZES):
+        after = ours
+        for _ in range(freezes):
+            time.sleep(rng.uniform(0.2, 0.6))
             # 2. The hung host.
             fib_before = len(pair.fib_events())
             t_stop = time.time()
@@ -129,15 +137,10 @@ def run_router(kind: str) -> str:
             after = _wait_bfd_up(pair, 30.0)
         # Each freeze: the router's Down reached anyguard on resume, one failure per session.
         failures = {n: b.get("failures", 0) for n, b in after.items()}
-        if any(f != FREEZES for f in failures.values()):
-            raise Fail(f"{kind}: anyguard counted BFD failures {failures}, expected {FREEZES} each")
-        gone_txt = ", ".join(f"{_ms(t[4])}/{_ms(t[6])}" for t in samples)
-        worst_all = max(max(t.values()) for t in samples)
-        log(f"{kind}: BFD up {up_after:.1f} s after the routes; detection time (anyguard's view of the "
-            f"router) {detect_ms}; {FREEZES} freezes -> prefixes gone (v4/v6) {gone_txt}; "
-            f"SIGCONT -> back after {', '.join(f'{b:.1f} s' for b in backs)}; anyguard BFD failures {failures}")
-        return (f"{kind}: BFD Up (CLI + /status); SIGSTOP x{FREEZES} -> prefixes gone (v4/v6) {gone_txt}, "
-                f"worst {_ms(worst_all)} (hold time 9 s); SIGCONT -> back {max(backs):.1f} s at most")
+        if any(f != freezes for f in failures.values()):
+            raise Fail(f"{kind}: anyguard counted BFD failures {failures}, expected {freezes} each")
+        return {"gone": samples, "back": backs, "up_after": up_after, "detect_ms": detect_ms,
+                "failures": failures}
     finally:
         if frozen and pid:
             try:
@@ -145,6 +148,18 @@ def run_router(kind: str) -> str:
             except ProcessLookupError:
                 pass
         pair.down()
+
+
+def run_router(kind: str) -> str:
+    r = measure(kind)
+    gone_txt = ", ".join(f"{_ms(t[4])}/{_ms(t[6])}" for t in r["gone"])
+    worst_all = max(max(t.values()) for t in r["gone"])
+    log(f"{kind}: BFD up {r['up_after']:.1f} s after the routes; detection time (anyguard's view of the "
+        f"router) {r['detect_ms']}; {FREEZES} freezes -> prefixes gone (v4/v6) {gone_txt}; "
+        f"SIGCONT -> back after {', '.join(f'{b:.1f} s' for b in r['back'])}; "
+        f"anyguard BFD failures {r['failures']}")
+    return (f"{kind}: BFD Up (CLI + /status); SIGSTOP x{FREEZES} -> prefixes gone (v4/v6) {gone_txt}, "
+            f"worst {_ms(worst_all)} (hold time 9 s); SIGCONT -> back {max(r['back']):.1f} s at most")
 
 
 def run(ctx):
