@@ -55,13 +55,20 @@ proptest! {
         prop_assert_eq!(ControlPacket::decode(&buf).unwrap(), p);
     }
 
+    /// The `bfd` fuzz target's checks, on random bytes.
     #[test]
-    fn decode_never_panics(bytes in vec(any::<u8>(), 0..300)) {
-        if let Ok(p) = ControlPacket::decode(&bytes) {
-            let mut buf = Vec::new();
-            p.encode(&mut buf).unwrap();
-            prop_assert_eq!(&buf[..], &bytes[..buf.len()]);
-        }
+    fn decode_never_panics_and_round_trips_what_it_accepts(bytes in vec(any::<u8>(), 0..300)) {
+        anyguard_proto::fuzzing::check_bfd(&bytes);
+    }
+
+    /// Same, on mutations of a valid packet (random bytes rarely pass the version check).
+    #[test]
+    fn mutated_valid_packets_never_panic(p in packet(), at in 0usize..64, byte in any::<u8>()) {
+        let mut buf = Vec::new();
+        p.encode(&mut buf).unwrap();
+        let i = at % buf.len();
+        buf[i] = byte;
+        anyguard_proto::fuzzing::check_bfd(&buf);
     }
 }
 

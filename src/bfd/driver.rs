@@ -301,6 +301,7 @@ impl Driver {
             }
         }
     }
+
     fn add(&mut self, peer: SocketAddr, config: Config) -> Registration {
         let now = now();
         let owner = self.next_owner;
@@ -369,6 +370,7 @@ impl Driver {
             .find(|d| !self.sessions.contains_key(d))
             .unwrap_or(1)
     }
+
     /// Removes the session with `peer`, if `owner` (when given) registered it last.
     fn remove(&mut self, peer: IpAddr, owner: Option<u64>) {
         let Some(disc) = self.by_peer.get(&peer).copied() else {
