@@ -67,6 +67,7 @@ pub enum BfdError {
 enum Command {
     Add {
         peer: SocketAddr,
+        local: Option<IpAddr>,
         config: Config,
         reply: oneshot::Sender<Registration>,
     },
@@ -133,6 +134,7 @@ impl Handle {
             unknown_packets: 0,
             tx4,
             tx6,
+            bound: HashMap::new(),
             buf: Vec::with_capacity(64),
         };
         tokio::spawn(driver.run(rx, rx4, rx6));
@@ -155,12 +157,19 @@ impl Handle {
     /// Starts the session with `peer` (its address and BFD port, 3784), or takes over and
     /// re-configures the one it has: a peer task restarted after a panic keeps its
     /// session, and a peer replaced by a reload may register before the old task leaves.
-    /// `None` if the task is gone.
-    pub async fn add(&self, peer: SocketAddr, config: Config) -> Option<Registration> {
+    /// `local`: the source address to send from (the peer's `local_address`), else the
+    /// kernel's choice. `None` if the task is gone.
+    pub async fn add(
+        &self,
+        peer: SocketAddr,
+        local: Option<IpAddr>,
+        config: Config,
+    ) -> Option<Registration> {
         let (reply, rx) = oneshot::channel();
         self.tx
             .send(Command::Add {
                 peer,
+                local,
                 config,
                 reply,
             })
@@ -200,6 +209,7 @@ impl Family {
 
 struct Entry {
     peer: SocketAddr,
+    local: Option<IpAddr>,
     session: Session,
     owner: u64,
     st: BfdStatus,
@@ -215,6 +225,8 @@ struct Driver {
     unknown_packets: u64,
     tx4: Option<TxSocket>,
     tx6: Option<TxSocket>,
+    /// Sending sockets bound to a configured source address, one per address in use.
+    bound: HashMap<IpAddr, TxSocket>,
     buf: Vec<u8>,
 }
 
@@ -289,10 +301,11 @@ impl Driver {
         match cmd {
             Command::Add {
                 peer,
+                local,
                 config,
                 reply,
             } => {
-                let rx = self.add(peer, config);
+                let rx = self.add(peer, local, config);
                 let _ = reply.send(rx);
             }
             Command::Remove { peer, owner, done } => {
@@ -302,14 +315,19 @@ impl Driver {
         }
     }
 
-    fn add(&mut self, peer: SocketAddr, config: Config) -> Registration {
+    fn add(&mut self, peer: SocketAddr, local: Option<IpAddr>, config: Config) -> Registration {
         let now = now();
         let owner = self.next_owner;
         self.next_owner += 1;
+        let bind_error = local.and_then(|l| self.bind_source(l));
         if let Some(disc) = self.by_peer.get(&peer.ip()).copied() {
             if let Some(e) = self.sessions.get_mut(&disc) {
                 e.owner = owner;
                 e.peer = peer;
+                e.local = local;
+                if let Some(err) = &bind_error {
+                    e.st.note = Some(err.clone());
+                }
                 let mut actions = e.session.handle(now, Event::AdminUp);
                 actions.extend(e.session.handle(now, Event::SetConfig(config)));
                 self.execute(disc, actions);
@@ -331,7 +349,7 @@ impl Driver {
             since: rfc3339_now(),
             remote_state: State::Down.name().to_string(),
             local_discriminator: disc,
-            note: Some(NEVER_UP_NOTE.to_string()),
+            note: Some(bind_error.unwrap_or_else(|| NEVER_UP_NOTE.to_string())),
             ..BfdStatus::default()
         };
         let (status, rx) = watch::channel(st.clone());
@@ -340,6 +358,7 @@ impl Driver {
             disc,
             Entry {
                 peer,
+                local,
                 session,
                 owner,
                 st,
@@ -350,6 +369,27 @@ impl Driver {
         self.by_peer.insert(peer.ip(), disc);
         self.publish(disc, true);
         Registration { status: rx, owner }
+    }
+
+    /// Opens the sending socket for source address `local` if none is open; the error,
+    /// for the status, when it cannot be.
+    fn bind_source(&mut self, local: IpAddr) -> Option<String> {
+        if self.bound.contains_key(&local) {
+            return None;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        match TxSocket::bind_to(local, self.rng) {
+            Ok(s) => {
+                self.bound.insert(local, s);
+                None
+            }
+            Err(e) => {
+                warn!(%local, error = %e, "cannot send BFD packets from this address");
+                Some(format!("cannot send BFD packets from {local}: {e}"))
+            }
+        }
     }
 
     /// RFC 5880 §6.8.1: unique non-zero discriminators, random so that a restarted daemon
@@ -386,6 +426,8 @@ impl Driver {
         self.execute(disc, actions);
         self.sessions.remove(&disc);
         self.by_peer.remove(&peer);
+        let in_use: Vec<IpAddr> = self.sessions.values().filter_map(|e| e.local).collect();
+        self.bound.retain(|ip, _| in_use.contains(ip));
         info!(%peer, "BFD session removed");
     }
 
@@ -513,11 +555,14 @@ impl Driver {
             warn!(error = %err, "cannot encode BFD packet");
             return;
         }
-        let tx = if e.peer.is_ipv6() {
+        let family = if e.peer.is_ipv6() {
             &self.tx6
         } else {
             &self.tx4
         };
+        // A configured source address has its own socket; without it (it could not be
+        // bound: the status says so) the kernel's choice is the best left.
+        let tx = e.local.and_then(|l| self.bound.get(&l)).or(family.as_ref());
         let result = match tx {
             Some(tx) => tx.try_send_to(&self.buf, e.peer),
             None => Err(io::Error::other("no socket for this address family")),

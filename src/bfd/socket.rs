@@ -119,13 +119,20 @@ pub struct TxSocket {
 
 impl TxSocket {
     /// Binds the unspecified address of `v6`'s family on a random port in 49152–65535,
-    /// TTL / hop limit 255.
+    /// TTL / hop limit 255: the kernel picks the source address.
     pub fn bind(v6: bool, seed: u64) -> io::Result<TxSocket> {
         let ip = if v6 {
             IpAddr::V6(Ipv6Addr::UNSPECIFIED)
         } else {
             IpAddr::V4(Ipv4Addr::UNSPECIFIED)
         };
+        TxSocket::bind_to(ip, seed)
+    }
+
+    /// The same with a given source address (a peer's `local_address`: the router knows
+    /// us by the BGP session's address and matches BFD packets on it).
+    pub fn bind_to(ip: IpAddr, seed: u64) -> io::Result<TxSocket> {
+        let v6 = ip.is_ipv6();
         let span = u64::from(SOURCE_PORTS.end() - SOURCE_PORTS.start()) + 1;
         let mut x = seed | 1;
         let mut last = io::Error::other("no source port tried");

@@ -50,7 +50,10 @@ impl BfdLink {
             return Some(not_running());
         };
         let peer = SocketAddr::new(cfg.address, handle.peer_port());
-        let Some(reg) = handle.add(peer, bfd::session_config(&bfd_cfg)).await else {
+        let Some(reg) = handle
+            .add(peer, cfg.local_address, bfd::session_config(&bfd_cfg))
+            .await
+        else {
             warn!("the BFD task is gone");
             return Some(not_running());
         };

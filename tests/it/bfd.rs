@@ -59,12 +59,12 @@ async fn up_and_silence(ip: IpAddr) {
     let a = driver(3784);
     let b = driver(3784);
     let mut sa = a
-        .add(SocketAddr::new(ip, port(&b, ip)), FAST)
+        .add(SocketAddr::new(ip, port(&b, ip)), None, FAST)
         .await
         .unwrap()
         .status;
     let mut sb = b
-        .add(SocketAddr::new(ip, port(&a, ip)), FAST)
+        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
         .await
         .unwrap()
         .status;
@@ -85,7 +85,7 @@ async fn up_and_silence(ip: IpAddr) {
     assert_eq!(counted.bad_packets, 0);
 
     // b's packets now go to a port nobody listens on: a hears nothing.
-    b.add(SocketAddr::new(ip, 9), FAST).await.unwrap();
+    b.add(SocketAddr::new(ip, 9), None, FAST).await.unwrap();
     let down = until(&mut sa, "down", |s| s.state == "down").await;
     assert_eq!(down.diag, 1, "{down:?}");
     assert_eq!(down.diag_name, Diag::ControlDetectionTimeExpired.name());
@@ -115,12 +115,12 @@ async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
     let a = driver(3784);
     let b = driver(3784);
     let mut sa = a
-        .add(SocketAddr::new(ip, port(&b, ip)), FAST)
+        .add(SocketAddr::new(ip, port(&b, ip)), None, FAST)
         .await
         .unwrap()
         .status;
     let mut sb = b
-        .add(SocketAddr::new(ip, port(&a, ip)), FAST)
+        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
         .await
         .unwrap()
         .status;
@@ -130,12 +130,12 @@ async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
     // remove changes nothing (a later registration still finds the same, Up session).
     let disc = sb.borrow().local_discriminator;
     let again = b
-        .add(SocketAddr::new(ip, port(&a, ip)), FAST)
+        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
         .await
         .unwrap();
     b.remove(ip, again.owner - 1).await;
     let check = b
-        .add(SocketAddr::new(ip, port(&a, ip)), FAST)
+        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
         .await
         .unwrap();
     assert_eq!(check.status.borrow().local_discriminator, disc);
@@ -153,7 +153,11 @@ async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
 async fn packets_with_a_ttl_below_255_are_dropped_and_counted() {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
     let a = driver(3784);
-    let mut sa = a.add(SocketAddr::new(ip, 9), FAST).await.unwrap().status;
+    let mut sa = a
+        .add(SocketAddr::new(ip, 9), None, FAST)
+        .await
+        .unwrap()
+        .status;
     // A valid Down packet that would move a to Init, sent with the default TTL (64).
     let p = ControlPacket {
         diag: Diag::NoDiagnostic,
@@ -185,4 +189,55 @@ async fn packets_with_a_ttl_below_255_are_dropped_and_counted() {
     sock.send_to(&buf, to).await.unwrap();
     let init = until(&mut sa, "init", |s| s.state == "init").await;
     assert_eq!(init.remote_discriminator, 77);
+}
+
+#[tokio::test]
+async fn a_configured_source_address_is_the_one_the_peer_sees() {
+    // a's peer knows it as 127.0.0.2 (its BGP `local_address`); the kernel would pick
+    // 127.0.0.1 towards 127.0.0.1. b demultiplexes a's first packets (Your Discriminator
+    // 0) by that source address, so the session comes up only if a sends from 127.0.0.2.
+    let any = |port| {
+        Handle::spawn(DriverConfig {
+            listen_v4: Some(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), 0)),
+            listen_v6: None,
+            peer_port: port,
+        })
+        .unwrap()
+    };
+    let (a, b) = (any(3784), any(3784));
+    let a_ip = IpAddr::V4(Ipv4Addr::new(127, 0, 0, 2));
+    let b_ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let mut sa = a
+        .add(SocketAddr::new(b_ip, port(&b, b_ip)), Some(a_ip), FAST)
+        .await
+        .unwrap()
+        .status;
+    let mut sb = b
+        .add(SocketAddr::new(a_ip, port(&a, a_ip)), None, FAST)
+        .await
+        .unwrap()
+        .status;
+    until(&mut sa, "up", |s| s.state == "up").await;
+    let up = until(&mut sb, "up", |s| s.state == "up").await;
+    assert_eq!(up.bad_packets, 0);
+}
+
+#[tokio::test]
+async fn an_unusable_source_address_is_reported_in_the_status() {
+    let a = driver(3784);
+    // 192.0.2.1 (TEST-NET-1) is on no interface of this host.
+    let st = a
+        .add(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9),
+            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            FAST,
+        )
+        .await
+        .unwrap()
+        .status;
+    let note = st.borrow().note.clone().unwrap_or_default();
+    assert!(
+        note.starts_with("cannot send BFD packets from 192.0.2.1"),
+        "{note}"
+    );
 }

@@ -706,7 +706,7 @@ async fn a_failed_bfd_session_closes_the_bgp_session_with_cease_bfd_down_and_rec
     let (mut h, mut p, l, ours) = established_with_bfd(crate::bfd::port(&router, LOOPBACK)).await;
     let ours_addr = SocketAddr::new(LOOPBACK, crate::bfd::port(&ours, LOOPBACK));
     let mut rs = router
-        .add(ours_addr, crate::bfd::FAST)
+        .add(ours_addr, None, crate::bfd::FAST)
         .await
         .unwrap()
         .status;
@@ -721,7 +721,7 @@ async fn a_failed_bfd_session_closes_the_bgp_session_with_cease_bfd_down_and_rec
     // The router's BFD goes silent (its packets go to a port nobody listens on) while
     // its TCP connection stays open: only BFD can notice.
     router
-        .add(SocketAddr::new(LOOPBACK, 9), crate::bfd::FAST)
+        .add(SocketAddr::new(LOOPBACK, 9), None, crate::bfd::FAST)
         .await
         .unwrap();
     let mut cease = None;
