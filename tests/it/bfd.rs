@@ -241,3 +241,20 @@ async fn an_unusable_source_address_is_reported_in_the_status() {
         "{note}"
     );
 }
+
+#[test]
+fn a_driver_that_can_open_no_socket_is_an_error() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let taken = UdpSocket::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
+        let r = Handle::spawn(DriverConfig {
+            listen_v4: Some(taken.local_addr().unwrap()),
+            listen_v6: None,
+            peer_port: 3784,
+        });
+        assert!(r.is_err(), "port in use and no other family: no BFD");
+    });
+}

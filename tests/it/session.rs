@@ -765,3 +765,24 @@ async fn bgp_does_not_wait_for_a_bfd_session_that_never_comes_up() {
         Some(anyguard::bfd::driver::NEVER_UP_NOTE)
     );
 }
+
+#[tokio::test]
+async fn bfd_configured_without_a_running_bfd_task_says_so_and_bgp_comes_up() {
+    let (l, port) = listener().await;
+    let mut cfg = peer_config(port, PeerMode::Active, 90);
+    cfg.bfd = Some(BfdConfig::default());
+    // local().bfd is None: the daemon could not start BFD (e.g. port 3784 in use).
+    let mut h = start(cfg, local(), rib(&[]));
+    let mut p = FakePeer::accept(&l).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+    let st = h
+        .status_until(|s| s.state == "established" && s.bfd.is_some())
+        .await;
+    let bfd = st.bfd.unwrap();
+    assert_eq!(bfd.state, "down");
+    assert_eq!(
+        bfd.note.as_deref(),
+        Some("BFD is not running in this daemon (see the log)")
+    );
+}
