@@ -3,14 +3,16 @@
 //! sessions' actions into datagrams and status.
 //!
 //! ```text
-//!  peer task ──add(peer, config) / remove(peer)──▶ BFD task ◀── UDP 3784 (IPv4, IPv6)
-//!  peer task ◀──────── watch<BfdStatus> ─────────┘   └──▶ UDP from 49152–65535, TTL 255
+//!  peer task ──add(peer, local, config) / remove(peer, owner)──▶ BFD task ◀── UDP 3784
+//!  peer task ◀──────────────── watch<BfdStatus> ────────────────┘     │  (IPv4, IPv6)
+//!                      UDP from 49152–65535, TTL 255 (from `local` when given) ◀──┘
 //! ```
 //!
 //! Demultiplexing (RFC 5880 §6.8.6, RFC 5881 §3): by Your Discriminator, or by the source
 //! address when it is zero; the source address must be the session's peer either way.
 //! Packets whose TTL / hop limit is not 255 are dropped (RFC 5881 §5). Nothing is
-//! allocated for a sender without a session: such packets only bump one counter.
+//! allocated for a sender without a session: such packets only bump one counter (logged
+//! at debug level).
 
 use std::collections::HashMap;
 use std::io;
