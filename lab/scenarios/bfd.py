@@ -14,6 +14,11 @@ BGP protocols) and FRR (bfdd, `neighbor X bfd`), each in a namespace pair with o
 3. SIGCONT: anyguard notices the router's Down, its BFD and BGP sessions come back, the
    prefixes return; BFD Up again on both sides.
 
+4. a reload (SIGHUP) that changes only `bfd` (100 ms -> 250 ms): the same BFD sessions
+   (same discriminators, still Up in the router's CLI) re-tuned through a Poll Sequence
+   (detection time 3 x 250 ms in /status), the BGP sessions untouched (still Established,
+   not re-established).
+
 Steps 2 and 3 run three times per router (three samples); anyguard must count exactly one
 BFD failure per freeze and session. BIRD restarts a BGP session that BFD took down only
 after its `error wait time` (default 60 s, growing): the scenario's BIRD sets it to 1–10 s.
@@ -71,12 +76,44 @@ def _wait_bfd_up(pair: Pair, timeout: float):
     return last["anyguard"]
 
 
-def measure(kind: str, freezes: int = FREEZES, tag: str = "bf", rng=random) -> dict:
+def _retune(pair: Pair, before: dict) -> dict:
+    """A reload that changes only `bfd` (100 ms -> 250 ms): the same BFD sessions, re-tuned
+    by a Poll Sequence, BGP untouched. Returns anyguard's view of the peers afterwards."""
+    cfg = pair.base / "anyguard.toml"
+    old = 'min_tx = "100ms", min_rx = "100ms"'
+    if old not in cfg.read_text():
+        raise Fail(f"the generated config has no {old!r}")
+    cfg.write_text(cfg.read_text().replace(old, 'min_tx = "250ms", min_rx = "250ms"'))
+    os.kill(procs.pid_of(pair.sns, "anyguard"), signal.SIGHUP)
+    last = {}
+
+    def retuned():
+        doc = anyguard.status(pair.sns, STATUS) or {}
+        last.update({p["name"]: p for p in doc.get("peers", [])})
+        return len(last) == 2 and all((p.get("bfd") or {}).get("tx_interval_ms") == 250 for p in last.values())
+    poll("BFD re-tuned to 250 ms by the reload", retuned, 15, 0.1)
+    for name, p in last.items():
+        b = p["bfd"]
+        if p["state"] != "established" or p["established_count"] != before[name]["established_count"]:
+            raise Fail(f"{pair.kind}: {name}: the BGP session was touched by a bfd-only reload: {p['state']}, "
+                       f"established {p['established_count']} times")
+        if b["local_discriminator"] != before[name]["bfd"]["local_discriminator"] or b["state"] != "up":
+            raise Fail(f"{pair.kind}: {name}: not the same Up BFD session after the reload: {b}")
+        if b["detection_time_ms"] != 750:
+            raise Fail(f"{pair.kind}: {name}: detection time {b['detection_time_ms']} ms, expected 3 x 250 ms")
+    router = {fam: pair.router.bfd_state(_addr(fam, 2)) for fam in (4, 6)}
+    if any(s != "up" for s in router.values()):
+        raise Fail(f"{pair.kind}: the router's BFD sessions after the reload: {router}")
+    return last
+
+
+def measure(kind: str, freezes: int = FREEZES, tag: str = "bf", rng=random, retune: bool = False) -> dict:
     """One namespace pair with BFD on both sessions; `freezes` times: SIGSTOP anyguard (after
     a random 0.2-0.6 s, so that the freeze falls at a random phase of its BFD packets),
     time the prefixes leaving the router's FIB, SIGCONT, wait until they are back. Raises
     Fail when something does not happen; returns the figures (seconds) for the caller to
-    print: gone [{4: s, 6: s}, ...], back [s, ...], up_after, detect_ms, failures."""
+    print: gone [{4: s, 6: s}, ...], back [s, ...], up_after, detect_ms, failures. With
+    `retune`, then a reload that changes only `bfd` (see `_retune`)."""
     pair = Pair(kind, interval="100ms", fall=2, rise=2, hold_down="0s", tag=tag, bfd=BFD)
     frozen = False
     pid = None
@@ -139,8 +176,11 @@ def measure(kind: str, freezes: int = FREEZES, tag: str = "bf", rng=random) -> d
         failures = {n: b.get("failures", 0) for n, b in after.items()}
         if any(f != freezes for f in failures.values()):
             raise Fail(f"{kind}: anyguard counted BFD failures {failures}, expected {freezes} each")
+        if retune:
+            before = {p["name"]: p for p in (anyguard.status(pair.sns, STATUS) or {}).get("peers", [])}
+            _retune(pair, before)
         return {"gone": samples, "back": backs, "up_after": up_after, "detect_ms": detect_ms,
-                "failures": failures}
+                "failures": failures, "retuned": retune}
     finally:
         if frozen and pid:
             try:
@@ -151,7 +191,7 @@ def measure(kind: str, freezes: int = FREEZES, tag: str = "bf", rng=random) -> d
 
 
 def run_router(kind: str) -> str:
-    r = measure(kind)
+    r = measure(kind, retune=True)
     gone_txt = ", ".join(f"{_ms(t[4])}/{_ms(t[6])}" for t in r["gone"])
     worst_all = max(max(t.values()) for t in r["gone"])
     log(f"{kind}: BFD up {r['up_after']:.1f} s after the routes; detection time (anyguard's view of the "
@@ -159,7 +199,8 @@ def run_router(kind: str) -> str:
         f"SIGCONT -> back after {', '.join(f'{b:.1f} s' for b in r['back'])}; "
         f"anyguard BFD failures {r['failures']}")
     return (f"{kind}: BFD Up (CLI + /status); SIGSTOP x{FREEZES} -> prefixes gone (v4/v6) {gone_txt}, "
-            f"worst {_ms(worst_all)} (hold time 9 s); SIGCONT -> back {max(r['back']):.1f} s at most")
+            f"worst {_ms(worst_all)} (hold time 9 s); SIGCONT -> back {max(r['back']):.1f} s at most; "
+            f"bfd-only reload: re-tuned to 250 ms, BGP untouched")
 
 
 def run(ctx):

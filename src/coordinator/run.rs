@@ -673,6 +673,7 @@ impl Shell {
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.
         let (mut kept, mut replaced, mut removed, mut added) = (0, 0, 0, 0);
+        let mut retuned = 0;
         if !self.options.dry_run {
             let mut i = 0;
             while i < self.peers.len() {
@@ -680,6 +681,17 @@ impl Shell {
                 match new.peers.iter().find(|p| p.name == name) {
                     Some(p) if *p == self.peers[i].config => {
                         kept += 1;
+                        i += 1;
+                    }
+                    // Only `bfd` changed: re-tune the BFD session, keep the BGP session (the
+                    // peer task needs the BFD task, which starts with the first `bfd` peer).
+                    Some(p)
+                        if only_bfd_changed(&self.peers[i].config, p)
+                            && (p.bfd.is_none() || self.bfd.is_some()) =>
+                    {
+                        self.peers[i].handle.set_bfd(p.bfd).await;
+                        self.peers[i].config = p.clone();
+                        retuned += 1;
                         i += 1;
                     }
                     Some(p) => {
@@ -704,7 +716,7 @@ impl Shell {
         self.generation += 1;
         self.loaded_at = SystemTime::now();
         let message = format!(
-            "config generation {} loaded from {}: peers kept {kept}, replaced {replaced}, removed {removed}, added {added}",
+            "config generation {} loaded from {}: peers kept {kept}, bfd re-tuned {retuned}, replaced {replaced}, removed {removed}, added {added}",
             self.generation,
             path.display()
         );
@@ -772,3 +784,16 @@ impl Shell {
         }
     }
 }
+
+/// `new` differs from `old` in `bfd` and nothing else.
+fn only_bfd_changed(old: &PeerConfig, new: &PeerConfig) -> bool {
+    old.bfd != new.bfd
+        && PeerConfig {
+            bfd: old.bfd,
+            ..new.clone()
+        } == *old
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

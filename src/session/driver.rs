@@ -180,6 +180,10 @@ impl Actor {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Accepted(stream)) => self.on_accepted(stream),
+                    Some(Command::SetBfd(bfd, done)) => {
+                        self.on_set_bfd(bfd).await;
+                        let _ = done.send(());
+                    }
                     Some(Command::Shutdown(reason, done)) => {
                         self.stop(reason).await;
                         let _ = done.send(());
@@ -495,6 +499,17 @@ impl Actor {
             }
         }
         self.st.bfd = Some(u.status);
+    }
+
+    /// A reload changed only `bfd`: the BFD session follows (`BfdLink::register` on a
+    /// session the task already has re-configures it in place), BGP does not notice.
+    async fn on_set_bfd(&mut self, bfd: Option<crate::config::BfdConfig>) {
+        info!(?bfd, "BFD settings changed");
+        self.cfg.bfd = bfd;
+        if bfd.is_none() {
+            self.bfd.deregister(&self.cfg).await;
+        }
+        self.st.bfd = self.bfd.register(&self.cfg, self.local.bfd.as_ref()).await;
     }
 
     // ----- routes -----------------------------------------------------------------------

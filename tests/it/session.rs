@@ -786,3 +786,60 @@ async fn bfd_configured_without_a_running_bfd_task_says_so_and_bgp_comes_up() {
         Some("BFD is not running in this daemon (see the log)")
     );
 }
+
+#[tokio::test]
+async fn bfd_settings_change_in_place_without_touching_the_bgp_session() {
+    let router = crate::bfd::driver(3784);
+    let (mut h, mut p, _l, ours) = established_with_bfd(crate::bfd::port(&router, LOOPBACK)).await;
+    let ours_addr = SocketAddr::new(LOOPBACK, crate::bfd::port(&ours, LOOPBACK));
+    let mut rs = router
+        .add(ours_addr, None, crate::bfd::FAST)
+        .await
+        .unwrap()
+        .status;
+    h.status_until(|s| {
+        s.bfd
+            .as_ref()
+            .is_some_and(|b| b.state == "up" && b.tx_interval_ms == 100)
+    })
+    .await;
+    let disc = h.status.borrow().bfd.as_ref().unwrap().local_discriminator;
+
+    // Slower: a Poll Sequence (RFC 5880 §6.8.3) on the same session; detection time at
+    // the router's multiplier × max(our new min_rx, its 100 ms).
+    h.handle
+        .set_bfd(Some(BfdConfig {
+            min_tx: Duration::from_millis(200),
+            min_rx: Duration::from_millis(200),
+            multiplier: 3,
+        }))
+        .await;
+    let st = h
+        .status_until(|s| {
+            s.bfd.as_ref().is_some_and(|b| {
+                b.tx_interval_ms == 200 && b.detection_time_ms == Some(600) && b.state == "up"
+            })
+        })
+        .await;
+    let b = st.bfd.unwrap();
+    assert_eq!(b.local_discriminator, disc, "the same BFD session");
+    assert_eq!(b.failures, 0);
+    // The router follows: its detection time of us is now 3 × 200 ms.
+    crate::bfd::until(&mut rs, "600 ms", |s| s.detection_time_ms == Some(600)).await;
+
+    // Off: AdminDown to the router (not a failure), BGP untouched.
+    h.handle.set_bfd(None).await;
+    let st = h.status_until(|s| s.bfd.is_none()).await;
+    assert_eq!(st.state, "established");
+    let r = crate::bfd::until(&mut rs, "down", |s| s.state == "down").await;
+    assert_eq!(r.failures, 0, "AdminDown is not a failure");
+    assert_eq!(h.status.borrow().established_count, 1);
+    // Nothing but UPDATEs and KEEPALIVEs on the BGP session all along.
+    for _ in 0..100 {
+        match p.recv_within(Duration::from_millis(300)).await {
+            Ok(Message::Keepalive | Message::Update(_)) => continue,
+            Err(fakepeer::FakeError::Timeout) => break,
+            other => panic!("the BGP session saw {other:?}"),
+        }
+    }
+}
