@@ -276,6 +276,7 @@ fn core_and_session(reps: usize) -> BenchResult<Vec<Duration>> {
             service_prefixes: config.services[0].prefixes.clone(),
             tuning: Tuning::default(),
             initial_routes: None,
+            bfd: None,
         };
         let handle = spawn_peer(
             config.peers[0].clone(),

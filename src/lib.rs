@@ -1,6 +1,7 @@
 //! anyguard: BGP anycast announcer.
 
 pub mod announcer;
+pub mod bfd;
 pub mod cli_check;
 pub mod config;
 pub mod coordinator;

@@ -46,10 +46,10 @@ def _addr(fam: int, host: int) -> str:
     return f"198.18.201.{host}" if fam == 4 else f"2001:db8:201::{host}"
 
 
-def _peers():
+def _peers(bfd=None):
     return [{"name": f"v{fam}", "family": fam, "router": _addr(fam, 1), "speaker": _addr(fam, 2),
              "router_id": "198.18.201.1", "router_asn": ROUTER_ASN, "speaker_asn": SPEAKER_ASN,
-             "md5": None, "gtsm": False, "router_connects": False} for fam in (4, 6)]
+             "md5": None, "gtsm": False, "router_connects": False, "bfd": bfd} for fam in (4, 6)]
 
 
 # What each router needs on top of its interop config to install BGP routes in the kernel
@@ -70,10 +70,12 @@ class Pair:
     """One router (`kind`: bird or frr) and one anyguard, joined by one veth, with an IPv4
     and an IPv6 session; the service `web` announces both prefixes while its HTTP check
     passes. interval/fall/rise/fast_interval (None: the daemon's default) and hold_down are
-    the check's and the service's settings."""
+    the check's and the service's settings. `bfd` ({"min_tx_ms", "min_rx_ms", "multiplier"},
+    or None) runs BFD on both sessions, on both sides (labkit/routers.py renders the
+    router's part)."""
 
     def __init__(self, kind: str, interval: str = "100ms", fall: int = 2, rise: int = 2,
-                 hold_down: str = "0s", fast_interval=None, tag: str = "hl"):
+                 hold_down: str = "0s", fast_interval=None, tag: str = "hl", bfd=None):
         if kind not in KERNEL_EXPORT:
             raise Fail(f"no kernel export recipe for {kind}")
         self.kind = kind
@@ -83,6 +85,7 @@ class Pair:
         self.base = run_dir() / tag / kind
         self.settings = {"interval": interval, "fall": fall, "rise": rise, "hold_down": hold_down,
                          "fast_interval": fast_interval}
+        self.bfd = bfd
         self.router = self.adapter(self.rns, self.base / "router")
         self.target_log = self.base / "target-events.jsonl"
         self.fib_log = self.base / "fib-monitor.log"
@@ -111,7 +114,7 @@ class Pair:
                                           self.wire_log, str(WIRETAP_SECONDS)], self.base / "wiretap.log")
         self.router.dir.mkdir(parents=True, exist_ok=True)
         conf = self.base / f"{self.kind}.conf"
-        conf.write_text(self.router.render_interop(_peers()) + KERNEL_EXPORT[self.kind])
+        conf.write_text(self.router.render_interop(_peers(self.bfd)) + KERNEL_EXPORT[self.kind])
         self.router.start(conf)
         self.start_target()
         # What the scenario's "appeared after" counts from.
@@ -150,7 +153,12 @@ class Pair:
                       f'local_address = "{p["speaker"]}"', f"remote_asn = {ROUTER_ASN}",
                       'hold_time = "9s"', 'connect_retry = "1s"',
                       f"ipv4 = {'true' if p['family'] == 4 else 'false'}",
-                      f"ipv6 = {'true' if p['family'] == 6 else 'false'}", ""]
+                      f"ipv6 = {'true' if p['family'] == 6 else 'false'}"]
+            if self.bfd:
+                b = self.bfd
+                lines.append(f'bfd = {{ min_tx = "{b["min_tx_ms"]}ms", min_rx = "{b["min_rx_ms"]}ms", '
+                             f'multiplier = {b["multiplier"]} }}')
+            lines.append("")
         lines += ["[[service]]", 'name = "web"', f'prefixes = ["{PREFIX[4]}", "{PREFIX[6]}"]',
                   'drain_time = "1s"', f'hold_down = "{s["hold_down"]}"', "",
                   "[[service.check]]", 'type = "http"',

@@ -3,7 +3,9 @@ socket, pid and log under the node's run directory, how to read a session's stat
 routes it learned through the daemon's own CLI, and how to render an interop config.
 
 Peers in `render_interop` are dicts: name, family (4|6), router (our side's address),
-speaker (anyguard's address), router_asn, speaker_asn, md5 (key or None), gtsm (bool)."""
+speaker (anyguard's address), router_asn, speaker_asn, md5 (key or None), gtsm (bool), and
+optionally bfd ({"min_tx_ms", "min_rx_ms", "multiplier"}: BFD with the speaker; BIRD and
+FRR only)."""
 
 import json
 import os
@@ -50,8 +52,10 @@ class Frr(Router):
     def missing(cls):
         return super().missing() + [d for d in ("zebra", "bgpd") if not os.access(f"{FRR_LIBEXEC}/{d}", os.X_OK)]
 
+    with_bfd = False
+
     def procs(self):
-        return ["zebra", "bgpd"]
+        return ["zebra", "bfdd", "bgpd"] if self.with_bfd else ["zebra", "bgpd"]
 
     def start(self, conf: Path):
         # FRR drops privileges to `frr`: its pathspace (-N) socket dir and files must be its.
@@ -67,6 +71,12 @@ class Frr(Router):
         procs.start(self.ns, "zebra", [f"{FRR_LIBEXEC}/zebra", *common, "-i", self.dir / "zebra.pid",
                                        "--log", f"file:{self.dir}/zebra.log"], self.dir / "zebra.out")
         poll(f"zebra's zserv socket in {self.ns}", lambda: (sock_dir / "zserv.api").exists(), 15, 0.1)
+        # bfdd (what `bfdd=yes` in /etc/frr/daemons starts) when the config has a bfd block.
+        self.with_bfd = any(line.strip() == "bfd" for line in dst.read_text().splitlines())
+        if self.with_bfd:
+            procs.start(self.ns, "bfdd", [f"{FRR_LIBEXEC}/bfdd", *common, "-i", self.dir / "bfdd.pid",
+                                          "--log", f"file:{self.dir}/bfdd.log"], self.dir / "bfdd.out")
+            poll(f"bfdd's vty socket in {self.ns}", lambda: (sock_dir / "bfdd.vty").exists(), 15, 0.1)
         procs.start(self.ns, "bgpd", [f"{FRR_LIBEXEC}/bgpd", *common, "-i", self.dir / "bgpd.pid",
                                       "--log", f"file:{self.dir}/bgpd.log"], self.dir / "bgpd.out")
         poll(f"bgpd's vty socket in {self.ns}", lambda: (sock_dir / "bgpd.vty").exists(), 15, 0.1)
@@ -120,9 +130,30 @@ class Frr(Router):
         fam = "ipv6" if ":" in prefix else "ipv4"
         return self.vtysh(f"show bgp {fam} unicast {prefix}")
 
+    def bfd_peers(self):
+        """`show bfd peers json`: the sessions bfdd knows, as FRR's JSON list."""
+        try:
+            return json.loads(self.vtysh("show bfd peers json") or "[]")
+        except ValueError:
+            return []
+
+    def bfd_state(self, neighbor: str) -> str:
+        for p in self.bfd_peers():
+            if p.get("peer") == neighbor:
+                return str(p.get("status", "unknown")).lower()
+        return "absent"
+
     def render_interop(self, peers) -> str:
         asn = peers[0]["router_asn"]
-        lines = ["frr defaults traditional", "hostname interop", "!", f"router bgp {asn}",
+        lines = ["frr defaults traditional", "hostname interop", "!"]
+        bfd = next((p["bfd"] for p in peers if p.get("bfd")), None)
+        if bfd:
+            lines += ["bfd", " profile anyguard", f"  transmit-interval {bfd['min_tx_ms']}",
+                      f"  receive-interval {bfd['min_rx_ms']}", f"  detect-multiplier {bfd['multiplier']}",
+                      # Not `exit`: every daemon reads this file, and bgpd, which does not
+                      # know the bfd node, would leave configuration mode on it.
+                      " !", "!"]
+        lines += [f"router bgp {asn}",
                  f" bgp router-id {peers[0]['router_id']}", " no bgp ebgp-requires-policy",
                  " no bgp default ipv4-unicast"]
         for p in peers:
@@ -135,6 +166,8 @@ class Frr(Router):
                 lines.append(f" neighbor {s} password {p['md5']}")
             if p["gtsm"]:
                 lines.append(f" neighbor {s} ttl-security hops 1")
+            if p.get("bfd"):
+                lines += [f" neighbor {s} bfd", f" neighbor {s} bfd profile anyguard"]
         for fam in (4, 6):
             lines.append(f" address-family ipv{fam} unicast")
             lines += [f"  neighbor {p['speaker']} activate" for p in peers if p["family"] == fam]
@@ -205,8 +238,23 @@ class Bird(Router):
                 found += [c.strip("()").replace(",", ":") for c in line.split(":", 1)[1].split()]
         return found
 
+    def bfd_state(self, neighbor: str) -> str:
+        """The state `birdc show bfd sessions` gives the session with `neighbor`."""
+        for line in self.birdc("show", "bfd", "sessions").splitlines():
+            words = line.split()
+            if words and words[0] == neighbor and len(words) >= 3:
+                return words[2].lower()
+        return "absent"
+
     def render_interop(self, peers) -> str:
         lines = [f"router id {peers[0]['router_id']};", "protocol device { }"]
+        bfd = next((p["bfd"] for p in peers if p.get("bfd")), None)
+        if bfd:
+            # BIRD's log (bird.log in the node's directory) says why a session went down.
+            lines.insert(0, "log stderr all;")
+            lines += ["protocol bfd {", '  interface "*" {', f"    min rx interval {bfd['min_rx_ms']} ms;",
+                      f"    min tx interval {bfd['min_tx_ms']} ms;", f"    multiplier {bfd['multiplier']};",
+                      "  };", "}"]
         for p in peers:
             lines += [f"protocol bgp {p['name'].replace('-', '_')} {{",
                       f"  local {p['router']} as {p['router_asn']};",
@@ -218,6 +266,11 @@ class Bird(Router):
                 lines.append(f"  password \"{p['md5']}\";")
             if p["gtsm"]:
                 lines.append("  ttl security on;")
+            if p.get("bfd"):
+                # A BFD Down is a protocol error for BIRD: it restarts the session only after
+                # `error wait time` (default 60 s, growing to 300 s). Short here so that the
+                # scenario sees the session come back; a router config decides this itself.
+                lines += ["  bfd on;", "  error wait time 1, 10;"]
             lines += [f"  ipv{p['family']} {{ import all; export none; }};", "}"]
         return "\n".join(lines) + "\n"
 

@@ -161,3 +161,25 @@ pub fn check_round_trip(data: &[u8]) {
     }
     assert_eq!(b1, b2, "encoding is not a fixpoint");
 }
+
+/// BFD Control packets (`crate::bfd`): decoding never panics, and whatever decodes encodes
+/// back to the same bytes (up to Length: trailing payload is ignored) and decodes equal.
+pub fn check_bfd(data: &[u8]) {
+    let Ok(packet) = crate::bfd::ControlPacket::decode(data) else {
+        return;
+    };
+    let mut buf = Vec::new();
+    if let Err(e) = packet.encode(&mut buf) {
+        panic!("decoded BFD packet does not encode: {e}");
+    }
+    assert_eq!(
+        buf.as_slice(),
+        &data[..buf.len()],
+        "BFD re-encoding differs"
+    );
+    assert_eq!(
+        crate::bfd::ControlPacket::decode(&buf).ok(),
+        Some(packet),
+        "BFD round trip differs"
+    );
+}

@@ -5,10 +5,12 @@
 //! upstream may send a full Internet table).
 //!
 //! Entry points: `frame_len` to cut frames out of a byte stream, `Message::decode` and
-//! `Message::encode` with the contexts negotiated from the two OPEN messages.
+//! `Message::encode` with the contexts negotiated from the two OPEN messages. The BFD
+//! Control packet (RFC 5880 §4.1), the other protocol anyguard speaks, is [`bfd`].
 #![warn(missing_docs)]
 
 pub mod attribute;
+pub mod bfd;
 pub mod capability;
 pub mod error;
 pub mod fuzzing;

@@ -162,6 +162,8 @@ pub mod cease_subcode {
     pub const OUT_OF_RESOURCES: u8 = 8;
     /// 9: Hard Reset (RFC 8538).
     pub const HARD_RESET: u8 = 9;
+    /// 10: BFD Down (RFC 9384): the BFD session protecting the BGP session went down.
+    pub const BFD_DOWN: u8 = 10;
 }
 
 /// A NOTIFICATION message.

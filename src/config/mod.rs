@@ -21,6 +21,8 @@ pub(crate) mod testing;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_bfd;
+#[cfg(test)]
 mod tests_https;
 #[cfg(test)]
 mod tests_local_actions;
@@ -73,6 +75,14 @@ pub const DEFAULT_CONNECT_RETRY: Duration = Duration::from_secs(5);
 /// Graceful restart Restart Time when enabled: short, because for anycast a long one keeps
 /// a dead site attracting traffic.
 pub const DEFAULT_GR_RESTART_TIME: Duration = Duration::from_secs(10);
+/// Default BFD transmit and receive interval (FRR's default too).
+pub const DEFAULT_BFD_INTERVAL: Duration = Duration::from_millis(300);
+/// Default BFD detection multiplier.
+pub const DEFAULT_BFD_MULTIPLIER: u8 = 3;
+/// Shortest BFD interval accepted in the configuration.
+pub const MIN_BFD_INTERVAL: Duration = Duration::from_millis(10);
+/// Longest BFD interval accepted in the configuration.
+pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(60);
 /// Extra prepends while de-preferred.
 pub const DEFAULT_DEPREFER_PREPEND: u8 = 3;
 /// How long a drained service keeps GRACEFUL_SHUTDOWN before the withdrawal.
@@ -154,6 +164,8 @@ pub struct PeerConfig {
     pub max_prefixes: Option<MaxPrefixes>,
     /// Graceful restart as a restarting speaker (RFC 4724); off by default.
     pub graceful_restart: Option<GracefulRestartConfig>,
+    /// BFD with the peer (RFC 5880/5881); off by default.
+    pub bfd: Option<BfdConfig>,
     /// Address families to negotiate (from the services' prefixes if not given).
     pub ipv4: bool,
     /// See `ipv4`.
@@ -178,6 +190,27 @@ pub struct MaxPrefixes {
 pub struct GracefulRestartConfig {
     /// Restart Time advertised (default 10 s).
     pub restart_time: Duration,
+}
+
+/// BFD parameters of a peer (RFC 5880 §6.8.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct BfdConfig {
+    /// bfd.DesiredMinTxInterval once Up.
+    pub min_tx: Duration,
+    /// bfd.RequiredMinRxInterval.
+    pub min_rx: Duration,
+    /// bfd.DetectMult.
+    pub multiplier: u8,
+}
+
+impl Default for BfdConfig {
+    fn default() -> Self {
+        BfdConfig {
+            min_tx: DEFAULT_BFD_INTERVAL,
+            min_rx: DEFAULT_BFD_INTERVAL,
+            multiplier: DEFAULT_BFD_MULTIPLIER,
+        }
+    }
 }
 
 /// What to do with a service's routes when it goes down.

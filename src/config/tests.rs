@@ -539,7 +539,7 @@ fn unknown_keys_are_rejected_by_name_with_their_path() {
             "t.toml:7:1: peer[0].hold_tme: unknown field `hold_tme`, expected one of `name`, \
              `address`, `port`, `local_address`, `remote_asn`, `mode`, `hold_time`, \
              `connect_retry`, `md5_key_file`, `ttl_security`, `max_prefixes`, \
-             `graceful_restart`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`"
+             `graceful_restart`, `bfd`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`"
         ]
     );
 }
@@ -765,7 +765,7 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:7:1: peer[0].hold_tme: unknown field `hold_tme`, expected one of `name`, \
              `address`, `port`, `local_address`, `remote_asn`, `mode`, `hold_time`, \
              `connect_retry`, `md5_key_file`, `ttl_security`, `max_prefixes`, \
-             `graceful_restart`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`",
+             `graceful_restart`, `bfd`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`",
             "t.toml:8:8: peer[0].port: invalid type: string \"179\", expected i64",
             "t.toml:11:31: service[0].prefixes[1]: invalid type: integer `1`, expected a string",
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \

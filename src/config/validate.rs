@@ -14,12 +14,14 @@ use toml::Spanned;
 
 use super::error::{line_column, ConfigError, ConfigErrors};
 use super::raw::{
-    RawConfig, RawDuration, RawFleet, RawGracefulRestart, RawMaxPrefixes, RawPeer, RawStatus,
+    RawBfd, RawConfig, RawDuration, RawFleet, RawGracefulRestart, RawMaxPrefixes, RawPeer,
+    RawStatus,
 };
 use super::{
-    Config, FleetRef, GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode, ServiceConfig,
-    StatusConfig, DEFAULT_CONNECT_RETRY, DEFAULT_GR_RESTART_TIME, DEFAULT_HOLD_TIME,
-    DEFAULT_PEER_PORT, DEFAULT_STATUS_LISTEN,
+    BfdConfig, Config, FleetRef, GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode,
+    ServiceConfig, StatusConfig, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER,
+    DEFAULT_CONNECT_RETRY, DEFAULT_GR_RESTART_TIME, DEFAULT_HOLD_TIME, DEFAULT_PEER_PORT,
+    DEFAULT_STATUS_LISTEN, MAX_BFD_INTERVAL, MIN_BFD_INTERVAL,
 };
 
 /// A raw configuration with what validation needs to report and resolve: the text (for
@@ -497,6 +499,7 @@ fn peer(
         graceful_restart(ctx, v, &key("graceful_restart"))
     })
     .map(Option::flatten);
+    let bfd = optional(p.bfd.as_ref(), |v| bfd(ctx, v, &key("bfd"))).map(Option::flatten);
     let any_v4 = services
         .iter()
         .flat_map(|s| &s.prefixes)
@@ -548,6 +551,7 @@ fn peer(
         ttl_security: p.ttl_security.unwrap_or(false),
         max_prefixes: max_prefixes?,
         graceful_restart: graceful_restart?,
+        bfd: bfd?,
         ipv4,
         ipv6,
         next_hop_v4: next_hop_v4?,
@@ -680,6 +684,37 @@ fn graceful_restart(
             Some(Some(GracefulRestartConfig { restart_time: d }))
         }
     }
+}
+
+fn bfd(ctx: &mut Ctx<'_>, v: &Spanned<RawBfd>, key: &str) -> Option<Option<BfdConfig>> {
+    let t = match v.get_ref() {
+        RawBfd::Enabled(false) => return Some(None),
+        RawBfd::Enabled(true) => return Some(Some(BfdConfig::default())),
+        RawBfd::Table(t) => t,
+    };
+    let interval = |ctx: &mut Ctx<'_>, r: &Option<Spanned<RawDuration>>, name: &str| {
+        let Some(r) = r else {
+            return Some(DEFAULT_BFD_INTERVAL);
+        };
+        let k = format!("{key}.{name}");
+        let d = ctx.duration(r, &k)?;
+        if !(MIN_BFD_INTERVAL..=MAX_BFD_INTERVAL).contains(&d) {
+            ctx.err(r.span(), &k, "must be from 10ms to 60s");
+            return None;
+        }
+        Some(d)
+    };
+    let min_tx = interval(ctx, &t.min_tx, "min_tx");
+    let min_rx = interval(ctx, &t.min_rx, "min_rx");
+    let multiplier = match &t.multiplier {
+        Some(m) => ctx.int::<u8>(m, &format!("{key}.multiplier"), 1, 255),
+        None => Some(DEFAULT_BFD_MULTIPLIER),
+    };
+    Some(Some(BfdConfig {
+        min_tx: min_tx?,
+        min_rx: min_rx?,
+        multiplier: multiplier?,
+    }))
 }
 
 /// Every prefix needs at least one peer that negotiates its family.

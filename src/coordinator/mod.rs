@@ -7,6 +7,10 @@
 //!  peer tasks ──PeerEvent, status──┤     (Core)      ├─HookJob (queued)──────▶ hook workers
 //!  drain files (polled) ───────────┤                 └─ip addr replace/del───▶ address tasks
 //!  address tasks ──Done────────────┘
+//!
+//!  peer tasks ◀──watch<BfdStatus>── BFD task (started with the first peer that has
+//!  `bfd`; UDP 3784) ◀── add/remove ── peer tasks: a failed BFD session closes the peer's
+//!  BGP session inside the peer task, the coordinator sees only its PeerEvent::Down
 //! ```
 //!
 //! Every decision is made by the pure [`core::Core`]; this module only moves messages,

@@ -117,6 +117,8 @@ struct Shell {
     stopping: bool,
     /// Check transitions seen since the routes were last published, logged after them.
     check_transitions: Vec<CheckTransitionLog>,
+    /// The BFD task, started with the first peer that has `bfd` (UDP 3784).
+    bfd: Option<crate::bfd::Handle>,
 }
 
 /// A check transition waiting to be logged.
@@ -192,6 +194,7 @@ pub async fn run(
         ready: false,
         stopping: false,
         check_transitions: Vec::new(),
+        bfd: None,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -352,10 +355,18 @@ impl Shell {
                 .collect(),
             tuning: Tuning::default(),
             initial_routes: Some(self.initial_tx.subscribe()),
+            bfd: self.bfd.clone(),
         }
     }
 
     async fn start_peer(&mut self, config: &Config, peer: PeerConfig, first_start: bool) {
+        if peer.bfd.is_some() && self.bfd.is_none() {
+            match crate::bfd::Handle::spawn(crate::bfd::DriverConfig::daemon()) {
+                Ok(h) => self.bfd = Some(h),
+                // The peers with `bfd` say so in their status; BGP runs without it.
+                Err(e) => tracing::error!(error = %e, "cannot start BFD"),
+            }
+        }
         let (status_tx, status_rx) = watch::channel(PeerStatus {
             name: peer.name.clone(),
             address: peer.address.to_string(),
@@ -674,6 +685,7 @@ impl Shell {
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.
         let (mut kept, mut replaced, mut removed, mut added) = (0, 0, 0, 0);
+        let mut retuned = 0;
         if !self.options.dry_run {
             let mut i = 0;
             while i < self.peers.len() {
@@ -681,6 +693,17 @@ impl Shell {
                 match new.peers.iter().find(|p| p.name == name) {
                     Some(p) if *p == self.peers[i].config => {
                         kept += 1;
+                        i += 1;
+                    }
+                    // Only `bfd` changed: re-tune the BFD session, keep the BGP session (the
+                    // peer task needs the BFD task, which starts with the first `bfd` peer).
+                    Some(p)
+                        if only_bfd_changed(&self.peers[i].config, p)
+                            && (p.bfd.is_none() || self.bfd.is_some()) =>
+                    {
+                        self.peers[i].handle.set_bfd(p.bfd).await;
+                        self.peers[i].config = p.clone();
+                        retuned += 1;
                         i += 1;
                     }
                     Some(p) => {
@@ -705,7 +728,7 @@ impl Shell {
         self.generation += 1;
         self.loaded_at = SystemTime::now();
         let message = format!(
-            "config generation {} loaded from {}: peers kept {kept}, replaced {replaced}, removed {removed}, added {added}",
+            "config generation {} loaded from {}: peers kept {kept}, bfd re-tuned {retuned}, replaced {replaced}, removed {removed}, added {added}",
             self.generation,
             path.display()
         );
@@ -773,3 +796,16 @@ impl Shell {
         }
     }
 }
+
+/// `new` differs from `old` in `bfd` and nothing else.
+fn only_bfd_changed(old: &PeerConfig, new: &PeerConfig) -> bool {
+    old.bfd != new.bfd
+        && PeerConfig {
+            bfd: old.bfd,
+            ..new.clone()
+        } == *old
+}
+
+#[cfg(test)]
+#[path = "run_tests.rs"]
+mod tests;

@@ -223,6 +223,7 @@ pub fn notification_name(n: &NotificationMessage) -> String {
                 "Connection Collision Resolution",
                 "Out of Resources",
                 "Hard Reset",
+                "BFD Down",
             ],
         ),
         ErrorCode::RouteRefresh => ("ROUTE-REFRESH Message Error", &[]),

@@ -88,6 +88,7 @@ fn peer() -> PeerConfig {
         ttl_security: false,
         max_prefixes: None,
         graceful_restart: None,
+        bfd: None,
         ipv4: true,
         ipv6: false,
         next_hop_v4: None,

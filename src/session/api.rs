@@ -12,6 +12,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
 use crate::announcer::RibOut;
+use crate::config::BfdConfig;
 
 /// Facts about us that every session needs.
 #[derive(Debug, Clone)]
@@ -34,6 +35,8 @@ pub struct LocalSpeaker {
     /// sent while nothing is decided yet makes the peer flush the routes it kept for us.
     /// `None`: the routes are final at once.
     pub initial_routes: Option<watch::Receiver<bool>>,
+    /// The daemon's BFD task, for peers with `bfd` configured (`None`: not running).
+    pub bfd: Option<crate::bfd::Handle>,
 }
 
 /// Session timers that operators rarely touch (defaults in [`Tuning::default`]).
@@ -149,6 +152,9 @@ pub(crate) enum Command {
     Accepted(TcpStream),
     /// Stop with a Cease and end the task; `done` fires once the NOTIFICATION is written.
     Shutdown(StopReason, oneshot::Sender<()>),
+    /// New `bfd` settings, applied to the BFD session without touching BGP (a config
+    /// reload that changed only them); `done` fires once applied.
+    SetBfd(Option<BfdConfig>, oneshot::Sender<()>),
 }
 
 /// Hands connections accepted by the listener to a peer task. Never blocks.
@@ -190,6 +196,17 @@ impl PeerHandle {
     pub async fn accepted(&self, stream: TcpStream) {
         // A closed task drops the stream, which closes it: nothing else to do.
         let _ = self.tx.send(Command::Accepted(stream)).await;
+    }
+
+    /// Applies new `bfd` settings to the running peer: the BFD session is re-configured
+    /// (a Poll Sequence while Up, RFC 5880 §6.8.3), started or taken AdminDown; the BGP
+    /// session is left alone. Needs the daemon's BFD task in the peer's [`LocalSpeaker`]
+    /// when `bfd` is `Some` (else the status says BFD is not running).
+    pub async fn set_bfd(&self, bfd: Option<BfdConfig>) {
+        let (done_tx, done_rx) = oneshot::channel();
+        if self.tx.send(Command::SetBfd(bfd, done_tx)).await.is_ok() {
+            let _ = done_rx.await;
+        }
     }
 
     /// Stops the peer: Cease with the reason's Shutdown Communication, written to the

@@ -27,15 +27,16 @@ use tokio::task::JoinHandle;
 use tracing::{debug, info, warn};
 
 use super::api::{Command, LocalSpeaker, PeerEvent, StopReason};
+use super::bfd_link::{bfd_down_notification, BfdLink, BfdUpdate};
 use super::conn::{spawn_connect, ConnInput, ConnIo, IoTx, WriteCmd};
 use super::next_hop;
 use super::rib_in::RibIn;
 use super::transport::{self, TransportConfig};
-use super::wire;
+use super::wire::{self, count, end_of_rib};
 use crate::announcer::{diff, sendable, RibOut, SessionContext};
 use crate::config::{PeerConfig, PeerMode};
 use crate::fsm::{self, Action, ConnId, DownReason, Event, Negotiated};
-use crate::status::model::{MessageCounts, NotificationStatus, PeerStatus};
+use crate::status::model::{NotificationStatus, PeerStatus};
 
 /// Most octets queued on a connection before it is declared stuck (Cease/Out of Resources).
 pub const MAX_SEND_QUEUE: usize = 16 * 1024 * 1024;
@@ -89,6 +90,7 @@ pub(crate) struct Actor {
     events: mpsc::UnboundedSender<PeerEvent>,
     work: VecDeque<Action>,
     draining: bool,
+    bfd: BfdLink,
 }
 
 impl Actor {
@@ -146,6 +148,7 @@ impl Actor {
             events,
             work: VecDeque::new(),
             draining: false,
+            bfd: BfdLink::default(),
         }
     }
 
@@ -154,6 +157,7 @@ impl Actor {
             PeerMode::Passive => Event::ManualStartPassive,
             PeerMode::Active | PeerMode::Both => Event::ManualStart,
         };
+        self.st.bfd = self.bfd.register(&self.cfg, self.local.bfd.as_ref()).await;
         self.feed(start);
         if self.up.is_none() {
             // Without a session the peer holds none of our routes, so the desired set is
@@ -176,6 +180,10 @@ impl Actor {
             tokio::select! {
                 cmd = commands.recv() => match cmd {
                     Some(Command::Accepted(stream)) => self.on_accepted(stream),
+                    Some(Command::SetBfd(bfd, done)) => {
+                        self.on_set_bfd(bfd).await;
+                        let _ = done.send(());
+                    }
                     Some(Command::Shutdown(reason, done)) => {
                         self.stop(reason).await;
                         let _ = done.send(());
@@ -187,6 +195,7 @@ impl Actor {
                     }
                 },
                 Some((id, input)) = self.io_rx.recv() => self.on_io(id, input),
+                u = self.bfd.changed() => self.on_bfd(u),
                 r = self.routes.changed(), if self.routes_open => match r {
                     Ok(()) => self.on_routes_changed(),
                     Err(_) => self.routes_open = false,
@@ -475,6 +484,34 @@ impl Actor {
         self.st.last_error = Some(detail);
     }
 
+    /// RFC 5882 §4.1: an Up BFD session failed, so the path is gone: close the BGP
+    /// session now (Cease/BFD Down, RFC 9384) instead of waiting for the hold timer; the
+    /// FSM reconnects as after any error.
+    fn on_bfd(&mut self, u: BfdUpdate) {
+        if u.failed {
+            if let Some((conn, _)) = self.fsm.session().connection() {
+                warn!(diag = %u.status.diag_name, "BFD session down: closing the BGP session");
+                self.feed(Event::MessageError(conn, bfd_down_notification()));
+                self.st.last_error = Some(format!(
+                    "BFD down ({}): BGP session closed with Cease/BFD Down",
+                    u.status.diag_name
+                ));
+            }
+        }
+        self.st.bfd = Some(u.status);
+    }
+
+    /// A reload changed only `bfd`: the BFD session follows (`BfdLink::register` on a
+    /// session the task already has re-configures it in place), BGP does not notice.
+    async fn on_set_bfd(&mut self, bfd: Option<crate::config::BfdConfig>) {
+        info!(?bfd, "BFD settings changed");
+        self.cfg.bfd = bfd;
+        if bfd.is_none() {
+            self.bfd.deregister(&self.cfg).await;
+        }
+        self.st.bfd = self.bfd.register(&self.cfg, self.local.bfd.as_ref()).await;
+    }
+
     // ----- routes -----------------------------------------------------------------------
 
     fn session_context(&self, conn: ConnId, n: &Negotiated) -> SessionContext {
@@ -725,6 +762,7 @@ impl Actor {
         for task in self.closing.drain(..) {
             let _ = task.await;
         }
+        self.bfd.deregister(&self.cfg).await;
         self.publish();
     }
 
@@ -747,16 +785,6 @@ impl Actor {
     }
 }
 
-fn count(c: &mut MessageCounts, m: &Message) {
-    match m {
-        Message::Open(_) => c.open += 1,
-        Message::Update(_) => c.update += 1,
-        Message::Notification(_) => c.notification += 1,
-        Message::Keepalive => c.keepalive += 1,
-        Message::RouteRefresh(_) => c.route_refresh += 1,
-    }
-}
-
 fn notification_status(n: &NotificationMessage) -> NotificationStatus {
     NotificationStatus {
         at: rfc3339_now(),
@@ -774,24 +802,5 @@ async fn initial_changed(
     match rx {
         Some(rx) => rx.changed().await,
         None => std::future::pending().await,
-    }
-}
-
-/// End-of-RIB (RFC 4724 §2): an empty UPDATE for IPv4 unicast, an empty MP_UNREACH_NLRI
-/// for the others.
-fn end_of_rib(afi: Afi) -> UpdateMessage {
-    match afi {
-        Afi::Ipv4 => UpdateMessage::default(),
-        other => UpdateMessage {
-            withdrawn: Vec::new(),
-            attributes: vec![anyguard_proto::PathAttribute::MpUnreach(
-                anyguard_proto::MpUnreach {
-                    afi: other,
-                    safi: Safi::Unicast,
-                    withdrawn: Vec::new(),
-                },
-            )],
-            nlri: Vec::new(),
-        },
     }
 }

@@ -9,6 +9,7 @@
 //! ```
 
 mod api;
+mod bfd_link;
 mod conn;
 mod driver;
 pub mod listener;

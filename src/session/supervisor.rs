@@ -55,7 +55,7 @@ pub fn spawn_peer(
 }
 
 async fn supervise(
-    cfg: PeerConfig,
+    mut cfg: PeerConfig,
     local: LocalSpeaker,
     routes: watch::Receiver<Arc<RibOut>>,
     status: Arc<watch::Sender<PeerStatus>>,
@@ -77,6 +77,10 @@ async fn supervise(
             tokio::select! {
                 cmd = outer.recv() => match cmd {
                     Some(cmd) => {
+                        // A restarted task must start with the settings in force.
+                        if let Command::SetBfd(bfd, _) = &cmd {
+                            cfg.bfd = *bfd;
+                        }
                         let _ = inner_tx.send(cmd).await;
                     }
                     None => {

@@ -1,9 +1,12 @@
 //! Glue between the byte stream and `anyguard_proto`: framing and the allocation-free
 //! walk of received UPDATEs into the received-route bookkeeping.
 
-use anyguard_proto::{DecodeContext, DecodeError, NotificationMessage, UpdateView};
+use anyguard_proto::{
+    Afi, DecodeContext, DecodeError, Message, NotificationMessage, Safi, UpdateMessage, UpdateView,
+};
 
 use super::rib_in::RibIn;
+use crate::status::model::MessageCounts;
 
 /// Framing context: the reader cannot know when Extended Message is negotiated (it runs
 /// ahead of the FSM), so it frames up to 65535 octets; the strict length check against
@@ -48,4 +51,34 @@ pub(crate) fn apply_update(
         }
     }
     Ok(())
+}
+
+/// Counts one message by type.
+pub(super) fn count(c: &mut MessageCounts, m: &Message) {
+    match m {
+        Message::Open(_) => c.open += 1,
+        Message::Update(_) => c.update += 1,
+        Message::Notification(_) => c.notification += 1,
+        Message::Keepalive => c.keepalive += 1,
+        Message::RouteRefresh(_) => c.route_refresh += 1,
+    }
+}
+
+/// End-of-RIB (RFC 4724 §2): an empty UPDATE for IPv4 unicast, an empty MP_UNREACH_NLRI
+/// for the others.
+pub(super) fn end_of_rib(afi: Afi) -> UpdateMessage {
+    match afi {
+        Afi::Ipv4 => UpdateMessage::default(),
+        other => UpdateMessage {
+            withdrawn: Vec::new(),
+            attributes: vec![anyguard_proto::PathAttribute::MpUnreach(
+                anyguard_proto::MpUnreach {
+                    afi: other,
+                    safi: Safi::Unicast,
+                    withdrawn: Vec::new(),
+                },
+            )],
+            nlri: Vec::new(),
+        },
+    }
 }

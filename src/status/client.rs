@@ -222,7 +222,7 @@ fn state_colour(state: &str) -> Option<Colour> {
         "down" | "idle" | "withdrawn" | "fail" | "error" => Some(Colour::Red),
         "draining" | "drained" | "held" | "starting" | "connect" | "active" | "opensent"
         | "openconfirm" | "depreferred" | "graceful-shutdown" | "pending" | "unknown"
-        | "forced" => Some(Colour::Yellow),
+        | "forced" | "init" | "admin_down" => Some(Colour::Yellow),
         _ => None,
     }
 }
@@ -441,6 +441,9 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
                 Cell::plain(p.remote_asn.to_string()),
                 Cell::state(&p.state),
                 Cell::plain(since(&p.since, now)),
+                p.bfd
+                    .as_ref()
+                    .map_or_else(|| Cell::plain("-"), |b| Cell::state(&b.state)),
                 Cell::plain(p.prefixes_sent.to_string()),
                 Cell::plain(format!(
                     "{}/{}",
@@ -459,6 +462,7 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
             "AS",
             "STATE",
             "SINCE",
+            "BFD",
             "SENT",
             "RECV v4/v6",
             "LAST ERROR",

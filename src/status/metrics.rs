@@ -33,6 +33,15 @@
 //! | `anyguard_bgp_messages_sent_total` | counter | `peer`, `type` |
 //! | `anyguard_bgp_messages_received_total` | counter | `peer`, `type` |
 //! | `anyguard_bgp_established_total` | counter | `peer` |
+//! | `anyguard_bfd_state` | gauge, one-hot | `peer`, `state` |
+//! | `anyguard_bfd_session_up` | gauge | `peer` |
+//! | `anyguard_bfd_tx_interval_seconds` | gauge | `peer` |
+//! | `anyguard_bfd_detection_time_seconds` | gauge (once the peer is heard) | `peer` |
+//! | `anyguard_bfd_diagnostic` | gauge (RFC 5880 code) | `peer` |
+//! | `anyguard_bfd_packets_received_total` | counter | `peer` |
+//! | `anyguard_bfd_packets_sent_total` | counter | `peer` |
+//! | `anyguard_bfd_bad_packets_total` | counter | `peer` |
+//! | `anyguard_bfd_failures_total` | counter | `peer` |
 //! | `anyguard_probe_duration_seconds` | histogram | `service`, `check`, `result` |
 //! | `anyguard_bgp_updates_sent_total` | counter | `peer` |
 //! | `anyguard_service_flaps_total` | counter | `service` |
@@ -304,6 +313,67 @@ fn push_messages(fam: &mut FamilySamples, peer: &str, counts: &MessageCounts) {
     }
 }
 
+/// The RFC 5880 states `anyguard_bfd_state` always reports (one-hot).
+const BFD_STATES: [&str; 4] = ["admin_down", "down", "init", "up"];
+
+/// Per-peer BFD families, for the peers with `bfd` configured.
+fn bfd_families(doc: &StatusDocument) -> Vec<FamilySamples> {
+    let mut state = FamilySamples::gauge(
+        "anyguard_bfd_state",
+        "BFD session state (RFC 5880 6.2), one-hot over the state label",
+    );
+    let mut up = FamilySamples::gauge("anyguard_bfd_session_up", "1 while the BFD session is Up");
+    let mut tx = FamilySamples::gauge(
+        "anyguard_bfd_tx_interval_seconds",
+        "Interval between our BFD packets before jitter",
+    );
+    let mut detect = FamilySamples::gauge(
+        "anyguard_bfd_detection_time_seconds",
+        "BFD detection time: the peer's multiplier times the agreed interval",
+    );
+    let mut diag = FamilySamples::gauge(
+        "anyguard_bfd_diagnostic",
+        "Our last BFD diagnostic code (RFC 5880 4.1)",
+    );
+    let mut rx_total = FamilySamples::counter(
+        "anyguard_bfd_packets_received_total",
+        "BFD Control packets received and accepted",
+    );
+    let mut tx_total = FamilySamples::counter(
+        "anyguard_bfd_packets_sent_total",
+        "BFD Control packets sent",
+    );
+    let mut bad = FamilySamples::counter(
+        "anyguard_bfd_bad_packets_total",
+        "BFD packets from the peer dropped: malformed, TTL not 255, authentication",
+    );
+    let mut failures = FamilySamples::counter(
+        "anyguard_bfd_failures_total",
+        "Up BFD sessions that failed, each closing the BGP session",
+    );
+    let secs = |ms: u64| Duration::from_millis(ms).as_secs_f64();
+    for p in &doc.peers {
+        let Some(b) = &p.bfd else { continue };
+        let peer = || ("peer", p.name.clone());
+        for s in BFD_STATES {
+            state.push(vec![peer(), ("state", s.to_owned())], flag(b.state == s));
+        }
+        up.push(vec![peer()], flag(b.state == "up"));
+        tx.push(vec![peer()], secs(b.tx_interval_ms));
+        if let Some(d) = b.detection_time_ms {
+            detect.push(vec![peer()], secs(d));
+        }
+        diag.push(vec![peer()], u64::from(b.diag));
+        rx_total.push(vec![peer()], b.packets_in);
+        tx_total.push(vec![peer()], b.packets_out);
+        bad.push(vec![peer()], b.bad_packets);
+        failures.push(vec![peer()], b.failures);
+    }
+    vec![
+        state, up, tx, detect, diag, rx_total, tx_total, bad, failures,
+    ]
+}
+
 /// Every snapshot-derived family for `doc`, in exposition order.
 fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     let d = &doc.daemon;
@@ -443,7 +513,7 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         established.push(vec![peer()], p.established_count);
     }
 
-    vec![
+    let mut families = vec![
         info,
         ready,
         uptime,
@@ -464,7 +534,9 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         messages_sent,
         messages_received,
         established,
-    ]
+    ];
+    families.extend(bfd_families(doc));
+    families
 }
 
 impl Collector for SnapshotCollector {

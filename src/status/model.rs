@@ -194,6 +194,47 @@ pub struct PeerStatus {
     pub last_notification_received: Option<NotificationStatus>,
     /// Connection attempts / establishments since start.
     pub established_count: u64,
+    /// The BFD session protecting this peer (RFC 5880/5881), when `bfd` is configured.
+    pub bfd: Option<BfdStatus>,
+}
+
+/// A BFD session, as the BFD driver last published it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdStatus {
+    /// RFC 5880 state: `admin_down`, `down`, `init`, `up`.
+    pub state: String,
+    /// When that state was entered, RFC 3339 UTC.
+    pub since: String,
+    /// The peer's state as it last said.
+    pub remote_state: String,
+    /// Our discriminator (My Discriminator).
+    pub local_discriminator: u32,
+    /// The peer's (0 until heard, and after the detection time expires).
+    pub remote_discriminator: u32,
+    /// Interval between our packets before jitter, in ms (1000 while not Up).
+    pub tx_interval_ms: u64,
+    /// Detection time in ms: the peer's multiplier × the agreed interval; absent until the
+    /// peer is heard.
+    pub detection_time_ms: Option<u64>,
+    /// Our last diagnostic code (RFC 5880 §4.1): why the session last changed state.
+    pub diag: u8,
+    /// Its name, e.g. `Control Detection Time Expired`.
+    pub diag_name: String,
+    /// The diagnostic code in the peer's last packet.
+    pub remote_diag: u8,
+    /// Times the session reached Up.
+    pub up_count: u64,
+    /// Times an Up session failed (detection time expired or the peer said Down); each
+    /// one closed the BGP session with Cease/BFD Down.
+    pub failures: u64,
+    /// Control packets received and accepted.
+    pub packets_in: u64,
+    /// Control packets sent.
+    pub packets_out: u64,
+    /// Packets from the peer dropped: malformed, TTL other than 255, authentication.
+    pub bad_packets: u64,
+    /// What an operator should know, e.g. that the session never came up.
+    pub note: Option<String>,
 }
 
 /// Message counters.

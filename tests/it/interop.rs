@@ -58,6 +58,7 @@ fn peer(port: u16, local: Ipv4Addr, next_hop: Ipv4Addr) -> PeerConfig {
         ttl_security: false,
         max_prefixes: None,
         graceful_restart: None,
+        bfd: None,
         ipv4: true,
         ipv6: false,
         next_hop_v4: Some(next_hop),
@@ -76,6 +77,7 @@ fn local() -> LocalSpeaker {
             ..Tuning::default()
         },
         initial_routes: None,
+        bfd: None,
     }
 }
 

@@ -1,5 +1,6 @@
 //! Daemon integration tests: one binary, one module per subject.
 
+mod bfd;
 mod config_examples;
 mod daemon;
 mod fakepeer;

@@ -8,11 +8,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyguard::announcer::{RibOut, RouteAttrs};
-use anyguard::config::{GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode};
+use anyguard::config::{BfdConfig, GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode};
 use anyguard::session::{
     spawn_listener, spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning,
 };
 use anyguard::status::model::PeerStatus;
+use anyguard_proto::notification::cease_subcode;
 use anyguard_proto::{Afi, ErrorCode, Message, RefreshSubtype, RouteRefreshMessage, Safi};
 use ipnet::{IpNet, Ipv4Net};
 use tokio::net::TcpListener;
@@ -43,6 +44,7 @@ fn peer_config(port: u16, mode: PeerMode, hold: u64) -> PeerConfig {
         ttl_security: false,
         max_prefixes: None,
         graceful_restart: None,
+        bfd: None,
         ipv4: true,
         ipv6: false,
         next_hop_v4: None,
@@ -62,6 +64,7 @@ fn local() -> LocalSpeaker {
             ..Tuning::default()
         },
         initial_routes: None,
+        bfd: None,
     }
 }
 
@@ -674,4 +677,169 @@ async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() 
     b.send(&Message::Keepalive).await;
     h.status_until(|s| s.state == "established").await;
     listener.shutdown();
+}
+
+/// A BGP session protected by BFD with a second BFD task playing the router.
+async fn established_with_bfd(
+    router_port: u16,
+) -> (Harness, FakePeer, TcpListener, anyguard::bfd::Handle) {
+    let ours = crate::bfd::driver(router_port);
+    let (l, port) = listener().await;
+    let mut cfg = peer_config(port, PeerMode::Active, 90);
+    cfg.bfd = Some(BfdConfig {
+        min_tx: crate::bfd::FAST.desired_min_tx,
+        min_rx: crate::bfd::FAST.required_min_rx,
+        multiplier: crate::bfd::FAST.detect_mult,
+    });
+    let mut speaker = local();
+    speaker.bfd = Some(ours.clone());
+    let h = start(cfg, speaker, rib(&["203.0.113.0/24"]));
+    let mut p = FakePeer::accept(&l).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+    (h, p, l, ours)
+}
+
+#[tokio::test]
+async fn a_failed_bfd_session_closes_the_bgp_session_with_cease_bfd_down_and_reconnects() {
+    let router = crate::bfd::driver(3784);
+    let (mut h, mut p, l, ours) = established_with_bfd(crate::bfd::port(&router, LOOPBACK)).await;
+    let ours_addr = SocketAddr::new(LOOPBACK, crate::bfd::port(&ours, LOOPBACK));
+    let mut rs = router
+        .add(ours_addr, None, crate::bfd::FAST)
+        .await
+        .unwrap()
+        .status;
+    crate::bfd::until(&mut rs, "up", |s| s.state == "up").await;
+    let st = h
+        .status_until(|s| {
+            s.state == "established" && s.bfd.as_ref().is_some_and(|b| b.state == "up")
+        })
+        .await;
+    assert_eq!(st.bfd.unwrap().note, None);
+
+    // The router's BFD goes silent (its packets go to a port nobody listens on) while
+    // its TCP connection stays open: only BFD can notice.
+    router
+        .add(SocketAddr::new(LOOPBACK, 9), None, crate::bfd::FAST)
+        .await
+        .unwrap();
+    let mut cease = None;
+    for _ in 0..100 {
+        match p.recv_skip_keepalives().await {
+            Ok(Message::Update(_)) => continue,
+            Ok(Message::Notification(n)) => {
+                cease = Some(n);
+                break;
+            }
+            other => panic!("expected a NOTIFICATION, got {other:?}"),
+        }
+    }
+    let n = cease.expect("no NOTIFICATION");
+    assert_eq!(n.code, ErrorCode::Cease);
+    assert_eq!(n.subcode, cease_subcode::BFD_DOWN, "RFC 9384 BFD Down");
+    let st = h
+        .status_until(|s| s.bfd.as_ref().is_some_and(|b| b.failures == 1))
+        .await;
+    assert_ne!(st.state, "established");
+    assert_eq!(st.last_notification_sent.unwrap().subcode, 10);
+    assert_eq!(st.bfd.unwrap().diag, 1, "detection time expired");
+    // Reconnects as after any error.
+    let _again = FakePeer::accept(&l).await;
+}
+
+#[tokio::test]
+async fn bgp_does_not_wait_for_a_bfd_session_that_never_comes_up() {
+    // Nobody answers BFD at port 9: the router "does not run BFD".
+    let (mut h, _p, _l, _ours) = established_with_bfd(9).await;
+    let st = h
+        .status_until(|s| {
+            s.state == "established" && s.bfd.as_ref().is_some_and(|b| b.packets_out >= 1)
+        })
+        .await;
+    let bfd = st.bfd.unwrap();
+    assert_eq!(bfd.state, "down");
+    assert_eq!(bfd.up_count, 0);
+    assert_eq!(
+        bfd.note.as_deref(),
+        Some(anyguard::bfd::driver::NEVER_UP_NOTE)
+    );
+}
+
+#[tokio::test]
+async fn bfd_configured_without_a_running_bfd_task_says_so_and_bgp_comes_up() {
+    let (l, port) = listener().await;
+    let mut cfg = peer_config(port, PeerMode::Active, 90);
+    cfg.bfd = Some(BfdConfig::default());
+    // local().bfd is None: the daemon could not start BFD (e.g. port 3784 in use).
+    let mut h = start(cfg, local(), rib(&[]));
+    let mut p = FakePeer::accept(&l).await;
+    p.establish(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false))
+        .await;
+    let st = h
+        .status_until(|s| s.state == "established" && s.bfd.is_some())
+        .await;
+    let bfd = st.bfd.unwrap();
+    assert_eq!(bfd.state, "down");
+    assert_eq!(
+        bfd.note.as_deref(),
+        Some("BFD is not running in this daemon (see the log)")
+    );
+}
+
+#[tokio::test]
+async fn bfd_settings_change_in_place_without_touching_the_bgp_session() {
+    let router = crate::bfd::driver(3784);
+    let (mut h, mut p, _l, ours) = established_with_bfd(crate::bfd::port(&router, LOOPBACK)).await;
+    let ours_addr = SocketAddr::new(LOOPBACK, crate::bfd::port(&ours, LOOPBACK));
+    let mut rs = router
+        .add(ours_addr, None, crate::bfd::FAST)
+        .await
+        .unwrap()
+        .status;
+    h.status_until(|s| {
+        s.bfd
+            .as_ref()
+            .is_some_and(|b| b.state == "up" && b.tx_interval_ms == 100)
+    })
+    .await;
+    let disc = h.status.borrow().bfd.as_ref().unwrap().local_discriminator;
+
+    // Slower: a Poll Sequence (RFC 5880 §6.8.3) on the same session; detection time at
+    // the router's multiplier × max(our new min_rx, its 100 ms).
+    h.handle
+        .set_bfd(Some(BfdConfig {
+            min_tx: Duration::from_millis(200),
+            min_rx: Duration::from_millis(200),
+            multiplier: 3,
+        }))
+        .await;
+    let st = h
+        .status_until(|s| {
+            s.bfd.as_ref().is_some_and(|b| {
+                b.tx_interval_ms == 200 && b.detection_time_ms == Some(600) && b.state == "up"
+            })
+        })
+        .await;
+    let b = st.bfd.unwrap();
+    assert_eq!(b.local_discriminator, disc, "the same BFD session");
+    assert_eq!(b.failures, 0);
+    // The router follows: its detection time of us is now 3 × 200 ms.
+    crate::bfd::until(&mut rs, "600 ms", |s| s.detection_time_ms == Some(600)).await;
+
+    // Off: AdminDown to the router (not a failure), BGP untouched.
+    h.handle.set_bfd(None).await;
+    let st = h.status_until(|s| s.bfd.is_none()).await;
+    assert_eq!(st.state, "established");
+    let r = crate::bfd::until(&mut rs, "down", |s| s.state == "down").await;
+    assert_eq!(r.failures, 0, "AdminDown is not a failure");
+    assert_eq!(h.status.borrow().established_count, 1);
+    // Nothing but UPDATEs and KEEPALIVEs on the BGP session all along.
+    for _ in 0..100 {
+        match p.recv_within(Duration::from_millis(300)).await {
+            Ok(Message::Keepalive | Message::Update(_)) => continue,
+            Err(fakepeer::FakeError::Timeout) => break,
+            other => panic!("the BGP session saw {other:?}"),
+        }
+    }
 }

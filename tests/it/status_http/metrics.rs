@@ -147,6 +147,54 @@ async fn metrics_parse_as_prometheus_text_and_match_the_document() {
         ),
         2461.0
     );
+    // BFD: edge1 has a session (Up, 300 ms, detection 900 ms), edge2 has none.
+    let edge1 = [("peer", "edge1")];
+    assert_eq!(value(&scrape, "anyguard_bfd_session_up", &edge1), 1.0);
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_bfd_state",
+            &[("peer", "edge1"), ("state", "up")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_bfd_state",
+            &[("peer", "edge1"), ("state", "down")]
+        ),
+        0.0
+    );
+    assert_eq!(
+        value(&scrape, "anyguard_bfd_tx_interval_seconds", &edge1),
+        0.3
+    );
+    assert_eq!(
+        value(&scrape, "anyguard_bfd_detection_time_seconds", &edge1),
+        0.9
+    );
+    assert_eq!(value(&scrape, "anyguard_bfd_diagnostic", &edge1), 0.0);
+    assert_eq!(
+        value(&scrape, "anyguard_bfd_packets_received_total", &edge1),
+        24601.0
+    );
+    assert_eq!(
+        value(&scrape, "anyguard_bfd_packets_sent_total", &edge1),
+        24655.0
+    );
+    assert_eq!(
+        value(&scrape, "anyguard_bfd_bad_packets_total", &edge1),
+        0.0
+    );
+    assert_eq!(value(&scrape, "anyguard_bfd_failures_total", &edge1), 0.0);
+    assert!(
+        !scrape
+            .samples
+            .iter()
+            .any(|s| s.metric.starts_with("anyguard_bfd_") && s.labels.get("peer") == Some("edge2")),
+        "no BFD series for a peer without bfd"
+    );
     assert_eq!(
         value(
             &scrape,

@@ -1,0 +1,627 @@
+//! The BFD task: one per daemon, owning the sockets (see [`super::socket`]) and every
+//! [`Session`]. It turns datagrams, commands and deadlines into session events and the
+//! sessions' actions into datagrams and status.
+//!
+//! ```text
+//!  peer task ──add(peer, local, config) / remove(peer, owner)──▶ BFD task ◀── UDP 3784
+//!  peer task ◀──────────────── watch<BfdStatus> ────────────────┘     │  (IPv4, IPv6)
+//!                      UDP from 49152–65535, TTL 255 (from `local` when given) ◀──┘
+//! ```
+//!
+//! Demultiplexing (RFC 5880 §6.8.6, RFC 5881 §3): by Your Discriminator, or by the source
+//! address when it is zero; the source address must be the session's peer either way.
+//! Packets whose TTL / hop limit is not 255 are dropped (RFC 5881 §5). Nothing is
+//! allocated for a sender without a session: such packets only bump one counter (logged
+//! at debug level).
+
+use std::collections::HashMap;
+use std::io;
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::time::{Duration, Instant};
+
+use anyguard_proto::bfd::{BfdDecodeError, ControlPacket, State};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+
+use super::session::{Action, Config, Event, Session};
+use super::socket::{Datagram, RxSocket, TxSocket, CONTROL_PORT, RECV_BUF, TTL};
+use crate::status::model::BfdStatus;
+
+/// Commands queued to the BFD task.
+const COMMAND_QUEUE: usize = 64;
+/// Counters reach the status at most this often (state changes go out at once).
+const COUNTER_PUBLISH: Duration = Duration::from_secs(1);
+/// The status note while a session has never been Up.
+pub const NEVER_UP_NOTE: &str =
+    "BFD has not come up: the BGP session does not depend on it until it has (is BFD enabled on the router?)";
+
+/// Where the BFD task listens.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DriverConfig {
+    /// IPv4 receive address; `None`: no IPv4 sessions.
+    pub listen_v4: Option<SocketAddr>,
+    /// IPv6 receive address; `None`: no IPv6 sessions.
+    pub listen_v6: Option<SocketAddr>,
+    /// The port peers listen on, for [`Handle::peer_port`] (3784; tests use others).
+    pub peer_port: u16,
+}
+
+impl DriverConfig {
+    /// The daemon's: port 3784 on every address of both families (RFC 5881 §4).
+    pub fn daemon() -> DriverConfig {
+        DriverConfig {
+            listen_v4: Some(SocketAddr::new(Ipv4Addr::UNSPECIFIED.into(), CONTROL_PORT)),
+            listen_v6: Some(SocketAddr::new(Ipv6Addr::UNSPECIFIED.into(), CONTROL_PORT)),
+            peer_port: CONTROL_PORT,
+        }
+    }
+}
+
+/// Why the BFD task could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum BfdError {
+    /// Neither family's sockets could be opened.
+    #[error("cannot open BFD sockets: {0}")]
+    Sockets(io::Error),
+}
+
+#[derive(Debug)]
+enum Command {
+    Add {
+        peer: SocketAddr,
+        local: Option<IpAddr>,
+        config: Config,
+        reply: oneshot::Sender<Registration>,
+    },
+    Remove {
+        peer: IpAddr,
+        owner: u64,
+        done: oneshot::Sender<()>,
+    },
+}
+
+/// What [`Handle::add`] gives a peer task.
+#[derive(Debug)]
+pub struct Registration {
+    /// The session's status, published by the BFD task.
+    pub status: watch::Receiver<BfdStatus>,
+    /// Who registered last; [`Handle::remove`] with an older owner changes nothing.
+    pub owner: u64,
+}
+
+/// A handle on the BFD task; the task ends when the last handle is dropped.
+#[derive(Debug, Clone)]
+pub struct Handle {
+    tx: mpsc::Sender<Command>,
+    ports: (Option<u16>, Option<u16>),
+    peer_port: u16,
+}
+
+impl Handle {
+    /// Opens the sockets and starts the task (inside a tokio runtime). A family whose
+    /// sockets fail is left out with a warning; both failing is an error.
+    pub fn spawn(cfg: DriverConfig) -> Result<Handle, BfdError> {
+        let seed = rand::random::<u64>();
+        let open = |listen: Option<SocketAddr>, v6: bool| -> Option<Family> {
+            let listen = listen?;
+            match Family::open(listen, v6, seed.rotate_left(u32::from(v6) * 17)) {
+                Ok(f) => Some(f),
+                Err(e) => {
+                    warn!(%listen, error = %e, "cannot open BFD sockets for this family");
+                    None
+                }
+            }
+        };
+        let v4 = open(cfg.listen_v4, false);
+        let v6 = open(cfg.listen_v6, true);
+        if v4.is_none() && v6.is_none() {
+            return Err(BfdError::Sockets(io::Error::other(
+                "no address family could be opened",
+            )));
+        }
+        let port = |f: &Option<Family>| {
+            f.as_ref()
+                .and_then(|f| f.rx.local_addr().ok())
+                .map(|a| a.port())
+        };
+        let ports = (port(&v4), port(&v6));
+        let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+        let (rx4, tx4) = v4.map(|f| (f.rx, f.tx)).unzip();
+        let (rx6, tx6) = v6.map(|f| (f.rx, f.tx)).unzip();
+        let driver = Driver {
+            sessions: HashMap::new(),
+            by_peer: HashMap::new(),
+            rng: seed | 1,
+            next_owner: 1,
+            unknown_packets: 0,
+            tx4,
+            tx6,
+            bound: HashMap::new(),
+            buf: Vec::with_capacity(64),
+        };
+        tokio::spawn(driver.run(rx, rx4, rx6));
+        Ok(Handle {
+            tx,
+            ports,
+            peer_port: cfg.peer_port,
+        })
+    }
+
+    /// The receive ports actually bound (IPv4, IPv6); tests bind port 0.
+    pub fn local_ports(&self) -> (Option<u16>, Option<u16>) {
+        self.ports
+    }
+
+    /// The port peers' sessions are sent to (3784).
+    pub fn peer_port(&self) -> u16 {
+        self.peer_port
+    }
+    /// Starts the session with `peer` (its address and BFD port, 3784), or takes over and
+    /// re-configures the one it has: a peer task restarted after a panic keeps its
+    /// session, and a peer replaced by a reload may register before the old task leaves.
+    /// `local`: the source address to send from (the peer's `local_address`), else the
+    /// kernel's choice. `None` if the task is gone.
+    pub async fn add(
+        &self,
+        peer: SocketAddr,
+        local: Option<IpAddr>,
+        config: Config,
+    ) -> Option<Registration> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(Command::Add {
+                peer,
+                local,
+                config,
+                reply,
+            })
+            .await
+            .ok()?;
+        rx.await.ok()
+    }
+    /// Removes the session with `peer` if `owner` registered it last: AdminDown (RFC 5880
+    /// §6.8.16, so the peer does not see a failure) is sent, then the session is gone.
+    pub async fn remove(&self, peer: IpAddr, owner: u64) {
+        let (done, rx) = oneshot::channel();
+        if self
+            .tx
+            .send(Command::Remove { peer, owner, done })
+            .await
+            .is_ok()
+        {
+            let _ = rx.await;
+        }
+    }
+}
+
+/// One address family's sockets.
+struct Family {
+    rx: RxSocket,
+    tx: TxSocket,
+}
+
+impl Family {
+    fn open(listen: SocketAddr, v6: bool, seed: u64) -> io::Result<Family> {
+        Ok(Family {
+            rx: RxSocket::bind(listen)?,
+            tx: TxSocket::bind(v6, seed)?,
+        })
+    }
+}
+
+struct Entry {
+    peer: SocketAddr,
+    local: Option<IpAddr>,
+    session: Session,
+    owner: u64,
+    st: BfdStatus,
+    status: watch::Sender<BfdStatus>,
+    counters_published: Instant,
+}
+
+struct Driver {
+    sessions: HashMap<u32, Entry>,
+    by_peer: HashMap<IpAddr, u32>,
+    rng: u64,
+    next_owner: u64,
+    unknown_packets: u64,
+    tx4: Option<TxSocket>,
+    tx6: Option<TxSocket>,
+    /// Sending sockets bound to a configured source address, one per address in use.
+    bound: HashMap<IpAddr, TxSocket>,
+    buf: Vec<u8>,
+}
+
+fn now() -> Instant {
+    tokio::time::Instant::now().into_std()
+}
+
+fn rfc3339_now() -> String {
+    humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string()
+}
+
+type Received = io::Result<(Datagram, Result<ControlPacket, BfdDecodeError>)>;
+
+/// Receives and decodes one datagram; never resolves without a socket.
+async fn receive(rx: &mut Option<RxSocket>, buf: &mut [u8; RECV_BUF]) -> Received {
+    let Some(rx) = rx.as_mut() else {
+        return std::future::pending().await;
+    };
+    let dg = rx.recv(buf).await?;
+    let packet = ControlPacket::decode(buf.get(..dg.len).unwrap_or_default());
+    Ok((dg, packet))
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut commands: mpsc::Receiver<Command>,
+        mut rx4: Option<RxSocket>,
+        mut rx6: Option<RxSocket>,
+    ) {
+        let mut buf4 = [0u8; RECV_BUF];
+        let mut buf6 = [0u8; RECV_BUF];
+        loop {
+            let deadline = self.next_deadline();
+            let sleep = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(tokio::time::Instant::from_std(d)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                cmd = commands.recv() => match cmd {
+                    Some(cmd) => self.on_command(cmd),
+                    None => break,
+                },
+                r = receive(&mut rx4, &mut buf4) => self.on_received(r),
+                r = receive(&mut rx6, &mut buf6) => self.on_received(r),
+                () = sleep => self.on_timeout(),
+            }
+        }
+        // Every handle is gone (the daemon stops): say AdminDown to whoever is left.
+        let peers: Vec<IpAddr> = self.by_peer.keys().copied().collect();
+        for peer in peers {
+            self.remove(peer, None);
+        }
+    }
+
+    fn next_deadline(&self) -> Option<Instant> {
+        self.sessions
+            .values()
+            .flat_map(|e| {
+                [
+                    e.session.next_deadline(),
+                    Some(e.counters_published + COUNTER_PUBLISH),
+                ]
+            })
+            .flatten()
+            .min()
+    }
+
+    fn on_command(&mut self, cmd: Command) {
+        match cmd {
+            Command::Add {
+                peer,
+                local,
+                config,
+                reply,
+            } => {
+                let rx = self.add(peer, local, config);
+                let _ = reply.send(rx);
+            }
+            Command::Remove { peer, owner, done } => {
+                self.remove(peer, Some(owner));
+                let _ = done.send(());
+            }
+        }
+    }
+
+    fn add(&mut self, peer: SocketAddr, local: Option<IpAddr>, config: Config) -> Registration {
+        let now = now();
+        let owner = self.next_owner;
+        self.next_owner += 1;
+        let bind_error = local.and_then(|l| self.bind_source(l));
+        if let Some(disc) = self.by_peer.get(&peer.ip()).copied() {
+            if let Some(e) = self.sessions.get_mut(&disc) {
+                e.owner = owner;
+                e.peer = peer;
+                e.local = local;
+                if let Some(err) = &bind_error {
+                    e.st.note = Some(err.clone());
+                }
+                let mut actions = e.session.handle(now, Event::AdminUp);
+                actions.extend(e.session.handle(now, Event::SetConfig(config)));
+                self.execute(disc, actions);
+                if let Some(e) = self.sessions.get(&disc) {
+                    return Registration {
+                        status: e.status.subscribe(),
+                        owner,
+                    };
+                }
+            }
+        }
+        let disc = self.new_discriminator();
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        let session = Session::new(config, disc, self.rng, now);
+        let st = BfdStatus {
+            state: State::Down.name().to_string(),
+            since: rfc3339_now(),
+            remote_state: State::Down.name().to_string(),
+            local_discriminator: disc,
+            note: Some(bind_error.unwrap_or_else(|| NEVER_UP_NOTE.to_string())),
+            ..BfdStatus::default()
+        };
+        let (status, rx) = watch::channel(st.clone());
+        info!(%peer, discriminator = disc, "BFD session added");
+        self.sessions.insert(
+            disc,
+            Entry {
+                peer,
+                local,
+                session,
+                owner,
+                st,
+                status,
+                counters_published: now,
+            },
+        );
+        self.by_peer.insert(peer.ip(), disc);
+        self.publish(disc, true);
+        Registration { status: rx, owner }
+    }
+
+    /// Opens the sending socket for source address `local` if none is open; the error,
+    /// for the status, when it cannot be.
+    fn bind_source(&mut self, local: IpAddr) -> Option<String> {
+        if self.bound.contains_key(&local) {
+            return None;
+        }
+        self.rng ^= self.rng << 13;
+        self.rng ^= self.rng >> 7;
+        self.rng ^= self.rng << 17;
+        match TxSocket::bind_to(local, self.rng) {
+            Ok(s) => {
+                self.bound.insert(local, s);
+                None
+            }
+            Err(e) => {
+                warn!(%local, error = %e, "cannot send BFD packets from this address");
+                Some(format!("cannot send BFD packets from {local}: {e}"))
+            }
+        }
+    }
+
+    /// RFC 5880 §6.8.1: unique non-zero discriminators, random so that a restarted daemon
+    /// does not reuse the last one.
+    fn new_discriminator(&mut self) -> u32 {
+        // Sessions are a handful; the loop ends at the first free value in practice and
+        // is bounded all the same.
+        for _ in 0..1000 {
+            self.rng ^= self.rng << 13;
+            self.rng ^= self.rng >> 7;
+            self.rng ^= self.rng << 17;
+            let d = u32::try_from(self.rng >> 32).unwrap_or(1);
+            if d != 0 && !self.sessions.contains_key(&d) {
+                return d;
+            }
+        }
+        (1..=u32::MAX)
+            .find(|d| !self.sessions.contains_key(d))
+            .unwrap_or(1)
+    }
+
+    /// Removes the session with `peer`, if `owner` (when given) registered it last.
+    fn remove(&mut self, peer: IpAddr, owner: Option<u64>) {
+        let Some(disc) = self.by_peer.get(&peer).copied() else {
+            return;
+        };
+        let Some(e) = self.sessions.get_mut(&disc) else {
+            return;
+        };
+        if owner.is_some_and(|o| o != e.owner) {
+            return;
+        }
+        let actions = e.session.handle(now(), Event::AdminDown);
+        self.execute(disc, actions);
+        self.sessions.remove(&disc);
+        self.by_peer.remove(&peer);
+        let in_use: Vec<IpAddr> = self.sessions.values().filter_map(|e| e.local).collect();
+        self.bound.retain(|ip, _| in_use.contains(ip));
+        info!(%peer, "BFD session removed");
+    }
+
+    fn on_received(&mut self, r: Received) {
+        let (dg, packet) = match r {
+            Ok(x) => x,
+            Err(e) => {
+                debug!(error = %e, "BFD receive error");
+                return;
+            }
+        };
+        let by_source = self.by_peer.get(&dg.from.ip()).copied();
+        // RFC 5881 §5: single hop means TTL 255, which nobody more than a hop away can
+        // forge.
+        if dg.ttl != Some(TTL) || dg.truncated {
+            debug!(from = %dg.from, ttl = ?dg.ttl, "BFD packet dropped: TTL not 255 or too long");
+            self.bad(by_source);
+            return;
+        }
+        let packet = match packet {
+            Ok(p) => p,
+            Err(e) => {
+                debug!(from = %dg.from, error = %e, "BFD packet dropped");
+                self.bad(by_source);
+                return;
+            }
+        };
+        let disc = if packet.your_discriminator != 0 {
+            Some(packet.your_discriminator)
+        } else {
+            by_source
+        };
+        let Some(disc) = disc.filter(|d| {
+            self.sessions
+                .get(d)
+                .is_some_and(|e| e.peer.ip() == dg.from.ip())
+        }) else {
+            self.unknown_packets = self.unknown_packets.saturating_add(1);
+            debug!(from = %dg.from, total = self.unknown_packets, "BFD packet for no session");
+            self.bad(by_source);
+            return;
+        };
+        let now = now();
+        let Some(e) = self.sessions.get_mut(&disc) else {
+            return;
+        };
+        let actions = e.session.handle(now, Event::Packet(packet));
+        let discarded = actions.iter().any(|a| matches!(a, Action::Discarded(_)));
+        if !discarded {
+            e.st.packets_in += 1;
+        }
+        self.execute(disc, actions);
+    }
+
+    fn bad(&mut self, disc: Option<u32>) {
+        if let Some(e) = disc.and_then(|d| self.sessions.get_mut(&d)) {
+            e.st.bad_packets += 1;
+        }
+    }
+
+    fn on_timeout(&mut self) {
+        let now = now();
+        let due: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.session.next_deadline().is_some_and(|d| d <= now))
+            .map(|(d, _)| *d)
+            .collect();
+        for disc in due {
+            if let Some(e) = self.sessions.get_mut(&disc) {
+                let actions = e.session.handle_timeout(now);
+                self.execute(disc, actions);
+            }
+        }
+        let stale: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.counters_published + COUNTER_PUBLISH <= now)
+            .map(|(d, _)| *d)
+            .collect();
+        for disc in stale {
+            self.publish(disc, true);
+        }
+    }
+
+    fn execute(&mut self, disc: u32, actions: Vec<Action>) {
+        let mut changed = false;
+        for action in actions {
+            match action {
+                Action::Send(p) => self.send(disc, &p),
+                Action::StateChanged(t) => {
+                    changed = true;
+                    let Some(e) = self.sessions.get_mut(&disc) else {
+                        continue;
+                    };
+                    if t.is_failure() {
+                        warn!(peer = %e.peer, diag = %t.diag, "BFD session down");
+                        e.st.failures += 1;
+                    } else {
+                        info!(peer = %e.peer, from = %t.from, to = %t.to, diag = %t.diag, "BFD state");
+                    }
+                    if t.to == State::Up {
+                        e.st.up_count += 1;
+                        e.st.note = None;
+                    }
+                    e.st.since = rfc3339_now();
+                }
+                Action::Discarded(why) => {
+                    if let Some(e) = self.sessions.get_mut(&disc) {
+                        debug!(peer = %e.peer, %why, "BFD packet discarded");
+                        e.st.bad_packets += 1;
+                    }
+                }
+            }
+        }
+        self.publish(disc, changed);
+    }
+
+    fn send(&mut self, disc: u32, p: &ControlPacket) {
+        let Some(e) = self.sessions.get_mut(&disc) else {
+            return;
+        };
+        self.buf.clear();
+        if let Err(err) = p.encode(&mut self.buf) {
+            warn!(error = %err, "cannot encode BFD packet");
+            return;
+        }
+        let family = if e.peer.is_ipv6() {
+            &self.tx6
+        } else {
+            &self.tx4
+        };
+        // A configured source address has its own socket; without it (it could not be
+        // bound: the status says so) the kernel's choice is the best left.
+        let tx = e.local.and_then(|l| self.bound.get(&l)).or(family.as_ref());
+        let result = match tx {
+            Some(tx) => tx.try_send_to(&self.buf, e.peer),
+            None => Err(io::Error::other("no socket for this address family")),
+        };
+        match result {
+            Ok(()) => e.st.packets_out += 1,
+            Err(err) => {
+                debug!(peer = %e.peer, error = %err, "BFD send failed");
+                let note = format!("cannot send BFD packets: {err}");
+                if e.st.note.as_deref() != Some(&note) && e.st.up_count == 0 {
+                    e.st.note = Some(note);
+                }
+            }
+        }
+    }
+
+    /// Refreshes the status from the session; publishes at once when more than the
+    /// counters changed (or `force`), otherwise at most every [`COUNTER_PUBLISH`].
+    fn publish(&mut self, disc: u32, force: bool) {
+        let Some(e) = self.sessions.get_mut(&disc) else {
+            return;
+        };
+        let s = e.session.snapshot();
+        let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+        let st = &mut e.st;
+        st.state = s.state.name().to_string();
+        st.remote_state = s.remote_state.name().to_string();
+        st.local_discriminator = s.local_discriminator;
+        st.remote_discriminator = s.remote_discriminator;
+        st.tx_interval_ms = ms(s.tx_interval);
+        st.detection_time_ms = s.detection_time.map(ms);
+        st.diag = s.local_diag.code();
+        st.diag_name = s.local_diag.name().to_string();
+        st.remote_diag = s.remote_diag.code();
+        let now = now();
+        let significant = {
+            let p = e.status.borrow();
+            let mut a = p.clone();
+            let mut b = e.st.clone();
+            for x in [&mut a, &mut b] {
+                x.packets_in = 0;
+                x.packets_out = 0;
+                x.bad_packets = 0;
+            }
+            a != b
+        };
+        if force || significant || e.counters_published + COUNTER_PUBLISH <= now {
+            let st = &e.st;
+            e.status.send_if_modified(|s| {
+                if s == st {
+                    false
+                } else {
+                    s.clone_from(st);
+                    true
+                }
+            });
+            e.counters_published = now;
+        }
+    }
+}
