@@ -2,7 +2,6 @@
 //! listener and one task per peer, then loops over their messages, feeding [`Core`] and
 //! publishing what it decides.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
-use super::local_actions::{Confirmed, LocalActions};
+use super::local_actions::{Confirmed, Flushes, LocalActions};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
@@ -108,8 +107,8 @@ struct Shell {
     listener: Option<Listener>,
     peer_events: mpsc::UnboundedSender<PeerEvent>,
     peer_changed: Arc<Notify>,
-    /// Per peer, the last desired routes it confirmed as written.
-    flushed: HashMap<String, Arc<RibOut>>,
+    /// Per peer, the last desired routes its current session confirmed as written.
+    flushed: Flushes,
     token: watch::Sender<Option<Vec<u8>>>,
     guard: Option<FleetGuard>,
     local: LocalActions,
@@ -185,7 +184,7 @@ pub async fn run(
         listener,
         peer_events,
         peer_changed: Arc::new(Notify::new()),
-        flushed: HashMap::new(),
+        flushed: Flushes::default(),
         token: server.token,
         guard,
         local,
@@ -409,7 +408,7 @@ impl Shell {
                 .remove_peer(peer.config.address, peer.config.md5_key.is_some())
                 .await;
         }
-        self.flushed.remove(&peer.config.name);
+        self.flushed.session_changed(&peer.config.name);
         peer.forwarder.abort();
         let name = peer.config.name.clone();
         if tokio::time::timeout(PEER_STOP_WAIT, peer.handle.shutdown(reason))
@@ -450,22 +449,22 @@ impl Shell {
         }
     }
 
-    /// Per established peer, the routes it last confirmed as written.
-    fn confirmed(&self) -> Confirmed {
+    /// Names of the peers whose session is established.
+    fn established(&self) -> impl Iterator<Item = &str> {
         self.peers
             .iter()
             .filter(|p| p.status.borrow().state == "established")
-            .map(|p| self.flushed.get(&p.config.name).cloned())
-            .collect()
+            .map(|p| p.config.name.as_str())
+    }
+
+    /// Per established peer, the routes its session last confirmed as written.
+    fn confirmed(&self) -> Confirmed {
+        self.flushed.confirmed(self.established())
     }
 
     fn all_flushed(&self) -> bool {
         let current = self.routes_tx.borrow().clone();
-        self.peers.iter().all(|p| {
-            self.flushed
-                .get(&p.config.name)
-                .is_some_and(|r| Arc::ptr_eq(r, &current))
-        })
+        self.flushed.all_flushed(self.established(), &current)
     }
 
     fn on_check(&mut self, core: &mut Core, event: &CheckEvent) {
@@ -513,15 +512,17 @@ impl Shell {
         match event {
             PeerEvent::Established { peer, capabilities } => {
                 tracing::info!(%peer, capabilities = %capabilities.join(","), "session established");
+                self.flushed.session_changed(&peer);
             }
             PeerEvent::Down { peer, reason } => {
                 tracing::warn!(%peer, %reason, "session down");
+                self.flushed.session_changed(&peer);
             }
             PeerEvent::ServiceRoutes { peer, routes } => {
                 tracing::debug!(%peer, routes = routes.len(), "service routes received back");
             }
             PeerEvent::Flushed { peer, routes } => {
-                self.flushed.insert(peer, routes);
+                self.flushed.flushed(peer, routes);
             }
             PeerEvent::Crashed { peer, message } => {
                 tracing::error!(%peer, %message, "peer task crashed; restarting it");
