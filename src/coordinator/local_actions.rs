@@ -86,11 +86,16 @@ impl Flushes {
 }
 
 impl LocalActions {
-    pub(super) fn start(services: &[ServiceConfig], dry_run: bool) -> Self {
+    /// `ip_command`: the `ip` program and leading arguments; `None` for `ip` from `PATH`.
+    pub(super) fn start(
+        services: &[ServiceConfig],
+        dry_run: bool,
+        ip_command: Option<Vec<String>>,
+    ) -> Self {
         LocalActions {
             hooks: Hooks::start(services),
             ledger: Ledger::default(),
-            ip: IpCommand::default(),
+            ip: ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix),
             dry_run,
         }
     }

@@ -44,6 +44,9 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Evaluate checks and log every decision, but open no BGP session.
     pub dry_run: bool,
+    /// The command (and leading arguments) that manages service addresses; `None` for
+    /// `ip` from `PATH`. E.g. `["ip", "-n", "NETNS"]`.
+    pub ip_command: Option<Vec<String>>,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -166,7 +169,11 @@ pub async fn run(
         _ => None,
     };
 
-    let local = LocalActions::start(&config.services, options.dry_run);
+    let local = LocalActions::start(
+        &config.services,
+        options.dry_run,
+        options.ip_command.clone(),
+    );
     let mut shell = Shell {
         options,
         started: now,
@@ -262,17 +269,19 @@ pub async fn run(
         }
         let changes = core.evaluate(now, SystemTime::now());
         // The routes before anything else: the peer tasks start writing UPDATEs while this
-        // task formats and writes log lines (stdout may be a pipe to journald). Service
-        // addresses go on before their routes go out, and off only once the withdrawal is
-        // confirmed written (crate::local_addr).
+        // task formats and writes log lines (stdout may be a pipe to journald), and while
+        // it waits for the `ip` calls (up to IP_TIMEOUT each), so that no withdrawal waits
+        // behind another service's address. Service addresses go on before their routes
+        // go out (a service whose addresses are not in place is left out of the routes),
+        // so the routes go again once the addresses changed; addresses go off only once
+        // the withdrawal is confirmed written (crate::local_addr).
+        let previous = shell.routes_tx.borrow().clone();
+        shell.send_routes(&core);
         let confirmed = shell.confirmed();
         shell.local.sync(&mut core, &confirmed).await;
-        let desired = Arc::new(core.desired());
-        let previous = shell.routes_tx.borrow().clone();
+        shell.send_routes(&core);
+        let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
-        if routes_changed {
-            shell.routes_tx.send_replace(Arc::clone(&desired));
-        }
         shell.log_check_transitions();
         for (i, change) in changes {
             let name = &core.config().services[i].name;
@@ -465,6 +474,14 @@ impl Shell {
     fn all_flushed(&self) -> bool {
         let current = self.routes_tx.borrow().clone();
         self.flushed.all_flushed(self.established(), &current)
+    }
+
+    /// Publishes `core`'s desired routes to the peers, if they changed.
+    fn send_routes(&self, core: &Core) {
+        let desired = core.desired();
+        if **self.routes_tx.borrow() != desired {
+            self.routes_tx.send_replace(Arc::new(desired));
+        }
     }
 
     fn on_check(&mut self, core: &mut Core, event: &CheckEvent) {

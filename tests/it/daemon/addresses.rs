@@ -105,3 +105,119 @@ async fn scenario() {
     d.shutdown().await;
     assert!(!address_present(), "{ADDRESS} left on {IFACE} at exit");
 }
+
+/// A second service, `api`, appended to a scenario config.
+const API_V4: &str = "198.51.100.0/24";
+
+fn api_service(target: SocketAddr) -> String {
+    format!(
+        r#"
+[[service]]
+name = "api"
+prefixes = ["{API_V4}"]
+
+[[service.check]]
+type = "http"
+url = "http://{target}/healthz"
+interval = "100ms"
+timeout = "50ms"
+rise = 2
+fall = 2
+"#
+    )
+}
+
+#[tokio::test]
+async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
+    // The `ip` the daemon runs is a script that logs its start, waits for a gate file (at
+    // most about 1.5 s, inside the 2 s limit of an `ip` call) and logs its end.
+    let dir = tempfile::tempdir().unwrap();
+    let (log, gate) = (dir.path().join("ip.log"), dir.path().join("gate"));
+    let script = dir.path().join("ip.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"start $*\" >> {log}\n\
+             i=0\n\
+             while [ ! -e {gate} ] && [ $i -lt 75 ]; do sleep 0.02; i=$((i+1)); done\n\
+             echo \"end $*\" >> {log}\n",
+            log = log.display(),
+            gate = gate.display(),
+        ),
+    )
+    .unwrap();
+    let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    std::fs::write(&path, format!("{text}{}", api_service(target.addr))).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        // Through `sh`: exec'ing a file just written races with forks of other threads
+        // (ETXTBSY).
+        ip_command: Some(vec!["sh".into(), script.display().to_string()]),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    let mut announced = Vec::new();
+    for _ in 0..4 {
+        if announced.len() == 2 {
+            break;
+        }
+        announced.extend(d.update().await.nlri);
+    }
+    announced.sort();
+    assert_eq!(announced, vec![v4(API_V4), v4(SERVICE_V4)]);
+
+    // One reload both removes api (its withdrawal is due) and gives web, which stays
+    // announced, a service address (its `ip` call is due).
+    let reloaded = text.replace(
+        "[[service.check]]",
+        "local_addresses = [\"203.0.113.10\"]\n\n[[service.check]]",
+    );
+    std::fs::write(&path, reloaded).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    let u = d.update().await;
+    assert_eq!(u.withdrawn, vec![v4(API_V4)], "{u:?}");
+    assert!(
+        !ip_log().contains("end"),
+        "api's withdrawal waited for web's `ip` call:\n{}",
+        ip_log()
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    for _ in 0..250 {
+        if ip_log().contains("end address replace 203.0.113.10/32 dev lo") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ip_log().contains("end address replace 203.0.113.10/32 dev lo"),
+        "{}",
+        ip_log()
+    );
+    // web stays announced throughout: nothing else is sent.
+    d.quiet_for(3 * INTERVAL, "web's address was added").await;
+    d.shutdown().await;
+    assert!(ip_log().contains("end address del 203.0.113.10/32 dev lo"));
+}
