@@ -683,6 +683,12 @@ impl Shell {
             self.new_checks_rx = Some(checks_rx);
         }
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        self.metrics
+            .retain_checks(new.services.iter().flat_map(|s| {
+                s.checks
+                    .iter()
+                    .map(move |c| (s.name.as_str(), c.name.as_str()))
+            }));
         // New services and changed drain file paths: look now, before the next
         // evaluation, so a drained service is never announced for a poll period.
         self.poll_drain_files(core);
