@@ -561,6 +561,15 @@ impl Shell {
     }
 
     async fn on_control(&mut self, core: &mut Core, request: ControlRequest) {
+        if request.reply.is_closed() {
+            // The server answered 503 (timeout) already: carrying the request out now
+            // would do what the operator was told had failed.
+            tracing::warn!(
+                command = ?request.command,
+                "control request skipped: its caller gave up waiting and got a 503"
+            );
+            return;
+        }
         let reply = match request.command {
             ControlCommand::Drain {
                 service,
@@ -586,7 +595,7 @@ impl Shell {
                 Err(errors) => ControlReply::Rejected(errors),
             },
         };
-        // The server may have given up waiting; nothing to do then.
+        // The server may have given up waiting meanwhile (a reload can be slow).
         let _ = request.reply.send(reply);
     }
 
