@@ -165,6 +165,7 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
     let options = RunOptions {
         config_path: path,
         dry_run,
+        ..RunOptions::default()
     };
     match coordinator::run(config, options, rx).await {
         Ok(()) => ExitCode::SUCCESS,

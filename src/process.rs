@@ -6,10 +6,12 @@
 //! each are kept; the rest is read and discarded so the program never blocks on a full
 //! pipe). At the timeout the whole group gets SIGKILL — helpers the program started die
 //! with it — and the child is awaited, so no zombie is left behind. If the caller's future
-//! is dropped (shutdown), the group is killed on drop and tokio reaps the child in the
-//! background. A program that hangs can therefore never hold up the daemon.
+//! is dropped (shutdown), the group is killed on drop, the pipe readers stop and tokio
+//! reaps the child in the background. A program that hangs can therefore never hold up
+//! the daemon.
 
 use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use nix::sys::signal::{killpg, Signal};
@@ -134,35 +136,50 @@ impl Drop for GroupGuard {
     }
 }
 
+/// A task reading one pipe, and the bytes it kept so far. Dropping it stops the task
+/// (and closes the pipe): when the caller's future is cancelled, a helper that left the
+/// process group but holds the pipe open must not keep a task alive.
+struct Reader {
+    kept: Arc<Mutex<Vec<u8>>>,
+    task: JoinHandle<()>,
+}
+
+impl Drop for Reader {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Reads a pipe to its end, keeping the first [`MAX_OUTPUT`] bytes.
-fn read_bounded<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R) -> JoinHandle<Vec<u8>> {
-    tokio::spawn(async move {
-        let mut kept = Vec::new();
+fn read_bounded<R: AsyncRead + Unpin + Send + 'static>(mut pipe: R) -> Reader {
+    let kept = Arc::new(Mutex::new(Vec::new()));
+    let shared = Arc::clone(&kept);
+    let task = tokio::spawn(async move {
         let mut buf = [0u8; 1024];
         loop {
             match pipe.read(&mut buf).await {
                 Ok(0) | Err(_) => break,
                 Ok(n) => {
+                    let mut kept = shared.lock().unwrap_or_else(PoisonError::into_inner);
                     let room = MAX_OUTPUT.saturating_sub(kept.len());
                     kept.extend_from_slice(&buf[..n.min(room)]);
                 }
             }
         }
-        kept
-    })
+    });
+    Reader { kept, task }
 }
 
-async fn collect(reader: Option<JoinHandle<Vec<u8>>>) -> Vec<u8> {
-    let Some(mut handle) = reader else {
+/// The bytes read from the pipe: once it closes, or what was read within [`PIPE_DRAIN`]
+/// if something outside the process group keeps it open.
+async fn collect(reader: Option<Reader>) -> Vec<u8> {
+    let Some(mut reader) = reader else {
         return Vec::new();
     };
-    match tokio::time::timeout(PIPE_DRAIN, &mut handle).await {
-        Ok(Ok(bytes)) => bytes,
-        _ => {
-            handle.abort();
-            Vec::new()
-        }
-    }
+    let _ = tokio::time::timeout(PIPE_DRAIN, &mut reader.task).await;
+    reader.task.abort();
+    let mut kept = reader.kept.lock().unwrap_or_else(PoisonError::into_inner);
+    std::mem::take(&mut *kept)
 }
 
 fn describe_output(out: &[u8], err: &[u8]) -> String {
@@ -213,6 +230,62 @@ mod tests {
             ("STATE".into(), "down".into()),
         ]);
         assert_eq!(c.run().await, Ok("exit status 0; stdout: web=down".into()));
+    }
+
+    /// Polls (bounded, 5 s) until `path` has content.
+    async fn wait_for_file(path: &std::path::Path) -> String {
+        for _ in 0..250 {
+            match std::fs::read_to_string(path) {
+                Ok(s) if !s.is_empty() => return s,
+                _ => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        }
+        panic!("{} never written", path.display());
+    }
+
+    #[tokio::test]
+    async fn output_read_before_a_helper_that_keeps_the_pipe_open_is_kept() {
+        // The helper leaves the process group (setsid), so it survives the group kill and
+        // keeps stdout open past the pipe drain wait; the program ends once it has left.
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let escaped = dir.path().join("escaped");
+        let script = format!(
+            "echo early; setsid sh -c 'echo > {f}; sleep 2' & \
+             i=0; while [ ! -e {f} ] && [ $i -lt 250 ]; do sleep 0.02; i=$((i+1)); done",
+            f = escaped.display()
+        );
+        let c = BoundedCommand::new(
+            vec!["sh".into(), "-c".into(), script],
+            Duration::from_secs(10),
+        );
+        assert_eq!(c.run().await, Ok("exit status 0; stdout: early".into()));
+    }
+
+    #[tokio::test]
+    async fn a_cancelled_run_stops_reading_the_pipes_of_a_helper_that_escaped() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let (started, verdict) = (dir.path().join("started"), dir.path().join("verdict"));
+        // The helper (own session, ignoring SIGPIPE) writes to the inherited stdout once
+        // the run was cancelled: that write fails only if nobody reads the pipe any more.
+        let helper = format!(
+            "trap '' PIPE; echo up > {s}; sleep 0.5; \
+             if echo x && echo x; then echo read > {v}; else echo closed > {v}; fi",
+            s = started.display(),
+            v = verdict.display(),
+        );
+        let c = BoundedCommand::new(
+            vec![
+                "sh".into(),
+                "-c".into(),
+                format!("setsid sh -c \"{helper}\" & wait"),
+            ],
+            Duration::from_secs(10),
+        );
+        tokio::select! {
+            out = c.run() => panic!("the command ended on its own: {out:?}"),
+            _ = wait_for_file(&started) => {}
+        }
+        assert_eq!(wait_for_file(&verdict).await.trim(), "closed");
     }
 
     #[test]

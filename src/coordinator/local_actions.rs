@@ -2,6 +2,7 @@
 //! addresses (`docs/config.md`, "Local actions"). The ordering rules live in
 //! [`crate::local_addr`]; this is the glue that runs them from the shell's loop.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -39,12 +40,62 @@ pub(super) fn withdrawn_everywhere(confirmed: &Confirmed, prefixes: &[IpNet]) ->
     })
 }
 
+/// Per peer, the last desired routes its *current session* confirmed as written.
+///
+/// A confirmation belongs to one session: once the session goes down or a new one is
+/// established, the new session re-sends the whole desired set, so an entry of the old
+/// session (say, without a prefix the new one is announcing) says nothing about what is
+/// on the wire now, and must not let a service address go.
+#[derive(Debug, Default)]
+pub(super) struct Flushes {
+    by_peer: HashMap<String, Arc<RibOut>>,
+}
+
+impl Flushes {
+    /// `peer` confirmed `routes` as written (`PeerEvent::Flushed`).
+    pub(super) fn flushed(&mut self, peer: String, routes: Arc<RibOut>) {
+        self.by_peer.insert(peer, routes);
+    }
+
+    /// `peer`'s session went down or was (re-)established: what it confirmed before is
+    /// forgotten.
+    pub(super) fn session_changed(&mut self, peer: &str) {
+        self.by_peer.remove(peer);
+    }
+
+    /// For each established peer (by name), what it confirmed (`None`: nothing yet).
+    pub(super) fn confirmed<'a>(&self, established: impl Iterator<Item = &'a str>) -> Confirmed {
+        established
+            .map(|name| self.by_peer.get(name).cloned())
+            .collect()
+    }
+
+    /// Whether every established peer confirmed `current`. A peer that is not established
+    /// holds none of our routes, so there is nothing to wait for.
+    pub(super) fn all_flushed<'a>(
+        &self,
+        mut established: impl Iterator<Item = &'a str>,
+        current: &Arc<RibOut>,
+    ) -> bool {
+        established.all(|name| {
+            self.by_peer
+                .get(name)
+                .is_some_and(|r| Arc::ptr_eq(r, current))
+        })
+    }
+}
+
 impl LocalActions {
-    pub(super) fn start(services: &[ServiceConfig], dry_run: bool) -> Self {
+    /// `ip_command`: the `ip` program and leading arguments; `None` for `ip` from `PATH`.
+    pub(super) fn start(
+        services: &[ServiceConfig],
+        dry_run: bool,
+        ip_command: Option<Vec<String>>,
+    ) -> Self {
         LocalActions {
             hooks: Hooks::start(services),
             ledger: Ledger::default(),
-            ip: IpCommand::default(),
+            ip: ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix),
             dry_run,
         }
     }
@@ -149,6 +200,48 @@ mod tests {
                 .map(|p| (p.parse().unwrap_or_else(|e| panic!("{e}")), attrs.clone()))
                 .collect(),
         ))
+    }
+
+    #[test]
+    fn a_confirmation_of_a_previous_session_does_not_count_after_a_reset() {
+        let web: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"))];
+        let mut flushes = Flushes::default();
+        // The old session confirmed a set without the web prefix ...
+        flushes.flushed("edge".into(), rib(&[]).unwrap_or_default());
+        assert!(withdrawn_everywhere(
+            &flushes.confirmed(["edge"].into_iter()),
+            &web
+        ));
+        // ... then went down and came back: the new session may be sending the prefix.
+        flushes.session_changed("edge"); // PeerEvent::Down
+        flushes.session_changed("edge"); // PeerEvent::Established
+        assert_eq!(flushes.confirmed(["edge"].into_iter()), vec![None]);
+        assert!(
+            !withdrawn_everywhere(&flushes.confirmed(["edge"].into_iter()), &web),
+            "the web address could go before the withdrawal is written"
+        );
+        // The new session's own confirmation counts.
+        flushes.flushed("edge".into(), rib(&[]).unwrap_or_default());
+        assert!(withdrawn_everywhere(
+            &flushes.confirmed(["edge"].into_iter()),
+            &web
+        ));
+    }
+
+    #[test]
+    fn a_peer_that_is_down_does_not_hold_up_the_stop() {
+        let current = rib(&[]).unwrap_or_default();
+        let mut flushes = Flushes::default();
+        flushes.flushed("edge".into(), Arc::clone(&current));
+        flushes.flushed("core".into(), Arc::clone(&current));
+        flushes.session_changed("core"); // down: confirmation forgotten
+        assert!(flushes.all_flushed(["edge"].into_iter(), &current));
+        assert!(
+            !flushes.all_flushed(["edge", "core"].into_iter(), &current),
+            "an established peer without a confirmation of the current routes"
+        );
+        let older = rib(&[]).unwrap_or_default();
+        assert!(!flushes.all_flushed(["edge"].into_iter(), &older));
     }
 
     #[test]

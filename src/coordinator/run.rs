@@ -2,7 +2,6 @@
 //! listener and one task per peer, then loops over their messages, feeding [`Core`] and
 //! publishing what it decides.
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
@@ -12,7 +11,7 @@ use tokio::task::JoinHandle;
 
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
-use super::local_actions::{Confirmed, LocalActions};
+use super::local_actions::{Confirmed, Flushes, LocalActions};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
@@ -45,6 +44,9 @@ pub struct RunOptions {
     pub config_path: Option<PathBuf>,
     /// Evaluate checks and log every decision, but open no BGP session.
     pub dry_run: bool,
+    /// The command (and leading arguments) that manages service addresses; `None` for
+    /// `ip` from `PATH`. E.g. `["ip", "-n", "NETNS"]`.
+    pub ip_command: Option<Vec<String>>,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -108,8 +110,8 @@ struct Shell {
     listener: Option<Listener>,
     peer_events: mpsc::UnboundedSender<PeerEvent>,
     peer_changed: Arc<Notify>,
-    /// Per peer, the last desired routes it confirmed as written.
-    flushed: HashMap<String, Arc<RibOut>>,
+    /// Per peer, the last desired routes its current session confirmed as written.
+    flushed: Flushes,
     token: watch::Sender<Option<Vec<u8>>>,
     guard: Option<FleetGuard>,
     local: LocalActions,
@@ -169,7 +171,11 @@ pub async fn run(
         _ => None,
     };
 
-    let local = LocalActions::start(&config.services, options.dry_run);
+    let local = LocalActions::start(
+        &config.services,
+        options.dry_run,
+        options.ip_command.clone(),
+    );
     let mut shell = Shell {
         options,
         started: now,
@@ -187,7 +193,7 @@ pub async fn run(
         listener,
         peer_events,
         peer_changed: Arc::new(Notify::new()),
-        flushed: HashMap::new(),
+        flushed: Flushes::default(),
         token: server.token,
         guard,
         local,
@@ -266,17 +272,19 @@ pub async fn run(
         }
         let changes = core.evaluate(now, SystemTime::now());
         // The routes before anything else: the peer tasks start writing UPDATEs while this
-        // task formats and writes log lines (stdout may be a pipe to journald). Service
-        // addresses go on before their routes go out, and off only once the withdrawal is
-        // confirmed written (crate::local_addr).
+        // task formats and writes log lines (stdout may be a pipe to journald), and while
+        // it waits for the `ip` calls (up to IP_TIMEOUT each), so that no withdrawal waits
+        // behind another service's address. Service addresses go on before their routes
+        // go out (a service whose addresses are not in place is left out of the routes),
+        // so the routes go again once the addresses changed; addresses go off only once
+        // the withdrawal is confirmed written (crate::local_addr).
+        let previous = shell.routes_tx.borrow().clone();
+        shell.send_routes(&core);
         let confirmed = shell.confirmed();
         shell.local.sync(&mut core, &confirmed).await;
-        let desired = Arc::new(core.desired());
-        let previous = shell.routes_tx.borrow().clone();
+        shell.send_routes(&core);
+        let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
-        if routes_changed {
-            shell.routes_tx.send_replace(Arc::clone(&desired));
-        }
         shell.log_check_transitions();
         for (i, change) in changes {
             let name = &core.config().services[i].name;
@@ -420,7 +428,7 @@ impl Shell {
                 .remove_peer(peer.config.address, peer.config.md5_key.is_some())
                 .await;
         }
-        self.flushed.remove(&peer.config.name);
+        self.flushed.session_changed(&peer.config.name);
         peer.forwarder.abort();
         let name = peer.config.name.clone();
         if tokio::time::timeout(PEER_STOP_WAIT, peer.handle.shutdown(reason))
@@ -461,22 +469,30 @@ impl Shell {
         }
     }
 
-    /// Per established peer, the routes it last confirmed as written.
-    fn confirmed(&self) -> Confirmed {
+    /// Names of the peers whose session is established.
+    fn established(&self) -> impl Iterator<Item = &str> {
         self.peers
             .iter()
             .filter(|p| p.status.borrow().state == "established")
-            .map(|p| self.flushed.get(&p.config.name).cloned())
-            .collect()
+            .map(|p| p.config.name.as_str())
+    }
+
+    /// Per established peer, the routes its session last confirmed as written.
+    fn confirmed(&self) -> Confirmed {
+        self.flushed.confirmed(self.established())
     }
 
     fn all_flushed(&self) -> bool {
         let current = self.routes_tx.borrow().clone();
-        self.peers.iter().all(|p| {
-            self.flushed
-                .get(&p.config.name)
-                .is_some_and(|r| Arc::ptr_eq(r, &current))
-        })
+        self.flushed.all_flushed(self.established(), &current)
+    }
+
+    /// Publishes `core`'s desired routes to the peers, if they changed.
+    fn send_routes(&self, core: &Core) {
+        let desired = core.desired();
+        if **self.routes_tx.borrow() != desired {
+            self.routes_tx.send_replace(Arc::new(desired));
+        }
     }
 
     fn on_check(&mut self, core: &mut Core, event: &CheckEvent) {
@@ -524,15 +540,17 @@ impl Shell {
         match event {
             PeerEvent::Established { peer, capabilities } => {
                 tracing::info!(%peer, capabilities = %capabilities.join(","), "session established");
+                self.flushed.session_changed(&peer);
             }
             PeerEvent::Down { peer, reason } => {
                 tracing::warn!(%peer, %reason, "session down");
+                self.flushed.session_changed(&peer);
             }
             PeerEvent::ServiceRoutes { peer, routes } => {
                 tracing::debug!(%peer, routes = routes.len(), "service routes received back");
             }
             PeerEvent::Flushed { peer, routes } => {
-                self.flushed.insert(peer, routes);
+                self.flushed.flushed(peer, routes);
             }
             PeerEvent::Crashed { peer, message } => {
                 tracing::error!(%peer, %message, "peer task crashed; restarting it");
@@ -554,6 +572,15 @@ impl Shell {
     }
 
     async fn on_control(&mut self, core: &mut Core, request: ControlRequest) {
+        if request.reply.is_closed() {
+            // The server answered 503 (timeout) already: carrying the request out now
+            // would do what the operator was told had failed.
+            tracing::warn!(
+                command = ?request.command,
+                "control request skipped: its caller gave up waiting and got a 503"
+            );
+            return;
+        }
         let reply = match request.command {
             ControlCommand::Drain {
                 service,
@@ -579,7 +606,7 @@ impl Shell {
                 Err(errors) => ControlReply::Rejected(errors),
             },
         };
-        // The server may have given up waiting; nothing to do then.
+        // The server may have given up waiting meanwhile (a reload can be slow).
         let _ = request.reply.send(reply);
     }
 
@@ -676,6 +703,12 @@ impl Shell {
             self.new_checks_rx = Some(checks_rx);
         }
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        self.metrics
+            .retain_checks(new.services.iter().flat_map(|s| {
+                s.checks
+                    .iter()
+                    .map(move |c| (s.name.as_str(), c.name.as_str()))
+            }));
         // New services and changed drain file paths: look now, before the next
         // evaluation, so a drained service is never announced for a poll period.
         self.poll_drain_files(core);

@@ -24,6 +24,8 @@ use crate::config::MAX_DURATION;
 pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(1);
 /// Default poll timeout.
 pub const DEFAULT_POLL_TIMEOUT: Duration = Duration::from_millis(500);
+/// Shortest poll interval accepted: below it every other site is polled in a tight loop.
+pub const MIN_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The validated fleet.
 #[derive(Debug, Clone, PartialEq)]
@@ -447,11 +449,20 @@ impl Fleet {
             Some(p) if p.interval.is_some() => c.duration(p.interval.as_ref(), "poll.interval")?,
             _ => DEFAULT_POLL_INTERVAL,
         };
+        let span = |s: Option<&Spanned<String>>| s.map(Spanned::span);
+        if interval < MIN_POLL_INTERVAL {
+            let min = humantime::format_duration(MIN_POLL_INTERVAL);
+            c.push(
+                span(raw.and_then(|p| p.interval.as_ref())),
+                "poll.interval",
+                FleetErrorKind::Timing(format!("must be at least {min}")),
+            );
+            return None;
+        }
         let timeout = match raw {
             Some(p) if p.timeout.is_some() => c.duration(p.timeout.as_ref(), "poll.timeout")?,
             _ => DEFAULT_POLL_TIMEOUT,
         };
-        let span = |s: Option<&Spanned<String>>| s.map(Spanned::span);
         if timeout > interval {
             c.push(
                 span(raw.and_then(|p| p.timeout.as_ref())),

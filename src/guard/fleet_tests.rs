@@ -167,3 +167,27 @@ fn fleet_without_sites_or_with_bad_syntax_is_rejected() {
         .to_string()
         .starts_with("/nonexistent/fleet.toml: cannot read:"));
 }
+
+#[test]
+fn a_poll_interval_below_the_minimum_is_refused() {
+    // "1ns" would poll every other site in a tight loop.
+    let site = "\n[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2:9180/status\"\n";
+    assert_eq!(
+        messages(&format!(
+            "[poll]\ninterval = \"1ns\"\ntimeout = \"1ns\"\n{site}"
+        )),
+        ["fleet.toml:2:12: poll.interval: must be at least 100ms"]
+    );
+    assert_eq!(
+        messages(&format!(
+            "[poll]\ninterval = \"99ms\"\ntimeout = \"50ms\"\n{site}"
+        )),
+        ["fleet.toml:2:12: poll.interval: must be at least 100ms"]
+    );
+    let fleet = Fleet::parse(
+        &format!("[poll]\ninterval = \"100ms\"\ntimeout = \"50ms\"\n{site}"),
+        "fleet.toml",
+    )
+    .unwrap();
+    assert_eq!(fleet.poll.interval, MIN_POLL_INTERVAL);
+}

@@ -6,8 +6,8 @@
 //! [`MAX_STATUS_BODY`] for the body, parse the `"guard"` key, record the outcome with the
 //! time the request was *started*, sleep until the next interval (or until the coordinator
 //! asks for an immediate round, e.g. right after publishing an intent to withdraw).
-//! Anything but a complete, valid report from the expected site is a [`PollFailure`],
-//! which the guard counts as "not announcing".
+//! Anything but a complete, valid report of [`REPORT_VERSION`] from the expected site is a
+//! [`PollFailure`], which the guard counts as "not announcing".
 
 use std::time::{Duration, Instant};
 
@@ -22,7 +22,7 @@ use tokio::sync::watch;
 use tokio::task::JoinSet;
 
 use super::fleet::Fleet;
-use super::report::StatusEnvelope;
+use super::report::{StatusEnvelope, REPORT_VERSION};
 use super::view::{FleetView, PollFailure, PollOutcome};
 
 /// Largest status document accepted.
@@ -93,7 +93,27 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     text
 }
 
+/// Just the version of a report, read before the rest: a report of another version may
+/// not have the fields of this one, or give them another meaning.
+#[derive(serde::Deserialize)]
+struct VersionEnvelope {
+    guard: VersionOnly,
+}
+
+#[derive(serde::Deserialize)]
+struct VersionOnly {
+    version: u32,
+}
+
 fn parse(body: &[u8], expected: &str) -> Result<super::report::SiteReport, PollFailure> {
+    let version: VersionEnvelope =
+        serde_json::from_slice(body).map_err(|e| PollFailure::Body(e.to_string()))?;
+    if version.guard.version != REPORT_VERSION {
+        return Err(PollFailure::UnsupportedVersion {
+            found: version.guard.version,
+            supported: REPORT_VERSION,
+        });
+    }
     let envelope: StatusEnvelope =
         serde_json::from_slice(body).map_err(|e| PollFailure::Body(e.to_string()))?;
     if envelope.guard.site != expected {

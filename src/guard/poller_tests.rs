@@ -231,3 +231,34 @@ async fn run_publishes_the_view_polls_at_once_on_request_and_stops_on_shutdown()
     stop_tx.send(true).unwrap();
     tokio::time::timeout(WAIT, poller).await.unwrap().unwrap();
 }
+
+#[test]
+fn a_report_of_an_unknown_version_is_a_poll_failure() {
+    let v1 = status_json("a", 1);
+    assert!(parse(v1.as_bytes(), "a").is_ok());
+    // The same shape under another version number: its fields may mean something else.
+    let same_shape = v1.replace(
+        &format!("\"version\":{REPORT_VERSION}"),
+        &format!("\"version\":{}", REPORT_VERSION + 1),
+    );
+    assert_ne!(same_shape, v1);
+    let unsupported = Err(PollFailure::UnsupportedVersion {
+        found: REPORT_VERSION + 1,
+        supported: REPORT_VERSION,
+    });
+    assert_eq!(parse(same_shape.as_bytes(), "a"), unsupported);
+    // A future format that does not even have v1's fields says why, too.
+    let other_shape = format!(
+        r#"{{"guard":{{"version":{},"site":"a","sites":{{}}}}}}"#,
+        REPORT_VERSION + 1
+    );
+    assert_eq!(parse(other_shape.as_bytes(), "a"), unsupported);
+    assert_eq!(
+        PollFailure::UnsupportedVersion {
+            found: 2,
+            supported: 1
+        }
+        .to_string(),
+        "report format version 2 is not supported (this anyguard reads version 1)"
+    );
+}

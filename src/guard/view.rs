@@ -60,6 +60,17 @@ pub enum PollFailure {
         /// The site named in the report.
         found: String,
     },
+    /// The report is in a format version this build does not read (the other site runs
+    /// an incompatible anyguard): its content cannot be trusted to mean what v1 means.
+    #[error(
+        "report format version {found} is not supported (this anyguard reads version {supported})"
+    )]
+    UnsupportedVersion {
+        /// The version in the report.
+        found: u32,
+        /// [`REPORT_VERSION`](super::report::REPORT_VERSION).
+        supported: u32,
+    },
 }
 
 impl FleetView {

@@ -17,7 +17,8 @@ use tokio::sync::oneshot;
 pub struct ControlRequest {
     /// What to do.
     pub command: ControlCommand,
-    /// Where to answer. Dropping it unanswered makes the server reply 503.
+    /// Where to answer. Dropping it unanswered makes the server reply 503; once the
+    /// server has replied 503 it is closed, and the coordinator skips the request.
     pub reply: oneshot::Sender<ControlReply>,
 }
 

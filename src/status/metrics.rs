@@ -47,8 +47,9 @@
 //! | `anyguard_service_flaps_total` | counter | `service` |
 //! | `anyguard_reloads_total` | counter | `result` |
 
+use std::collections::BTreeSet;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -99,6 +100,9 @@ pub struct Metrics {
 struct Inner {
     registry: Registry,
     probe_duration: Family<Labels, Histogram>,
+    /// The `(service, check)` pairs `probe_duration` has series of, so that a reload can
+    /// drop those of checks that are gone.
+    probe_checks: Mutex<BTreeSet<(String, String)>>,
     updates_sent: Family<Labels, Counter>,
     service_flaps: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
@@ -108,6 +112,14 @@ impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
+}
+
+fn probe_labels(service: &str, check: &str, ok: bool) -> Labels {
+    vec![
+        ("service", service.to_owned()),
+        ("check", check.to_owned()),
+        ("result", if ok { "ok" } else { "fail" }.to_owned()),
+    ]
 }
 
 fn probe_histogram() -> Histogram {
@@ -149,6 +161,7 @@ impl Metrics {
             inner: Arc::new(Inner {
                 registry,
                 probe_duration,
+                probe_checks: Mutex::default(),
                 updates_sent,
                 service_flaps,
                 reloads,
@@ -158,15 +171,16 @@ impl Metrics {
 
     /// Records one probe of `check` of `service`.
     pub fn observe_probe(&self, service: &str, check: &str, latency: Duration, ok: bool) {
-        let labels = vec![
-            ("service", service.to_owned()),
-            ("check", check.to_owned()),
-            ("result", if ok { "ok" } else { "fail" }.to_owned()),
-        ];
         self.inner
             .probe_duration
-            .get_or_create(&labels)
+            .get_or_create(&probe_labels(service, check, ok))
             .observe(latency.as_secs_f64());
+        let mut seen = self
+            .inner
+            .probe_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        seen.insert((service.to_owned(), check.to_owned()));
     }
 
     /// Counts one UPDATE message sent to `peer`.
@@ -192,6 +206,28 @@ impl Metrics {
             .reloads
             .get_or_create(&vec![("result", result.to_owned())])
             .inc();
+    }
+
+    /// Drops the probe series of every check not in `current` (`(service, check)` names),
+    /// e.g. after a reload removed or renamed checks.
+    pub fn retain_checks<'a>(&self, current: impl IntoIterator<Item = (&'a str, &'a str)>) {
+        let current: BTreeSet<(&str, &str)> = current.into_iter().collect();
+        let mut seen = self
+            .inner
+            .probe_checks
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        seen.retain(|(service, check)| {
+            if current.contains(&(service.as_str(), check.as_str())) {
+                return true;
+            }
+            for ok in [true, false] {
+                self.inner
+                    .probe_duration
+                    .remove(&probe_labels(service, check, ok));
+            }
+            false
+        });
     }
 
     /// The Prometheus text exposition (version 0.0.4) of everything.
@@ -549,5 +585,47 @@ impl Collector for SnapshotCollector {
             }
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn metrics() -> Metrics {
+        Metrics::new(watch::channel(StatusDocument::default()).1)
+    }
+
+    fn probe_series(m: &Metrics) -> Vec<String> {
+        let text = m.encode().unwrap_or_else(|e| panic!("{e}"));
+        let mut series: Vec<String> = text
+            .lines()
+            .filter(|l| l.starts_with("anyguard_probe_duration_seconds_count"))
+            .map(|l| l.split_whitespace().next().unwrap_or_default().to_owned())
+            .collect();
+        series.sort();
+        series
+    }
+
+    #[test]
+    fn probe_series_of_checks_removed_by_a_reload_go() {
+        let m = metrics();
+        let ms = Duration::from_millis(3);
+        m.observe_probe("web", "http", ms, true);
+        m.observe_probe("web", "http", ms, false);
+        m.observe_probe("web", "tcp", ms, true);
+        m.observe_probe("dns", "udp", ms, false);
+        // Reload: web's "tcp" check is renamed "tls", service dns is removed.
+        m.retain_checks([("web", "http"), ("web", "tls")]);
+        assert_eq!(
+            probe_series(&m),
+            [
+                r#"anyguard_probe_duration_seconds_count{service="web",check="http",result="fail"}"#,
+                r#"anyguard_probe_duration_seconds_count{service="web",check="http",result="ok"}"#,
+            ]
+        );
+        // A check that comes back starts a new series.
+        m.observe_probe("web", "tcp", ms, true);
+        assert_eq!(probe_series(&m).len(), 3);
     }
 }

@@ -105,3 +105,214 @@ async fn scenario() {
     d.shutdown().await;
     assert!(!address_present(), "{ADDRESS} left on {IFACE} at exit");
 }
+
+/// A second service, `api`, appended to a scenario config.
+const API_V4: &str = "198.51.100.0/24";
+
+fn api_service(target: SocketAddr) -> String {
+    format!(
+        r#"
+[[service]]
+name = "api"
+prefixes = ["{API_V4}"]
+
+[[service.check]]
+type = "http"
+url = "http://{target}/healthz"
+interval = "100ms"
+timeout = "50ms"
+rise = 2
+fall = 2
+"#
+    )
+}
+
+/// An `ip` for the daemon: a script that logs its start, waits for a gate file (at most
+/// about 1.5 s, inside the 2 s limit of an `ip` call) and logs its end. Returns the
+/// script, the log and the gate.
+fn gated_ip(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
+    let (log, gate) = (dir.join("ip.log"), dir.join("gate"));
+    let script = dir.join("ip.sh");
+    std::fs::write(
+        &script,
+        format!(
+            "echo \"start $*\" >> {log}\n\
+             i=0\n\
+             while [ ! -e {gate} ] && [ $i -lt 75 ]; do sleep 0.02; i=$((i+1)); done\n\
+             echo \"end $*\" >> {log}\n",
+            log = log.display(),
+            gate = gate.display(),
+        ),
+    )
+    .unwrap();
+    (script, log, gate)
+}
+
+#[tokio::test]
+async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, gate) = gated_ip(dir.path());
+    let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    std::fs::write(&path, format!("{text}{}", api_service(target.addr))).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        // Through `sh`: exec'ing a file just written races with forks of other threads
+        // (ETXTBSY).
+        ip_command: Some(vec!["sh".into(), script.display().to_string()]),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    let mut announced = Vec::new();
+    for _ in 0..4 {
+        if announced.len() == 2 {
+            break;
+        }
+        announced.extend(d.update().await.nlri);
+    }
+    announced.sort();
+    assert_eq!(announced, vec![v4(API_V4), v4(SERVICE_V4)]);
+
+    // One reload both removes api (its withdrawal is due) and gives web, which stays
+    // announced, a service address (its `ip` call is due).
+    let reloaded = text.replace(
+        "[[service.check]]",
+        "local_addresses = [\"203.0.113.10\"]\n\n[[service.check]]",
+    );
+    std::fs::write(&path, reloaded).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    let u = d.update().await;
+    assert_eq!(u.withdrawn, vec![v4(API_V4)], "{u:?}");
+    assert!(
+        !ip_log().contains("end"),
+        "api's withdrawal waited for web's `ip` call:\n{}",
+        ip_log()
+    );
+
+    std::fs::write(&gate, "").unwrap();
+    for _ in 0..250 {
+        if ip_log().contains("end address replace 203.0.113.10/32 dev lo") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(
+        ip_log().contains("end address replace 203.0.113.10/32 dev lo"),
+        "{}",
+        ip_log()
+    );
+    // web stays announced throughout: nothing else is sent.
+    d.quiet_for(3 * INTERVAL, "web's address was added").await;
+    d.shutdown().await;
+    assert!(ip_log().contains("end address del 203.0.113.10/32 dev lo"));
+}
+
+#[tokio::test]
+async fn a_control_request_answered_503_is_not_carried_out_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, gate) = gated_ip(dir.path());
+    let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
+    let status_extra = format!("token_file = \"{}\"", token_file.display());
+    let setup = Setup {
+        status_extra: &status_extra,
+        ..Setup::default()
+    };
+
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        ip_command: Some(vec!["sh".into(), script.display().to_string()]),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    assert_v4_announcement(&d.update().await, 0);
+
+    // Five service addresses, each `ip` call held at the gate for about 1.5 s: the
+    // coordinator is busy for longer than the control endpoint waits for it (5 s).
+    let reloaded = text.replace(
+        "[[service.check]]",
+        "local_addresses = [\"203.0.113.10\", \"203.0.113.11\", \"203.0.113.12\", \
+         \"203.0.113.13\", \"203.0.113.14\"]\n\n[[service.check]]",
+    );
+    std::fs::write(&path, reloaded).unwrap();
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    for _ in 0..250 {
+        if ip_log().contains("start") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert!(ip_log().contains("start"), "no `ip` call started");
+
+    let (code, body) = post(
+        status_port,
+        "/services/web/drain",
+        "s3cret-token-for-tests",
+        r#"{"reason": "maintenance"}"#,
+    )
+    .await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        ip_log().matches("end").count() < 5,
+        "the coordinator was not busy throughout:\n{}",
+        ip_log()
+    );
+
+    // The coordinator gets to the request only now: the operator was told it failed, so
+    // it must not drain the service behind their back.
+    std::fs::write(&gate, "").unwrap();
+    for _ in 0..250 {
+        if ip_log().matches("end").count() == 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ip_log().matches("end").count(), 5, "{}", ip_log());
+    d.quiet_for(5 * INTERVAL, "a drain answered with 503").await;
+    d.wait_state("up").await;
+    d.shutdown().await;
+}
