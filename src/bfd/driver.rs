@@ -11,8 +11,16 @@
 //! Demultiplexing (RFC 5880 §6.8.6, RFC 5881 §3): by Your Discriminator, or by the source
 //! address when it is zero; the source address must be the session's peer either way.
 //! Packets whose TTL / hop limit is not 255 are dropped (RFC 5881 §5). Nothing is
-//! allocated for a sender without a session: such packets only bump one counter (logged
-//! at debug level).
+//! allocated for a sender without a session: every datagram dropped before it reaches a
+//! session bumps one of a fixed set of counters, by reason
+//! ([`crate::status::model::BfdDropCounts`], published on [`Handle::daemon_status`]).
+//!
+//! A removed session is not freed at once: it lingers in AdminDown, sending at its
+//! interval, for the peer's Detection Time (RFC 5880 §6.8.16; see
+//! [`Session::admin_down_until`]), so that the peer sees AdminDown rather than a detection
+//! timeout. Registering the same peer again meanwhile takes the lingering session back.
+//! [`Handle::stop`] removes every session and waits for the lingering, cut short at
+//! [`STOP_LINGER_MAX`].
 
 use std::collections::HashMap;
 use std::io;
@@ -25,12 +33,15 @@ use tracing::{debug, info, warn};
 
 use super::session::{Action, Config, Event, Session};
 use super::socket::{Datagram, RxSocket, TxSocket, CONTROL_PORT, RECV_BUF, TTL};
-use crate::status::model::BfdStatus;
+use crate::status::model::{BfdDaemonStatus, BfdStatus};
 
 /// Commands queued to the BFD task.
 const COMMAND_QUEUE: usize = 64;
 /// Counters reach the status at most this often (state changes go out at once).
 const COUNTER_PUBLISH: Duration = Duration::from_secs(1);
+/// At daemon stop, sessions linger in AdminDown (RFC 5880 §6.8.16) at most this long, so
+/// that stopping stays quick; a slow session then has sent one AdminDown packet, or two.
+pub const STOP_LINGER_MAX: Duration = Duration::from_secs(1);
 /// The status note while a session has never been Up.
 pub const NEVER_UP_NOTE: &str =
     "BFD has not come up: the BGP session does not depend on it until it has (is BFD enabled on the router?)";
@@ -78,6 +89,9 @@ enum Command {
         owner: u64,
         done: oneshot::Sender<()>,
     },
+    Stop {
+        done: oneshot::Sender<()>,
+    },
 }
 
 /// What [`Handle::add`] gives a peer task.
@@ -93,6 +107,7 @@ pub struct Registration {
 #[derive(Debug, Clone)]
 pub struct Handle {
     tx: mpsc::Sender<Command>,
+    daemon_status: watch::Receiver<BfdDaemonStatus>,
     ports: (Option<u16>, Option<u16>),
     peer_port: u16,
 }
@@ -128,12 +143,17 @@ impl Handle {
         let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
         let (rx4, tx4) = v4.map(|f| (f.rx, f.tx)).unzip();
         let (rx6, tx6) = v6.map(|f| (f.rx, f.tx)).unzip();
+        let (daemon_tx, daemon_status) = watch::channel(BfdDaemonStatus::default());
         let driver = Driver {
             sessions: HashMap::new(),
             by_peer: HashMap::new(),
             rng: seed | 1,
             next_owner: 1,
-            unknown_packets: 0,
+            daemon: BfdDaemonStatus::default(),
+            daemon_tx,
+            daemon_published: now(),
+            stopping: false,
+            stop_waiters: Vec::new(),
             tx4,
             tx6,
             bound: HashMap::new(),
@@ -142,6 +162,7 @@ impl Handle {
         tokio::spawn(driver.run(rx, rx4, rx6));
         Ok(Handle {
             tx,
+            daemon_status,
             ports,
             peer_port: cfg.peer_port,
         })
@@ -155,6 +176,22 @@ impl Handle {
     /// The port peers' sessions are sent to (3784).
     pub fn peer_port(&self) -> u16 {
         self.peer_port
+    }
+
+    /// The task's own status (counters of dropped datagrams), refreshed at most once a
+    /// second; it closes when the task ends.
+    pub fn daemon_status(&self) -> watch::Receiver<BfdDaemonStatus> {
+        self.daemon_status.clone()
+    }
+
+    /// Removes every session and waits until each has sent AdminDown long enough (RFC
+    /// 5880 §6.8.16), at most [`STOP_LINGER_MAX`] (and a margin); the task then ends and
+    /// [`Handle::add`] answers `None`.
+    pub async fn stop(&self) {
+        let (done, rx) = oneshot::channel();
+        if self.tx.send(Command::Stop { done }).await.is_ok() {
+            let _ = tokio::time::timeout(STOP_LINGER_MAX * 2, rx).await;
+        }
     }
     /// Starts the session with `peer` (its address and BFD port, 3784), or takes over and
     /// re-configures the one it has: a peer task restarted after a panic keeps its
@@ -179,8 +216,9 @@ impl Handle {
             .ok()?;
         rx.await.ok()
     }
-    /// Removes the session with `peer` if `owner` registered it last: AdminDown (RFC 5880
-    /// §6.8.16, so the peer does not see a failure) is sent, then the session is gone.
+    /// Removes the session with `peer` if `owner` registered it last: it goes AdminDown
+    /// (RFC 5880 §6.8.16, so the peer does not see a failure) and is freed once it has
+    /// said so for the peer's Detection Time. Returns without waiting for that.
     pub async fn remove(&self, peer: IpAddr, owner: u64) {
         let (done, rx) = oneshot::channel();
         if self
@@ -217,6 +255,8 @@ struct Entry {
     st: BfdStatus,
     status: watch::Sender<BfdStatus>,
     counters_published: Instant,
+    /// Removed: lingering in AdminDown until then, then freed.
+    free_at: Option<Instant>,
 }
 
 struct Driver {
@@ -224,7 +264,15 @@ struct Driver {
     by_peer: HashMap<IpAddr, u32>,
     rng: u64,
     next_owner: u64,
-    unknown_packets: u64,
+    /// The task's own counters, and when they were last published (`daemon_tx` holds
+    /// what was).
+    daemon: BfdDaemonStatus,
+    daemon_tx: watch::Sender<BfdDaemonStatus>,
+    daemon_published: Instant,
+    /// [`Handle::stop`] was called, or every handle is gone: the task ends once the
+    /// lingering sessions are freed.
+    stopping: bool,
+    stop_waiters: Vec<oneshot::Sender<()>>,
     tx4: Option<TxSocket>,
     tx6: Option<TxSocket>,
     /// Sending sockets bound to a configured source address, one per address in use.
@@ -261,7 +309,12 @@ impl Driver {
     ) {
         let mut buf4 = [0u8; RECV_BUF];
         let mut buf6 = [0u8; RECV_BUF];
+        let mut commands_open = true;
+        // Ends: once stopping, no session is added and each is freed by STOP_LINGER_MAX.
         loop {
+            if self.stopping && self.sessions.is_empty() {
+                break;
+            }
             let deadline = self.next_deadline();
             let sleep = async {
                 match deadline {
@@ -270,19 +323,33 @@ impl Driver {
                 }
             };
             tokio::select! {
-                cmd = commands.recv() => match cmd {
+                cmd = commands.recv(), if commands_open => match cmd {
                     Some(cmd) => self.on_command(cmd),
-                    None => break,
+                    // Every handle is gone (the daemon stops): say AdminDown to whoever
+                    // is left, for as long as a stop allows.
+                    None => {
+                        commands_open = false;
+                        self.stop();
+                    }
                 },
                 r = receive(&mut rx4, &mut buf4) => self.on_received(r),
                 r = receive(&mut rx6, &mut buf6) => self.on_received(r),
                 () = sleep => self.on_timeout(),
             }
         }
-        // Every handle is gone (the daemon stops): say AdminDown to whoever is left.
+        self.publish_daemon(true);
+        for done in self.stop_waiters.drain(..) {
+            let _ = done.send(());
+        }
+    }
+
+    /// Removes every session, lingering at most [`STOP_LINGER_MAX`].
+    fn stop(&mut self) {
+        self.stopping = true;
+        let cap = now() + STOP_LINGER_MAX;
         let peers: Vec<IpAddr> = self.by_peer.keys().copied().collect();
         for peer in peers {
-            self.remove(peer, None);
+            self.remove(peer, None, Some(cap));
         }
     }
 
@@ -293,9 +360,11 @@ impl Driver {
                 [
                     e.session.next_deadline(),
                     Some(e.counters_published + COUNTER_PUBLISH),
+                    e.free_at,
                 ]
             })
             .flatten()
+            .chain(self.daemon_publish_due())
             .min()
     }
 
@@ -307,12 +376,19 @@ impl Driver {
                 config,
                 reply,
             } => {
-                let rx = self.add(peer, local, config);
-                let _ = reply.send(rx);
+                // Stopping: no new session (the reply dropped: `add` answers `None`).
+                if !self.stopping {
+                    let rx = self.add(peer, local, config);
+                    let _ = reply.send(rx);
+                }
             }
             Command::Remove { peer, owner, done } => {
-                self.remove(peer, Some(owner));
+                self.remove(peer, Some(owner), None);
                 let _ = done.send(());
+            }
+            Command::Stop { done } => {
+                self.stop_waiters.push(done);
+                self.stop();
             }
         }
     }
@@ -324,6 +400,9 @@ impl Driver {
         let bind_error = local.and_then(|l| self.bind_source(l));
         if let Some(disc) = self.by_peer.get(&peer.ip()).copied() {
             if let Some(e) = self.sessions.get_mut(&disc) {
+                // A session lingering in AdminDown after a removal is taken back (one
+                // session per peer on the wire): AdminUp below brings it to Down.
+                e.free_at = None;
                 e.owner = owner;
                 e.peer = peer;
                 e.local = local;
@@ -366,6 +445,7 @@ impl Driver {
                 st,
                 status,
                 counters_published: now,
+                free_at: None,
             },
         );
         self.by_peer.insert(peer.ip(), disc);
@@ -413,8 +493,9 @@ impl Driver {
             .unwrap_or(1)
     }
 
-    /// Removes the session with `peer`, if `owner` (when given) registered it last.
-    fn remove(&mut self, peer: IpAddr, owner: Option<u64>) {
+    /// Removes the session with `peer`, if `owner` (when given) registered it last: it
+    /// goes AdminDown and lingers until [`Session::admin_down_until`], or `cap` if sooner.
+    fn remove(&mut self, peer: IpAddr, owner: Option<u64>, cap: Option<Instant>) {
         let Some(disc) = self.by_peer.get(&peer).copied() else {
             return;
         };
@@ -424,13 +505,37 @@ impl Driver {
         if owner.is_some_and(|o| o != e.owner) {
             return;
         }
-        let actions = e.session.handle(now(), Event::AdminDown);
+        let now = now();
+        let actions = e.session.handle(now, Event::AdminDown);
+        let until = e.session.admin_down_until().unwrap_or(now);
+        let free_at = e.free_at.unwrap_or(until);
+        let free_at = cap.map_or(free_at, |c| free_at.min(c));
+        e.free_at = Some(free_at);
+        debug!(%peer, linger = ?free_at.saturating_duration_since(now), "BFD session going AdminDown");
         self.execute(disc, actions);
-        self.sessions.remove(&disc);
-        self.by_peer.remove(&peer);
+    }
+
+    /// Frees the removed sessions whose lingering is over.
+    fn free_lingering(&mut self, now: Instant) {
+        let done: Vec<u32> = self
+            .sessions
+            .iter()
+            .filter(|(_, e)| e.free_at.is_some_and(|t| t <= now))
+            .map(|(d, _)| *d)
+            .collect();
+        if done.is_empty() {
+            return;
+        }
+        for disc in done {
+            if let Some(e) = self.sessions.remove(&disc) {
+                if self.by_peer.get(&e.peer.ip()) == Some(&disc) {
+                    self.by_peer.remove(&e.peer.ip());
+                }
+                info!(peer = %e.peer, "BFD session removed");
+            }
+        }
         let in_use: Vec<IpAddr> = self.sessions.values().filter_map(|e| e.local).collect();
         self.bound.retain(|ip, _| in_use.contains(ip));
-        info!(%peer, "BFD session removed");
     }
 
     fn on_received(&mut self, r: Received) {
@@ -444,15 +549,23 @@ impl Driver {
         let by_source = self.by_peer.get(&dg.from.ip()).copied();
         // RFC 5881 §5: single hop means TTL 255, which nobody more than a hop away can
         // forge.
-        if dg.ttl != Some(TTL) || dg.truncated {
-            debug!(from = %dg.from, ttl = ?dg.ttl, "BFD packet dropped: TTL not 255 or too long");
+        if dg.ttl != Some(TTL) {
+            debug!(from = %dg.from, ttl = ?dg.ttl, "BFD packet dropped: TTL not 255");
+            self.daemon.dropped.ttl += 1;
             self.bad(by_source);
             return;
         }
         let packet = match packet {
-            Ok(p) => p,
+            Ok(p) if !dg.truncated => p,
+            Ok(_) => {
+                debug!(from = %dg.from, "BFD packet dropped: too long");
+                self.daemon.dropped.malformed += 1;
+                self.bad(by_source);
+                return;
+            }
             Err(e) => {
                 debug!(from = %dg.from, error = %e, "BFD packet dropped");
+                self.daemon.dropped.malformed += 1;
                 self.bad(by_source);
                 return;
             }
@@ -467,8 +580,16 @@ impl Driver {
                 .get(d)
                 .is_some_and(|e| e.peer.ip() == dg.from.ip())
         }) else {
-            self.unknown_packets = self.unknown_packets.saturating_add(1);
-            debug!(from = %dg.from, total = self.unknown_packets, "BFD packet for no session");
+            let dropped = &mut self.daemon.dropped;
+            let (count, why) = match disc {
+                None => (&mut dropped.no_session, "no session with this address"),
+                Some(d) if self.sessions.contains_key(&d) => {
+                    (&mut dropped.wrong_source, "discriminator of another peer")
+                }
+                Some(_) => (&mut dropped.unknown_discriminator, "unknown discriminator"),
+            };
+            *count += 1;
+            debug!(from = %dg.from, your_discriminator = packet.your_discriminator, "BFD packet dropped: {why}");
             self.bad(by_source);
             return;
         };
@@ -484,7 +605,10 @@ impl Driver {
         self.execute(disc, actions);
     }
 
+    /// A datagram dropped before any session: counted (above) for the daemon and, when
+    /// the source has a session, for it.
     fn bad(&mut self, disc: Option<u32>) {
+        self.publish_daemon(false);
         if let Some(e) = disc.and_then(|d| self.sessions.get_mut(&d)) {
             e.st.bad_packets += 1;
         }
@@ -512,6 +636,23 @@ impl Driver {
             .collect();
         for disc in stale {
             self.publish(disc, true);
+        }
+        self.free_lingering(now);
+        self.publish_daemon(false);
+    }
+
+    /// When the daemon counters, changed since last published, are due.
+    fn daemon_publish_due(&self) -> Option<Instant> {
+        (*self.daemon_tx.borrow() != self.daemon).then_some(self.daemon_published + COUNTER_PUBLISH)
+    }
+
+    /// Publishes the daemon counters if they changed, at most every [`COUNTER_PUBLISH`]
+    /// unless `force`.
+    fn publish_daemon(&mut self, force: bool) {
+        let now = now();
+        if self.daemon_publish_due().is_some_and(|t| force || t <= now) {
+            self.daemon_tx.send_replace(self.daemon.clone());
+            self.daemon_published = now;
         }
     }
 

@@ -138,6 +138,8 @@ pub struct Session {
     polling: bool,
     next_tx: Option<Instant>,
     detect_at: Option<Instant>,
+    /// While AdminDown: until when AdminDown must still be sent (RFC 5880 §6.8.16).
+    admin_down_until: Option<Instant>,
     rng: u64,
 }
 
@@ -169,6 +171,7 @@ impl Session {
             polling: false,
             next_tx: Some(now),
             detect_at: None,
+            admin_down_until: None,
             // xorshift needs a non-zero state.
             rng: seed | 1,
         }
@@ -197,6 +200,17 @@ impl Session {
             detection_time: (self.remote_detect_mult > 0).then(|| self.detection_time()),
             polling: self.polling,
         }
+    }
+
+    /// While AdminDown: the instant after which the peer has been told for long enough.
+    /// RFC 5880 §6.8.16: Control packets SHOULD go on for at least a Detection Time after
+    /// the transition to AdminDown, so that a lost packet does not leave the peer to find
+    /// a detection timeout (a failure) instead of AdminDown (not one, RFC 5882 §3.2). The
+    /// Detection Time that matters is the peer's: our Detect Mult times the interval we
+    /// were sending at (§6.8.4). A removed session is freed after it; `None` when not
+    /// AdminDown.
+    pub fn admin_down_until(&self) -> Option<Instant> {
+        self.admin_down_until
     }
 
     /// The earliest timer: the next periodic packet or the detection time.
@@ -324,6 +338,10 @@ impl Session {
     /// §6.8.16.
     fn on_admin_down(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.state != State::AdminDown {
+            // Measured before the transition slows us to 1 s (§6.8.3): the peer's timer
+            // still runs on the interval it last heard.
+            let peer_detection = self.tx_interval() * u32::from(self.cfg.detect_mult);
+            self.admin_down_until = Some(now + peer_detection);
             self.transition(
                 now,
                 State::AdminDown,
@@ -336,6 +354,7 @@ impl Session {
 
     fn on_admin_up(&mut self, now: Instant, out: &mut Vec<Action>) {
         if self.state == State::AdminDown {
+            self.admin_down_until = None;
             self.transition(now, State::Down, Diag::NoDiagnostic, false, out);
         }
     }

@@ -325,6 +325,72 @@ fn admin_down_sends_admin_down_discards_packets_and_admin_up_returns_to_down() {
 }
 
 #[test]
+fn admin_down_is_sent_for_the_peers_detection_time_so_one_lost_packet_is_no_failure() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = up_pair(t0);
+    assert_eq!(a.snapshot().tx_interval, FAST);
+    let out = a.handle(t0, Event::AdminDown);
+    // RFC 5880 §6.8.16: b times a out after 3 × 300 ms; AdminDown goes on that long.
+    let until = a.admin_down_until().unwrap();
+    assert_eq!(until, t0 + FAST * 3);
+    assert_eq!(sent(&out)[0].state, State::AdminDown);
+    // That first AdminDown is lost. Step both sessions through their timers up to
+    // `until`, delivering a's packets to b (b's to a are discarded in AdminDown anyway).
+    let mut now = t0;
+    let mut admin_packets = 0;
+    let mut b_changes = Vec::new();
+    for _ in 0..100 {
+        let next = [a.next_deadline(), b.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
+            .unwrap();
+        if next >= until {
+            break;
+        }
+        now = next;
+        b_changes.extend(transitions(&b.handle_timeout(now)));
+        let from_a = a.handle_timeout(now);
+        for p in sent(&from_a) {
+            assert_eq!(
+                (p.state, p.diag),
+                (State::AdminDown, Diag::AdministrativelyDown)
+            );
+            admin_packets += 1;
+        }
+        b_changes.extend(transitions(&deliver(now, &from_a, &mut b)));
+    }
+    assert!(now < until);
+    assert!(admin_packets >= 1, "AdminDown repeated within the window");
+    // b saw AdminDown, not a detection timeout: Down with diag 3, not a failure.
+    let t = b_changes[0];
+    assert_eq!(
+        (t.from, t.to, t.diag),
+        (State::Up, State::Down, Diag::NeighborSignaledSessionDown)
+    );
+    assert!(t.remote_admin_down && !t.is_failure(), "{t:?}");
+    assert!(b_changes
+        .iter()
+        .all(|t| t.diag != Diag::ControlDetectionTimeExpired));
+    // Coming back ends the lingering.
+    a.handle(now, Event::AdminUp);
+    assert_eq!(a.admin_down_until(), None);
+}
+
+#[test]
+fn a_session_never_heard_lingers_for_three_slow_intervals() {
+    let t0 = Instant::now();
+    let mut s = Session::new(cfg(), 7, 42, t0);
+    s.handle_timeout(t0);
+    assert_eq!(s.admin_down_until(), None);
+    s.handle(t0, Event::AdminDown);
+    assert_eq!(s.admin_down_until(), Some(t0 + SLOW_TX * 3));
+    // A second AdminDown does not move the end.
+    s.handle(t0 + SLOW_TX, Event::AdminDown);
+    assert_eq!(s.admin_down_until(), Some(t0 + SLOW_TX * 3));
+}
+
+#[test]
 fn a_poll_is_answered_at_once_with_final() {
     let t0 = Instant::now();
     let (mut a, mut b) = up_pair(t0);

@@ -331,6 +331,10 @@ pub async fn run(
     }
 
     shell.stop_all().await;
+    if let Some(bfd) = shell.bfd.take() {
+        // The peers' sessions linger in AdminDown (RFC 5880 §6.8.16), at most 1 s.
+        bfd.stop().await;
+    }
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }
@@ -370,7 +374,16 @@ impl Shell {
     async fn start_peer(&mut self, config: &Config, peer: PeerConfig, first_start: bool) {
         if peer.bfd.is_some() && self.bfd.is_none() {
             match crate::bfd::Handle::spawn(crate::bfd::DriverConfig::daemon()) {
-                Ok(h) => self.bfd = Some(h),
+                Ok(h) => {
+                    let mut counters = h.daemon_status();
+                    let notify = Arc::clone(&self.peer_changed);
+                    tokio::spawn(async move {
+                        while counters.changed().await.is_ok() {
+                            notify.notify_one();
+                        }
+                    });
+                    self.bfd = Some(h);
+                }
                 // The peers with `bfd` say so in their status; BGP runs without it.
                 Err(e) => tracing::error!(error = %e, "cannot start BFD"),
             }
@@ -811,6 +824,10 @@ impl Shell {
             },
             services,
             peers,
+            bfd: self
+                .bfd
+                .as_ref()
+                .map(|h| h.daemon_status().borrow().clone()),
             guard: report,
         };
         self.status_tx.send_if_modified(|old| {

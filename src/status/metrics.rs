@@ -42,6 +42,7 @@
 //! | `anyguard_bfd_packets_sent_total` | counter | `peer` |
 //! | `anyguard_bfd_bad_packets_total` | counter | `peer` |
 //! | `anyguard_bfd_failures_total` | counter | `peer` |
+//! | `anyguard_bfd_dropped_packets_total` | counter (while BFD runs) | `reason` |
 //! | `anyguard_probe_duration_seconds` | histogram | `service`, `check`, `result` |
 //! | `anyguard_bgp_updates_sent_total` | counter | `peer` |
 //! | `anyguard_service_flaps_total` | counter | `service` |
@@ -405,8 +406,25 @@ fn bfd_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         bad.push(vec![peer()], b.bad_packets);
         failures.push(vec![peer()], b.failures);
     }
+    let mut dropped = FamilySamples::counter(
+        "anyguard_bfd_dropped_packets_total",
+        "BFD datagrams dropped before reaching a session, by reason",
+    );
+    if let Some(b) = &doc.bfd {
+        let d = &b.dropped;
+        // A fixed set of reasons: no label per sender, however many send.
+        for (reason, n) in [
+            ("ttl", d.ttl),
+            ("malformed", d.malformed),
+            ("no_session", d.no_session),
+            ("unknown_discriminator", d.unknown_discriminator),
+            ("wrong_source", d.wrong_source),
+        ] {
+            dropped.push(vec![("reason", reason.to_owned())], n);
+        }
+    }
     vec![
-        state, up, tx, detect, diag, rx_total, tx_total, bad, failures,
+        state, up, tx, detect, diag, rx_total, tx_total, bad, failures, dropped,
     ]
 }
 

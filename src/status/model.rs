@@ -15,6 +15,9 @@ pub struct StatusDocument {
     pub services: Vec<ServiceStatus>,
     /// One entry per configured peer, in config order.
     pub peers: Vec<PeerStatus>,
+    /// The daemon's BFD task, shared by the peers with `bfd` (null while none has it).
+    #[serde(default)]
+    pub bfd: Option<BfdDaemonStatus>,
     /// This site's report for the other sites' all-sites guards (only when a fleet is
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -235,6 +238,31 @@ pub struct BfdStatus {
     pub bad_packets: u64,
     /// What an operator should know, e.g. that the session never came up.
     pub note: Option<String>,
+}
+
+/// The daemon's BFD task: what belongs to no one session.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdDaemonStatus {
+    /// Datagrams received on the BFD port and dropped before they reached a session.
+    pub dropped: BfdDropCounts,
+}
+
+/// Datagrams dropped before they reached a session, by reason. A fixed set of reasons
+/// (no per-sender entry), so that a flood from many addresses cannot grow the status.
+/// `ttl` and `malformed` also count packets from a peer with a session (its
+/// `bad_packets` counts them too).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BfdDropCounts {
+    /// TTL / hop limit other than 255 (RFC 5881 §5).
+    pub ttl: u64,
+    /// Not a valid Control packet (RFC 5880 §6.8.6), or longer than any.
+    pub malformed: u64,
+    /// Your Discriminator zero and no session with the source address (RFC 5881 §3).
+    pub no_session: u64,
+    /// Your Discriminator names no session of ours (RFC 5880 §6.8.6).
+    pub unknown_discriminator: u64,
+    /// Your Discriminator names a session with another address than the source.
+    pub wrong_source: u64,
 }
 
 /// Message counters.

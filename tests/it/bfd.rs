@@ -149,6 +149,180 @@ async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
     );
 }
 
+/// Two drivers with a session to each other over IPv4 loopback, both Up.
+async fn up_pair(cfg: Config) -> (Handle, Handle, watch::Receiver<BfdStatus>, u64) {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let a = driver(3784);
+    let b = driver(3784);
+    let mut sa = a
+        .add(SocketAddr::new(ip, port(&b, ip)), None, cfg)
+        .await
+        .unwrap()
+        .status;
+    let rb = b
+        .add(SocketAddr::new(ip, port(&a, ip)), None, cfg)
+        .await
+        .unwrap();
+    let mut sb = rb.status;
+    until(&mut sa, "up", |s| s.state == "up").await;
+    until(&mut sb, "up", |s| s.state == "up").await;
+    (a, b, sa, rb.owner)
+}
+
+/// The peer of a session that went AdminDown: Down because the peer said AdminDown (our
+/// diag 3, its diag 7), not a detection timeout (diag 1), and not a failure.
+fn saw_admin_down(s: &BfdStatus) {
+    assert_eq!(s.state, "down", "{s:?}");
+    assert_eq!(s.diag, 3, "{s:?}");
+    assert_eq!(s.remote_diag, 7, "{s:?}");
+    assert_eq!(
+        s.failures, 0,
+        "AdminDown is not a failure (RFC 5882 §3.2): {s:?}"
+    );
+}
+
+#[tokio::test]
+async fn a_removed_session_keeps_sending_admin_down_then_is_freed() {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (a, b, mut sa, owner) = up_pair(FAST).await;
+    let b_disc = sa.borrow().remote_discriminator;
+    b.remove(ip, owner).await;
+    let down = until(&mut sa, "down", |s| s.state == "down").await;
+    saw_admin_down(&down);
+    assert_eq!(down.remote_state, "admin_down");
+    // RFC 5880 §6.8.16: more AdminDown packets follow the first one (a counts each as
+    // accepted; a removed session sending just one would leave the count where it is).
+    let more = until(&mut sa, "a second AdminDown", |s| {
+        s.packets_in > down.packets_in
+    })
+    .await;
+    assert_eq!(more.remote_diag, 7);
+    assert_eq!(more.remote_discriminator, b_disc);
+    // Then b's session is freed: a stops hearing it (its detection time expires, which
+    // in Down is no failure) and b answers a's packets with nothing.
+    let gone = until(&mut sa, "b silent", |s| s.remote_discriminator == 0).await;
+    saw_admin_down(&gone);
+    drop(a);
+}
+
+#[tokio::test]
+async fn a_peer_registered_again_while_lingering_gets_the_same_session_back() {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    // 1 s intervals: b lingers 3 s, far longer than the next command takes to arrive.
+    let slow = Config {
+        desired_min_tx: Duration::from_secs(1),
+        required_min_rx: Duration::from_secs(1),
+        detect_mult: 3,
+    };
+    let (a, b, mut sa, owner) = up_pair(slow).await;
+    let b_disc = sa.borrow().remote_discriminator;
+    b.remove(ip, owner).await;
+    // The same session back, not a second one beside it: a hears one discriminator.
+    let again = b
+        .add(SocketAddr::new(ip, port(&a, ip)), None, slow)
+        .await
+        .unwrap();
+    assert_eq!(again.status.borrow().local_discriminator, b_disc);
+    let mut sb = again.status;
+    until(&mut sb, "up again", |s| s.state == "up").await;
+    // a heard the AdminDown sent at the removal, then b's Down: Up a second time.
+    let up = until(&mut sa, "up again", |s| s.up_count == 2 && s.state == "up").await;
+    assert_eq!(up.remote_discriminator, b_disc);
+    assert_eq!(up.up_count, 2);
+    assert_eq!(up.bad_packets, 0);
+}
+
+#[tokio::test]
+async fn stopping_the_task_sends_admin_down_and_ends_it() {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let (a, b, mut sa, _) = up_pair(FAST).await;
+    b.stop().await;
+    let down = until(&mut sa, "down", |s| s.state == "down").await;
+    saw_admin_down(&down);
+    // The task is gone: nothing more is registered.
+    let late = b.add(SocketAddr::new(ip, port(&a, ip)), None, FAST).await;
+    assert!(late.is_none());
+    let mut counters = b.daemon_status();
+    let closed =
+        tokio::time::timeout(WAIT, async { while counters.changed().await.is_ok() {} }).await;
+    assert!(closed.is_ok(), "the task ended");
+}
+
+#[tokio::test]
+async fn datagrams_for_no_session_are_counted_by_reason() {
+    let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
+    let a = driver(3784);
+    // A session with 127.0.0.2: its discriminator, used from 127.0.0.1, is misdirected.
+    let other = a
+        .add(
+            SocketAddr::new(Ipv4Addr::new(127, 0, 0, 2).into(), 9),
+            None,
+            FAST,
+        )
+        .await
+        .unwrap()
+        .status;
+    let other_disc = other.borrow().local_discriminator;
+    let packet = |your_discriminator| {
+        let mut buf = Vec::new();
+        ControlPacket {
+            diag: Diag::NoDiagnostic,
+            state: State::Down,
+            poll: false,
+            final_: false,
+            control_plane_independent: false,
+            demand: false,
+            detect_mult: 3,
+            my_discriminator: 77,
+            your_discriminator,
+            desired_min_tx_us: 1_000_000,
+            required_min_rx_us: 1_000_000,
+            required_min_echo_rx_us: 0,
+            auth: None,
+        }
+        .encode(&mut buf)
+        .unwrap();
+        buf
+    };
+    let sock = UdpSocket::bind((ip, 0)).await.unwrap();
+    let to = SocketAddr::new(ip, port(&a, ip));
+    sock.set_ttl(255).unwrap();
+    sock.send_to(&packet(0), to).await.unwrap();
+    sock.send_to(&packet(0), to).await.unwrap();
+    let unknown = other_disc.wrapping_add(1).max(1);
+    sock.send_to(&packet(unknown), to).await.unwrap();
+    sock.send_to(&packet(other_disc), to).await.unwrap();
+    sock.send_to(&[0x20, 0x40], to).await.unwrap();
+    sock.set_ttl(64).unwrap();
+    sock.send_to(&packet(0), to).await.unwrap();
+    let mut rx = a.daemon_status();
+    let st = tokio::time::timeout(
+        WAIT,
+        rx.wait_for(|s| {
+            let d = &s.dropped;
+            d.no_session + d.unknown_discriminator + d.wrong_source + d.malformed + d.ttl >= 6
+        }),
+    )
+    .await
+    .expect("six drops counted")
+    .unwrap()
+    .clone();
+    let d = st.dropped;
+    assert_eq!(
+        (
+            d.no_session,
+            d.unknown_discriminator,
+            d.wrong_source,
+            d.malformed,
+            d.ttl
+        ),
+        (2, 1, 1, 1, 1),
+        "{d:?}"
+    );
+    // None of it reached the session with 127.0.0.2.
+    assert_eq!(other.borrow().packets_in, 0);
+}
+
 #[tokio::test]
 async fn packets_with_a_ttl_below_255_are_dropped_and_counted() {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);

@@ -221,6 +221,15 @@ pub(crate) fn realistic_document() -> StatusDocument {
                 bfd: None,
             },
         ],
+        bfd: Some(BfdDaemonStatus {
+            dropped: BfdDropCounts {
+                ttl: 2,
+                malformed: 0,
+                no_session: 15,
+                unknown_discriminator: 1,
+                wrong_source: 0,
+            },
+        }),
         guard: None,
     }
 }

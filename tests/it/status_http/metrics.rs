@@ -195,6 +195,26 @@ async fn metrics_parse_as_prometheus_text_and_match_the_document() {
             .any(|s| s.metric.starts_with("anyguard_bfd_") && s.labels.get("peer") == Some("edge2")),
         "no BFD series for a peer without bfd"
     );
+    // The BFD task's drops: one series per reason, none per sender.
+    let dropped = |reason| {
+        value(
+            &scrape,
+            "anyguard_bfd_dropped_packets_total",
+            &[("reason", reason)],
+        )
+    };
+    assert_eq!(dropped("no_session"), 15.0);
+    assert_eq!(dropped("ttl"), 2.0);
+    assert_eq!(dropped("unknown_discriminator"), 1.0);
+    assert_eq!(dropped("wrong_source"), 0.0);
+    assert_eq!(
+        scrape
+            .samples
+            .iter()
+            .filter(|s| s.metric == "anyguard_bfd_dropped_packets_total")
+            .count(),
+        5
+    );
     assert_eq!(
         value(
             &scrape,
