@@ -472,11 +472,12 @@ impl Session {
     }
 
     /// §6.8.7: no periodic packets while the peer asks for none (Required Min RX 0) or
-    /// while it is in Demand mode with both sides Up.
+    /// while it is in Demand mode with both sides Up and no Poll Sequence of ours is being
+    /// transmitted (the Poll is repeated until the Final, §6.5).
     fn periodic_allowed(&self) -> bool {
         let demand =
             self.remote_demand && self.state == State::Up && self.remote_state == State::Up;
-        !self.remote_min_rx.is_zero() && !demand
+        !self.remote_min_rx.is_zero() && (!demand || self.polling)
     }
 
     fn schedule_tx(&mut self, now: Instant) {

@@ -476,3 +476,45 @@ fn a_peer_requiring_no_packets_gets_none() {
         }
     }
 }
+
+#[test]
+fn a_peer_in_demand_mode_gets_no_periodic_packets_but_a_poll_sequence_repeats() {
+    let t0 = Instant::now();
+    let (mut a, mut b) = up_pair(t0);
+    // b asks for Demand mode (RFC 5880 §6.6) in an otherwise ordinary packet.
+    let mut p = sent(&b.handle_timeout(b.next_deadline().unwrap()))[0].clone();
+    p.demand = true;
+    a.handle(t0, Event::Packet(p.clone()));
+    let mut now = t0;
+    for _ in 0..3 {
+        now = a.next_deadline().unwrap();
+        // b keeps sending (its own transmission is not suppressed): a stays Up.
+        a.handle(now, Event::Packet(p.clone()));
+        assert_eq!(a.state(), State::Up);
+        assert!(
+            sent(&a.handle_timeout(now)).is_empty(),
+            "§6.8.7: no periodic packets"
+        );
+    }
+    // A new interval starts a Poll Sequence: the first Poll goes out at once and, with
+    // no Final yet, is repeated periodically (§6.8.7: "and a Poll Sequence is not being
+    // transmitted").
+    let first = a.handle(
+        now,
+        Event::SetConfig(Config {
+            desired_min_tx: FAST * 2,
+            ..cfg()
+        }),
+    );
+    assert!(sent(&first)[0].poll);
+    let mut polls = 0;
+    for _ in 0..3 {
+        now = a.next_deadline().unwrap();
+        a.handle(now, Event::Packet(p.clone()));
+        polls += sent(&a.handle_timeout(now))
+            .iter()
+            .filter(|p| p.poll)
+            .count();
+    }
+    assert_eq!(polls, 3, "the Poll is repeated until the Final");
+}
