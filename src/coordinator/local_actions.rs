@@ -1,18 +1,25 @@
 //! What the coordinator does on the host besides BGP: state-change hooks and service
 //! addresses (`docs/config.md`, "Local actions"). The ordering rules live in
 //! [`crate::local_addr`]; this is the glue that runs them from the shell's loop.
+//!
+//! The `ip` calls run in an address task of their own, one after the other, fed by a
+//! channel of [`AddressAction`]s; each outcome comes back as an [`AddressDone`] that the
+//! loop records. The loop itself never waits for `ip` (up to `IP_TIMEOUT` per call), so a
+//! service that turns sick meanwhile is withdrawn at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::core::Core;
 use crate::announcer::{Presentation, RibOut};
 use crate::config::ServiceConfig;
 use crate::hooks::Hooks;
-use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish};
+use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish, IP_TIMEOUT};
 use crate::service::Change;
 
 /// How long a stopping daemon waits for queued hooks (e.g. the last `drained`).
@@ -23,8 +30,17 @@ const HOOK_FINISH_WAIT: Duration = Duration::from_secs(5);
 pub(super) struct LocalActions {
     hooks: Hooks,
     ledger: Ledger,
-    ip: IpCommand,
+    /// To the address task.
+    jobs: mpsc::UnboundedSender<AddressAction>,
+    task: JoinHandle<()>,
     dry_run: bool,
+}
+
+/// An action the address task has carried out.
+#[derive(Debug)]
+pub(super) struct AddressDone {
+    action: AddressAction,
+    ok: bool,
 }
 
 /// What the established peers have confirmed as written: one entry per established peer,
@@ -87,17 +103,24 @@ impl Flushes {
 
 impl LocalActions {
     /// `ip_command`: the `ip` program and leading arguments; `None` for `ip` from `PATH`.
+    /// The receiver yields the outcomes of the address task, for [`LocalActions::done`].
     pub(super) fn start(
         services: &[ServiceConfig],
         dry_run: bool,
         ip_command: Option<Vec<String>>,
-    ) -> Self {
-        LocalActions {
+    ) -> (Self, mpsc::UnboundedReceiver<AddressDone>) {
+        let ip = ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix);
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(address_task(ip, dry_run, jobs_rx, done_tx));
+        let local = LocalActions {
             hooks: Hooks::start(services),
             ledger: Ledger::default(),
-            ip: ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix),
+            jobs,
+            task,
             dry_run,
-        }
+        };
+        (local, done_rx)
     }
 
     pub(super) fn on_change(&self, service: &ServiceConfig, change: &Change) {
@@ -119,9 +142,10 @@ impl LocalActions {
         self.hooks.reconfigure(services);
     }
 
-    /// Brings the service addresses in line with what `core` announces and tells `core`
-    /// which services have theirs in place (the others' routes are held back).
-    pub(super) async fn sync(&mut self, core: &mut Core, confirmed: &Confirmed) {
+    /// Starts what brings the service addresses in line with what `core` announces and
+    /// tells `core` which services may be announced (the others' routes are held back).
+    /// Never waits: the `ip` calls run in the address task.
+    pub(super) fn sync(&mut self, core: &mut Core, confirmed: &Confirmed) {
         let config = Arc::clone(core.config());
         let wishes: Vec<Wish<'_>> = config
             .services
@@ -133,57 +157,113 @@ impl LocalActions {
             })
             .collect();
         let withdrawn = |p: &[IpNet]| withdrawn_everywhere(confirmed, p);
-        let actions = self.ledger.plan(&wishes, Instant::now(), &withdrawn);
-        for action in actions {
-            let service = config.services.iter().find(|s| match &action {
-                AddressAction::Add { service, .. } | AddressAction::Remove { service, .. } => {
-                    &s.name == service
-                }
-            });
-            let ok = self.apply(&action).await;
-            self.ledger.record(&action, service, ok, Instant::now());
+        for action in self.ledger.plan(&wishes, Instant::now(), &withdrawn) {
+            self.dispatch(action);
         }
         for (i, s) in config.services.iter().enumerate() {
-            core.set_addresses_ready(i, self.ledger.ready(s));
+            let ready = self.ledger.may_announce(s, core.addresses_ready(i));
+            core.set_addresses_ready(i, ready);
         }
     }
 
-    async fn apply(&self, action: &AddressAction) -> bool {
-        let argv = self.ip.argv(action).join(" ");
-        let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) = action;
-        if self.dry_run {
-            tracing::info!(%service, command = %argv, "dry run: would change a service address");
-            return true;
-        }
-        match self.ip.apply(action).await {
-            Ok(()) => {
-                tracing::info!(%service, command = %argv, "service address changed");
-                true
-            }
-            Err(e) => {
-                match action {
-                    AddressAction::Add { .. } => tracing::error!(
-                        %service, error = %e,
-                        "cannot add a service address: its routes are held back (retrying)"
-                    ),
-                    AddressAction::Remove { .. } => tracing::error!(
-                        %service, error = %e,
-                        "cannot remove a service address: remove it by hand"
-                    ),
-                }
-                false
-            }
+    /// The address task carried out an action: recorded; the caller syncs again.
+    pub(super) fn done(&mut self, core: &Core, done: &AddressDone) {
+        let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) =
+            &done.action;
+        let config = core.config().services.iter().find(|s| &s.name == service);
+        self.ledger
+            .record(&done.action, config, done.ok, Instant::now());
+    }
+
+    fn dispatch(&mut self, action: AddressAction) {
+        // The task ends only after `finish` dropped the sender; should it have died
+        // (a panic), the action is not in flight and is planned again next time.
+        if self.jobs.send(action.clone()).is_ok() {
+            self.ledger.started(action);
         }
     }
 
     /// At the end of a stop: every address left goes (the sessions are closed, so the
-    /// withdrawals are out), and queued hooks get a bounded time to finish.
-    pub(super) async fn finish(mut self) {
+    /// withdrawals are out) once the actions in flight have ended, and queued hooks get a
+    /// bounded time to finish. Every wait is bounded: each `ip` call is (`IP_TIMEOUT`).
+    pub(super) async fn finish(mut self, mut results: mpsc::UnboundedReceiver<AddressDone>) {
+        self.wait_idle(&mut results).await;
         for action in self.ledger.remove_all() {
-            let ok = self.apply(&action).await;
-            self.ledger.record(&action, None, ok, Instant::now());
+            self.dispatch(action);
         }
-        self.hooks.finish(HOOK_FINISH_WAIT).await;
+        self.wait_idle(&mut results).await;
+        let LocalActions {
+            hooks, jobs, task, ..
+        } = self;
+        drop(jobs);
+        if tokio::time::timeout(IP_TIMEOUT, task).await.is_err() {
+            tracing::warn!("the address task did not stop in time");
+        }
+        hooks.finish(HOOK_FINISH_WAIT).await;
+    }
+
+    /// Records outcomes until nothing is in flight, for at most `IP_TIMEOUT` per action
+    /// (plus one, for the task's own scheduling).
+    async fn wait_idle(&mut self, results: &mut mpsc::UnboundedReceiver<AddressDone>) {
+        let calls = u32::try_from(self.ledger.in_flight()).unwrap_or(u32::MAX);
+        let deadline =
+            tokio::time::Instant::now() + IP_TIMEOUT.saturating_mul(calls.saturating_add(1));
+        while self.ledger.busy() {
+            match tokio::time::timeout_at(deadline, results.recv()).await {
+                Ok(Some(done)) => {
+                    self.ledger
+                        .record(&done.action, None, done.ok, Instant::now());
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!("stopping: a service address change did not end in time");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The address task: runs each action in turn and reports it; ends when the coordinator
+/// drops the sender (or stops listening).
+async fn address_task(
+    ip: IpCommand,
+    dry_run: bool,
+    mut jobs: mpsc::UnboundedReceiver<AddressAction>,
+    done: mpsc::UnboundedSender<AddressDone>,
+) {
+    while let Some(action) = jobs.recv().await {
+        let ok = apply(&ip, dry_run, &action).await;
+        if done.send(AddressDone { action, ok }).is_err() {
+            return;
+        }
+    }
+}
+
+async fn apply(ip: &IpCommand, dry_run: bool, action: &AddressAction) -> bool {
+    let argv = ip.argv(action).join(" ");
+    let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) = action;
+    if dry_run {
+        tracing::info!(%service, command = %argv, "dry run: would change a service address");
+        return true;
+    }
+    match ip.apply(action).await {
+        Ok(()) => {
+            tracing::info!(%service, command = %argv, "service address changed");
+            true
+        }
+        Err(e) => {
+            match action {
+                AddressAction::Add { .. } => tracing::error!(
+                    %service, error = %e,
+                    "cannot add a service address: its routes are held back (retrying)"
+                ),
+                AddressAction::Remove { .. } => tracing::error!(
+                    %service, error = %e,
+                    "cannot remove a service address: remove it by hand"
+                ),
+            }
+            false
+        }
     }
 }
 
