@@ -61,16 +61,29 @@ pub(super) fn withdrawn_everywhere(confirmed: &Confirmed, prefixes: &[IpNet]) ->
 /// A confirmation belongs to one session: once the session goes down or a new one is
 /// established, the new session re-sends the whole desired set, so an entry of the old
 /// session (say, without a prefix the new one is announcing) says nothing about what is
-/// on the wire now, and must not let a service address go.
+/// on the wire now, and must not let a service address go. Entries carry the session
+/// number, and count only for the established session of that number: the peer status
+/// (which says which session is established) and the event channel (which brings the
+/// confirmations and the Down/Established events) are read at different times, so an
+/// entry of the old session may still be here when the status already shows the new one.
 #[derive(Debug, Default)]
 pub(super) struct Flushes {
-    by_peer: HashMap<String, Arc<RibOut>>,
+    by_peer: HashMap<String, (u64, Arc<RibOut>)>,
 }
 
 impl Flushes {
-    /// `peer` confirmed `routes` as written (`PeerEvent::Flushed`).
-    pub(super) fn flushed(&mut self, peer: String, routes: Arc<RibOut>) {
-        self.by_peer.insert(peer, routes);
+    /// `peer`'s session number `session` confirmed `routes` as written
+    /// (`PeerEvent::Flushed`).
+    pub(super) fn flushed(&mut self, peer: String, session: u64, routes: Arc<RibOut>) {
+        self.by_peer.insert(peer, (session, routes));
+    }
+
+    /// What `peer`'s session number `session` confirmed.
+    fn of(&self, peer: &str, session: u64) -> Option<&Arc<RibOut>> {
+        self.by_peer
+            .get(peer)
+            .filter(|(s, _)| *s == session)
+            .map(|(_, routes)| routes)
     }
 
     /// `peer`'s session went down or was (re-)established: what it confirmed before is
@@ -79,10 +92,14 @@ impl Flushes {
         self.by_peer.remove(peer);
     }
 
-    /// For each established peer (by name), what it confirmed (`None`: nothing yet).
-    pub(super) fn confirmed<'a>(&self, established: impl Iterator<Item = &'a str>) -> Confirmed {
+    /// For each established peer (by name and session number), what it confirmed
+    /// (`None`: nothing yet).
+    pub(super) fn confirmed<'a>(
+        &self,
+        established: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Confirmed {
         established
-            .map(|name| self.by_peer.get(name).cloned())
+            .map(|(name, session)| self.of(name, session).cloned())
             .collect()
     }
 
@@ -90,12 +107,11 @@ impl Flushes {
     /// holds none of our routes, so there is nothing to wait for.
     pub(super) fn all_flushed<'a>(
         &self,
-        mut established: impl Iterator<Item = &'a str>,
+        mut established: impl Iterator<Item = (&'a str, u64)>,
         current: &Arc<RibOut>,
     ) -> bool {
-        established.all(|name| {
-            self.by_peer
-                .get(name)
+        established.all(|(name, session)| {
+            self.of(name, session)
                 .is_some_and(|r| Arc::ptr_eq(r, current))
         })
     }
@@ -287,41 +303,67 @@ mod tests {
         let web: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"))];
         let mut flushes = Flushes::default();
         // The old session confirmed a set without the web prefix ...
-        flushes.flushed("edge".into(), rib(&[]).unwrap_or_default());
+        flushes.flushed("edge".into(), 1, rib(&[]).unwrap_or_default());
         assert!(withdrawn_everywhere(
-            &flushes.confirmed(["edge"].into_iter()),
+            &flushes.confirmed([("edge", 1)].into_iter()),
             &web
         ));
         // ... then went down and came back: the new session may be sending the prefix.
         flushes.session_changed("edge"); // PeerEvent::Down
         flushes.session_changed("edge"); // PeerEvent::Established
-        assert_eq!(flushes.confirmed(["edge"].into_iter()), vec![None]);
+        assert_eq!(flushes.confirmed([("edge", 2)].into_iter()), vec![None]);
         assert!(
-            !withdrawn_everywhere(&flushes.confirmed(["edge"].into_iter()), &web),
+            !withdrawn_everywhere(&flushes.confirmed([("edge", 2)].into_iter()), &web),
             "the web address could go before the withdrawal is written"
         );
         // The new session's own confirmation counts.
-        flushes.flushed("edge".into(), rib(&[]).unwrap_or_default());
+        flushes.flushed("edge".into(), 2, rib(&[]).unwrap_or_default());
         assert!(withdrawn_everywhere(
-            &flushes.confirmed(["edge"].into_iter()),
+            &flushes.confirmed([("edge", 2)].into_iter()),
             &web
         ));
+    }
+
+    #[test]
+    fn a_confirmation_counts_only_for_the_session_that_wrote_it() {
+        let web: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"))];
+        let current = rib(&[]).unwrap_or_default();
+        let mut flushes = Flushes::default();
+        // Session 1 confirmed the withdrawal; the peer status already shows session 2
+        // established, while its Down and Established events are still queued.
+        flushes.flushed("edge".into(), 1, Arc::clone(&current));
+        assert_eq!(flushes.confirmed([("edge", 2)].into_iter()), vec![None]);
+        assert!(
+            !withdrawn_everywhere(&flushes.confirmed([("edge", 2)].into_iter()), &web),
+            "session 1's confirmation let the address go while session 2 may announce"
+        );
+        assert!(!flushes.all_flushed([("edge", 2)].into_iter(), &current));
+        // Session 2's own confirmation counts.
+        flushes.flushed("edge".into(), 2, Arc::clone(&current));
+        assert!(flushes.all_flushed([("edge", 2)].into_iter(), &current));
+        assert!(withdrawn_everywhere(
+            &flushes.confirmed([("edge", 2)].into_iter()),
+            &web
+        ));
+        // A confirmation sent while no session was up (0) never counts for one.
+        flushes.flushed("edge".into(), 0, Arc::clone(&current));
+        assert!(!flushes.all_flushed([("edge", 2)].into_iter(), &current));
     }
 
     #[test]
     fn a_peer_that_is_down_does_not_hold_up_the_stop() {
         let current = rib(&[]).unwrap_or_default();
         let mut flushes = Flushes::default();
-        flushes.flushed("edge".into(), Arc::clone(&current));
-        flushes.flushed("core".into(), Arc::clone(&current));
+        flushes.flushed("edge".into(), 1, Arc::clone(&current));
+        flushes.flushed("core".into(), 2, Arc::clone(&current));
         flushes.session_changed("core"); // down: confirmation forgotten
-        assert!(flushes.all_flushed(["edge"].into_iter(), &current));
+        assert!(flushes.all_flushed([("edge", 1)].into_iter(), &current));
         assert!(
-            !flushes.all_flushed(["edge", "core"].into_iter(), &current),
+            !flushes.all_flushed([("edge", 1), ("core", 3)].into_iter(), &current),
             "an established peer without a confirmation of the current routes"
         );
         let older = rib(&[]).unwrap_or_default();
-        assert!(!flushes.all_flushed(["edge"].into_iter(), &older));
+        assert!(!flushes.all_flushed([("edge", 1)].into_iter(), &older));
     }
 
     #[test]

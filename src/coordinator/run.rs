@@ -469,12 +469,13 @@ impl Shell {
         }
     }
 
-    /// Names of the peers whose session is established.
-    fn established(&self) -> impl Iterator<Item = &str> {
-        self.peers
-            .iter()
-            .filter(|p| p.status.borrow().state == "established")
-            .map(|p| p.config.name.as_str())
+    /// Names and session numbers of the peers whose session is established.
+    fn established(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.peers.iter().filter_map(|p| {
+            // One read: state and session number of the same snapshot.
+            let status = p.status.borrow();
+            (status.state == "established").then_some((p.config.name.as_str(), status.session))
+        })
     }
 
     /// Per established peer, the routes its session last confirmed as written.
@@ -549,8 +550,12 @@ impl Shell {
             PeerEvent::ServiceRoutes { peer, routes } => {
                 tracing::debug!(%peer, routes = routes.len(), "service routes received back");
             }
-            PeerEvent::Flushed { peer, routes } => {
-                self.flushed.flushed(peer, routes);
+            PeerEvent::Flushed {
+                peer,
+                session,
+                routes,
+            } => {
+                self.flushed.flushed(peer, session, routes);
             }
             PeerEvent::Crashed { peer, message } => {
                 tracing::error!(%peer, %message, "peer task crashed; restarting it");
