@@ -10,9 +10,11 @@
 //!   every established peer (the shell knows from the peers' flush confirmations), since
 //!   removing first would refuse the traffic still on its way.
 //!
-//! [`Ledger`] is the pure part: what is installed, and from the services' wishes the
-//! [`AddressAction`]s that bring the interface there. [`IpCommand`] is the thin executor
-//! (`ip address replace|del`, each run bounded as a [`BoundedCommand`]).
+//! [`Ledger`] is the pure part: what is installed, which actions are in flight, and from
+//! the services' wishes the [`AddressAction`]s that bring the interface there.
+//! [`IpCommand`] is the thin executor (`ip address replace|del`, each run bounded as a
+//! [`BoundedCommand`]); the coordinator runs it in a task of its own and records each
+//! outcome when it comes back, so no `ip` call ever holds up a withdrawal.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::net::IpAddr;
@@ -75,10 +77,12 @@ struct Installed {
     last_add_failure: Option<Instant>,
 }
 
-/// What anyguard has installed, by service name.
+/// What anyguard has installed, by service name, and what it is changing.
 #[derive(Debug, Clone, Default)]
 pub struct Ledger {
     services: BTreeMap<String, Installed>,
+    /// Actions handed to the executor ([`Ledger::started`]) and not recorded yet.
+    in_flight: Vec<AddressAction>,
 }
 
 impl Ledger {
@@ -143,7 +147,25 @@ impl Ledger {
                 }
             }
         }
+        // An action in flight is not asked for twice; its outcome is recorded first.
+        actions.retain(|a| !self.in_flight.contains(a));
         actions
+    }
+
+    /// `action` was handed to the executor: [`Ledger::plan`] leaves it out until
+    /// [`Ledger::record`]ed.
+    pub fn started(&mut self, action: AddressAction) {
+        self.in_flight.push(action);
+    }
+
+    /// Whether some action is in flight.
+    pub fn busy(&self) -> bool {
+        !self.in_flight.is_empty()
+    }
+
+    /// How many actions are in flight.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.len()
     }
 
     /// Records the outcome of an action the executor ran.
@@ -154,6 +176,9 @@ impl Ledger {
         ok: bool,
         now: Instant,
     ) {
+        if let Some(i) = self.in_flight.iter().position(|a| a == action) {
+            self.in_flight.remove(i);
+        }
         match action {
             AddressAction::Add { service, slot } => {
                 let entry = self.services.entry(service.clone()).or_default();
@@ -196,6 +221,37 @@ impl Ledger {
                 address,
             })
         })
+    }
+
+    /// Whether `config`'s routes may be announced while actions are in flight;
+    /// `was_ready` is what the previous answer was.
+    /// - an address of the service is being removed: no, the address is going away;
+    /// - one is being added: unchanged — a service not announced yet waits for it, an
+    ///   announced one (a reload gave it another address) is not withdrawn for it;
+    /// - otherwise [`Ledger::ready`].
+    pub fn may_announce(&self, config: &ServiceConfig, was_ready: bool) -> bool {
+        let configured = |slot: &Slot| {
+            config.local_addresses.as_ref().is_some_and(|la| {
+                la.interface == slot.interface && la.addresses.contains(&slot.address)
+            })
+        };
+        let mut adding = false;
+        for action in &self.in_flight {
+            match action {
+                AddressAction::Remove { service, slot }
+                    if *service == config.name && configured(slot) =>
+                {
+                    return false;
+                }
+                AddressAction::Add { service, .. } if *service == config.name => adding = true,
+                _ => {}
+            }
+        }
+        if adding {
+            was_ready
+        } else {
+            self.ready(config)
+        }
     }
 
     /// Every installed address, for the final clean-up of a stopping daemon.

@@ -97,6 +97,62 @@ fn addresses_stay_until_the_withdrawal_has_been_sent() {
 }
 
 #[test]
+fn an_action_in_flight_is_not_planned_twice_and_holds_a_new_service_back() {
+    let web = service("web", &["203.0.113.10"]);
+    let mut ledger = Ledger::default();
+    let up = wish(&web, true);
+    let t0 = Instant::now();
+    let actions = ledger.plan(&up, t0, NOT_SENT);
+    assert_eq!(actions, vec![add("web", "203.0.113.10")]);
+    ledger.started(actions[0].clone());
+    assert!(ledger.busy());
+    assert_eq!(ledger.plan(&up, t0, NOT_SENT), vec![], "already running");
+    assert!(
+        !ledger.may_announce(&web, false),
+        "not announced until added"
+    );
+    ledger.record(&actions[0], Some(&web), true, t0);
+    assert!(!ledger.busy());
+    assert!(ledger.may_announce(&web, false));
+}
+
+#[test]
+fn an_announced_service_stays_announced_while_a_reload_adds_an_address() {
+    let web = service("web", &["203.0.113.10", "203.0.113.11"]);
+    let mut ledger = Ledger::default();
+    let t0 = Instant::now();
+    ledger.record(&add("web", "203.0.113.10"), Some(&web), true, t0);
+    ledger.started(add("web", "203.0.113.11"));
+    assert!(
+        ledger.may_announce(&web, true),
+        "announced: not withdrawn for it"
+    );
+    // It failed: now the routes are held back (and the add retried).
+    ledger.record(&add("web", "203.0.113.11"), Some(&web), false, t0);
+    assert!(!ledger.may_announce(&web, true));
+}
+
+#[test]
+fn a_service_is_not_announced_while_its_address_is_being_removed() {
+    let web = service("web", &["203.0.113.10"]);
+    let mut ledger = Ledger::default();
+    step(&mut ledger, &wish(&web, true), SENT);
+    let down = wish(&web, false);
+    let actions = ledger.plan(&down, Instant::now(), SENT);
+    assert_eq!(actions, vec![remove("web", "203.0.113.10")]);
+    ledger.started(actions[0].clone());
+    // Healthy again before the removal ends: the address is still listed as installed,
+    // but it is going away; the add comes after the removal is recorded.
+    assert!(!ledger.may_announce(&web, true));
+    assert_eq!(ledger.plan(&wish(&web, true), Instant::now(), SENT), vec![]);
+    ledger.record(&actions[0], Some(&web), true, Instant::now());
+    assert_eq!(
+        ledger.plan(&wish(&web, true), Instant::now(), SENT),
+        vec![add("web", "203.0.113.10")]
+    );
+}
+
+#[test]
 fn a_failed_add_holds_the_routes_and_is_retried_after_a_second() {
     let web = service("web", &["203.0.113.10"]);
     let mut ledger = Ledger::default();

@@ -313,6 +313,12 @@ impl Core {
         }
     }
 
+    /// Whether service `i`'s routes may go out as far as its `local_addresses` go (the
+    /// last [`Core::set_addresses_ready`]).
+    pub fn addresses_ready(&self, i: usize) -> bool {
+        self.services.get(i).is_some_and(|s| s.addresses_ready)
+    }
+
     /// How service `i`'s state machine presents it (whatever its addresses: the shell
     /// adds them when this is announced).
     pub fn presentation(&self, i: usize) -> Presentation {

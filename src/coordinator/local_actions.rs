@@ -1,18 +1,25 @@
 //! What the coordinator does on the host besides BGP: state-change hooks and service
 //! addresses (`docs/config.md`, "Local actions"). The ordering rules live in
 //! [`crate::local_addr`]; this is the glue that runs them from the shell's loop.
+//!
+//! The `ip` calls run in an address task of their own, one after the other, fed by a
+//! channel of [`AddressAction`]s; each outcome comes back as an [`AddressDone`] that the
+//! loop records. The loop itself never waits for `ip` (up to `IP_TIMEOUT` per call), so a
+//! service that turns sick meanwhile is withdrawn at once.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 use super::core::Core;
 use crate::announcer::{Presentation, RibOut};
 use crate::config::ServiceConfig;
 use crate::hooks::Hooks;
-use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish};
+use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish, IP_TIMEOUT};
 use crate::service::Change;
 
 /// How long a stopping daemon waits for queued hooks (e.g. the last `drained`).
@@ -23,8 +30,17 @@ const HOOK_FINISH_WAIT: Duration = Duration::from_secs(5);
 pub(super) struct LocalActions {
     hooks: Hooks,
     ledger: Ledger,
-    ip: IpCommand,
+    /// To the address task.
+    jobs: mpsc::UnboundedSender<AddressAction>,
+    task: JoinHandle<()>,
     dry_run: bool,
+}
+
+/// An action the address task has carried out.
+#[derive(Debug)]
+pub(super) struct AddressDone {
+    action: AddressAction,
+    ok: bool,
 }
 
 /// What the established peers have confirmed as written: one entry per established peer,
@@ -45,16 +61,29 @@ pub(super) fn withdrawn_everywhere(confirmed: &Confirmed, prefixes: &[IpNet]) ->
 /// A confirmation belongs to one session: once the session goes down or a new one is
 /// established, the new session re-sends the whole desired set, so an entry of the old
 /// session (say, without a prefix the new one is announcing) says nothing about what is
-/// on the wire now, and must not let a service address go.
+/// on the wire now, and must not let a service address go. Entries carry the session
+/// number, and count only for the established session of that number: the peer status
+/// (which says which session is established) and the event channel (which brings the
+/// confirmations and the Down/Established events) are read at different times, so an
+/// entry of the old session may still be here when the status already shows the new one.
 #[derive(Debug, Default)]
 pub(super) struct Flushes {
-    by_peer: HashMap<String, Arc<RibOut>>,
+    by_peer: HashMap<String, (u64, Arc<RibOut>)>,
 }
 
 impl Flushes {
-    /// `peer` confirmed `routes` as written (`PeerEvent::Flushed`).
-    pub(super) fn flushed(&mut self, peer: String, routes: Arc<RibOut>) {
-        self.by_peer.insert(peer, routes);
+    /// `peer`'s session number `session` confirmed `routes` as written
+    /// (`PeerEvent::Flushed`).
+    pub(super) fn flushed(&mut self, peer: String, session: u64, routes: Arc<RibOut>) {
+        self.by_peer.insert(peer, (session, routes));
+    }
+
+    /// What `peer`'s session number `session` confirmed.
+    fn of(&self, peer: &str, session: u64) -> Option<&Arc<RibOut>> {
+        self.by_peer
+            .get(peer)
+            .filter(|(s, _)| *s == session)
+            .map(|(_, routes)| routes)
     }
 
     /// `peer`'s session went down or was (re-)established: what it confirmed before is
@@ -63,10 +92,14 @@ impl Flushes {
         self.by_peer.remove(peer);
     }
 
-    /// For each established peer (by name), what it confirmed (`None`: nothing yet).
-    pub(super) fn confirmed<'a>(&self, established: impl Iterator<Item = &'a str>) -> Confirmed {
+    /// For each established peer (by name and session number), what it confirmed
+    /// (`None`: nothing yet).
+    pub(super) fn confirmed<'a>(
+        &self,
+        established: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Confirmed {
         established
-            .map(|name| self.by_peer.get(name).cloned())
+            .map(|(name, session)| self.of(name, session).cloned())
             .collect()
     }
 
@@ -74,12 +107,11 @@ impl Flushes {
     /// holds none of our routes, so there is nothing to wait for.
     pub(super) fn all_flushed<'a>(
         &self,
-        mut established: impl Iterator<Item = &'a str>,
+        mut established: impl Iterator<Item = (&'a str, u64)>,
         current: &Arc<RibOut>,
     ) -> bool {
-        established.all(|name| {
-            self.by_peer
-                .get(name)
+        established.all(|(name, session)| {
+            self.of(name, session)
                 .is_some_and(|r| Arc::ptr_eq(r, current))
         })
     }
@@ -87,17 +119,24 @@ impl Flushes {
 
 impl LocalActions {
     /// `ip_command`: the `ip` program and leading arguments; `None` for `ip` from `PATH`.
+    /// The receiver yields the outcomes of the address task, for [`LocalActions::done`].
     pub(super) fn start(
         services: &[ServiceConfig],
         dry_run: bool,
         ip_command: Option<Vec<String>>,
-    ) -> Self {
-        LocalActions {
+    ) -> (Self, mpsc::UnboundedReceiver<AddressDone>) {
+        let ip = ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix);
+        let (jobs, jobs_rx) = mpsc::unbounded_channel();
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let task = tokio::spawn(address_task(ip, dry_run, jobs_rx, done_tx));
+        let local = LocalActions {
             hooks: Hooks::start(services),
             ledger: Ledger::default(),
-            ip: ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix),
+            jobs,
+            task,
             dry_run,
-        }
+        };
+        (local, done_rx)
     }
 
     pub(super) fn on_change(&self, service: &ServiceConfig, change: &Change) {
@@ -119,9 +158,10 @@ impl LocalActions {
         self.hooks.reconfigure(services);
     }
 
-    /// Brings the service addresses in line with what `core` announces and tells `core`
-    /// which services have theirs in place (the others' routes are held back).
-    pub(super) async fn sync(&mut self, core: &mut Core, confirmed: &Confirmed) {
+    /// Starts what brings the service addresses in line with what `core` announces and
+    /// tells `core` which services may be announced (the others' routes are held back).
+    /// Never waits: the `ip` calls run in the address task.
+    pub(super) fn sync(&mut self, core: &mut Core, confirmed: &Confirmed) {
         let config = Arc::clone(core.config());
         let wishes: Vec<Wish<'_>> = config
             .services
@@ -133,57 +173,113 @@ impl LocalActions {
             })
             .collect();
         let withdrawn = |p: &[IpNet]| withdrawn_everywhere(confirmed, p);
-        let actions = self.ledger.plan(&wishes, Instant::now(), &withdrawn);
-        for action in actions {
-            let service = config.services.iter().find(|s| match &action {
-                AddressAction::Add { service, .. } | AddressAction::Remove { service, .. } => {
-                    &s.name == service
-                }
-            });
-            let ok = self.apply(&action).await;
-            self.ledger.record(&action, service, ok, Instant::now());
+        for action in self.ledger.plan(&wishes, Instant::now(), &withdrawn) {
+            self.dispatch(action);
         }
         for (i, s) in config.services.iter().enumerate() {
-            core.set_addresses_ready(i, self.ledger.ready(s));
+            let ready = self.ledger.may_announce(s, core.addresses_ready(i));
+            core.set_addresses_ready(i, ready);
         }
     }
 
-    async fn apply(&self, action: &AddressAction) -> bool {
-        let argv = self.ip.argv(action).join(" ");
-        let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) = action;
-        if self.dry_run {
-            tracing::info!(%service, command = %argv, "dry run: would change a service address");
-            return true;
-        }
-        match self.ip.apply(action).await {
-            Ok(()) => {
-                tracing::info!(%service, command = %argv, "service address changed");
-                true
-            }
-            Err(e) => {
-                match action {
-                    AddressAction::Add { .. } => tracing::error!(
-                        %service, error = %e,
-                        "cannot add a service address: its routes are held back (retrying)"
-                    ),
-                    AddressAction::Remove { .. } => tracing::error!(
-                        %service, error = %e,
-                        "cannot remove a service address: remove it by hand"
-                    ),
-                }
-                false
-            }
+    /// The address task carried out an action: recorded; the caller syncs again.
+    pub(super) fn done(&mut self, core: &Core, done: &AddressDone) {
+        let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) =
+            &done.action;
+        let config = core.config().services.iter().find(|s| &s.name == service);
+        self.ledger
+            .record(&done.action, config, done.ok, Instant::now());
+    }
+
+    fn dispatch(&mut self, action: AddressAction) {
+        // The task ends only after `finish` dropped the sender; should it have died
+        // (a panic), the action is not in flight and is planned again next time.
+        if self.jobs.send(action.clone()).is_ok() {
+            self.ledger.started(action);
         }
     }
 
     /// At the end of a stop: every address left goes (the sessions are closed, so the
-    /// withdrawals are out), and queued hooks get a bounded time to finish.
-    pub(super) async fn finish(mut self) {
+    /// withdrawals are out) once the actions in flight have ended, and queued hooks get a
+    /// bounded time to finish. Every wait is bounded: each `ip` call is (`IP_TIMEOUT`).
+    pub(super) async fn finish(mut self, mut results: mpsc::UnboundedReceiver<AddressDone>) {
+        self.wait_idle(&mut results).await;
         for action in self.ledger.remove_all() {
-            let ok = self.apply(&action).await;
-            self.ledger.record(&action, None, ok, Instant::now());
+            self.dispatch(action);
         }
-        self.hooks.finish(HOOK_FINISH_WAIT).await;
+        self.wait_idle(&mut results).await;
+        let LocalActions {
+            hooks, jobs, task, ..
+        } = self;
+        drop(jobs);
+        if tokio::time::timeout(IP_TIMEOUT, task).await.is_err() {
+            tracing::warn!("the address task did not stop in time");
+        }
+        hooks.finish(HOOK_FINISH_WAIT).await;
+    }
+
+    /// Records outcomes until nothing is in flight, for at most `IP_TIMEOUT` per action
+    /// (plus one, for the task's own scheduling).
+    async fn wait_idle(&mut self, results: &mut mpsc::UnboundedReceiver<AddressDone>) {
+        let calls = u32::try_from(self.ledger.in_flight()).unwrap_or(u32::MAX);
+        let deadline =
+            tokio::time::Instant::now() + IP_TIMEOUT.saturating_mul(calls.saturating_add(1));
+        while self.ledger.busy() {
+            match tokio::time::timeout_at(deadline, results.recv()).await {
+                Ok(Some(done)) => {
+                    self.ledger
+                        .record(&done.action, None, done.ok, Instant::now());
+                }
+                Ok(None) | Err(_) => {
+                    tracing::warn!("stopping: a service address change did not end in time");
+                    return;
+                }
+            }
+        }
+    }
+}
+
+/// The address task: runs each action in turn and reports it; ends when the coordinator
+/// drops the sender (or stops listening).
+async fn address_task(
+    ip: IpCommand,
+    dry_run: bool,
+    mut jobs: mpsc::UnboundedReceiver<AddressAction>,
+    done: mpsc::UnboundedSender<AddressDone>,
+) {
+    while let Some(action) = jobs.recv().await {
+        let ok = apply(&ip, dry_run, &action).await;
+        if done.send(AddressDone { action, ok }).is_err() {
+            return;
+        }
+    }
+}
+
+async fn apply(ip: &IpCommand, dry_run: bool, action: &AddressAction) -> bool {
+    let argv = ip.argv(action).join(" ");
+    let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) = action;
+    if dry_run {
+        tracing::info!(%service, command = %argv, "dry run: would change a service address");
+        return true;
+    }
+    match ip.apply(action).await {
+        Ok(()) => {
+            tracing::info!(%service, command = %argv, "service address changed");
+            true
+        }
+        Err(e) => {
+            match action {
+                AddressAction::Add { .. } => tracing::error!(
+                    %service, error = %e,
+                    "cannot add a service address: its routes are held back (retrying)"
+                ),
+                AddressAction::Remove { .. } => tracing::error!(
+                    %service, error = %e,
+                    "cannot remove a service address: remove it by hand"
+                ),
+            }
+            false
+        }
     }
 }
 
@@ -207,41 +303,67 @@ mod tests {
         let web: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"))];
         let mut flushes = Flushes::default();
         // The old session confirmed a set without the web prefix ...
-        flushes.flushed("edge".into(), rib(&[]).unwrap_or_default());
+        flushes.flushed("edge".into(), 1, rib(&[]).unwrap_or_default());
         assert!(withdrawn_everywhere(
-            &flushes.confirmed(["edge"].into_iter()),
+            &flushes.confirmed([("edge", 1)].into_iter()),
             &web
         ));
         // ... then went down and came back: the new session may be sending the prefix.
         flushes.session_changed("edge"); // PeerEvent::Down
         flushes.session_changed("edge"); // PeerEvent::Established
-        assert_eq!(flushes.confirmed(["edge"].into_iter()), vec![None]);
+        assert_eq!(flushes.confirmed([("edge", 2)].into_iter()), vec![None]);
         assert!(
-            !withdrawn_everywhere(&flushes.confirmed(["edge"].into_iter()), &web),
+            !withdrawn_everywhere(&flushes.confirmed([("edge", 2)].into_iter()), &web),
             "the web address could go before the withdrawal is written"
         );
         // The new session's own confirmation counts.
-        flushes.flushed("edge".into(), rib(&[]).unwrap_or_default());
+        flushes.flushed("edge".into(), 2, rib(&[]).unwrap_or_default());
         assert!(withdrawn_everywhere(
-            &flushes.confirmed(["edge"].into_iter()),
+            &flushes.confirmed([("edge", 2)].into_iter()),
             &web
         ));
+    }
+
+    #[test]
+    fn a_confirmation_counts_only_for_the_session_that_wrote_it() {
+        let web: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"))];
+        let current = rib(&[]).unwrap_or_default();
+        let mut flushes = Flushes::default();
+        // Session 1 confirmed the withdrawal; the peer status already shows session 2
+        // established, while its Down and Established events are still queued.
+        flushes.flushed("edge".into(), 1, Arc::clone(&current));
+        assert_eq!(flushes.confirmed([("edge", 2)].into_iter()), vec![None]);
+        assert!(
+            !withdrawn_everywhere(&flushes.confirmed([("edge", 2)].into_iter()), &web),
+            "session 1's confirmation let the address go while session 2 may announce"
+        );
+        assert!(!flushes.all_flushed([("edge", 2)].into_iter(), &current));
+        // Session 2's own confirmation counts.
+        flushes.flushed("edge".into(), 2, Arc::clone(&current));
+        assert!(flushes.all_flushed([("edge", 2)].into_iter(), &current));
+        assert!(withdrawn_everywhere(
+            &flushes.confirmed([("edge", 2)].into_iter()),
+            &web
+        ));
+        // A confirmation sent while no session was up (0) never counts for one.
+        flushes.flushed("edge".into(), 0, Arc::clone(&current));
+        assert!(!flushes.all_flushed([("edge", 2)].into_iter(), &current));
     }
 
     #[test]
     fn a_peer_that_is_down_does_not_hold_up_the_stop() {
         let current = rib(&[]).unwrap_or_default();
         let mut flushes = Flushes::default();
-        flushes.flushed("edge".into(), Arc::clone(&current));
-        flushes.flushed("core".into(), Arc::clone(&current));
+        flushes.flushed("edge".into(), 1, Arc::clone(&current));
+        flushes.flushed("core".into(), 2, Arc::clone(&current));
         flushes.session_changed("core"); // down: confirmation forgotten
-        assert!(flushes.all_flushed(["edge"].into_iter(), &current));
+        assert!(flushes.all_flushed([("edge", 1)].into_iter(), &current));
         assert!(
-            !flushes.all_flushed(["edge", "core"].into_iter(), &current),
+            !flushes.all_flushed([("edge", 1), ("core", 3)].into_iter(), &current),
             "an established peer without a confirmation of the current routes"
         );
         let older = rib(&[]).unwrap_or_default();
-        assert!(!flushes.all_flushed(["edge"].into_iter(), &older));
+        assert!(!flushes.all_flushed([("edge", 1)].into_iter(), &older));
     }
 
     #[test]

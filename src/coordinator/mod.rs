@@ -5,8 +5,8 @@
 //!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>────▶ peer tasks
 //!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┼─watch<StatusDocument>─▶ status server
 //!  peer tasks ──PeerEvent, status──┤     (Core)      ├─HookJob (queued)──────▶ hook workers
-//!  drain files (polled) ───────────┤                 └─ip addr replace/del───▶ address tasks
-//!  address tasks ──Done────────────┘
+//!  drain files (polled) ───────────┤                 └─AddressAction (queued)─▶ address task
+//!  address task ──AddressDone──────┘                        (`ip addr replace/del`, in turn)
 //!
 //!  peer tasks ◀──watch<BfdStatus>── BFD task (started with the first peer that has
 //!  `bfd`; UDP 3784) ◀── add/remove ── peer tasks: a failed BFD session closes the peer's
@@ -18,7 +18,8 @@
 //! for every peer: each peer task diffs it against what it has sent (`announcer::diff`),
 //! so the coordinator never waits on a socket. Host-side actions (state-change hooks,
 //! service addresses added before announcing and removed after the withdrawal is written)
-//! are in `local_actions`.
+//! are in `local_actions`; the `ip` calls run in the address task and their outcomes come
+//! back as messages, so the coordinator never waits on `ip` either.
 
 pub mod core;
 mod fleet_guard;

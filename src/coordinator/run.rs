@@ -171,7 +171,7 @@ pub async fn run(
         _ => None,
     };
 
-    let local = LocalActions::start(
+    let (local, mut addresses_rx) = LocalActions::start(
         &config.services,
         options.dry_run,
         options.ip_command.clone(),
@@ -244,6 +244,7 @@ pub async fn run(
             Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
+            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done),
             () = changed.notified() => {}
             signal = signals.recv() => match signal {
                 Some(DaemonSignal::Reload) => {
@@ -272,16 +273,15 @@ pub async fn run(
         }
         let changes = core.evaluate(now, SystemTime::now());
         // The routes before anything else: the peer tasks start writing UPDATEs while this
-        // task formats and writes log lines (stdout may be a pipe to journald), and while
-        // it waits for the `ip` calls (up to IP_TIMEOUT each), so that no withdrawal waits
-        // behind another service's address. Service addresses go on before their routes
-        // go out (a service whose addresses are not in place is left out of the routes),
-        // so the routes go again once the addresses changed; addresses go off only once
-        // the withdrawal is confirmed written (crate::local_addr).
+        // task formats and writes log lines (stdout may be a pipe to journald). The `ip`
+        // calls run in the address task, so no withdrawal waits behind a service address.
+        // Service addresses go on before their routes go out (a service whose addresses
+        // are not in place is left out of the routes until the address task reports them
+        // added); addresses go off only once the withdrawal is confirmed written
+        // (crate::local_addr).
         let previous = shell.routes_tx.borrow().clone();
-        shell.send_routes(&core);
         let confirmed = shell.confirmed();
-        shell.local.sync(&mut core, &confirmed).await;
+        shell.local.sync(&mut core, &confirmed);
         shell.send_routes(&core);
         let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
@@ -338,7 +338,7 @@ pub async fn run(
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }
-    shell.local.finish().await;
+    shell.local.finish(addresses_rx).await;
     server_stop.notify_waiters();
     server_stop.notify_one();
     match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
@@ -482,12 +482,13 @@ impl Shell {
         }
     }
 
-    /// Names of the peers whose session is established.
-    fn established(&self) -> impl Iterator<Item = &str> {
-        self.peers
-            .iter()
-            .filter(|p| p.status.borrow().state == "established")
-            .map(|p| p.config.name.as_str())
+    /// Names and session numbers of the peers whose session is established.
+    fn established(&self) -> impl Iterator<Item = (&str, u64)> {
+        self.peers.iter().filter_map(|p| {
+            // One read: state and session number of the same snapshot.
+            let status = p.status.borrow();
+            (status.state == "established").then_some((p.config.name.as_str(), status.session))
+        })
     }
 
     /// Per established peer, the routes its session last confirmed as written.
@@ -562,8 +563,12 @@ impl Shell {
             PeerEvent::ServiceRoutes { peer, routes } => {
                 tracing::debug!(%peer, routes = routes.len(), "service routes received back");
             }
-            PeerEvent::Flushed { peer, routes } => {
-                self.flushed.flushed(peer, routes);
+            PeerEvent::Flushed {
+                peer,
+                session,
+                routes,
+            } => {
+                self.flushed.flushed(peer, session, routes);
             }
             PeerEvent::Crashed { peer, message } => {
                 tracing::error!(%peer, %message, "peer task crashed; restarting it");

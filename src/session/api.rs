@@ -133,6 +133,10 @@ pub enum PeerEvent {
     Flushed {
         /// Peer name.
         peer: String,
+        /// The session that wrote it (`PeerStatus::session`), 0 when none is up. A
+        /// confirmation counts only for that session: the channel may still carry one
+        /// from a session that has since been replaced.
+        session: u64,
         /// The desired routes this confirms.
         routes: Arc<RibOut>,
     },

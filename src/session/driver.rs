@@ -12,6 +12,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -47,6 +48,12 @@ pub(crate) const COMMAND_QUEUE: usize = 16;
 /// Frames buffered between a reader and the peer task.
 const IO_QUEUE: usize = 256;
 
+/// Numbers every Established session of the process (`PeerStatus::session`). Process-wide
+/// rather than per peer task: a peer replaced by a reload gets a new task, whose sessions
+/// must not reuse the numbers of the old task's, still possibly queued in the old task's
+/// `PeerEvent::Flushed`.
+static NEXT_SESSION: AtomicU64 = AtomicU64::new(1);
+
 fn now() -> Instant {
     tokio::time::Instant::now().into_std()
 }
@@ -58,6 +65,8 @@ pub(crate) fn rfc3339_now() -> String {
 /// The Established session's route state.
 struct Up {
     conn: ConnId,
+    /// This session's number ([`NEXT_SESSION`]).
+    session: u64,
     negotiated: Negotiated,
     ctx: SessionContext,
     sent: RibOut,
@@ -561,6 +570,8 @@ impl Actor {
         self.st.hold_time = u16::try_from(negotiated.hold_time.as_secs()).ok();
         self.st.capabilities = negotiated.capability_names();
         self.st.established_count += 1;
+        let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
+        self.st.session = session;
         if !negotiated.missing_families.is_empty() {
             self.st.last_error = Some(format!(
                 "peer did not negotiate {}: those routes are not sent",
@@ -575,6 +586,7 @@ impl Actor {
         ];
         self.up = Some(Up {
             conn,
+            session,
             encode: negotiated.encode_context(),
             negotiated,
             ctx,
@@ -625,6 +637,7 @@ impl Actor {
     fn on_session_down(&mut self, reason: &DownReason) {
         info!(%reason, "session down");
         self.up = None;
+        self.st.session = 0;
         self.st.prefixes_sent = 0;
         self.st.hold_time = None;
         self.st.capabilities.clear();
@@ -733,8 +746,11 @@ impl Actor {
     }
 
     fn flushed(&mut self, routes: Arc<RibOut>) {
+        // A pending confirmation is taken when its session goes down (`on_session_down`),
+        // so the session up now is the one that wrote it.
         let _ = self.events.send(PeerEvent::Flushed {
             peer: self.cfg.name.clone(),
+            session: self.up.as_ref().map_or(0, |u| u.session),
             routes,
         });
     }

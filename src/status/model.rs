@@ -197,6 +197,10 @@ pub struct PeerStatus {
     pub last_notification_received: Option<NotificationStatus>,
     /// Connection attempts / establishments since start.
     pub established_count: u64,
+    /// The current session's number (`PeerEvent::Flushed::session`) while `state` is
+    /// `established`, else 0. Internal: not part of the status document.
+    #[serde(skip)]
+    pub session: u64,
     /// The BFD session protecting this peer (RFC 5880/5881), when `bfd` is configured.
     pub bfd: Option<BfdStatus>,
 }

@@ -173,12 +173,17 @@ async fn session_establishes_and_announces_the_desired_routes() {
         .await;
     let routes = h.routes.borrow().clone();
     let flushed = h.event(|e| matches!(e, PeerEvent::Flushed { .. })).await;
-    let PeerEvent::Flushed { routes: f, .. } = flushed else {
+    let PeerEvent::Flushed {
+        routes: f, session, ..
+    } = flushed
+    else {
         unreachable!()
     };
     assert!(Arc::ptr_eq(&f, &routes));
 
     let st = h.status_until(|s| s.state == "established").await;
+    assert_ne!(st.session, 0, "an established session has a number");
+    assert_eq!(session, st.session, "confirmed by the established session");
     assert_eq!(st.hold_time, Some(90));
     assert_eq!(st.prefixes_sent, 1);
     assert_eq!(st.established_count, 1);

@@ -229,29 +229,25 @@ async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
 }
 
 #[tokio::test]
-async fn a_control_request_answered_503_is_not_carried_out_later() {
+async fn a_sick_service_is_withdrawn_while_another_services_address_add_is_blocked() {
     let dir = tempfile::tempdir().unwrap();
     let (script, log, gate) = gated_ip(dir.path());
     let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
-    let token_file = dir.path().join("token");
-    std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
-    let status_extra = format!("token_file = \"{}\"", token_file.display());
-    let setup = Setup {
-        status_extra: &status_extra,
-        ..Setup::default()
-    };
 
+    // web and api with targets of their own: only api turns sick.
     let target = Target::start(Answer::Pass).await;
+    let api_target = Target::start(Answer::Pass).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = free_port();
     let path = dir.path().join("anyguard.toml");
     let text = config_text(
-        &setup,
+        &Setup::default(),
         listener.local_addr().unwrap(),
         status_port,
         target.addr,
     );
-    std::fs::write(&path, &text).unwrap();
+    let api = api_service(api_target.addr);
+    std::fs::write(&path, format!("{text}{api}")).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let (signals, rx) = mpsc::channel(4);
     let options = RunOptions {
@@ -269,50 +265,59 @@ async fn a_control_request_answered_503_is_not_carried_out_later() {
         status_port,
         peer,
     };
-    assert_v4_announcement(&d.update().await, 0);
+    let mut announced = Vec::new();
+    for _ in 0..4 {
+        if announced.len() == 2 {
+            break;
+        }
+        announced.extend(d.update().await.nlri);
+    }
+    announced.sort();
+    assert_eq!(announced, vec![v4(API_V4), v4(SERVICE_V4)]);
 
-    // Five service addresses, each `ip` call held at the gate for about 1.5 s: the
-    // coordinator is busy for longer than the control endpoint waits for it (5 s).
+    // web gets a service address: its `ip` call blocks at the gate.
     let reloaded = text.replace(
         "[[service.check]]",
-        "local_addresses = [\"203.0.113.10\", \"203.0.113.11\", \"203.0.113.12\", \
-         \"203.0.113.13\", \"203.0.113.14\"]\n\n[[service.check]]",
+        "local_addresses = [\"203.0.113.10\"]\n\n[[service.check]]",
     );
-    std::fs::write(&path, reloaded).unwrap();
+    std::fs::write(&path, format!("{reloaded}{api}")).unwrap();
     d.signals.send(DaemonSignal::Reload).await.unwrap();
     for _ in 0..250 {
-        if ip_log().contains("start") {
+        if ip_log().contains("start address replace") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert!(ip_log().contains("start"), "no `ip` call started");
+    assert!(ip_log().contains("start address replace"), "{}", ip_log());
 
-    let (code, body) = post(
-        status_port,
-        "/services/web/drain",
-        "s3cret-token-for-tests",
-        r#"{"reason": "maintenance"}"#,
-    )
-    .await;
-    assert_eq!(code, 503, "{body}");
+    // api turns sick meanwhile: its withdrawal must not wait for web's `ip` call.
+    api_target.set(Answer::Fail);
+    let u = d.update().await;
+    assert_eq!(u.withdrawn, vec![v4(API_V4)], "{u:?}");
     assert!(
-        ip_log().matches("end").count() < 5,
-        "the coordinator was not busy throughout:\n{}",
+        !ip_log().contains("end"),
+        "api's withdrawal waited for web's `ip` call:\n{}",
         ip_log()
     );
 
-    // The coordinator gets to the request only now: the operator was told it failed, so
-    // it must not drain the service behind their back.
+    // The gate opens: web's address is added; web stayed announced throughout.
     std::fs::write(&gate, "").unwrap();
     for _ in 0..250 {
-        if ip_log().matches("end").count() == 5 {
+        if ip_log().contains("end address replace 203.0.113.10/32 dev lo") {
             break;
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(ip_log().matches("end").count(), 5, "{}", ip_log());
-    d.quiet_for(5 * INTERVAL, "a drain answered with 503").await;
-    d.wait_state("up").await;
+    assert!(
+        ip_log().contains("end address replace 203.0.113.10/32 dev lo"),
+        "{}",
+        ip_log()
+    );
+    d.quiet_for(3 * INTERVAL, "web's address was added").await;
     d.shutdown().await;
+    assert!(
+        ip_log().contains("end address del 203.0.113.10/32 dev lo"),
+        "{}",
+        ip_log()
+    );
 }

@@ -258,3 +258,93 @@ async fn a_reload_that_changes_a_check_continues_it_instead_of_starting_it_unkno
         .await;
     d.shutdown().await;
 }
+
+/// Opens the write end of the FIFO at `path` once a reader has it open (bounded wait).
+async fn fifo_writer(path: &Path) -> std::fs::File {
+    use std::os::unix::fs::OpenOptionsExt;
+    for _ in 0..250 {
+        // Non-blocking: ENXIO until the daemon has opened the FIFO for reading.
+        if let Ok(f) = std::fs::OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_NONBLOCK)
+            .open(path)
+        {
+            return f;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the daemon never opened {} for reading", path.display());
+}
+
+// Multi-threaded: the daemon's reload reads the config file synchronously and blocks its
+// worker thread, the status endpoint answers from another.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_control_request_answered_503_is_not_carried_out_later() {
+    use std::io::Write;
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, "s3cret-token-for-tests\n").unwrap();
+    let status_extra = format!("token_file = \"{}\"", token_file.display());
+    let setup = Setup {
+        status_extra: &status_extra,
+        ..Setup::default()
+    };
+
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let path = dir.path().join("anyguard.toml");
+    let text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    let mut d = Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    };
+    assert_v4_announcement(&d.update().await, 0);
+
+    // A slow reload (the config file on a hung file system): the config is now a FIFO
+    // that the coordinator reads until the test closes it, for longer than the control
+    // endpoint waits for it (5 s).
+    std::fs::remove_file(&path).unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(&path)
+        .status()
+        .unwrap();
+    assert!(made.success(), "mkfifo {}", path.display());
+    d.signals.send(DaemonSignal::Reload).await.unwrap();
+    let mut writer = fifo_writer(&path).await;
+
+    let (code, body) = post(
+        status_port,
+        "/services/web/drain",
+        "s3cret-token-for-tests",
+        r#"{"reason": "maintenance"}"#,
+    )
+    .await;
+    assert_eq!(code, 503, "{body}");
+
+    // The coordinator gets to the request only now: the operator was told it failed, so
+    // it must not drain the service behind their back.
+    writer.write_all(text.as_bytes()).unwrap();
+    drop(writer);
+    d.quiet_for(5 * INTERVAL, "a drain answered with 503").await;
+    d.wait_state("up").await;
+    d.shutdown().await;
+}

@@ -175,6 +175,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                 }),
                 last_notification_received: None,
                 established_count: 2,
+                session: 0,
                 bfd: Some(BfdStatus {
                     state: "up".into(),
                     since: at("04:00:04"),
@@ -218,6 +219,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                     communication: None,
                 }),
                 established_count: 1,
+                session: 0,
                 bfd: None,
             },
         ],
