@@ -273,20 +273,33 @@ impl Ledger {
 pub struct IpCommand {
     /// The command and any leading arguments: `["ip"]`, or `["ip", "-n", "NS"]` in tests.
     prefix: Vec<String>,
+    /// The bound on one call (`IP_TIMEOUT` unless a test widens it).
+    timeout: Duration,
 }
 
 impl Default for IpCommand {
     fn default() -> Self {
-        IpCommand {
-            prefix: vec!["ip".to_string()],
-        }
+        IpCommand::with_prefix(vec!["ip".to_string()])
     }
 }
 
 impl IpCommand {
     /// `ip` with leading arguments (e.g. `-n NETNS`).
     pub fn with_prefix(prefix: Vec<String>) -> Self {
-        IpCommand { prefix }
+        IpCommand {
+            prefix,
+            timeout: IP_TIMEOUT,
+        }
+    }
+
+    /// The same command with another bound on each call.
+    pub fn with_timeout(self, timeout: Duration) -> Self {
+        IpCommand { timeout, ..self }
+    }
+
+    /// The bound on one call.
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     /// The argv that carries out `action`.
@@ -322,7 +335,7 @@ impl IpCommand {
 
     /// Carries out `action`; a removal of an address that is already gone succeeds.
     pub async fn apply(&self, action: &AddressAction) -> Result<(), String> {
-        let command = BoundedCommand::new(self.argv(action), IP_TIMEOUT);
+        let command = BoundedCommand::new(self.argv(action), self.timeout);
         match command.run().await {
             Ok(_) => Ok(()),
             // iproute2's answers when the address is not there (IPv4; EADDRNOTAVAIL).

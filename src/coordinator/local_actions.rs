@@ -19,7 +19,7 @@ use super::core::Core;
 use crate::announcer::{Presentation, RibOut};
 use crate::config::ServiceConfig;
 use crate::hooks::Hooks;
-use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish, IP_TIMEOUT};
+use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish};
 use crate::service::Change;
 
 /// How long a stopping daemon waits for queued hooks (e.g. the last `drained`).
@@ -33,6 +33,8 @@ pub(super) struct LocalActions {
     /// To the address task.
     jobs: mpsc::UnboundedSender<AddressAction>,
     task: JoinHandle<()>,
+    /// The bound on one `ip` call, which bounds the waits at a stop.
+    ip_timeout: Duration,
     dry_run: bool,
 }
 
@@ -118,14 +120,14 @@ impl Flushes {
 }
 
 impl LocalActions {
-    /// `ip_command`: the `ip` program and leading arguments; `None` for `ip` from `PATH`.
-    /// The receiver yields the outcomes of the address task, for [`LocalActions::done`].
+    /// `ip`: what runs the address changes. The receiver yields the outcomes of the
+    /// address task, for [`LocalActions::done`].
     pub(super) fn start(
         services: &[ServiceConfig],
         dry_run: bool,
-        ip_command: Option<Vec<String>>,
+        ip: IpCommand,
     ) -> (Self, mpsc::UnboundedReceiver<AddressDone>) {
-        let ip = ip_command.map_or_else(IpCommand::default, IpCommand::with_prefix);
+        let ip_timeout = ip.timeout();
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let task = tokio::spawn(address_task(ip, dry_run, jobs_rx, done_tx));
@@ -134,6 +136,7 @@ impl LocalActions {
             ledger: Ledger::default(),
             jobs,
             task,
+            ip_timeout,
             dry_run,
         };
         (local, done_rx)
@@ -201,7 +204,8 @@ impl LocalActions {
 
     /// At the end of a stop: every address left goes (the sessions are closed, so the
     /// withdrawals are out) once the actions in flight have ended, and queued hooks get a
-    /// bounded time to finish. Every wait is bounded: each `ip` call is (`IP_TIMEOUT`).
+    /// bounded time to finish. Every wait is bounded: each `ip` call is (`IP_TIMEOUT`
+    /// unless the daemon was started with another bound).
     pub(super) async fn finish(mut self, mut results: mpsc::UnboundedReceiver<AddressDone>) {
         self.wait_idle(&mut results).await;
         for action in self.ledger.remove_all() {
@@ -209,21 +213,25 @@ impl LocalActions {
         }
         self.wait_idle(&mut results).await;
         let LocalActions {
-            hooks, jobs, task, ..
+            hooks,
+            jobs,
+            task,
+            ip_timeout,
+            ..
         } = self;
         drop(jobs);
-        if tokio::time::timeout(IP_TIMEOUT, task).await.is_err() {
+        if tokio::time::timeout(ip_timeout, task).await.is_err() {
             tracing::warn!("the address task did not stop in time");
         }
         hooks.finish(HOOK_FINISH_WAIT).await;
     }
 
-    /// Records outcomes until nothing is in flight, for at most `IP_TIMEOUT` per action
+    /// Records outcomes until nothing is in flight, for at most one `ip` call's bound per action
     /// (plus one, for the task's own scheduling).
     async fn wait_idle(&mut self, results: &mut mpsc::UnboundedReceiver<AddressDone>) {
         let calls = u32::try_from(self.ledger.in_flight()).unwrap_or(u32::MAX);
         let deadline =
-            tokio::time::Instant::now() + IP_TIMEOUT.saturating_mul(calls.saturating_add(1));
+            tokio::time::Instant::now() + self.ip_timeout.saturating_mul(calls.saturating_add(1));
         while self.ledger.busy() {
             match tokio::time::timeout_at(deadline, results.recv()).await {
                 Ok(Some(done)) => {

@@ -15,6 +15,7 @@ use super::local_actions::{Confirmed, Flushes, LocalActions};
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
+use crate::local_addr::IpCommand;
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
@@ -47,6 +48,9 @@ pub struct RunOptions {
     /// The command (and leading arguments) that manages service addresses; `None` for
     /// `ip` from `PATH`. E.g. `["ip", "-n", "NETNS"]`.
     pub ip_command: Option<Vec<String>>,
+    /// The bound on one such call; `None` for `IP_TIMEOUT` (2 s). Tests that hold an
+    /// `ip` call open on purpose widen it, so that what they order is not a race with it.
+    pub ip_timeout: Option<Duration>,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -171,11 +175,15 @@ pub async fn run(
         _ => None,
     };
 
-    let (local, mut addresses_rx) = LocalActions::start(
-        &config.services,
-        options.dry_run,
-        options.ip_command.clone(),
-    );
+    let ip = options
+        .ip_command
+        .clone()
+        .map_or_else(IpCommand::default, IpCommand::with_prefix);
+    let ip = match options.ip_timeout {
+        Some(t) => ip.with_timeout(t),
+        None => ip,
+    };
+    let (local, mut addresses_rx) = LocalActions::start(&config.services, options.dry_run, ip);
     let mut shell = Shell {
         options,
         started: now,

@@ -128,8 +128,12 @@ fall = 2
 }
 
 /// An `ip` for the daemon: a script that logs its start, waits for a gate file (at most
-/// about 1.5 s, inside the 2 s limit of an `ip` call) and logs its end. Returns the
-/// script, the log and the gate.
+/// about 20 s, inside [`GATED_IP_TIMEOUT`], the bound the daemon is given for it) and logs
+/// its end. Returns the script, the log and the gate.
+/// Wider than the gate's own limit: the call ends when the test opens the gate, never by
+/// the daemon's bound, however slowly a loaded machine runs the rest of the test.
+const GATED_IP_TIMEOUT: Duration = Duration::from_secs(30);
+
 fn gated_ip(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::PathBuf) {
     let (log, gate) = (dir.join("ip.log"), dir.join("gate"));
     let script = dir.join("ip.sh");
@@ -138,7 +142,7 @@ fn gated_ip(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::P
         format!(
             "echo \"start $*\" >> {log}\n\
              i=0\n\
-             while [ ! -e {gate} ] && [ $i -lt 75 ]; do sleep 0.02; i=$((i+1)); done\n\
+             while [ ! -e {gate} ] && [ $i -lt 1000 ]; do sleep 0.02; i=$((i+1)); done\n\
              echo \"end $*\" >> {log}\n",
             log = log.display(),
             gate = gate.display(),
@@ -172,6 +176,7 @@ async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
         // Through `sh`: exec'ing a file just written races with forks of other threads
         // (ETXTBSY).
         ip_command: Some(vec!["sh".into(), script.display().to_string()]),
+        ip_timeout: Some(GATED_IP_TIMEOUT),
         ..RunOptions::default()
     };
     let task = tokio::spawn(run(config, options, rx));
@@ -253,6 +258,7 @@ async fn a_sick_service_is_withdrawn_while_another_services_address_add_is_block
     let options = RunOptions {
         config_path: Some(path.clone()),
         ip_command: Some(vec!["sh".into(), script.display().to_string()]),
+        ip_timeout: Some(GATED_IP_TIMEOUT),
         ..RunOptions::default()
     };
     let task = tokio::spawn(run(config, options, rx));
