@@ -170,7 +170,6 @@ async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
     );
     std::fs::write(&path, format!("{text}{}", api_service(target.addr))).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (signals, rx) = mpsc::channel(4);
     let options = RunOptions {
         config_path: Some(path.clone()),
         // Through `sh`: exec'ing a file just written races with forks of other threads
@@ -179,16 +178,7 @@ async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
         ip_timeout: Some(GATED_IP_TIMEOUT),
         ..RunOptions::default()
     };
-    let task = tokio::spawn(run(config, options, rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
-        .await;
-    let mut d = Daemon {
-        signals,
-        task,
-        status_port,
-        peer,
-    };
+    let mut d = Daemon::launch(&listener, status_port, config, options, false).await;
     let mut announced = Vec::new();
     for _ in 0..4 {
         if announced.len() == 2 {
@@ -254,23 +244,13 @@ async fn a_sick_service_is_withdrawn_while_another_services_address_add_is_block
     let api = api_service(api_target.addr);
     std::fs::write(&path, format!("{text}{api}")).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (signals, rx) = mpsc::channel(4);
     let options = RunOptions {
         config_path: Some(path.clone()),
         ip_command: Some(vec!["sh".into(), script.display().to_string()]),
         ip_timeout: Some(GATED_IP_TIMEOUT),
         ..RunOptions::default()
     };
-    let task = tokio::spawn(run(config, options, rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
-        .await;
-    let mut d = Daemon {
-        signals,
-        task,
-        status_port,
-        peer,
-    };
+    let mut d = Daemon::launch(&listener, status_port, config, options, false).await;
     let mut announced = Vec::new();
     for _ in 0..4 {
         if announced.len() == 2 {

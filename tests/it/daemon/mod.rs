@@ -21,7 +21,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyguard::config::load_str;
+use anyguard::config::{load_str, Config};
 use anyguard::coordinator::{run, DaemonSignal, RunError, RunOptions};
 use anyguard_proto::{
     AsPathSegmentType, Community, ErrorCode, Message, MpReach, PathAttribute, UpdateMessage,
@@ -274,10 +274,22 @@ impl Daemon {
         let status_port = free_port();
         let text = config_text(setup, peer_addr, status_port, target.addr);
         let config = load_str(&text, "daemon-it.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-        let (signals, rx) = mpsc::channel(4);
-        let task = tokio::spawn(run(config, RunOptions::default(), rx));
-        let mut peer = FakePeer::accept(&listener).await;
         let ipv6 = setup.prefixes.iter().any(|p| p.contains(':'));
+        Self::launch(&listener, status_port, config, RunOptions::default(), ipv6).await
+    }
+
+    /// Starts `run()` with `config` and `options` and accepts its session on `listener`
+    /// (IPv6 unicast offered too when `ipv6`).
+    async fn launch(
+        listener: &TcpListener,
+        status_port: u16,
+        config: Config,
+        options: RunOptions,
+        ipv6: bool,
+    ) -> Self {
+        let (signals, rx) = mpsc::channel(4);
+        let task = tokio::spawn(run(config, options, rx));
+        let mut peer = FakePeer::accept(listener).await;
         peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, ipv6))
             .await;
         Daemon {

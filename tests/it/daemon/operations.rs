@@ -72,21 +72,11 @@ async fn reload_applies_a_changed_community_and_a_rejected_config_changes_nothin
     let text = config_text(&Setup::default(), peer_addr, status_port, target.addr);
     std::fs::write(&path, &text).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (signals, rx) = mpsc::channel(4);
     let options = RunOptions {
         config_path: Some(path.clone()),
         ..RunOptions::default()
     };
-    let task = tokio::spawn(run(config, options, rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
-        .await;
-    let mut d = Daemon {
-        signals,
-        task,
-        status_port,
-        peer,
-    };
+    let mut d = Daemon::launch(&listener, status_port, config, options, false).await;
     assert_v4_announcement(&d.update().await, 0);
 
     // A new community on the service: one UPDATE with it, on the same session.
@@ -205,21 +195,11 @@ async fn a_reload_that_changes_a_check_continues_it_instead_of_starting_it_unkno
     );
     std::fs::write(&path, &text).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (signals, rx) = mpsc::channel(4);
     let options = RunOptions {
         config_path: Some(path.clone()),
         ..RunOptions::default()
     };
-    let task = tokio::spawn(run(config, options, rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
-        .await;
-    let mut d = Daemon {
-        signals,
-        task,
-        status_port,
-        peer,
-    };
+    let mut d = Daemon::launch(&listener, status_port, config, options, false).await;
     assert_v4_announcement(&d.update().await, 0);
 
     // Let the check pass well beyond `rise` (bounded wait).
@@ -302,21 +282,11 @@ async fn a_control_request_answered_503_is_not_carried_out_later() {
     );
     std::fs::write(&path, &text).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let (signals, rx) = mpsc::channel(4);
     let options = RunOptions {
         config_path: Some(path.clone()),
         ..RunOptions::default()
     };
-    let task = tokio::spawn(run(config, options, rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
-        .await;
-    let mut d = Daemon {
-        signals,
-        task,
-        status_port,
-        peer,
-    };
+    let mut d = Daemon::launch(&listener, status_port, config, options, false).await;
     assert_v4_announcement(&d.update().await, 0);
 
     // A slow reload (the config file on a hung file system): the config is now a FIFO
