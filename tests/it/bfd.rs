@@ -40,6 +40,31 @@ pub(crate) fn port(h: &Handle, ip: IpAddr) -> u16 {
     if ip.is_ipv4() { v4 } else { v6 }.unwrap()
 }
 
+/// Two BFD tasks on loopback, each with a session towards the other at [`FAST`], and the
+/// sessions' status.
+async fn pair(
+    ip: IpAddr,
+) -> (
+    Handle,
+    Handle,
+    watch::Receiver<BfdStatus>,
+    watch::Receiver<BfdStatus>,
+) {
+    let a = driver(3784);
+    let b = driver(3784);
+    let sa = a
+        .add(SocketAddr::new(ip, port(&b, ip)), None, FAST)
+        .await
+        .unwrap()
+        .status;
+    let sb = b
+        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
+        .await
+        .unwrap()
+        .status;
+    (a, b, sa, sb)
+}
+
 /// Waits until the status satisfies `f`.
 pub(crate) async fn until(
     rx: &mut watch::Receiver<BfdStatus>,
@@ -56,18 +81,7 @@ pub(crate) async fn until(
 }
 
 async fn up_and_silence(ip: IpAddr) {
-    let a = driver(3784);
-    let b = driver(3784);
-    let mut sa = a
-        .add(SocketAddr::new(ip, port(&b, ip)), None, FAST)
-        .await
-        .unwrap()
-        .status;
-    let mut sb = b
-        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
-        .await
-        .unwrap()
-        .status;
+    let (_a, b, mut sa, mut sb) = pair(ip).await;
     assert_eq!(sa.borrow().note.as_deref(), Some(NEVER_UP_NOTE));
 
     let up_a = until(&mut sa, "up", |s| s.state == "up").await;
@@ -112,18 +126,7 @@ async fn two_drivers_reach_up_over_ipv6_loopback_and_detect_silence() {
 #[tokio::test]
 async fn removing_a_session_sends_admin_down_which_is_not_a_failure() {
     let ip = IpAddr::V4(Ipv4Addr::LOCALHOST);
-    let a = driver(3784);
-    let b = driver(3784);
-    let mut sa = a
-        .add(SocketAddr::new(ip, port(&b, ip)), None, FAST)
-        .await
-        .unwrap()
-        .status;
-    let mut sb = b
-        .add(SocketAddr::new(ip, port(&a, ip)), None, FAST)
-        .await
-        .unwrap()
-        .status;
+    let (a, b, mut sa, mut sb) = pair(ip).await;
     until(&mut sa, "up", |s| s.state == "up").await;
     until(&mut sb, "up", |s| s.state == "up").await;
     // A reload registered the peer again before the old peer task left: the old task's
@@ -399,11 +402,12 @@ async fn a_configured_source_address_is_the_one_the_peer_sees() {
 #[tokio::test]
 async fn an_unusable_source_address_is_reported_in_the_status() {
     let a = driver(3784);
-    // 192.0.2.1 (TEST-NET-1) is on no interface of this host.
+    // 198.18.255.254 (the lab's link range, never assigned by it) is on no interface of
+    // the host's namespace: binding to it fails, nothing is sent.
     let st = a
         .add(
             SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9),
-            Some(IpAddr::V4(Ipv4Addr::new(192, 0, 2, 1))),
+            Some(IpAddr::V4(Ipv4Addr::new(198, 18, 255, 254))),
             FAST,
         )
         .await
@@ -411,7 +415,7 @@ async fn an_unusable_source_address_is_reported_in_the_status() {
         .status;
     let note = st.borrow().note.clone().unwrap_or_default();
     assert!(
-        note.starts_with("cannot send BFD packets from 192.0.2.1"),
+        note.starts_with("cannot send BFD packets from 198.18.255.254"),
         "{note}"
     );
 }
