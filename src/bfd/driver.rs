@@ -406,9 +406,13 @@ impl Driver {
                 e.owner = owner;
                 e.peer = peer;
                 e.local = local;
-                if let Some(err) = &bind_error {
-                    e.st.note = Some(err.clone());
-                }
+                // The new registration's source decides the note: an error from an earlier
+                // source that is no longer asked for must not stay.
+                e.st.note = match &bind_error {
+                    Some(err) => Some(err.clone()),
+                    None if e.st.up_count == 0 => Some(NEVER_UP_NOTE.to_string()),
+                    None => None,
+                };
                 let mut actions = e.session.handle(now, Event::AdminUp);
                 actions.extend(e.session.handle(now, Event::SetConfig(config)));
                 self.execute(disc, actions);

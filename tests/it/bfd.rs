@@ -418,6 +418,18 @@ async fn an_unusable_source_address_is_reported_in_the_status() {
         note.starts_with("cannot send BFD packets from 198.18.255.254"),
         "{note}"
     );
+    // A reload drops the source address: the error goes with it.
+    let st = a
+        .add(
+            SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9),
+            None,
+            FAST,
+        )
+        .await
+        .unwrap()
+        .status;
+    let note = st.borrow().note.clone();
+    assert_eq!(note.as_deref(), Some(NEVER_UP_NOTE));
 }
 
 #[test]
