@@ -6,6 +6,9 @@
 //! (`Connection: close`), so a probe measures connection set-up (and TLS handshake) too.
 
 use std::future::Future;
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
@@ -36,6 +39,10 @@ pub struct HttpProbe {
     status: (u16, u16),
     body_contains: Option<String>,
     tls: Option<TlsTarget>,
+    /// A host-name lookup of this probe is running on the blocking pool. The resolver
+    /// cannot be cancelled: a probe that times out leaves its lookup behind, so a hung
+    /// resolver would otherwise take one more blocking thread every interval.
+    lookup_busy: Arc<AtomicBool>,
 }
 
 impl HttpProbe {
@@ -83,11 +90,42 @@ impl HttpProbe {
                 .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
             status,
             body_contains,
+            lookup_busy: Arc::default(),
         })
     }
 
+    /// The addresses to connect to: the URL's address, or its host name resolved with at
+    /// most one lookup of this probe in flight (a new one while the last still runs fails
+    /// the probe at once instead of queueing behind it).
+    async fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
+        if let Ok(ip) = self.host.parse::<IpAddr>() {
+            return Ok(vec![SocketAddr::new(ip, self.port)]);
+        }
+        if self.lookup_busy.swap(true, Ordering::AcqRel) {
+            return Err(format!(
+                "name lookup of {} still running since an earlier probe",
+                self.host
+            ));
+        }
+        let (busy, host, port) = (Arc::clone(&self.lookup_busy), self.host.clone(), self.port);
+        let lookup = tokio::task::spawn_blocking(move || {
+            let r = (host.as_str(), port)
+                .to_socket_addrs()
+                .map(Iterator::collect::<Vec<_>>);
+            busy.store(false, Ordering::Release);
+            r
+        });
+        match lookup.await {
+            Ok(Ok(addrs)) if !addrs.is_empty() => Ok(addrs),
+            Ok(Ok(_)) => Err(format!("{} has no address", self.host)),
+            Ok(Err(e)) => Err(format!("resolve {}: {e}", self.host)),
+            Err(e) => Err(format!("resolve {}: {e}", self.host)),
+        }
+    }
+
     async fn check(&self) -> Result<String, String> {
-        let stream = TcpStream::connect((self.host.as_str(), self.port))
+        let addrs = self.addresses().await?;
+        let stream = TcpStream::connect(&addrs[..])
             .await
             .map_err(|e| format!("connect to {}: {e}", self.authority))?;
         // Latency matters more than throughput for a health check; ignore failures.
@@ -259,6 +297,37 @@ pub(crate) mod tests {
             None,
         )
         .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_host_name_is_resolved_and_each_address_tried() {
+        let (addr, _server) = serve(200, String::new()).await;
+        // `localhost` comes from /etc/hosts (no DNS), often ::1 first, where nothing
+        // listens: the probe goes on to 127.0.0.1.
+        let p = HttpProbe::new(
+            &format!("http://localhost:{}/healthz", addr.port()),
+            (200, 299),
+            None,
+            None,
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let out = p.probe().await;
+        assert!(out.ok, "{out:?}");
+        assert!(!p.lookup_busy.load(Ordering::Acquire));
+    }
+
+    #[tokio::test]
+    async fn a_lookup_still_running_fails_the_next_probe_instead_of_starting_another() {
+        let p = HttpProbe::new("http://health.example.test/healthz", (200, 299), None, None)
+            .unwrap_or_else(|e| panic!("{e}"));
+        // As a lookup left behind by a probe that timed out on a hung resolver.
+        p.lookup_busy.store(true, Ordering::Release);
+        let out = p.probe().await;
+        assert!(!out.ok);
+        assert_eq!(
+            out.detail,
+            "name lookup of health.example.test still running since an earlier probe"
+        );
     }
 
     #[tokio::test]
