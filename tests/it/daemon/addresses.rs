@@ -152,23 +152,26 @@ fn gated_ip(dir: &Path) -> (std::path::PathBuf, std::path::PathBuf, std::path::P
     (script, log, gate)
 }
 
-#[tokio::test]
-async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
-    let dir = tempfile::tempdir().unwrap();
-    let (script, log, gate) = gated_ip(dir.path());
-    let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
-
-    let target = Target::start(Answer::Pass).await;
+/// The daemon with web (checked against `web_target`) and api (against `api_target`),
+/// its service addresses managed by the gated `ip` `script`; returns once both are
+/// announced, with web's config text alone (api is appended to it in the file) and the
+/// file's path.
+async fn web_and_api_with_gated_ip(
+    dir: &Path,
+    script: &Path,
+    web_target: SocketAddr,
+    api_target: SocketAddr,
+) -> (Daemon, String, std::path::PathBuf) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = free_port();
-    let path = dir.path().join("anyguard.toml");
+    let path = dir.join("anyguard.toml");
     let text = config_text(
         &Setup::default(),
         listener.local_addr().unwrap(),
         status_port,
-        target.addr,
+        web_target,
     );
-    std::fs::write(&path, format!("{text}{}", api_service(target.addr))).unwrap();
+    std::fs::write(&path, format!("{text}{}", api_service(api_target))).unwrap();
     let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
     let options = RunOptions {
         config_path: Some(path.clone()),
@@ -188,6 +191,18 @@ async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
     }
     announced.sort();
     assert_eq!(announced, vec![v4(API_V4), v4(SERVICE_V4)]);
+    (d, text, path)
+}
+
+#[tokio::test]
+async fn a_withdrawal_does_not_wait_for_another_services_address_change() {
+    let dir = tempfile::tempdir().unwrap();
+    let (script, log, gate) = gated_ip(dir.path());
+    let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
+
+    let target = Target::start(Answer::Pass).await;
+    let (mut d, text, path) =
+        web_and_api_with_gated_ip(dir.path(), &script, target.addr, target.addr).await;
 
     // One reload both removes api (its withdrawal is due) and gives web, which stays
     // announced, a service address (its `ip` call is due).
@@ -232,34 +247,9 @@ async fn a_sick_service_is_withdrawn_while_another_services_address_add_is_block
     // web and api with targets of their own: only api turns sick.
     let target = Target::start(Answer::Pass).await;
     let api_target = Target::start(Answer::Pass).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let status_port = free_port();
-    let path = dir.path().join("anyguard.toml");
-    let text = config_text(
-        &Setup::default(),
-        listener.local_addr().unwrap(),
-        status_port,
-        target.addr,
-    );
+    let (mut d, text, path) =
+        web_and_api_with_gated_ip(dir.path(), &script, target.addr, api_target.addr).await;
     let api = api_service(api_target.addr);
-    std::fs::write(&path, format!("{text}{api}")).unwrap();
-    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
-    let options = RunOptions {
-        config_path: Some(path.clone()),
-        ip_command: Some(vec!["sh".into(), script.display().to_string()]),
-        ip_timeout: Some(GATED_IP_TIMEOUT),
-        ..RunOptions::default()
-    };
-    let mut d = Daemon::launch(&listener, status_port, config, options, false).await;
-    let mut announced = Vec::new();
-    for _ in 0..4 {
-        if announced.len() == 2 {
-            break;
-        }
-        announced.extend(d.update().await.nlri);
-    }
-    announced.sort();
-    assert_eq!(announced, vec![v4(API_V4), v4(SERVICE_V4)]);
 
     // web gets a service address: its `ip` call blocks at the gate.
     let reloaded = text.replace(
