@@ -7,6 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
+use super::removals::{removed_by_reload, PendingRemoval, PendingRemovals};
 use crate::announcer::{self, Presentation, RibOut};
 use crate::config::{CheckConfig, CheckKind, Config, ServiceConfig};
 use crate::health::{combine, same_check, CheckEvent, CheckState, CheckStatus, ServiceHealth};
@@ -58,6 +59,11 @@ pub struct Core {
     config: Arc<Config>,
     services: Vec<ServiceSlot>,
     stopping: bool,
+    /// Routes a reload took away, still announced until the guard lets them go.
+    removals: PendingRemovals,
+    /// A fleet guard decides about removals ([`Core::guard_removals`]); without one a
+    /// reload withdraws what it removes at once, as before.
+    removals_guarded: bool,
 }
 
 /// Result of an operator request.
@@ -81,7 +87,34 @@ impl Core {
             config,
             services,
             stopping: false,
+            removals: PendingRemovals::default(),
+            removals_guarded: false,
         }
+    }
+
+    /// With `true` (a fleet guard runs), the routes a reload takes away become pending
+    /// removals that the guard decides about ([`Core::pending_removals`]) instead of
+    /// leaving at once.
+    pub fn guard_removals(&mut self, on: bool) {
+        self.removals_guarded = on;
+    }
+
+    /// The routes a reload removed that are still announced, waiting for the guard.
+    pub fn pending_removals(&self) -> &[PendingRemoval] {
+        self.removals.list()
+    }
+
+    /// Takes pending removals in (from a reload, or saved before a restart): their
+    /// routes are announced again with their saved attributes until the guard lets them
+    /// go. Prefixes the running config configures, or already pending, are skipped.
+    pub fn add_pending_removals(&mut self, removals: Vec<PendingRemoval>) {
+        self.removals.add(&self.config, removals);
+    }
+
+    /// The guard let the pending removal `key` ([`PendingRemoval::key`]) go: its routes
+    /// leave the desired Adj-RIB-Out.
+    pub fn complete_removal(&mut self, key: &str) -> Option<PendingRemoval> {
+        self.removals.complete(key)
     }
 
     /// The running config.
@@ -92,6 +125,9 @@ impl Core {
     /// Takes a new config: services kept by name keep their state and history (and each
     /// check with the same name and target keeps its own), new ones start, removed ones go.
     pub fn reconfigure(&mut self, config: Arc<Config>, now: Instant, wall: SystemTime) {
+        // What the peers have been told until now: the routes this reload takes away are
+        // kept from it, with the same attributes, as pending removals (issue #11).
+        let announced = self.desired();
         let mut old: Vec<Option<ServiceSlot>> = std::mem::take(&mut self.services)
             .into_iter()
             .map(Some)
@@ -142,6 +178,11 @@ impl Core {
             })
             .collect();
         self.config = config;
+        self.removals.reconfigured(&self.config);
+        if self.removals_guarded {
+            let removed = removed_by_reload(&old_config, &self.config, &announced, wall);
+            self.add_pending_removals(removed);
+        }
     }
 
     /// The state of the running check that a reloaded `check` of service `service`
@@ -297,13 +338,19 @@ impl Core {
     /// service as its state machine presents it, less those whose addresses are not in
     /// place yet.
     pub fn desired(&self) -> RibOut {
-        announcer::desired(
+        let mut rib = announcer::desired(
             self.config
                 .services
                 .iter()
                 .zip(&self.services)
                 .map(|(cfg, slot)| (cfg, slot.effective())),
-        )
+        );
+        // A stop is still a forced drain of everything (it does not wait for the guard),
+        // pending removals included; they are kept in the list for a state file.
+        if !self.stopping {
+            self.removals.extend_rib(&mut rib);
+        }
+        rib
     }
 
     /// The shell tells whether service `i`'s `local_addresses` are all in place.
@@ -813,5 +860,74 @@ mod tests {
             core.services[0].machine.reason(),
             "service disabled in the config, but would leave 0 of 3 sites announcing"
         );
+    }
+
+    fn prefixes(rib: &RibOut) -> Vec<String> {
+        rib.keys().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn a_reload_removing_a_service_keeps_its_routes_as_a_pending_removal_until_the_guard_lets_go() {
+        let (t0, w, mut core) = web_up();
+        core.guard_removals(true);
+        let before = core.desired();
+        core.reconfigure(config(vec![service("dns", "198.51.100.0/24", 1)]), t0, w);
+        core.evaluate(t0 + Duration::from_secs(60), w);
+        assert_eq!(core.desired(), before, "held: same route, same attributes");
+        let pending = core.pending_removals();
+        assert_eq!(pending.len(), 1);
+        assert_eq!(pending[0].service, "web");
+        assert_eq!(pending[0].key(), "web 203.0.113.0/24");
+        // The guard allows it: the route leaves.
+        assert!(core.complete_removal("web 203.0.113.0/24").is_some());
+        assert!(core.desired().is_empty(), "{:?}", core.desired());
+        assert!(core.pending_removals().is_empty());
+    }
+
+    #[test]
+    fn a_reload_changing_a_prefix_announces_the_new_one_at_once_and_keeps_the_old_pending() {
+        let (t0, w, mut core) = web_up();
+        core.guard_removals(true);
+        core.reconfigure(config(vec![service("web", "198.51.100.0/24", 1)]), t0, w);
+        core.evaluate(t0, w);
+        assert_eq!(
+            prefixes(&core.desired()),
+            ["198.51.100.0/24", "203.0.113.0/24"]
+        );
+        assert_eq!(
+            core.pending_removals()[0].prefixes(),
+            ["203.0.113.0/24".parse::<ipnet::IpNet>().unwrap()]
+        );
+        core.complete_removal("web 203.0.113.0/24");
+        assert_eq!(prefixes(&core.desired()), ["198.51.100.0/24"]);
+    }
+
+    #[test]
+    fn a_removed_prefix_configured_again_is_no_longer_pending() {
+        let (t0, w, mut core) = web_up();
+        core.guard_removals(true);
+        core.reconfigure(config(vec![]), t0, w);
+        assert_eq!(core.pending_removals().len(), 1);
+        // Taken over by another service: announced by it, nothing left to remove.
+        core.reconfigure(config(vec![service("www", "203.0.113.0/24", 1)]), t0, w);
+        assert!(core.pending_removals().is_empty());
+    }
+
+    #[test]
+    fn without_a_guard_a_reload_withdraws_what_it_removes_at_once() {
+        let (t0, w, mut core) = web_up();
+        core.reconfigure(config(vec![]), t0, w);
+        assert!(core.pending_removals().is_empty());
+        assert!(core.desired().is_empty());
+    }
+
+    #[test]
+    fn a_stop_withdraws_pending_removals_too() {
+        let (t0, w, mut core) = web_up();
+        core.guard_removals(true);
+        core.reconfigure(config(vec![]), t0, w);
+        core.stop();
+        assert!(core.desired().is_empty());
+        assert_eq!(core.pending_removals().len(), 1, "kept for a state file");
     }
 }

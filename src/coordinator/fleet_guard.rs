@@ -20,7 +20,8 @@ use crate::guard::runtime::{
 };
 use crate::guard::view::FleetView;
 use crate::service::{DrainSource, Health};
-use crate::status::model::GuardStatus;
+use crate::status::model::{GuardStatus, PendingRemovalStatus};
+use ipnet::IpNet;
 
 /// The guard for one site, while a fleet is configured.
 pub(crate) struct FleetGuard {
@@ -33,6 +34,9 @@ pub(crate) struct FleetGuard {
     poller: JoinHandle<()>,
     /// Per service name: intent in force, last decision and its status entry.
     state: HashMap<String, ServiceGuard>,
+    /// Per pending removal (`PendingRemoval::key`): the same, for the routes a reload
+    /// took away.
+    removals: HashMap<String, ServiceGuard>,
     generation: u64,
     last_report: Option<SiteReport>,
 }
@@ -105,6 +109,7 @@ impl FleetGuard {
             shutdown,
             poller,
             state: HashMap::new(),
+            removals: HashMap::new(),
             generation: 0,
             last_report: None,
         }))
@@ -131,14 +136,15 @@ impl FleetGuard {
     pub(crate) fn decide_all(&mut self, core: &mut Core, now: Instant) {
         let view = self.view.borrow().clone();
         let timing = self.fleet.timing();
-        let names: Vec<String> = core
+        let names: Vec<(String, Vec<IpNet>)> = core
             .config()
             .services
             .iter()
-            .map(|s| s.name.clone())
+            .map(|s| (s.name.clone(), s.prefixes.clone()))
             .collect();
-        self.state.retain(|name, _| names.contains(name));
-        for (i, name) in names.iter().enumerate() {
+        self.state
+            .retain(|name, _| names.iter().any(|(n, _)| n == name));
+        for (i, (name, prefixes)) in names.iter().enumerate() {
             let drain = match core.drain_source(i) {
                 None => Drain::None,
                 Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
@@ -153,6 +159,7 @@ impl FleetGuard {
             let intent = self.state.get(name).map_or(LocalIntent::None, |s| s.intent);
             let input = GuardInput {
                 service: name,
+                prefixes,
                 min_sites: self.fleet.min_sites(name),
                 local_site: &self.site,
                 local_rank: self.rank,
@@ -180,6 +187,101 @@ impl FleetGuard {
             entry.decision = decision;
             entry.status = status;
         }
+        self.decide_removals(core, &view, now);
+    }
+
+    /// Decides for every pending removal of a reload: the same handshake as a health
+    /// withdrawal, for the removal's own prefixes; a service retired in the fleet file
+    /// goes at once. A removal allowed to go leaves the core here, before the core
+    /// evaluates, so the report published next no longer lists it.
+    fn decide_removals(&mut self, core: &mut Core, view: &FleetView, now: Instant) {
+        let timing = self.fleet.timing();
+        let pending: Vec<(String, String, Vec<IpNet>)> = core
+            .pending_removals()
+            .iter()
+            .map(|r| (r.key(), r.service.clone(), r.prefixes()))
+            .collect();
+        self.removals
+            .retain(|key, _| pending.iter().any(|(k, _, _)| k == key));
+        for (key, service, prefixes) in pending {
+            let intent = self
+                .removals
+                .get(&key)
+                .map_or(LocalIntent::None, |s| s.intent);
+            let input = GuardInput {
+                service: &service,
+                prefixes: &prefixes,
+                min_sites: self.fleet.min_sites(&service),
+                local_site: &self.site,
+                local_rank: self.rank,
+                local: LocalService {
+                    healthy: false,
+                    drain: Drain::Removed,
+                    // Kept in the desired routes until the decision below lets it go.
+                    announcing: true,
+                    intent,
+                },
+                view,
+                timing,
+            };
+            let decision = if self.fleet.retired(&service) {
+                Decision::Withdraw {
+                    reason: format!(
+                        "removed from the config; {service} is retired in the fleet file {}: withdrawn without the guard",
+                        self.fleet.source
+                    ),
+                    forced: true,
+                }
+            } else {
+                decide(&input, now)
+            };
+            if let Decision::Withdraw { reason, .. } = &decision {
+                tracing::info!(service = %service, prefixes = %key, %reason, "pending removal done: withdrawing the routes the reload removed");
+                core.complete_removal(&key);
+                self.removals.remove(&key);
+                continue;
+            }
+            let status = guard_status(&input, &decision, now);
+            let entry = self.removals.entry(key.clone()).or_insert(ServiceGuard {
+                intent,
+                decision: Decision::Announce,
+                status: GuardStatus::default(),
+                held_logged: None,
+            });
+            if let Decision::Hold { reason } = &decision {
+                if held_log_due(entry.held_logged, now) {
+                    tracing::warn!(service = %service, prefixes = %key, %reason, "ALL-SITES GUARD: removal by reload held; the routes stay announced until enough other sites announce them (or retire the service in the fleet file)");
+                    entry.held_logged = Some(now);
+                }
+            } else {
+                entry.held_logged = None;
+            }
+            entry.decision = decision;
+            entry.status = status;
+        }
+    }
+
+    /// The status document's `pending_removals`.
+    pub(crate) fn removal_status(&self, core: &Core) -> Vec<PendingRemovalStatus> {
+        core.pending_removals()
+            .iter()
+            .map(|r| {
+                let status = self.removals.get(&r.key()).map(|s| &s.status);
+                PendingRemovalStatus {
+                    service: r.service.clone(),
+                    prefixes: r.prefixes(),
+                    decision: status.map_or_else(|| "pending".to_string(), |s| s.decision.clone()),
+                    reason: status
+                        .map_or_else(|| "not evaluated yet".to_string(), |s| s.reason.clone()),
+                    intent: status.map_or_else(|| "none".to_string(), |s| s.intent.clone()),
+                    sites_announcing: status
+                        .map(|s| s.sites_announcing.clone())
+                        .unwrap_or_default(),
+                    min_sites: u32::try_from(self.fleet.min_sites(&r.service)).unwrap_or(u32::MAX),
+                    since: super::core::rfc3339(r.since),
+                }
+            })
+            .collect()
     }
 
     /// This site's report after the core evaluated (the status document carries it).
@@ -202,6 +304,17 @@ impl FleetGuard {
                     intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
                 }
             })
+            .chain(core.pending_removals().iter().map(|r| {
+                let decision = self.removals.get(&r.key()).map(|s| &s.decision);
+                ServiceReport {
+                    name: r.service.clone(),
+                    prefixes: r.prefixes(),
+                    healthy: false,
+                    // Still announced: a removal the guard let go has left the core.
+                    announcing: decision.is_none_or(Decision::announces),
+                    intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
+                }
+            }))
             .collect();
         let mut report = SiteReport {
             version: REPORT_VERSION,
@@ -225,7 +338,7 @@ impl FleetGuard {
     /// intent forward, and asks for an immediate poll when an intent was just published.
     pub(crate) fn published(&mut self, visible_at: Instant) {
         let mut newly_withdrawing = false;
-        for s in self.state.values_mut() {
+        for s in self.state.values_mut().chain(self.removals.values_mut()) {
             let next = s.intent.advance(&s.decision, visible_at);
             if matches!(next, LocalIntent::Withdrawing { .. })
                 && !matches!(s.intent, LocalIntent::Withdrawing { .. })
@@ -338,6 +451,7 @@ mod tests {
         let view = FleetView::unpolled([(1, "b")]);
         let input = GuardInput {
             service: "web",
+            prefixes: &[],
             min_sites: 1,
             local_site: "a",
             local_rank: 0,

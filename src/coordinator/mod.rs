@@ -19,11 +19,14 @@
 //! so the coordinator never waits on a socket. Host-side actions (state-change hooks,
 //! service addresses added before announcing and removed after the withdrawal is written)
 //! are in `local_actions`; the `ip` calls run in the address task and their outcomes come
-//! back as messages, so the coordinator never waits on `ip` either.
+//! back as messages, so the coordinator never waits on `ip` either. Routes a reload
+//! takes away stay announced as pending removals (`removals`) until the all-sites guard
+//! lets them go.
 
 pub mod core;
 mod fleet_guard;
 mod local_actions;
+pub mod removals;
 mod run;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

@@ -147,6 +147,7 @@ pub async fn run(
     let wall = SystemTime::now();
     let mut core = Core::new(Arc::clone(&config), now, wall);
     let guard = FleetGuard::start(&config)?;
+    core.guard_removals(guard.is_some());
 
     let (status_tx, status_rx) = watch::channel(StatusDocument::default());
     let metrics = Metrics::new(status_rx.clone());
@@ -820,6 +821,11 @@ impl Shell {
         };
         let services = core.service_status(now, wall, &up, &guard_of);
         let report = self.guard.as_mut().map(|g| g.report(core));
+        let pending_removals = self
+            .guard
+            .as_ref()
+            .map(|g| g.removal_status(core))
+            .unwrap_or_default();
         let doc = StatusDocument {
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),
@@ -842,6 +848,7 @@ impl Shell {
                 .as_ref()
                 .map(|h| h.daemon_status().borrow().clone()),
             guard: report,
+            pending_removals,
         };
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.

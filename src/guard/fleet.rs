@@ -74,6 +74,10 @@ pub struct FleetService {
     pub min_sites: usize,
     /// The prefixes every site must configure for the service, if declared here.
     pub prefixes: Option<Vec<IpNet>>,
+    /// Retired (`retired = true`): the service is being removed from the whole fleet on
+    /// purpose. A reload without it withdraws it at once (no pending removal), and the
+    /// config guard accepts it removed everywhere.
+    pub retired: bool,
 }
 
 /// Raw mirror of the file.
@@ -125,6 +129,8 @@ pub struct RawService {
     pub min_sites: Option<Spanned<i64>>,
     /// Optional prefix list.
     pub prefixes: Option<Vec<Spanned<String>>>,
+    /// Default false.
+    pub retired: Option<bool>,
 }
 
 /// One problem in a fleet file, shown like a config error: `file:line:column: key:
@@ -429,6 +435,7 @@ impl Fleet {
                     name: name.clone(),
                     min_sites,
                     prefixes,
+                    retired: s.retired.unwrap_or(false),
                 });
             }
         }
@@ -530,6 +537,11 @@ impl Fleet {
     /// `min_sites` of `service` (1 for services the fleet does not list).
     pub fn min_sites(&self, service: &str) -> usize {
         self.service(service).map_or(1, |s| s.min_sites)
+    }
+
+    /// Whether `service` is retired in the fleet file (see [`FleetService::retired`]).
+    pub fn retired(&self, service: &str) -> bool {
+        self.service(service).is_some_and(|s| s.retired)
     }
 
     /// Protocol timing for [`super::runtime::GuardInput`].

@@ -30,7 +30,9 @@ pub struct SiteReport {
     /// Increases by one on every change of the report (for humans and change detection;
     /// the protocol itself relies on request times, not on this number).
     pub generation: u64,
-    /// One entry per configured service, in config order.
+    /// One entry per configured service, in config order, then one per pending removal
+    /// of a reload (same service name, the prefixes being removed, `healthy: false`,
+    /// intent `withdrawing` or `held`).
     pub services: Vec<ServiceReport>,
 }
 
@@ -82,6 +84,16 @@ impl SiteReport {
     /// The entry for `service`, if the site reports it.
     pub fn service(&self, service: &str) -> Option<&ServiceReport> {
         self.services.iter().find(|s| s.name == service)
+    }
+
+    /// The entry for `service` that lists every one of `prefixes`, if any. A site lists a
+    /// service more than once while a reload's pending removal of some of its prefixes
+    /// is guarded (one entry for what it configures, one per pending removal), so the
+    /// guard must look at the entry for the prefixes in question.
+    pub fn service_with(&self, service: &str, prefixes: &[IpNet]) -> Option<&ServiceReport> {
+        self.services
+            .iter()
+            .find(|s| s.name == service && prefixes.iter().all(|p| s.prefixes.contains(p)))
     }
 }
 

@@ -22,6 +22,8 @@
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
 use super::report::Intent;
 use super::view::{FleetView, PeerSiteView, PollFailure};
 use crate::service::GuardVerdict;
@@ -45,6 +47,9 @@ pub enum Drain {
     Requested,
     /// Drained with `force`: the guard is overridden.
     Forced,
+    /// Taken out of the config by a reload (a pending removal, `coordinator::removals`):
+    /// guarded like a drain.
+    Removed,
 }
 
 /// The local site's intent for one service, with the local times the protocol needs.
@@ -121,6 +126,11 @@ pub struct GuardTiming {
 pub struct GuardInput<'a> {
     /// Service name.
     pub service: &'a str,
+    /// The prefixes decided about: another site counts only when its report lists the
+    /// service *with every one of them* (confirmations are per prefix: a site announcing
+    /// the service under a new prefix keeps nobody's old prefix). Empty: any entry of the
+    /// service counts.
+    pub prefixes: &'a [IpNet],
     /// The fleet's `min_sites` for the service.
     pub min_sites: usize,
     /// This site's name.
@@ -251,6 +261,7 @@ enum SiteState<'a> {
     Unreachable(&'a PollFailure),
     Stale(Duration),
     NotConfigured,
+    PrefixNotConfigured,
     NotAnnouncing,
     Withdrawing,
     HeldAfter,
@@ -292,6 +303,7 @@ impl fmt::Display for Entry<'_> {
                 ))
             ),
             SiteState::NotConfigured => f.write_str("service not configured"),
+            SiteState::PrefixNotConfigured => f.write_str("prefix not configured"),
             SiteState::NotAnnouncing => f.write_str("not announcing"),
             SiteState::Withdrawing => f.write_str("withdrawing"),
             SiteState::HeldAfter => f.write_str("held, ranked after us"),
@@ -351,8 +363,11 @@ fn site_state<'a>(
         Ok(report) => report,
         Err(e) => return SiteState::Unreachable(e),
     };
-    let Some(service) = report.service(input.service) else {
+    if report.service(input.service).is_none() {
         return SiteState::NotConfigured;
+    }
+    let Some(service) = report.service_with(input.service, input.prefixes) else {
+        return SiteState::PrefixNotConfigured;
     };
     if !service.announcing {
         return SiteState::NotAnnouncing;
@@ -410,6 +425,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
             };
         }
         (Drain::Requested, _) => "drained",
+        (Drain::Removed, _) => "removed from the config",
         (Drain::None, false) => "health failing",
     };
     if !local.announcing {

@@ -68,6 +68,7 @@ fn input<'a>(
 ) -> GuardInput<'a> {
     GuardInput {
         service: "web",
+        prefixes: &[],
         min_sites,
         local_site: "a",
         local_rank,
@@ -494,4 +495,142 @@ fn held_log_line_is_due_every_minute() {
     assert!(held_log_due(None, t0));
     assert!(!held_log_due(Some(t0), t0 + ms(59_999)));
     assert!(held_log_due(Some(t0), t0 + HELD_LOG_INTERVAL));
+}
+
+const OLD: &str = "203.0.113.0/24";
+const NEW: &str = "198.51.100.0/24";
+
+fn entry(prefix: &str, announcing: bool, intent: Intent) -> ServiceReport {
+    ServiceReport {
+        name: "web".into(),
+        prefixes: vec![prefix.parse().unwrap()],
+        healthy: intent == Intent::None,
+        announcing,
+        intent,
+    }
+}
+
+/// A site's report listing `web` once per entry (the live service, then pending removals).
+fn listing(name: &str, rank: usize, at: Instant, services: Vec<ServiceReport>) -> PeerSiteView {
+    polled(
+        name,
+        rank,
+        at,
+        Ok(SiteReport {
+            version: REPORT_VERSION,
+            site: name.into(),
+            generation: 1,
+            services,
+        }),
+    )
+}
+
+/// A pending removal of `web`'s old prefix at site a.
+fn removal<'a>(view: &'a FleetView, prefixes: &'a [IpNet], intent: LocalIntent) -> GuardInput<'a> {
+    GuardInput {
+        prefixes,
+        ..input(local(false, Drain::Removed, intent), 2, 0, view)
+    }
+}
+
+#[test]
+fn a_site_announcing_only_the_new_prefix_does_not_count_for_the_old_one() {
+    let t0 = Instant::now();
+    let old = [OLD.parse().unwrap()];
+    let view = FleetView {
+        sites: vec![
+            listing("b", 1, t0, vec![entry(NEW, true, Intent::None)]),
+            listing("c", 2, t0, vec![entry(OLD, true, Intent::None)]),
+        ],
+    };
+    let d = decide(&removal(&view, &old, LocalIntent::None), t0 + ms(10));
+    assert_eq!(
+        d.to_string(),
+        "held: removed from the config; withdrawing web would leave 1 of 3 sites announcing \
+         (min_sites 2); b: prefix not configured, c: announcing"
+    );
+}
+
+#[test]
+fn a_site_removing_the_old_prefix_too_counts_as_withdrawing_for_it_and_announcing_for_the_new() {
+    let t0 = Instant::now();
+    let old = [OLD.parse().unwrap()];
+    let new = [NEW.parse().unwrap()];
+    // b pushed the same prefix change: the new prefix announced, the old one pending.
+    let b = vec![
+        entry(NEW, true, Intent::None),
+        entry(OLD, true, Intent::Withdrawing),
+    ];
+    let view = FleetView {
+        sites: vec![
+            listing("b", 1, t0, b),
+            listing("c", 2, t0, vec![entry(OLD, true, Intent::None)]),
+        ],
+    };
+    let d = decide(&removal(&view, &old, LocalIntent::None), t0 + ms(10));
+    assert_eq!(
+        d.to_string(),
+        "held: removed from the config; withdrawing web would leave 1 of 3 sites announcing \
+         (min_sites 2); b: withdrawing, c: announcing"
+    );
+    // The live service with the new prefix, failing at a, sees b announcing it.
+    let live = GuardInput {
+        prefixes: &new,
+        ..input(local(false, Drain::None, LocalIntent::None), 1, 0, &view)
+    };
+    assert_eq!(sites_announcing(&live, t0 + ms(10)), ["b"]);
+}
+
+#[test]
+fn a_pending_removal_goes_once_reports_after_its_intent_confirm_min_sites_for_its_prefix() {
+    let t0 = Instant::now();
+    let old = [OLD.parse().unwrap()];
+    let announcing = |at| FleetView {
+        sites: vec![
+            listing(
+                "b",
+                1,
+                at,
+                vec![
+                    entry(NEW, true, Intent::None),
+                    entry(OLD, true, Intent::Held),
+                ],
+            ),
+            listing("c", 2, at, vec![entry(OLD, true, Intent::None)]),
+        ],
+    };
+    // b is held, but ranked after a: it does not count; c alone is not enough.
+    let view = announcing(t0);
+    let d = decide(&removal(&view, &old, LocalIntent::None), t0);
+    assert!(matches!(d, Decision::Hold { .. }), "{d}");
+    // With b announcing the old prefix as a live service, a publishes its intent…
+    let view = FleetView {
+        sites: vec![
+            listing("b", 1, t0, vec![entry(OLD, true, Intent::None)]),
+            listing("c", 2, t0, vec![entry(OLD, true, Intent::None)]),
+        ],
+    };
+    let d = decide(&removal(&view, &old, LocalIntent::None), t0);
+    assert_eq!(
+        d.to_string(),
+        "withdraw pending: removed from the config; intent to withdraw web published, awaiting \
+         reports requested after it; b: announcing, c: announcing"
+    );
+    // …and goes only on reports requested after it.
+    let published_at = t0 + ms(5);
+    let intent = LocalIntent::Withdrawing { published_at };
+    let d = decide(&removal(&view, &old, intent), t0 + ms(50));
+    assert!(matches!(d, Decision::PublishIntentAndWait { .. }), "{d}");
+    let view = FleetView {
+        sites: vec![
+            listing("b", 1, t0 + ms(6), vec![entry(OLD, true, Intent::None)]),
+            listing("c", 2, t0 + ms(6), vec![entry(OLD, true, Intent::None)]),
+        ],
+    };
+    let d = decide(&removal(&view, &old, intent), t0 + ms(50));
+    assert_eq!(
+        d.to_string(),
+        "withdraw: removed from the config; withdrawing web leaves 2 of 3 sites announcing \
+         (min_sites 2); b: announcing, c: announcing"
+    );
 }

@@ -448,10 +448,10 @@ fn report_ability(
         .result
         .as_ref()
         .map_err(|e| Unavailable::Unreachable(e.to_string()))?;
-    let svc = report.service(service).ok_or(Unavailable::ServiceMissing)?;
-    if !svc.prefixes.contains(&prefix) {
-        return Err(Unavailable::PrefixMissing);
-    }
+    report.service(service).ok_or(Unavailable::ServiceMissing)?;
+    let svc = report
+        .service_with(service, &[prefix])
+        .ok_or(Unavailable::PrefixMissing)?;
     if !svc.announcing {
         return Err(Unavailable::NotAnnouncing);
     }
@@ -534,6 +534,11 @@ pub fn check_rollout(
         }
     }
     for service in services {
+        if fleet.retired(service) {
+            // Retired in the fleet file: taking it away everywhere is the operator's
+            // explicit wish, not a side effect of a config push.
+            continue;
+        }
         let configured: Vec<(&str, &ServiceConfig)> = sites
             .iter()
             .filter_map(|(site, c)| {
@@ -642,6 +647,11 @@ pub fn check_reload(
         }
     }
     for service in services {
+        if fleet.retired(service) {
+            // Retired in the fleet file: taking it away everywhere is the operator's
+            // explicit wish, not a side effect of a config push.
+            continue;
+        }
         let mut prefixes: Vec<IpNet> = fleet
             .service(service)
             .and_then(|s| s.prefixes.clone())

@@ -558,3 +558,46 @@ fn local_system_finds_commands_on_path_and_rejects_missing_or_non_executable_one
     std::fs::remove_file(&file).unwrap();
     assert_eq!(lookup, CommandLookup::NotExecutable);
 }
+
+fn retired_fleet() -> Fleet {
+    // Through the file, as an operator writes it.
+    fleet(2, Some(&format!("[\"{WEB}\"]\nretired = true")))
+}
+
+#[test]
+fn a_retired_service_may_be_removed_everywhere_by_a_rollout_and_a_reload() {
+    let f = retired_fleet();
+    assert!(f.retired("web"));
+    let (a, b, c) = (site("a", &[]), site("b", &[]), site("c", &[]));
+    assert_eq!(
+        rollout(&f, &[("a", &a), ("b", &b), ("c", &c)], &FakeEnv::default()),
+        Vec::<String>::new()
+    );
+    let t = Instant::now();
+    let v = view(
+        t,
+        Err(PollFailure::Status(503)),
+        Err(PollFailure::Timeout(Duration::from_millis(500))),
+    );
+    let r = check_reload(
+        &f,
+        "a",
+        Some(&site("a", &[WEB])),
+        &a,
+        &v,
+        t,
+        &FakeEnv::default(),
+    );
+    assert_eq!(texts(&r), Vec::<String>::new());
+    // Not retired: the same reload is refused.
+    let r = check_reload(
+        &fleet(2, None),
+        "a",
+        Some(&site("a", &[WEB])),
+        &a,
+        &v,
+        t,
+        &FakeEnv::default(),
+    );
+    assert_eq!(texts(&r).len(), 1, "{r:?}");
+}

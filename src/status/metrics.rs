@@ -22,6 +22,7 @@
 //! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
 //! | `anyguard_guard_held` | gauge | `service` |
 //! | `anyguard_guard_sites_announcing` | gauge | `service` |
+//! | `anyguard_guard_pending_removals` | gauge (prefixes, while any) | `service`, `decision` |
 //! | `anyguard_service_suppressed` | gauge | `service` |
 //! | `anyguard_service_flaps` | gauge (current dampening window) | `service` |
 //! | `anyguard_announced_prefixes` | gauge | `peer`, `service` |
@@ -590,7 +591,27 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         established,
     ];
     families.extend(bfd_families(doc));
+    families.push(pending_removals_family(doc));
     families
+}
+
+/// `anyguard_guard_pending_removals`: per service and decision (`pending`, `held`), the
+/// prefixes a reload removed that the guard still keeps announced.
+fn pending_removals_family(doc: &StatusDocument) -> FamilySamples {
+    let mut family = FamilySamples::gauge(
+        "anyguard_guard_pending_removals",
+        "Prefixes removed by a reload and still announced until the all-sites guard lets them go",
+    );
+    let mut counts: std::collections::BTreeMap<(String, String), usize> = Default::default();
+    for r in &doc.pending_removals {
+        *counts
+            .entry((r.service.clone(), r.decision.clone()))
+            .or_default() += r.prefixes.len();
+    }
+    for ((service, decision), n) in counts {
+        family.push(vec![("service", service), ("decision", decision)], n);
+    }
+    family
 }
 
 impl Collector for SnapshotCollector {

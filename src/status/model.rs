@@ -22,6 +22,31 @@ pub struct StatusDocument {
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::guard::report::SiteReport>,
+    /// Routes a reload removed that stay announced until the all-sites guard lets them
+    /// go (empty without a fleet); see `docs/guard.md`, "Pending removals".
+    #[serde(default)]
+    pub pending_removals: Vec<PendingRemovalStatus>,
+}
+
+/// One pending removal: routes a reload took away, still announced.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct PendingRemovalStatus {
+    /// The service the routes belonged to.
+    pub service: String,
+    /// The prefixes being removed.
+    pub prefixes: Vec<ipnet::IpNet>,
+    /// `pending` (intent published, awaiting reports) or `held`.
+    pub decision: String,
+    /// Why, with every other site's state.
+    pub reason: String,
+    /// The intent published for them: `withdrawing` or `held`.
+    pub intent: String,
+    /// Other sites seen announcing these prefixes of the service.
+    pub sites_announcing: Vec<String>,
+    /// `min_sites` of the service.
+    pub min_sites: u32,
+    /// When the reload removed them, RFC 3339 UTC.
+    pub since: String,
 }
 
 /// Daemon-wide facts.

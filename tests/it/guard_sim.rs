@@ -200,6 +200,7 @@ impl Sim {
                     Some(_) => (false, Drain::None),
                 };
                 let input = GuardInput {
+                    prefixes: &[],
                     service: &self.services[svc].0,
                     min_sites: self.services[svc].1,
                     local_site: &s.name,
