@@ -739,3 +739,262 @@ async fn live_reload_that_would_withdraw_the_last_announcing_site_is_rejected_an
     drop(peer);
     daemon.stop().await;
 }
+
+/// `GET /metrics` over a plain connection (HTTP/1.0: the server closes after the answer).
+async fn scrape(addr: SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let exchange = async {
+        let mut sock = tokio::net::TcpStream::connect(addr).await?;
+        sock.write_all(b"GET /metrics HTTP/1.0\r\nHost: anyguard\r\n\r\n")
+            .await?;
+        let mut body = String::new();
+        sock.read_to_string(&mut body).await?;
+        Ok::<_, std::io::Error>(body)
+    };
+    tokio::time::timeout(WAIT, exchange)
+        .await
+        .expect("GET /metrics in time")
+        .expect("GET /metrics")
+}
+
+/// Waits (bounded) until the peer is sent a withdrawal of `prefix`; answers KEEPALIVEs.
+async fn await_withdrawal(peer: &mut FakePeer, prefix: &str) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    for _ in 0..1000 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match peer.recv_within(left).await {
+            Ok(Message::Update(u)) if u.withdrawn.iter().any(|p| p.to_string() == prefix) => {
+                return;
+            }
+            Ok(_) => peer.send(&Message::Keepalive).await,
+            Err(e) => panic!("no withdrawal of {prefix} within {WAIT:?}: {e:?}"),
+        }
+    }
+    panic!("no withdrawal of {prefix}");
+}
+
+/// Waits (bounded) until the peer is sent `prefix`.
+async fn await_announcement(peer: &mut FakePeer, prefix: &str) {
+    for _ in 0..100 {
+        let u = peer.expect_update().await;
+        if u.nlri.iter().any(|p| p.to_string() == prefix) {
+            return;
+        }
+    }
+    panic!("{prefix} never announced");
+}
+
+/// Site a of a three-site fleet (`web` at `min_sites = 2`, `retired` as given) whose
+/// other sites b and c are real status servers, with a fake upstream; web announced.
+async fn removal_setup(
+    files: &Files,
+    b: &OtherSite,
+    c: &OtherSite,
+    retired: bool,
+) -> (Daemon, FakePeer, impl Fn(&str) -> String) {
+    let closed = closed_port().await;
+    let sites = [
+        ("a", format!("http://127.0.0.1:{closed}/status")),
+        ("b", b.url()),
+        ("c", c.url()),
+    ];
+    files.write(
+        "fleet.toml",
+        &fleet_toml(
+            &sites,
+            &[&format!(
+                "name = \"web\"\nmin_sites = 2\nretired = {retired}"
+            )],
+        ),
+    );
+    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = upstream.local_addr().expect("addr").port();
+    let config = move |services: &str| {
+        format!(
+            "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
+             [fleet]\npath = \"fleet.toml\"\nsite = \"a\"\n\n[[peer]]\nname = \"upstream\"\n\
+             address = \"127.0.0.1\"\nport = {port}\nremote_asn = 65000\nmode = \"active\"\n\
+             hold_time = \"9s\"\n\n{services}"
+        )
+    };
+    let path = files.write("a.toml", &config(&quick("web", WEB)));
+    let daemon = Daemon::start(&path).await;
+    let mut peer = FakePeer::accept(&upstream).await;
+    peer.establish(fakepeer::open(
+        65000,
+        "198.18.0.1".parse().expect("id"),
+        9,
+        true,
+        false,
+    ))
+    .await;
+    await_announcement(&mut peer, WEB).await;
+    (daemon, peer, config)
+}
+
+/// A service with a check that passes at once.
+fn quick(name: &str, prefix: &str) -> String {
+    service(
+        name,
+        &[prefix],
+        "drain_time = \"100ms\"",
+        "type = \"command\"\nargv = [\"true\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1",
+    )
+}
+
+#[tokio::test]
+async fn a_reload_removing_a_service_the_other_sites_cannot_confirm_is_held_then_completes() {
+    // b and c announce web but are held themselves (ranked after a): the config guard
+    // accepts the reload (they announce), but they cannot confirm a's removal, as at a
+    // config push to every site at once.
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    for s in [&b, &c] {
+        let name = s.doc.borrow().guard.as_ref().expect("report").site.clone();
+        s.doc.send_replace(report_doc(&name, true, Intent::Held));
+    }
+    let files = Files::new();
+    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+
+    // The reload drops web and adds api: api goes out at once, web stays.
+    files.write("a.toml", &config(&quick("api", WEB2)));
+    daemon.signal(Signal::SIGHUP);
+    await_announcement(&mut peer, WEB2).await;
+    let held = daemon
+        .doc_until("the removal of web held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+    assert_eq!(held.daemon.config_generation, 2);
+    assert_eq!(held.daemon.last_reload.as_ref().map(|r| r.ok), Some(true));
+    let r = &held.pending_removals[0];
+    assert_eq!(r.service, "web");
+    assert_eq!(r.prefixes, [WEB.parse::<ipnet::IpNet>().expect("prefix")]);
+    assert_eq!(r.intent, "held");
+    assert_eq!(
+        r.reason,
+        "removed from the config; withdrawing web would leave 0 of 3 sites announcing \
+         (min_sites 2); b: held, ranked after us, c: held, ranked after us"
+    );
+    // The other sites see a's intent: web listed with its prefix, announced, held.
+    let report = held.guard.as_ref().expect("guard report");
+    let entry = report
+        .services
+        .iter()
+        .find(|s| s.name == "web")
+        .expect("web in the report");
+    assert!(
+        entry.announcing && entry.intent == Intent::Held,
+        "{report:#?}"
+    );
+    let metrics = scrape(daemon.status).await;
+    assert!(
+        metrics.contains("anyguard_guard_pending_removals{service=\"web\",decision=\"held\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        daemon
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains("ALL-SITES GUARD: removal by reload held")),
+        "no loud log line"
+    );
+    // Nothing withdrawn on the wire while held.
+    assert_nothing_withdrawn(&mut peer, Duration::from_millis(2500)).await;
+
+    // b and c announce normally again: a confirms them and the removal completes.
+    b.doc.send_replace(report_doc("b", true, Intent::None));
+    c.doc.send_replace(report_doc("c", true, Intent::None));
+    await_withdrawal(&mut peer, WEB).await;
+    let done = daemon
+        .doc_until("no pending removal", |d| d.pending_removals.is_empty())
+        .await;
+    assert!(
+        done.guard
+            .as_ref()
+            .is_some_and(|g| g.services.iter().all(|s| s.name != "web")),
+        "{done:#?}"
+    );
+    drop(peer);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_removing_a_service_retired_in_the_fleet_withdraws_it_at_once() {
+    // The same fleet as above, but web is retired: nobody is asked.
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    for s in [&b, &c] {
+        let name = s.doc.borrow().guard.as_ref().expect("report").site.clone();
+        s.doc.send_replace(report_doc(&name, true, Intent::Held));
+    }
+    let files = Files::new();
+    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, true).await;
+    files.write("a.toml", &config(&quick("api", WEB2)));
+    daemon.signal(Signal::SIGHUP);
+    await_withdrawal(&mut peer, WEB).await;
+    let doc = daemon
+        .doc_until("generation 2", |d| d.daemon.config_generation == 2)
+        .await;
+    assert!(doc.pending_removals.is_empty(), "{doc:#?}");
+    assert!(
+        daemon
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains("is retired in the fleet file")),
+        "the log says why"
+    );
+    drop(peer);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_reload_changing_a_prefix_announces_the_new_one_at_once_and_holds_the_old_one() {
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    for s in [&b, &c] {
+        let name = s.doc.borrow().guard.as_ref().expect("report").site.clone();
+        s.doc.send_replace(report_doc(&name, true, Intent::Held));
+    }
+    let files = Files::new();
+    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    files.write("a.toml", &config(&quick("web", WEB2)));
+    daemon.signal(Signal::SIGHUP);
+    await_announcement(&mut peer, WEB2).await;
+    let held = daemon
+        .doc_until("the old prefix held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+    assert_eq!(
+        held.pending_removals[0].prefixes,
+        [WEB.parse::<ipnet::IpNet>().expect("prefix")]
+    );
+    // Two entries for web in the report: the new prefix announced normally, the old one
+    // held, so that other sites count this site for each prefix separately.
+    let report = held.guard.as_ref().expect("guard report");
+    let web: Vec<(String, Intent)> = report
+        .services
+        .iter()
+        .filter(|s| s.name == "web")
+        .map(|s| (s.prefixes[0].to_string(), s.intent))
+        .collect();
+    assert_eq!(
+        web,
+        [
+            (WEB2.to_string(), Intent::None),
+            (WEB.to_string(), Intent::Held)
+        ]
+    );
+    assert_nothing_withdrawn(&mut peer, Duration::from_millis(1500)).await;
+    drop(peer);
+    daemon.stop().await;
+}
