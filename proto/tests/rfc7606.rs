@@ -367,7 +367,15 @@ fn s5_3_syntactically_wrong_nlri_resets_the_session() {
     reset(&update(
         &format!("{ORIGIN} {AS_PATH4} {NEXT_HOP}"),
         "10cb0071",
-    )); // host bits
+    )); // a /16, then a length of 113
+        // Trailing bits are irrelevant (RFC 4271 §4.3), not a syntax error.
+    assert_eq!(
+        action(
+            &update(&format!("{ORIGIN} {AS_PATH4} {NEXT_HOP}"), "19cb007101"),
+            &ctx4()
+        ),
+        None
+    );
 }
 
 #[test]
