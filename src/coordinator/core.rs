@@ -108,7 +108,8 @@ impl Core {
     /// routes are announced again with their saved attributes until the guard lets them
     /// go. Prefixes the running config configures, or already pending, are skipped.
     pub fn add_pending_removals(&mut self, removals: Vec<PendingRemoval>) {
-        self.removals.add(&self.config, removals);
+        let live = self.live_desired();
+        self.removals.add(&live, removals);
     }
 
     /// The guard let the pending removal `key` ([`PendingRemoval::key`]) go: its routes
@@ -178,10 +179,11 @@ impl Core {
             })
             .collect();
         self.config = config;
-        self.removals.reconfigured(&self.config);
+        let live = self.live_desired();
+        self.removals.settle(&live);
         if self.removals_guarded {
-            let removed = removed_by_reload(&old_config, &self.config, &announced, wall);
-            self.add_pending_removals(removed);
+            let removed = removed_by_reload(&old_config, &announced, &live, wall);
+            self.removals.add(&live, removed);
         }
     }
 
@@ -315,6 +317,11 @@ impl Core {
                 changes.push((i, change));
             }
         }
+        // A renamed service whose checks have risen announces the prefix itself now.
+        if !self.removals.list().is_empty() {
+            let live = self.live_desired();
+            self.removals.settle(&live);
+        }
         changes
     }
 
@@ -338,19 +345,24 @@ impl Core {
     /// service as its state machine presents it, less those whose addresses are not in
     /// place yet.
     pub fn desired(&self) -> RibOut {
-        let mut rib = announcer::desired(
-            self.config
-                .services
-                .iter()
-                .zip(&self.services)
-                .map(|(cfg, slot)| (cfg, slot.effective())),
-        );
+        let mut rib = self.live_desired();
         // A stop is still a forced drain of everything (it does not wait for the guard),
         // pending removals included; they are kept in the list for a state file.
         if !self.stopping {
             self.removals.extend_rib(&mut rib);
         }
         rib
+    }
+
+    /// What the configured services announce, without pending removals.
+    fn live_desired(&self) -> RibOut {
+        announcer::desired(
+            self.config
+                .services
+                .iter()
+                .zip(&self.services)
+                .map(|(cfg, slot)| (cfg, slot.effective())),
+        )
     }
 
     /// The shell tells whether service `i`'s `local_addresses` are all in place.
@@ -903,13 +915,29 @@ mod tests {
     }
 
     #[test]
-    fn a_removed_prefix_configured_again_is_no_longer_pending() {
+    fn a_removed_prefix_configured_again_is_no_longer_pending_once_announced_again() {
         let (t0, w, mut core) = web_up();
         core.guard_removals(true);
         core.reconfigure(config(vec![]), t0, w);
         assert_eq!(core.pending_removals().len(), 1);
-        // Taken over by another service: announced by it, nothing left to remove.
-        core.reconfigure(config(vec![service("www", "203.0.113.0/24", 1)]), t0, w);
+        // Back in the config: a new service slot, starting; the pending route stays until
+        // it announces the prefix itself.
+        core.reconfigure(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        assert_eq!(core.pending_removals().len(), 1);
+        assert_eq!(core.desired().len(), 1);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(core.pending_removals().is_empty());
+        assert_eq!(core.desired().len(), 1);
+        // A prefix kept by a service that stays up is never pending.
+        core.reconfigure(
+            config(vec![
+                service("web", "203.0.113.0/24", 1),
+                service("dns", "198.51.100.0/24", 1),
+            ]),
+            t0,
+            w,
+        );
         assert!(core.pending_removals().is_empty());
     }
 
@@ -929,5 +957,24 @@ mod tests {
         core.stop();
         assert!(core.desired().is_empty());
         assert_eq!(core.pending_removals().len(), 1, "kept for a state file");
+    }
+
+    #[test]
+    fn a_renamed_service_keeps_the_old_route_pending_until_the_new_one_announces_it() {
+        let (t0, w, mut core) = web_up();
+        core.guard_removals(true);
+        let before = core.desired();
+        core.reconfigure(config(vec![service("www", "203.0.113.0/24", 1)]), t0, w);
+        core.evaluate(t0, w);
+        assert_eq!(
+            core.desired(),
+            before,
+            "www still starting: web's route stays"
+        );
+        assert_eq!(core.pending_removals()[0].service, "web");
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(core.pending_removals().is_empty(), "www announces it now");
+        assert_eq!(prefixes(&core.desired()), ["203.0.113.0/24"]);
     }
 }

@@ -126,24 +126,25 @@ impl PendingRemoval {
     }
 }
 
-/// What a reload from `old` to `new` takes away from `announced` (the desired Adj-RIB-Out
-/// just before the reload): per service of `old`, its announced routes whose prefix no
-/// service of `new` configures. Routes that were not announced are not removals (there is
-/// nothing to keep), and a prefix that moves to another service stays announced by it.
+/// What a reload takes away: per service of `old` (the config before the reload), its
+/// routes in `announced` (the desired Adj-RIB-Out just before the reload) that are not in
+/// `live` (what the new config's services announce right after it). That covers a
+/// service removed, a prefix removed or changed, and a rename (the new service starts
+/// and announces only once its checks have risen). Routes that were not announced are
+/// not removals: there is nothing to keep.
 pub fn removed_by_reload(
     old: &Config,
-    new: &Config,
     announced: &RibOut,
+    live: &RibOut,
     since: SystemTime,
 ) -> Vec<PendingRemoval> {
-    let configured = |p: &IpNet| new.services.iter().any(|s| s.prefixes.contains(p));
     old.services
         .iter()
         .filter_map(|svc| {
             let mut routes: Vec<SavedRoute> = svc
                 .prefixes
                 .iter()
-                .filter(|p| !configured(p))
+                .filter(|p| !live.contains_key(p))
                 .filter_map(|p| {
                     announced.get(p).map(|attrs| SavedRoute {
                         prefix: *p,
@@ -168,15 +169,12 @@ pub struct PendingRemovals {
 }
 
 impl PendingRemovals {
-    /// Takes `removals` in: a prefix already pending, or configured by a service of
-    /// `config` (the running config), is skipped.
-    pub fn add(&mut self, config: &Config, removals: Vec<PendingRemoval>) {
+    /// Takes `removals` in: a prefix already pending, or announced by a configured
+    /// service (`live`), is skipped.
+    pub fn add(&mut self, live: &RibOut, removals: Vec<PendingRemoval>) {
         for mut r in removals {
             r.routes.retain(|route| {
-                !config
-                    .services
-                    .iter()
-                    .any(|s| s.prefixes.contains(&route.prefix))
+                !live.contains_key(&route.prefix)
                     && !self
                         .list
                         .iter()
@@ -188,16 +186,12 @@ impl PendingRemovals {
         }
     }
 
-    /// A new config in force: prefixes it configures again are no longer removals (the
-    /// service, or the one that took the prefix over, announces them from now on).
-    pub fn reconfigured(&mut self, config: &Config) {
+    /// Prefixes a configured service announces again (`live`: configured again by a
+    /// reload, or a renamed service whose checks have risen) are no longer removals: that
+    /// service announces them from now on, and its own withdrawals are guarded.
+    pub fn settle(&mut self, live: &RibOut) {
         for r in &mut self.list {
-            r.routes.retain(|route| {
-                !config
-                    .services
-                    .iter()
-                    .any(|s| s.prefixes.contains(&route.prefix))
-            });
+            r.routes.retain(|route| !live.contains_key(&route.prefix));
         }
         self.list.retain(|r| !r.routes.is_empty());
     }
@@ -214,7 +208,7 @@ impl PendingRemovals {
     }
 
     /// Adds the routes still pending to `rib` (a configured route with the same prefix
-    /// wins; there is none after [`PendingRemovals::reconfigured`]).
+    /// wins; there is none after [`PendingRemovals::settle`]).
     pub fn extend_rib(&self, rib: &mut RibOut) {
         for r in &self.list {
             for route in &r.routes {
