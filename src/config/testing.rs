@@ -62,3 +62,26 @@ argv = ["true"]
         .services
         .remove(0)
 }
+
+/// Peer `name` (198.18.0.1, AS 64500, active) negotiating the given families.
+pub(crate) fn peer_config(name: &str, ipv4: bool, ipv6: bool) -> super::PeerConfig {
+    super::PeerConfig {
+        name: name.into(),
+        address: std::net::IpAddr::from([198, 18, 0, 1]),
+        port: 179,
+        local_address: None,
+        remote_asn: 64_500,
+        mode: super::PeerMode::Active,
+        hold_time: std::time::Duration::from_secs(9),
+        connect_retry: std::time::Duration::from_secs(5),
+        md5_key: None,
+        ttl_security: false,
+        max_prefixes: None,
+        graceful_restart: None,
+        bfd: None,
+        ipv4,
+        ipv6,
+        next_hop_v4: None,
+        next_hop_v6: None,
+    }
+}

@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
-use super::removals::{removed_by_reload, PendingRemoval, PendingRemovals};
+use super::removals::{carries, removed_by_reload, PendingRemoval, PendingRemovals};
 use crate::announcer::{self, Presentation, RibOut};
 use crate::config::{CheckConfig, CheckKind, Config, ServiceConfig};
 use crate::health::{combine, same_check, CheckEvent, CheckState, CheckStatus, ServiceHealth};
@@ -108,7 +108,7 @@ impl Core {
     /// routes are announced again with their saved attributes until the guard lets them
     /// go. Prefixes the running config configures, or already pending, are skipped.
     pub fn add_pending_removals(&mut self, removals: Vec<PendingRemoval>) {
-        let live = self.live_desired();
+        let live = self.carried_live();
         self.removals.add(&live, removals);
     }
 
@@ -179,7 +179,7 @@ impl Core {
             })
             .collect();
         self.config = config;
-        let live = self.live_desired();
+        let live = self.carried_live();
         self.removals.settle(&live);
         if self.removals_guarded {
             let removed = removed_by_reload(&old_config, &announced, &live, wall);
@@ -319,7 +319,7 @@ impl Core {
         }
         // A renamed service whose checks have risen announces the prefix itself now.
         if !self.removals.list().is_empty() {
-            let live = self.live_desired();
+            let live = self.carried_live();
             self.removals.settle(&live);
         }
         changes
@@ -343,9 +343,13 @@ impl Core {
 
     /// The desired Adj-RIB-Out (the same for every peer; see [`announcer::diff`]): every
     /// service as its state machine presents it, less those whose addresses are not in
-    /// place yet.
+    /// place yet and those of a family no configured peer carries, plus the routes
+    /// pending removal ([`Core::pending_removals`]).
     pub fn desired(&self) -> RibOut {
-        let mut rib = self.live_desired();
+        // Routes of a family no configured peer carries are on no wire; leaving them out
+        // lets a peer a reload removed but kept for a pending removal send the
+        // withdrawal once the guard allows it.
+        let mut rib = self.carried_live();
         // A stop is still a forced drain of everything (it does not wait for the guard),
         // pending removals included; they are kept in the list for a state file.
         if !self.stopping {
@@ -363,6 +367,26 @@ impl Core {
                 .zip(&self.services)
                 .map(|(cfg, slot)| (cfg, slot.effective())),
         )
+    }
+
+    /// What the configured services announce over the configured peers: a route of a
+    /// family no peer carries is on no wire (the last peer of that family was removed).
+    fn carried_live(&self) -> RibOut {
+        let mut live = self.live_desired();
+        live.retain(|p, _| self.config.peers.iter().any(|peer| carries(peer, p)));
+        live
+    }
+
+    /// Whether a pending removal needs `peer`'s family (it is the only way its routes
+    /// stay on the wire while the guard decides): the shell keeps a peer the reload
+    /// removed running until this is false.
+    pub fn needs_peer(&self, peer: &crate::config::PeerConfig) -> bool {
+        self.removals.list().iter().any(|r| {
+            r.routes.iter().any(|route| {
+                carries(peer, &route.prefix)
+                    && !self.config.peers.iter().any(|p| carries(p, &route.prefix))
+            })
+        })
     }
 
     /// The shell tells whether service `i`'s `local_addresses` are all in place.
@@ -589,7 +613,7 @@ mod tests {
                 listen: "127.0.0.1:9180".parse().unwrap(),
                 token_file: None,
             },
-            peers: Vec::new(),
+            peers: vec![crate::config::testing::peer_config("edge1", true, true)],
             services,
             fleet: None::<FleetRef>,
             bgp_listen: None,
@@ -975,6 +999,44 @@ mod tests {
         core.on_probe(&report(0, 0, CheckStatus::Up), w);
         core.evaluate(t0, w);
         assert!(core.pending_removals().is_empty(), "www announces it now");
+        assert_eq!(prefixes(&core.desired()), ["203.0.113.0/24"]);
+    }
+
+    #[test]
+    fn removing_the_last_peer_of_a_family_makes_its_routes_pending_and_needs_that_peer() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let web = ServiceConfig {
+            checks: vec![check("c0")],
+            ..crate::config::testing::service_config(
+                "web",
+                &["203.0.113.0/24", "2001:db8:100::/48"],
+            )
+        };
+        let up4 = crate::config::testing::peer_config("up4", true, false);
+        let up6 = crate::config::testing::peer_config("up6", false, true);
+        let with_peers = |peers: Vec<crate::config::PeerConfig>| {
+            let mut c = (*config(vec![web.clone()])).clone();
+            c.peers = peers;
+            Arc::new(c)
+        };
+        let mut core = Core::new(with_peers(vec![up4.clone(), up6.clone()]), t0, w);
+        core.guard_removals(true);
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        let before = core.desired();
+        assert_eq!(before.len(), 2);
+        core.reconfigure(with_peers(vec![up4.clone()]), t0, w);
+        core.evaluate(t0, w);
+        assert_eq!(core.desired(), before, "nothing changes on the wire yet");
+        assert_eq!(core.pending_removals()[0].key(), "web 2001:db8:100::/48");
+        assert!(
+            core.needs_peer(&up6),
+            "up6 is the only way the route stays announced"
+        );
+        assert!(!core.needs_peer(&up4));
+        core.complete_removal("web 2001:db8:100::/48");
+        assert!(!core.needs_peer(&up6));
         assert_eq!(prefixes(&core.desired()), ["203.0.113.0/24"]);
     }
 }

@@ -314,15 +314,27 @@ impl FleetGuard {
         on_the_wire: &[Arc<RibOut>],
     ) -> SiteReport {
         let config = core.config();
+        // A prefix pending removal is reported in the removal's own entry only: the
+        // service's entry must not make other sites count this site for it.
+        let pending: Vec<IpNet> = core
+            .pending_removals()
+            .iter()
+            .flat_map(|r| r.prefixes())
+            .collect();
         let services = config
             .services
             .iter()
             .enumerate()
             .map(|(i, svc)| {
                 let decision = self.state.get(&svc.name).map(|s| &s.decision);
+                let prefixes: Vec<IpNet> = svc
+                    .prefixes
+                    .iter()
+                    .filter(|p| !pending.contains(p))
+                    .copied()
+                    .collect();
                 ServiceReport {
                     name: svc.name.clone(),
-                    prefixes: svc.prefixes.clone(),
                     healthy: core.health(i) == Health::Up && core.drain_source(i).is_none(),
                     // Normal presentation only: hold-down, graceful shutdown and
                     // de-preference do not count as announcing for the other sites. And
@@ -330,7 +342,9 @@ impl FleetGuard {
                     // withdraw on this word.
                     announcing: core.presentation(i) == Presentation::Normal
                         && decision.is_none_or(Decision::announces)
-                        && announced_on_the_wire(&svc.prefixes, desired, on_the_wire),
+                        && (svc.prefixes.is_empty() || !prefixes.is_empty())
+                        && announced_on_the_wire(&prefixes, desired, on_the_wire),
+                    prefixes,
                     intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
                 }
             })

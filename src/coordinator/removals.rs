@@ -20,7 +20,17 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::announcer::{RibOut, RouteAttrs};
-use crate::config::Config;
+use crate::config::{Config, PeerConfig};
+
+/// Whether `peer` carries `prefix`'s address family (its session negotiates it). A route
+/// of a family no configured peer carries is on no wire: removing the last such peer by
+/// reload takes the route away like removing its service.
+pub fn carries(peer: &PeerConfig, prefix: &IpNet) -> bool {
+    match prefix {
+        IpNet::V4(_) => peer.ipv4,
+        IpNet::V6(_) => peer.ipv6,
+    }
+}
 
 /// One service's routes that a reload removed and that are still announced until the
 /// guard confirms that enough other sites announce them.
@@ -128,9 +138,10 @@ impl PendingRemoval {
 
 /// What a reload takes away: per service of `old` (the config before the reload), its
 /// routes in `announced` (the desired Adj-RIB-Out just before the reload) that are not in
-/// `live` (what the new config's services announce right after it). That covers a
-/// service removed, a prefix removed or changed, and a rename (the new service starts
-/// and announces only once its checks have risen). Routes that were not announced are
+/// `live` (what the new config's services announce right after it, over the new config's
+/// peers). That covers a service removed, a prefix removed or changed, a rename (the new
+/// service starts and announces only once its checks have risen) and the last peer of a
+/// family removed. Routes that were not announced are
 /// not removals: there is nothing to keep.
 pub fn removed_by_reload(
     old: &Config,

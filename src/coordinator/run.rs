@@ -89,6 +89,10 @@ struct Peer {
     handle: PeerHandle,
     status: watch::Receiver<PeerStatus>,
     forwarder: JoinHandle<()>,
+    /// A reload removed the peer, but it is the last to carry a family whose routes are
+    /// pending removal: it runs until the guard lets them go and their withdrawal is
+    /// written (`Shell::stop_retired_peers`).
+    retiring: bool,
 }
 
 /// Everything the loop owns besides the [`Core`].
@@ -326,6 +330,7 @@ pub async fn run(
             shell.initial_tx.send_replace(true);
         }
         shell.publish(&core);
+        shell.stop_retired_peers(&core).await;
 
         if core.stopped() {
             let all_flushed = shell.all_flushed();
@@ -440,6 +445,7 @@ impl Shell {
             handle,
             status: status_rx,
             forwarder,
+            retiring: false,
         });
     }
 
@@ -458,6 +464,29 @@ impl Shell {
             .is_err()
         {
             tracing::warn!(peer = %name, "peer did not stop in time");
+        }
+    }
+
+    /// Stops the peers a reload removed and that no pending removal needs any more, once
+    /// their session has written the current routes (the withdrawal the guard allowed)
+    /// or is not established.
+    async fn stop_retired_peers(&mut self, core: &Core) {
+        let current = self.routes_tx.borrow().clone();
+        let mut i = 0;
+        while i < self.peers.len() {
+            let p = &self.peers[i];
+            let done = p.retiring && !core.needs_peer(&p.config) && {
+                let status = p.status.borrow();
+                let session = (status.state == "established")
+                    .then_some((p.config.name.as_str(), status.session));
+                self.flushed.all_flushed(session.into_iter(), &current)
+            };
+            if done {
+                tracing::info!(peer = %p.config.name, "removed peer stopped: its pending removals are done");
+                self.stop_peer(i, StopReason::PeerRemoved).await;
+            } else {
+                i += 1;
+            }
         }
     }
 
@@ -746,13 +775,14 @@ impl Shell {
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.
         let (mut kept, mut replaced, mut removed, mut added) = (0, 0, 0, 0);
-        let mut retuned = 0;
+        let (mut retuned, mut retiring) = (0, 0);
         if !self.options.dry_run {
             let mut i = 0;
             while i < self.peers.len() {
                 let name = self.peers[i].config.name.clone();
                 match new.peers.iter().find(|p| p.name == name) {
                     Some(p) if *p == self.peers[i].config => {
+                        self.peers[i].retiring = false;
                         kept += 1;
                         i += 1;
                     }
@@ -773,6 +803,16 @@ impl Shell {
                         self.start_peer(&new, p, false).await;
                         replaced += 1;
                     }
+                    // The last peer of a family whose routes are now pending removal: its
+                    // session is what keeps them announced while the guard decides.
+                    None if core.needs_peer(&self.peers[i].config) => {
+                        if !self.peers[i].retiring {
+                            tracing::warn!(peer = %name, "peer removed from the config is the last to carry routes pending removal: it stays up until the all-sites guard lets them go");
+                        }
+                        self.peers[i].retiring = true;
+                        retiring += 1;
+                        i += 1;
+                    }
                     None => {
                         self.stop_peer(i, StopReason::PeerRemoved).await;
                         removed += 1;
@@ -788,11 +828,16 @@ impl Shell {
         }
         self.generation += 1;
         self.loaded_at = SystemTime::now();
-        let message = format!(
+        let mut message = format!(
             "config generation {} loaded from {}: peers kept {kept}, bfd re-tuned {retuned}, replaced {replaced}, removed {removed}, added {added}",
             self.generation,
             path.display()
         );
+        if retiring > 0 {
+            message.push_str(&format!(
+                ", removed but kept up for pending removals {retiring}"
+            ));
+        }
         tracing::info!("{message}");
         Ok(message)
     }

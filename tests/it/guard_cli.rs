@@ -1077,3 +1077,71 @@ async fn a_reload_changing_a_prefix_announces_the_new_one_at_once_and_holds_the_
     drop(peer);
     daemon.stop().await;
 }
+
+/// Reads what the peer sends for `window`; panics on a NOTIFICATION, a closed session or
+/// any withdrawal of `WEB`.
+async fn assert_session_keeps_web(peer: &mut FakePeer, window: Duration) {
+    let deadline = tokio::time::Instant::now() + window;
+    for _ in 0..1000 {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        match peer.recv_within(left).await {
+            Ok(Message::Update(u)) => assert!(
+                u.withdrawn.iter().all(|p| p.to_string() != WEB),
+                "the daemon withdrew {WEB}: {u:?}"
+            ),
+            Ok(Message::Notification(n)) => panic!("the daemon closed the session: {n:?}"),
+            Ok(_) => {}
+            Err(FakeError::Timeout) => break,
+            Err(e) => panic!("session with the daemon broke: {e:?}"),
+        }
+    }
+    peer.send(&Message::Keepalive).await;
+}
+
+#[tokio::test]
+async fn a_reload_removing_every_peer_keeps_the_session_until_the_guard_lets_the_route_go() {
+    // The config loader refuses a prefix whose family every configured peer disables, so
+    // the last peer of a family goes only with every peer (a check-only config).
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    b.doc.send_replace(report_doc("b", true, Intent::Held));
+    c.doc.send_replace(report_doc("c", true, Intent::Held));
+    let files = Files::new();
+    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    let with_peer = config(&quick("web", WEB));
+    let (from, to) = (
+        with_peer.find("[[peer]]").expect("peer table"),
+        with_peer.find("[[service]]").expect("service table"),
+    );
+    let without_peers = format!("{}{}", &with_peer[..from], &with_peer[to..]);
+    files.write("a.toml", &without_peers);
+    daemon.signal(Signal::SIGHUP);
+    let held = daemon
+        .doc_until("the removal held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+    assert_eq!(held.daemon.config_generation, 2);
+    assert_eq!(held.pending_removals[0].service, "web");
+    assert!(
+        held.peers
+            .iter()
+            .any(|p| p.name == "upstream" && p.state == "established"),
+        "the removed peer stays up: {:#?}",
+        held.peers
+    );
+    assert_session_keeps_web(&mut peer, Duration::from_millis(2000)).await;
+
+    // b and c announce normally: the withdrawal is written, then the session closes.
+    b.doc.send_replace(report_doc("b", true, Intent::None));
+    c.doc.send_replace(report_doc("c", true, Intent::None));
+    await_withdrawal(&mut peer, WEB).await;
+    peer.expect_notification().await;
+    let done = daemon
+        .doc_until("the peer gone", |d| d.peers.is_empty())
+        .await;
+    assert!(done.pending_removals.is_empty(), "{done:#?}");
+    daemon.stop().await;
+}
