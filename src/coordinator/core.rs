@@ -183,7 +183,7 @@ impl Core {
         self.removals.settle(&live);
         if self.removals_guarded {
             let removed = removed_by_reload(&old_config, &announced, &live, wall);
-            self.removals.add(&live, removed);
+            self.add_pending_removals(removed);
         }
     }
 
