@@ -361,6 +361,7 @@ fn report_doc(site: &str, announcing: bool, intent: Intent) -> StatusDocument {
             version: REPORT_VERSION,
             site: site.to_owned(),
             generation: 1,
+            fleet_digest: None,
             services: vec![ServiceReport {
                 name: "web".into(),
                 prefixes: vec![WEB.parse().expect("prefix")],
