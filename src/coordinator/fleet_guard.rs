@@ -38,6 +38,8 @@ pub(crate) struct FleetGuard {
     last_report: Option<SiteReport>,
     /// [`fleet_digest`] of `fleet`, published in every report.
     digest: String,
+    /// The sites last seen running another fleet file (logged when it changes).
+    mismatch_logged: Vec<String>,
 }
 
 struct ServiceGuard {
@@ -116,6 +118,7 @@ impl FleetGuard {
             state: HashMap::new(),
             generation: 0,
             last_report: None,
+            mismatch_logged: Vec::new(),
         }
     }
 

@@ -131,8 +131,32 @@ impl FleetGuard {
         change
     }
 
-    /// The `"fleet"` part of `/status`.
-    pub(crate) fn fleet_status(&self) -> FleetStatus {
+    /// The `"fleet"` part of `/status`; logs when the set of sites running another fleet
+    /// file changes.
+    pub(crate) fn fleet_status(&mut self) -> FleetStatus {
+        let status = self.fleet_status_now();
+        if status.mismatch != self.mismatch_logged {
+            if status.mismatch.is_empty() {
+                tracing::info!(digest = %short(&status.digest), "every reachable site runs the same fleet file again");
+            } else {
+                let theirs: Vec<String> = status
+                    .sites
+                    .iter()
+                    .filter(|s| status.mismatch.contains(&s.name))
+                    .map(|s| format!("{} {}", s.name, short(s.digest.as_deref().unwrap_or("?"))))
+                    .collect();
+                tracing::warn!(
+                    digest = %short(&status.digest),
+                    sites = %theirs.join(", "),
+                    "sites run a different fleet file"
+                );
+            }
+            self.mismatch_logged.clone_from(&status.mismatch);
+        }
+        status
+    }
+
+    fn fleet_status_now(&self) -> FleetStatus {
         let view = self.view.borrow();
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let sites: Vec<FleetSiteStatus> = view
@@ -163,5 +187,113 @@ impl FleetGuard {
                 .collect(),
             sites,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Instant;
+
+    use super::*;
+    use crate::guard::runtime::{Decision, LocalIntent};
+    use crate::guard::view::PollOutcome;
+    use crate::coordinator::fleet_guard::ServiceGuard;
+    use crate::status::model::GuardStatus;
+
+    fn fleet(sites: &[(&str, u16)], min_sites: usize) -> Fleet {
+        let mut t = String::from("[poll]\ninterval = \"1s\"\ntimeout = \"500ms\"\n");
+        for (name, port) in sites {
+            // Closed loopback ports: the poller's requests fail at once.
+            t.push_str(&format!(
+                "[[site]]\nname = \"{name}\"\nstatus_url = \"http://127.0.0.1:{port}/status\"\n"
+            ));
+        }
+        t.push_str(&format!(
+            "[[service]]\nname = \"web\"\nmin_sites = {min_sites}\n"
+        ));
+        Fleet::parse(&t, "fleet.toml").unwrap()
+    }
+
+    fn prepared(fleet: Fleet, site: &str) -> PreparedFleet {
+        PreparedFleet {
+            rank: fleet.rank(site).unwrap(),
+            view: fleet.view_for(site),
+            site: site.to_owned(),
+            fleet,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_fleet_reload_keeps_pending_and_held_intents_and_the_reports_of_sites_that_stay() {
+        let old = fleet(&[("a", 1), ("b", 2), ("c", 3)], 1);
+        let mut guard = FleetGuard::launch(old.clone(), "a".into(), 0);
+        let t0 = Instant::now();
+        let entry = |intent| ServiceGuard {
+            intent,
+            decision: Decision::Announce,
+            status: GuardStatus::default(),
+            held_logged: None,
+        };
+        guard.state.insert(
+            "web".into(),
+            entry(LocalIntent::Withdrawing { published_at: t0 }),
+        );
+        guard
+            .state
+            .insert("dns".into(), entry(LocalIntent::Held { since: t0 }));
+        // A fresh report of b, as if polled just now (the poller's own polls of closed
+        // ports may land too; only b's newest poll matters).
+        let report = crate::guard::report::SiteReport {
+            version: crate::guard::report::REPORT_VERSION,
+            site: "b".into(),
+            generation: 1,
+            fleet_digest: Some(fleet_digest(&old)),
+            services: Vec::new(),
+        };
+        let mut view = guard.view();
+        view.record(
+            "b",
+            PollOutcome {
+                requested_at: Instant::now() + std::time::Duration::from_secs(3600),
+                result: Ok(report),
+            },
+        );
+        // Stands in for the poller having recorded it.
+        let (tx, rx) = watch::channel(view);
+        guard.view = rx;
+
+        // c leaves, d joins, b moves to the front, min_sites 2: the poller restarts.
+        let new = fleet(&[("b", 2), ("a", 1), ("d", 4)], 2);
+        let change = guard.reconfigure(prepared(new.clone(), "a"));
+        drop(tx);
+        assert!(change.restarts_poller);
+        assert_eq!(guard.rank, 1);
+        assert_eq!(guard.digest, fleet_digest(&new));
+        assert_eq!(guard.fleet().min_sites("web"), 2);
+        assert_eq!(
+            guard.state.get("web").map(|s| s.intent),
+            Some(LocalIntent::Withdrawing { published_at: t0 }),
+            "a pending withdrawal stays pending (now judged with min_sites 2)"
+        );
+        assert_eq!(
+            guard.state.get("dns").map(|s| s.intent),
+            Some(LocalIntent::Held { since: t0 })
+        );
+        let view = guard.view();
+        let names: Vec<(&str, usize)> = view
+            .sites
+            .iter()
+            .map(|s| (s.name.as_str(), s.rank))
+            .collect();
+        assert_eq!(names, [("b", 0), ("d", 2)]);
+        assert!(
+            view.site("b")
+                .and_then(|s| s.last_poll.as_ref())
+                .is_some_and(|p| p.result.is_ok()),
+            "b's report is kept: {view:?}"
+        );
+        let status = guard.fleet_status();
+        assert_eq!(status.mismatch, ["b"], "b still publishes the old digest");
+        guard.stop().await;
     }
 }

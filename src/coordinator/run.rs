@@ -848,7 +848,7 @@ impl Shell {
                 .as_ref()
                 .map(|h| h.daemon_status().borrow().clone()),
             guard: report,
-            fleet: self.guard.as_ref().map(FleetGuard::fleet_status),
+            fleet: self.guard.as_mut().map(FleetGuard::fleet_status),
         };
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.
