@@ -195,9 +195,9 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
+    use crate::coordinator::fleet_guard::ServiceGuard;
     use crate::guard::runtime::{Decision, LocalIntent};
     use crate::guard::view::PollOutcome;
-    use crate::coordinator::fleet_guard::ServiceGuard;
     use crate::status::model::GuardStatus;
 
     fn fleet(sites: &[(&str, u16)], min_sites: usize) -> Fleet {
