@@ -32,7 +32,17 @@ fn digest_of(path: &Path) -> String {
 /// closed loopback port; the config guard only needs a peer for the family), web with a
 /// check that always passes, and `extra` lines in web.
 fn site_config(site: &str, listen: &str, upstream: u16, extra: &str) -> String {
-    let check = "type = \"command\"\nargv = [\"true\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1";
+    site_config_with(site, listen, upstream, extra, &["true"])
+}
+
+/// [`site_config`] with web's check running `argv`.
+fn site_config_with(site: &str, listen: &str, upstream: u16, extra: &str, argv: &[&str]) -> String {
+    let argv: Vec<String> = argv.iter().map(|a| format!("{a:?}")).collect();
+    let check = format!(
+        "type = \"command\"\nargv = [{}]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1",
+        argv.join(", ")
+    );
+    let check = check.as_str();
     format!(
         "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"{listen}\"\n\n\
          [fleet]\npath = \"fleet-{site}.toml\"\nsite = \"{site}\"\n\n[[peer]]\nname = \"upstream\"\n\
@@ -447,4 +457,106 @@ async fn two_daemons_with_different_fleet_files_show_the_mismatch_in_status_and_
 
     a.stop().await;
     b.stop().await;
+}
+
+/// web's state in `/status` and its intent in the published report.
+fn web_state(doc: &StatusDocument) -> (String, Option<Intent>) {
+    (
+        doc.services
+            .first()
+            .map(|s| s.state.clone())
+            .unwrap_or_default(),
+        doc.guard
+            .as_ref()
+            .and_then(|g| g.services.first())
+            .map(|r| r.intent),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_service_stays_held_across_a_fleet_reload_and_a_lowered_min_sites_releases_it() {
+    let files = Files::new();
+    let fleet_path = files.dir().join("fleet-a.toml");
+    let b = OtherSite::start("b", true).await;
+    let sites = [
+        (
+            "a",
+            format!("http://127.0.0.1:{}/status", closed_port().await),
+        ),
+        ("b", b.url()),
+        (
+            "c",
+            format!("http://127.0.0.1:{}/status", closed_port().await),
+        ),
+    ];
+    let fleet = |min_sites: u32, interval: &str| {
+        fleet_toml(
+            &sites,
+            &[&format!("name = \"web\"\nmin_sites = {min_sites}")],
+        )
+        .replace("interval = \"1s\"", &format!("interval = \"{interval}\""))
+        .replace("timeout = \"500ms\"", "timeout = \"200ms\"")
+    };
+    std::fs::write(&fleet_path, fleet(2, "1s")).expect("write");
+    let healthy = files.write("healthy", "");
+    let healthy_arg = healthy.display().to_string();
+    let upstream = closed_port().await;
+    let config = site_config_with(
+        "a",
+        "127.0.0.1:0",
+        upstream,
+        "",
+        &["test", "-e", &healthy_arg],
+    );
+    let config_path = files.write("a.toml", &config);
+    let daemon = Daemon::start(&config_path).await;
+    daemon
+        .doc_until("web up with b announcing", |d| {
+            web_state(d).0 == "up" && announcing(d) == ["b"]
+        })
+        .await;
+
+    // web fails: only b (one site) would be left for min_sites 2, so the guard holds it.
+    std::fs::remove_file(&healthy).expect("remove");
+    daemon
+        .doc_until("web held", |d| {
+            web_state(d) == ("held".to_owned(), Some(Intent::Held))
+        })
+        .await;
+
+    // A fleet reload that restarts the poller (other timing) keeps the hold.
+    std::fs::write(&fleet_path, fleet(2, "500ms")).expect("write");
+    let doc = sighup(&daemon, "the timing reload").await;
+    assert!(
+        doc.daemon.last_reload.as_ref().is_some_and(|r| r.ok),
+        "{doc:#?}"
+    );
+    assert_eq!(doc.fleet.as_ref().map(|f| f.poll_interval_ms), Some(500));
+    assert_eq!(web_state(&doc), ("held".to_owned(), Some(Intent::Held)));
+    // Several poll rounds later it is still held, never withdrawing.
+    for _ in 0..10 {
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        let doc = daemon.doc().await;
+        assert_eq!(
+            web_state(&doc),
+            ("held".to_owned(), Some(Intent::Held)),
+            "{doc:#?}"
+        );
+    }
+
+    // min_sites lowered to 1: b alone is enough now, and the held site withdraws through
+    // the intent protocol.
+    std::fs::write(&fleet_path, fleet(1, "500ms")).expect("write");
+    let doc = sighup(&daemon, "the min_sites reload").await;
+    assert!(
+        doc.daemon.last_reload.as_ref().is_some_and(|r| r.ok),
+        "{doc:#?}"
+    );
+    let doc = daemon
+        .doc_until("web withdrawn", |d| {
+            web_state(d) == ("down".to_owned(), Some(Intent::None))
+        })
+        .await;
+    assert_eq!(doc.services[0].guard.min_sites, 1);
+    daemon.stop().await;
 }
