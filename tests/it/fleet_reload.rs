@@ -292,6 +292,24 @@ async fn an_edited_fleet_file_takes_effect_on_sighup_and_a_broken_one_changes_no
     assert_eq!(doc.daemon.config_generation, 4);
     assert!(doc.guard.is_some() && doc.fleet.is_some());
 
+    // Another `[fleet] path` is accepted: the same fleet elsewhere keeps its digest (the
+    // path is no part of it).
+    let moved = files.write("fleet-moved.toml", &format!("# moved\n{second}"));
+    files.write(
+        "a.toml",
+        &site_config("a", "127.0.0.1:0", upstream, "")
+            .replace("path = \"fleet-a.toml\"", "path = \"fleet-moved.toml\""),
+    );
+    let doc = sighup(&daemon, "the reload moving the fleet file").await;
+    assert!(
+        doc.daemon.last_reload.as_ref().is_some_and(|r| r.ok),
+        "{doc:#?}"
+    );
+    assert_eq!(doc.daemon.config_generation, 5);
+    let f = doc.fleet.clone().expect("fleet status");
+    assert_eq!(f.source, moved.display().to_string());
+    assert_eq!(f.digest, second_digest);
+
     drop((b, c, d_site));
     daemon.stop().await;
 }
@@ -558,5 +576,50 @@ async fn a_held_service_stays_held_across_a_fleet_reload_and_a_lowered_min_sites
         })
         .await;
     assert_eq!(doc.services[0].guard.min_sites, 1);
+    daemon.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_fleet_added_by_reload_starts_the_guard() {
+    let files = Files::new();
+    let b = OtherSite::start("b", true).await;
+    let sites = [
+        (
+            "a",
+            format!("http://127.0.0.1:{}/status", closed_port().await),
+        ),
+        ("b", b.url()),
+    ];
+    files.write(
+        "fleet-a.toml",
+        &fleet_toml(&sites, &["name = \"web\"\nmin_sites = 1"]),
+    );
+    let upstream = closed_port().await;
+    let with = site_config("a", "127.0.0.1:0", upstream, "");
+    let without = with.replace("[fleet]\npath = \"fleet-a.toml\"\nsite = \"a\"\n", "");
+    assert_ne!(with, without);
+    let config_path = files.write("a.toml", &without);
+    let daemon = Daemon::start(&config_path).await;
+    let doc = daemon.doc_until("web up", |d| web_state(d).0 == "up").await;
+    assert!(doc.guard.is_none() && doc.fleet.is_none());
+    assert_eq!(doc.services[0].guard.decision, "disabled");
+
+    files.write("a.toml", &with);
+    let doc = sighup(&daemon, "the reload adding [fleet]").await;
+    assert!(
+        doc.daemon.last_reload.as_ref().is_some_and(|r| r.ok),
+        "{doc:#?}"
+    );
+    assert_eq!(doc.daemon.site.as_deref(), Some("a"));
+    let doc = daemon
+        .doc_until("the guard polling b", |d| announcing(d) == ["b"])
+        .await;
+    assert_eq!(
+        doc.services[0].guard.decision, "allow",
+        "{:#?}",
+        doc.services[0].guard
+    );
+    assert!(doc.guard.as_ref().is_some_and(|g| g.fleet_digest.is_some()));
+    assert_eq!(other_names(&doc), ["b"]);
     daemon.stop().await;
 }
