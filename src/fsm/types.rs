@@ -277,7 +277,14 @@ impl Negotiated {
     pub fn decode_context(&self) -> DecodeContext {
         DecodeContext {
             four_octet_as: self.four_octet_as,
-            extended_message: self.extended_message,
+            // RFC 8654 §4: "An implementation that advertises the BGP Extended Message
+            // Capability MUST be capable of receiving a message with a Length up to and
+            // including 65535 octets." Our OPEN always advertises it (`build_open`), so
+            // what we accept does not depend on the peer's OPEN; only what we *send* does
+            // (§4: "MAY send Extended Messages to its peer only if it has received" it:
+            // `encode_context`, `max_message_len`). A 5000-octet NOTIFICATION from a peer
+            // without the capability keeps its reason instead of becoming our 1/2.
+            extended_message: true,
             add_path_ipv4: false,
             add_path_ipv6: false,
         }
