@@ -65,8 +65,8 @@ pub struct SavedAttrs {
     pub prepend: u8,
     /// MED.
     pub med: Option<u32>,
-    /// LOCAL_PREF.
-    pub local_pref: Option<u32>,
+    /// LOCAL_PREF (sent to iBGP peers only).
+    pub local_pref: u32,
     /// Standard communities as 32-bit values.
     pub communities: Vec<u32>,
     /// Large communities as (global, local1, local2).
@@ -241,7 +241,7 @@ mod tests {
             next_hop: Some("198.18.0.9".parse().unwrap()),
             prepend: 2,
             med: Some(10),
-            local_pref: Some(200),
+            local_pref: 200,
             communities: vec![Community(0xFDE8_0001), Community::GRACEFUL_SHUTDOWN],
             large_communities: vec![LargeCommunity {
                 global: 65000,

@@ -21,6 +21,7 @@ fn report(site: &str, announcing: bool, intent: Intent) -> SiteReport {
         version: REPORT_VERSION,
         site: site.into(),
         generation: 1,
+        fleet_digest: None,
         services: vec![ServiceReport {
             name: "web".into(),
             prefixes: vec!["203.0.113.0/24".parse().unwrap()],
@@ -521,6 +522,7 @@ fn listing(name: &str, rank: usize, at: Instant, services: Vec<ServiceReport>) -
             site: name.into(),
             generation: 1,
             services,
+            fleet_digest: None,
         }),
     )
 }
