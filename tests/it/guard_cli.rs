@@ -1146,3 +1146,40 @@ async fn a_reload_removing_every_peer_keeps_the_session_until_the_guard_lets_the
     assert!(done.pending_removals.is_empty(), "{done:#?}");
     daemon.stop().await;
 }
+
+#[tokio::test]
+async fn a_held_removal_goes_at_once_when_the_fleet_file_retires_the_service_on_sighup() {
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    b.doc.send_replace(report_doc("b", true, Intent::Held));
+    c.doc.send_replace(report_doc("c", true, Intent::Held));
+    let files = Files::new();
+    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    files.write("a.toml", &config(&quick("api", WEB2)));
+    daemon.signal(Signal::SIGHUP);
+    daemon
+        .doc_until("the removal of web held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+    assert_nothing_withdrawn(&mut peer, Duration::from_millis(1000)).await;
+
+    // The operator retires web in the fleet file and reloads: it goes at once, although
+    // b and c still cannot confirm.
+    let fleet = files.dir().join("fleet.toml");
+    let text = std::fs::read_to_string(&fleet).expect("fleet file");
+    files.write(
+        "fleet.toml",
+        &text.replace("retired = false", "retired = true"),
+    );
+    daemon.signal(Signal::SIGHUP);
+    await_withdrawal(&mut peer, WEB).await;
+    let doc = daemon
+        .doc_until("generation 3", |d| d.daemon.config_generation == 3)
+        .await;
+    assert!(doc.pending_removals.is_empty(), "{doc:#?}");
+    drop(peer);
+    daemon.stop().await;
+}
