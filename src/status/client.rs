@@ -392,6 +392,24 @@ fn fleet_warning(doc: &StatusDocument) -> Option<String> {
     ))
 }
 
+/// One line per route set a reload removed that the all-sites guard still keeps announced.
+fn pending_removal_lines(doc: &StatusDocument, now: SystemTime) -> Vec<String> {
+    doc.pending_removals
+        .iter()
+        .map(|r| {
+            let prefixes: Vec<String> = r.prefixes.iter().map(ToString::to_string).collect();
+            format!(
+                "REMOVAL {} by reload {} ago: {} {}: {}",
+                r.decision.to_uppercase(),
+                since(&r.since, now),
+                r.service,
+                prefixes.join(", "),
+                truncate(&r.reason, 120)
+            )
+        })
+        .collect()
+}
+
 /// Renders `doc` as three tables (services, peers, checks) under a one-line daemon summary.
 pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
     let d = &doc.daemon;
@@ -428,6 +446,9 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
     }
     if let Some(warning) = fleet_warning(doc) {
         let _ = writeln!(out, "{warning}");
+    }
+    for line in pending_removal_lines(doc, now) {
+        let _ = writeln!(out, "{line}");
     }
     out.push('\n');
 

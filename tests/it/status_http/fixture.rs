@@ -233,7 +233,18 @@ pub(crate) fn realistic_document() -> StatusDocument {
             },
         }),
         guard: None,
-        pending_removals: Vec::new(),
+        pending_removals: vec![PendingRemovalStatus {
+            service: "web".into(),
+            prefixes: vec!["203.0.113.0/24".parse().unwrap()],
+            decision: "held".into(),
+            reason: "removed from the config; withdrawing web would leave 1 of 3 sites \
+                     announcing (min_sites 2); b: held, ranked after us, c: withdrawing"
+                .into(),
+            intent: "held".into(),
+            sites_announcing: Vec::new(),
+            min_sites: 2,
+            since: at("05:50:00.120"),
+        }],
         fleet: Some(FleetStatus {
             source: "/etc/anyguard/fleet.toml".into(),
             digest: "5d41f0c2a7e94b1c8f3e2d6a0b9c7e1f4a2d8b6c0e3f5a7d9b1c3e5f7a9b2d4c".into(),
