@@ -58,6 +58,8 @@ pub struct Core {
     config: Arc<Config>,
     services: Vec<ServiceSlot>,
     stopping: bool,
+    /// The stop goes through the all-sites guard ([`Core::stop_guarded`]).
+    stop_guarded: bool,
 }
 
 /// Result of an operator request.
@@ -81,6 +83,7 @@ impl Core {
             config,
             services,
             stopping: false,
+            stop_guarded: false,
         }
     }
 
@@ -230,6 +233,14 @@ impl Core {
         self.stopping = true;
     }
 
+    /// The daemon is stopping with a fleet: each service's withdrawal is asked of the
+    /// all-sites guard like a drain file ([`DrainSource::Stop`]); a held service stays
+    /// announced, and the shell ends the stop once every service is withdrawn or held.
+    pub fn stop_guarded(&mut self) {
+        self.stopping = true;
+        self.stop_guarded = true;
+    }
+
     /// True once stopping and every service's prefixes are withdrawn.
     pub fn stopped(&self) -> bool {
         self.stopping
@@ -237,6 +248,21 @@ impl Core {
                 .services
                 .iter()
                 .all(|s| s.machine.presentation() == Presentation::Withdrawn)
+    }
+
+    /// True once stopping and every service is either withdrawn or named in `held` (the
+    /// services the all-sites guard holds: they stay announced through the stop).
+    pub fn stop_settled(&self, held: &[&str]) -> bool {
+        self.stopping
+            && self
+                .config
+                .services
+                .iter()
+                .zip(&self.services)
+                .all(|(cfg, s)| {
+                    s.machine.presentation() == Presentation::Withdrawn
+                        || held.contains(&cfg.name.as_str())
+                })
     }
 
     /// Index of a service by name.
@@ -330,7 +356,9 @@ impl Core {
     /// The drain in force for service `i`, if any (daemon stop, operator, file).
     pub fn drain_source(&self, i: usize) -> Option<DrainSource> {
         let slot = self.services.get(i)?;
-        if self.stopping {
+        if self.stopping && self.stop_guarded {
+            Some(DrainSource::Stop)
+        } else if self.stopping {
             Some(DrainSource::Shutdown)
         } else if let Some(op) = &slot.operator_drain {
             Some(op.clone())

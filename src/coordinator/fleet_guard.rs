@@ -144,6 +144,7 @@ impl FleetGuard {
                 Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
                     Drain::Forced
                 }
+                Some(DrainSource::Stop) => Drain::Stopping,
                 Some(
                     DrainSource::File
                     | DrainSource::Disabled
@@ -237,6 +238,21 @@ impl FleetGuard {
         if newly_withdrawing {
             self.poll_now.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// The services whose withdrawal the guard holds right now (a final hold, not an
+    /// intent still awaiting reports), with the reason: at a stop these stay announced.
+    pub(crate) fn held(&self) -> Vec<(String, String)> {
+        let mut held: Vec<(String, String)> = self
+            .state
+            .iter()
+            .filter_map(|(name, s)| match &s.decision {
+                Decision::Hold { reason } => Some((name.clone(), reason.clone())),
+                _ => None,
+            })
+            .collect();
+        held.sort();
+        held
     }
 
     /// The status entry of a service.

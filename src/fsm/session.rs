@@ -209,13 +209,14 @@ impl Session {
             Event::ManualStart => self.on_start(now, true, self.cfg.passive, &mut out),
             Event::ManualStartPassive => self.on_start(now, true, true, &mut out),
             Event::AutomaticStart => self.on_start(now, false, self.passive, &mut out),
-            Event::ManualStop(n) => self.on_stop(now, n, IdleKind::Stopped, &mut out),
+            Event::ManualStop(n) => self.on_stop(now, Some(n), IdleKind::Stopped, &mut out),
+            Event::ManualStopForRestart => self.on_stop(now, None, IdleKind::Stopped, &mut out),
             Event::AutomaticStop {
                 notification,
                 restart_after,
             } => self.on_stop(
                 now,
-                notification,
+                Some(notification),
                 IdleKind::AutoStop(restart_after),
                 &mut out,
             ),
@@ -533,7 +534,7 @@ impl Session {
     fn on_stop(
         &mut self,
         now: Instant,
-        n: NotificationMessage,
+        n: Option<NotificationMessage>,
         kind: IdleKind,
         out: &mut Vec<Action>,
     ) {
@@ -548,13 +549,10 @@ impl Session {
                 self.close_to_idle(now, None, DownReason::Stopped, kind, out);
             }
             State::OpenSent | State::OpenConfirm | State::Established => {
-                self.close_to_idle(
-                    now,
-                    Some(n.clone()),
-                    DownReason::NotificationSent(n),
-                    kind,
-                    out,
-                );
+                let reason = n
+                    .clone()
+                    .map_or(DownReason::Stopped, DownReason::NotificationSent);
+                self.close_to_idle(now, n, reason, kind, out);
             }
         }
     }

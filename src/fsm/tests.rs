@@ -511,6 +511,18 @@ fn manual_stop_sends_cease_and_stays_idle() {
 }
 
 #[test]
+fn manual_stop_for_restart_closes_without_notification_and_stays_idle() {
+    let t0 = Instant::now();
+    let mut s = established(cfg(), t0);
+    let a = s.handle(t0, Event::ManualStopForRestart);
+    assert_eq!(notification(&a), None, "RFC 4724 §4.2: no NOTIFICATION");
+    assert!(closes(&a, C1));
+    assert!(a.contains(&Action::SessionDown(DownReason::Stopped)));
+    assert_eq!(s.state(), State::Idle);
+    assert_eq!(s.next_deadline(), None);
+}
+
+#[test]
 fn automatic_stop_restarts_after_the_given_delay_or_never() {
     let t0 = Instant::now();
     let cease1 = NotificationMessage {

@@ -45,6 +45,9 @@ pub enum Drain {
     Requested,
     /// Drained with `force`: the guard is overridden.
     Forced,
+    /// The daemon is stopping: guarded like [`Drain::Requested`]; a hold keeps the routes
+    /// (the sessions then close for graceful restart instead of withdrawing).
+    Stopping,
 }
 
 /// The local site's intent for one service, with the local times the protocol needs.
@@ -410,6 +413,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
             };
         }
         (Drain::Requested, _) => "drained",
+        (Drain::Stopping, _) => "daemon stopping",
         (Drain::None, false) => "health failing",
     };
     if !local.announcing {

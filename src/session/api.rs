@@ -78,6 +78,11 @@ pub enum StopReason {
     ConfigChanged,
     /// Cease/Administrative Shutdown with the operator's text (e.g. "drain by operator").
     Operator(String),
+    /// The daemon stops while the all-sites guard holds services announced: a session
+    /// that negotiated Graceful Restart is closed without a NOTIFICATION, so that the peer
+    /// keeps our routes as stale for our Restart Time (RFC 4724 §4.2); any other session
+    /// gets Cease/Administrative Shutdown with this text (its routes go either way).
+    KeepRoutes(String),
 }
 
 impl StopReason {
@@ -95,7 +100,9 @@ impl StopReason {
                 cease_subcode::OTHER_CONFIGURATION_CHANGE,
                 "peer configuration changed",
             ),
-            StopReason::Operator(t) => (cease_subcode::ADMINISTRATIVE_SHUTDOWN, t.as_str()),
+            StopReason::Operator(t) | StopReason::KeepRoutes(t) => {
+                (cease_subcode::ADMINISTRATIVE_SHUTDOWN, t.as_str())
+            }
         };
         // RFC 9003 defines the communication for subcodes 2 and 4; on 3 and 6 it is
         // undefined data that peers ignore, and it still helps whoever reads a capture.

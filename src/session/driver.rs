@@ -768,7 +768,28 @@ impl Actor {
 
     async fn stop(&mut self, reason: StopReason) {
         info!(?reason, "stopping peer");
-        self.feed(Event::ManualStop(reason.notification()));
+        let graceful = self
+            .up
+            .as_ref()
+            .is_some_and(|u| u.negotiated.graceful_restart);
+        let event = match &reason {
+            StopReason::KeepRoutes(why) if graceful => {
+                warn!(
+                    %why,
+                    "closing the session without NOTIFICATION: the peer keeps our routes as stale for our restart time (RFC 4724 §4.2)"
+                );
+                Event::ManualStopForRestart
+            }
+            StopReason::KeepRoutes(why) => {
+                warn!(
+                    %why,
+                    "graceful restart is not negotiated with this peer: it drops our routes as the session closes"
+                );
+                Event::ManualStop(reason.notification())
+            }
+            _ => Event::ManualStop(reason.notification()),
+        };
+        self.feed(event);
         if let Some((_, task)) = self.connecting.take() {
             task.abort();
         }
