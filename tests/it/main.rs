@@ -6,6 +6,7 @@ mod daemon;
 mod fakepeer;
 mod guard_cli;
 mod guard_sim;
+mod guard_stop;
 mod health;
 mod httpd;
 mod interop;
