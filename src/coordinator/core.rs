@@ -357,7 +357,12 @@ impl Core {
     pub fn drain_source(&self, i: usize) -> Option<DrainSource> {
         let slot = self.services.get(i)?;
         if self.stopping && self.stop_guarded {
-            Some(DrainSource::Stop)
+            // An operator's forced drain stays what it is: the deliberate way to take the
+            // site out of service, withdrawn through the stop whatever the guard says.
+            match &slot.operator_drain {
+                Some(op @ DrainSource::Operator { force: true, .. }) => Some(op.clone()),
+                _ => Some(DrainSource::Stop),
+            }
         } else if self.stopping {
             Some(DrainSource::Shutdown)
         } else if let Some(op) = &slot.operator_drain {
@@ -771,6 +776,42 @@ mod tests {
         core.undrain("web");
         core.evaluate(t0, w);
         assert_eq!(core.services[0].machine.state(), State::Up);
+    }
+
+    #[test]
+    fn a_guarded_stop_keeps_a_held_service_and_a_forced_drain_stays_forced() {
+        let (t0, w, mut core) = web_up();
+        core.stop_guarded();
+        assert_eq!(core.drain_source(0), Some(DrainSource::Stop));
+        core.set_guard(
+            0,
+            GuardVerdict::Hold {
+                reason: "needed".into(),
+            },
+        );
+        core.evaluate(t0, w);
+        assert_eq!(
+            core.presentation(0),
+            Presentation::Normal,
+            "held: not drained"
+        );
+        assert!(
+            !core.stop_settled(&[]),
+            "announced and not held by the guard"
+        );
+        assert!(core.stop_settled(&["web"]));
+
+        let (t0, w, mut core) = web_up();
+        core.drain("web", true, "decommission".into());
+        core.stop_guarded();
+        assert!(matches!(
+            core.drain_source(0),
+            Some(DrainSource::Operator { force: true, .. })
+        ));
+        core.evaluate(t0, w);
+        core.evaluate(t0 + Duration::from_secs(60), w);
+        assert_eq!(core.presentation(0), Presentation::Withdrawn);
+        assert!(core.stop_settled(&[]));
     }
 
     fn disabled(mut svc: ServiceConfig) -> ServiceConfig {

@@ -60,6 +60,14 @@ pub enum FleetGuardError {
     },
 }
 
+/// The daemon is stopping through the guard: whatever it decides, this site's routes
+/// will at best be kept as stale by graceful restart for the restart time, so no other
+/// site may count on it any more (a sick site that withdrew on its word would leave the
+/// fleet short if this one does not come back). Its report says not announcing.
+fn stopping(core: &Core, i: usize) -> bool {
+    matches!(core.drain_source(i), Some(DrainSource::Stop))
+}
+
 /// The local facts the guard decides on for service `i`.
 fn local_service(core: &Core, i: usize, drain: Drain, intent: LocalIntent) -> LocalService {
     LocalService {
@@ -199,7 +207,8 @@ impl FleetGuard {
                     // Normal presentation only: hold-down, graceful shutdown and
                     // de-preference do not count as announcing for the other sites.
                     announcing: core.presentation(i) == Presentation::Normal
-                        && decision.is_none_or(Decision::announces),
+                        && decision.is_none_or(Decision::announces)
+                        && !stopping(core, i),
                     intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
                 }
             })

@@ -53,30 +53,51 @@ fn router_open() -> anyguard_proto::OpenMessage {
 
 /// Starts site `a` with `fleet` written, establishes its session with a graceful-restart
 /// router and waits until `web` is announced and reported so.
-async fn start_a(files: &Files, fleet: &str, extra: &str) -> (Daemon, FakePeer) {
+async fn start_a(files: &Files, fleet: &str, extra: &str) -> (Daemon, FakePeer, TcpListener) {
     files.write("fleet.toml", fleet);
     let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let port = upstream.local_addr().expect("addr").port();
     let path = files.write("a.toml", &site_a(port, extra));
-    let daemon = Daemon::start(&path).await;
-    let mut peer = FakePeer::accept(&upstream).await;
+    let (daemon, peer) = launch_a(&path, &upstream).await;
+    (daemon, peer, upstream)
+}
+
+/// Starts the daemon; checks that its OPEN carries Graceful Restart with the Restart
+/// State bit (a freshly started process, RFC 4724 §4.1) and that `web` is announced
+/// before the End-of-RIB (§2: the router keeps our stale routes until then).
+async fn launch_a(path: &std::path::Path, upstream: &TcpListener) -> (Daemon, FakePeer) {
+    let daemon = Daemon::start(path).await;
+    let mut peer = FakePeer::accept(upstream).await;
     let theirs = peer.establish(router_open()).await;
-    assert!(
-        theirs
-            .capabilities
-            .iter()
-            .any(|c| matches!(c, Capability::GracefulRestart { .. })),
-        "anyguard must advertise graceful restart: {theirs:?}"
+    let restart_state = theirs.capabilities.iter().find_map(|c| match c {
+        Capability::GracefulRestart {
+            restart_state,
+            restart_time,
+            ..
+        } => Some((*restart_state, *restart_time)),
+        _ => None,
+    });
+    assert_eq!(
+        restart_state,
+        Some((true, 30)),
+        "anyguard must advertise graceful restart with R set: {theirs:?}"
     );
     let mut announced = false;
     for _ in 0..100 {
         let u = peer.expect_update().await;
+        assert_eq!(
+            u.is_end_of_rib(),
+            None,
+            "End-of-RIB before web was announced"
+        );
         if u.nlri.iter().any(|p| p.to_string() == WEB) {
             announced = true;
             break;
         }
     }
     assert!(announced, "web was never announced");
+    let eor = peer.expect_update().await;
+    assert_eq!(eor.is_end_of_rib(), Some((Afi::Ipv4, Safi::Unicast)));
     daemon
         .doc_until("web up and announced", |d| {
             d.services.first().is_some_and(|s| s.state == "up")
@@ -143,7 +164,7 @@ async fn sigterm_while_this_site_is_needed_closes_the_session_without_withdrawin
     let fleet = fleet_toml(&sites, &["name = \"web\"\nmin_sites = 2"]);
     // A hook that takes a while keeps the stopping daemon (and its status endpoint) up
     // for a moment after the session is closed: /status is read then.
-    let (daemon, mut peer) = start_a(&files, &fleet, "hook = [\"sleep\", \"2\"]").await;
+    let (daemon, mut peer, upstream) = start_a(&files, &fleet, "hook = [\"sleep\", \"2\"]").await;
 
     daemon.signal(Signal::SIGTERM);
     let got = until_closed(&mut peer).await;
@@ -194,6 +215,11 @@ async fn sigterm_while_this_site_is_needed_closes_the_session_without_withdrawin
             .any(|l| l.contains("closing the session without NOTIFICATION")),
         "{log:#?}"
     );
+
+    // The package upgrade's start: the new process resumes (R bit, web, End-of-RIB).
+    let (daemon, _peer) = launch_a(&files.dir().join("a.toml"), &upstream).await;
+    daemon.signal(Signal::SIGTERM);
+    exits(daemon).await;
 }
 
 #[tokio::test]
@@ -277,7 +303,7 @@ async fn sigterm_with_enough_other_sites_announcing_drains_and_withdraws() {
         ("c", c.url()),
     ];
     let fleet = fleet_toml(&sites, &["name = \"web\"\nmin_sites = 2"]);
-    let (daemon, mut peer) = start_a(&files, &fleet, "").await;
+    let (daemon, mut peer, _upstream) = start_a(&files, &fleet, "").await;
     daemon
         .doc_until("b and c counted", |d| {
             d.services
