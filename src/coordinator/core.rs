@@ -241,15 +241,6 @@ impl Core {
         self.stop_guarded = true;
     }
 
-    /// True once stopping and every service's prefixes are withdrawn.
-    pub fn stopped(&self) -> bool {
-        self.stopping
-            && self
-                .services
-                .iter()
-                .all(|s| s.machine.presentation() == Presentation::Withdrawn)
-    }
-
     /// True once stopping and every service is either withdrawn or named in `held` (the
     /// services the all-sites guard holds: they stay announced through the stop).
     pub fn stop_settled(&self, held: &[&str]) -> bool {
@@ -679,13 +670,13 @@ mod tests {
     #[test]
     fn stop_drains_then_withdraws_everything() {
         let (t0, w, mut core) = web_up();
-        assert!(!core.stopped());
+        assert!(!core.stop_settled(&[]));
         core.stop();
         core.evaluate(t0, w);
-        assert!(!core.stopped(), "draining first");
+        assert!(!core.stop_settled(&[]), "draining first");
         assert_eq!(core.next_deadline(), Some(t0 + Duration::from_secs(5)));
         core.evaluate(t0 + Duration::from_secs(5), w);
-        assert!(core.stopped());
+        assert!(core.stop_settled(&[]));
     }
 
     #[test]

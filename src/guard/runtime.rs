@@ -16,7 +16,9 @@
 //! 5. A held site re-evaluates on every view change and starts again at step 3 with a
 //!    *new* publication time.
 //!
-//! A forced operator drain bypasses the guard (and says so in the reason). Nothing here
+//! A forced operator drain bypasses the guard (and says so in the reason). A daemon stop
+//! with a fleet is guarded like a drain ([`Drain::Stopping`]); a hold keeps the routes and
+//! the coordinator closes the sessions for graceful restart (`coordinator::stop`). Nothing here
 //! reads a clock or does I/O: `now` is a parameter and the view is a value.
 
 use std::fmt;

@@ -6,6 +6,8 @@
 //!
 //! Every process is started and stopped by PID; every wait is bounded.
 
+use std::time::Duration;
+
 use anyguard_proto::notification::cease_subcode;
 use anyguard_proto::{
     Afi, Capability, Community, ErrorCode, GracefulRestartFamily, Message, PathAttribute, Safi,
@@ -202,6 +204,13 @@ async fn sigterm_while_this_site_is_needed_closes_the_session_without_withdrawin
         "{reason}"
     );
     assert_eq!(doc.services[0].state, "held");
+    // No other site may count on a stopping site: its report says not announcing.
+    let report = doc
+        .guard
+        .as_ref()
+        .and_then(|g| g.services.first())
+        .expect("the site report");
+    assert!(!report.announcing, "{report:?}");
     let log = exits(daemon).await;
     assert!(
         log.iter()
@@ -345,4 +354,23 @@ async fn sigterm_with_enough_other_sites_announcing_drains_and_withdraws() {
             .any(|l| l.contains("STOPPING WITHOUT WITHDRAWING")),
         "{log:#?}"
     );
+}
+
+#[test]
+fn unit_file_gives_a_guarded_stop_its_time_and_signals_the_daemon_only() {
+    let unit = include_str!("../../contrib/anyguard.service");
+    let value = |key: &str| -> Vec<&str> {
+        unit.lines()
+            .filter_map(|l| l.strip_prefix(key)?.strip_prefix('='))
+            .collect()
+    };
+    // Defaults: intent_wait 3 s (2 × (1 s + 500 ms)), drain_time 5 s, then at most 3 s for
+    // the withdrawals to be confirmed, 5 s for the Ceases and 5 s for queued hooks.
+    let needed = Duration::from_secs(3 + 5 + 3 + 5 + 5);
+    let timeout = value("TimeoutStopSec");
+    assert_eq!(timeout.len(), 1, "{timeout:?}");
+    let timeout = humantime::parse_duration(timeout[0]).expect("TimeoutStopSec");
+    assert!(timeout >= needed, "TimeoutStopSec {timeout:?} < {needed:?}");
+    // SIGTERM to the daemon only: its check commands are not killed under it.
+    assert_eq!(value("KillMode"), ["mixed"]);
 }
