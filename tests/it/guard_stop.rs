@@ -8,6 +8,7 @@
 
 use std::time::Duration;
 
+use anyguard::coordinator::{run, DaemonSignal, RunOptions};
 use anyguard_proto::notification::cease_subcode;
 use anyguard_proto::{
     Afi, Capability, Community, ErrorCode, GracefulRestartFamily, Message, PathAttribute, Safi,
@@ -15,6 +16,7 @@ use anyguard_proto::{
 };
 use nix::sys::signal::Signal;
 use tokio::net::TcpListener;
+use tokio::sync::mpsc;
 
 use crate::fakepeer::{self, FakeError, FakePeer};
 use crate::guard_cli::{closed_port, fleet_toml, service, Daemon, Files, OtherSite, WAIT, WEB};
@@ -373,4 +375,77 @@ fn unit_file_gives_a_guarded_stop_its_time_and_signals_the_daemon_only() {
     assert!(timeout >= needed, "TimeoutStopSec {timeout:?} < {needed:?}");
     // SIGTERM to the daemon only: its check commands are not killed under it.
     assert_eq!(value("KillMode"), ["mixed"]);
+}
+
+#[tokio::test]
+async fn a_held_stop_leaves_the_service_address_in_place() {
+    // coordinator::run in this process, its `ip` calls logged by a script instead of run:
+    // the routers keep sending the traffic of a held service here until the restart, so
+    // its address must stay.
+    let files = Files::new();
+    let closed = closed_port().await;
+    let sites: Vec<(&str, String)> = ["a", "b", "c"]
+        .into_iter()
+        .map(|s| (s, format!("http://127.0.0.1:{closed}/status")))
+        .collect();
+    files.write(
+        "fleet.toml",
+        &fleet_toml(&sites, &["name = \"web\"\nmin_sites = 2"]),
+    );
+    let log = files.dir().join("ip.log");
+    let script = files.write("ip.sh", &format!("echo \"$*\" >> '{}'\n", log.display()));
+    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = upstream.local_addr().expect("addr").port();
+    let path = files.write(
+        "a.toml",
+        &site_a(port, "local_addresses = [\"203.0.113.10\"]"),
+    );
+    let config = anyguard::config::load(&path).unwrap_or_else(|e| panic!("{e}"));
+    let options = RunOptions {
+        config_path: Some(path.clone()),
+        ip_command: Some(vec!["sh".into(), script.display().to_string()]),
+        ..RunOptions::default()
+    };
+    let (signals, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(config, options, rx));
+    let mut peer = FakePeer::accept(&upstream).await;
+    peer.establish(router_open()).await;
+    let mut announced = false;
+    for _ in 0..100 {
+        if peer
+            .expect_update()
+            .await
+            .nlri
+            .iter()
+            .any(|p| p.to_string() == WEB)
+        {
+            announced = true;
+            break;
+        }
+    }
+    assert!(announced, "web was never announced");
+    let ip_log = || std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(
+        ip_log().contains("address replace 203.0.113.10/32 dev lo"),
+        "{}",
+        ip_log()
+    );
+
+    signals.send(DaemonSignal::Stop).await.expect("signal");
+    let got = until_closed(&mut peer).await;
+    assert!(
+        !got.iter().any(|m| matches!(m, Message::Notification(_))
+            || matches!(m, Message::Update(u) if withdraws_web(u))),
+        "{got:?}"
+    );
+    let ended = tokio::time::timeout(WAIT, task).await;
+    assert!(
+        matches!(ended, Ok(Ok(Ok(())))),
+        "the daemon did not end cleanly: {ended:?}"
+    );
+    assert!(
+        !ip_log().contains("address del"),
+        "the held service's address was removed:\n{}",
+        ip_log()
+    );
 }
