@@ -213,6 +213,16 @@ async fn sigterm_while_this_site_is_needed_closes_the_session_without_withdrawin
         .and_then(|g| g.services.first())
         .expect("the site report");
     assert!(!report.announcing, "{report:?}");
+    // `anyguard status` says it under its summary line.
+    let text = anyguard::status::client::run(&format!("http://{}", daemon.status), false, false)
+        .await
+        .expect("anyguard status");
+    assert!(
+        text.lines().any(|l| l.starts_with(
+            "STOPPING WITHOUT WITHDRAWING: not withdrawn, this site is needed for min_sites"
+        )),
+        "{text}"
+    );
     let log = exits(daemon).await;
     assert!(
         log.iter()
