@@ -38,7 +38,7 @@ pub(crate) const WEB: &str = "203.0.113.0/24";
 const WEB2: &str = "198.51.100.0/24";
 
 /// A temporary directory holding a fleet file and site configs.
-pub(crate) struct Files(TempDir);
+pub(crate) struct Files(pub(crate) TempDir);
 
 impl Files {
     pub(crate) fn new() -> Self {
@@ -361,6 +361,7 @@ pub(crate) fn report_doc(site: &str, announcing: bool, intent: Intent) -> Status
             version: REPORT_VERSION,
             site: site.to_owned(),
             generation: 1,
+            fleet_digest: None,
             services: vec![ServiceReport {
                 name: "web".into(),
                 prefixes: vec![WEB.parse().expect("prefix")],
@@ -614,7 +615,7 @@ impl Daemon {
         kill(pid, signal).expect("signal the daemon");
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.signal(Signal::SIGTERM);
         if tokio::time::timeout(WAIT, self.child.wait()).await.is_err() {
             // Only this PID: the daemon did not stop in time.
