@@ -10,6 +10,7 @@ mod guard_sim;
 mod health;
 mod httpd;
 mod interop;
+mod link_local;
 mod local_actions;
 mod session;
 mod status_http;
