@@ -11,6 +11,7 @@ mod guard_stop;
 mod health;
 mod httpd;
 mod interop;
+mod link_local;
 mod local_actions;
 mod session;
 mod status_http;
