@@ -62,8 +62,12 @@ pub enum DrainSource {
         /// Free text from the operator.
         reason: String,
     },
-    /// The daemon is stopping (SIGTERM/SIGINT).
+    /// The daemon is stopping (SIGTERM/SIGINT) without a fleet: drain and withdraw.
     Shutdown,
+    /// The daemon is stopping with a fleet: the withdrawal goes through the all-sites
+    /// guard like a drain file, and a held service stays announced while the sessions
+    /// close in a way that lets graceful restart keep its routes (`docs/guard.md`).
+    Stop,
     /// `disabled = true` in the service's config: never announced; disabling an
     /// announced service by reload drains it like a drain file (the guard is asked).
     Disabled,
@@ -345,7 +349,7 @@ impl Service {
                     format!("drained by operator{f}: {reason}")
                 }
             }
-            DrainSource::Shutdown => "daemon stopping".to_string(),
+            DrainSource::Shutdown | DrainSource::Stop => "daemon stopping".to_string(),
             DrainSource::Disabled => "service disabled in the config".to_string(),
         };
         let guarded = !matches!(
@@ -654,6 +658,28 @@ mod tests {
         };
         s.evaluate(t0, &i);
         assert_eq!(s.state(), State::Draining);
+        s.evaluate(t0 + Duration::from_secs(5), &i);
+        assert_eq!(s.state(), State::Drained);
+    }
+
+    #[test]
+    fn a_stop_with_a_fleet_is_guarded_and_keeps_the_routes_without_graceful_shutdown() {
+        let t0 = Instant::now();
+        let mut s = up_service(t0);
+        let mut i = Inputs {
+            health: Health::Up,
+            drain: Some(DrainSource::Stop),
+            guard: hold("needed for min_sites"),
+        };
+        s.evaluate(t0, &i);
+        assert_eq!(s.state(), State::Held);
+        // No GRACEFUL_SHUTDOWN community while held: the routers keep preferring us.
+        assert_eq!(s.presentation(), Presentation::Normal);
+        assert_eq!(s.reason(), "daemon stopping, but needed for min_sites");
+        i.guard = GuardVerdict::Allow;
+        s.evaluate(t0, &i);
+        assert_eq!(s.state(), State::Draining);
+        assert_eq!(s.presentation(), Presentation::GracefulShutdown);
         s.evaluate(t0 + Duration::from_secs(5), &i);
         assert_eq!(s.state(), State::Drained);
     }

@@ -80,6 +80,7 @@ pub(crate) fn peer_config(name: &str, ipv4: bool, ipv6: bool) -> super::PeerConf
         max_prefixes: None,
         graceful_restart: None,
         bfd: None,
+        reconnect: None,
         ipv4,
         ipv6,
         next_hop_v4: None,

@@ -64,6 +64,8 @@ pub struct Core {
     /// A fleet guard decides about removals ([`Core::guard_removals`]); without one a
     /// reload withdraws what it removes at once, as before.
     removals_guarded: bool,
+    /// The stop goes through the all-sites guard ([`Core::stop_guarded`]).
+    stop_guarded: bool,
 }
 
 /// Result of an operator request.
@@ -89,6 +91,7 @@ impl Core {
             stopping: false,
             removals: PendingRemovals::default(),
             removals_guarded: false,
+            stop_guarded: false,
         }
     }
 
@@ -273,13 +276,27 @@ impl Core {
         self.stopping = true;
     }
 
-    /// True once stopping and every service's prefixes are withdrawn.
-    pub fn stopped(&self) -> bool {
+    /// The daemon is stopping with a fleet: each service's withdrawal is asked of the
+    /// all-sites guard like a drain file ([`DrainSource::Stop`]); a held service stays
+    /// announced, and the shell ends the stop once every service is withdrawn or held.
+    pub fn stop_guarded(&mut self) {
+        self.stopping = true;
+        self.stop_guarded = true;
+    }
+
+    /// True once stopping and every service is either withdrawn or named in `held` (the
+    /// services the all-sites guard holds: they stay announced through the stop).
+    pub fn stop_settled(&self, held: &[&str]) -> bool {
         self.stopping
             && self
+                .config
                 .services
                 .iter()
-                .all(|s| s.machine.presentation() == Presentation::Withdrawn)
+                .zip(&self.services)
+                .all(|(cfg, s)| {
+                    s.machine.presentation() == Presentation::Withdrawn
+                        || held.contains(&cfg.name.as_str())
+                })
     }
 
     /// Index of a service by name.
@@ -350,9 +367,10 @@ impl Core {
         // lets a peer a reload removed but kept for a pending removal send the
         // withdrawal once the guard allows it.
         let mut rib = self.carried_live();
-        // A stop is still a forced drain of everything (it does not wait for the guard),
-        // pending removals included; they are kept in the list for a state file.
-        if !self.stopping {
+        // A stop without a fleet is a forced drain of everything, pending removals
+        // included (they stay in the list for a state file); a guarded stop keeps them
+        // under the guard like the services.
+        if !self.stopping || self.stop_guarded {
             self.removals.extend_rib(&mut rib);
         }
         rib
@@ -413,7 +431,14 @@ impl Core {
     /// The drain in force for service `i`, if any (daemon stop, operator, file).
     pub fn drain_source(&self, i: usize) -> Option<DrainSource> {
         let slot = self.services.get(i)?;
-        if self.stopping {
+        if self.stopping && self.stop_guarded {
+            // An operator's forced drain stays what it is: the deliberate way to take the
+            // site out of service, withdrawn through the stop whatever the guard says.
+            match &slot.operator_drain {
+                Some(op @ DrainSource::Operator { force: true, .. }) => Some(op.clone()),
+                _ => Some(DrainSource::Stop),
+            }
+        } else if self.stopping {
             Some(DrainSource::Shutdown)
         } else if let Some(op) = &slot.operator_drain {
             Some(op.clone())
@@ -729,13 +754,13 @@ mod tests {
     #[test]
     fn stop_drains_then_withdraws_everything() {
         let (t0, w, mut core) = web_up();
-        assert!(!core.stopped());
+        assert!(!core.stop_settled(&[]));
         core.stop();
         core.evaluate(t0, w);
-        assert!(!core.stopped(), "draining first");
+        assert!(!core.stop_settled(&[]), "draining first");
         assert_eq!(core.next_deadline(), Some(t0 + Duration::from_secs(5)));
         core.evaluate(t0 + Duration::from_secs(5), w);
-        assert!(core.stopped());
+        assert!(core.stop_settled(&[]));
     }
 
     #[test]
@@ -826,6 +851,42 @@ mod tests {
         core.undrain("web");
         core.evaluate(t0, w);
         assert_eq!(core.services[0].machine.state(), State::Up);
+    }
+
+    #[test]
+    fn a_guarded_stop_keeps_a_held_service_and_a_forced_drain_stays_forced() {
+        let (t0, w, mut core) = web_up();
+        core.stop_guarded();
+        assert_eq!(core.drain_source(0), Some(DrainSource::Stop));
+        core.set_guard(
+            0,
+            GuardVerdict::Hold {
+                reason: "needed".into(),
+            },
+        );
+        core.evaluate(t0, w);
+        assert_eq!(
+            core.presentation(0),
+            Presentation::Normal,
+            "held: not drained"
+        );
+        assert!(
+            !core.stop_settled(&[]),
+            "announced and not held by the guard"
+        );
+        assert!(core.stop_settled(&["web"]));
+
+        let (t0, w, mut core) = web_up();
+        core.drain("web", true, "decommission".into());
+        core.stop_guarded();
+        assert!(matches!(
+            core.drain_source(0),
+            Some(DrainSource::Operator { force: true, .. })
+        ));
+        core.evaluate(t0, w);
+        core.evaluate(t0 + Duration::from_secs(60), w);
+        assert_eq!(core.presentation(0), Presentation::Withdrawn);
+        assert!(core.stop_settled(&[]));
     }
 
     fn disabled(mut svc: ServiceConfig) -> ServiceConfig {
@@ -1038,5 +1099,16 @@ mod tests {
         core.complete_removal("web 2001:db8:100::/48");
         assert!(!core.needs_peer(&up6));
         assert_eq!(prefixes(&core.desired()), ["203.0.113.0/24"]);
+    }
+
+    #[test]
+    fn a_guarded_stop_keeps_pending_removals_under_the_guard() {
+        let (t0, w, mut core) = web_up();
+        core.guard_removals(true);
+        core.reconfigure(config(vec![]), t0, w);
+        core.stop_guarded();
+        assert_eq!(prefixes(&core.desired()), ["203.0.113.0/24"]);
+        core.complete_removal("web 203.0.113.0/24");
+        assert!(core.desired().is_empty());
     }
 }

@@ -89,6 +89,14 @@ fn announced_on_the_wire(
     })
 }
 
+/// The daemon is stopping through the guard: whatever it decides, this site's routes
+/// will at best be kept as stale by graceful restart for the restart time, so no other
+/// site may count on it any more (a sick site that withdrew on its word would leave the
+/// fleet short if this one does not come back). Its report says not announcing.
+fn stopping(core: &Core, i: usize) -> bool {
+    matches!(core.drain_source(i), Some(DrainSource::Stop))
+}
+
 /// The local facts the guard decides on for service `i`.
 fn local_service(core: &Core, i: usize, drain: Drain, intent: LocalIntent) -> LocalService {
     LocalService {
@@ -182,6 +190,7 @@ impl FleetGuard {
                 Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
                     Drain::Forced
                 }
+                Some(DrainSource::Stop) => Drain::Stopping,
                 Some(
                     DrainSource::File
                     | DrainSource::Disabled
@@ -355,7 +364,8 @@ impl FleetGuard {
                     announcing: core.presentation(i) == Presentation::Normal
                         && decision.is_none_or(Decision::announces)
                         && (svc.prefixes.is_empty() || !prefixes.is_empty())
-                        && announced_on_the_wire(&prefixes, desired, on_the_wire),
+                        && announced_on_the_wire(&prefixes, desired, on_the_wire)
+                        && !stopping(core, i),
                     prefixes,
                     intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
                 }
@@ -410,6 +420,31 @@ impl FleetGuard {
         if newly_withdrawing {
             self.poll_now.send_modify(|n| *n = n.wrapping_add(1));
         }
+    }
+
+    /// The services whose withdrawal the guard holds right now (a final hold, not an
+    /// intent still awaiting reports), with the reason: at a stop these stay announced.
+    pub(crate) fn held(&self) -> Vec<(String, String)> {
+        let mut held: Vec<(String, String)> = self
+            .state
+            .iter()
+            .filter_map(|(name, s)| match &s.decision {
+                Decision::Hold { reason } => Some((name.clone(), reason.clone())),
+                _ => None,
+            })
+            // A held removal by reload keeps its routes through a stop too; its entry
+            // names the removal (`web 203.0.113.0/24`).
+            .chain(
+                self.removals
+                    .iter()
+                    .filter_map(|(key, s)| match &s.decision {
+                        Decision::Hold { reason } => Some((key.clone(), reason.clone())),
+                        _ => None,
+                    }),
+            )
+            .collect();
+        held.sort();
+        held
     }
 
     /// The status entry of a service.

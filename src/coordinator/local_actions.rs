@@ -235,10 +235,22 @@ impl LocalActions {
     /// At the end of a stop: every address left goes (the sessions are closed, so the
     /// withdrawals are out) once the actions in flight have ended, and queued hooks get a
     /// bounded time to finish. Every wait is bounded: each `ip` call is (`IP_TIMEOUT`
-    /// unless the daemon was started with another bound).
-    pub(super) async fn finish(mut self, mut results: mpsc::UnboundedReceiver<AddressDone>) {
+    /// unless the daemon was started with another bound). The addresses of the services
+    /// in `kept` stay: their routes were not withdrawn (graceful restart keeps them at
+    /// the routers), so the traffic they attract must still find the service.
+    pub(super) async fn finish(
+        mut self,
+        mut results: mpsc::UnboundedReceiver<AddressDone>,
+        kept: &[String],
+    ) {
         self.wait_idle(&mut results).await;
         for action in self.ledger.remove_all() {
+            let AddressAction::Remove { service, .. } = &action else {
+                continue;
+            };
+            if kept.contains(service) {
+                continue;
+            }
             self.dispatch(action);
         }
         self.wait_idle(&mut results).await;

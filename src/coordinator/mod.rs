@@ -28,5 +28,6 @@ mod fleet_guard;
 mod local_actions;
 pub mod removals;
 mod run;
+mod stop;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
+use super::stop::StopPlan;
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
@@ -125,6 +126,8 @@ struct Shell {
     local: LocalActions,
     ready: bool,
     stopping: bool,
+    /// `/status` `daemon.stop_reason` (crate::coordinator::stop).
+    stop_reason: Option<String>,
     /// Check transitions seen since the routes were last published, logged after them.
     check_transitions: Vec<CheckTransitionLog>,
     /// The BFD task, started with the first peer that has `bfd` (UDP 3784).
@@ -212,6 +215,7 @@ pub async fn run(
         local,
         ready: false,
         stopping: false,
+        stop_reason: None,
         check_transitions: Vec::new(),
         bfd: None,
     };
@@ -234,6 +238,7 @@ pub async fn run(
     let mut drain_poll = tokio::time::interval(DRAIN_FILE_POLL);
     drain_poll.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut stop_deadline: Option<Instant> = None;
+    let stop_plan: StopPlan;
     loop {
         let deadline = [core.next_deadline(), stop_deadline]
             .into_iter()
@@ -268,9 +273,16 @@ pub async fn run(
                 }
                 Some(DaemonSignal::Stop) | None => {
                     if !shell.stopping {
-                        tracing::info!("stopping: draining every service (RFC 8326) before withdrawal");
                         shell.stopping = true;
-                        core.stop();
+                        if shell.guard.is_some() {
+                            // docs/guard.md "Stops and restarts": a stop must not withdraw
+                            // what this site is needed for.
+                            tracing::info!("stopping: asking the all-sites guard before withdrawing each service");
+                            core.stop_guarded();
+                        } else {
+                            tracing::info!("stopping: draining every service (RFC 8326) before withdrawal");
+                            core.stop();
+                        }
                     }
                 }
             },
@@ -332,19 +344,36 @@ pub async fn run(
         shell.publish(&core);
         shell.stop_retired_peers(&core).await;
 
-        if core.stopped() {
+        let held = shell
+            .guard
+            .as_ref()
+            .filter(|_| shell.stopping)
+            .map(FleetGuard::held)
+            .unwrap_or_default();
+        let held_names: Vec<&str> = held.iter().map(|(n, _)| n.as_str()).collect();
+        if core.stop_settled(&held_names) {
             let all_flushed = shell.all_flushed();
             let deadline = *stop_deadline.get_or_insert(now + FLUSH_WAIT);
             if all_flushed || now >= deadline {
                 if !all_flushed {
                     tracing::warn!("stopping: not every peer confirmed the withdrawals in time");
                 }
+                stop_plan = StopPlan::new(&held);
                 break;
             }
         }
     }
 
-    shell.stop_all().await;
+    if let Some(status) = &stop_plan.status {
+        tracing::warn!(
+            services = %stop_plan.kept.join(","),
+            reason = %status,
+            "STOPPING WITHOUT WITHDRAWING: the all-sites guard holds these services; their routes and service addresses stay"
+        );
+        shell.stop_reason = Some(status.clone());
+        shell.publish(&core);
+    }
+    shell.stop_all(stop_plan.reason.clone()).await;
     if let Some(bfd) = shell.bfd.take() {
         // The peers' sessions linger in AdminDown (RFC 5880 §6.8.16), at most 1 s.
         bfd.stop().await;
@@ -352,7 +381,7 @@ pub async fn run(
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }
-    shell.local.finish(addresses_rx).await;
+    shell.local.finish(addresses_rx, &stop_plan.kept).await;
     server_stop.notify_waiters();
     server_stop.notify_one();
     match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
@@ -490,7 +519,7 @@ impl Shell {
         }
     }
 
-    async fn stop_all(&mut self) {
+    async fn stop_all(&mut self, reason: StopReason) {
         if let Some(h) = self.health.take() {
             h.stop();
         }
@@ -499,13 +528,11 @@ impl Shell {
             .map(|p| {
                 p.forwarder.abort();
                 let name = p.config.name.clone();
+                let reason = reason.clone();
                 tokio::spawn(async move {
-                    if tokio::time::timeout(
-                        PEER_STOP_WAIT,
-                        p.handle.shutdown(StopReason::DaemonStopping),
-                    )
-                    .await
-                    .is_err()
+                    if tokio::time::timeout(PEER_STOP_WAIT, p.handle.shutdown(reason))
+                        .await
+                        .is_err()
                     {
                         tracing::warn!(peer = %name, "peer did not stop in time");
                     }
@@ -900,6 +927,7 @@ impl Shell {
                 last_reload: self.last_reload.clone(),
                 ready: self.ready,
                 stopping: self.stopping,
+                stop_reason: self.stop_reason.clone(),
             },
             services,
             peers,

@@ -83,7 +83,7 @@ impl Peer {
                     _ => out.push(Action::Close { conn: c }),
                 }
             }
-            Event::ManualStop(_) | Event::AutomaticStop { .. } => {
+            Event::ManualStop(_) | Event::ManualStopForRestart | Event::AutomaticStop { .. } => {
                 if let Some(mut s) = self.secondary.take() {
                     out.extend(s.handle(now, event.clone()));
                 }

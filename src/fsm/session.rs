@@ -206,13 +206,14 @@ impl Session {
             Event::ManualStart => self.on_start(now, true, self.cfg.passive, &mut out),
             Event::ManualStartPassive => self.on_start(now, true, true, &mut out),
             Event::AutomaticStart => self.on_start(now, false, self.passive, &mut out),
-            Event::ManualStop(n) => self.on_stop(now, n, IdleKind::Stopped, &mut out),
+            Event::ManualStop(n) => self.on_stop(now, Some(n), IdleKind::Stopped, &mut out),
+            Event::ManualStopForRestart => self.on_stop(now, None, IdleKind::Stopped, &mut out),
             Event::AutomaticStop {
                 notification,
                 restart_after,
             } => self.on_stop(
                 now,
-                notification,
+                Some(notification),
                 IdleKind::AutoStop(restart_after),
                 &mut out,
             ),
@@ -532,7 +533,7 @@ impl Session {
     fn on_stop(
         &mut self,
         now: Instant,
-        n: NotificationMessage,
+        n: Option<NotificationMessage>,
         kind: IdleKind,
         out: &mut Vec<Action>,
     ) {
@@ -547,13 +548,10 @@ impl Session {
                 self.close_to_idle(now, None, DownReason::Stopped, kind, out);
             }
             State::OpenSent | State::OpenConfirm | State::Established => {
-                self.close_to_idle(
-                    now,
-                    Some(n.clone()),
-                    DownReason::NotificationSent(n),
-                    kind,
-                    out,
-                );
+                let reason = n
+                    .clone()
+                    .map_or(DownReason::Stopped, DownReason::NotificationSent);
+                self.close_to_idle(now, n, reason, kind, out);
             }
         }
     }
@@ -642,6 +640,12 @@ impl Session {
                 self.send(now, Message::Keepalive, out);
                 self.start_keepalive_timer(now);
                 self.restart_hold_timer(now);
+                if self.timers.hold.is_none() {
+                    // Deviation: with a negotiated hold time of 0 (RFC 4271 §4.2) no hold
+                    // timer runs, and OpenConfirm would wait for the KEEPALIVE forever. The
+                    // OpenSent bound stays until it arrives; Established stops it again.
+                    self.set(Timer::Hold, Some(now + self.cfg.open_hold));
+                }
                 self.transition(now, State::OpenConfirm, None, out);
             }
         }

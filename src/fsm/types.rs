@@ -343,6 +343,11 @@ pub enum Event {
     AutomaticStart,
     /// Event 2 ManualStop, with the Cease NOTIFICATION to send (RFC 8203/9003 communication).
     ManualStop(NotificationMessage),
+    /// Event 2 ManualStop that closes the TCP connection *without* a NOTIFICATION: a
+    /// peer that negotiated Graceful Restart keeps our routes as stale for our Restart
+    /// Time (RFC 4724 §4.2), which a NOTIFICATION would cancel unless both sides had
+    /// negotiated RFC 8538's N bit (we do not advertise it).
+    ManualStopForRestart,
     /// Event 8 AutomaticStop (e.g. max-prefix, RFC 4486): NOTIFICATION to send, and when to
     /// restart automatically (`None`: stay Idle until a ManualStart).
     AutomaticStop {
@@ -393,6 +398,7 @@ impl Event {
             | Event::ManualStartPassive
             | Event::AutomaticStart
             | Event::ManualStop(_)
+            | Event::ManualStopForRestart
             | Event::AutomaticStop { .. } => None,
             Event::TcpCrAcked(c)
             | Event::TcpConnectionConfirmed(c)
@@ -415,7 +421,7 @@ impl Event {
             Event::ManualStart => "ManualStart",
             Event::ManualStartPassive => "ManualStart_with_PassiveTcpEstablishment",
             Event::AutomaticStart => "AutomaticStart",
-            Event::ManualStop(_) => "ManualStop",
+            Event::ManualStop(_) | Event::ManualStopForRestart => "ManualStop",
             Event::AutomaticStop { .. } => "AutomaticStop",
             Event::TcpCrAcked(_) => "Tcp_CR_Acked",
             Event::TcpConnectionConfirmed(_) => "TcpConnectionConfirmed",

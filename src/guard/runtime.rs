@@ -16,7 +16,9 @@
 //! 5. A held site re-evaluates on every view change and starts again at step 3 with a
 //!    *new* publication time.
 //!
-//! A forced operator drain bypasses the guard (and says so in the reason). Nothing here
+//! A forced operator drain bypasses the guard (and says so in the reason). A daemon stop
+//! with a fleet is guarded like a drain ([`Drain::Stopping`]); a hold keeps the routes and
+//! the coordinator closes the sessions for graceful restart (`coordinator::stop`). Nothing here
 //! reads a clock or does I/O: `now` is a parameter and the view is a value.
 
 use std::fmt;
@@ -50,6 +52,9 @@ pub enum Drain {
     /// Taken out of the config by a reload (a pending removal, `coordinator::removals`):
     /// guarded like a drain.
     Removed,
+    /// The daemon is stopping: guarded like [`Drain::Requested`]; a hold keeps the routes
+    /// (the sessions then close for graceful restart instead of withdrawing).
+    Stopping,
 }
 
 /// The local site's intent for one service, with the local times the protocol needs.
@@ -426,6 +431,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
         }
         (Drain::Requested, _) => "drained",
         (Drain::Removed, _) => "removed from the config",
+        (Drain::Stopping, _) => "daemon stopping",
         (Drain::None, false) => "health failing",
     };
     if !local.announcing {

@@ -386,6 +386,39 @@ fn drain_without_force_is_guarded_like_failing_health() {
 }
 
 #[test]
+fn a_stop_is_held_while_this_site_is_needed_and_withdraws_through_the_intent_otherwise() {
+    let t0 = Instant::now();
+    let stopping = |intent| local(false, Drain::Stopping, intent);
+    let unreachable = FleetView {
+        sites: vec![polled("b", 1, t0, Err(PollFailure::Status(503)))],
+    };
+    let d = decide(&input(stopping(LocalIntent::None), 1, 0, &unreachable), t0);
+    assert_eq!(
+        d.to_string(),
+        "held: daemon stopping; withdrawing web would leave 0 of 2 sites announcing (min_sites 1); b: unreachable (HTTP status 503)"
+    );
+    // Enough sites: the same handshake as any drain, then the withdrawal.
+    let announcing = FleetView {
+        sites: vec![ok("b", 1, t0, true, Intent::None)],
+    };
+    let d = decide(&input(stopping(LocalIntent::None), 1, 0, &announcing), t0);
+    assert!(matches!(d, Decision::PublishIntentAndWait { .. }), "{d}");
+    let after = FleetView {
+        sites: vec![ok("b", 1, t0 + ms(10), true, Intent::None)],
+    };
+    let published = LocalIntent::Withdrawing { published_at: t0 };
+    let d = decide(&input(stopping(published), 1, 0, &after), t0 + ms(20));
+    assert_eq!(
+        d,
+        Decision::Withdraw {
+            reason: "daemon stopping; withdrawing web leaves 1 of 2 sites announcing (min_sites 1); b: announcing"
+                .into(),
+            forced: false,
+        }
+    );
+}
+
+#[test]
 fn forced_drain_overrides_the_guard_and_says_so() {
     let t0 = Instant::now();
     let view = FleetView {

@@ -55,8 +55,8 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            idle_hold: Duration::from_secs(1),
-            idle_hold_max: Duration::from_secs(60),
+            idle_hold: crate::config::DEFAULT_RECONNECT.min,
+            idle_hold_max: crate::config::DEFAULT_RECONNECT.max,
             idle_hold_stable: Duration::from_secs(300),
             send_hold: None,
         }
@@ -75,6 +75,11 @@ pub enum StopReason {
     ConfigChanged,
     /// Cease/Administrative Shutdown with the operator's text (e.g. "drain by operator").
     Operator(String),
+    /// The daemon stops while the all-sites guard holds services announced: a session
+    /// that negotiated Graceful Restart is closed without a NOTIFICATION, so that the peer
+    /// keeps our routes as stale for our Restart Time (RFC 4724 §4.2); any other session
+    /// gets Cease/Administrative Shutdown with this text (its routes go either way).
+    KeepRoutes(String),
 }
 
 impl StopReason {
@@ -92,7 +97,9 @@ impl StopReason {
                 cease_subcode::OTHER_CONFIGURATION_CHANGE,
                 "peer configuration changed",
             ),
-            StopReason::Operator(t) => (cease_subcode::ADMINISTRATIVE_SHUTDOWN, t.as_str()),
+            StopReason::Operator(t) | StopReason::KeepRoutes(t) => {
+                (cease_subcode::ADMINISTRATIVE_SHUTDOWN, t.as_str())
+            }
         };
         // RFC 9003 defines the communication for subcodes 2 and 4; on 3 and 6 it is
         // undefined data that peers ignore, and it still helps whoever reads a capture.

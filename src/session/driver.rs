@@ -559,6 +559,16 @@ impl Actor {
             max_message_len: n.max_message_len(),
             ipv4_unicast: n.ipv4_unicast,
             ipv6_unicast: n.ipv6_unicast,
+            // RFC 2545 §3: only over an IPv6 session to a directly connected peer.
+            link_local_v6: match (local, self.cfg.address) {
+                // Not with a configured `next_hop_v6`: that may be another host's address.
+                (Some(IpAddr::V6(l)), IpAddr::V6(peer))
+                    if n.ipv6_unicast && self.cfg.next_hop_v6.is_none() =>
+                {
+                    next_hop::link_local(&next_hop::interface_addresses(), l, peer)
+                }
+                _ => None,
+            },
         }
     }
 
@@ -779,7 +789,28 @@ impl Actor {
 
     async fn stop(&mut self, reason: StopReason) {
         info!(?reason, "stopping peer");
-        self.feed(Event::ManualStop(reason.notification()));
+        let graceful = self
+            .up
+            .as_ref()
+            .is_some_and(|u| u.negotiated.graceful_restart);
+        let event = match &reason {
+            StopReason::KeepRoutes(why) if graceful => {
+                warn!(
+                    %why,
+                    "closing the session without NOTIFICATION: the peer keeps our routes as stale for our restart time (RFC 4724 §4.2)"
+                );
+                Event::ManualStopForRestart
+            }
+            StopReason::KeepRoutes(why) => {
+                warn!(
+                    %why,
+                    "graceful restart is not negotiated with this peer: it drops our routes as the session closes"
+                );
+                Event::ManualStop(reason.notification())
+            }
+            _ => Event::ManualStop(reason.notification()),
+        };
+        self.feed(event);
         if let Some((_, task)) = self.connecting.take() {
             task.abort();
         }

@@ -450,6 +450,13 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
     for line in pending_removal_lines(doc, now) {
         let _ = writeln!(out, "{line}");
     }
+    if let Some(reason) = &d.stop_reason {
+        let _ = writeln!(
+            out,
+            "STOPPING WITHOUT WITHDRAWING: {}",
+            truncate(reason, 200)
+        );
+    }
     out.push('\n');
 
     let services: Vec<Vec<Cell>> = doc
@@ -598,6 +605,20 @@ mod tests {
     fn empty_document_renders_none_rows() {
         let text = render(&StatusDocument::default(), SystemTime::UNIX_EPOCH, false);
         assert_eq!(text.matches("(none)").count(), 3, "{text}");
+    }
+
+    #[test]
+    fn a_stop_that_keeps_routes_is_said_under_the_summary() {
+        let mut doc = StatusDocument::default();
+        doc.daemon.stopping = true;
+        doc.daemon.stop_reason = Some("not withdrawn, this site is needed".into());
+        let text = render(&doc, SystemTime::UNIX_EPOCH, false);
+        let lines: Vec<&str> = text.lines().collect();
+        assert!(lines[0].ends_with("stopping"), "{text}");
+        assert_eq!(
+            lines[1],
+            "STOPPING WITHOUT WITHDRAWING: not withdrawn, this site is needed"
+        );
     }
 
     #[tokio::test]

@@ -114,6 +114,10 @@ pub struct DaemonStatus {
     pub ready: bool,
     /// True while the daemon is shutting down (draining before Cease).
     pub stopping: bool,
+    /// While stopping with a fleet: what the stop does about the services the all-sites
+    /// guard holds (kept announced; sessions closed for graceful restart).
+    #[serde(default)]
+    pub stop_reason: Option<String>,
 }
 
 /// The outcome of a reload.

@@ -528,7 +528,7 @@ async fn start_up_pre_check_only_validates_and_the_unit_file_uses_it() {
 
 /// The daemon binary, its status address (from its JSON log) and its log so far.
 pub(crate) struct Daemon {
-    child: Child,
+    pub(crate) child: Child,
     pub(crate) status: SocketAddr,
     pub(crate) log: Arc<Mutex<Vec<String>>>,
 }

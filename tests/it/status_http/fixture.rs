@@ -34,6 +34,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
             }),
             ready: true,
             stopping: false,
+            stop_reason: None,
         },
         services: vec![
             ServiceStatus {
