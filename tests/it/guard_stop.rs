@@ -459,3 +459,63 @@ async fn a_held_stop_leaves_the_service_address_in_place() {
         ip_log()
     );
 }
+
+#[tokio::test]
+async fn a_stop_while_a_removal_by_reload_is_held_closes_for_graceful_restart_without_withdrawing()
+{
+    // b and c announce web but are held themselves (ranked after a): a reload without
+    // web is accepted, and its removal is held. A stop then must not take web away either.
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    b.doc.send_replace(crate::guard_cli::report_doc(
+        "b",
+        true,
+        anyguard::guard::report::Intent::Held,
+    ));
+    c.doc.send_replace(crate::guard_cli::report_doc(
+        "c",
+        true,
+        anyguard::guard::report::Intent::Held,
+    ));
+    let closed = closed_port().await;
+    let sites = [
+        ("a", format!("http://127.0.0.1:{closed}/status")),
+        ("b", b.url()),
+        ("c", c.url()),
+    ];
+    let files = Files::new();
+    let fleet = fleet_toml(&sites, &["name = \"web\"\nmin_sites = 2"]);
+    let (daemon, mut peer, upstream) = start_a(&files, &fleet, "").await;
+    let port = upstream.local_addr().expect("addr").port();
+    let without_web = site_a(port, "").replace(
+        &format!("name = \"web\"\nprefixes = [\"{WEB}\"]"),
+        "name = \"api\"\nprefixes = [\"198.51.100.0/24\"]",
+    );
+    assert!(!without_web.contains("\"web\""), "{without_web}");
+    files.write("a.toml", &without_web);
+    daemon.signal(Signal::SIGHUP);
+    daemon
+        .doc_until("the removal of web held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+
+    daemon.signal(Signal::SIGTERM);
+    let got = until_closed(&mut peer).await;
+    for m in &got {
+        match m {
+            Message::Update(u) => assert!(!withdraws_web(u), "web was withdrawn: {u:?}"),
+            // RFC 4724 §4.2: a NOTIFICATION would make the router drop the routes.
+            Message::Notification(n) => panic!("NOTIFICATION sent: {n:?}"),
+            _ => {}
+        }
+    }
+    let log = exits(daemon).await;
+    assert!(
+        log.iter()
+            .any(|l| l.contains("STOPPING WITHOUT WITHDRAWING") && l.contains("web 203.0.113.0/24")),
+        "{log:#?}"
+    );
+}
