@@ -115,6 +115,11 @@ impl FleetGuard {
         &self.fleet
     }
 
+    /// The `fleet` section of `/status`.
+    pub(crate) fn fleet_status(&self) -> crate::status::model::FleetStatus {
+        self.view.borrow().status(&self.fleet)
+    }
+
     /// The latest view of the other sites.
     pub(crate) fn view(&self) -> FleetView {
         self.view.borrow().clone()
@@ -294,6 +299,7 @@ mod tests {
             status: StatusConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9180)),
                 token_file: None,
+                fleet_listen: None,
             },
             peers: Vec::new(),
             services: vec![crate::config::ServiceConfig {

@@ -162,6 +162,16 @@ pub async fn run(
     )
     .await?;
     tracing::info!(listen = %server.local_addr, "status endpoint started");
+    if let Some(addr) = server.fleet_addr {
+        tracing::info!(listen = %addr, "fleet report listener started");
+    }
+    // Before the first publication: until then /fleet/report has nothing to serve.
+    server.fleet_key.send_replace(
+        guard
+            .as_ref()
+            .and_then(|g| g.fleet().auth.as_ref())
+            .map(|a| a.key.clone()),
+    );
 
     let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(CHECK_EVENTS);
     let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
@@ -662,6 +672,11 @@ impl Shell {
         if new.bgp_listen != old.bgp_listen {
             refused.push("bgp.listen cannot change at run time: restart the daemon".to_string());
         }
+        if new.status.fleet_listen != old.status.fleet_listen {
+            refused.push(
+                "status.fleet_listen cannot change at run time: restart the daemon".to_string(),
+            );
+        }
         if new.status.listen != old.status.listen {
             refused.push("status.listen cannot change at run time: restart the daemon".to_string());
         }
@@ -842,6 +857,7 @@ impl Shell {
                 .as_ref()
                 .map(|h| h.daemon_status().borrow().clone()),
             guard: report,
+            fleet: self.guard.as_ref().map(FleetGuard::fleet_status),
         };
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.

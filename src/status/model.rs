@@ -22,6 +22,37 @@ pub struct StatusDocument {
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::guard::report::SiteReport>,
+    /// The fleet channel as this site sees it: whether reports are signed, and per other
+    /// site the latest poll and the failed polls by reason (only when a fleet is
+    /// configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// The fleet channel.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// `hmac-sha256` (the fleet file has `[auth]`) or `none` (unsigned reports).
+    pub auth: String,
+    /// What an operator must know, e.g. that reports are neither signed nor checked.
+    pub warning: Option<String>,
+    /// The other sites, in fleet order.
+    pub sites: Vec<FleetSiteStatus>,
+}
+
+/// One other site, as polled.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetSiteStatus {
+    /// Site name.
+    pub name: String,
+    /// Where its report is polled.
+    pub report_url: String,
+    /// `ok`, the latest poll's failure, or `not polled yet`.
+    pub last_poll: String,
+    /// Failed polls since start by reason (`timeout`, `request`, `status`, `body`,
+    /// `wrong_site`, `unsupported_version`, `unsigned`, `bad_signature`); every reason is
+    /// listed, 0 included.
+    pub poll_failures: std::collections::BTreeMap<String, u64>,
 }
 
 /// Daemon-wide facts.

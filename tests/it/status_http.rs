@@ -592,6 +592,7 @@ async fn start_reads_the_token_file_binds_and_serves() {
     let config = StatusConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_file: Some(token_file),
+        fleet_listen: None,
     };
     let (_status, status_rx) = watch::channel(realistic_document());
     let metrics = Metrics::new(status_rx.clone());
@@ -633,6 +634,7 @@ async fn start_reads_the_token_file_binds_and_serves() {
     let missing = StatusConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_file: Some(dir.join("missing")),
+        fleet_listen: None,
     };
     let (_status, status_rx) = watch::channel(StatusDocument::default());
     let (control_tx, _control_rx) = mpsc::channel(1);
@@ -650,6 +652,7 @@ async fn start_reads_the_token_file_binds_and_serves() {
     let busy = StatusConfig {
         listen: taken.local_addr().unwrap(),
         token_file: None,
+        fleet_listen: None,
     };
     let err = start(
         &busy,
@@ -707,6 +710,7 @@ async fn status_client_reaches_an_ipv6_loopback_endpoint() {
     let config = StatusConfig {
         listen: "[::1]:0".parse().unwrap(),
         token_file: None,
+        fleet_listen: None,
     };
     let (_status, status_rx) = watch::channel(realistic_document());
     let (control_tx, _control_rx) = mpsc::channel(1);

@@ -233,5 +233,6 @@ pub(crate) fn realistic_document() -> StatusDocument {
             },
         }),
         guard: None,
+        fleet: None,
     }
 }
