@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod docs_client;
-mod fixture;
+pub(crate) mod fixture;
 pub(crate) mod metrics;
 mod systemd_unit;
 
