@@ -43,7 +43,8 @@
 //! So the fleet report has a listener of its own (`[status] fleet_listen`,
 //! [`serve_listeners`] with [`Role::Fleet`]): its own accept loop and slots, only
 //! `/fleet/report`, and short deadlines ([`Limits::fleet`]: 1 s for the request head, 2 s
-//! for the whole connection), since a poll is one small request. Without `fleet_listen`
+//! for the whole connection, at most 4 connections per source address), since a poll is
+//! one small request. Without `fleet_listen`
 //! the report is served on the main listener, which is fine for a small lab but shares
 //! its slots with every other client.
 
@@ -97,6 +98,9 @@ pub struct Limits {
     pub connection_timeout: Duration,
     /// Requests answered on one connection; the last is answered with `Connection: close`.
     pub max_requests: usize,
+    /// Connections one source address may hold at once; more are closed as soon as they
+    /// are accepted. `None`: no such limit.
+    pub max_per_source: Option<usize>,
 }
 
 impl Default for Limits {
@@ -112,6 +116,8 @@ impl Default for Limits {
             // control call waiting for the coordinator) still gets its answer.
             connection_timeout: Duration::from_secs(20),
             max_requests: 100,
+            // Management clients may all come through one proxy or NAT address.
+            max_per_source: None,
         }
     }
 }
@@ -129,6 +135,9 @@ impl Limits {
             shutdown_grace: Duration::from_secs(1),
             connection_timeout: Duration::from_secs(2),
             max_requests: 4,
+            // A poller holds one connection at a time; a single address cannot take every
+            // slot, so one hostile host that reaches this listener cannot starve the polls.
+            max_per_source: Some(4),
         }
     }
 }
@@ -307,6 +316,7 @@ async fn accept_loop(
     if let Ok(addr) = listener.local_addr() {
         tracing::info!(%addr, ?role, "status endpoint listening");
     }
+    let per_source = Arc::new(PerSource::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -327,6 +337,16 @@ async fn accept_loop(
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
+        };
+        let source = match limits.max_per_source {
+            Some(max) => match per_source.enter(remote.ip(), max) {
+                Some(guard) => Some(guard),
+                None => {
+                    tracing::debug!(%remote, ?role, "status connection refused: too many from this address");
+                    continue;
+                }
+            },
+            None => None,
         };
         let st = state.clone();
         let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
@@ -356,8 +376,55 @@ async fn accept_loop(
                     tracing::debug!(%remote, ?role, "status connection closed at its deadline");
                 }
             }
+            drop(source);
             drop(permit);
         });
+    }
+}
+
+/// Open connections per source address (for [`Limits::max_per_source`]).
+#[derive(Debug, Default)]
+struct PerSource(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One counted connection; dropping it releases the count.
+struct SourceGuard {
+    table: Arc<PerSource>,
+    ip: std::net::IpAddr,
+}
+
+impl PerSource {
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<SourceGuard> {
+        let mut table = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = table.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceGuard {
+            table: Arc::clone(self),
+            ip,
+        })
+    }
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let mut table = self
+            .table
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = table.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Entries only for addresses with open connections: the table is bounded
+                // by the slots, however many addresses connect over time.
+                table.remove(&self.ip);
+            }
+        }
     }
 }
 
@@ -768,8 +835,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connections_per_source_are_capped_and_released() {
+        let table = Arc::new(PerSource::default());
+        let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let first = table.enter(a, 2).unwrap();
+        let _second = table.enter(a, 2).unwrap();
+        assert!(table.enter(a, 2).is_none());
+        assert!(table.enter(b, 2).is_some());
+        drop(first);
+        assert!(table.enter(a, 2).is_some());
+    }
+
+    #[test]
     fn routes_are_parsed_with_percent_decoded_service_names() {
         assert_eq!(route("/status"), Route::Status);
+        assert_eq!(route("/fleet/report"), Route::FleetReport);
         assert_eq!(route("/reload"), Route::Reload);
         assert_eq!(
             route("/services/dns%2Dv4/drain"),

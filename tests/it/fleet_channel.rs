@@ -379,6 +379,8 @@ async fn a_fleet_without_a_key_polls_unsigned_reports_and_says_so() {
 const HALF: usize = 200;
 const PIPELINERS: usize = 200;
 const PIPELINED: usize = 50;
+/// Half-request clients on the fleet listener too, all from one other address (127.0.0.2).
+const FLEET_HALF: usize = 100;
 /// Polls made while the clients hold the endpoint, one every poll timeout.
 const POLLS: usize = 12;
 
@@ -461,7 +463,11 @@ async fn fleet_polls_are_answered_while_slow_and_pipelining_clients_fill_the_sta
     let start = Instant::now();
     let mut clients = tokio::task::JoinSet::new();
     for i in 0..HALF + PIPELINERS {
-        clients.spawn(stuck_client(g_addr, i >= HALF, start));
+        clients.spawn(stuck_client(None, g_addr, i >= HALF, start));
+    }
+    let other_host: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+    for _ in 0..FLEET_HALF {
+        clients.spawn(stuck_client(Some(other_host), f_addr, false, start));
     }
     // Let the connections queue up before polling.
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -494,8 +500,9 @@ async fn fleet_polls_are_answered_while_slow_and_pipelining_clients_fill_the_sta
     // lives at most `connection_timeout` after it is accepted, and at most
     // `max_connections` are open at once, so N queued connections are all closed within
     // ceil(N / max_connections) × connection_timeout (the half-request ones end at the
-    // earlier of the header deadline and that).
-    let n = HALF + PIPELINERS;
+    // earlier of the header deadline and that; on the fleet listener, all but 4 of the
+    // other host's are closed as soon as they are accepted, the 4 within its 2 s).
+    let n = HALF + PIPELINERS + FLEET_HALF;
     let waves = n.div_ceil(limits.max_connections);
     // One more deadline of slack: the accepts themselves are scheduled on a busy machine.
     let bound = limits.connection_timeout * (u32::try_from(waves).unwrap() + 1);
@@ -515,7 +522,8 @@ async fn fleet_polls_are_answered_while_slow_and_pipelining_clients_fill_the_sta
     assert!(latest <= bound, "closed after {latest:?}, bound {bound:?}");
     eprintln!(
         "fleet_channel: {answered}/{POLLS} fleet polls answered within {poll_timeout:?} under \
-         {HALF} half-request and {PIPELINERS} pipelining clients; the main listener's polls \
+         {HALF} half-request and {PIPELINERS} pipelining clients (and {FLEET_HALF} half-request \
+         ones from another address on the fleet listener); the main listener's polls \
          failed {} times; the {n} stuck connections were closed by {latest:?} (bound {bound:?})",
         general_failures.len()
     );
@@ -528,16 +536,21 @@ async fn fleet_polls_are_answered_while_slow_and_pipelining_clients_fill_the_sta
         .unwrap();
 }
 
-/// One hostile client on `addr`: half a request head, or `PIPELINED` pipelined requests
-/// with a tiny receive buffer, never reading until the polls are done. Returns when the
-/// server closed the connection (time since `start`), `None` if it did not within 60 s.
+/// One hostile client on `addr` (from `source`, else the default address): half a request
+/// head, or `PIPELINED` pipelined requests with a tiny receive buffer, never reading until
+/// the polls are done. Returns when the server closed the connection (time since `start`),
+/// `None` if it did not within 60 s.
 async fn stuck_client(
+    source: Option<std::net::IpAddr>,
     addr: std::net::SocketAddr,
     pipeline: bool,
     start: Instant,
 ) -> Option<Duration> {
     let socket = TcpSocket::new_v4().ok()?;
     socket.set_recv_buffer_size(2048).ok()?;
+    if let Some(ip) = source {
+        socket.bind(std::net::SocketAddr::new(ip, 0)).ok()?;
+    }
     let mut stream = socket.connect(addr).await.ok()?;
     if pipeline {
         let one = "GET /status HTTP/1.1\r\nHost: a\r\n\r\n".repeat(PIPELINED);
