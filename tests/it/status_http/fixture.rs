@@ -233,6 +233,27 @@ pub(crate) fn realistic_document() -> StatusDocument {
             },
         }),
         guard: None,
-        fleet: None,
+        fleet: Some(FleetStatus {
+            auth: "hmac-sha256".into(),
+            warning: None,
+            sites: vec![FleetSiteStatus {
+                name: "b".into(),
+                report_url: "http://198.18.2.2:9181/fleet/report".into(),
+                last_poll: "report signature is invalid (signature does not match)".into(),
+                poll_failures: [
+                    ("bad_signature", 3),
+                    ("body", 0),
+                    ("request", 1),
+                    ("status", 0),
+                    ("timeout", 2),
+                    ("unsigned", 0),
+                    ("unsupported_version", 0),
+                    ("wrong_site", 0),
+                ]
+                .into_iter()
+                .map(|(r, n)| (r.to_owned(), n))
+                .collect(),
+            }],
+        }),
     }
 }
