@@ -68,7 +68,7 @@ pub struct Started {
 
 /// Reads the token file named by `config` (if any), binds `config.listen` (and
 /// `config.fleet_listen`) and spawns
-/// [`server::serve`] until `shutdown` completes. What `run()` calls.
+/// [`server::serve_listeners`] until `shutdown` completes. What `run()` calls.
 pub async fn start(
     config: &StatusConfig,
     status: watch::Receiver<StatusDocument>,

@@ -242,20 +242,12 @@ pub fn read_token_file(path: &Path) -> Result<Vec<u8>, TokenError> {
     Ok(token.to_vec())
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish for up to [`Limits::shutdown_grace`].
+/// Serves HTTP/1.1 on every listener of `listeners`, each with its own accept loop and
+/// slots ([`Role`]), until `shutdown` completes; then stops accepting and lets in-flight
+/// requests finish for up to [`Limits::shutdown_grace`].
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and retried after a pause; they
 /// never end the server.
-pub async fn serve(
-    listener: TcpListener,
-    state: StatusState,
-    shutdown: impl Future<Output = ()>,
-) -> io::Result<()> {
-    serve_listeners(vec![(listener, Role::General)], state, shutdown).await
-}
-
-/// [`serve`] on several listeners at once, each with its own accept loop and slots.
 pub async fn serve_listeners(
     listeners: Vec<(TcpListener, Role)>,
     state: StatusState,

@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyguard::status::control::{ControlCommand, ControlReply, ControlRequest};
 use anyguard::status::metrics::Metrics;
 use anyguard::status::model::StatusDocument;
-use anyguard::status::server::{serve, Limits, StatusState};
+use anyguard::status::server::{serve_listeners, Limits, Role, StatusState};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap};
@@ -114,9 +114,13 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve_listeners(
+            vec![(listener, Role::General)],
+            state,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             status,
