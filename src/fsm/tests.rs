@@ -405,6 +405,56 @@ fn keepalives_go_out_at_a_third_of_the_hold_time_with_jitter() {
 }
 
 #[test]
+fn keepalives_are_never_closer_than_one_second_with_a_three_second_hold_time() {
+    // Issue 12 finding 2: hold 3 (a router's `timers 1 3`) made the jittered third
+    // 750–1000 ms; RFC 4271 §4.4 says no more often than one per second.
+    let t0 = Instant::now();
+    let mut s = opensent(cfg(), t0);
+    s.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 3)));
+    s.handle(t0, Event::Keepalive(C1));
+    assert_eq!(s.state(), State::Established);
+    let mut prev = t0;
+    let mut sent_count = 0;
+    let mut t = t0;
+    for _ in 0..50 {
+        t = s.next_deadline().unwrap().min(t + secs(3));
+        let a = s.handle_timeout(t);
+        if sent(&a).contains(&&Message::Keepalive) {
+            let gap = t - prev;
+            assert!(gap >= secs(1), "KEEPALIVE {gap:?} after the previous one");
+            prev = t;
+            sent_count += 1;
+        }
+        s.handle(t, Event::Keepalive(C1));
+    }
+    assert!(sent_count >= 40, "{sent_count}");
+}
+
+#[test]
+fn messages_up_to_65535_octets_are_received_whether_or_not_the_peer_advertised_extended_message() {
+    // Issue 12 finding 4 (RFC 8654 §4): we always advertise capability 6, so we must
+    // receive up to 65535 octets; we send more than 4096 only to a peer that advertised it.
+    let t0 = Instant::now();
+    let s = established(cfg(), t0); // the peer's OPEN has no Extended Message
+    let n = s.negotiated().unwrap();
+    assert!(!n.extended_message);
+    assert!(super::open::build_open(&cfg(), false)
+        .capabilities
+        .contains(&Capability::ExtendedMessage));
+    let ctx = n.decode_context();
+    // A 5000-octet NOTIFICATION (Cease/2 with a long reason) decodes.
+    let mut frame = vec![0xff; 16];
+    frame.extend_from_slice(&5000u16.to_be_bytes());
+    frame.push(3);
+    frame.extend_from_slice(&[6, 2]);
+    frame.resize(5000, b'x');
+    assert!(Message::decode(&frame, &ctx).is_ok());
+    // What we send stays within 4096.
+    assert_eq!(n.max_message_len(), 4096);
+    assert!(!n.encode_context().extended_message);
+}
+
+#[test]
 fn zero_hold_time_disables_hold_and_keepalive_timers() {
     let t0 = Instant::now();
     let mut s = opensent(cfg(), t0);

@@ -15,6 +15,9 @@ pub const AS_TRANS: u16 = 23456;
 pub const BGP_VERSION: u8 = 4;
 /// Hold timer while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 pub const DEFAULT_OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
+/// Shortest time between two KEEPALIVEs (RFC 4271 §4.4: "MUST NOT be sent more
+/// frequently than one per second").
+pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Lower bound of the RFC 9687 send hold time.
 pub const MIN_SEND_HOLD_TIME: Duration = Duration::from_secs(480);
 
@@ -274,7 +277,14 @@ impl Negotiated {
     pub fn decode_context(&self) -> DecodeContext {
         DecodeContext {
             four_octet_as: self.four_octet_as,
-            extended_message: self.extended_message,
+            // RFC 8654 §4: "An implementation that advertises the BGP Extended Message
+            // Capability MUST be capable of receiving a message with a Length up to and
+            // including 65535 octets." Our OPEN always advertises it (`build_open`), so
+            // what we accept does not depend on the peer's OPEN; only what we *send* does
+            // (§4: "MAY send Extended Messages to its peer only if it has received" it:
+            // `encode_context`, `max_message_len`). A 5000-octet NOTIFICATION from a peer
+            // without the capability keeps its reason instead of becoming our 1/2.
+            extended_message: true,
             add_path_ipv4: false,
             add_path_ipv6: false,
         }

@@ -360,6 +360,64 @@ async fn route_refresh_resends_the_adj_rib_out() {
 }
 
 #[tokio::test]
+async fn route_refresh_for_a_family_we_did_not_advertise_is_ignored() {
+    // Issue 12 finding 9. RFC 2918 §4 / RFC 7313 §4: a ROUTE-REFRESH for an <AFI, SAFI> we
+    // did not advertise "shall" be ignored — with Enhanced Route Refresh it got a BoRR and
+    // an EoRR for IPv6 on an IPv4-only session.
+    let (l, port) = listener().await;
+    let h = start(
+        peer_config(port, PeerMode::Active, 90),
+        local(),
+        rib(&["203.0.113.0/24"]),
+    );
+    let mut p = FakePeer::accept(&l).await;
+    let mut open = fakepeer::open(PEER_ASN, PEER_ID, 90, true, true);
+    open.capabilities
+        .push(anyguard_proto::Capability::EnhancedRouteRefresh);
+    let ours = p.establish(open).await;
+    assert!(!ours
+        .capabilities
+        .contains(&anyguard_proto::Capability::Multiprotocol {
+            afi: Afi::Ipv6,
+            safi: Safi::Unicast
+        }));
+    p.expect_update().await; // the route
+    let request = |afi| {
+        Message::RouteRefresh(RouteRefreshMessage {
+            afi,
+            subtype: RefreshSubtype::Request,
+            safi: Safi::Unicast,
+        })
+    };
+    p.send(&request(Afi::Ipv6)).await;
+    p.send(&request(Afi::Ipv4)).await;
+    // The IPv4 request is answered, BoRR, route, EoRR; nothing came for IPv6 before it.
+    let framing = |subtype| {
+        Message::RouteRefresh(RouteRefreshMessage {
+            afi: Afi::Ipv4,
+            subtype,
+            safi: Safi::Unicast,
+        })
+    };
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let m = p.recv_skip_keepalives().await.unwrap();
+        let end = m == framing(RefreshSubtype::End);
+        got.push(m);
+        if end {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], framing(RefreshSubtype::Begin), "{got:?}");
+    assert!(
+        matches!(&got[1], Message::Update(u) if u.nlri.len() == 1),
+        "{got:?}"
+    );
+    drop(h);
+}
+
+#[tokio::test]
 async fn graceful_restart_sends_end_of_rib_after_the_initial_updates() {
     let (_h, mut p, _l) = established(
         |c| {
