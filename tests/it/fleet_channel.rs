@@ -144,20 +144,26 @@ async fn impostor(listener: TcpListener, mode: Arc<AtomicU8>) {
 struct Daemon {
     child: Child,
     status_port: u16,
+    log: PathBuf,
 }
 
 impl Daemon {
     fn start(config: &Path, status_port: u16) -> Self {
+        let log = config.with_extension("log");
         let child = Command::new(BIN)
             .args(["--log-level", "warn", "run", "--config"])
             .arg(config)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
             .kill_on_drop(true)
             .spawn()
             .expect("start anyguard run");
-        Daemon { child, status_port }
+        Daemon {
+            child,
+            status_port,
+            log,
+        }
     }
 
     /// The body of a 200 answer to `GET path`; `None` while the daemon does not answer.
@@ -342,6 +348,8 @@ async fn daemon_signs_its_report_and_counts_forged_unsigned_and_replayed_reports
     let raw = http_get(fleet_port, "/status").await.unwrap();
     assert!(raw.starts_with("HTTP/1.1 404"), "{raw}");
 
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(!log.contains("UNSIGNED"), "{log}");
     daemon.stop().await;
     impostor.abort();
     drop(files);
@@ -408,6 +416,11 @@ async fn a_fleet_without_a_key_polls_unsigned_reports_and_says_so() {
             .unwrap()
             .contains("neither signed nor verified"),
         "{fleet:?}"
+    );
+    let log = std::fs::read_to_string(&daemon.log).unwrap();
+    assert!(
+        log.contains("all-sites guard: UNSIGNED fleet reports"),
+        "no warning at start: {log}"
     );
     // Served on the main listener (no fleet_listen), unsigned, and accepted as such.
     let view = poll_round(&Fleet::load(&fleet_path).unwrap(), "b").await;
