@@ -117,6 +117,8 @@ struct Shell {
     /// Per peer, the last desired routes its current session confirmed as written.
     flushed: Flushes,
     token: watch::Sender<Option<Vec<u8>>>,
+    /// The key `/fleet/report` is signed with; follows fleet reloads.
+    fleet_key: watch::Sender<Option<crate::guard::auth::FleetKey>>,
     guard: Option<FleetGuard>,
     local: LocalActions,
     ready: bool,
@@ -133,6 +135,13 @@ struct CheckTransitionLog {
     check: String,
     transition: Transition,
     detail: String,
+}
+
+/// The key this site signs its fleet report with (`None`: no fleet, or no `[auth]`).
+fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey> {
+    guard
+        .and_then(|g| g.fleet().auth.as_ref())
+        .map(|a| a.key.clone())
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
@@ -166,12 +175,7 @@ pub async fn run(
         tracing::info!(listen = %addr, "fleet report listener started");
     }
     // Before the first publication: until then /fleet/report has nothing to serve.
-    server.fleet_key.send_replace(
-        guard
-            .as_ref()
-            .and_then(|g| g.fleet().auth.as_ref())
-            .map(|a| a.key.clone()),
-    );
+    server.fleet_key.send_replace(fleet_key(guard.as_ref()));
 
     let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(CHECK_EVENTS);
     let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
@@ -213,6 +217,7 @@ pub async fn run(
         peer_changed: Arc::new(Notify::new()),
         flushed: Flushes::default(),
         token: server.token,
+        fleet_key: server.fleet_key,
         guard,
         local,
         ready: false,
@@ -696,19 +701,20 @@ impl Shell {
             },
             None => None,
         };
-        if new.fleet != old.fleet {
-            refused.push(
-                "the fleet reference cannot change at run time: restart the daemon".to_string(),
-            );
-        }
-        if let Some(g) = &self.guard {
-            let site = new.fleet.as_ref().map_or("", |f| f.site.as_str());
+        // The fleet file is read again and validated with the config; the candidate is
+        // judged against the *new* fleet (its sites, min_sites) and the view carried to it.
+        let next_fleet = super::fleet_guard::prepare_fleet(self.guard.as_ref(), &new)
+            .unwrap_or_else(|errors| {
+                refused.extend(errors);
+                None
+            });
+        if let Some(next) = &next_fleet {
             for rejection in crate::guard::static_check::check_reload(
-                g.fleet(),
-                site,
+                &next.fleet,
+                &next.site,
                 Some(&old),
                 &new,
-                &g.view(),
+                &next.view,
                 Instant::now(),
                 &crate::guard::static_check::LocalSystem,
             ) {
@@ -756,6 +762,8 @@ impl Shell {
         self.poll_drain_files(core);
         self.local.reconfigure(&new.services);
         self.token.send_replace(token);
+        let fleet_change = super::fleet_guard::apply_fleet(&mut self.guard, next_fleet);
+        self.fleet_key.send_replace(fleet_key(self.guard.as_ref()));
 
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.
@@ -802,11 +810,15 @@ impl Shell {
         }
         self.generation += 1;
         self.loaded_at = SystemTime::now();
-        let message = format!(
+        let mut message = format!(
             "config generation {} loaded from {}: peers kept {kept}, bfd re-tuned {retuned}, replaced {replaced}, removed {removed}, added {added}",
             self.generation,
             path.display()
         );
+        if let Some(change) = fleet_change {
+            message.push_str("; ");
+            message.push_str(&change);
+        }
         tracing::info!("{message}");
         Ok(message)
     }
@@ -863,7 +875,7 @@ impl Shell {
                 .as_ref()
                 .map(|h| h.daemon_status().borrow().clone()),
             guard: report,
-            fleet: self.guard.as_ref().map(FleetGuard::fleet_status),
+            fleet: self.guard.as_mut().map(FleetGuard::fleet_status),
         };
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.

@@ -97,8 +97,6 @@ pub struct Config {
     pub connect_retry: Duration,
     /// PassiveTcpEstablishment: never initiate the TCP connection (mode `passive`).
     pub passive: bool,
-    /// DelayOpen / DelayOpenTime: wait this long for the peer's OPEN before sending ours.
-    pub delay_open: Option<Duration>,
     /// DampPeerOscillations: first IdleHoldTime after a failure.
     pub idle_hold: Duration,
     /// Cap of the doubling IdleHoldTime.
@@ -129,7 +127,6 @@ impl Config {
             hold_time: Duration::from_secs(90),
             connect_retry: Duration::from_secs(30),
             passive: false,
-            delay_open: None,
             idle_hold: Duration::from_secs(1),
             idle_hold_max: Duration::from_secs(120),
             idle_hold_stable: Duration::from_secs(300),
@@ -445,8 +442,6 @@ pub enum Timer {
     Hold,
     /// Event 11.
     Keepalive,
-    /// Event 12.
-    DelayOpen,
     /// Event 13.
     IdleHold,
     /// RFC 9687.

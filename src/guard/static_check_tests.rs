@@ -316,6 +316,7 @@ fn report(site: &str, prefixes: &[&str], announcing: bool, intent: Intent) -> Si
         version: REPORT_VERSION,
         site: site.into(),
         generation: 1,
+        fleet_digest: None,
         services: vec![ServiceReport {
             name: "web".into(),
             prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),

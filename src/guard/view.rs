@@ -118,38 +118,35 @@ pub const UNSIGNED_WARNING: &str = "the fleet file has no [auth] key_file: site 
      neither signed nor verified, so anyone who can answer a poll can forge or replay them \
      (see docs/guard.md)";
 
-impl FleetView {
-    /// The `fleet` section of `/status` for this view of `fleet`.
-    pub fn status(&self, fleet: &super::fleet::Fleet) -> crate::status::model::FleetStatus {
-        use crate::status::model::{FleetSiteStatus, FleetStatus};
-        let signed = fleet.auth.is_some();
-        FleetStatus {
-            auth: if signed { "hmac-sha256" } else { "none" }.to_owned(),
-            warning: (!signed).then(|| UNSIGNED_WARNING.to_owned()),
-            sites: self
-                .sites
-                .iter()
-                .map(|s| FleetSiteStatus {
-                    name: s.name.clone(),
-                    report_url: fleet
-                        .site(&s.name)
-                        .map(|f| f.report_url.to_string())
-                        .unwrap_or_default(),
-                    last_poll: match s.last_poll.as_ref().map(|p| &p.result) {
-                        None => "not polled yet".to_owned(),
-                        Some(Ok(_)) => "ok".to_owned(),
-                        Some(Err(e)) => e.to_string(),
-                    },
-                    poll_failures: POLL_FAILURE_REASONS
-                        .iter()
-                        .zip(s.failures)
-                        .map(|(r, n)| ((*r).to_owned(), n))
-                        .collect(),
-                })
-                .collect(),
+/// `fleet.auth` and `fleet.warning` of `/status` for `fleet`.
+pub fn auth_status(fleet: &super::fleet::Fleet) -> (String, Option<String>) {
+    match fleet.auth {
+        Some(_) => ("hmac-sha256".to_owned(), None),
+        None => ("none".to_owned(), Some(UNSIGNED_WARNING.to_owned())),
+    }
+}
+
+impl PeerSiteView {
+    /// `last_poll` of `/status`: `ok`, the failure, or `not polled yet`.
+    pub fn last_poll_text(&self) -> String {
+        match self.last_poll.as_ref().map(|p| &p.result) {
+            None => "not polled yet".to_owned(),
+            Some(Ok(_)) => "ok".to_owned(),
+            Some(Err(e)) => e.to_string(),
         }
     }
 
+    /// `poll_failures` of `/status`: every reason, 0 included.
+    pub fn failure_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        POLL_FAILURE_REASONS
+            .iter()
+            .zip(self.failures)
+            .map(|(r, n)| ((*r).to_owned(), n))
+            .collect()
+    }
+}
+
+impl FleetView {
     /// A view with every other site of `names` (in fleet order, local site excluded by the
     /// caller) not yet polled. `ranks` are the fleet positions.
     pub fn unpolled<'a>(sites: impl IntoIterator<Item = (usize, &'a str)>) -> Self {

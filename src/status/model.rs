@@ -22,31 +22,51 @@ pub struct StatusDocument {
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::guard::report::SiteReport>,
-    /// The fleet channel as this site sees it: whether reports are signed, and per other
-    /// site the latest poll and the failed polls by reason (only when a fleet is
-    /// configured).
+    /// The fleet file in force, whether the other sites run the same one, whether reports
+    /// are signed, and per other site the latest poll and the failed polls by reason (only
+    /// when a fleet is configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
 }
 
-/// The fleet channel.
+/// The fleet file in force (`"fleet"` in `/status`).
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetStatus {
+    /// The fleet file.
+    pub source: String,
+    /// SHA-256 of its canonical form (comments, whitespace and spelling do not count),
+    /// as this site publishes it in its report.
+    pub digest: String,
+    /// `[poll] interval`, milliseconds.
+    pub poll_interval_ms: u64,
+    /// `[poll] timeout`, milliseconds.
+    pub poll_timeout_ms: u64,
     /// `hmac-sha256` (the fleet file has `[auth]`) or `none` (unsigned reports).
     pub auth: String,
     /// What an operator must know, e.g. that reports are neither signed nor checked.
     pub warning: Option<String>,
     /// The other sites, in fleet order.
     pub sites: Vec<FleetSiteStatus>,
+    /// The other sites whose latest report carries another digest: they run another
+    /// fleet file (a rollout in progress, or a forgotten site).
+    pub mismatch: Vec<String>,
 }
 
-/// One other site, as polled.
+/// One other site of the fleet.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct FleetSiteStatus {
-    /// Site name.
+    /// Name.
     pub name: String,
-    /// Where its report is polled.
+    /// Hold rank (position in the fleet file, 0 = first).
+    pub rank: usize,
+    /// Its status URL (for humans).
+    pub status_url: String,
+    /// Where its fleet report is polled.
     pub report_url: String,
+    /// The fleet digest of its latest report, if any.
+    pub digest: Option<String>,
+    /// `same`, `different`, or `unknown` (no report, or no digest in it).
+    pub fleet: String,
     /// `ok`, the latest poll's failure, or `not polled yet`.
     pub last_poll: String,
     /// Failed polls since start by reason (`timeout`, `request`, `status`, `body`,

@@ -43,6 +43,7 @@ fn report(site: &str) -> SiteReport {
         version: REPORT_VERSION,
         site: site.into(),
         generation: 1,
+        fleet_digest: None,
         services: vec![ServiceReport {
             name: "web".into(),
             prefixes: vec![WEB.parse().unwrap()],

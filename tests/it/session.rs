@@ -19,7 +19,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::fakepeer::{self, FakePeer, WAIT};
+use crate::fakepeer::{self, FakeError, FakePeer, WAIT};
 
 const LOCAL_ASN: u32 = 65001;
 const PEER_ASN: u32 = 65002;
@@ -730,6 +730,17 @@ async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() 
     let mut b = FakePeer::connect(listener.local_addr()).await.unwrap();
     b.expect_open().await;
     b.send(&Message::Open(fakepeer::open(
+        PEER_ASN, PEER_ID, 90, true, false,
+    )))
+    .await;
+    // RFC 4271 §6.8 resolves on receipt of an OPEN against connections in OpenConfirm:
+    // nothing is decided while A has not received one (issue 12 finding 7).
+    match a.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("A was resolved before its OPEN: {other:?}"),
+    }
+    // Like a real router, we answer on A too; now both have an OPEN and the tie-break runs.
+    a.send(&Message::Open(fakepeer::open(
         PEER_ASN, PEER_ID, 90, true, false,
     )))
     .await;
