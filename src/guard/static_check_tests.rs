@@ -93,6 +93,7 @@ fn peer() -> PeerConfig {
         ipv6: false,
         next_hop_v4: None,
         next_hop_v6: None,
+        reconnect: None,
     }
 }
 
