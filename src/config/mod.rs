@@ -118,6 +118,10 @@ pub struct StatusConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token for control endpoints; control is disabled without it.
     pub token_file: Option<PathBuf>,
+    /// A second listener that serves only the fleet report (`/fleet/report`), with slots
+    /// and deadlines of its own, so that the other sites' polls are answered while slow
+    /// clients hold every slot of `listen`. `None`: the report is served on `listen`.
+    pub fleet_listen: Option<SocketAddr>,
 }
 
 /// `fleet = …` in a site config.

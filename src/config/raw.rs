@@ -53,6 +53,11 @@ pub struct RawStatus {
     /// File holding the bearer token required by the control endpoints (drain, check now).
     /// Control endpoints are disabled when this is not set. Default: unset.
     pub token_file: Option<Spanned<String>>,
+    /// Listen address of a second endpoint serving only the fleet report
+    /// (`/fleet/report`) to the other sites' pollers, with its own connection slots and
+    /// short deadlines, so slow clients of `listen` cannot starve the polls. Point the
+    /// fleet file's `report_url` at it. Default: unset (the report is served on `listen`).
+    pub fleet_listen: Option<Spanned<String>>,
 }
 
 /// `[bgp]`.

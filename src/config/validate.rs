@@ -369,6 +369,7 @@ fn status(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawStatus>>) -> Option<StatusC
         return Some(StatusConfig {
             listen: DEFAULT_STATUS_LISTEN,
             token_file: None,
+            fleet_listen: None,
         });
     };
     let raw = raw.get_ref();
@@ -379,9 +380,13 @@ fn status(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawStatus>>) -> Option<StatusC
     let token_file = optional(raw.token_file.as_ref(), |t| {
         ctx.path(t, "status.token_file")
     });
+    let fleet_listen = optional(raw.fleet_listen.as_ref(), |l| {
+        ctx.socket_addr(l, "status.fleet_listen")
+    });
     Some(StatusConfig {
         listen: listen?,
         token_file: token_file?,
+        fleet_listen: fleet_listen?,
     })
 }
 

@@ -553,6 +553,7 @@ mod tests {
             status: StatusConfig {
                 listen: "127.0.0.1:9180".parse().unwrap(),
                 token_file: None,
+                fleet_listen: None,
             },
             peers: Vec::new(),
             services,

@@ -367,6 +367,7 @@ mod tests {
             status: StatusConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9180)),
                 token_file: None,
+                fleet_listen: None,
             },
             peers: Vec::new(),
             services: vec![crate::config::ServiceConfig {

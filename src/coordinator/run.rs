@@ -118,6 +118,8 @@ struct Shell {
     /// Per peer, the last desired routes its current session confirmed as written.
     flushed: Flushes,
     token: watch::Sender<Option<Vec<u8>>>,
+    /// The key `/fleet/report` is signed with; follows fleet reloads.
+    fleet_key: watch::Sender<Option<crate::guard::auth::FleetKey>>,
     guard: Option<FleetGuard>,
     local: LocalActions,
     ready: bool,
@@ -136,6 +138,13 @@ struct CheckTransitionLog {
     check: String,
     transition: Transition,
     detail: String,
+}
+
+/// The key this site signs its fleet report with (`None`: no fleet, or no `[auth]`).
+fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey> {
+    guard
+        .and_then(|g| g.fleet().auth.as_ref())
+        .map(|a| a.key.clone())
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
@@ -165,6 +174,11 @@ pub async fn run(
     )
     .await?;
     tracing::info!(listen = %server.local_addr, "status endpoint started");
+    if let Some(addr) = server.fleet_addr {
+        tracing::info!(listen = %addr, "fleet report listener started");
+    }
+    // Before the first publication: until then /fleet/report has nothing to serve.
+    server.fleet_key.send_replace(fleet_key(guard.as_ref()));
 
     let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(CHECK_EVENTS);
     let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
@@ -206,6 +220,7 @@ pub async fn run(
         peer_changed: Arc::new(Notify::new()),
         flushed: Flushes::default(),
         token: server.token,
+        fleet_key: server.fleet_key,
         guard,
         local,
         ready: false,
@@ -690,6 +705,11 @@ impl Shell {
         if new.bgp_listen != old.bgp_listen {
             refused.push("bgp.listen cannot change at run time: restart the daemon".to_string());
         }
+        if new.status.fleet_listen != old.status.fleet_listen {
+            refused.push(
+                "status.fleet_listen cannot change at run time: restart the daemon".to_string(),
+            );
+        }
         if new.status.listen != old.status.listen {
             refused.push("status.listen cannot change at run time: restart the daemon".to_string());
         }
@@ -770,6 +790,7 @@ impl Shell {
         self.local.reconfigure(&new.services);
         self.token.send_replace(token);
         let fleet_change = super::fleet_guard::apply_fleet(&mut self.guard, next_fleet);
+        self.fleet_key.send_replace(fleet_key(self.guard.as_ref()));
 
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.

@@ -22,6 +22,8 @@
 //! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
 //! | `anyguard_guard_held` | gauge | `service` |
 //! | `anyguard_guard_sites_announcing` | gauge | `service` |
+//! | `anyguard_guard_reports_signed` | gauge (with a fleet) | |
+//! | `anyguard_guard_poll_failures_total` | counter (with a fleet) | `site`, `reason` |
 //! | `anyguard_guard_fleet_info` | gauge (1) | `source`, `digest` |
 //! | `anyguard_guard_fleet_digest_mismatch` | gauge | `site` |
 //! | `anyguard_service_suppressed` | gauge | `service` |
@@ -569,6 +571,26 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         established.push(vec![peer()], p.established_count);
     }
 
+    let mut signed = FamilySamples::gauge(
+        "anyguard_guard_reports_signed",
+        "1 when the fleet's reports are signed and verified (HMAC-SHA256), 0 when unsigned",
+    );
+    let mut poll_failures = FamilySamples::counter(
+        "anyguard_guard_poll_failures_total",
+        "Failed polls of another site's report, by reason; each counts as unreachable",
+    );
+    if let Some(f) = &doc.fleet {
+        signed.push(Vec::new(), flag(f.auth != "none"));
+        for site in &f.sites {
+            for (reason, n) in &site.poll_failures {
+                poll_failures.push(
+                    vec![("site", site.name.clone()), ("reason", reason.clone())],
+                    *n,
+                );
+            }
+        }
+    }
+
     let mut families = vec![
         info,
         ready,
@@ -579,6 +601,8 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         service_state,
         guard_held,
         sites,
+        signed,
+        poll_failures,
         suppressed,
         flaps,
         announced,

@@ -22,8 +22,9 @@ pub struct StatusDocument {
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::guard::report::SiteReport>,
-    /// The fleet file in force and whether the other sites run the same one (only when a
-    /// fleet is configured).
+    /// The fleet file in force, whether the other sites run the same one, whether reports
+    /// are signed, and per other site the latest poll and the failed polls by reason (only
+    /// when a fleet is configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
 }
@@ -40,6 +41,10 @@ pub struct FleetStatus {
     pub poll_interval_ms: u64,
     /// `[poll] timeout`, milliseconds.
     pub poll_timeout_ms: u64,
+    /// `hmac-sha256` (the fleet file has `[auth]`) or `none` (unsigned reports).
+    pub auth: String,
+    /// What an operator must know, e.g. that reports are neither signed nor checked.
+    pub warning: Option<String>,
     /// The other sites, in fleet order.
     pub sites: Vec<FleetSiteStatus>,
     /// The other sites whose latest report carries another digest: they run another
@@ -54,12 +59,20 @@ pub struct FleetSiteStatus {
     pub name: String,
     /// Hold rank (position in the fleet file, 0 = first).
     pub rank: usize,
-    /// Status URL polled.
+    /// Its status URL (for humans).
     pub status_url: String,
+    /// Where its fleet report is polled.
+    pub report_url: String,
     /// The fleet digest of its latest report, if any.
     pub digest: Option<String>,
     /// `same`, `different`, or `unknown` (no report, or no digest in it).
     pub fleet: String,
+    /// `ok`, the latest poll's failure, or `not polled yet`.
+    pub last_poll: String,
+    /// Failed polls since start by reason (`timeout`, `request`, `status`, `body`,
+    /// `wrong_site`, `unsupported_version`, `unsigned`, `bad_signature`); every reason is
+    /// listed, 0 included.
+    pub poll_failures: std::collections::BTreeMap<String, u64>,
 }
 
 /// Daemon-wide facts.
