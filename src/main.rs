@@ -163,6 +163,7 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let options = RunOptions {
+        default_state_dir: default_state_dir(path.is_some()),
         config_path: path,
         dry_run,
         ..RunOptions::default()
@@ -175,6 +176,27 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         }
     }
 }
+
+/// Where the state file goes when the config names no `state_dir`: systemd's
+/// `StateDirectory=` (`$STATE_DIRECTORY`, the first of a colon-separated list), else
+/// `/var/lib/anyguard`. None for the embedded default config: it is a demonstration
+/// that must run for any user, and has nothing to drain that matters after a restart.
+fn default_state_dir(config_file: bool) -> Option<PathBuf> {
+    if !config_file {
+        return None;
+    }
+    let from_systemd = std::env::var_os("STATE_DIRECTORY")
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| !p.as_os_str().is_empty());
+    Some(from_systemd.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
+}
+
+/// The state directory without `state_dir` or `$STATE_DIRECTORY`.
+const DEFAULT_STATE_DIR: &str = "/var/lib/anyguard";
 
 /// SIGHUP reloads; SIGTERM and SIGINT stop gracefully; a second SIGTERM/SIGINT while
 /// stopping is passed on too (the coordinator is already draining).

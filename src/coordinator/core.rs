@@ -195,11 +195,39 @@ impl Core {
     pub fn drain(&mut self, name: &str, force: bool, reason: String) -> ControlOutcome {
         match self.index_of(name) {
             Some(i) => {
-                self.services[i].operator_drain = Some(DrainSource::Operator { force, reason });
+                self.services[i].operator_drain = Some(DrainSource::Operator {
+                    force,
+                    reason,
+                    restored: None,
+                });
                 ControlOutcome::Done(format!("service {name}: drain requested"))
             }
             None => ControlOutcome::UnknownService(name.to_string()),
         }
+    }
+
+    /// An operator drain read back from the state file (`restored` says from where, for
+    /// the reason shown): applied to service `name` unless it has an operator drain of its
+    /// own already. Whether the service is configured.
+    pub fn restore_drain(
+        &mut self,
+        name: &str,
+        force: bool,
+        reason: String,
+        restored: String,
+    ) -> bool {
+        let Some(i) = self.index_of(name) else {
+            return false;
+        };
+        let slot = &mut self.services[i];
+        if slot.operator_drain.is_none() {
+            slot.operator_drain = Some(DrainSource::Operator {
+                force,
+                reason,
+                restored: Some(restored),
+            });
+        }
+        true
     }
 
     /// `POST /services/{name}/undrain`. A drain file, if present, still drains.
@@ -534,6 +562,7 @@ mod tests {
             services,
             fleet: None::<FleetRef>,
             bgp_listen: None,
+            state_dir: None,
         })
     }
 

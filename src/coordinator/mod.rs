@@ -25,5 +25,6 @@ pub mod core;
 mod fleet_guard;
 mod local_actions;
 mod run;
+mod saved;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

@@ -9,16 +9,16 @@ use nix::unistd::Pid;
 use super::*;
 
 /// The daemon process; killed (by its PID) if the test ends while it still runs.
-struct Process(std::process::Child);
+pub(super) struct Process(pub(super) std::process::Child);
 
 impl Process {
-    fn signal(&self, s: Signal) {
+    pub(super) fn signal(&self, s: Signal) {
         let pid = i32::try_from(self.0.id()).unwrap();
         kill(Pid::from_raw(pid), s).unwrap();
     }
 
     /// Waits (bounded) for the exit status.
-    async fn exit(&mut self) -> std::process::ExitStatus {
+    pub(super) async fn exit(&mut self) -> std::process::ExitStatus {
         for _ in 0..500 {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;

@@ -1,0 +1,376 @@
+//! State that survives a restart (issue 11 item 6), through the real `anyguard` binary
+//! killed with SIGKILL (no drain, no clean-up): an operator drain made through the control
+//! API is still in force after the restart — the route is never sent again — and the
+//! service addresses the killed daemon left on the interface are removed at the next
+//! start when their service is not up.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::PathBuf;
+
+use nix::sys::signal::Signal;
+
+use super::process::Process;
+use super::*;
+
+const TOKEN: &str = "s3cret-token-for-tests";
+
+/// One scenario's files: config, log, state directory.
+struct Files {
+    dir: tempfile::TempDir,
+    config: PathBuf,
+    state_dir: PathBuf,
+}
+
+impl Files {
+    /// A config for `setup` (plus a control token and `state_dir`) in a fresh directory.
+    fn new(setup: &Setup<'_>, peer: SocketAddr, status_port: u16, target: SocketAddr) -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("token");
+        std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
+        let state_dir = dir.path().join("state");
+        let status_extra = format!(
+            "{}\ntoken_file = \"{}\"",
+            setup.status_extra,
+            token.display()
+        );
+        let setup = Setup {
+            status_extra: &status_extra,
+            ..*setup
+        };
+        let text = format!(
+            "state_dir = \"{}\"\n{}",
+            state_dir.display(),
+            config_text(&setup, peer, status_port, target)
+        );
+        let config = dir.path().join("anyguard.toml");
+        std::fs::write(&config, text).unwrap();
+        Files {
+            dir,
+            config,
+            state_dir,
+        }
+    }
+
+    /// Starts the binary on the config, its output appended to `anyguard.log`, with
+    /// `path_dir` (a fake `ip`) first on `PATH` when given.
+    fn spawn(&self, path_dir: Option<&Path>) -> Process {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("anyguard.log"))
+            .unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"));
+        command
+            .arg("run")
+            .arg("--config")
+            .arg(&self.config)
+            .env_remove("STATE_DIRECTORY")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log);
+        if let Some(dir) = path_dir {
+            let path = std::env::var("PATH").unwrap_or_default();
+            command.env("PATH", format!("{}:{path}", dir.display()));
+        }
+        Process(command.spawn().unwrap())
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("anyguard.log")).unwrap_or_default()
+    }
+
+    fn state(&self) -> serde_json::Value {
+        let text = std::fs::read_to_string(self.state_dir.join("state.json")).unwrap();
+        serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
+    }
+}
+
+/// SIGKILL, and the exit seen (bounded).
+async fn kill(daemon: &mut Process) {
+    daemon.signal(Signal::SIGKILL);
+    let status = daemon.exit().await;
+    assert!(!status.success(), "{status:?}");
+}
+
+/// `/status` of the daemon on `port`, once it answers (bounded).
+async fn status_doc(port: u16) -> serde_json::Value {
+    for _ in 0..250 {
+        if tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .is_ok()
+        {
+            let url = format!("http://127.0.0.1:{port}/status");
+            let (_, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
+            return serde_json::from_slice(&body).unwrap();
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("the status endpoint on port {port} never answered");
+}
+
+/// The daemon connects to `listener`; the session is established (hold time 0: no
+/// KEEPALIVEs, every message seen is a decision).
+async fn session(listener: &TcpListener) -> FakePeer {
+    let mut peer = FakePeer::accept(listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    peer
+}
+
+/// Asserts that nothing at all arrives within `d` (and the session is still open).
+async fn quiet(peer: &mut FakePeer, d: Duration, why: &str) {
+    match peer.recv_within(d).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("{why}: expected silence, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn an_operator_drain_survives_sigkill_and_the_restarted_daemon_never_announces_it() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let files = Files::new(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+
+    let mut daemon = files.spawn(None);
+    let mut peer = session(&listener).await;
+    assert_v4_announcement(&peer.expect_update().await, 0);
+    let (code, body) = post(
+        status_port,
+        "/services/web/drain",
+        TOKEN,
+        r#"{"reason": "maintenance rack 4"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(body.contains("saved in"), "{body}");
+    let u = peer.expect_update().await;
+    assert_eq!(communities(&u), vec![Community::GRACEFUL_SHUTDOWN], "{u:?}");
+    assert_v4_withdrawal(&peer.expect_update().await);
+    let saved = files.state();
+    assert_eq!(saved["version"], 1, "{saved}");
+    assert_eq!(
+        saved["drains"]["web"]["reason"], "maintenance rack 4",
+        "{saved}"
+    );
+
+    // Killed: no drain, no Cease, nothing written at exit.
+    kill(&mut daemon).await;
+    peer.expect_closed(WAIT).await;
+
+    // The restarted daemon, checks passing: the drain holds from its first evaluation on.
+    let passes_before = target.served().0;
+    let mut daemon = files.spawn(None);
+    let mut peer = session(&listener).await;
+    target
+        .wait_served("four passes after the restart", |p, _| {
+            p >= passes_before + 4
+        })
+        .await;
+    wait_state(status_port, "drained").await;
+    quiet(
+        &mut peer,
+        3 * INTERVAL,
+        "drained before the restart: nothing may be sent",
+    )
+    .await;
+    let doc = status_doc(status_port).await;
+    let reason = doc["services"][0]["reason"].as_str().unwrap();
+    let state_path = files.state_dir.join("state.json");
+    assert_eq!(
+        reason,
+        format!(
+            "drained by operator (restored from state file {}, drained at {}): maintenance rack 4",
+            state_path.display(),
+            saved["drains"]["web"]["at"].as_str().unwrap()
+        ),
+        "{doc}"
+    );
+    assert_eq!(
+        doc["daemon"]["state_file"]["path"],
+        state_path.display().to_string(),
+        "{doc}"
+    );
+    assert_eq!(doc["daemon"]["state_file"]["drains"][0], "web", "{doc}");
+
+    // Undrain: announced again, and the file forgets the drain.
+    let (code, body) = post(status_port, "/services/web/undrain", TOKEN, "").await;
+    assert_eq!(code, 200, "{body}");
+    let u = peer.expect_update().await;
+    assert_v4_announcement(&u, 0);
+    assert!(communities(&u).is_empty(), "{u:?}");
+    let saved = files.state();
+    assert_eq!(saved["drains"], serde_json::json!({}), "{saved}");
+    let doc = status_doc(status_port).await;
+    assert_eq!(
+        doc["daemon"]["state_file"]["last_write"]["ok"], true,
+        "{doc}"
+    );
+
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.exit().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", files.log());
+    assert!(
+        files
+            .log()
+            .contains("operator drain restored from the state file"),
+        "{}",
+        files.log()
+    );
+}
+
+/// A fake `ip` in `dir`: appends its arguments to `ip.log` and succeeds.
+fn fake_ip(dir: &Path) -> PathBuf {
+    let script = dir.join("ip");
+    let log = dir.join("ip.log");
+    std::fs::write(
+        &script,
+        format!("#!/bin/sh\necho \"$*\" >> '{}'\nexit 0\n", log.display()),
+    )
+    .unwrap();
+    let mut perms = std::fs::metadata(&script).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+    std::fs::set_permissions(&script, perms).unwrap();
+    log
+}
+
+/// Waits (bounded) until `log` has a line equal to `line`.
+async fn wait_line(log: &Path, line: &str) {
+    for _ in 0..500 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        if text.lines().any(|l| l == line) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!(
+        "never ran `ip {line}`; ip log:\n{}",
+        std::fs::read_to_string(log).unwrap_or_default()
+    );
+}
+
+#[tokio::test]
+async fn addresses_a_killed_daemon_left_are_removed_at_start_when_their_service_is_not_up() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let extra = "local_addresses = [\"203.0.113.10\"]\nlocal_interface = \"anyg9\"";
+    let setup = Setup {
+        service_extra: extra,
+        ..Setup::default()
+    };
+    let files = Files::new(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    let bin = files.dir.path().join("bin");
+    std::fs::create_dir(&bin).unwrap();
+    let ip_log = fake_ip(&bin);
+
+    // The first run adds the address (recorded in the state file first), then announces.
+    let mut daemon = files.spawn(Some(&bin));
+    let mut peer = session(&listener).await;
+    assert_v4_announcement(&peer.expect_update().await, 0);
+    wait_line(&ip_log, "address replace 203.0.113.10/32 dev anyg9").await;
+    let saved = files.state();
+    assert_eq!(
+        saved["addresses"],
+        serde_json::json!([{"service": "web", "interface": "anyg9", "address": "203.0.113.10"}]),
+        "{saved}"
+    );
+
+    // Killed: the address stays on the interface.
+    kill(&mut daemon).await;
+    peer.expect_closed(WAIT).await;
+    let before = std::fs::read_to_string(&ip_log).unwrap();
+    assert!(!before.contains(" del "), "{before}");
+
+    // Restarted while the service fails: the address goes, nothing is announced.
+    target.set(Answer::Fail);
+    let mut daemon = files.spawn(Some(&bin));
+    let mut peer = session(&listener).await;
+    wait_line(&ip_log, "address del 203.0.113.10/32 dev anyg9").await;
+    wait_state(status_port, "down").await;
+    quiet(
+        &mut peer,
+        2 * INTERVAL,
+        "the service fails: nothing to announce",
+    )
+    .await;
+    for _ in 0..250 {
+        if files.state()["addresses"] == serde_json::json!([]) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files.state()["addresses"], serde_json::json!([]));
+    assert!(
+        files
+            .log()
+            .contains("removing a service address an earlier run left"),
+        "{}",
+        files.log()
+    );
+
+    // Healthy again: added back before the announcement.
+    target.set(Answer::Pass);
+    assert_v4_announcement(&peer.expect_update().await, 0);
+    let text = std::fs::read_to_string(&ip_log).unwrap();
+    assert_eq!(
+        text.lines()
+            .filter(|l| *l == "address replace 203.0.113.10/32 dev anyg9")
+            .count(),
+        2,
+        "{text}"
+    );
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.exit().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", files.log());
+}
+
+#[tokio::test]
+async fn a_corrupt_state_file_stops_the_start_with_its_path_line_and_column() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files = Files::new(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        free_port(),
+        target.addr,
+    );
+    std::fs::create_dir(&files.state_dir).unwrap();
+    let path = files.state_dir.join("state.json");
+    // Cut short, as a file copied by hand might be.
+    std::fs::write(
+        &path,
+        "{\"version\": 1,\n \"drains\": {\"web\": {\"reason\": \"maint",
+    )
+    .unwrap();
+    let mut daemon = files.spawn(None);
+    let status = daemon.exit().await;
+    assert!(!status.success(), "started anyway: {status:?}");
+    let log = files.log();
+    assert!(
+        log.contains(&format!(
+            "anyguard: state file {}: line 2, column 36: EOF while parsing a string; the \
+             daemon does not start without it",
+            path.display()
+        )),
+        "{log}"
+    );
+    // Nothing was started: no session was opened.
+    assert!(
+        tokio::time::timeout(3 * INTERVAL, listener.accept())
+            .await
+            .is_err(),
+        "a session was opened"
+    );
+}
