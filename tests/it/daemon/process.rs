@@ -58,6 +58,9 @@ async fn the_binary_reloads_on_sighup_and_drains_withdraws_and_ceases_on_sigterm
             .arg("run")
             .arg("--config")
             .arg(&path)
+            // The state file's default directory, as systemd's StateDirectory= sets it:
+            // never the host's /var/lib/anyguard.
+            .env("STATE_DIRECTORY", dir.path())
             .stdin(std::process::Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -105,4 +108,11 @@ async fn the_binary_reloads_on_sighup_and_drains_withdraws_and_ceases_on_sigterm
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit {status:?}; log:\n{logs}");
     assert!(logs.contains("config generation 2 loaded"), "{logs}");
+    assert!(
+        logs.contains(&format!(
+            "state file read path={} drains=0 addresses=0",
+            dir.path().join("state.json").display()
+        )),
+        "{logs}"
+    );
 }
