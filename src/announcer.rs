@@ -404,9 +404,15 @@ fn attribute_len(a: &PathAttribute) -> usize {
     attr_wire_len(value) + 1
 }
 
-/// RFC 4271 §5: "the sender … SHOULD order path attributes … in ascending order of type".
+/// RFC 7606 §5.1: MP_REACH_NLRI and MP_UNREACH_NLRI "SHALL be encoded as the very first
+/// path attribute", so that a receiver that finds a later attribute malformed has already
+/// read every prefix it must treat as withdrawn. The others follow in ascending order of
+/// type (RFC 4271 §5: "SHOULD order path attributes … in ascending order").
 fn sort_attributes(attrs: &mut [PathAttribute]) {
-    attrs.sort_by_key(type_code);
+    attrs.sort_by_key(|a| {
+        let mp = matches!(a, PathAttribute::MpReach(_) | PathAttribute::MpUnreach(_));
+        (!mp, type_code(a))
+    });
 }
 
 fn type_code(a: &PathAttribute) -> u8 {
@@ -739,6 +745,39 @@ mod tests {
             .iter()
             .all(|a| !matches!(a, PathAttribute::MpReach(_))));
         assert_eq!(sendable(&rib, &v4only).len(), 1);
+    }
+
+    #[test]
+    fn mp_reach_nlri_is_the_first_attribute_on_the_wire() {
+        // Issue 12 finding 6 (RFC 7606 §5.1). Communities (8) and a MED (4) would sort
+        // before MP_REACH_NLRI (14) by type code.
+        let web = ServiceConfig {
+            med: Some(10),
+            ..service("web", &["2001:db8:100::/48"])
+        };
+        let rib = desired([(&web, Presentation::Normal)]);
+        let ups = diff(&RibOut::new(), &rib, &ctx());
+        assert_eq!(ups.len(), 1);
+        let mut wire = bytes::BytesMut::new();
+        anyguard_proto::Message::Update(ups[0].clone())
+            .encode(
+                &anyguard_proto::EncodeContext {
+                    four_octet_as: true,
+                    extended_message: false,
+                },
+                &mut wire,
+            )
+            .unwrap();
+        // Header 19, withdrawn length 2 (0), attribute length 2: the first attribute's
+        // flags at 23, its type code at 24.
+        assert_eq!(&wire[19..21], &[0, 0]);
+        assert_eq!(wire[24], 14, "first attribute type {}", wire[24]);
+        // The rest in ascending order: ORIGIN, AS_PATH, MED, COMMUNITIES.
+        let codes: Vec<u8> = ups[0].attributes.iter().map(type_code).collect();
+        assert_eq!(codes, [14, 1, 2, 4, 8]);
+        // A withdrawal of IPv6 prefixes carries MP_UNREACH_NLRI only.
+        let ups = diff(&rib, &RibOut::new(), &ctx());
+        assert!(matches!(ups[0].attributes[0], PathAttribute::MpUnreach(_)));
     }
 
     #[test]

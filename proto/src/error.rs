@@ -177,7 +177,8 @@ pub enum DecodeError {
         attribute: Vec<u8>,
     },
     /// RFC 4271 §6.3, RFC 7606 §5.3: a prefix is syntactically wrong (length over the
-    /// family's maximum, overrun, or host bits set beyond the length). NOTIFICATION 3/10.
+    /// family's maximum, or overrun; bits beyond the length are irrelevant, RFC 4271 §4.3).
+    /// NOTIFICATION 3/10.
     #[error("invalid network field in {location:?}")]
     InvalidNetworkField {
         /// Where the prefix was.

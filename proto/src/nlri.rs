@@ -11,9 +11,12 @@
 //! +---------------------------+
 //! ```
 //!
-//! Strictness (RFC 7606 §5.3): a length beyond the family's maximum, a prefix running past
-//! its field, or bits set beyond the prefix length make the field syntactically incorrect.
-//! The same parser backs the owned decoder and the allocation-free [`PrefixIter`].
+//! Strictness (RFC 7606 §5.3): a length beyond the family's maximum or a prefix running
+//! past its field make the field syntactically incorrect. Bits beyond the prefix length in
+//! its last octet are not an error: RFC 4271 §4.3 pads the prefix "to make the end of the
+//! field fall on an octet boundary" and says "the value of trailing bits is irrelevant", so
+//! they are cleared (203.0.113.1 as a /25 is 203.0.113.0/25). The same parser backs the
+//! owned decoder and the allocation-free [`PrefixIter`].
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 
@@ -29,19 +32,6 @@ pub enum PrefixFault {
     LengthTooLong,
     /// The prefix (or its path identifier) runs past the end of its field.
     Overrun,
-    /// Bits beyond the prefix length are set.
-    HostBitsSet,
-}
-
-/// Checks the octets of one prefix of `len` bits: only the last octet can carry bits
-/// beyond the length (RFC 7606 §5.3).
-#[inline(always)]
-fn host_bits_clear(octets: &[u8], len: u8) -> bool {
-    let spare = len % 8;
-    match octets.last() {
-        Some(&last) if spare != 0 => last & (0xFF >> spare) == 0,
-        _ => true,
-    }
 }
 
 /// Parses one IPv4 prefix, returning it and the rest.
@@ -53,9 +43,6 @@ pub(crate) fn parse_ipv4_prefix(i: &[u8]) -> Result<(Ipv4Net, &[u8]), PrefixFaul
     }
     let n = usize::from(len).div_ceil(8);
     let (octets, rest) = rest.split_at_checked(n).ok_or(PrefixFault::Overrun)?;
-    if !host_bits_clear(octets, len) {
-        return Err(PrefixFault::HostBitsSet);
-    }
     let addr = match *octets {
         [] => 0,
         [a] => u32::from(a) << 24,
@@ -65,7 +52,8 @@ pub(crate) fn parse_ipv4_prefix(i: &[u8]) -> Result<(Ipv4Net, &[u8]), PrefixFaul
         _ => return Err(PrefixFault::LengthTooLong),
     };
     let net = Ipv4Net::new(Ipv4Addr::from(addr), len).map_err(|_| PrefixFault::LengthTooLong)?;
-    Ok((net, rest))
+    // Trailing bits are irrelevant (RFC 4271 §4.3): keep the network only.
+    Ok((net.trunc(), rest))
 }
 
 /// Parses one IPv6 prefix, returning it and the rest.
@@ -77,13 +65,11 @@ pub(crate) fn parse_ipv6_prefix(i: &[u8]) -> Result<(Ipv6Net, &[u8]), PrefixFaul
     }
     let n = usize::from(len).div_ceil(8);
     let (octets, rest) = rest.split_at_checked(n).ok_or(PrefixFault::Overrun)?;
-    if !host_bits_clear(octets, len) {
-        return Err(PrefixFault::HostBitsSet);
-    }
     let mut full = [0u8; 16];
     full[..n].copy_from_slice(octets);
     let net = Ipv6Net::new(Ipv6Addr::from(full), len).map_err(|_| PrefixFault::LengthTooLong)?;
-    Ok((net, rest))
+    // Trailing bits are irrelevant (RFC 4271 §4.3): keep the network only.
+    Ok((net.trunc(), rest))
 }
 
 /// Parses one prefix of either family with an optional ADD-PATH identifier.
@@ -130,11 +116,7 @@ pub(crate) fn validate_prefixes(
             return Err(PrefixFault::LengthTooLong);
         }
         let n = usize::from(len).div_ceil(8);
-        let (octets, rest) = rest.split_at_checked(n).ok_or(PrefixFault::Overrun)?;
-        if !host_bits_clear(octets, len) {
-            return Err(PrefixFault::HostBitsSet);
-        }
-        i = rest;
+        i = rest.get(n..).ok_or(PrefixFault::Overrun)?;
         count += 1;
     }
     Ok(count)

@@ -174,6 +174,11 @@ pub(crate) fn walk<'a, V: UpdateVisitor<'a>>(
         match check_attribute(&a, ctx) {
             Ok(()) => visit.attribute(offset, a),
             Err(e) if e.action() == ErrorAction::SessionReset => return Err(e),
+            // RFC 4760 §3: an UPDATE whose only NLRI is in MP_REACH_NLRI "SHOULD NOT carry
+            // the NEXT_HOP attribute. If such a message contains the NEXT_HOP attribute,
+            // the BGP speaker that receives the message SHOULD ignore this attribute." A
+            // bad one (0.0.0.0, wrong length) must then not withdraw the MP prefixes.
+            Err(_) if a.type_code == type_code::NEXT_HOP && nlri.is_empty() => {}
             Err(e @ DecodeError::AttributeFlagsError { .. })
                 if a.type_code == type_code::MP_REACH_NLRI
                     || a.type_code == type_code::MP_UNREACH_NLRI =>

@@ -312,8 +312,8 @@ fn prefix_longer_than_32_is_invalid_network_field() {
 }
 
 #[test]
-fn prefix_with_host_bits_set_is_invalid_network_field() {
-    // 203.0.113.1/24 in the withdrawn routes (RFC 7606 §5.3).
+fn a_prefix_running_past_the_withdrawn_routes_is_invalid_network_field() {
+    // 203.0.113.0/24, then a one-bit prefix whose octet is missing (RFC 7606 §5.3).
     let e = err(&frame(2, &hex("0005 18cb007101 0000")), &ctx4());
     assert_eq!(
         e,
@@ -321,13 +321,51 @@ fn prefix_with_host_bits_set_is_invalid_network_field() {
             location: NlriLocation::Withdrawn
         }
     );
-    // A /25 whose last octet has bits beyond the length.
-    let e = err(&update(BASE4, "19 cb007101"), &ctx4());
+}
+
+#[test]
+fn trailing_bits_of_a_prefix_are_ignored_not_an_error() {
+    // Issue 12 finding 3. RFC 4271 §4.3: "the value of trailing bits is irrelevant".
+    // 203.0.113.0/25 with a stray bit in its last octet: the route is 203.0.113.0/25.
+    let f = update(BASE4, "19 cb007101");
+    let Ok(Message::Update(u)) = Message::decode(&f, &ctx4()) else {
+        panic!("refused: {:?}", Message::decode(&f, &ctx4()));
+    };
     assert_eq!(
-        e,
-        DecodeError::InvalidNetworkField {
-            location: NlriLocation::Nlri
-        }
+        u.nlri,
+        vec!["203.0.113.0/25".parse::<ipnet::Ipv4Net>().unwrap()]
+    );
+    // The same in the withdrawn routes and in MP_REACH_NLRI (2001:db8:100::/48 with a
+    // stray bit in a 49th-bit octet: /49 of 7 octets, last one 0x7f).
+    let f = frame(2, &hex("0005 19cb007101 0000"));
+    let Ok(Message::Update(u)) = Message::decode(&f, &ctx4()) else {
+        panic!("refused: {:?}", Message::decode(&f, &ctx4()));
+    };
+    assert_eq!(
+        u.withdrawn,
+        vec!["203.0.113.0/25".parse::<ipnet::Ipv4Net>().unwrap()]
+    );
+    let nh = "20010db8000000000000000000000001";
+    let f = update(
+        &format!(
+            "40 01 01 00 40 02 06 02 01 0000fde9 80 0e 1d 0002 01 10 {nh} 00 31 20010db80100 7f"
+        ),
+        "",
+    );
+    let Ok(Message::Update(u)) = Message::decode(&f, &ctx4()) else {
+        panic!("refused: {:?}", Message::decode(&f, &ctx4()));
+    };
+    let reach = u
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            anyguard_proto::PathAttribute::MpReach(r) => Some(r.clone()),
+            _ => None,
+        })
+        .expect("MP_REACH_NLRI");
+    assert_eq!(
+        reach.nlri,
+        vec!["2001:db8:100::/49".parse::<ipnet::IpNet>().unwrap()]
     );
 }
 

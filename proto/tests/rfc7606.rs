@@ -209,6 +209,24 @@ fn s7_11_mp_reach_with_inconsistent_next_hop_length_resets_the_session() {
 }
 
 #[test]
+fn a_bad_next_hop_in_an_update_without_classic_nlri_is_ignored() {
+    // Issue 12 finding 8 (RFC 4760 §3: SHOULD ignore): NEXT_HOP 0.0.0.0 beside an IPv6
+    // MP_REACH_NLRI must not treat the IPv6 prefixes as withdrawn.
+    let nh = "20010db8000000000000000000000001";
+    let mp = format!("80 0e 1c 0002 01 10 {nh} 00 30 20010db80100");
+    let f = update(&format!("{ORIGIN} {AS_PATH4} 40 03 04 00000000 {mp}"), "");
+    assert_eq!(action(&f, &ctx4()), None);
+    // Of the wrong length too.
+    let f = update(&format!("{ORIGIN} {AS_PATH4} 40 03 03 000000 {mp}"), "");
+    assert_eq!(action(&f, &ctx4()), None);
+    // With classic NLRI it is the route's next hop: treat-as-withdraw (RFC 7606 §7.3).
+    taw(&update(
+        &format!("{ORIGIN} {AS_PATH4} 40 03 04 00000000"),
+        NLRI,
+    ));
+}
+
+#[test]
 fn s7_11_mp_reach_with_malformed_nlri_resets_the_session() {
     let nh = "20010db8000000000000000000000001";
     reset(&update(
@@ -367,7 +385,15 @@ fn s5_3_syntactically_wrong_nlri_resets_the_session() {
     reset(&update(
         &format!("{ORIGIN} {AS_PATH4} {NEXT_HOP}"),
         "10cb0071",
-    )); // host bits
+    )); // a /16, then a length of 113
+        // Trailing bits are irrelevant (RFC 4271 §4.3), not a syntax error.
+    assert_eq!(
+        action(
+            &update(&format!("{ORIGIN} {AS_PATH4} {NEXT_HOP}"), "19cb007101"),
+            &ctx4()
+        ),
+        None
+    );
 }
 
 #[test]

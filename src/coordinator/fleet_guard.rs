@@ -4,13 +4,16 @@
 //! (the ordering the race argument of `docs/guard.md` relies on).
 
 use std::collections::HashMap;
+use std::sync::Arc;
 use std::time::Instant;
+
+use ipnet::IpNet;
 
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use super::core::Core;
-use crate::announcer::Presentation;
+use crate::announcer::{Presentation, RibOut};
 use crate::config::Config;
 use crate::guard::fleet::Fleet;
 use crate::guard::poller::{self, PollerConfig};
@@ -58,6 +61,24 @@ pub enum FleetGuardError {
         /// Fleet file.
         fleet: String,
     },
+}
+
+/// Whether every one of `prefixes` is on the wire as desired now: in `desired` (so its
+/// service addresses are in place: `Core::desired` leaves a service out until they are)
+/// and, with the same attributes, in the Adj-RIB-Out of at least one established session
+/// that confirmed writing it. With every session down, or before the first UPDATE is
+/// written, nothing is. A prefix a session cannot carry (no peer of its family) is not
+/// on the wire either: the site does not announce it, whatever its config says.
+fn announced_on_the_wire(
+    prefixes: &[IpNet],
+    desired: &RibOut,
+    on_the_wire: &[Arc<RibOut>],
+) -> bool {
+    prefixes.iter().all(|p| {
+        desired
+            .get(p)
+            .is_some_and(|want| on_the_wire.iter().any(|sent| sent.get(p) == Some(want)))
+    })
 }
 
 /// The local facts the guard decides on for service `i`.
@@ -183,7 +204,14 @@ impl FleetGuard {
     }
 
     /// This site's report after the core evaluated (the status document carries it).
-    pub(crate) fn report(&mut self, core: &Core) -> SiteReport {
+    /// `desired` is the Adj-RIB-Out published to the peers, `on_the_wire` what each
+    /// established session confirmed its Adj-RIB-Out holds (see [`announced_on_the_wire`]).
+    pub(crate) fn report(
+        &mut self,
+        core: &Core,
+        desired: &RibOut,
+        on_the_wire: &[Arc<RibOut>],
+    ) -> SiteReport {
         let config = core.config();
         let services = config
             .services
@@ -196,9 +224,12 @@ impl FleetGuard {
                     prefixes: svc.prefixes.clone(),
                     healthy: core.health(i) == Health::Up && core.drain_source(i).is_none(),
                     // Normal presentation only: hold-down, graceful shutdown and
-                    // de-preference do not count as announcing for the other sites.
+                    // de-preference do not count as announcing for the other sites. And
+                    // only what a session really carries (issue 11 item 2): other sites
+                    // withdraw on this word.
                     announcing: core.presentation(i) == Presentation::Normal
-                        && decision.is_none_or(Decision::announces),
+                        && decision.is_none_or(Decision::announces)
+                        && announced_on_the_wire(&svc.prefixes, desired, on_the_wire),
                     intent: decision.map_or(crate::guard::report::Intent::None, Decision::intent),
                 }
             })
@@ -356,5 +387,41 @@ mod tests {
             Presentation::Normal,
             "still announced"
         );
+    }
+
+    #[test]
+    fn a_prefix_is_announced_only_when_an_established_session_holds_it_as_desired() {
+        use crate::announcer::RouteAttrs;
+        let v4: IpNet = "203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"));
+        let v6: IpNet = "2001:db8:100::/48"
+            .parse()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let normal = RouteAttrs::plain();
+        let gshut = RouteAttrs {
+            communities: vec![anyguard_proto::Community::GRACEFUL_SHUTDOWN],
+            ..RouteAttrs::plain()
+        };
+        let rib = |routes: &[(IpNet, &RouteAttrs)]| -> RibOut {
+            routes.iter().map(|(p, a)| (*p, (*a).clone())).collect()
+        };
+        let desired = rib(&[(v4, &normal), (v6, &normal)]);
+        // No established session confirmed anything: nothing is on the wire.
+        assert!(!announced_on_the_wire(&[v4], &desired, &[]));
+        // An IPv4-only session carries the IPv4 prefix, not the IPv6 one.
+        let v4_session = Arc::new(rib(&[(v4, &normal)]));
+        let wire = [Arc::clone(&v4_session)];
+        assert!(announced_on_the_wire(&[v4], &desired, &wire));
+        assert!(!announced_on_the_wire(&[v4, v6], &desired, &wire));
+        // A second session carrying IPv6 completes the service.
+        let wire = [v4_session, Arc::new(rib(&[(v6, &normal)]))];
+        assert!(announced_on_the_wire(&[v4, v6], &desired, &wire));
+        // What is on the wire is the draining form, not the desired one (not confirmed
+        // yet): not announced as desired.
+        let wire = [Arc::new(rib(&[(v4, &gshut)]))];
+        assert!(!announced_on_the_wire(&[v4], &desired, &wire));
+        // Not desired (e.g. its addresses are not in place): not announced, whatever
+        // a session still holds.
+        let wire = [Arc::new(rib(&[(v4, &normal)]))];
+        assert!(!announced_on_the_wire(&[v4], &RibOut::new(), &wire));
     }
 }

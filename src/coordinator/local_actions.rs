@@ -75,22 +75,41 @@ pub(super) fn withdrawn_everywhere(confirmed: &Confirmed, prefixes: &[IpNet]) ->
 /// entry of the old session may still be here when the status already shows the new one.
 #[derive(Debug, Default)]
 pub(super) struct Flushes {
-    by_peer: HashMap<String, (u64, Arc<RibOut>)>,
+    /// Per peer: session number, the desired routes confirmed, and what that session's
+    /// Adj-RIB-Out holds with them (`PeerEvent::Flushed::sent`).
+    by_peer: HashMap<String, Confirmation>,
+}
+
+#[derive(Debug)]
+struct Confirmation {
+    session: u64,
+    routes: Arc<RibOut>,
+    sent: Arc<RibOut>,
 }
 
 impl Flushes {
     /// `peer`'s session number `session` confirmed `routes` as written
     /// (`PeerEvent::Flushed`).
-    pub(super) fn flushed(&mut self, peer: String, session: u64, routes: Arc<RibOut>) {
-        self.by_peer.insert(peer, (session, routes));
+    pub(super) fn flushed(
+        &mut self,
+        peer: String,
+        session: u64,
+        routes: Arc<RibOut>,
+        sent: Arc<RibOut>,
+    ) {
+        self.by_peer.insert(
+            peer,
+            Confirmation {
+                session,
+                routes,
+                sent,
+            },
+        );
     }
 
     /// What `peer`'s session number `session` confirmed.
-    fn of(&self, peer: &str, session: u64) -> Option<&Arc<RibOut>> {
-        self.by_peer
-            .get(peer)
-            .filter(|(s, _)| *s == session)
-            .map(|(_, routes)| routes)
+    fn of(&self, peer: &str, session: u64) -> Option<&Confirmation> {
+        self.by_peer.get(peer).filter(|c| c.session == session)
     }
 
     /// `peer`'s session went down or was (re-)established: what it confirmed before is
@@ -106,7 +125,18 @@ impl Flushes {
         established: impl Iterator<Item = (&'a str, u64)>,
     ) -> Confirmed {
         established
-            .map(|(name, session)| self.of(name, session).cloned())
+            .map(|(name, session)| self.of(name, session).map(|c| Arc::clone(&c.routes)))
+            .collect()
+    }
+
+    /// For each established peer (by name and session number) that confirmed a write,
+    /// what its Adj-RIB-Out holds: the routes that are on the wire.
+    pub(super) fn on_the_wire<'a>(
+        &self,
+        established: impl Iterator<Item = (&'a str, u64)>,
+    ) -> Vec<Arc<RibOut>> {
+        established
+            .filter_map(|(name, session)| self.of(name, session).map(|c| Arc::clone(&c.sent)))
             .collect()
     }
 
@@ -119,7 +149,7 @@ impl Flushes {
     ) -> bool {
         established.all(|(name, session)| {
             self.of(name, session)
-                .is_some_and(|r| Arc::ptr_eq(r, current))
+                .is_some_and(|c| Arc::ptr_eq(&c.routes, current))
         })
     }
 }
@@ -415,7 +445,12 @@ mod tests {
         let web: Vec<IpNet> = vec!["203.0.113.0/24".parse().unwrap_or_else(|e| panic!("{e}"))];
         let mut flushes = Flushes::default();
         // The old session confirmed a set without the web prefix ...
-        flushes.flushed("edge".into(), 1, rib(&[]).unwrap_or_default());
+        flushes.flushed(
+            "edge".into(),
+            1,
+            rib(&[]).unwrap_or_default(),
+            Arc::default(),
+        );
         assert!(withdrawn_everywhere(
             &flushes.confirmed([("edge", 1)].into_iter()),
             &web
@@ -429,7 +464,12 @@ mod tests {
             "the web address could go before the withdrawal is written"
         );
         // The new session's own confirmation counts.
-        flushes.flushed("edge".into(), 2, rib(&[]).unwrap_or_default());
+        flushes.flushed(
+            "edge".into(),
+            2,
+            rib(&[]).unwrap_or_default(),
+            Arc::default(),
+        );
         assert!(withdrawn_everywhere(
             &flushes.confirmed([("edge", 2)].into_iter()),
             &web
@@ -443,7 +483,7 @@ mod tests {
         let mut flushes = Flushes::default();
         // Session 1 confirmed the withdrawal; the peer status already shows session 2
         // established, while its Down and Established events are still queued.
-        flushes.flushed("edge".into(), 1, Arc::clone(&current));
+        flushes.flushed("edge".into(), 1, Arc::clone(&current), Arc::default());
         assert_eq!(flushes.confirmed([("edge", 2)].into_iter()), vec![None]);
         assert!(
             !withdrawn_everywhere(&flushes.confirmed([("edge", 2)].into_iter()), &web),
@@ -451,14 +491,14 @@ mod tests {
         );
         assert!(!flushes.all_flushed([("edge", 2)].into_iter(), &current));
         // Session 2's own confirmation counts.
-        flushes.flushed("edge".into(), 2, Arc::clone(&current));
+        flushes.flushed("edge".into(), 2, Arc::clone(&current), Arc::default());
         assert!(flushes.all_flushed([("edge", 2)].into_iter(), &current));
         assert!(withdrawn_everywhere(
             &flushes.confirmed([("edge", 2)].into_iter()),
             &web
         ));
         // A confirmation sent while no session was up (0) never counts for one.
-        flushes.flushed("edge".into(), 0, Arc::clone(&current));
+        flushes.flushed("edge".into(), 0, Arc::clone(&current), Arc::default());
         assert!(!flushes.all_flushed([("edge", 2)].into_iter(), &current));
     }
 
@@ -466,8 +506,8 @@ mod tests {
     fn a_peer_that_is_down_does_not_hold_up_the_stop() {
         let current = rib(&[]).unwrap_or_default();
         let mut flushes = Flushes::default();
-        flushes.flushed("edge".into(), 1, Arc::clone(&current));
-        flushes.flushed("core".into(), 2, Arc::clone(&current));
+        flushes.flushed("edge".into(), 1, Arc::clone(&current), Arc::default());
+        flushes.flushed("core".into(), 2, Arc::clone(&current), Arc::default());
         flushes.session_changed("core"); // down: confirmation forgotten
         assert!(flushes.all_flushed([("edge", 1)].into_iter(), &current));
         assert!(

@@ -601,8 +601,9 @@ impl Shell {
                 peer,
                 session,
                 routes,
+                sent,
             } => {
-                self.flushed.flushed(peer, session, routes);
+                self.flushed.flushed(peer, session, routes, sent);
             }
             PeerEvent::Crashed { peer, message } => {
                 tracing::error!(%peer, %message, "peer task crashed; restarting it");
@@ -860,7 +861,12 @@ impl Shell {
             },
         };
         let services = core.service_status(now, wall, &up, &guard_of);
-        let report = self.guard.as_mut().map(|g| g.report(core));
+        let on_the_wire = self.flushed.on_the_wire(self.established());
+        let desired = self.routes_tx.borrow().clone();
+        let report = self
+            .guard
+            .as_mut()
+            .map(|g| g.report(core, &desired, &on_the_wire));
         let doc = StatusDocument {
             daemon: DaemonStatus {
                 version: env!("CARGO_PKG_VERSION").to_string(),

@@ -71,5 +71,6 @@ pub use collision::Peer;
 pub use session::Session;
 pub use types::{
     notification_name, Action, Config, ConnId, Direction, DownReason, Event, GracefulRestart,
-    Negotiated, State, Timer, AS_TRANS, BGP_VERSION, DEFAULT_OPEN_HOLD_TIME, MIN_SEND_HOLD_TIME,
+    Negotiated, State, Timer, AS_TRANS, BGP_VERSION, DEFAULT_OPEN_HOLD_TIME,
+    MIN_KEEPALIVE_INTERVAL, MIN_SEND_HOLD_TIME,
 };

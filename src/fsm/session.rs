@@ -8,7 +8,7 @@ use anyguard_proto::{ErrorCode, Message, NotificationMessage};
 use super::open::{build_open, check_open};
 use super::types::{
     Action, Config, ConnId, Direction, DownReason, Event, Negotiated, State, Timer,
-    MIN_SEND_HOLD_TIME,
+    MIN_KEEPALIVE_INTERVAL, MIN_SEND_HOLD_TIME,
 };
 
 /// Whether the session may restart by itself after a failure.
@@ -323,7 +323,10 @@ impl Session {
         let ka = self.negotiated.as_ref().map(|n| n.keepalive);
         match ka {
             Some(ka) if !ka.is_zero() => {
-                let d = self.jitter(ka);
+                // RFC 4271 §4.4: KEEPALIVEs MUST NOT be sent more often than one per
+                // second. A hold time of 3 s (ours, or a router's `timers 1 3`) makes the
+                // jittered third 750–1000 ms, so the floor applies after the jitter.
+                let d = self.jitter(ka).max(MIN_KEEPALIVE_INTERVAL);
                 self.set(Timer::Keepalive, Some(now + d));
             }
             _ => self.set(Timer::Keepalive, None),

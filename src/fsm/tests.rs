@@ -405,6 +405,32 @@ fn keepalives_go_out_at_a_third_of_the_hold_time_with_jitter() {
 }
 
 #[test]
+fn keepalives_are_never_closer_than_one_second_with_a_three_second_hold_time() {
+    // Issue 12 finding 2: hold 3 (a router's `timers 1 3`) made the jittered third
+    // 750–1000 ms; RFC 4271 §4.4 says no more often than one per second.
+    let t0 = Instant::now();
+    let mut s = opensent(cfg(), t0);
+    s.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 3)));
+    s.handle(t0, Event::Keepalive(C1));
+    assert_eq!(s.state(), State::Established);
+    let mut prev = t0;
+    let mut sent_count = 0;
+    let mut t = t0;
+    for _ in 0..50 {
+        t = s.next_deadline().unwrap().min(t + secs(3));
+        let a = s.handle_timeout(t);
+        if sent(&a).contains(&&Message::Keepalive) {
+            let gap = t - prev;
+            assert!(gap >= secs(1), "KEEPALIVE {gap:?} after the previous one");
+            prev = t;
+            sent_count += 1;
+        }
+        s.handle(t, Event::Keepalive(C1));
+    }
+    assert!(sent_count >= 40, "{sent_count}");
+}
+
+#[test]
 fn zero_hold_time_disables_hold_and_keepalive_timers() {
     let t0 = Instant::now();
     let mut s = opensent(cfg(), t0);

@@ -15,6 +15,9 @@ pub const AS_TRANS: u16 = 23456;
 pub const BGP_VERSION: u8 = 4;
 /// Hold timer while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 pub const DEFAULT_OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
+/// Shortest time between two KEEPALIVEs (RFC 4271 §4.4: "MUST NOT be sent more
+/// frequently than one per second").
+pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
 /// Lower bound of the RFC 9687 send hold time.
 pub const MIN_SEND_HOLD_TIME: Duration = Duration::from_secs(480);
 

@@ -49,6 +49,9 @@ pub struct ServiceReport {
     /// hold-down, draining with GRACEFUL_SHUTDOWN, de-preferred, or between a `Withdraw`
     /// decision and the routes leaving: other sites rely on this flag, so it must never
     /// be true for a site that is about to stop announcing without a `withdrawing` intent.
+    /// And only while every prefix is in the Adj-RIB-Out of an established session that
+    /// confirmed writing it, with the service addresses in place: all sessions down means
+    /// not announcing.
     pub announcing: bool,
     /// The guard's published intent.
     pub intent: Intent,

@@ -139,6 +139,11 @@ pub enum PeerEvent {
         session: u64,
         /// The desired routes this confirms.
         routes: Arc<RibOut>,
+        /// What the session's Adj-RIB-Out holds once this is written: the part of
+        /// `routes` the session can carry (its families, a next hop), empty when no
+        /// session is up. The guard's site report counts a prefix as announced only from
+        /// here (issue 11 item 2: a route the peer was never sent announces nothing).
+        sent: Arc<RibOut>,
     },
     /// The peer task panicked; it is restarted after a delay.
     Crashed {

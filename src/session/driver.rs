@@ -91,7 +91,9 @@ pub(crate) struct Actor {
     routes_open: bool,
     /// From [`LocalSpeaker::initial_routes`]; `None` once it said `true` or closed.
     initial: Option<watch::Receiver<bool>>,
-    pending_flush: Option<(u64, Arc<RibOut>)>,
+    /// The mark written after the latest UPDATEs, the desired routes they bring the peer to,
+    /// and what the session's Adj-RIB-Out holds then.
+    pending_flush: Option<(u64, Arc<RibOut>, Arc<RibOut>)>,
     next_mark: u64,
     closing: Vec<JoinHandle<()>>,
     st: PeerStatus,
@@ -175,7 +177,7 @@ impl Actor {
             // never connected (and saw no route change since) would otherwise hold up the
             // stop for the whole flush wait.
             let routes = self.routes.borrow_and_update().clone();
-            self.flushed(routes);
+            self.flushed(routes, Arc::default());
         }
         self.publish();
         loop {
@@ -385,9 +387,9 @@ impl Actor {
                 self.feed(Event::SendProgress { conn: id, drained });
             }
             ConnInput::Flushed(mark) => {
-                if self.pending_flush.as_ref().map(|(m, _)| *m) == Some(mark) {
-                    if let Some((_, routes)) = self.pending_flush.take() {
-                        self.flushed(routes);
+                if self.pending_flush.as_ref().map(|(m, _, _)| *m) == Some(mark) {
+                    if let Some((_, routes, sent)) = self.pending_flush.take() {
+                        self.flushed(routes, sent);
                     }
                 }
             }
@@ -652,8 +654,8 @@ impl Actor {
             reason: reason.to_string(),
         });
         // The peer dropped all our routes with the session.
-        if let Some((_, routes)) = self.pending_flush.take() {
-            self.flushed(routes);
+        if let Some((_, routes, _)) = self.pending_flush.take() {
+            self.flushed(routes, Arc::default());
         }
     }
 
@@ -662,7 +664,7 @@ impl Actor {
             self.announce();
         } else {
             let routes = self.routes.borrow_and_update().clone();
-            self.flushed(routes);
+            self.flushed(routes, Arc::default());
         }
     }
 
@@ -672,6 +674,7 @@ impl Actor {
         let Some(up) = self.up.as_mut() else { return };
         let updates = diff(&up.sent, &desired, &up.ctx);
         up.sent = sendable(&desired, &up.ctx);
+        let sent = Arc::new(up.sent.clone());
         let conn = up.conn;
         self.st.prefixes_sent = u64::try_from(up.sent.len()).unwrap_or(u64::MAX);
         if !updates.is_empty() {
@@ -684,9 +687,11 @@ impl Actor {
         self.next_mark += 1;
         if let Some(io) = self.conns.get(&conn) {
             let _ = io.writer.send(WriteCmd::Mark(mark));
-            self.pending_flush = Some((mark, desired));
+            self.pending_flush = Some((mark, desired, sent));
         } else {
-            self.flushed(desired);
+            // No connection to write on: the session is going down and the peer keeps
+            // none of our routes.
+            self.flushed(desired, Arc::default());
         }
     }
 
@@ -745,13 +750,14 @@ impl Actor {
         }
     }
 
-    fn flushed(&mut self, routes: Arc<RibOut>) {
+    fn flushed(&mut self, routes: Arc<RibOut>, sent: Arc<RibOut>) {
         // A pending confirmation is taken when its session goes down (`on_session_down`),
         // so the session up now is the one that wrote it.
         let _ = self.events.send(PeerEvent::Flushed {
             peer: self.cfg.name.clone(),
             session: self.up.as_ref().map_or(0, |u| u.session),
             routes,
+            sent,
         });
     }
 

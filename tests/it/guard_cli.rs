@@ -739,3 +739,82 @@ async fn live_reload_that_would_withdraw_the_last_announcing_site_is_rejected_an
     drop(peer);
     daemon.stop().await;
 }
+
+/// The web entry of the daemon's own site report.
+fn web_report(doc: &StatusDocument) -> Option<&ServiceReport> {
+    doc.guard.as_ref().and_then(|g| g.service("web"))
+}
+
+#[tokio::test]
+async fn the_site_report_says_announcing_only_while_a_session_carries_the_route() {
+    // Issue 11 item 2: other sites withdraw on this site's word, so a healthy service
+    // whose routes no established session carries must be reported as not announcing.
+    let files = Files::new();
+    let closed = closed_port().await;
+    let sites: Vec<(&str, String)> = ["a", "b"]
+        .into_iter()
+        .map(|s| (s, format!("http://127.0.0.1:{closed}/status")))
+        .collect();
+    files.write(
+        "fleet.toml",
+        &fleet_toml(&sites, &["name = \"web\"\nmin_sites = 1"]),
+    );
+    let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let port = upstream.local_addr().expect("addr").port();
+    let check = "type = \"command\"\nargv = [\"true\"]\ninterval = \"200ms\"\ntimeout = \"100ms\"\nrise = 1\nfall = 1";
+    let path = files.write(
+        "a.toml",
+        &format!(
+            "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
+             [fleet]\npath = \"fleet.toml\"\nsite = \"a\"\n\n[[peer]]\nname = \"upstream\"\n\
+             address = \"127.0.0.1\"\nport = {port}\nremote_asn = 65000\nmode = \"active\"\n\
+             hold_time = \"9s\"\nconnect_retry = \"1s\"\n\n{}",
+            service("web", &[WEB], "", check)
+        ),
+    );
+    let daemon = Daemon::start(&path).await;
+
+    // Up and undrained, but no session yet: the route is on no wire.
+    let doc = daemon
+        .doc_until("web up", |d| {
+            d.services.first().is_some_and(|s| s.state == "up")
+        })
+        .await;
+    let web = web_report(&doc).expect("web in the report");
+    assert!(web.healthy, "{web:?}");
+    assert!(!web.announcing, "no session carries it yet: {web:?}");
+
+    // The session comes up and the UPDATE is written: now it announces.
+    let mut peer = FakePeer::accept(&upstream).await;
+    peer.establish(fakepeer::open(
+        65000,
+        "198.18.0.1".parse().expect("id"),
+        9,
+        true,
+        false,
+    ))
+    .await;
+    for _ in 0..100 {
+        let u = peer.expect_update().await;
+        if u.nlri.iter().any(|p| p.to_string() == WEB) {
+            break;
+        }
+    }
+    daemon
+        .doc_until("web reported announcing", |d| {
+            web_report(d).is_some_and(|s| s.announcing)
+        })
+        .await;
+
+    // The upstream goes away: every session is down, so the site no longer announces,
+    // though the service is still up and its routes are still desired.
+    drop(peer);
+    let doc = daemon
+        .doc_until("web reported not announcing", |d| {
+            web_report(d).is_some_and(|s| !s.announcing)
+        })
+        .await;
+    assert_eq!(doc.services[0].state, "up");
+    assert!(web_report(&doc).is_some_and(|s| s.healthy));
+    daemon.stop().await;
+}

@@ -7,8 +7,14 @@
 //! events — request, serve (the target's report is copied at that moment), delivery — so
 //! reports are as old as the network makes them.
 //!
+//! Sites also lose every BGP session for a while (their routes are then on no wire, and
+//! their truthful report says `announcing: false`), and some runs partition the fleet into
+//! two sides whose polls fail for a few seconds.
+//!
 //! Asserted after every event: every service is announced by at least `min_sites` sites,
-//! and no healthy site is held or withdrawn. After a calm phase (no loss, short delays,
+//! the routes are on the wire at `min_sites` sites but for those whose sessions are down
+//! (only a lost session, never the guard, takes a path away below `min_sites`), and no
+//! healthy site is held or withdrawn. After a calm phase (no loss, short delays,
 //! fixed health): healthy sites announce, failing sites withdraw as soon as enough others
 //! announce, and exactly `max(min_sites, healthy)` sites announce.
 //!
@@ -91,6 +97,17 @@ enum Ev {
     Tick {
         site: usize,
     },
+    /// Every BGP session of `site` goes down (`up == false`) or comes back: its routes are
+    /// on no wire meanwhile, whatever its guard decides (issue 11 item 2).
+    Sessions {
+        site: usize,
+        up: bool,
+    },
+    /// Polls between the sites of `side` and the others fail until `until`.
+    Partition {
+        side: Vec<bool>,
+        until: u64,
+    },
     Calm,
 }
 
@@ -127,6 +144,8 @@ struct SvcState {
 
 struct Site {
     name: String,
+    /// At least one BGP session is established (and has been sent the routes).
+    sessions_up: bool,
     svcs: Vec<SvcState>,
     view: FleetView,
     report: SiteReport,
@@ -142,6 +161,14 @@ struct Sim {
     services: Vec<(String, usize)>,
     loss: f64,
     stall: f64,
+    /// A site's report says `announcing` only while its sessions carry the routes (what
+    /// `fleet_guard::report` does). `false` models the old, lying report, for the test that
+    /// shows why the rule is needed.
+    truthful: bool,
+    /// Longest one-way delay of a poll leg outside the calm phase, milliseconds.
+    max_leg: u64,
+    /// The partition in force: which side each site is on, and until when.
+    partition: Option<(Vec<bool>, u64)>,
     calm: bool,
     trace: VecDeque<String>,
     stats: Stats,
@@ -235,7 +262,8 @@ impl Sim {
             // not count: the protocol compares strictly).
             st.intent = st.intent.advance(&decision, now);
             let r = &mut s.report.services[svc];
-            let new = (st.down.is_none(), st.announcing, decision.intent());
+            let on_wire = st.announcing && (s.sessions_up || !self.truthful);
+            let new = (st.down.is_none(), on_wire, decision.intent());
             if (r.healthy, r.announcing, r.intent) != new {
                 (r.healthy, r.announcing, r.intent) = new;
                 s.report.generation += 1;
@@ -245,10 +273,25 @@ impl Sim {
     }
 
     fn check_safety(&mut self, seed: u64) {
+        let sessions_down = self.sites.iter().filter(|s| !s.sessions_up).count();
         for (svc, (name, min)) in self.services.iter().enumerate() {
             let announcing = self.sites.iter().filter(|s| s.svcs[svc].announcing).count();
             if announcing < *min {
                 let what = format!("{name} announced by {announcing} sites < min_sites {min}");
+                self.fail(seed, &what);
+            }
+            // What the routers see: the guard never takes the prefix off the wire below
+            // min_sites; only sessions lost underneath it (at most one site each) can.
+            let on_wire = self
+                .sites
+                .iter()
+                .filter(|s| s.sessions_up && s.svcs[svc].announcing)
+                .count();
+            if on_wire + sessions_down < *min {
+                let what = format!(
+                    "{name} on the wire at {on_wire} sites with {sessions_down} sites' \
+                     sessions down < min_sites {min}"
+                );
                 self.fail(seed, &what);
             }
             if announcing == *min {
@@ -327,9 +370,24 @@ impl Sim {
                     self.run_decisions(site);
                 }
             }
+            Ev::Sessions { site, up } => {
+                if !self.calm {
+                    self.log(format!("{} sessions up={up}", self.sites[site].name));
+                    self.sites[site].sessions_up = up;
+                    self.run_decisions(site);
+                }
+            }
+            Ev::Partition { side, until } => {
+                if !self.calm {
+                    self.log(format!("partition {side:?} until {until}"));
+                    self.partition = Some((side, until));
+                }
+            }
             Ev::Calm => {
                 self.calm = true;
+                self.partition = None;
                 for site in 0..self.sites.len() {
+                    self.sites[site].sessions_up = true;
                     for svc in 0..self.services.len() {
                         let down = if self.rng.gen_bool(0.5) {
                             None
@@ -351,7 +409,23 @@ impl Sim {
                 } else {
                     (self.loss, self.stall)
                 };
-                if self.rng.gen_bool(loss) {
+                let cut = self
+                    .partition
+                    .as_ref()
+                    .is_some_and(|(side, until)| requested_at < *until && side[from] != side[to]);
+                if cut {
+                    let result =
+                        Box::new(Err(PollFailure::Timeout(Duration::from_millis(TIMEOUT_MS))));
+                    self.push(
+                        requested_at + TIMEOUT_MS,
+                        Ev::Deliver {
+                            from,
+                            to,
+                            requested_at,
+                            result,
+                        },
+                    );
+                } else if self.rng.gen_bool(loss) {
                     let at = requested_at + self.rng.gen_range(0..=TIMEOUT_MS);
                     let result = Box::new(Err(PollFailure::Request("lost".into())));
                     self.push(
@@ -364,7 +438,7 @@ impl Sim {
                         },
                     );
                 } else {
-                    let max_leg = if self.calm { 50 } else { 400 };
+                    let max_leg = if self.calm { 50 } else { self.max_leg };
                     let d1 = self.rng.gen_range(0..=max_leg);
                     let d2 = self.rng.gen_range(0..=max_leg);
                     if d1 + d2 > TIMEOUT_MS {
@@ -468,6 +542,7 @@ fn fleet_sim(
     let sites = (0..n)
         .map(|i| Site {
             name: names[i].clone(),
+            sessions_up: true,
             svcs: (0..n_svc)
                 .map(|_| SvcState {
                     down: None,
@@ -510,6 +585,9 @@ fn fleet_sim(
         services,
         loss,
         stall,
+        truthful: true,
+        max_leg: 400,
+        partition: None,
         calm: false,
         trace: VecDeque::new(),
         stats: Stats::default(),
@@ -570,6 +648,25 @@ fn setup(seed: u64) -> Sim {
                 t += sim.rng.gen_range(100..6_000);
             }
         }
+    }
+    // Sessions lost under the guard at some sites (a link or router failure), and in some
+    // runs a partition of the fleet into two sides for a few seconds.
+    for site in 0..n {
+        if sim.rng.gen_bool(0.3) {
+            let mut t = sim.rng.gen_range(0..6_000);
+            let mut up = true;
+            while t < CHAOS_END_MS {
+                up = !up;
+                sim.push(t, Ev::Sessions { site, up });
+                t += sim.rng.gen_range(200..4_000);
+            }
+        }
+    }
+    if sim.rng.gen_bool(0.3) {
+        let side: Vec<bool> = (0..n).map(|_| sim.rng.gen_bool(0.5)).collect();
+        let at = sim.rng.gen_range(0..8_000);
+        let until = at + sim.rng.gen_range(1_000..5_000);
+        sim.push(at, Ev::Partition { side, until });
     }
     if sim.rng.gen_bool(0.7) {
         let burst = sim.rng.gen_range(1_000..10_000);
@@ -674,5 +771,54 @@ fn held_sites_withdraw_once_enough_others_recover() {
         let mut events: Vec<_> = (0..3).map(|site| (3_000, site, false)).collect();
         events.push((8_000, 2, true));
         assert_eq!(scripted(seed, 3, 1, &events), ["c"], "seed {seed}");
+    }
+}
+
+/// Sites whose routes are on the wire (sessions up and announced) after a scripted run
+/// of three sites, `web` at `min_sites = 2`: site c loses every BGP session at 2 s (its
+/// service stays healthy), then site a's health fails at 3 s.
+fn c_sessions_down_then_a_fails(seed: u64, truthful: bool) -> Vec<String> {
+    let mut sim = fleet_sim(SplitMix64(seed), 3, vec![("web".to_owned(), 2)], 0.0, 0.0);
+    sim.truthful = truthful;
+    // Polls that never time out: what decides is what c reports, not the network.
+    sim.max_leg = 50;
+    sim.push(2_000, Ev::Sessions { site: 2, up: false });
+    sim.push(
+        3_000,
+        Ev::Health {
+            site: 0,
+            svc: 0,
+            down: Some(Drain::None),
+        },
+    );
+    let mut budget = 100_000u32;
+    while let Some(q) = sim.queue.pop() {
+        budget = budget.saturating_sub(1);
+        assert!(budget > 0, "event budget exhausted");
+        sim.step(seed, q);
+    }
+    sim.sites
+        .iter()
+        .filter(|s| s.sessions_up && s.svcs[0].announcing)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[test]
+fn a_site_whose_sessions_are_down_is_not_counted_so_the_sick_site_holds() {
+    for seed in 0..50 {
+        // c reports what is on its wire (nothing): a holds, and two sites keep the route.
+        assert_eq!(
+            c_sessions_down_then_a_fails(seed, true),
+            ["a", "b"],
+            "seed {seed}"
+        );
+        // Had c reported its decision instead (the report before issue 11), a would have
+        // counted it and withdrawn, leaving the routers one path.
+        assert_eq!(
+            c_sessions_down_then_a_fails(seed, false),
+            ["b"],
+            "seed {seed}"
+        );
     }
 }
