@@ -774,6 +774,35 @@ mod tests {
         assert_eq!(core.services[0].machine.state(), State::Up);
     }
 
+    #[test]
+    fn a_restored_drain_withdraws_before_the_first_announcement_and_never_replaces_a_new_one() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        assert!(!core.restore_drain("gone", false, String::new(), "restored".into()));
+        assert!(core.restore_drain("web", false, "maint".into(), "restored".into()));
+        // The checks pass before the first evaluation: nothing is announced all the same.
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(core.desired().is_empty());
+        assert_eq!(
+            core.services[0].machine.reason(),
+            "drained by operator (restored): maint"
+        );
+        // A drain the operator made since is not overwritten by the saved one (a reload
+        // re-applies the saved drains).
+        core.drain("web", true, "newer".into());
+        core.restore_drain("web", false, "maint".into(), "restored".into());
+        assert_eq!(
+            core.drain_source(0),
+            Some(DrainSource::Operator {
+                force: true,
+                reason: "newer".into(),
+                restored: None
+            })
+        );
+    }
+
     fn disabled(mut svc: ServiceConfig) -> ServiceConfig {
         svc.disabled = true;
         svc
