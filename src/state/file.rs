@@ -42,8 +42,24 @@ pub enum StateError {
         /// The file.
         path: PathBuf,
         /// Why.
-        source: std::io::Error,
+        source: WriteError,
     },
+}
+
+/// Which step of an atomic write failed.
+#[derive(Debug, thiserror::Error)]
+#[error("{step}: {source}")]
+pub struct WriteError {
+    /// `create directory DIR`, `write temporary file`, `sync temporary file`, `rename`,
+    /// `sync directory DIR`.
+    pub step: String,
+    /// Why.
+    pub source: std::io::Error,
+}
+
+fn step(step: impl Into<String>) -> impl FnOnce(std::io::Error) -> WriteError {
+    let step = step.into();
+    move |source| WriteError { step, source }
 }
 
 /// The document and where it lives.
@@ -165,25 +181,35 @@ fn read(path: &Path) -> Result<StateDocument, StateError> {
 /// Replaces `path` with `bytes` atomically and durably (see the module doc). The
 /// directory is created (mode 0700) when missing; systemd's `StateDirectory=` creates it
 /// for the packaged unit.
-fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), WriteError> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
     };
+    let shown = dir.display();
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
-        .create(dir)?;
+        .create(dir)
+        .map_err(step(format!("create directory {shown}")))?;
     // Created with mode 0600 in `dir`, so the rename stays within one file system.
     let mut tmp = tempfile::Builder::new()
         .prefix(".state.")
         .suffix(".tmp")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
+        .tempfile_in(dir)
+        .map_err(step(format!("create a temporary file in {shown}")))?;
+    tmp.write_all(bytes)
+        .map_err(step("write the temporary file"))?;
+    tmp.as_file()
+        .sync_all()
+        .map_err(step("sync the temporary file"))?;
+    tmp.persist(path)
+        .map_err(|e| e.error)
+        .map_err(step("rename the temporary file over the state file"))?;
     // The rename itself is durable only once the directory is.
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(step(format!("sync directory {shown}")))
 }
 
 #[cfg(test)]

@@ -557,3 +557,74 @@ async fn real_ip_scenario() {
         "the operator's address was removed at exit"
     );
 }
+
+#[tokio::test]
+async fn a_drain_that_cannot_be_saved_is_in_force_said_so_and_saved_once_the_file_can_be_written() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let files = Files::new(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    let config = anyguard::config::load(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let mut d = Daemon::launch(&listener, status_port, config, RunOptions::default(), false).await;
+    assert_v4_announcement(&d.update().await, 0);
+
+    // The state directory is a regular file now (permissions would not stop root).
+    std::fs::write(&files.state_dir, "").unwrap();
+    let (code, body) = post(
+        status_port,
+        "/services/web/drain",
+        TOKEN,
+        r#"{"reason": "r"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("NOT saved, it is lost at a restart: state file "),
+        "{body}"
+    );
+    // In force all the same.
+    assert_v4_announcement(&d.update().await, 0); // GRACEFUL_SHUTDOWN
+    assert_v4_withdrawal(&d.update().await);
+    let doc = status_doc(status_port).await;
+    let write = &doc["daemon"]["state_file"]["last_write"];
+    assert_eq!(write["ok"], false, "{doc}");
+    assert!(
+        write["error"]
+            .as_str()
+            .unwrap()
+            .starts_with(&format!("create directory {}: ", files.state_dir.display())),
+        "{doc}"
+    );
+    let url = format!("http://127.0.0.1:{status_port}/metrics");
+    let (_, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
+    let metrics = String::from_utf8_lossy(&body).into_owned();
+    assert!(
+        metrics.contains("anyguard_state_file_last_write_successful 0"),
+        "{metrics}"
+    );
+
+    // Once the directory can be made, the retry writes the drain.
+    std::fs::remove_file(&files.state_dir).unwrap();
+    for _ in 0..250 {
+        if files.state_dir.join("state.json").exists() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(files.state()["drains"]["web"]["reason"], "r");
+    let mut ok = serde_json::Value::Null;
+    for _ in 0..250 {
+        ok = status_doc(status_port).await["daemon"]["state_file"]["last_write"]["ok"].clone();
+        if ok == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(ok, true);
+    d.shutdown().await;
+}
