@@ -317,6 +317,8 @@ pub async fn run(
             .local
             .sync(&mut core, &confirmed, &mut shell.state, initial_done);
         shell.send_routes(&core);
+        // After the routes: a state file write never delays an UPDATE.
+        saved::track_withdrawals(&core, &mut shell.state);
         let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
         shell.log_check_transitions();

@@ -56,7 +56,13 @@ pub(super) fn restore_drains(core: &mut Core, state: &StateFile, at_start: bool)
     };
     for (name, drain) in &state.document().drains {
         let restored = format!("{from}, drained at {}", drain.at);
-        let configured = core.restore_drain(name, drain.force, drain.reason.clone(), restored);
+        let configured = core.restore_drain(
+            name,
+            drain.force,
+            drain.withdrawn,
+            drain.reason.clone(),
+            restored,
+        );
         if !at_start {
             continue;
         }
@@ -70,6 +76,31 @@ pub(super) fn restore_drains(core: &mut Core, state: &StateFile, at_start: bool)
             );
         }
     }
+}
+
+/// Keeps each saved drain's `withdrawn` in line with what the drain did (after every
+/// evaluation; a write only when one changed).
+pub(super) fn track_withdrawals(core: &Core, state: &mut StateFile) {
+    let changed: Vec<(String, bool)> = state
+        .document()
+        .drains
+        .iter()
+        .filter_map(|(name, saved)| {
+            let withdrawn = core.operator_drain_withdrawn(core.index_of(name)?)?;
+            (withdrawn != saved.withdrawn).then(|| (name.clone(), withdrawn))
+        })
+        .collect();
+    if changed.is_empty() {
+        return;
+    }
+    // A failed write is logged by `state_update`, shown in /status and retried.
+    let _ = state_update(state, SystemTime::now(), |doc| {
+        for (name, withdrawn) in changed {
+            if let Some(d) = doc.drains.get_mut(&name) {
+                d.withdrawn = withdrawn;
+            }
+        }
+    });
 }
 
 /// Records a drain `core` accepted; the operator's answer says whether it was saved.
@@ -88,6 +119,8 @@ pub(super) fn drained(
         force,
         reason: reason.to_string(),
         at: rfc3339(now),
+        // Known after the evaluation (`track_withdrawals`).
+        withdrawn: false,
     };
     let result = state_update(state, now, |s| s.set_drain(service, drain));
     ControlOutcome::Done(saved_note(message, state, result))

@@ -222,6 +222,7 @@ mod tests {
             force: false,
             reason: reason.into(),
             at: "2026-12-07T10:00:00.000Z".into(),
+            withdrawn: false,
         }
     }
 

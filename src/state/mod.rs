@@ -58,6 +58,11 @@ pub struct SavedDrain {
     pub reason: String,
     /// When it was asked for, RFC 3339 UTC.
     pub at: String,
+    /// The drain had withdrawn the service (kept up to date while the daemon runs, never
+    /// changed by a stop). A restart restores an unforced drain that had not — the
+    /// all-sites guard held it — through the guard again rather than as withdrawn.
+    #[serde(default)]
+    pub withdrawn: bool,
 }
 
 /// One service address on one interface, and the service it was added for.
@@ -175,6 +180,7 @@ mod tests {
                 force: false,
                 reason: "maintenance \"rack 4\"".into(),
                 at: "2026-12-07T10:00:00.000Z".into(),
+                withdrawn: true,
             },
         );
         doc.set_drain(
@@ -183,6 +189,7 @@ mod tests {
                 force: true,
                 reason: String::new(),
                 at: "2026-12-07T10:01:00.000Z".into(),
+                withdrawn: false,
             },
         );
         doc.record_address(SavedAddress {

@@ -80,6 +80,18 @@ impl Files {
         std::fs::read_to_string(self.dir.path().join("anyguard.log")).unwrap_or_default()
     }
 
+    /// The state file once `f` holds for it (bounded).
+    async fn state_when(&self, f: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+        for _ in 0..250 {
+            let s = self.state();
+            if f(&s) {
+                return s;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("state file never as expected: {}", self.state());
+    }
+
     fn state(&self) -> serde_json::Value {
         let text = std::fs::read_to_string(self.state_dir.join("state.json")).unwrap();
         serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text}"))
@@ -153,7 +165,10 @@ async fn an_operator_drain_survives_sigkill_and_the_restarted_daemon_never_annou
     let u = peer.expect_update().await;
     assert_eq!(communities(&u), vec![Community::GRACEFUL_SHUTDOWN], "{u:?}");
     assert_v4_withdrawal(&peer.expect_update().await);
-    let saved = files.state();
+    // The file says the drain withdrew the service (written right after the UPDATE).
+    let saved = files
+        .state_when(|s| s["drains"]["web"]["withdrawn"] == true)
+        .await;
     assert_eq!(saved["version"], 1, "{saved}");
     assert_eq!(
         saved["drains"]["web"]["reason"], "maintenance rack 4",
