@@ -643,3 +643,113 @@ async fn a_drain_that_cannot_be_saved_is_in_force_said_so_and_saved_once_the_fil
     assert_eq!(ok, true);
     d.shutdown().await;
 }
+
+/// The fleet file of [`a_drain_the_guard_held_is_held_again_after_sigkill_not_withdrawn`]:
+/// sites a and b on loopback status ports, `web` at `min_sites = 1`, fast polls.
+fn fleet_toml(a_port: u16, b_port: u16) -> String {
+    format!(
+        "[poll]\ninterval = \"200ms\"\ntimeout = \"150ms\"\nstale_after = \"1s\"\n\
+         intent_wait = \"2s\"\n\n\
+         [[site]]\nname = \"a\"\nstatus_url = \"http://127.0.0.1:{a_port}/status\"\n\n\
+         [[site]]\nname = \"b\"\nstatus_url = \"http://127.0.0.1:{b_port}/status\"\n\n\
+         [[service]]\nname = \"web\"\nmin_sites = 1\n"
+    )
+}
+
+/// An unforced drain the all-sites guard held (the other site did not announce) is
+/// restored after SIGKILL as a held drain: the restarted site announces again and keeps
+/// announcing while the guard holds, then withdraws through the guard once the other
+/// site announces. Restored as withdrawn, a drain held at every site would take the
+/// service away from every site at a fleet-wide restart.
+#[tokio::test]
+async fn a_drain_the_guard_held_is_held_again_after_sigkill_not_withdrawn() {
+    let (a_port, b_port) = (free_port(), free_port());
+    let dir = tempfile::tempdir().unwrap();
+    let fleet = dir.path().join("fleet.toml");
+    std::fs::write(&fleet, fleet_toml(a_port, b_port)).unwrap();
+    let fleet_table = |site: &str| {
+        format!(
+            "\n[fleet]\npath = \"{}\"\nsite = \"{site}\"\n",
+            fleet.display()
+        )
+    };
+
+    // Site b, in this process: web's checks fail, so b does not announce it.
+    let target_b = Target::start(Answer::Fail).await;
+    let listener_b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let text_b = config_text(
+        &Setup::default(),
+        listener_b.local_addr().unwrap(),
+        b_port,
+        target_b.addr,
+    ) + &fleet_table("b");
+    let config_b = load_str(&text_b, "b.toml").unwrap_or_else(|e| panic!("{e}\n{text_b}"));
+    let mut b = Daemon::launch(&listener_b, b_port, config_b, RunOptions::default(), false).await;
+    b.wait_state("down").await;
+
+    // Site a, the real binary: web healthy and announced.
+    let target_a = Target::start(Answer::Pass).await;
+    let listener_a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let files = Files::new(
+        &Setup::default(),
+        listener_a.local_addr().unwrap(),
+        a_port,
+        target_a.addr,
+    );
+    let text_a = std::fs::read_to_string(&files.config).unwrap() + &fleet_table("a");
+    std::fs::write(&files.config, text_a).unwrap();
+    let mut daemon = files.spawn(None);
+    let mut peer = session(&listener_a).await;
+    assert_v4_announcement(&peer.expect_update().await, 0);
+
+    // Drained without force: held, b announces nothing.
+    let (code, body) = post(
+        a_port,
+        "/services/web/drain",
+        TOKEN,
+        r#"{"reason": "maint"}"#,
+    )
+    .await;
+    assert_eq!(code, 200, "{body}");
+    wait_state(a_port, "held").await;
+    quiet(
+        &mut peer,
+        3 * INTERVAL,
+        "held by the guard: still announced",
+    )
+    .await;
+    let saved = files.state();
+    assert_eq!(saved["drains"]["web"]["withdrawn"], false, "{saved}");
+
+    // Killed and restarted: announced again (as before the kill), then held again.
+    kill(&mut daemon).await;
+    peer.expect_closed(WAIT).await;
+    let mut daemon = files.spawn(None);
+    let mut peer = session(&listener_a).await;
+    assert_v4_announcement(&peer.expect_update().await, 0);
+    wait_state(a_port, "held").await;
+    let doc = status_doc(a_port).await;
+    let reason = doc["services"][0]["reason"].as_str().unwrap();
+    assert!(
+        reason.starts_with("drained by operator (restored from state file ")
+            && reason.contains("): maint, but "),
+        "{doc}"
+    );
+    quiet(&mut peer, 3 * INTERVAL, "held again: still announced").await;
+
+    // b announces: the drain completes through the guard (graceful shutdown, withdrawal),
+    // and the file says it withdrew.
+    target_b.set(Answer::Pass);
+    assert_v4_announcement(&b.update().await, 0);
+    let u = peer.expect_update().await;
+    assert_eq!(communities(&u), vec![Community::GRACEFUL_SHUTDOWN], "{u:?}");
+    assert_v4_withdrawal(&peer.expect_update().await);
+    files
+        .state_when(|s| s["drains"]["web"]["withdrawn"] == true)
+        .await;
+
+    daemon.signal(Signal::SIGTERM);
+    let status = daemon.exit().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", files.log());
+    b.shutdown().await;
+}
