@@ -94,7 +94,7 @@ pub(super) fn track_withdrawals(core: &Core, state: &mut StateFile) {
         return;
     }
     // A failed write is logged by `state_update`, shown in /status and retried.
-    let _ = state_update(state, SystemTime::now(), |doc| {
+    let _ = update(state, SystemTime::now(), |doc| {
         for (name, withdrawn) in changed {
             if let Some(d) = doc.drains.get_mut(&name) {
                 d.withdrawn = withdrawn;
@@ -122,7 +122,7 @@ pub(super) fn drained(
         // Known after the evaluation (`track_withdrawals`).
         withdrawn: false,
     };
-    let result = state_update(state, now, |s| s.set_drain(service, drain));
+    let result = update(state, now, |s| s.set_drain(service, drain));
     ControlOutcome::Done(saved_note(message, state, result))
 }
 
@@ -144,13 +144,16 @@ pub(super) fn undrained(
     if !had {
         return ControlOutcome::Done(message);
     }
-    let result = state_update(state, SystemTime::now(), |s| {
+    let result = update(state, SystemTime::now(), |s| {
         s.clear_drain(service);
     });
     ControlOutcome::Done(saved_note(message, state, result))
 }
 
-fn state_update(
+/// Changes the state document and writes the file if that changed it; a failed write is
+/// logged here (the change holds in memory, `/status` shows the error, the loop retries).
+/// The one way the coordinator changes the state file.
+pub(super) fn update(
     state: &mut StateFile,
     now: SystemTime,
     change: impl FnOnce(&mut crate::state::StateDocument),

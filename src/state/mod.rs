@@ -15,6 +15,18 @@
 //! added in a later version-1 document (e.g. the pending removals of issue 11 item 1) is
 //! read as empty from an older file. An *older binary* refuses a document with a field it
 //! does not know (`deny_unknown_fields`) rather than silently forget what it says.
+//!
+//! Adding a collection (the pending removals of reloads, for instance):
+//! 1. a field of [`StateDocument`] with `#[serde(default, skip_serializing_if =
+//!    "Vec::is_empty")]` (so that a file without any still opens with an older binary),
+//!    its line in `Default`, and a `#[serde(deny_unknown_fields)]` element type;
+//! 2. the coordinator changes it with `saved::update(&mut self.state, |doc| …)`
+//!    (`src/coordinator/saved.rs`): written only when the document changed, a failed
+//!    write logged, shown in `/status` and retried;
+//! 3. it reads it back at start from `state.document()` right after `saved::open` in
+//!    `coordinator::run`, before the first evaluation.
+//!
+//! Changing the meaning of an existing field needs a new [`STATE_VERSION`].
 
 pub mod file;
 
