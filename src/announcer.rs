@@ -20,7 +20,7 @@ use anyguard_proto::{
 };
 use ipnet::IpNet;
 
-use crate::config::{NextHop, OnDown, ServiceConfig};
+use crate::config::{NextHop, OnDown, ServiceConfig, DEFAULT_LOCAL_PREF};
 
 /// Path attributes of one announced route, before the session's next hop is filled in.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -29,12 +29,13 @@ pub struct RouteAttrs {
     pub origin: Origin,
     /// Fixed next hop, or `None` for "self" (the session's local address).
     pub next_hop: Option<std::net::IpAddr>,
-    /// Times our ASN is prepended beyond the one the session adds (eBGP).
+    /// Times our ASN is prepended beyond the one the session adds (eBGP only: an internal
+    /// peer gets an empty AS_PATH, RFC 4271 §5.1.2).
     pub prepend: u8,
     /// MED.
     pub med: Option<u32>,
-    /// LOCAL_PREF (sent to iBGP peers only).
-    pub local_pref: Option<u32>,
+    /// LOCAL_PREF, sent to internal peers only, and to every one of them (§5.1.5).
+    pub local_pref: u32,
     /// Standard communities, sorted and deduplicated.
     pub communities: Vec<Community>,
     /// Large communities, sorted and deduplicated.
@@ -49,7 +50,7 @@ impl RouteAttrs {
             next_hop: None,
             prepend: 0,
             med: None,
-            local_pref: None,
+            local_pref: DEFAULT_LOCAL_PREF,
             communities: Vec::new(),
             large_communities: Vec::new(),
         }
@@ -110,7 +111,7 @@ pub fn route_attrs(service: &ServiceConfig, presentation: Presentation) -> Optio
         },
         prepend: service.as_path_prepend,
         med: service.med,
-        local_pref: service.local_pref,
+        local_pref: service.local_pref.unwrap_or(DEFAULT_LOCAL_PREF),
         communities: service.communities.clone(),
         large_communities: service.large_communities.clone(),
     };
@@ -122,13 +123,20 @@ pub fn route_attrs(service: &ServiceConfig, presentation: Presentation) -> Optio
         Presentation::DepreferredGracefulShutdown => (true, true),
     };
     if deprefer {
+        // eBGP sees the prepends, iBGP the lower LOCAL_PREF (`common_attributes`); both
+        // see the de-prefer communities.
         attrs.prepend = attrs.prepend.saturating_add(service.deprefer_prepend);
+        attrs.local_pref = service.deprefer_local_pref.unwrap_or(attrs.local_pref / 2);
         attrs
             .communities
             .extend_from_slice(&service.deprefer_communities);
     }
     if graceful {
         attrs.communities.push(Community::GRACEFUL_SHUTDOWN);
+        // RFC 8326 §4: receivers lower a GRACEFUL_SHUTDOWN path's LOCAL_PREF to 0; towards
+        // an internal peer we send that value ourselves, so a draining route loses even
+        // where no policy matches the community.
+        attrs.local_pref = 0;
     }
     attrs.communities.sort_unstable();
     attrs.communities.dedup();
@@ -350,9 +358,15 @@ fn push_announcements(
 
 /// Attributes shared by every UPDATE of a group (all but NEXT_HOP / MP_REACH).
 fn common_attributes(attrs: &RouteAttrs, ctx: &SessionContext) -> Vec<PathAttribute> {
-    // RFC 4271 §5.1.2: an eBGP speaker prepends its own AS; iBGP sends what it has
-    // (empty for locally originated routes), plus any configured prepends.
-    let copies = usize::from(attrs.prepend) + usize::from(!ctx.ibgp);
+    // RFC 4271 §5.1.2: a speaker originating a route sends an internal peer an empty
+    // AS_PATH, an external one its own AS (plus the configured prepends). Prepending our
+    // own AS towards an internal peer would make it drop the route as a loop (§9.1.2), so
+    // prepends, de-prefer ones included, are for eBGP only.
+    let copies = if ctx.ibgp {
+        0
+    } else {
+        usize::from(attrs.prepend) + 1
+    };
     let segments = if copies == 0 {
         Vec::new()
     } else {
@@ -368,9 +382,10 @@ fn common_attributes(attrs: &RouteAttrs, ctx: &SessionContext) -> Vec<PathAttrib
     if let Some(med) = attrs.med {
         v.push(PathAttribute::MultiExitDisc(med));
     }
-    // RFC 4271 §5.1.5: LOCAL_PREF only to internal peers.
-    if let (true, Some(lp)) = (ctx.ibgp, attrs.local_pref) {
-        v.push(PathAttribute::LocalPref(lp));
+    // RFC 4271 §5.1.5: LOCAL_PREF "SHALL" be in every UPDATE to an internal peer, and
+    // "MUST NOT" be sent to an external one.
+    if ctx.ibgp {
+        v.push(PathAttribute::LocalPref(attrs.local_pref));
     }
     if !attrs.communities.is_empty() {
         v.push(PathAttribute::Communities(attrs.communities.clone()));
@@ -682,6 +697,90 @@ mod tests {
         assert_eq!(
             describe_change(&RibOut::new(), &desired([(&dns, Presentation::Normal)])).as_deref(),
             Some("announce 198.51.100.0/24 (communities 65010:100)")
+        );
+    }
+
+    /// The attributes of the one UPDATE announcing `web` in `presentation` on `ctx`.
+    fn announced(
+        web: &ServiceConfig,
+        presentation: Presentation,
+        ctx: &SessionContext,
+    ) -> Vec<PathAttribute> {
+        let ups = diff(&RibOut::new(), &desired([(web, presentation)]), ctx);
+        assert_eq!(ups.len(), 1, "{ups:?}");
+        ups[0].attributes.clone()
+    }
+
+    fn as_path(attrs: &[PathAttribute]) -> Vec<u32> {
+        attrs
+            .iter()
+            .find_map(|a| match a {
+                PathAttribute::AsPath(p) => {
+                    Some(p.segments.iter().flat_map(|s| s.asns.clone()).collect())
+                }
+                _ => None,
+            })
+            .expect("AS_PATH")
+    }
+
+    fn local_pref(attrs: &[PathAttribute]) -> Option<u32> {
+        attrs.iter().find_map(|a| match a {
+            PathAttribute::LocalPref(lp) => Some(*lp),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn ibgp_deprefer_lowers_local_pref_and_never_prepends_our_own_asn() {
+        // Issue 12 finding 1: `prepend + !ibgp` copies of our ASN went to internal peers,
+        // which drop such a path as a loop (RFC 4271 §9.1.2): "deprefer" acted as withdraw.
+        let web = ServiceConfig {
+            as_path_prepend: 2,
+            on_down: OnDown::Deprefer,
+            ..service("web", &["203.0.113.0/24"])
+        };
+        let ibgp = SessionContext {
+            ibgp: true,
+            ..ctx()
+        };
+        let normal = announced(&web, Presentation::Normal, &ibgp);
+        assert_eq!(as_path(&normal), Vec::<u32>::new());
+        assert_eq!(
+            local_pref(&normal),
+            Some(100),
+            "LOCAL_PREF in every iBGP UPDATE"
+        );
+        let depreferred = announced(&web, Presentation::Depreferred, &ibgp);
+        assert_eq!(as_path(&depreferred), Vec::<u32>::new());
+        assert_eq!(
+            local_pref(&depreferred),
+            Some(50),
+            "half the normal one by default"
+        );
+        assert!(depreferred.contains(&PathAttribute::Communities(vec![
+            Community::new(65010, 100),
+            Community::new(65010, 666)
+        ])));
+        let draining = announced(&web, Presentation::DepreferredGracefulShutdown, &ibgp);
+        assert_eq!(as_path(&draining), Vec::<u32>::new());
+        assert_eq!(local_pref(&draining), Some(0), "RFC 8326 §4");
+        // eBGP: our AS, the prepends, the de-prefer prepends; never LOCAL_PREF.
+        let ebgp = announced(&web, Presentation::Depreferred, &ctx());
+        assert_eq!(as_path(&ebgp), vec![65010; 1 + 2 + 3]);
+        assert_eq!(local_pref(&ebgp), None);
+        // A configured de-prefer LOCAL_PREF.
+        let web = ServiceConfig {
+            local_pref: Some(300),
+            deprefer_local_pref: Some(120),
+            ..web
+        };
+        assert_eq!(
+            local_pref(&announced(&web, Presentation::Normal, &ibgp)),
+            Some(300)
+        );
+        assert_eq!(
+            local_pref(&announced(&web, Presentation::Depreferred, &ibgp)),
+            Some(120)
         );
     }
 

@@ -88,6 +88,9 @@ pub const MIN_BFD_INTERVAL: Duration = Duration::from_millis(10);
 pub const MAX_BFD_INTERVAL: Duration = Duration::from_secs(60);
 /// Extra prepends while de-preferred.
 pub const DEFAULT_DEPREFER_PREPEND: u8 = 3;
+/// LOCAL_PREF sent to internal peers when the service sets none (the customary default
+/// of BGP implementations, RFC 4271 §5.1.5 makes it mandatory towards internal peers).
+pub const DEFAULT_LOCAL_PREF: u32 = 100;
 /// How long a drained service keeps GRACEFUL_SHUTDOWN before the withdrawal.
 pub const DEFAULT_DRAIN_TIME: Duration = Duration::from_secs(5);
 /// Minimum time between a withdrawal and the next announcement.
@@ -262,8 +265,13 @@ pub struct ServiceConfig {
     pub large_communities: Vec<LargeCommunity>,
     /// MED, if set.
     pub med: Option<u32>,
-    /// LOCAL_PREF (iBGP only).
+    /// LOCAL_PREF towards internal peers in the normal state; `None` is
+    /// [`DEFAULT_LOCAL_PREF`]. Always sent to them (RFC 4271 §5.1.5), never to external ones.
     pub local_pref: Option<u32>,
+    /// LOCAL_PREF towards internal peers while de-preferred; `None` is half the normal
+    /// one. On iBGP de-preferring lowers LOCAL_PREF instead of prepending our own AS,
+    /// which an internal peer would drop as a loop (RFC 4271 §9.1.2).
+    pub deprefer_local_pref: Option<u32>,
     /// Prepends of our ASN in the normal state.
     pub as_path_prepend: u8,
     /// Down behaviour.

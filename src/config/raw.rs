@@ -163,7 +163,7 @@ pub struct RawService {
     pub large_communities: Option<Vec<Spanned<String>>>,
     /// MULTI_EXIT_DISC to send. Default: none.
     pub med: Option<Spanned<i64>>,
-    /// LOCAL_PREF to send (iBGP sessions only). Default: none.
+    /// LOCAL_PREF to send to internal (iBGP) peers. Default 100.
     pub local_pref: Option<Spanned<i64>>,
     /// Extra copies of our ASN prepended in the normal state, 0..=10. Default 0.
     pub as_path_prepend: Option<Spanned<i64>>,
@@ -171,8 +171,11 @@ pub struct RawService {
     /// announcing them with `deprefer_prepend` extra prepends and `deprefer_communities`,
     /// so that traffic moves elsewhere but still has a path here. Default `"withdraw"`.
     pub on_down: Option<Spanned<String>>,
-    /// Extra prepends while de-preferred, 1..=10. Default 3.
+    /// Extra prepends while de-preferred, 1..=10, on eBGP sessions. Default 3.
     pub deprefer_prepend: Option<Spanned<i64>>,
+    /// LOCAL_PREF to internal peers while de-preferred; lower than `local_pref`.
+    /// Default: half of `local_pref`.
+    pub deprefer_local_pref: Option<Spanned<i64>>,
     /// Communities added while de-preferred. Default `["65535:0"]`, GRACEFUL_SHUTDOWN
     /// (RFC 8326), which routers commonly honour by setting LOCAL_PREF to 0.
     pub deprefer_communities: Option<Vec<Spanned<String>>>,

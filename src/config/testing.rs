@@ -26,6 +26,7 @@ pub(crate) fn service_config(name: &str, prefixes: &[&str]) -> ServiceConfig {
         as_path_prepend: 0,
         on_down: OnDown::Withdraw,
         deprefer_prepend: DEFAULT_DEPREFER_PREPEND,
+        deprefer_local_pref: None,
         deprefer_communities: Vec::new(),
         drain_file: None,
         disabled: false,

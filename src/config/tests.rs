@@ -770,11 +770,38 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:11:31: service[0].prefixes[1]: invalid type: integer `1`, expected a string",
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
              `prefixes`, `disabled`, `next_hop`, `communities`, `large_communities`, `med`, `local_pref`, \
-             `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_communities`, \
+             `as_path_prepend`, `on_down`, `deprefer_prepend`, `deprefer_local_pref`, \
+             `deprefer_communities`, \
              `drain_file`, `drain_time`, `hold_down`, `combine`, `local_addresses`, \
              `local_interface`, `hook`, `hook_timeout`, `check`",
             "t.toml:16:12: service[0].check[0].interval: invalid type: boolean `true`, expected \
              a duration such as \"500ms\" or \"2s\", or an integer of seconds",
         ]
     );
+}
+
+#[test]
+fn deprefer_local_pref_must_be_lower_than_the_normal_one() {
+    let text = "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[[service]]\nname = \"web\"\n\
+                prefixes = [\"203.0.113.0/24\"]\nlocal_pref = 200\ndeprefer_local_pref = 200\n\n\
+                [[service.check]]\ntype = \"command\"\nargv = [\"true\"]\n";
+    let errors: Vec<String> = load_str(text, "t.toml")
+        .expect_err("accepted")
+        .errors
+        .iter()
+        .map(ToString::to_string)
+        .collect();
+    assert_eq!(
+        errors,
+        [
+            "t.toml:8:23: service[0].deprefer_local_pref: 200 is not lower than the normal \
+          LOCAL_PREF 200 (`local_pref`): a de-preferred route must lose to the normal ones"
+        ]
+    );
+    let ok = load_str(
+        &text.replace("deprefer_local_pref = 200", "deprefer_local_pref = 20"),
+        "t.toml",
+    )
+    .expect("loads");
+    assert_eq!(ok.services[0].deprefer_local_pref, Some(20));
 }

@@ -14,7 +14,7 @@ use super::validate_local::{hook, local_addresses};
 use super::{
     CheckConfig, CheckKind, Combine, HttpTls, NextHop, OnDown, ServiceConfig,
     DEFAULT_CHECK_INTERVAL, DEFAULT_DEPREFER_PREPEND, DEFAULT_DRAIN_TIME, DEFAULT_FALL,
-    DEFAULT_HOLD_DOWN, DEFAULT_HTTP_STATUS, DEFAULT_RISE, MIN_CHECK_INTERVAL,
+    DEFAULT_HOLD_DOWN, DEFAULT_HTTP_STATUS, DEFAULT_LOCAL_PREF, DEFAULT_RISE, MIN_CHECK_INTERVAL,
 };
 
 /// More prepends than this are commonly filtered by upstreams.
@@ -112,6 +112,22 @@ pub(crate) fn service(
         Some(v) => ctx.int::<u8>(v, &key("deprefer_prepend"), 1, MAX_PREPEND),
         None => Some(DEFAULT_DEPREFER_PREPEND),
     };
+    let deprefer_local_pref = optional(s.deprefer_local_pref.as_ref(), |v| {
+        let lp = ctx.int::<u32>(v, &key("deprefer_local_pref"), 0, i64::from(u32::MAX))?;
+        let normal = local_pref.flatten().unwrap_or(DEFAULT_LOCAL_PREF);
+        if lp >= normal {
+            ctx.err(
+                v.span(),
+                &key("deprefer_local_pref"),
+                format!(
+                    "{lp} is not lower than the normal LOCAL_PREF {normal} (`local_pref`): a \
+                     de-preferred route must lose to the normal ones"
+                ),
+            );
+            return None;
+        }
+        Some(lp)
+    });
     let deprefer_communities = match &s.deprefer_communities {
         Some(_) => list(
             ctx,
@@ -166,6 +182,7 @@ pub(crate) fn service(
         as_path_prepend: as_path_prepend?,
         on_down: on_down?,
         deprefer_prepend: deprefer_prepend?,
+        deprefer_local_pref: deprefer_local_pref?,
         deprefer_communities: deprefer_communities?,
         drain_file: drain_file?,
         drain_time: drain_time?,

@@ -3,11 +3,14 @@
 //!
 //! The primary slot holds the peer's session. When the peer connects while the primary is
 //! in OpenSent or OpenConfirm, the new connection gets a secondary session (never restarts
-//! on its own). As soon as one of the two has the peer's BGP Identifier (its OPEN was
-//! accepted), the tie-break runs: the connection opened by the speaker with the higher BGP
-//! Identifier (compared as u32; on a tie the higher ASN, RFC 6286 §2.3) survives, the other
-//! gets Cease/Connection Collision Resolution (Event 23 OpenCollisionDump). A surviving
-//! secondary takes over the primary's peer-wide state (damping, counters).
+//! on its own). Once *both* have received the peer's OPEN (both in OpenConfirm: §6.8
+//! resolves on receipt of an OPEN, against connections in OpenConfirm), the tie-break
+//! runs: the connection opened by the speaker with the higher BGP Identifier (compared as
+//! u32; on a tie the higher ASN, RFC 6286 §2.3) survives, the other gets Cease/Connection
+//! Collision Resolution (Event 23 OpenCollisionDump). If one reaches Established while
+//! the other has still no OPEN, it is the session, and the other is dumped when its OPEN
+//! arrives. A surviving secondary takes over the primary's peer-wide state (damping,
+//! counters).
 //!
 //! A connection arriving while the session is Established is closed (§6.8), as is a
 //! third connection.
@@ -116,24 +119,57 @@ impl Peer {
     }
 
     /// Collision resolution, then clean-up of a dead slot.
+    ///
+    /// RFC 4271 §6.8 resolves a collision "upon receipt of an OPEN message", against the
+    /// connections that are in OpenConfirm, i.e. that have received the peer's OPEN too.
+    /// So nothing is decided while one of the two connections has not seen an OPEN: if
+    /// the peer gives up the connection it was still opening (BIRD drops its outgoing
+    /// attempt once an OPEN arrives on its incoming one), the other simply goes on.
     fn settle(&mut self, now: Instant, out: &mut Vec<Action>) {
+        // The colliding connection came up first: it is the session now. The old primary,
+        // still opening, goes once its OPEN shows it collides with an Established
+        // connection (below), or when it fails.
+        if self.primary.state() != State::Established
+            && self
+                .secondary
+                .as_ref()
+                .is_some_and(|s| s.state() == State::Established)
+        {
+            if let Some(mut winner) = self.secondary.take() {
+                winner.adopt(&self.primary);
+                let mut loser = std::mem::replace(&mut self.primary, winner);
+                loser.role = Role::Secondary;
+                self.secondary = Some(loser);
+            }
+        }
         if let Some(sec) = self.secondary.as_ref() {
-            let remote_id = self.primary.remote_id().or(sec.remote_id());
-            let both_opening = matches!(self.primary.state(), State::OpenSent | State::OpenConfirm)
-                && matches!(sec.state(), State::OpenSent | State::OpenConfirm);
-            if let (Some(remote_id), true) = (remote_id, both_opening) {
-                let keep_primary = self.keep_primary(remote_id, sec);
-                if keep_primary {
+            match (self.primary.state(), sec.state()) {
+                // §6.8: "a connection collision with an existing BGP connection that is in
+                // the Established state causes closing of the newly created connection".
+                (State::Established, State::OpenConfirm) => {
                     if let Some(mut s) = self.secondary.take() {
                         out.extend(dump(&mut s, now));
                     }
-                } else if let Some(mut winner) = self.secondary.take() {
-                    // Peer-wide state moves over before the dump would count a failure.
-                    winner.adopt(&self.primary);
-                    let mut loser = std::mem::replace(&mut self.primary, winner);
-                    loser.role = Role::Secondary;
-                    out.extend(dump(&mut loser, now));
                 }
+                // Both have the peer's OPEN: the tie-break.
+                (State::OpenConfirm, State::OpenConfirm) => {
+                    if let Some(remote_id) = self.primary.remote_id() {
+                        if self.keep_primary(remote_id, sec) {
+                            if let Some(mut s) = self.secondary.take() {
+                                out.extend(dump(&mut s, now));
+                            }
+                        } else if let Some(mut winner) = self.secondary.take() {
+                            // Peer-wide state moves over before the dump would count a
+                            // failure.
+                            winner.adopt(&self.primary);
+                            let mut loser = std::mem::replace(&mut self.primary, winner);
+                            loser.role = Role::Secondary;
+                            out.extend(dump(&mut loser, now));
+                        }
+                    }
+                }
+                // One of them has not received an OPEN yet: wait for it.
+                _ => {}
             }
         }
         // A secondary that failed disappears; a primary that failed while the secondary

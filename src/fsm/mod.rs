@@ -9,9 +9,9 @@
 //! All six states. Events (RFC 4271 §8.1 numbering): 1 ManualStart, 2 ManualStop,
 //! 3/5/6/7 AutomaticStart (passive and damped variants), 4 ManualStart_with_Passive
 //! TcpEstablishment, 8 AutomaticStop, 9 ConnectRetryTimer_Expires, 10 HoldTimer_Expires,
-//! 11 KeepaliveTimer_Expires, 12 DelayOpenTimer_Expires, 13 IdleHoldTimer_Expires,
+//! 11 KeepaliveTimer_Expires, 13 IdleHoldTimer_Expires,
 //! 14/17 TcpConnection_Valid/TcpConnectionConfirmed, 16 Tcp_CR_Acked,
-//! 18 TcpConnectionFails, 19/20 BGPOpen (with and without DelayOpen), 21 BGPHeaderErr,
+//! 18 TcpConnectionFails, 19 BGPOpen, 21 BGPHeaderErr,
 //! 22 BGPOpenMsgErr, 23 OpenCollisionDump, 24 NotifMsgVerErr, 25 NotifMsg,
 //! 26 KeepAliveMsg, 27 UpdateMsg, 28 UpdateMsgErr. Event 15 Tcp_CR_Invalid is the
 //! listener's business (unknown sources never reach a peer).
@@ -20,8 +20,7 @@
 //! - Idle → Connect on a start (Action::Connect), → Active on a passive start;
 //!   Idle → Connect/Active when the IdleHoldTimer expires after a failure.
 //! - Connect → OpenSent on Tcp_CR_Acked (OPEN sent; hold timer = 4 min);
-//!   with DelayOpen, Connect/Active wait for DelayOpenTimer (→ OpenSent) or the peer's OPEN
-//!   (→ OpenConfirm, our OPEN + KEEPALIVE sent). Connect → Connect on ConnectRetry expiry
+//!   Connect → Connect on ConnectRetry expiry
 //!   (new attempt); Connect → Idle on TcpConnectionFails.
 //! - Active → OpenSent on TcpConnectionConfirmed; Active → Connect on ConnectRetry expiry
 //!   unless passive (then it keeps listening: a deviation, passive peers never connect).
@@ -37,7 +36,7 @@
 //!
 //! # Timers
 //! ConnectRetry (jittered 0.75–1.0, RFC 4271 §10), Hold, Keepalive (hold/3, jittered),
-//! DelayOpen, IdleHold and the RFC 9687 SendHold, all deadlines. IdleHold implements
+//! IdleHold and the RFC 9687 SendHold, all deadlines. IdleHold implements
 //! DampPeerOscillations: every failure doubles the next IdleHoldTime from
 //! [`Config::idle_hold`] up to [`Config::idle_hold_max`]; an Established period of
 //! [`Config::idle_hold_stable`] resets it; NotifMsgVerErr does not count as a failure.

@@ -38,7 +38,6 @@ struct Timers {
     connect_retry: Option<Instant>,
     hold: Option<Instant>,
     keepalive: Option<Instant>,
-    delay_open: Option<Instant>,
     idle_hold: Option<Instant>,
     send_hold: Option<Instant>,
 }
@@ -49,18 +48,16 @@ impl Timers {
             Timer::ConnectRetry => &mut self.connect_retry,
             Timer::Hold => &mut self.hold,
             Timer::Keepalive => &mut self.keepalive,
-            Timer::DelayOpen => &mut self.delay_open,
             Timer::IdleHold => &mut self.idle_hold,
             Timer::SendHold => &mut self.send_hold,
         }
     }
 
-    fn all(&self) -> [(Timer, Option<Instant>); 6] {
+    fn all(&self) -> [(Timer, Option<Instant>); 5] {
         [
             (Timer::SendHold, self.send_hold),
             (Timer::Hold, self.hold),
             (Timer::Keepalive, self.keepalive),
-            (Timer::DelayOpen, self.delay_open),
             (Timer::ConnectRetry, self.connect_retry),
             (Timer::IdleHold, self.idle_hold),
         ]
@@ -253,7 +250,6 @@ impl Session {
                 Timer::ConnectRetry => self.on_connect_retry_expires(now, &mut out),
                 Timer::Hold => self.on_hold_expires(now, &mut out),
                 Timer::Keepalive => self.on_keepalive_expires(now, &mut out),
-                Timer::DelayOpen => self.on_delay_open_expires(now, &mut out),
                 Timer::IdleHold => self.on_idle_hold_expires(now, &mut out),
                 Timer::SendHold => self.on_send_hold_expires(now, &mut out),
             }
@@ -582,32 +578,15 @@ impl Session {
         self.connecting = false;
         self.conn = Some((conn, dir));
         self.set(Timer::ConnectRetry, None);
-        if let Some(d) = self.cfg.delay_open {
-            // DelayOpen: stay in Connect/Active until the timer or the peer's OPEN.
-            self.set(Timer::DelayOpen, Some(now + d));
-        } else {
-            self.send_open(now, out);
-            self.set(Timer::Hold, Some(now + self.cfg.open_hold));
-            self.transition(now, State::OpenSent, None, out);
-        }
-    }
-
-    fn on_delay_open_expires(&mut self, now: Instant, out: &mut Vec<Action>) {
-        match self.state {
-            State::Connect | State::Active if self.conn.is_some() => {
-                self.send_open(now, out);
-                self.set(Timer::Hold, Some(now + self.cfg.open_hold));
-                self.transition(now, State::OpenSent, None, out);
-            }
-            _ => self.fsm_error(now, "DelayOpenTimer_Expires", out),
-        }
+        self.send_open(now, out);
+        self.set(Timer::Hold, Some(now + self.cfg.open_hold));
+        self.transition(now, State::OpenSent, None, out);
     }
 
     fn on_connect_retry_expires(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.state {
             State::Connect => {
                 // Give up on the attempt and start another one.
-                self.set(Timer::DelayOpen, None);
                 if let Some((conn, _)) = self.conn.take() {
                     out.push(Action::Close { conn });
                 }
@@ -633,13 +612,6 @@ impl Session {
 
     fn on_tcp_fails(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.state {
-            State::Connect | State::Active if self.timers.delay_open.is_some() => {
-                // The peer went away while we were delaying our OPEN: keep listening.
-                self.set(Timer::DelayOpen, None);
-                self.conn = None;
-                self.start_connect_retry(now);
-                self.transition(now, State::Active, Some(DownReason::TcpFailed), out);
-            }
             State::Idle => {}
             _ => {
                 self.connecting = false;
@@ -649,16 +621,12 @@ impl Session {
     }
 
     fn on_open(&mut self, now: Instant, open: anyguard_proto::OpenMessage, out: &mut Vec<Action>) {
-        let delayed = matches!(self.state, State::Connect | State::Active)
-            && self.timers.delay_open.is_some();
-        if !(delayed || self.state == State::OpenSent) {
+        if self.state != State::OpenSent {
             return self.fsm_error(now, "BGPOpen", out);
         }
         match check_open(&self.cfg, &open) {
             Err(n) => {
-                // Event 22 BGPOpenMsgErr. With DelayOpen our OPEN is not out yet: RFC 4271
-                // §8.2.2 lets us notify anyway (SendNOTIFICATIONwithoutOPEN), which helps
-                // the peer's operator more than a silent close.
+                // Event 22 BGPOpenMsgErr.
                 self.close_to_idle(
                     now,
                     Some(n.clone()),
@@ -670,12 +638,7 @@ impl Session {
             Ok(neg) => {
                 self.remote_id = Some(neg.remote_id);
                 self.negotiated = Some(neg);
-                self.set(Timer::DelayOpen, None);
                 self.set(Timer::ConnectRetry, None);
-                if delayed {
-                    // Event 20: our OPEN goes out now, straight to OpenConfirm.
-                    self.send_open(now, out);
-                }
                 self.send(now, Message::Keepalive, out);
                 self.start_keepalive_timer(now);
                 self.restart_hold_timer(now);

@@ -229,72 +229,19 @@ fn tcp_failure_in_connect_goes_idle_and_restarts_after_idle_hold() {
 }
 
 #[test]
-fn keepalive_in_connect_is_an_error_without_notification() {
-    let t0 = Instant::now();
-    // DelayOpen keeps a connection in Connect.
-    let mut c = cfg();
-    c.delay_open = Some(secs(5));
-    let mut s = Session::new(c);
-    s.handle(t0, Event::ManualStart);
-    s.handle(t0, Event::TcpCrAcked(C1));
-    assert_eq!(s.state(), State::Connect);
-    let a = s.handle(t0, Event::Keepalive(C1));
-    assert_eq!(s.state(), State::Idle);
-    assert!(notification(&a).is_none());
-    assert!(closes(&a, C1));
-}
-
-// ----- DelayOpen ------------------------------------------------------------------------
-
-#[test]
-fn delay_open_holds_our_open_until_the_timer_expires() {
+fn an_accepted_connection_gets_our_open_at_once_there_is_no_delay_open() {
+    // Issue 12 finding 10: DelayOpen had no config path, and a second connection while it
+    // ran replaced the first without closing it. It is gone: every connection the FSM
+    // takes gets our OPEN at once, and a second one meets collision detection in OpenSent.
     let t0 = Instant::now();
     let mut c = cfg();
-    c.delay_open = Some(secs(5));
-    let mut s = Session::new(c);
-    s.handle(t0, Event::ManualStart);
-    let a = s.handle(t0, Event::TcpCrAcked(C1));
-    assert!(sent(&a).is_empty());
-    assert_eq!(s.state(), State::Connect);
-    assert_eq!(s.timer(Timer::DelayOpen), Some(t0 + secs(5)));
-    let a = s.handle_timeout(t0 + secs(5));
-    assert!(matches!(sent(&a)[0], Message::Open(_)));
-    assert_eq!(s.state(), State::OpenSent);
-}
-
-#[test]
-fn open_during_delay_open_answers_open_and_keepalive_and_enters_openconfirm() {
-    let t0 = Instant::now();
-    let mut c = cfg();
-    c.delay_open = Some(secs(5));
     c.passive = true;
     let mut s = Session::new(c);
     s.handle(t0, Event::ManualStart);
-    s.handle(t0, Event::TcpConnectionConfirmed(C1));
     assert_eq!(s.state(), State::Active);
-    let a = s.handle(t0 + secs(1), Event::Open(C1, peer_open(65002, PEER_ID, 90)));
-    let m = sent(&a);
-    assert!(matches!(m[0], Message::Open(_)));
-    assert_eq!(m[1], &Message::Keepalive);
-    assert_eq!(s.state(), State::OpenConfirm);
-    assert_eq!(s.timer(Timer::DelayOpen), None);
-}
-
-#[test]
-fn tcp_failure_during_delay_open_keeps_listening_in_active() {
-    let t0 = Instant::now();
-    let mut c = cfg();
-    c.delay_open = Some(secs(5));
-    let mut s = Session::new(c);
-    s.handle(t0, Event::ManualStart);
-    s.handle(t0, Event::TcpCrAcked(C1));
-    s.handle(t0, Event::TcpConnectionFails(C1));
-    assert_eq!(s.state(), State::Active);
-    // Not passive: ConnectRetry expiry in Active connects again.
-    let at = s.timer(Timer::ConnectRetry).unwrap();
-    let a = s.handle_timeout(at);
-    assert!(a.contains(&Action::Connect));
-    assert_eq!(s.state(), State::Connect);
+    let a = s.handle(t0, Event::TcpConnectionConfirmed(C1));
+    assert!(matches!(sent(&a)[..], [Message::Open(_)]), "{a:?}");
+    assert_eq!(s.state(), State::OpenSent);
 }
 
 // ----- OpenSent / OpenConfirm / Established ---------------------------------------------
@@ -428,6 +375,30 @@ fn keepalives_are_never_closer_than_one_second_with_a_three_second_hold_time() {
         s.handle(t, Event::Keepalive(C1));
     }
     assert!(sent_count >= 40, "{sent_count}");
+}
+
+#[test]
+fn messages_up_to_65535_octets_are_received_whether_or_not_the_peer_advertised_extended_message() {
+    // Issue 12 finding 4 (RFC 8654 §4): we always advertise capability 6, so we must
+    // receive up to 65535 octets; we send more than 4096 only to a peer that advertised it.
+    let t0 = Instant::now();
+    let s = established(cfg(), t0); // the peer's OPEN has no Extended Message
+    let n = s.negotiated().unwrap();
+    assert!(!n.extended_message);
+    assert!(super::open::build_open(&cfg(), false)
+        .capabilities
+        .contains(&Capability::ExtendedMessage));
+    let ctx = n.decode_context();
+    // A 5000-octet NOTIFICATION (Cease/2 with a long reason) decodes.
+    let mut frame = vec![0xff; 16];
+    frame.extend_from_slice(&5000u16.to_be_bytes());
+    frame.push(3);
+    frame.extend_from_slice(&[6, 2]);
+    frame.resize(5000, b'x');
+    assert!(Message::decode(&frame, &ctx).is_ok());
+    // What we send stays within 4096.
+    assert_eq!(n.max_message_len(), 4096);
+    assert!(!n.encode_context().extended_message);
 }
 
 #[test]

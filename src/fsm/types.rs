@@ -97,8 +97,6 @@ pub struct Config {
     pub connect_retry: Duration,
     /// PassiveTcpEstablishment: never initiate the TCP connection (mode `passive`).
     pub passive: bool,
-    /// DelayOpen / DelayOpenTime: wait this long for the peer's OPEN before sending ours.
-    pub delay_open: Option<Duration>,
     /// DampPeerOscillations: first IdleHoldTime after a failure.
     pub idle_hold: Duration,
     /// Cap of the doubling IdleHoldTime.
@@ -129,7 +127,6 @@ impl Config {
             hold_time: Duration::from_secs(90),
             connect_retry: Duration::from_secs(30),
             passive: false,
-            delay_open: None,
             idle_hold: Duration::from_secs(1),
             idle_hold_max: Duration::from_secs(120),
             idle_hold_stable: Duration::from_secs(300),
@@ -277,7 +274,14 @@ impl Negotiated {
     pub fn decode_context(&self) -> DecodeContext {
         DecodeContext {
             four_octet_as: self.four_octet_as,
-            extended_message: self.extended_message,
+            // RFC 8654 §4: "An implementation that advertises the BGP Extended Message
+            // Capability MUST be capable of receiving a message with a Length up to and
+            // including 65535 octets." Our OPEN always advertises it (`build_open`), so
+            // what we accept does not depend on the peer's OPEN; only what we *send* does
+            // (§4: "MAY send Extended Messages to its peer only if it has received" it:
+            // `encode_context`, `max_message_len`). A 5000-octet NOTIFICATION from a peer
+            // without the capability keeps its reason instead of becoming our 1/2.
+            extended_message: true,
             add_path_ipv4: false,
             add_path_ipv6: false,
         }
@@ -438,8 +442,6 @@ pub enum Timer {
     Hold,
     /// Event 11.
     Keepalive,
-    /// Event 12.
-    DelayOpen,
     /// Event 13.
     IdleHold,
     /// RFC 9687.

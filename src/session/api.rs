@@ -42,8 +42,6 @@ pub struct LocalSpeaker {
 /// Session timers that operators rarely touch (defaults in [`Tuning::default`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Tuning {
-    /// DelayOpen (RFC 4271 §8.1.1), off by default.
-    pub delay_open: Option<Duration>,
     /// First reconnect delay after a failure; doubles per failure (1 s).
     pub idle_hold: Duration,
     /// Cap of the reconnect delay (60 s).
@@ -57,7 +55,6 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            delay_open: None,
             idle_hold: Duration::from_secs(1),
             idle_hold_max: Duration::from_secs(60),
             idle_hold_stable: Duration::from_secs(300),

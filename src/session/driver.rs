@@ -718,10 +718,15 @@ impl Actor {
             return; // BoRR/EoRR from the peer: we keep no Adj-RIB-In.
         }
         let Some(up) = self.up.as_ref() else { return };
+        // RFC 2918 §4, RFC 7313 §4: a request for an <AFI, SAFI> that was not advertised
+        // at session establishment is ignored (no BoRR/EoRR either).
         let v6 = match (rr.afi, rr.safi) {
-            (Afi::Ipv4, Safi::Unicast) => false,
-            (Afi::Ipv6, Safi::Unicast) => true,
-            _ => return,
+            (Afi::Ipv4, Safi::Unicast) if up.ctx.ipv4_unicast => false,
+            (Afi::Ipv6, Safi::Unicast) if up.ctx.ipv6_unicast => true,
+            _ => {
+                debug!(afi = ?rr.afi, safi = ?rr.safi, "route refresh for a family not negotiated: ignored");
+                return;
+            }
         };
         let part: RibOut = up
             .sent

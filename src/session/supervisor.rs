@@ -23,7 +23,6 @@ pub fn fsm_config(cfg: &PeerConfig, local: &LocalSpeaker) -> fsm::Config {
     c.hold_time = cfg.hold_time;
     c.connect_retry = cfg.connect_retry;
     c.passive = cfg.mode == PeerMode::Passive;
-    c.delay_open = local.tuning.delay_open;
     c.idle_hold = local.tuning.idle_hold;
     c.idle_hold_max = local.tuning.idle_hold_max;
     c.idle_hold_stable = local.tuning.idle_hold_stable;

@@ -19,7 +19,7 @@ use ipnet::{IpNet, Ipv4Net};
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
-use crate::fakepeer::{self, FakePeer, WAIT};
+use crate::fakepeer::{self, FakeError, FakePeer, WAIT};
 
 const LOCAL_ASN: u32 = 65001;
 const PEER_ASN: u32 = 65002;
@@ -360,6 +360,64 @@ async fn route_refresh_resends_the_adj_rib_out() {
 }
 
 #[tokio::test]
+async fn route_refresh_for_a_family_we_did_not_advertise_is_ignored() {
+    // Issue 12 finding 9. RFC 2918 §4 / RFC 7313 §4: a ROUTE-REFRESH for an <AFI, SAFI> we
+    // did not advertise "shall" be ignored — with Enhanced Route Refresh it got a BoRR and
+    // an EoRR for IPv6 on an IPv4-only session.
+    let (l, port) = listener().await;
+    let h = start(
+        peer_config(port, PeerMode::Active, 90),
+        local(),
+        rib(&["203.0.113.0/24"]),
+    );
+    let mut p = FakePeer::accept(&l).await;
+    let mut open = fakepeer::open(PEER_ASN, PEER_ID, 90, true, true);
+    open.capabilities
+        .push(anyguard_proto::Capability::EnhancedRouteRefresh);
+    let ours = p.establish(open).await;
+    assert!(!ours
+        .capabilities
+        .contains(&anyguard_proto::Capability::Multiprotocol {
+            afi: Afi::Ipv6,
+            safi: Safi::Unicast
+        }));
+    p.expect_update().await; // the route
+    let request = |afi| {
+        Message::RouteRefresh(RouteRefreshMessage {
+            afi,
+            subtype: RefreshSubtype::Request,
+            safi: Safi::Unicast,
+        })
+    };
+    p.send(&request(Afi::Ipv6)).await;
+    p.send(&request(Afi::Ipv4)).await;
+    // The IPv4 request is answered, BoRR, route, EoRR; nothing came for IPv6 before it.
+    let framing = |subtype| {
+        Message::RouteRefresh(RouteRefreshMessage {
+            afi: Afi::Ipv4,
+            subtype,
+            safi: Safi::Unicast,
+        })
+    };
+    let mut got = Vec::new();
+    for _ in 0..20 {
+        let m = p.recv_skip_keepalives().await.unwrap();
+        let end = m == framing(RefreshSubtype::End);
+        got.push(m);
+        if end {
+            break;
+        }
+    }
+    assert_eq!(got.len(), 3, "{got:?}");
+    assert_eq!(got[0], framing(RefreshSubtype::Begin), "{got:?}");
+    assert!(
+        matches!(&got[1], Message::Update(u) if u.nlri.len() == 1),
+        "{got:?}"
+    );
+    drop(h);
+}
+
+#[tokio::test]
 async fn graceful_restart_sends_end_of_rib_after_the_initial_updates() {
     let (_h, mut p, _l) = established(
         |c| {
@@ -672,6 +730,17 @@ async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() 
     let mut b = FakePeer::connect(listener.local_addr()).await.unwrap();
     b.expect_open().await;
     b.send(&Message::Open(fakepeer::open(
+        PEER_ASN, PEER_ID, 90, true, false,
+    )))
+    .await;
+    // RFC 4271 §6.8 resolves on receipt of an OPEN against connections in OpenConfirm:
+    // nothing is decided while A has not received one (issue 12 finding 7).
+    match a.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("A was resolved before its OPEN: {other:?}"),
+    }
+    // Like a real router, we answer on A too; now both have an OPEN and the tie-break runs.
+    a.send(&Message::Open(fakepeer::open(
         PEER_ASN, PEER_ID, 90, true, false,
     )))
     .await;
