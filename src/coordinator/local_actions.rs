@@ -212,7 +212,7 @@ impl LocalActions {
         initial_done: bool,
     ) {
         if initial_done && !self.stale.is_empty() {
-            self.remove_stale(core, state);
+            self.remove_stale(core, confirmed, state);
         }
         let config = Arc::clone(core.config());
         let wishes: Vec<Wish<'_>> = config
@@ -247,8 +247,11 @@ impl LocalActions {
     /// The addresses an earlier run recorded: those of a service announced now belong to
     /// the ledger (it added them again, idempotently, before announcing); every other one
     /// is removed — the service is not up, or no longer has that address, or is no longer
-    /// configured. Only recorded addresses go, never one an operator put there.
-    fn remove_stale(&mut self, core: &Core, state: &mut StateFile) {
+    /// configured. Only recorded addresses go, never one an operator put there, and only
+    /// once every established peer has confirmed routes without the service's prefixes
+    /// (the initial routes and End-of-RIB are on the wire, so no router forwards to the
+    /// address on the previous run's routes any more).
+    fn remove_stale(&mut self, core: &Core, confirmed: &Confirmed, state: &mut StateFile) {
         for saved in std::mem::take(&mut self.stale) {
             // A service announced now with this address configured: the ledger added it
             // again (idempotently) before announcing, and records it under its own name.
@@ -267,6 +270,16 @@ impl LocalActions {
                         tracing::error!(error = %e, "cannot update the state file");
                     }
                 }
+                continue;
+            }
+            let prefixes = core
+                .config()
+                .services
+                .iter()
+                .find(|s| s.name == saved.service)
+                .map_or(&[][..], |s| &s.prefixes[..]);
+            if !withdrawn_everywhere(confirmed, prefixes) {
+                self.stale.push(saved);
                 continue;
             }
             tracing::info!(
