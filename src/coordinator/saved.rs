@@ -40,7 +40,7 @@ pub(super) fn open(config: &Config, options: &RunOptions) -> Result<StateFile, S
     );
     if options.dry_run {
         tracing::warn!(path = %path.display(), "dry run: the state file is read, never written");
-        return Ok(state.detach());
+        return Ok(state.read_only());
     }
     Ok(state)
 }
@@ -167,6 +167,9 @@ pub(super) fn update(
 
 fn saved_note(message: String, state: &StateFile, result: Result<(), StateError>) -> String {
     match (result, state.path()) {
+        (Ok(()), Some(_)) if state.is_read_only() => {
+            format!("{message}; not saved (dry run: the state file is never written)")
+        }
         (Ok(()), Some(p)) => format!("{message}; saved in {}", p.display()),
         (Ok(()), None) => format!("{message}; not kept across a restart (no state file)"),
         (Err(e), _) => format!("{message}; NOT saved, it is lost at a restart: {e}"),

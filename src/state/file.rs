@@ -70,6 +70,8 @@ pub struct StateFile {
     doc: StateDocument,
     /// The document in memory is not what the file holds (the last write failed).
     dirty: bool,
+    /// Read, never written (a dry run).
+    read_only: bool,
     last_write: Option<StateWriteStatus>,
 }
 
@@ -85,14 +87,23 @@ impl StateFile {
             path,
             doc,
             dirty: false,
+            read_only: false,
             last_write: None,
         })
     }
 
-    /// The same document, kept in memory only from now on (a dry run reads the file but
-    /// must not write it: the real daemon may be using it).
-    pub fn detach(self) -> Self {
-        StateFile { path: None, ..self }
+    /// The same file, never written: changes stay in memory (a dry run reads the file
+    /// but must not write it: the real daemon may be using it).
+    pub fn read_only(self) -> Self {
+        StateFile {
+            read_only: true,
+            ..self
+        }
+    }
+
+    /// Whether changes stay in memory although there is a file ([`StateFile::read_only`]).
+    pub fn is_read_only(&self) -> bool {
+        self.read_only
     }
 
     /// Where the file is, if there is one.
@@ -131,7 +142,7 @@ impl StateFile {
     }
 
     fn write(&mut self, wall: SystemTime) -> Result<(), StateError> {
-        let Some(path) = &self.path else {
+        let Some(path) = self.path.as_ref().filter(|_| !self.read_only) else {
             return Ok(());
         };
         let result = write_atomic(path, self.doc.render().as_bytes());
@@ -315,6 +326,21 @@ mod tests {
             )),
             "{e}"
         );
+    }
+
+    #[test]
+    fn a_read_only_state_file_is_never_written() {
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("state.json");
+        let mut state = StateFile::open(Some(path.clone()))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .read_only();
+        state
+            .update(SystemTime::now(), |d| d.set_drain("web", drain("")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert!(state.document().drains.contains_key("web"));
+        assert!(!path.exists());
+        assert_eq!(state.path(), Some(path.as_path()));
     }
 
     #[test]

@@ -756,3 +756,63 @@ async fn a_drain_the_guard_held_is_held_again_after_sigkill_not_withdrawn() {
     assert!(status.success(), "exit {status:?}; log:\n{}", files.log());
     b.shutdown().await;
 }
+
+/// A dry run honours the saved drains (a drained service is shown drained, restored) but
+/// never writes the state file: the real daemon may be running with the same one.
+#[tokio::test]
+async fn a_dry_run_reads_the_state_file_and_never_writes_it() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let files = Files::new(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    std::fs::create_dir(&files.state_dir).unwrap();
+    let path = files.state_dir.join("state.json");
+    let text = r#"{"version": 1, "drains": {"web": {"reason": "rack 4", "at": "2026-12-07T09:00:00.000Z", "withdrawn": true}}}"#;
+    std::fs::write(&path, text).unwrap();
+    let config = anyguard::config::load(&files.config).unwrap_or_else(|e| panic!("{e}"));
+    let (signals, rx) = mpsc::channel(4);
+    let options = RunOptions {
+        dry_run: true,
+        ..RunOptions::default()
+    };
+    let task = tokio::spawn(run(config, options, rx));
+    wait_state(status_port, "drained").await;
+    let doc = status_doc(status_port).await;
+    assert_eq!(
+        doc["services"][0]["reason"],
+        format!(
+            "drained by operator (restored from state file {}, drained at 2026-12-07T09:00:00.000Z): rack 4",
+            path.display()
+        ),
+        "{doc}"
+    );
+    let (code, body) = post(status_port, "/services/web/undrain", TOKEN, "").await;
+    assert_eq!(code, 200, "{body}");
+    assert!(
+        body.contains("undrained; not saved (dry run: the state file is never written)"),
+        "{body}"
+    );
+    wait_state(status_port, "up").await;
+    assert_eq!(
+        std::fs::read_to_string(&path).unwrap(),
+        text,
+        "the dry run wrote the file"
+    );
+    let doc = status_doc(status_port).await;
+    assert_eq!(
+        doc["daemon"]["state_file"]["last_write"],
+        serde_json::Value::Null,
+        "{doc}"
+    );
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
+    assert_eq!(std::fs::read_to_string(&path).unwrap(), text);
+}
