@@ -78,6 +78,9 @@ pub struct SessionContext {
     pub ipv4_unicast: bool,
     /// IPv6 unicast was negotiated (RFC 4760).
     pub ipv6_unicast: bool,
+    /// Our link-local address on the link the peer is directly connected to: sent besides
+    /// the global next hop of "self" IPv6 routes (RFC 2545 §3, next hop length 32).
+    pub link_local_v6: Option<Ipv6Addr>,
 }
 
 /// How a service's prefixes are presented to the peers right now. Chosen by the service
@@ -310,17 +313,22 @@ fn push_announcements(
     let common = common_attributes(attrs, ctx);
     let common_len: usize = common.iter().map(attribute_len).sum();
     if v6 {
-        // MP_REACH_NLRI value: AFI 2 + SAFI 1 + NH len 1 + NH 16 + reserved 1 + NLRI.
+        // RFC 2545 §3: to a directly connected peer, our own ("self") global next hop goes
+        // with the link-local address of the same interface; a fixed next hop is another
+        // host's, whose link-local address we do not know.
+        let link_local = ctx.link_local_v6.filter(|_| attrs.next_hop.is_none());
+        // MP_REACH_NLRI value: AFI 2 + SAFI 1 + NH len 1 + NH 16 (32) + reserved 1 + NLRI.
+        let nh_len = if link_local.is_some() { 32 } else { 16 };
         let room = ctx
             .max_message_len
-            .saturating_sub(UPDATE_OVERHEAD + common_len + 4 + 21);
+            .saturating_sub(UPDATE_OVERHEAD + common_len + 4 + 5 + nh_len);
         for chunk in chunks(prefixes, room) {
             let mut attributes = common.clone();
             attributes.push(PathAttribute::MpReach(MpReach {
                 afi: Afi::Ipv6,
                 safi: Safi::Unicast,
                 next_hop,
-                link_local_next_hop: None,
+                link_local_next_hop: link_local,
                 nlri: chunk.to_vec(),
             }));
             sort_attributes(&mut attributes);
@@ -540,6 +548,7 @@ mod tests {
             max_message_len: 4096,
             ipv4_unicast: true,
             ipv6_unicast: true,
+            link_local_v6: None,
         }
     }
 

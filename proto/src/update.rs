@@ -158,6 +158,14 @@ pub(crate) fn walk<'a, V: UpdateVisitor<'a>>(
             break;
         };
         i = rest;
+        // RFC 6793 §4.1: AS4_PATH and AS4_AGGREGATOR received from a NEW (4-octet)
+        // speaker "MUST" be discarded, and the UPDATE processed as if they were absent:
+        // the 4-octet AS_PATH and AGGREGATOR already carry the truth.
+        if ctx.four_octet_as
+            && matches!(a.type_code, type_code::AS4_PATH | type_code::AS4_AGGREGATOR)
+        {
+            continue;
+        }
         if !seen.insert(a.type_code) {
             if a.type_code == type_code::MP_REACH_NLRI || a.type_code == type_code::MP_UNREACH_NLRI
             {

@@ -447,3 +447,53 @@ fn encoding_refuses_to_truncate() {
     };
     assert!(Message::Update(big).encode(&ext, &mut out).is_ok());
 }
+
+#[test]
+fn an_as_sequence_over_255_asns_is_split_into_segments_and_a_set_is_refused() {
+    // Issue 12 (minor): RFC 4271 §9.1.2.2 b prepends a new AS_SEQUENCE segment when one
+    // is full; a path of 300 ASNs is two segments on the wire, 255 then 45.
+    use anyguard_proto::{
+        AsPath, AsPathSegment, AsPathSegmentType, EncodeContext, EncodeError, PathAttribute,
+        UpdateMessage,
+    };
+    let path = |kind| AsPath {
+        segments: vec![AsPathSegment {
+            kind,
+            asns: (1..=300).collect(),
+        }],
+    };
+    let update = |p| UpdateMessage {
+        attributes: vec![PathAttribute::AsPath(p)],
+        ..Default::default()
+    };
+    let ctx = EncodeContext {
+        four_octet_as: true,
+        ..EncodeContext::default()
+    };
+    let mut out = bytes::BytesMut::new();
+    Message::Update(update(path(AsPathSegmentType::Sequence)))
+        .encode(&ctx, &mut out)
+        .unwrap();
+    let decoded = Message::decode_lenient(
+        &out,
+        &DecodeContext {
+            four_octet_as: true,
+            ..DecodeContext::default()
+        },
+    )
+    .unwrap();
+    let Message::Update(u) = decoded.message else {
+        panic!()
+    };
+    let Some(PathAttribute::AsPath(p)) = u.attributes.first() else {
+        panic!("{u:?}")
+    };
+    let lens: Vec<usize> = p.segments.iter().map(|s| s.asns.len()).collect();
+    assert_eq!(lens, [255, 45]);
+    assert_eq!(p.route_len(), 300);
+    let all: Vec<u32> = p.segments.iter().flat_map(|s| s.asns.clone()).collect();
+    assert_eq!(all, (1..=300).collect::<Vec<u32>>());
+    // A set of 300 cannot be split without changing the path length.
+    let r = Message::Update(update(path(AsPathSegmentType::Set))).encode(&ctx, &mut out);
+    assert!(matches!(r, Err(EncodeError::TooLarge { .. })), "{r:?}");
+}

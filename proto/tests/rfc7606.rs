@@ -263,6 +263,34 @@ fn rfc6793_malformed_as4_path_and_as4_aggregator_are_discarded() {
 }
 
 #[test]
+fn rfc6793_as4_path_and_as4_aggregator_from_a_four_octet_speaker_are_discarded() {
+    // Issue 12 (minor). RFC 6793 §4.1: from a NEW speaker they "MUST" be discarded; they
+    // were kept. Well-formed or not, they are dropped without a finding.
+    let four = ctx4();
+    let base = format!("{ORIGIN} {AS_PATH4} {NEXT_HOP}");
+    for as4 in [
+        "c0 11 06 02 01 0000fde9",
+        "c0 11 03 02 01 00",
+        "c0 12 08 0000fde9 c6120001",
+    ] {
+        let f = update(&format!("{base} {as4}"), NLRI);
+        assert_eq!(action(&f, &four), None, "{as4}");
+        let Message::Update(u) = Message::decode(&f, &four).unwrap() else {
+            panic!()
+        };
+        assert!(
+            u.attributes.iter().all(|a| !matches!(
+                a,
+                PathAttribute::As4Path(_) | PathAttribute::As4Aggregator { .. }
+            )),
+            "{as4}: {:?}",
+            u.attributes
+        );
+        assert_eq!(u.nlri.len(), 1);
+    }
+}
+
+#[test]
 fn rfc8092_large_community_not_a_multiple_of_twelve_is_treat_as_withdraw() {
     taw(&with("c0 20 08 0000fde9 00000001"));
 }

@@ -180,6 +180,8 @@ pub struct PeerConfig {
     pub next_hop_v4: Option<Ipv4Addr>,
     /// Next hop for IPv6 routes when the service says "self" (default: local socket address).
     pub next_hop_v6: Option<std::net::Ipv6Addr>,
+    /// Reconnect back-off; `None` for the daemon's defaults (1 s doubling to 60 s).
+    pub reconnect: Option<Reconnect>,
 }
 
 /// Max-prefix limit.
@@ -190,6 +192,27 @@ pub struct MaxPrefixes {
     /// Reconnect after this long; stay down until an operator acts if `None`.
     pub restart: Option<Duration>,
 }
+
+/// Reconnect back-off of a peer (`reconnect`): the first wait after a failure, doubled
+/// per further failure up to the cap (RFC 4271 §8.1.1 DampPeerOscillations).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Reconnect {
+    /// First wait after a failure (default 1 s).
+    pub min: Duration,
+    /// Cap of the doubling wait (default 60 s).
+    pub max: Duration,
+}
+
+/// The reconnect back-off of a peer without `reconnect`.
+pub const DEFAULT_RECONNECT: Reconnect = Reconnect {
+    min: Duration::from_secs(1),
+    max: Duration::from_secs(60),
+};
+
+/// Shortest `reconnect.min`: a reconnect loop faster than this only loads the router.
+pub const MIN_RECONNECT: Duration = Duration::from_millis(100);
+/// Longest `reconnect.max`.
+pub const MAX_RECONNECT: Duration = Duration::from_secs(3600);
 
 /// Graceful restart parameters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -128,6 +128,11 @@ pub struct RawPeer {
     /// Intervals from 10 ms to 60 s, multiplier 1 to 255; defaults 300 ms, 300 ms, 3.
     /// Default off.
     pub bfd: Option<Spanned<RawBfd>>,
+    /// Reconnect back-off after a failure: `{ min = "1s", max = "60s" }`. The first
+    /// reconnect waits `min`, every further failure doubles the wait up to `max`, and 5
+    /// minutes Established reset it (RFC 4271 §8.1.1 DampPeerOscillations). Default 1 s
+    /// and 60 s.
+    pub reconnect: Option<Spanned<RawReconnect>>,
     /// Negotiate IPv4 unicast. Default: true if any service has an IPv4 prefix.
     pub ipv4: Option<Spanned<bool>>,
     /// Negotiate IPv6 unicast (RFC 4760). Default: true if any service has an IPv6 prefix.
@@ -313,6 +318,16 @@ pub enum RawGracefulRestart {
 pub struct RawGracefulRestartTable {
     /// Restart Time advertised (RFC 4724 §3), 1..=4095 s. Default 10 s.
     pub restart_time: Option<Spanned<RawDuration>>,
+}
+
+/// `reconnect = { min = "1s", max = "60s" }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawReconnect {
+    /// First wait after a failure.
+    pub min: Option<Spanned<RawDuration>>,
+    /// Cap of the doubling wait.
+    pub max: Option<Spanned<RawDuration>>,
 }
 
 /// `bfd`: a boolean or a table.

@@ -540,7 +540,7 @@ fn unknown_keys_are_rejected_by_name_with_their_path() {
             "t.toml:7:1: peer[0].hold_tme: unknown field `hold_tme`, expected one of `name`, \
              `address`, `port`, `local_address`, `remote_asn`, `mode`, `hold_time`, \
              `connect_retry`, `md5_key_file`, `ttl_security`, `max_prefixes`, \
-             `graceful_restart`, `bfd`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`"
+             `graceful_restart`, `bfd`, `reconnect`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`"
         ]
     );
 }
@@ -766,7 +766,7 @@ fn every_unknown_key_and_type_error_is_reported_in_one_run() {
             "t.toml:7:1: peer[0].hold_tme: unknown field `hold_tme`, expected one of `name`, \
              `address`, `port`, `local_address`, `remote_asn`, `mode`, `hold_time`, \
              `connect_retry`, `md5_key_file`, `ttl_security`, `max_prefixes`, \
-             `graceful_restart`, `bfd`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`",
+             `graceful_restart`, `bfd`, `reconnect`, `ipv4`, `ipv6`, `next_hop_v4`, `next_hop_v6`",
             "t.toml:8:8: peer[0].port: invalid type: string \"179\", expected i64",
             "t.toml:11:31: service[0].prefixes[1]: invalid type: integer `1`, expected a string",
             "t.toml:12:1: service[0].colour: unknown field `colour`, expected one of `name`, \
@@ -822,4 +822,45 @@ fn state_dir_is_a_path_relative_to_the_config_file_and_not_empty() {
         errors(&insert(2, "state_dir = \"\"")),
         vec!["t.toml:3:13: state_dir: must not be empty".to_string()]
     );
+}
+
+#[test]
+fn reconnect_back_off_is_checked_with_file_line_and_key() {
+    let with = |table: &str| {
+        format!(
+            "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[[peer]]\nname = \"edge\"\n\
+             address = \"198.18.0.1\"\nremote_asn = 65000\nreconnect = {table}\n"
+        )
+    };
+    let errors = |table: &str| -> Vec<String> {
+        load_str(&with(table), "t.toml")
+            .expect_err("accepted")
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect()
+    };
+    assert_eq!(
+        errors("{ min = \"10s\", max = \"5s\" }"),
+        ["t.toml:8:13: peer[0].reconnect: min 10s is longer than max 5s"]
+    );
+    assert_eq!(
+        errors("{ max = \"2h\" }"),
+        ["t.toml:8:21: peer[0].reconnect.max: must be at most 1h"]
+    );
+    assert_eq!(
+        errors("{ min = \"10ms\" }"),
+        ["t.toml:8:21: peer[0].reconnect.min: must be at least 100ms"]
+    );
+    assert!(errors("{ mni = \"1s\" }")[0].contains("unknown field `mni`"));
+    let ok = load_str(&with("{ min = \"2s\", max = \"5m\" }"), "t.toml").expect("loads");
+    assert_eq!(
+        ok.peers[0].reconnect,
+        Some(Reconnect {
+            min: Duration::from_secs(2),
+            max: Duration::from_secs(300)
+        })
+    );
+    let default = load_str(&with("{}"), "t.toml").expect("loads");
+    assert_eq!(default.peers[0].reconnect, Some(DEFAULT_RECONNECT));
 }

@@ -15,13 +15,14 @@ use toml::Spanned;
 use super::error::{line_column, ConfigError, ConfigErrors};
 use super::raw::{
     RawBfd, RawConfig, RawDuration, RawFleet, RawGracefulRestart, RawMaxPrefixes, RawPeer,
-    RawStatus,
+    RawReconnect, RawStatus,
 };
 use super::{
     BfdConfig, Config, FleetRef, GracefulRestartConfig, MaxPrefixes, PeerConfig, PeerMode,
-    ServiceConfig, StatusConfig, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER,
+    Reconnect, ServiceConfig, StatusConfig, DEFAULT_BFD_INTERVAL, DEFAULT_BFD_MULTIPLIER,
     DEFAULT_CONNECT_RETRY, DEFAULT_GR_RESTART_TIME, DEFAULT_HOLD_TIME, DEFAULT_PEER_PORT,
-    DEFAULT_STATUS_LISTEN, MAX_BFD_INTERVAL, MIN_BFD_INTERVAL,
+    DEFAULT_RECONNECT, DEFAULT_STATUS_LISTEN, MAX_BFD_INTERVAL, MAX_RECONNECT, MIN_BFD_INTERVAL,
+    MIN_RECONNECT,
 };
 
 /// A raw configuration with what validation needs to report and resolve: the text (for
@@ -502,6 +503,9 @@ fn peer(
     })
     .map(Option::flatten);
     let bfd = optional(p.bfd.as_ref(), |v| bfd(ctx, v, &key("bfd"))).map(Option::flatten);
+    let reconnect = optional(p.reconnect.as_ref(), |v| {
+        reconnect(ctx, v.get_ref(), &key("reconnect"), v.span())
+    });
     let any_v4 = services
         .iter()
         .flat_map(|s| &s.prefixes)
@@ -558,7 +562,46 @@ fn peer(
         ipv6,
         next_hop_v4: next_hop_v4?,
         next_hop_v6: next_hop_v6?,
+        reconnect: reconnect?,
     })
+}
+
+fn reconnect(
+    ctx: &mut Ctx<'_>,
+    t: &RawReconnect,
+    key: &str,
+    span: std::ops::Range<usize>,
+) -> Option<Reconnect> {
+    let min = ctx.duration_or(
+        &t.min,
+        &format!("{key}.min"),
+        DEFAULT_RECONNECT.min,
+        MIN_RECONNECT,
+    )?;
+    let max = ctx.duration_or(
+        &t.max,
+        &format!("{key}.max"),
+        DEFAULT_RECONNECT.max,
+        MIN_RECONNECT,
+    )?;
+    if max > MAX_RECONNECT {
+        let at = t.max.as_ref().map_or(span.clone(), Spanned::span);
+        ctx.err(at, &format!("{key}.max"), "must be at most 1h");
+        return None;
+    }
+    if min > max {
+        ctx.err(
+            span,
+            key,
+            format!(
+                "min {} is longer than max {}",
+                fmt_duration(min),
+                fmt_duration(max)
+            ),
+        );
+        return None;
+    }
+    Some(Reconnect { min, max })
 }
 
 /// RFC 4271 §4.2: zero or at least three seconds, in a 16-bit field of seconds.

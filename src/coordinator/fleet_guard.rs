@@ -15,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::core::Core;
 use crate::announcer::{Presentation, RibOut};
 use crate::config::Config;
+use crate::guard::digest::fleet_digest;
 use crate::guard::fleet::Fleet;
 use crate::guard::poller::{self, PollerConfig};
 use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
@@ -38,6 +39,10 @@ pub(crate) struct FleetGuard {
     state: HashMap<String, ServiceGuard>,
     generation: u64,
     last_report: Option<SiteReport>,
+    /// [`fleet_digest`] of `fleet`, published in every report.
+    digest: String,
+    /// The sites last seen running another fleet file (logged when it changes).
+    mismatch_logged: Vec<String>,
 }
 
 struct ServiceGuard {
@@ -108,18 +113,24 @@ impl FleetGuard {
                 site: fleet_ref.site.clone(),
                 fleet: fleet.source.clone(),
             })?;
-        let (view_tx, view) = watch::channel(fleet.view_for(&fleet_ref.site));
+        Ok(Some(Self::launch(fleet, fleet_ref.site.clone(), rank)))
+    }
+
+    /// Starts polling the other sites of `fleet` for this site, `site` at `rank`.
+    pub(crate) fn launch(fleet: Fleet, site: String, rank: usize) -> Self {
+        let (view_tx, view) = watch::channel(fleet.view_for(&site));
         let (poll_now, poll_now_rx) = watch::channel(0u64);
         let (shutdown, shutdown_rx) = watch::channel(false);
         let poller = tokio::spawn(poller::run(
-            PollerConfig::from_fleet(&fleet, &fleet_ref.site),
+            PollerConfig::from_fleet(&fleet, &site),
             view_tx,
             poll_now_rx,
             shutdown_rx,
         ));
-        Ok(Some(FleetGuard {
+        FleetGuard {
+            digest: fleet_digest(&fleet),
             fleet,
-            site: fleet_ref.site.clone(),
+            site,
             rank,
             view,
             poll_now,
@@ -128,7 +139,8 @@ impl FleetGuard {
             state: HashMap::new(),
             generation: 0,
             last_report: None,
-        }))
+            mismatch_logged: Vec::new(),
+        }
     }
 
     /// The fleet in force.
@@ -238,12 +250,13 @@ impl FleetGuard {
             version: REPORT_VERSION,
             site: self.site.clone(),
             generation: self.generation,
+            fleet_digest: Some(self.digest.clone()),
             services,
         };
         let changed = self
             .last_report
             .as_ref()
-            .is_none_or(|r| r.services != report.services);
+            .is_none_or(|r| r.services != report.services || r.fleet_digest != report.fleet_digest);
         if changed {
             self.generation += 1;
             report.generation = self.generation;
@@ -290,6 +303,10 @@ impl FleetGuard {
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.poller).await;
     }
 }
+
+#[path = "fleet_reload.rs"]
+mod reload;
+pub(crate) use reload::{apply as apply_fleet, prepare as prepare_fleet};
 
 #[cfg(test)]
 mod tests {

@@ -722,19 +722,20 @@ impl Shell {
         if new.state_dir != old.state_dir {
             refused.push("state_dir cannot change at run time: restart the daemon".to_string());
         }
-        if new.fleet != old.fleet {
-            refused.push(
-                "the fleet reference cannot change at run time: restart the daemon".to_string(),
-            );
-        }
-        if let Some(g) = &self.guard {
-            let site = new.fleet.as_ref().map_or("", |f| f.site.as_str());
+        // The fleet file is read again and validated with the config; the candidate is
+        // judged against the *new* fleet (its sites, min_sites) and the view carried to it.
+        let next_fleet = super::fleet_guard::prepare_fleet(self.guard.as_ref(), &new)
+            .unwrap_or_else(|errors| {
+                refused.extend(errors);
+                None
+            });
+        if let Some(next) = &next_fleet {
             for rejection in crate::guard::static_check::check_reload(
-                g.fleet(),
-                site,
+                &next.fleet,
+                &next.site,
                 Some(&old),
                 &new,
-                &g.view(),
+                &next.view,
                 Instant::now(),
                 &crate::guard::static_check::LocalSystem,
             ) {
@@ -784,6 +785,7 @@ impl Shell {
         self.poll_drain_files(core);
         self.local.reconfigure(&new.services);
         self.token.send_replace(token);
+        let fleet_change = super::fleet_guard::apply_fleet(&mut self.guard, next_fleet);
 
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.
@@ -830,11 +832,15 @@ impl Shell {
         }
         self.generation += 1;
         self.loaded_at = SystemTime::now();
-        let message = format!(
+        let mut message = format!(
             "config generation {} loaded from {}: peers kept {kept}, bfd re-tuned {retuned}, replaced {replaced}, removed {removed}, added {added}",
             self.generation,
             path.display()
         );
+        if let Some(change) = fleet_change {
+            message.push_str("; ");
+            message.push_str(&change);
+        }
         tracing::info!("{message}");
         Ok(message)
     }
@@ -892,6 +898,7 @@ impl Shell {
                 .as_ref()
                 .map(|h| h.daemon_status().borrow().clone()),
             guard: report,
+            fleet: self.guard.as_mut().map(FleetGuard::fleet_status),
         };
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.

@@ -642,6 +642,12 @@ impl Session {
                 self.send(now, Message::Keepalive, out);
                 self.start_keepalive_timer(now);
                 self.restart_hold_timer(now);
+                if self.timers.hold.is_none() {
+                    // Deviation: with a negotiated hold time of 0 (RFC 4271 §4.2) no hold
+                    // timer runs, and OpenConfirm would wait for the KEEPALIVE forever. The
+                    // OpenSent bound stays until it arrives; Established stops it again.
+                    self.set(Timer::Hold, Some(now + self.cfg.open_hold));
+                }
                 self.transition(now, State::OpenConfirm, None, out);
             }
         }

@@ -413,6 +413,21 @@ fn zero_hold_time_disables_hold_and_keepalive_timers() {
 }
 
 #[test]
+fn openconfirm_with_a_zero_hold_time_does_not_wait_forever_for_the_keepalive() {
+    // Issue 12 (minor): hold time 0 started no timer in OpenConfirm, so a peer that never
+    // sent its KEEPALIVE kept the session there for ever.
+    let t0 = Instant::now();
+    let mut s = opensent(cfg(), t0);
+    s.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 0)));
+    assert_eq!(s.state(), State::OpenConfirm);
+    let bound = s.timer(Timer::Hold).expect("a bound in OpenConfirm");
+    assert_eq!(bound, t0 + cfg().open_hold);
+    let a = s.handle_timeout(bound);
+    assert_eq!(code(&a), Some((4, 0)));
+    assert_eq!(s.state(), State::Idle);
+}
+
+#[test]
 fn updates_and_keepalives_restart_the_hold_timer() {
     let t0 = Instant::now();
     let mut s = established(cfg(), t0);

@@ -7,11 +7,15 @@
 //!   fleet view, with the intent protocol that keeps simultaneous failures safe.
 //! - [`report`]: what a site publishes about itself under `"guard"` in `/status`.
 //! - [`view`]: what this site knows about the others.
+//! - [`digest`]: the fleet digest every report carries (sites running other fleet files).
+//! - [`fleet_change`]: what a reload of the fleet file changes, and the view it keeps.
 //! - [`poller`]: the thin tokio task that polls the other sites into a [`view::FleetView`].
 //!
 //! The model, the protocol and the race argument are in `docs/guard.md`.
 
+pub mod digest;
 pub mod fleet;
+pub mod fleet_change;
 pub mod poller;
 pub mod report;
 pub mod runtime;

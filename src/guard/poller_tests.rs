@@ -22,6 +22,7 @@ fn status_json(site: &str, generation: u64) -> String {
         version: REPORT_VERSION,
         site: site.into(),
         generation,
+        fleet_digest: None,
         services: vec![ServiceReport {
             name: "web".into(),
             prefixes: vec!["203.0.113.0/24".parse().unwrap()],

@@ -32,6 +32,13 @@ pub struct SiteReport {
     pub generation: u64,
     /// One entry per configured service, in config order.
     pub services: Vec<ServiceReport>,
+    /// SHA-256 of the canonical form of the fleet file this site runs
+    /// ([`fleet_digest`](super::digest::fleet_digest)), so that sites running different
+    /// fleet files show up in each other's `/status`. Added within version 1: a reader
+    /// that ignores unknown keys (every anyguard) reads the report as before, and a report
+    /// without it (an older anyguard) reads as `None`, "unknown".
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet_digest: Option<String>,
 }
 
 /// One service as seen by the site that runs it.
@@ -105,6 +112,7 @@ mod tests {
                 announcing: true,
                 intent: Intent::Withdrawing,
             }],
+            fleet_digest: Some("ab12".into()),
         };
         let json = serde_json::to_string(&StatusEnvelope {
             guard: report.clone(),
@@ -112,10 +120,35 @@ mod tests {
         .unwrap();
         assert_eq!(
             json,
-            r#"{"guard":{"version":1,"site":"a","generation":7,"services":[{"name":"web","prefixes":["203.0.113.0/24"],"healthy":false,"announcing":true,"intent":"withdrawing"}]}}"#
+            r#"{"guard":{"version":1,"site":"a","generation":7,"services":[{"name":"web","prefixes":["203.0.113.0/24"],"healthy":false,"announcing":true,"intent":"withdrawing"}],"fleet_digest":"ab12"}}"#
         );
         let back: StatusEnvelope = serde_json::from_str(&json).unwrap();
         assert_eq!(back.guard, report);
+    }
+
+    #[test]
+    fn a_report_without_a_fleet_digest_still_parses_as_unknown() {
+        // What an anyguard from before fleet digests publishes.
+        let json = r#"{"guard":{"version":1,"site":"b","generation":3,"services":[]}}"#;
+        let env: StatusEnvelope = serde_json::from_str(json).unwrap();
+        assert_eq!(env.guard.fleet_digest, None);
+        // And the other way round: a reader that knows nothing of the digest (the
+        // envelope of a version-1 anyguard before it, which ignores unknown keys).
+        #[derive(serde::Deserialize)]
+        #[allow(dead_code)]
+        struct OldReport {
+            version: u32,
+            site: String,
+            generation: u64,
+            services: Vec<ServiceReport>,
+        }
+        #[derive(serde::Deserialize)]
+        struct OldEnvelope {
+            guard: OldReport,
+        }
+        let new = r#"{"guard":{"version":1,"site":"b","generation":3,"services":[],"fleet_digest":"ab12"}}"#;
+        let old: OldEnvelope = serde_json::from_str(new).unwrap();
+        assert_eq!(old.guard.site, "b");
     }
 
     #[test]

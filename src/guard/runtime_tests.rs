@@ -21,6 +21,7 @@ fn report(site: &str, announcing: bool, intent: Intent) -> SiteReport {
         version: REPORT_VERSION,
         site: site.into(),
         generation: 1,
+        fleet_digest: None,
         services: vec![ServiceReport {
             name: "web".into(),
             prefixes: vec!["203.0.113.0/24".parse().unwrap()],

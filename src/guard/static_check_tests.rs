@@ -93,6 +93,7 @@ fn peer() -> PeerConfig {
         ipv6: false,
         next_hop_v4: None,
         next_hop_v6: None,
+        reconnect: None,
     }
 }
 
@@ -316,6 +317,7 @@ fn report(site: &str, prefixes: &[&str], announcing: bool, intent: Intent) -> Si
         version: REPORT_VERSION,
         site: site.into(),
         generation: 1,
+        fleet_digest: None,
         services: vec![ServiceReport {
             name: "web".into(),
             prefixes: prefixes.iter().map(|p| p.parse().unwrap()).collect(),

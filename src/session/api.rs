@@ -55,8 +55,8 @@ pub struct Tuning {
 impl Default for Tuning {
     fn default() -> Self {
         Tuning {
-            idle_hold: Duration::from_secs(1),
-            idle_hold_max: Duration::from_secs(60),
+            idle_hold: crate::config::DEFAULT_RECONNECT.min,
+            idle_hold_max: crate::config::DEFAULT_RECONNECT.max,
             idle_hold_stable: Duration::from_secs(300),
             send_hold: None,
         }

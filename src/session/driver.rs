@@ -559,6 +559,16 @@ impl Actor {
             max_message_len: n.max_message_len(),
             ipv4_unicast: n.ipv4_unicast,
             ipv6_unicast: n.ipv6_unicast,
+            // RFC 2545 §3: only over an IPv6 session to a directly connected peer.
+            link_local_v6: match (local, self.cfg.address) {
+                // Not with a configured `next_hop_v6`: that may be another host's address.
+                (Some(IpAddr::V6(l)), IpAddr::V6(peer))
+                    if n.ipv6_unicast && self.cfg.next_hop_v6.is_none() =>
+                {
+                    next_hop::link_local(&next_hop::interface_addresses(), l, peer)
+                }
+                _ => None,
+            },
         }
     }
 

@@ -8,9 +8,15 @@
 //! us on. An explicit `next_hop_v6` / `next_hop_v4` always wins. When the interface has
 //! none, the routes of that family are not sent to the peer and the driver logs why.
 //!
-//! [`pick`] is the pure choice; [`interface_addresses`] reads the kernel's list.
+//! For an IPv6 session with a directly connected peer, [`link_local`] finds our link-local
+//! address on that link, which RFC 2545 §3 sends besides the global next hop.
+//!
+//! [`pick`] and [`link_local`] are the pure choices; [`interface_addresses`] reads the
+//! kernel's list.
 
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv6Addr};
+
+use ipnet::IpNet;
 
 use tracing::{info, warn};
 
@@ -19,6 +25,46 @@ use tracing::{info, warn};
 pub(crate) struct InterfaceAddress {
     pub(crate) interface: String,
     pub(crate) address: IpAddr,
+    /// The on-link prefix length (from the netmask).
+    pub(crate) prefix_len: u8,
+}
+
+fn is_link_local(a: &Ipv6Addr) -> bool {
+    (a.segments()[0] & 0xffc0) == 0xfe80
+}
+
+/// Our link-local address on the interface that holds `local`, if `peer` is directly
+/// connected over it (RFC 2545 §3: "the link-local address … shall be included in the Next
+/// Hop field" when the peer "shares a common subnet"): `peer` lies in the on-link prefix of
+/// one of that interface's global addresses, or is link-local itself. The lowest one, for
+/// a deterministic choice.
+pub(crate) fn link_local(
+    addresses: &[InterfaceAddress],
+    local: Ipv6Addr,
+    peer: Ipv6Addr,
+) -> Option<Ipv6Addr> {
+    let interface = &addresses
+        .iter()
+        .find(|a| a.address == IpAddr::V6(local))?
+        .interface;
+    let on_link = is_link_local(&peer)
+        || addresses.iter().any(|a| {
+            &a.interface == interface
+                && !matches!(a.address, IpAddr::V6(v6) if is_link_local(&v6))
+                && IpNet::new(a.address, a.prefix_len)
+                    .is_ok_and(|net| net.trunc().contains(&IpAddr::V6(peer)))
+        });
+    if !on_link {
+        return None;
+    }
+    addresses
+        .iter()
+        .filter(|a| &a.interface == interface)
+        .filter_map(|a| match a.address {
+            IpAddr::V6(v6) if is_link_local(&v6) => Some(v6),
+            _ => None,
+        })
+        .min()
 }
 
 /// An address of the other family than `local`, on the interface(s) that hold `local`:
@@ -46,10 +92,7 @@ fn usable(a: &IpAddr) -> bool {
         // fe80::/10 is link-local (RFC 4291 §2.5.6): not a next hop for another router's
         // table on its own (RFC 2545 §3 sends it only *besides* a global address).
         IpAddr::V6(v6) => {
-            !(v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (v6.segments()[0] & 0xffc0) == 0xfe80)
+            !(v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || is_link_local(v6))
         }
     }
 }
@@ -61,14 +104,28 @@ pub(crate) fn interface_addresses() -> Vec<InterfaceAddress> {
     };
     list.filter_map(|ifa| {
         let sa = ifa.address?;
-        let address = if let Some(v4) = sa.as_sockaddr_in() {
-            IpAddr::V4(v4.ip())
+        let (address, full) = if let Some(v4) = sa.as_sockaddr_in() {
+            (IpAddr::V4(v4.ip()), 32)
         } else {
-            IpAddr::V6(sa.as_sockaddr_in6()?.ip())
+            (IpAddr::V6(sa.as_sockaddr_in6()?.ip()), 128)
         };
+        // The netmask's leading ones; a host route without one.
+        let prefix_len = ifa
+            .netmask
+            .and_then(|m| {
+                m.as_sockaddr_in()
+                    .map(|v4| u32::from(v4.ip()).leading_ones())
+                    .or_else(|| {
+                        m.as_sockaddr_in6()
+                            .map(|v6| u128::from(v6.ip()).leading_ones())
+                    })
+            })
+            .and_then(|n| u8::try_from(n).ok())
+            .unwrap_or(full);
         Some(InterfaceAddress {
             interface: ifa.interface_name,
             address,
+            prefix_len,
         })
     })
     .collect()
@@ -96,9 +153,11 @@ mod tests {
     use super::*;
 
     fn a(interface: &str, address: &str) -> InterfaceAddress {
+        let address: IpAddr = address.parse().unwrap_or_else(|e| panic!("{address}: {e}"));
         InterfaceAddress {
             interface: interface.into(),
-            address: address.parse().unwrap_or_else(|e| panic!("{address}: {e}")),
+            address,
+            prefix_len: if address.is_ipv4() { 24 } else { 64 },
         }
     }
 
@@ -156,5 +215,36 @@ mod tests {
             list.iter().any(|x| x.address == ip("127.0.0.1")),
             "{list:?}"
         );
+    }
+
+    fn v6(s: &str) -> Ipv6Addr {
+        s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+    }
+
+    #[test]
+    fn a_directly_connected_ipv6_peer_gets_our_link_local_address_of_that_link() {
+        // RFC 2545 §3. eth0 has fe80::1 and 2001:db8:1::2/64; the router is 2001:db8:1::1.
+        let host = host();
+        assert_eq!(
+            link_local(&host, v6("2001:db8:1::2"), v6("2001:db8:1::1")),
+            Some(v6("fe80::1"))
+        );
+        // A peer on its link-local address is on the link too.
+        assert_eq!(
+            link_local(&host, v6("2001:db8:1::2"), v6("fe80::99")),
+            Some(v6("fe80::1"))
+        );
+        // A peer several hops away (not in the on-link prefix): no link-local next hop.
+        assert_eq!(
+            link_local(&host, v6("2001:db8:1::2"), v6("2001:db8:9::1")),
+            None
+        );
+        // An interface without a link-local address (eth1): none to send.
+        assert_eq!(
+            link_local(&host, v6("2001:db8:2::2"), v6("2001:db8:2::1")),
+            None
+        );
+        // Loopback sessions are not on a link.
+        assert_eq!(link_local(&host, v6("::1"), v6("::1")), None);
     }
 }

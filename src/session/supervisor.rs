@@ -23,8 +23,12 @@ pub fn fsm_config(cfg: &PeerConfig, local: &LocalSpeaker) -> fsm::Config {
     c.hold_time = cfg.hold_time;
     c.connect_retry = cfg.connect_retry;
     c.passive = cfg.mode == PeerMode::Passive;
-    c.idle_hold = local.tuning.idle_hold;
-    c.idle_hold_max = local.tuning.idle_hold_max;
+    // The peer's own `reconnect`, else the daemon's tuning (the same defaults).
+    (c.idle_hold, c.idle_hold_max) = cfg
+        .reconnect
+        .map_or((local.tuning.idle_hold, local.tuning.idle_hold_max), |r| {
+            (r.min, r.max)
+        });
     c.idle_hold_stable = local.tuning.idle_hold_stable;
     c.send_hold = local.tuning.send_hold;
     c.ipv4 = cfg.ipv4;

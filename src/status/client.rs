@@ -372,6 +372,26 @@ fn peer_error(p: &PeerStatus) -> String {
     }
 }
 
+/// The line `anyguard status` prints when other sites run another fleet file.
+fn fleet_warning(doc: &StatusDocument) -> Option<String> {
+    let fleet = doc.fleet.as_ref()?;
+    if fleet.mismatch.is_empty() {
+        return None;
+    }
+    let short = |d: &str| d.get(..12).unwrap_or(d).to_owned();
+    let theirs: Vec<String> = fleet
+        .sites
+        .iter()
+        .filter(|s| fleet.mismatch.contains(&s.name))
+        .map(|s| format!("{} {}", s.name, short(s.digest.as_deref().unwrap_or("?"))))
+        .collect();
+    Some(format!(
+        "WARNING: sites run different fleet files: here {}, {}",
+        short(&fleet.digest),
+        theirs.join(", ")
+    ))
+}
+
 /// Renders `doc` as three tables (services, peers, checks) under a one-line daemon summary.
 pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
     let d = &doc.daemon;
@@ -417,6 +437,9 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
                 truncate(w.error.as_deref().unwrap_or(""), 100)
             );
         }
+    }
+    if let Some(warning) = fleet_warning(doc) {
+        let _ = writeln!(out, "{warning}");
     }
     out.push('\n');
 

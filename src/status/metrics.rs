@@ -23,6 +23,8 @@
 //! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
 //! | `anyguard_guard_held` | gauge | `service` |
 //! | `anyguard_guard_sites_announcing` | gauge | `service` |
+//! | `anyguard_guard_fleet_info` | gauge (1) | `source`, `digest` |
+//! | `anyguard_guard_fleet_digest_mismatch` | gauge | `site` |
 //! | `anyguard_service_suppressed` | gauge | `service` |
 //! | `anyguard_service_flaps` | gauge (current dampening window) | `service` |
 //! | `anyguard_announced_prefixes` | gauge | `peer`, `service` |
@@ -599,7 +601,33 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         established,
     ];
     families.extend(bfd_families(doc));
+    families.extend(fleet_families(doc));
     families
+}
+
+/// The fleet file in force and, per other site, whether it runs another one.
+fn fleet_families(doc: &StatusDocument) -> Vec<FamilySamples> {
+    let mut info = FamilySamples::gauge(
+        "anyguard_guard_fleet_info",
+        "The fleet file in force: its path and the digest of its canonical form",
+    );
+    let mut mismatch = FamilySamples::gauge(
+        "anyguard_guard_fleet_digest_mismatch",
+        "1 while the site's latest report carries another fleet digest than ours",
+    );
+    if let Some(f) = &doc.fleet {
+        info.push(
+            vec![("source", f.source.clone()), ("digest", f.digest.clone())],
+            1.0,
+        );
+        for s in &f.sites {
+            mismatch.push(
+                vec![("site", s.name.clone())],
+                flag(f.mismatch.contains(&s.name)),
+            );
+        }
+    }
+    vec![info, mismatch]
 }
 
 impl Collector for SnapshotCollector {

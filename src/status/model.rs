@@ -22,6 +22,44 @@ pub struct StatusDocument {
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub guard: Option<crate::guard::report::SiteReport>,
+    /// The fleet file in force and whether the other sites run the same one (only when a
+    /// fleet is configured).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetStatus>,
+}
+
+/// The fleet file in force (`"fleet"` in `/status`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetStatus {
+    /// The fleet file.
+    pub source: String,
+    /// SHA-256 of its canonical form (comments, whitespace and spelling do not count),
+    /// as this site publishes it in its report.
+    pub digest: String,
+    /// `[poll] interval`, milliseconds.
+    pub poll_interval_ms: u64,
+    /// `[poll] timeout`, milliseconds.
+    pub poll_timeout_ms: u64,
+    /// The other sites, in fleet order.
+    pub sites: Vec<FleetSiteStatus>,
+    /// The other sites whose latest report carries another digest: they run another
+    /// fleet file (a rollout in progress, or a forgotten site).
+    pub mismatch: Vec<String>,
+}
+
+/// One other site of the fleet.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct FleetSiteStatus {
+    /// Name.
+    pub name: String,
+    /// Hold rank (position in the fleet file, 0 = first).
+    pub rank: usize,
+    /// Status URL polled.
+    pub status_url: String,
+    /// The fleet digest of its latest report, if any.
+    pub digest: Option<String>,
+    /// `same`, `different`, or `unknown` (no report, or no digest in it).
+    pub fleet: String,
 }
 
 /// Daemon-wide facts.

@@ -33,23 +33,23 @@ use crate::fakepeer::{self, FakeError, FakePeer};
 
 const BIN: &str = env!("CARGO_BIN_EXE_anyguard");
 /// Bound for one `anyguard check` run and for each wait on the daemon.
-const WAIT: Duration = Duration::from_secs(20);
-const WEB: &str = "203.0.113.0/24";
+pub(crate) const WAIT: Duration = Duration::from_secs(20);
+pub(crate) const WEB: &str = "203.0.113.0/24";
 const WEB2: &str = "198.51.100.0/24";
 
 /// A temporary directory holding a fleet file and site configs.
-struct Files(TempDir);
+pub(crate) struct Files(pub(crate) TempDir);
 
 impl Files {
-    fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Files(tempfile::tempdir().expect("temp dir"))
     }
 
-    fn dir(&self) -> &Path {
+    pub(crate) fn dir(&self) -> &Path {
         self.0.path()
     }
 
-    fn write(&self, name: &str, text: &str) -> PathBuf {
+    pub(crate) fn write(&self, name: &str, text: &str) -> PathBuf {
         let p = self.dir().join(name);
         std::fs::write(&p, text).expect("write temp file");
         p
@@ -57,7 +57,7 @@ impl Files {
 }
 
 /// `fleet.toml` with `sites` (name, status URL) and `services` (`[[service]]` bodies).
-fn fleet_toml(sites: &[(&str, String)], services: &[&str]) -> String {
+pub(crate) fn fleet_toml(sites: &[(&str, String)], services: &[&str]) -> String {
     let mut t = String::from("[poll]\ninterval = \"1s\"\ntimeout = \"500ms\"\n");
     for (name, url) in sites {
         t.push_str(&format!(
@@ -98,7 +98,7 @@ fn web(prefixes: &[&str], extra: &str) -> String {
     )
 }
 
-fn service(name: &str, prefixes: &[&str], extra: &str, check: &str) -> String {
+pub(crate) fn service(name: &str, prefixes: &[&str], extra: &str, check: &str) -> String {
     let list: Vec<String> = prefixes.iter().map(|p| format!("\"{p}\"")).collect();
     format!(
         "[[service]]\nname = \"{name}\"\nprefixes = [{}]\n{extra}\n[[service.check]]\n{check}\n\n",
@@ -342,9 +342,9 @@ async fn usage_errors_exit_with_status_two() {
 
 /// Another site's real status endpoint (the library's server on 127.0.0.1:0) serving a
 /// guard report that the test changes at will.
-struct OtherSite {
+pub(crate) struct OtherSite {
     addr: SocketAddr,
-    doc: watch::Sender<StatusDocument>,
+    pub(crate) doc: watch::Sender<StatusDocument>,
     _control: mpsc::Receiver<ControlRequest>,
     task: JoinHandle<std::io::Result<()>>,
 }
@@ -355,12 +355,13 @@ impl Drop for OtherSite {
     }
 }
 
-fn report_doc(site: &str, announcing: bool, intent: Intent) -> StatusDocument {
+pub(crate) fn report_doc(site: &str, announcing: bool, intent: Intent) -> StatusDocument {
     StatusDocument {
         guard: Some(SiteReport {
             version: REPORT_VERSION,
             site: site.to_owned(),
             generation: 1,
+            fleet_digest: None,
             services: vec![ServiceReport {
                 name: "web".into(),
                 prefixes: vec![WEB.parse().expect("prefix")],
@@ -374,7 +375,7 @@ fn report_doc(site: &str, announcing: bool, intent: Intent) -> StatusDocument {
 }
 
 impl OtherSite {
-    async fn start(site: &str, announcing: bool) -> Self {
+    pub(crate) async fn start(site: &str, announcing: bool) -> Self {
         let (doc, rx) = watch::channel(report_doc(site, announcing, Intent::None));
         let metrics = Metrics::new(rx.clone());
         let (control_tx, control) = mpsc::channel(1);
@@ -393,13 +394,13 @@ impl OtherSite {
         }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("http://{}/status", self.addr)
     }
 }
 
 /// A loopback port with nothing listening (bound, then released).
-async fn closed_port() -> u16 {
+pub(crate) async fn closed_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     l.local_addr().expect("addr").port()
 }
@@ -526,14 +527,14 @@ async fn start_up_pre_check_only_validates_and_the_unit_file_uses_it() {
 }
 
 /// The daemon binary, its status address (from its JSON log) and its log so far.
-struct Daemon {
+pub(crate) struct Daemon {
     child: Child,
-    status: SocketAddr,
-    log: Arc<Mutex<Vec<String>>>,
+    pub(crate) status: SocketAddr,
+    pub(crate) log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Daemon {
-    async fn start(config: &Path) -> Self {
+    pub(crate) async fn start(config: &Path) -> Self {
         let mut child = Command::new(BIN)
             .args([
                 "--log-format",
@@ -578,7 +579,7 @@ impl Daemon {
         Daemon { child, status, log }
     }
 
-    async fn doc(&self) -> StatusDocument {
+    pub(crate) async fn doc(&self) -> StatusDocument {
         let text = client::run(&format!("http://{}", self.status), true, false)
             .await
             .expect("GET /status");
@@ -586,7 +587,7 @@ impl Daemon {
     }
 
     /// Polls `/status` (at most [`WAIT`]) until `pred` holds.
-    async fn doc_until(
+    pub(crate) async fn doc_until(
         &self,
         what: &str,
         pred: impl Fn(&StatusDocument) -> bool,
@@ -608,13 +609,13 @@ impl Daemon {
         );
     }
 
-    fn signal(&self, signal: Signal) {
+    pub(crate) fn signal(&self, signal: Signal) {
         let pid = self.child.id().expect("daemon running");
         let pid = Pid::from_raw(i32::try_from(pid).expect("pid"));
         kill(pid, signal).expect("signal the daemon");
     }
 
-    async fn stop(mut self) {
+    pub(crate) async fn stop(mut self) {
         self.signal(Signal::SIGTERM);
         if tokio::time::timeout(WAIT, self.child.wait()).await.is_err() {
             // Only this PID: the daemon did not stop in time.

@@ -562,6 +562,7 @@ fn fleet_sim(
                 version: REPORT_VERSION,
                 site: names[i].clone(),
                 generation: 1,
+                fleet_digest: None,
                 services: services
                     .iter()
                     .map(|(name, _)| ServiceReport {

@@ -63,6 +63,7 @@ fn peer(port: u16, local: Ipv4Addr, next_hop: Ipv4Addr) -> PeerConfig {
         ipv6: false,
         next_hop_v4: Some(next_hop),
         next_hop_v6: None,
+        reconnect: None,
     }
 }
 

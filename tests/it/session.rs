@@ -49,6 +49,7 @@ fn peer_config(port: u16, mode: PeerMode, hold: u64) -> PeerConfig {
         ipv6: false,
         next_hop_v4: None,
         next_hop_v6: None,
+        reconnect: None,
     }
 }
 

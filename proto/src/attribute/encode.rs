@@ -9,7 +9,7 @@ use std::net::IpAddr;
 use bytes::{BufMut, BytesMut};
 use ipnet::IpNet;
 
-use super::{expected_flags, flags, AsPath, PathAttribute};
+use super::{expected_flags, flags, AsPath, AsPathSegmentType, PathAttribute};
 use crate::error::{check_len, EncodeError};
 use crate::iana::Afi;
 use crate::message::EncodeContext;
@@ -31,18 +31,31 @@ pub(crate) fn encode_as_path(
         if seg.asns.is_empty() {
             return Err(EncodeError::EmptyAsPathSegment);
         }
-        check_len(
-            "AS_PATH segment length",
-            seg.asns.len(),
-            usize::from(u8::MAX),
-        )?;
-        out.put_u8(seg.kind.code());
-        out.put_u8(u8::try_from(seg.asns.len()).unwrap_or(u8::MAX));
-        for &asn in &seg.asns {
-            if width == 4 {
-                out.put_u32(asn);
-            } else {
-                out.put_u16(two_octet(asn));
+        // A segment holds at most 255 ASNs. A longer sequence is sent as several
+        // consecutive segments of the same type, which mean the same path (RFC 4271
+        // §9.1.2.2 b: when a prepend overflows the first AS_SEQUENCE, "prepend a new
+        // segment of type AS_SEQUENCE"); a set cannot be split without changing its
+        // path length, so a longer one stays an error.
+        let splittable = matches!(
+            seg.kind,
+            AsPathSegmentType::Sequence | AsPathSegmentType::ConfedSequence
+        );
+        if !splittable {
+            check_len(
+                "AS_PATH segment length",
+                seg.asns.len(),
+                usize::from(u8::MAX),
+            )?;
+        }
+        for chunk in seg.asns.chunks(usize::from(u8::MAX)) {
+            out.put_u8(seg.kind.code());
+            out.put_u8(u8::try_from(chunk.len()).unwrap_or(u8::MAX));
+            for &asn in chunk {
+                if width == 4 {
+                    out.put_u32(asn);
+                } else {
+                    out.put_u16(two_octet(asn));
+                }
             }
         }
     }

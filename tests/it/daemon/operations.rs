@@ -318,3 +318,52 @@ async fn a_control_request_answered_503_is_not_carried_out_later() {
     d.wait_state("up").await;
     d.shutdown().await;
 }
+
+/// Starts the daemon with `peer_extra` on its peer, establishes its session, drops it, and
+/// says whether the daemon connected again within `window`.
+async fn reconnects_within(peer_extra: &str, window: Duration) -> bool {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let setup = Setup {
+        peer_extra,
+        ..Setup::default()
+    };
+    let text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    let config = load_str(&text, "daemon-it.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let daemon = Daemon::launch(&listener, status_port, config, RunOptions::default(), false).await;
+    let Daemon {
+        signals,
+        task,
+        peer,
+        ..
+    } = daemon;
+    // The router resets the session: a failure, so the back-off applies.
+    drop(peer);
+    let again = tokio::time::timeout(window, listener.accept())
+        .await
+        .is_ok();
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
+    again
+}
+
+#[tokio::test]
+async fn a_peers_reconnect_back_off_is_its_own() {
+    // Issue 12: `reconnect = { min, max }` per peer. With the default (1 s) the daemon
+    // is back within 3 s; with `min = "30s"` it is not.
+    let window = Duration::from_secs(3);
+    assert!(reconnects_within("", window).await, "default back-off");
+    assert!(
+        !reconnects_within("reconnect = { min = \"30s\", max = \"2m\" }", window).await,
+        "reconnected although the peer's back-off starts at 30 s"
+    );
+}

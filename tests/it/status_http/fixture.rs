@@ -243,5 +243,32 @@ pub(crate) fn realistic_document() -> StatusDocument {
             },
         }),
         guard: None,
+        fleet: Some(FleetStatus {
+            source: "/etc/anyguard/fleet.toml".into(),
+            digest: "5d41f0c2a7e94b1c8f3e2d6a0b9c7e1f4a2d8b6c0e3f5a7d9b1c3e5f7a9b2d4c".into(),
+            poll_interval_ms: 1000,
+            poll_timeout_ms: 500,
+            sites: vec![
+                FleetSiteStatus {
+                    name: "fra1".into(),
+                    rank: 1,
+                    status_url: "http://198.18.2.2:9180/status".into(),
+                    digest: Some(
+                        "5d41f0c2a7e94b1c8f3e2d6a0b9c7e1f4a2d8b6c0e3f5a7d9b1c3e5f7a9b2d4c".into(),
+                    ),
+                    fleet: "same".into(),
+                },
+                FleetSiteStatus {
+                    name: "lhr1".into(),
+                    rank: 2,
+                    status_url: "http://198.18.3.2:9180/status".into(),
+                    digest: Some(
+                        "9e107d9d372bb6826bd81d3542a419d6e277d4d731479571562f82a2b8f0ce61".into(),
+                    ),
+                    fleet: "different".into(),
+                },
+            ],
+            mismatch: vec!["lhr1".into()],
+        }),
     }
 }

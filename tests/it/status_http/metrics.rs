@@ -83,6 +83,26 @@ async fn metrics_parse_as_prometheus_text_and_match_the_document() {
         value(&scrape, "anyguard_guard_held", &[("service", "ntp")]),
         1.0
     );
+    for (site, mismatch) in [("fra1", 0.0), ("lhr1", 1.0)] {
+        assert_eq!(
+            value(
+                &scrape,
+                "anyguard_guard_fleet_digest_mismatch",
+                &[("site", site)]
+            ),
+            mismatch
+        );
+    }
+    let doc = super::fixture::realistic_document();
+    let fleet = doc.fleet.as_ref().expect("fixture has a fleet");
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_guard_fleet_info",
+            &[("source", &fleet.source), ("digest", &fleet.digest)]
+        ),
+        1.0
+    );
     assert_eq!(
         value(
             &scrape,
