@@ -59,6 +59,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Fleet description for the all-sites guard, if any.
     pub fleet: Option<FleetRef>,
+    /// `state_dir`: where the state file goes; `None`: the daemon's default
+    /// (`RunOptions::default_state_dir`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[status] listen` default: loopback only.

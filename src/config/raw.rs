@@ -34,6 +34,11 @@ pub struct RawConfig {
     pub bgp: Option<Spanned<RawBgp>>,
     /// `[fleet]`: the fleet description used by the all-sites guard.
     pub fleet: Option<Spanned<RawFleet>>,
+    /// Directory of the state file (`state.json`: operator drains and the service
+    /// addresses the daemon added, kept across restarts; `docs/guard.md`). Default:
+    /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `/var/lib/anyguard`; the
+    /// embedded default config (`anyguard run` without `--config`) keeps no state file.
+    pub state_dir: Option<Spanned<String>>,
     /// `[[peer]]`: BGP neighbours, usually the site's edge routers.
     #[serde(default)]
     pub peer: Vec<Spanned<RawPeer>>,

@@ -281,6 +281,7 @@ fn validate(raw: RawConfig, ctx: &mut Ctx<'_>) -> Option<Config> {
         .and_then(|b| b.get_ref().listen.as_ref())
         .map(|l| ctx.socket_addr(l, "bgp.listen"));
     let fleet = raw.fleet.as_ref().map(|f| fleet(ctx, f));
+    let state_dir = raw.state_dir.as_ref().map(|d| ctx.path(d, "state_dir"));
     // Outer `None`: an error was reported; `Some(None)`: no listener configured.
     let bgp_listen: Option<Option<SocketAddr>> = match bgp_listen {
         None => Some(None),
@@ -326,6 +327,7 @@ fn validate(raw: RawConfig, ctx: &mut Ctx<'_>) -> Option<Config> {
         peers: peers.into_iter().collect::<Option<Vec<_>>>()?,
         services: services.into_iter().collect::<Option<Vec<_>>>()?,
         fleet: fleet.map_or(Some(None), |f| f.map(Some))?,
+        state_dir: state_dir.map_or(Some(None), |d| d.map(Some))?,
     })
 }
 

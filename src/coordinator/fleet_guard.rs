@@ -376,6 +376,7 @@ mod tests {
             }],
             fleet: None,
             bgp_listen: None,
+            state_dir: None,
         })
     }
 

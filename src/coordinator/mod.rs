@@ -25,6 +25,7 @@ pub mod core;
 mod fleet_guard;
 mod local_actions;
 mod run;
+mod saved;
 mod stop;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

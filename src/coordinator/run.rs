@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
+use super::saved;
 use super::stop::StopPlan;
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
@@ -20,6 +21,7 @@ use crate::local_addr::IpCommand;
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
+use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
 use crate::status::metrics::Metrics;
 use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
@@ -52,6 +54,10 @@ pub struct RunOptions {
     /// The bound on one such call; `None` for `IP_TIMEOUT` (2 s). Tests that hold an
     /// `ip` call open on purpose widen it, so that what they order is not a race with it.
     pub ip_timeout: Option<Duration>,
+    /// The state file's directory when the config has no `state_dir`; `None`: no state
+    /// file (library users, tests, the embedded default config). The binary sets
+    /// `$STATE_DIRECTORY` or `/var/lib/anyguard` for a config file.
+    pub default_state_dir: Option<PathBuf>,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -75,6 +81,9 @@ pub enum RunError {
     /// The fleet description of the all-sites guard.
     #[error("fleet: {0}")]
     Guard(#[from] FleetGuardError),
+    /// The state file cannot be read (the daemon does not guess what it held).
+    #[error(transparent)]
+    State(#[from] StateError),
     /// The BGP listener could not bind.
     #[error("bgp listen {addr}: {source}")]
     Listen {
@@ -130,6 +139,8 @@ struct Shell {
     check_transitions: Vec<CheckTransitionLog>,
     /// The BFD task, started with the first peer that has `bfd` (UDP 3784).
     bfd: Option<crate::bfd::Handle>,
+    /// Operator drains and service addresses kept across restarts.
+    state: StateFile,
 }
 
 /// A check transition waiting to be logged.
@@ -158,6 +169,9 @@ pub async fn run(
     let now = Instant::now();
     let wall = SystemTime::now();
     let mut core = Core::new(Arc::clone(&config), now, wall);
+    // First: a state file that cannot be read stops the start before anything listens.
+    let state = saved::open(&config, &options)?;
+    saved::restore_drains(&mut core, &state, true);
     let guard = FleetGuard::start(&config)?;
 
     let (status_tx, status_rx) = watch::channel(StatusDocument::default());
@@ -200,7 +214,12 @@ pub async fn run(
         Some(t) => ip.with_timeout(t),
         None => ip,
     };
-    let (local, mut addresses_rx) = LocalActions::start(&config.services, options.dry_run, ip);
+    let (local, mut addresses_rx) = LocalActions::start(
+        &config.services,
+        options.dry_run,
+        ip,
+        state.document().addresses.iter().cloned().collect(),
+    );
     let mut shell = Shell {
         options,
         started: now,
@@ -228,6 +247,7 @@ pub async fn run(
         stop_reason: None,
         check_transitions: Vec::new(),
         bfd: None,
+        state,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -272,7 +292,7 @@ pub async fn run(
             Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
-            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done),
+            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
             () = changed.notified() => {}
             signal = signals.recv() => match signal {
                 Some(DaemonSignal::Reload) => {
@@ -296,7 +316,10 @@ pub async fn run(
                     }
                 }
             },
-            _ = drain_poll.tick() => shell.poll_drain_files(&mut core),
+            _ = drain_poll.tick() => {
+                shell.poll_drain_files(&mut core);
+                shell.retry_state_write();
+            }
             () = sleep => {}
         }
         if let Some(rx) = shell.new_checks_rx.take() {
@@ -316,8 +339,13 @@ pub async fn run(
         // (crate::local_addr).
         let previous = shell.routes_tx.borrow().clone();
         let confirmed = shell.confirmed();
-        shell.local.sync(&mut core, &confirmed);
+        let initial_done = *shell.initial_tx.borrow();
+        shell
+            .local
+            .sync(&mut core, &confirmed, &mut shell.state, initial_done);
         shell.send_routes(&core);
+        // After the routes: a state file write never delays an UPDATE.
+        saved::track_withdrawals(&core, &mut shell.state);
         let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
         shell.log_check_transitions();
@@ -390,7 +418,10 @@ pub async fn run(
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }
-    shell.local.finish(addresses_rx, &stop_plan.kept).await;
+    shell
+        .local
+        .finish(addresses_rx, &stop_plan.kept, &mut shell.state)
+        .await;
     server_stop.notify_waiters();
     server_stop.notify_one();
     match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
@@ -627,6 +658,14 @@ impl Shell {
         }
     }
 
+    /// A state file write that failed is tried again (with the drain file poll).
+    fn retry_state_write(&mut self) {
+        // Logged at error by the first failure and shown in /status; not every 250 ms.
+        if let Err(e) = self.state.retry(SystemTime::now()) {
+            tracing::debug!(error = %e, "state file write failed again");
+        }
+    }
+
     fn poll_drain_files(&mut self, core: &mut Core) {
         let files: Vec<(usize, bool)> = core
             .config()
@@ -657,12 +696,14 @@ impl Shell {
                 reason,
             } => {
                 tracing::info!(%service, force, reason = reason.as_deref().unwrap_or(""), "drain requested by operator");
-                core.drain(&service, force, reason.unwrap_or_default())
-                    .into()
+                let reason = reason.unwrap_or_default();
+                let outcome = core.drain(&service, force, reason.clone());
+                saved::drained(&mut self.state, outcome, &service, force, &reason).into()
             }
             ControlCommand::Undrain { service } => {
                 tracing::info!(%service, "undrain requested by operator");
-                core.undrain(&service).into()
+                let outcome = core.undrain(&service);
+                saved::undrained(&mut self.state, outcome, &service).into()
             }
             ControlCommand::Check { service } => match self.health.as_ref() {
                 Some(h) if h.check_now_by_name(&service) => {
@@ -728,6 +769,9 @@ impl Shell {
             },
             None => None,
         };
+        if new.state_dir != old.state_dir {
+            refused.push("state_dir cannot change at run time: restart the daemon".to_string());
+        }
         // The fleet file is read again and validated with the config; the candidate is
         // judged against the *new* fleet (its sites, min_sites) and the view carried to it.
         let next_fleet = super::fleet_guard::prepare_fleet(self.guard.as_ref(), &new)
@@ -778,6 +822,8 @@ impl Shell {
             self.new_checks_rx = Some(checks_rx);
         }
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        // A service that comes back is drained as the operator left it.
+        saved::restore_drains(core, &self.state, false);
         self.metrics
             .retain_checks(new.services.iter().flat_map(|s| {
                 s.checks
@@ -895,6 +941,7 @@ impl Shell {
                 ready: self.ready,
                 stopping: self.stopping,
                 stop_reason: self.stop_reason.clone(),
+                state_file: self.state.status(),
             },
             services,
             peers,

@@ -119,6 +119,7 @@ fn site(name: &str, prefixes: &[&str]) -> Config {
             site: name.into(),
         }),
         bgp_listen: None,
+        state_dir: None,
     }
 }
 

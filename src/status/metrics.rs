@@ -18,6 +18,7 @@
 //! | `anyguard_uptime_seconds` | gauge | |
 //! | `anyguard_config_generation` | gauge | |
 //! | `anyguard_config_last_reload_successful` | gauge (only after a reload) | |
+//! | `anyguard_state_file_last_write_successful` | gauge (only after a write) | |
 //! | `anyguard_service_up` | gauge | `service` |
 //! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
 //! | `anyguard_guard_held` | gauge | `service` |
@@ -463,6 +464,13 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     if let Some(r) = &d.last_reload {
         last_reload.push(Vec::new(), flag(r.ok));
     }
+    let mut state_write = FamilySamples::gauge(
+        "anyguard_state_file_last_write_successful",
+        "1 if the last write of the state file succeeded (operator drains survive a restart)",
+    );
+    if let Some(w) = d.state_file.as_ref().and_then(|s| s.last_write.as_ref()) {
+        state_write.push(Vec::new(), flag(w.ok));
+    }
 
     let mut service_up = FamilySamples::gauge("anyguard_service_up", "1 while the service is up");
     let mut service_state = FamilySamples::gauge(
@@ -597,6 +605,7 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         uptime,
         generation,
         last_reload,
+        state_write,
         service_up,
         service_state,
         guard_held,

@@ -106,6 +106,34 @@ pub struct DaemonStatus {
     /// guard holds (kept announced; sessions closed for graceful restart).
     #[serde(default)]
     pub stop_reason: Option<String>,
+    /// The state file (operator drains and service addresses kept across restarts);
+    /// `null` when the daemon keeps that state in memory only.
+    #[serde(default)]
+    pub state_file: Option<StateFileStatus>,
+}
+
+/// The state file, as `/status` shows it (`docs/status.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFileStatus {
+    /// Where it is.
+    pub path: String,
+    /// Services with an operator drain in the file (configured or not).
+    pub drains: Vec<String>,
+    /// Service addresses recorded as possibly on an interface.
+    pub addresses: usize,
+    /// The last write since start; `null` before the first.
+    pub last_write: Option<StateWriteStatus>,
+}
+
+/// The outcome of a state file write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateWriteStatus {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Written and synced.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
 }
 
 /// The outcome of a reload.

@@ -35,6 +35,16 @@ pub(crate) fn realistic_document() -> StatusDocument {
             ready: true,
             stopping: false,
             stop_reason: None,
+            state_file: Some(StateFileStatus {
+                path: "/var/lib/anyguard/state.json".into(),
+                drains: vec!["ntp".into()],
+                addresses: 2,
+                last_write: Some(StateWriteStatus {
+                    at: at("05:40:12"),
+                    ok: true,
+                    error: None,
+                }),
+            }),
         },
         services: vec![
             ServiceStatus {
