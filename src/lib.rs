@@ -13,4 +13,5 @@ pub mod local_addr;
 pub mod process;
 pub mod service;
 pub mod session;
+pub mod state;
 pub mod status;

@@ -163,6 +163,7 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         return ExitCode::FAILURE;
     }
     let options = RunOptions {
+        default_state_dir: default_state_dir(path.is_some(), std::env::var_os("STATE_DIRECTORY")),
         config_path: path,
         dry_run,
         ..RunOptions::default()
@@ -175,6 +176,30 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         }
     }
 }
+
+/// Where the state file goes when the config names no `state_dir`: systemd's
+/// `StateDirectory=` (`$STATE_DIRECTORY`, the first of a colon-separated list), else
+/// `/var/lib/anyguard`. None for the embedded default config: it is a demonstration
+/// that must run for any user, and has nothing to drain that matters after a restart.
+fn default_state_dir(
+    config_file: bool,
+    state_directory: Option<std::ffi::OsString>,
+) -> Option<PathBuf> {
+    if !config_file {
+        return None;
+    }
+    let from_systemd = state_directory
+        .and_then(|v| {
+            v.to_str()
+                .and_then(|s| s.split(':').next())
+                .map(PathBuf::from)
+        })
+        .filter(|p| !p.as_os_str().is_empty());
+    Some(from_systemd.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
+}
+
+/// The state directory without `state_dir` or `$STATE_DIRECTORY`.
+const DEFAULT_STATE_DIR: &str = "/var/lib/anyguard";
 
 /// SIGHUP reloads; SIGTERM and SIGINT stop gracefully; a second SIGTERM/SIGINT while
 /// stopping is passed on too (the coordinator is already draining).
@@ -196,4 +221,29 @@ fn forward_signals(tx: mpsc::Sender<DaemonSignal>) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_directory_is_systemds_then_var_lib_and_none_for_the_embedded_config() {
+        assert_eq!(
+            default_state_dir(true, Some("/var/lib/anyguard-a:/var/lib/other".into())),
+            Some(PathBuf::from("/var/lib/anyguard-a"))
+        );
+        assert_eq!(
+            default_state_dir(true, None),
+            Some(PathBuf::from("/var/lib/anyguard"))
+        );
+        assert_eq!(
+            default_state_dir(true, Some("".into())),
+            Some(PathBuf::from("/var/lib/anyguard"))
+        );
+        assert_eq!(
+            default_state_dir(false, Some("/var/lib/anyguard".into())),
+            None
+        );
+    }
 }

@@ -61,6 +61,9 @@ pub enum DrainSource {
         force: bool,
         /// Free text from the operator.
         reason: String,
+        /// Set when the drain was read from the state file at start (or when its service
+        /// came back by reload): where from, for the reason operators see.
+        restored: Option<String>,
     },
     /// The daemon is stopping (SIGTERM/SIGINT) without a fleet: drain and withdraw.
     Shutdown,
@@ -341,12 +344,19 @@ impl Service {
         let sick = inputs.health == Health::Down;
         let who = match drain {
             DrainSource::File => "drain file present".to_string(),
-            DrainSource::Operator { reason, force, .. } => {
+            DrainSource::Operator {
+                reason,
+                force,
+                restored,
+            } => {
                 let f = if *force { " (forced)" } else { "" };
+                let r = restored
+                    .as_ref()
+                    .map_or_else(String::new, |r| format!(" ({r})"));
                 if reason.is_empty() {
-                    format!("drained by operator{f}")
+                    format!("drained by operator{f}{r}")
                 } else {
-                    format!("drained by operator{f}: {reason}")
+                    format!("drained by operator{f}{r}: {reason}")
                 }
             }
             DrainSource::Shutdown | DrainSource::Stop => "daemon stopping".to_string(),
@@ -628,6 +638,7 @@ mod tests {
         i.drain = Some(DrainSource::Operator {
             force: false,
             reason: "maintenance".into(),
+            restored: None,
         });
         s.evaluate(t0, &i);
         assert_eq!(s.state(), State::Held);
@@ -638,6 +649,7 @@ mod tests {
         i.drain = Some(DrainSource::Operator {
             force: true,
             reason: "maintenance".into(),
+            restored: None,
         });
         s.evaluate(t0, &i);
         assert_eq!(s.state(), State::Draining);
@@ -645,6 +657,29 @@ mod tests {
             s.reason(),
             "drained by operator (forced): maintenance; graceful shutdown (RFC 8326) before withdrawal"
         );
+    }
+
+    #[test]
+    fn a_drain_restored_from_the_state_file_says_so_and_withdraws_a_starting_service() {
+        let t0 = Instant::now();
+        let mut s = Service::new(&config(OnDown::Withdraw), t0);
+        let mut i = inputs(Health::Unknown);
+        i.drain = Some(DrainSource::Operator {
+            force: false,
+            reason: "maintenance".into(),
+            restored: Some("restored from state file /var/lib/anyguard/state.json".into()),
+        });
+        let c = s.evaluate(t0, &i).unwrap_or_else(|| panic!("no change"));
+        assert_eq!(c.to, State::Drained);
+        assert_eq!(s.presentation(), Presentation::Withdrawn);
+        assert_eq!(
+            s.reason(),
+            "drained by operator (restored from state file /var/lib/anyguard/state.json): maintenance"
+        );
+        // Healthy checks change nothing: the drain stands.
+        i.health = Health::Up;
+        assert_eq!(s.evaluate(t0, &i), None);
+        assert_eq!(s.presentation(), Presentation::Withdrawn);
     }
 
     #[test]

@@ -10,7 +10,8 @@ bring the three-site topology up before it (and keep it up for the next such sce
 import importlib
 import pkgutil
 
-ORDER = ["clabfile", "interop", "health", "bfd", "failover", "graceful", "faults", "guard", "removals", "stops"]
+ORDER = ["clabfile", "interop", "health", "bfd", "failover", "graceful", "faults", "guard", "removals", "fleetauth",
+         "fleetreload", "stops"]
 
 
 def registry():

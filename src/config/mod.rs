@@ -59,6 +59,9 @@ pub struct Config {
     pub services: Vec<ServiceConfig>,
     /// Fleet description for the all-sites guard, if any.
     pub fleet: Option<FleetRef>,
+    /// `state_dir`: where the state file goes; `None`: the daemon's default
+    /// (`RunOptions::default_state_dir`).
+    pub state_dir: Option<PathBuf>,
 }
 
 /// `[status] listen` default: loopback only.
@@ -118,6 +121,10 @@ pub struct StatusConfig {
     pub listen: SocketAddr,
     /// File holding the bearer token for control endpoints; control is disabled without it.
     pub token_file: Option<PathBuf>,
+    /// A second listener that serves only the fleet report (`/fleet/report`), with slots
+    /// and deadlines of its own, so that the other sites' polls are answered while slow
+    /// clients hold every slot of `listen`. `None`: the report is served on `listen`.
+    pub fleet_listen: Option<SocketAddr>,
 }
 
 /// `fleet = …` in a site config.

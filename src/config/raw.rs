@@ -34,6 +34,11 @@ pub struct RawConfig {
     pub bgp: Option<Spanned<RawBgp>>,
     /// `[fleet]`: the fleet description used by the all-sites guard.
     pub fleet: Option<Spanned<RawFleet>>,
+    /// Directory of the state file (`state.json`: operator drains and the service
+    /// addresses the daemon added, kept across restarts; `docs/guard.md`). Default:
+    /// `$STATE_DIRECTORY` (systemd's `StateDirectory=`), else `/var/lib/anyguard`; the
+    /// embedded default config (`anyguard run` without `--config`) keeps no state file.
+    pub state_dir: Option<Spanned<String>>,
     /// `[[peer]]`: BGP neighbours, usually the site's edge routers.
     #[serde(default)]
     pub peer: Vec<Spanned<RawPeer>>,
@@ -53,6 +58,11 @@ pub struct RawStatus {
     /// File holding the bearer token required by the control endpoints (drain, check now).
     /// Control endpoints are disabled when this is not set. Default: unset.
     pub token_file: Option<Spanned<String>>,
+    /// Listen address of a second endpoint serving only the fleet report
+    /// (`/fleet/report`) to the other sites' pollers, with its own connection slots and
+    /// short deadlines, so slow clients of `listen` cannot starve the polls. Point the
+    /// fleet file's `report_url` at it. Default: unset (the report is served on `listen`).
+    pub fleet_listen: Option<Spanned<String>>,
 }
 
 /// `[bgp]`.

@@ -53,6 +53,7 @@ fn base_config_is_valid_and_gets_every_default() {
     assert_eq!(c.status.token_file, None);
     assert_eq!(c.bgp_listen, None);
     assert_eq!(c.fleet, None);
+    assert_eq!(c.state_dir, None, "the daemon's default directory");
     let p = &c.peers[0];
     assert_eq!(p.port, 179);
     assert_eq!(p.mode, PeerMode::Active);
@@ -804,6 +805,23 @@ fn deprefer_local_pref_must_be_lower_than_the_normal_one() {
     )
     .expect("loads");
     assert_eq!(ok.services[0].deprefer_local_pref, Some(20));
+}
+
+#[test]
+fn state_dir_is_a_path_relative_to_the_config_file_and_not_empty() {
+    let c = load_str(
+        &insert(2, "state_dir = \"state\""),
+        "/etc/anyguard/anyguard.toml",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.state_dir.as_deref(),
+        Some(std::path::Path::new("/etc/anyguard/state"))
+    );
+    assert_eq!(
+        errors(&insert(2, "state_dir = \"\"")),
+        vec!["t.toml:3:13: state_dir: must not be empty".to_string()]
+    );
 }
 
 #[test]

@@ -281,6 +281,7 @@ fn validate(raw: RawConfig, ctx: &mut Ctx<'_>) -> Option<Config> {
         .and_then(|b| b.get_ref().listen.as_ref())
         .map(|l| ctx.socket_addr(l, "bgp.listen"));
     let fleet = raw.fleet.as_ref().map(|f| fleet(ctx, f));
+    let state_dir = raw.state_dir.as_ref().map(|d| ctx.path(d, "state_dir"));
     // Outer `None`: an error was reported; `Some(None)`: no listener configured.
     let bgp_listen: Option<Option<SocketAddr>> = match bgp_listen {
         None => Some(None),
@@ -326,6 +327,7 @@ fn validate(raw: RawConfig, ctx: &mut Ctx<'_>) -> Option<Config> {
         peers: peers.into_iter().collect::<Option<Vec<_>>>()?,
         services: services.into_iter().collect::<Option<Vec<_>>>()?,
         fleet: fleet.map_or(Some(None), |f| f.map(Some))?,
+        state_dir: state_dir.map_or(Some(None), |d| d.map(Some))?,
     })
 }
 
@@ -369,6 +371,7 @@ fn status(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawStatus>>) -> Option<StatusC
         return Some(StatusConfig {
             listen: DEFAULT_STATUS_LISTEN,
             token_file: None,
+            fleet_listen: None,
         });
     };
     let raw = raw.get_ref();
@@ -379,9 +382,13 @@ fn status(ctx: &mut Ctx<'_>, raw: Option<&Spanned<RawStatus>>) -> Option<StatusC
     let token_file = optional(raw.token_file.as_ref(), |t| {
         ctx.path(t, "status.token_file")
     });
+    let fleet_listen = optional(raw.fleet_listen.as_ref(), |l| {
+        ctx.socket_addr(l, "status.fleet_listen")
+    });
     Some(StatusConfig {
         listen: listen?,
         token_file: token_file?,
+        fleet_listen: fleet_listen?,
     })
 }
 

@@ -33,6 +33,12 @@ struct ServiceSlot {
     checks: Vec<CheckSlot>,
     drain_file: bool,
     operator_drain: Option<DrainSource>,
+    /// An unforced operator drain read back from the state file that had not withdrawn
+    /// the service before the restart (the all-sites guard held it, or it was still in
+    /// its graceful-shutdown phase): it becomes the operator drain once the service is
+    /// announced again, so that it goes through the guard as before the restart instead
+    /// of withdrawing a site the fleet may need.
+    restored_pending: Option<DrainSource>,
     guard: GuardVerdict,
     since_wall: SystemTime,
     /// The service's `local_addresses` are all on their interface (always true without
@@ -66,6 +72,9 @@ pub struct Core {
     removals_guarded: bool,
     /// The stop goes through the all-sites guard ([`Core::stop_guarded`]).
     stop_guarded: bool,
+    /// When the last [`Core::evaluate`] armed a restored drain: the next evaluation is
+    /// due at once (after the guard has seen the drain).
+    armed_at: Option<Instant>,
 }
 
 /// Result of an operator request.
@@ -92,6 +101,7 @@ impl Core {
             removals: PendingRemovals::default(),
             removals_guarded: false,
             stop_guarded: false,
+            armed_at: None,
         }
     }
 
@@ -241,11 +251,66 @@ impl Core {
     pub fn drain(&mut self, name: &str, force: bool, reason: String) -> ControlOutcome {
         match self.index_of(name) {
             Some(i) => {
-                self.services[i].operator_drain = Some(DrainSource::Operator { force, reason });
+                self.services[i].operator_drain = Some(DrainSource::Operator {
+                    force,
+                    reason,
+                    restored: None,
+                });
+                self.services[i].restored_pending = None;
                 ControlOutcome::Done(format!("service {name}: drain requested"))
             }
             None => ControlOutcome::UnknownService(name.to_string()),
         }
+    }
+
+    /// An operator drain read back from the state file (`restored` says from where, for
+    /// the reason shown), for service `name` unless it has an operator drain of its own
+    /// already. Whether the service is configured.
+    ///
+    /// A drain that was forced, or had withdrawn the service before the restart
+    /// (`withdrawn`), or of a daemon without a fleet is in force from the next evaluation
+    /// on: the service is never announced. An unforced one that had not withdrawn the
+    /// service, at a site of a fleet, takes effect once the service is announced again
+    /// and goes through the all-sites guard (`ServiceSlot::restored_pending`): restored
+    /// as drained, a drain the guard held at every site would withdraw the service
+    /// everywhere when the whole fleet restarts (a package upgrade).
+    pub fn restore_drain(
+        &mut self,
+        name: &str,
+        force: bool,
+        withdrawn: bool,
+        reason: String,
+        restored: String,
+    ) -> bool {
+        let Some(i) = self.index_of(name) else {
+            return false;
+        };
+        let guarded = !force && !withdrawn && self.config.fleet.is_some();
+        let slot = &mut self.services[i];
+        if slot.operator_drain.is_none() && slot.restored_pending.is_none() {
+            let drain = DrainSource::Operator {
+                force,
+                reason,
+                restored: Some(restored),
+            };
+            if guarded {
+                slot.restored_pending = Some(drain);
+            } else {
+                slot.operator_drain = Some(drain);
+            }
+        }
+        true
+    }
+
+    /// Whether the operator drain of service `i` has withdrawn it (`None` without an
+    /// operator drain in force, and while stopping: a stop withdraws everything, which
+    /// says nothing about the drain).
+    pub fn operator_drain_withdrawn(&self, i: usize) -> Option<bool> {
+        let slot = self.services.get(i)?;
+        if self.stopping || slot.operator_drain.is_none() {
+            return None;
+        }
+        Some(slot.machine.presentation() == Presentation::Withdrawn)
     }
 
     /// `POST /services/{name}/undrain`. A drain file, if present, still drains.
@@ -253,6 +318,7 @@ impl Core {
         match self.index_of(name) {
             Some(i) => {
                 self.services[i].operator_drain = None;
+                self.services[i].restored_pending = None;
                 let note = if self.services[i].drain_file {
                     " (its drain file is still present and keeps it drained)"
                 } else {
@@ -334,6 +400,17 @@ impl Core {
                 changes.push((i, change));
             }
         }
+        // Restored drains of services announced again take effect now; the guard sees
+        // them before the next evaluation, which is due at once.
+        self.armed_at = None;
+        for slot in &mut self.services {
+            if slot.machine.presentation() != Presentation::Withdrawn
+                && slot.restored_pending.is_some()
+            {
+                slot.operator_drain = slot.restored_pending.take();
+                self.armed_at = Some(now);
+            }
+        }
         // A renamed service whose checks have risen announces the prefix itself now.
         if !self.removals.list().is_empty() {
             let live = self.carried_live();
@@ -355,6 +432,7 @@ impl Core {
         self.services
             .iter()
             .filter_map(|s| s.machine.next_deadline())
+            .chain(self.armed_at)
             .min()
     }
 
@@ -560,6 +638,7 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         checks: cfg.checks.iter().map(|_| new_check()).collect(),
         drain_file: false,
         operator_drain: None,
+        restored_pending: None,
         guard: GuardVerdict::Allow,
         since_wall: wall,
         addresses_ready: cfg.local_addresses.is_none(),
@@ -637,11 +716,13 @@ mod tests {
             status: StatusConfig {
                 listen: "127.0.0.1:9180".parse().unwrap(),
                 token_file: None,
+                fleet_listen: None,
             },
             peers: vec![crate::config::testing::peer_config("edge1", true, true)],
             services,
             fleet: None::<FleetRef>,
             bgp_listen: None,
+            state_dir: None,
         })
     }
 
@@ -887,6 +968,105 @@ mod tests {
         core.evaluate(t0 + Duration::from_secs(60), w);
         assert_eq!(core.presentation(0), Presentation::Withdrawn);
         assert!(core.stop_settled(&[]));
+    }
+
+    #[test]
+    fn a_restored_drain_withdraws_before_the_first_announcement_and_never_replaces_a_new_one() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(config(vec![service("web", "203.0.113.0/24", 1)]), t0, w);
+        assert!(!core.restore_drain("gone", false, true, String::new(), "restored".into()));
+        assert!(core.restore_drain("web", false, true, "maint".into(), "restored".into()));
+        // The checks pass before the first evaluation: nothing is announced all the same.
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(core.desired().is_empty());
+        assert_eq!(
+            core.services[0].machine.reason(),
+            "drained by operator (restored): maint"
+        );
+        // A drain the operator made since is not overwritten by the saved one (a reload
+        // re-applies the saved drains).
+        core.drain("web", true, "newer".into());
+        core.restore_drain("web", false, true, "maint".into(), "restored".into());
+        assert_eq!(
+            core.drain_source(0),
+            Some(DrainSource::Operator {
+                force: true,
+                reason: "newer".into(),
+                restored: None
+            })
+        );
+    }
+
+    /// `web` at a site of a fleet.
+    fn fleet_core(t0: Instant, w: SystemTime) -> Core {
+        let mut cfg = (*config(vec![service("web", "203.0.113.0/24", 1)])).clone();
+        cfg.fleet = Some(FleetRef {
+            path: "fleet.toml".into(),
+            site: "a".into(),
+        });
+        Core::new(Arc::new(cfg), t0, w)
+    }
+
+    #[test]
+    fn a_restored_drain_the_guard_held_is_announced_again_and_goes_through_the_guard() {
+        let (t0, w) = (Instant::now(), SystemTime::UNIX_EPOCH);
+        let mut core = fleet_core(t0, w);
+        // Unforced and not withdrawn before the restart: held by the guard then.
+        core.restore_drain("web", false, false, "maint".into(), "restored".into());
+        assert_eq!(core.drain_source(0), None, "not in force before announced");
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.evaluate(t0, w);
+        assert!(
+            !core.desired().is_empty(),
+            "announced as before the restart"
+        );
+        // Armed: the guard sees the drain, and the next evaluation is due at once.
+        assert!(matches!(
+            core.drain_source(0),
+            Some(DrainSource::Operator { force: false, .. })
+        ));
+        assert_eq!(core.next_deadline(), Some(t0));
+        core.set_guard(
+            0,
+            GuardVerdict::Hold {
+                reason: "0 of 3 sites".into(),
+            },
+        );
+        core.evaluate(t0, w);
+        assert_eq!(core.services[0].machine.state(), State::Held);
+        assert!(!core.desired().is_empty(), "the guard holds it");
+        assert_eq!(core.next_deadline(), None);
+        assert_eq!(core.operator_drain_withdrawn(0), Some(false));
+    }
+
+    #[test]
+    fn a_restored_drain_that_had_withdrawn_or_was_forced_is_never_announced_even_in_a_fleet() {
+        let (t0, w) = (Instant::now(), SystemTime::UNIX_EPOCH);
+        for (force, withdrawn) in [(false, true), (true, false)] {
+            let mut core = fleet_core(t0, w);
+            core.restore_drain("web", force, withdrawn, "m".into(), "restored".into());
+            core.on_probe(&report(0, 0, CheckStatus::Up), w);
+            core.evaluate(t0, w);
+            assert!(
+                core.desired().is_empty(),
+                "force {force} withdrawn {withdrawn}"
+            );
+            assert_eq!(core.operator_drain_withdrawn(0), Some(true));
+        }
+    }
+
+    #[test]
+    fn a_stop_says_nothing_about_whether_an_operator_drain_withdrew() {
+        let (t0, w, mut core) = web_up();
+        core.drain("web", false, String::new());
+        core.set_guard(0, GuardVerdict::Hold { reason: "x".into() });
+        core.evaluate(t0, w);
+        assert_eq!(core.operator_drain_withdrawn(0), Some(false));
+        core.stop();
+        core.evaluate(t0 + Duration::from_secs(60), w);
+        assert_eq!(core.operator_drain_withdrawn(0), None);
     }
 
     fn disabled(mut svc: ServiceConfig) -> ServiceConfig {

@@ -506,6 +506,7 @@ mod tests {
             status: StatusConfig {
                 listen: std::net::SocketAddr::from(([127, 0, 0, 1], 9180)),
                 token_file: None,
+                fleet_listen: None,
             },
             peers: Vec::new(),
             services: vec![crate::config::ServiceConfig {
@@ -514,6 +515,7 @@ mod tests {
             }],
             fleet: None,
             bgp_listen: None,
+            state_dir: None,
         })
     }
 

@@ -21,7 +21,7 @@ use crate::guard::digest::{digest_agreement, fleet_digest, DigestAgreement};
 use crate::guard::fleet::Fleet;
 use crate::guard::fleet_change::{carry_view, short, FleetChange};
 use crate::guard::poller::{self, PollerConfig};
-use crate::guard::view::FleetView;
+use crate::guard::view::{auth_status, FleetView};
 use crate::status::model::{FleetSiteStatus, FleetStatus};
 use tokio::sync::watch;
 
@@ -171,15 +171,25 @@ impl FleetGuard {
                     .site(&s.name)
                     .map(|f| f.status_url.to_string())
                     .unwrap_or_default(),
+                report_url: self
+                    .fleet
+                    .site(&s.name)
+                    .map(|f| f.report_url.to_string())
+                    .unwrap_or_default(),
                 digest: digest.map(str::to_owned),
                 fleet: agreement.as_str().to_owned(),
+                last_poll: s.last_poll_text(),
+                poll_failures: s.failure_counts(),
             })
             .collect();
+        let (auth, warning) = auth_status(&self.fleet);
         FleetStatus {
             source: self.fleet.source.clone(),
             digest: self.digest.clone(),
             poll_interval_ms: millis(self.fleet.poll.interval),
             poll_timeout_ms: millis(self.fleet.poll.timeout),
+            auth,
+            warning,
             mismatch: sites
                 .iter()
                 .filter(|s| s.fleet == DigestAgreement::Different.as_str())

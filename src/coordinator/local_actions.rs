@@ -19,8 +19,10 @@ use super::core::Core;
 use crate::announcer::{Presentation, RibOut};
 use crate::config::ServiceConfig;
 use crate::hooks::Hooks;
-use crate::local_addr::{AddressAction, IpCommand, Ledger, Wish};
+use crate::local_addr::{AddressAction, IpCommand, Ledger, Slot, Wish};
 use crate::service::Change;
+use crate::state::file::StateFile;
+use crate::state::SavedAddress;
 
 /// How long a stopping daemon waits for queued hooks (e.g. the last `drained`).
 const HOOK_FINISH_WAIT: Duration = Duration::from_secs(5);
@@ -36,6 +38,9 @@ pub(super) struct LocalActions {
     /// The bound on one `ip` call, which bounds the waits at a stop.
     ip_timeout: Duration,
     dry_run: bool,
+    /// Addresses an earlier run recorded in the state file, not looked at yet: once the
+    /// initial routes are decided, those of services not announced are removed.
+    stale: Vec<SavedAddress>,
 }
 
 /// An action the address task has carried out.
@@ -152,10 +157,12 @@ impl Flushes {
 impl LocalActions {
     /// `ip`: what runs the address changes. The receiver yields the outcomes of the
     /// address task, for [`LocalActions::done`].
+    /// `stale`: the addresses an earlier run recorded (the state file).
     pub(super) fn start(
         services: &[ServiceConfig],
         dry_run: bool,
         ip: IpCommand,
+        stale: Vec<SavedAddress>,
     ) -> (Self, mpsc::UnboundedReceiver<AddressDone>) {
         let ip_timeout = ip.timeout();
         let (jobs, jobs_rx) = mpsc::unbounded_channel();
@@ -168,6 +175,7 @@ impl LocalActions {
             task,
             ip_timeout,
             dry_run,
+            stale,
         };
         (local, done_rx)
     }
@@ -193,8 +201,19 @@ impl LocalActions {
 
     /// Starts what brings the service addresses in line with what `core` announces and
     /// tells `core` which services may be announced (the others' routes are held back).
-    /// Never waits: the `ip` calls run in the address task.
-    pub(super) fn sync(&mut self, core: &mut Core, confirmed: &Confirmed) {
+    /// Never waits: the `ip` calls run in the address task. `initial_done`: the initial
+    /// routes are decided (graceful restart's End-of-RIB is due), so the addresses an
+    /// earlier run left for services that are not announced now may go.
+    pub(super) fn sync(
+        &mut self,
+        core: &mut Core,
+        confirmed: &Confirmed,
+        state: &mut StateFile,
+        initial_done: bool,
+    ) {
+        if initial_done && !self.stale.is_empty() {
+            self.remove_stale(core, confirmed, state);
+        }
         let config = Arc::clone(core.config());
         let wishes: Vec<Wish<'_>> = config
             .services
@@ -207,7 +226,7 @@ impl LocalActions {
             .collect();
         let withdrawn = |p: &[IpNet]| withdrawn_everywhere(confirmed, p);
         for action in self.ledger.plan(&wishes, Instant::now(), &withdrawn) {
-            self.dispatch(action);
+            self.dispatch(action, state);
         }
         for (i, s) in config.services.iter().enumerate() {
             let ready = self.ledger.may_announce(s, core.addresses_ready(i));
@@ -216,15 +235,84 @@ impl LocalActions {
     }
 
     /// The address task carried out an action: recorded; the caller syncs again.
-    pub(super) fn done(&mut self, core: &Core, done: &AddressDone) {
+    pub(super) fn done(&mut self, core: &Core, done: &AddressDone, state: &mut StateFile) {
         let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) =
             &done.action;
         let config = core.config().services.iter().find(|s| &s.name == service);
         self.ledger
             .record(&done.action, config, done.ok, Instant::now());
+        forget_removed(done, state);
     }
 
-    fn dispatch(&mut self, action: AddressAction) {
+    /// The addresses an earlier run recorded: those of a service announced now belong to
+    /// the ledger (it added them again, idempotently, before announcing); every other one
+    /// is removed — the service is not up, or no longer has that address, or is no longer
+    /// configured. Only recorded addresses go, never one an operator put there, and only
+    /// once every established peer has confirmed routes without the service's prefixes
+    /// (the initial routes and End-of-RIB are on the wire, so no router forwards to the
+    /// address on the previous run's routes any more).
+    fn remove_stale(&mut self, core: &Core, confirmed: &Confirmed, state: &mut StateFile) {
+        for saved in std::mem::take(&mut self.stale) {
+            // A service announced now with this address configured: the ledger added it
+            // again (idempotently) before announcing, and records it under its own name.
+            let owner = core.config().services.iter().enumerate().find(|(i, s)| {
+                core.presentation(*i) != Presentation::Withdrawn
+                    && s.local_addresses.as_ref().is_some_and(|la| {
+                        la.interface == saved.interface && la.addresses.contains(&saved.address)
+                    })
+            });
+            if let Some((_, s)) = owner {
+                if s.name != saved.service {
+                    // Moved to another service by a config change between the runs.
+                    if let Err(e) = state.update(std::time::SystemTime::now(), |d| {
+                        d.forget_address(&saved);
+                    }) {
+                        tracing::error!(error = %e, "cannot update the state file");
+                    }
+                }
+                continue;
+            }
+            let prefixes = core
+                .config()
+                .services
+                .iter()
+                .find(|s| s.name == saved.service)
+                .map_or(&[][..], |s| &s.prefixes[..]);
+            if !withdrawn_everywhere(confirmed, prefixes) {
+                self.stale.push(saved);
+                continue;
+            }
+            tracing::info!(
+                service = %saved.service,
+                interface = %saved.interface,
+                address = %saved.address,
+                "removing a service address an earlier run left: its service is not up"
+            );
+            // Through the ledger's in-flight list, so the service is not announced while
+            // its address is being removed (it is added again after, in turn).
+            self.dispatch(
+                AddressAction::Remove {
+                    service: saved.service,
+                    slot: Slot {
+                        interface: saved.interface,
+                        address: saved.address,
+                    },
+                },
+                state,
+            );
+        }
+    }
+
+    fn dispatch(&mut self, action: AddressAction, state: &mut StateFile) {
+        if let AddressAction::Add { service, slot } = &action {
+            // Recorded before the add: should the daemon be killed right after `ip`, the
+            // next start still knows the address is ours to remove.
+            if let Err(e) = state.update(std::time::SystemTime::now(), |d| {
+                d.record_address(saved(service, slot));
+            }) {
+                tracing::error!(error = %e, "cannot record a service address in the state file");
+            }
+        }
         // The task ends only after `finish` dropped the sender; should it have died
         // (a panic), the action is not in flight and is planned again next time.
         if self.jobs.send(action.clone()).is_ok() {
@@ -237,13 +325,15 @@ impl LocalActions {
     /// bounded time to finish. Every wait is bounded: each `ip` call is (`IP_TIMEOUT`
     /// unless the daemon was started with another bound). The addresses of the services
     /// in `kept` stay: their routes were not withdrawn (graceful restart keeps them at
-    /// the routers), so the traffic they attract must still find the service.
+    /// the routers), so the traffic they attract must still find the service; the state
+    /// file keeps them recorded, for the next start to decide.
     pub(super) async fn finish(
         mut self,
         mut results: mpsc::UnboundedReceiver<AddressDone>,
         kept: &[String],
+        state: &mut StateFile,
     ) {
-        self.wait_idle(&mut results).await;
+        self.wait_idle(&mut results, state).await;
         for action in self.ledger.remove_all() {
             let AddressAction::Remove { service, .. } = &action else {
                 continue;
@@ -251,9 +341,9 @@ impl LocalActions {
             if kept.contains(service) {
                 continue;
             }
-            self.dispatch(action);
+            self.dispatch(action, state);
         }
-        self.wait_idle(&mut results).await;
+        self.wait_idle(&mut results, state).await;
         let LocalActions {
             hooks,
             jobs,
@@ -270,7 +360,11 @@ impl LocalActions {
 
     /// Records outcomes until nothing is in flight, for at most one `ip` call's bound per action
     /// (plus one, for the task's own scheduling).
-    async fn wait_idle(&mut self, results: &mut mpsc::UnboundedReceiver<AddressDone>) {
+    async fn wait_idle(
+        &mut self,
+        results: &mut mpsc::UnboundedReceiver<AddressDone>,
+        state: &mut StateFile,
+    ) {
         let calls = u32::try_from(self.ledger.in_flight()).unwrap_or(u32::MAX);
         let deadline =
             tokio::time::Instant::now() + self.ip_timeout.saturating_mul(calls.saturating_add(1));
@@ -279,12 +373,33 @@ impl LocalActions {
                 Ok(Some(done)) => {
                     self.ledger
                         .record(&done.action, None, done.ok, Instant::now());
+                    forget_removed(&done, state);
                 }
                 Ok(None) | Err(_) => {
                     tracing::warn!("stopping: a service address change did not end in time");
                     return;
                 }
             }
+        }
+    }
+}
+
+fn saved(service: &str, slot: &Slot) -> SavedAddress {
+    SavedAddress {
+        service: service.to_string(),
+        interface: slot.interface.clone(),
+        address: slot.address,
+    }
+}
+
+/// A removal that succeeded is forgotten by the state file; a failed one stays, so the
+/// next start tries again.
+fn forget_removed(done: &AddressDone, state: &mut StateFile) {
+    if let (AddressAction::Remove { service, slot }, true) = (&done.action, done.ok) {
+        if let Err(e) = state.update(std::time::SystemTime::now(), |d| {
+            d.forget_address(&saved(service, slot));
+        }) {
+            tracing::error!(error = %e, "cannot forget a removed service address in the state file");
         }
     }
 }

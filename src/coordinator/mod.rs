@@ -28,6 +28,7 @@ mod fleet_guard;
 mod local_actions;
 pub mod removals;
 mod run;
+mod saved;
 mod stop;
 
 pub use run::{run, DaemonSignal, RunError, RunOptions};

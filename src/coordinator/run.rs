@@ -12,6 +12,7 @@ use tokio::task::JoinHandle;
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
+use super::saved;
 use super::stop::StopPlan;
 use crate::announcer::RibOut;
 use crate::config::{self, Config, PeerConfig, PeerMode};
@@ -20,6 +21,7 @@ use crate::local_addr::IpCommand;
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
+use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
 use crate::status::metrics::Metrics;
 use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
@@ -52,6 +54,10 @@ pub struct RunOptions {
     /// The bound on one such call; `None` for `IP_TIMEOUT` (2 s). Tests that hold an
     /// `ip` call open on purpose widen it, so that what they order is not a race with it.
     pub ip_timeout: Option<Duration>,
+    /// The state file's directory when the config has no `state_dir`; `None`: no state
+    /// file (library users, tests, the embedded default config). The binary sets
+    /// `$STATE_DIRECTORY` or `/var/lib/anyguard` for a config file.
+    pub default_state_dir: Option<PathBuf>,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -75,6 +81,9 @@ pub enum RunError {
     /// The fleet description of the all-sites guard.
     #[error("fleet: {0}")]
     Guard(#[from] FleetGuardError),
+    /// The state file cannot be read (the daemon does not guess what it held).
+    #[error(transparent)]
+    State(#[from] StateError),
     /// The BGP listener could not bind.
     #[error("bgp listen {addr}: {source}")]
     Listen {
@@ -122,6 +131,8 @@ struct Shell {
     /// Per peer, the last desired routes its current session confirmed as written.
     flushed: Flushes,
     token: watch::Sender<Option<Vec<u8>>>,
+    /// The key `/fleet/report` is signed with; follows fleet reloads.
+    fleet_key: watch::Sender<Option<crate::guard::auth::FleetKey>>,
     guard: Option<FleetGuard>,
     local: LocalActions,
     ready: bool,
@@ -132,6 +143,8 @@ struct Shell {
     check_transitions: Vec<CheckTransitionLog>,
     /// The BFD task, started with the first peer that has `bfd` (UDP 3784).
     bfd: Option<crate::bfd::Handle>,
+    /// Operator drains and service addresses kept across restarts.
+    state: StateFile,
 }
 
 /// A check transition waiting to be logged.
@@ -140,6 +153,13 @@ struct CheckTransitionLog {
     check: String,
     transition: Transition,
     detail: String,
+}
+
+/// The key this site signs its fleet report with (`None`: no fleet, or no `[auth]`).
+fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey> {
+    guard
+        .and_then(|g| g.fleet().auth.as_ref())
+        .map(|a| a.key.clone())
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
@@ -153,6 +173,9 @@ pub async fn run(
     let now = Instant::now();
     let wall = SystemTime::now();
     let mut core = Core::new(Arc::clone(&config), now, wall);
+    // First: a state file that cannot be read stops the start before anything listens.
+    let state = saved::open(&config, &options)?;
+    saved::restore_drains(&mut core, &state, true);
     let guard = FleetGuard::start(&config)?;
     core.guard_removals(guard.is_some());
 
@@ -170,6 +193,11 @@ pub async fn run(
     )
     .await?;
     tracing::info!(listen = %server.local_addr, "status endpoint started");
+    if let Some(addr) = server.fleet_addr {
+        tracing::info!(listen = %addr, "fleet report listener started");
+    }
+    // Before the first publication: until then /fleet/report has nothing to serve.
+    server.fleet_key.send_replace(fleet_key(guard.as_ref()));
 
     let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(CHECK_EVENTS);
     let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
@@ -191,7 +219,12 @@ pub async fn run(
         Some(t) => ip.with_timeout(t),
         None => ip,
     };
-    let (local, mut addresses_rx) = LocalActions::start(&config.services, options.dry_run, ip);
+    let (local, mut addresses_rx) = LocalActions::start(
+        &config.services,
+        options.dry_run,
+        ip,
+        state.document().addresses.iter().cloned().collect(),
+    );
     let mut shell = Shell {
         options,
         started: now,
@@ -211,6 +244,7 @@ pub async fn run(
         peer_changed: Arc::new(Notify::new()),
         flushed: Flushes::default(),
         token: server.token,
+        fleet_key: server.fleet_key,
         guard,
         local,
         ready: false,
@@ -218,6 +252,7 @@ pub async fn run(
         stop_reason: None,
         check_transitions: Vec::new(),
         bfd: None,
+        state,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -262,7 +297,7 @@ pub async fn run(
             Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
-            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done),
+            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
             () = changed.notified() => {}
             signal = signals.recv() => match signal {
                 Some(DaemonSignal::Reload) => {
@@ -286,7 +321,10 @@ pub async fn run(
                     }
                 }
             },
-            _ = drain_poll.tick() => shell.poll_drain_files(&mut core),
+            _ = drain_poll.tick() => {
+                shell.poll_drain_files(&mut core);
+                shell.retry_state_write();
+            }
             () = sleep => {}
         }
         if let Some(rx) = shell.new_checks_rx.take() {
@@ -306,8 +344,13 @@ pub async fn run(
         // (crate::local_addr).
         let previous = shell.routes_tx.borrow().clone();
         let confirmed = shell.confirmed();
-        shell.local.sync(&mut core, &confirmed);
+        let initial_done = *shell.initial_tx.borrow();
+        shell
+            .local
+            .sync(&mut core, &confirmed, &mut shell.state, initial_done);
         shell.send_routes(&core);
+        // After the routes: a state file write never delays an UPDATE.
+        saved::track_withdrawals(&core, &mut shell.state);
         let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
         shell.log_check_transitions();
@@ -381,7 +424,10 @@ pub async fn run(
     if let Some(g) = shell.guard.take() {
         g.stop().await;
     }
-    shell.local.finish(addresses_rx, &stop_plan.kept).await;
+    shell
+        .local
+        .finish(addresses_rx, &stop_plan.kept, &mut shell.state)
+        .await;
     server_stop.notify_waiters();
     server_stop.notify_one();
     match tokio::time::timeout(PEER_STOP_WAIT, server.task).await {
@@ -642,6 +688,14 @@ impl Shell {
         }
     }
 
+    /// A state file write that failed is tried again (with the drain file poll).
+    fn retry_state_write(&mut self) {
+        // Logged at error by the first failure and shown in /status; not every 250 ms.
+        if let Err(e) = self.state.retry(SystemTime::now()) {
+            tracing::debug!(error = %e, "state file write failed again");
+        }
+    }
+
     fn poll_drain_files(&mut self, core: &mut Core) {
         let files: Vec<(usize, bool)> = core
             .config()
@@ -672,12 +726,14 @@ impl Shell {
                 reason,
             } => {
                 tracing::info!(%service, force, reason = reason.as_deref().unwrap_or(""), "drain requested by operator");
-                core.drain(&service, force, reason.unwrap_or_default())
-                    .into()
+                let reason = reason.unwrap_or_default();
+                let outcome = core.drain(&service, force, reason.clone());
+                saved::drained(&mut self.state, outcome, &service, force, &reason).into()
             }
             ControlCommand::Undrain { service } => {
                 tracing::info!(%service, "undrain requested by operator");
-                core.undrain(&service).into()
+                let outcome = core.undrain(&service);
+                saved::undrained(&mut self.state, outcome, &service).into()
             }
             ControlCommand::Check { service } => match self.health.as_ref() {
                 Some(h) if h.check_now_by_name(&service) => {
@@ -720,6 +776,11 @@ impl Shell {
         if new.bgp_listen != old.bgp_listen {
             refused.push("bgp.listen cannot change at run time: restart the daemon".to_string());
         }
+        if new.status.fleet_listen != old.status.fleet_listen {
+            refused.push(
+                "status.fleet_listen cannot change at run time: restart the daemon".to_string(),
+            );
+        }
         if new.status.listen != old.status.listen {
             refused.push("status.listen cannot change at run time: restart the daemon".to_string());
         }
@@ -738,6 +799,9 @@ impl Shell {
             },
             None => None,
         };
+        if new.state_dir != old.state_dir {
+            refused.push("state_dir cannot change at run time: restart the daemon".to_string());
+        }
         // The fleet file is read again and validated with the config; the candidate is
         // judged against the *new* fleet (its sites, min_sites) and the view carried to it.
         let next_fleet = super::fleet_guard::prepare_fleet(self.guard.as_ref(), &new)
@@ -791,6 +855,8 @@ impl Shell {
         // waits for the guard.
         core.guard_removals(next_fleet.is_some());
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        // A service that comes back is drained as the operator left it.
+        saved::restore_drains(core, &self.state, false);
         self.metrics
             .retain_checks(new.services.iter().flat_map(|s| {
                 s.checks
@@ -803,6 +869,7 @@ impl Shell {
         self.local.reconfigure(&new.services);
         self.token.send_replace(token);
         let fleet_change = super::fleet_guard::apply_fleet(&mut self.guard, next_fleet);
+        self.fleet_key.send_replace(fleet_key(self.guard.as_ref()));
 
         // Peers: keep the unchanged ones untouched (their sessions stay up), replace the
         // changed ones, stop the removed ones, start the new ones.
@@ -928,6 +995,7 @@ impl Shell {
                 ready: self.ready,
                 stopping: self.stopping,
                 stop_reason: self.stop_reason.clone(),
+                state_file: self.state.status(),
             },
             services,
             peers,

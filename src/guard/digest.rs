@@ -7,11 +7,13 @@
 //! of `[[service]]` tables or of a service's prefixes give the same digest. Operators edit
 //! comments freely and config management re-renders files; a digest of raw bytes would
 //! raise a mismatch for every such edit, and a warning that is always on is ignored. What
-//! does count is everything the guard acts on: the poll timing in force, every site with
-//! its status URL **in file order** (the order is the hold rank, see `docs/guard.md`
+//! does count is everything the guard acts on: the poll timing in force, whether reports
+//! are signed (`[auth]`; not the key), every site with its status and report URLs **in
+//! file order** (the order is the hold rank, see `docs/guard.md`
 //! "Ties"), and per service `min_sites` and the declared prefixes.
 //!
-//! The canonical form is a versioned JSON document (`{"canonical":1,…}`); a change of what
+//! The canonical form is a versioned JSON document (`{"canonical":2,…}`; 2 added `signed`
+//! and `report_url`); a change of what
 //! it covers changes every digest once, which is the honest outcome for a new meaning.
 
 use serde::Serialize;
@@ -21,12 +23,14 @@ use super::fleet::Fleet;
 use super::view::FleetView;
 
 /// Version of the canonical form hashed by [`fleet_digest`].
-const CANONICAL_VERSION: u32 = 1;
+const CANONICAL_VERSION: u32 = 2;
 
 #[derive(Serialize)]
 struct Canonical<'a> {
     canonical: u32,
     poll: CanonicalPoll,
+    /// `[auth]` is set (reports signed); never the key itself.
+    signed: bool,
     sites: Vec<CanonicalSite<'a>>,
     services: Vec<CanonicalService<'a>>,
 }
@@ -43,6 +47,7 @@ struct CanonicalPoll {
 struct CanonicalSite<'a> {
     name: &'a str,
     status_url: String,
+    report_url: String,
 }
 
 #[derive(Serialize)]
@@ -83,12 +88,14 @@ pub fn canonical_form(fleet: &Fleet) -> String {
             stale_after_ns: nanos(fleet.poll.stale_after),
             intent_wait_ns: nanos(fleet.poll.intent_wait),
         },
+        signed: fleet.auth.is_some(),
         sites: fleet
             .sites
             .iter()
             .map(|s| CanonicalSite {
                 name: &s.name,
                 status_url: s.status_url.to_string(),
+                report_url: s.report_url.to_string(),
             })
             .collect(),
         services,

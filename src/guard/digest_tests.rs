@@ -42,7 +42,7 @@ fn digest_is_sha256_hex_of_the_canonical_form() {
         .all(|c| c.is_ascii_hexdigit() && !c.is_ascii_uppercase()));
     assert_eq!(
         canonical_form(&fleet),
-        r#"{"canonical":1,"poll":{"interval_ns":1000000000,"timeout_ns":500000000,"stale_after_ns":3500000000,"intent_wait_ns":3000000000},"sites":[{"name":"a","status_url":"http://198.18.1.2:9180/status"},{"name":"b","status_url":"http://198.18.2.2:9180/status"}],"services":[{"name":"dns","min_sites":1,"prefixes":null},{"name":"web","min_sites":2,"prefixes":["198.51.100.0/24","203.0.113.0/24"]}]}"#
+        r#"{"canonical":2,"poll":{"interval_ns":1000000000,"timeout_ns":500000000,"stale_after_ns":3500000000,"intent_wait_ns":3000000000},"signed":false,"sites":[{"name":"a","status_url":"http://198.18.1.2:9180/status","report_url":"http://198.18.1.2:9180/fleet/report"},{"name":"b","status_url":"http://198.18.2.2:9180/status","report_url":"http://198.18.2.2:9180/fleet/report"}],"services":[{"name":"dns","min_sites":1,"prefixes":null},{"name":"web","min_sites":2,"prefixes":["198.51.100.0/24","203.0.113.0/24"]}]}"#
     );
     // The source path is no part of it: every site keeps the file where it likes.
     let elsewhere = Fleet::parse(BASE, "/etc/anyguard/fleet.toml").unwrap();
@@ -130,6 +130,7 @@ fn agreement_per_site_is_same_different_or_unknown() {
         name: "f".into(),
         rank: 9,
         last_poll: None,
+        failures: Default::default(),
     });
     let got: Vec<_> = digest_agreement(&view, "d1")
         .into_iter()

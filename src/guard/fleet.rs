@@ -8,7 +8,7 @@
 use std::collections::HashSet;
 use std::fmt;
 use std::ops::Range;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use hyper::Uri;
@@ -16,6 +16,7 @@ use ipnet::IpNet;
 use serde::Deserialize;
 use toml::Spanned;
 
+use super::auth::{read_key_file, FleetKey, KeyError, REPORT_PATH};
 use super::runtime::GuardTiming;
 use super::view::FleetView;
 use crate::config::MAX_DURATION;
@@ -39,6 +40,18 @@ pub struct Fleet {
     pub sites: Vec<FleetSite>,
     /// Services with their guard settings, in file order.
     pub services: Vec<FleetService>,
+    /// `[auth]`: the key that signs and verifies reports; `None` = unsigned reports (a
+    /// warning at start and in `/status`, see `docs/guard.md`).
+    pub auth: Option<FleetAuth>,
+}
+
+/// `[auth]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FleetAuth {
+    /// Where the key was read from (resolved against the fleet file's directory).
+    pub key_file: PathBuf,
+    /// The key, read and checked at load.
+    pub key: FleetKey,
 }
 
 /// `[poll]`.
@@ -63,6 +76,9 @@ pub struct FleetSite {
     pub name: String,
     /// The site's `/status` URL (http).
     pub status_url: Uri,
+    /// Where its fleet report is polled: `report_url`, or by default `status_url` with the
+    /// path replaced by [`REPORT_PATH`].
+    pub report_url: Uri,
 }
 
 /// One `[[service]]`.
@@ -93,6 +109,17 @@ pub struct RawFleet {
     /// `[[service]]`.
     #[serde(default)]
     pub service: Vec<RawService>,
+    /// `[auth]`.
+    #[serde(default)]
+    pub auth: Option<RawAuth>,
+}
+
+/// Raw `[auth]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAuth {
+    /// Path of the shared key file.
+    pub key_file: Spanned<String>,
 }
 
 /// Raw `[poll]`.
@@ -117,6 +144,8 @@ pub struct RawSite {
     pub name: Spanned<String>,
     /// URL.
     pub status_url: Spanned<String>,
+    /// Fleet report URL (default derived from `status_url`).
+    pub report_url: Option<Spanned<String>>,
 }
 
 /// Raw `[[service]]`.
@@ -208,6 +237,9 @@ pub enum FleetErrorKind {
     /// No `[[site]]`.
     #[error("the fleet needs at least one [[site]]")]
     NoSites,
+    /// The `[auth]` key file is missing, empty or too short.
+    #[error("{0}")]
+    Key(#[from] KeyError),
 }
 
 /// Every problem found in a fleet file.
@@ -294,6 +326,14 @@ pub fn parse_status_url(value: &str) -> Result<Uri, String> {
     Ok(uri)
 }
 
+/// The default fleet report URL of a site: its status URL with the path
+/// [`REPORT_PATH`] (same scheme, host and port).
+pub fn report_url_for(status_url: &Uri) -> Result<Uri, String> {
+    let mut parts = status_url.clone().into_parts();
+    parts.path_and_query = Some(hyper::http::uri::PathAndQuery::from_static(REPORT_PATH));
+    Uri::from_parts(parts).map_err(|e| e.to_string())
+}
+
 impl Fleet {
     /// Read and validate `path`.
     pub fn load(path: &Path) -> Result<Fleet, FleetErrors> {
@@ -350,19 +390,56 @@ impl Fleet {
                     FleetErrorKind::DuplicateSite(name.clone()),
                 );
             }
-            match parse_status_url(s.status_url.get_ref()) {
-                Ok(status_url) => sites.push(FleetSite {
+            let status_url = match parse_status_url(s.status_url.get_ref()) {
+                Ok(url) => Some(url),
+                Err(why) => {
+                    c.push(
+                        Some(s.status_url.span()),
+                        format!("site[{i}].status_url"),
+                        FleetErrorKind::InvalidUrl {
+                            value: s.status_url.get_ref().clone(),
+                            why,
+                        },
+                    );
+                    None
+                }
+            };
+            let report_url = match &s.report_url {
+                Some(raw) => match parse_status_url(raw.get_ref()) {
+                    Ok(url) => Some(url),
+                    Err(why) => {
+                        c.push(
+                            Some(raw.span()),
+                            format!("site[{i}].report_url"),
+                            FleetErrorKind::InvalidUrl {
+                                value: raw.get_ref().clone(),
+                                why,
+                            },
+                        );
+                        None
+                    }
+                },
+                None => status_url.as_ref().and_then(|u| {
+                    report_url_for(u)
+                        .map_err(|why| {
+                            c.push(
+                                Some(s.status_url.span()),
+                                format!("site[{i}].status_url"),
+                                FleetErrorKind::InvalidUrl {
+                                    value: s.status_url.get_ref().clone(),
+                                    why,
+                                },
+                            );
+                        })
+                        .ok()
+                }),
+            };
+            if let (Some(status_url), Some(report_url)) = (status_url, report_url) {
+                sites.push(FleetSite {
                     name: name.clone(),
                     status_url,
-                }),
-                Err(why) => c.push(
-                    Some(s.status_url.span()),
-                    format!("site[{i}].status_url"),
-                    FleetErrorKind::InvalidUrl {
-                        value: s.status_url.get_ref().clone(),
-                        why,
-                    },
-                ),
+                    report_url,
+                });
             }
         }
 
@@ -440,12 +517,29 @@ impl Fleet {
             }
         }
 
+        let auth = raw.auth.as_ref().and_then(|a| {
+            let written = Path::new(a.key_file.get_ref());
+            // Relative to the fleet file, like a path in an include.
+            let key_file = match Path::new(source).parent() {
+                Some(dir) if written.is_relative() => dir.join(written),
+                _ => written.to_path_buf(),
+            };
+            match read_key_file(&key_file) {
+                Ok(key) => Some(FleetAuth { key_file, key }),
+                Err(e) => {
+                    c.push(Some(a.key_file.span()), "auth.key_file", e.into());
+                    None
+                }
+            }
+        });
+
         match (c.errors.is_empty(), poll) {
             (true, Some(poll)) => Ok(Fleet {
                 source: source.to_owned(),
                 poll,
                 sites,
                 services,
+                auth,
             }),
             _ => Err(FleetErrors(c.errors)),
         }

@@ -27,7 +27,7 @@ pub struct FleetChange {
     pub sites_added: Vec<String>,
     /// Other sites no longer in the fleet.
     pub sites_removed: Vec<String>,
-    /// Other sites that stay but with another status URL.
+    /// Other sites that stay but with another status or report URL.
     pub urls_changed: Vec<String>,
     /// The order of the sites (hold ranks) changed.
     pub reordered: bool,
@@ -47,7 +47,8 @@ impl FleetChange {
             f.sites
                 .iter()
                 .filter(|s| s.name != local)
-                .map(|s| (s.name.clone(), s.status_url.to_string()))
+                // Either URL: the report URL is where the poller goes.
+                .map(|s| (s.name.clone(), format!("{} {}", s.status_url, s.report_url)))
                 .collect()
         };
         let (before, after) = (others(old, old_site), others(new, new_site));
@@ -127,7 +128,10 @@ impl FleetChange {
             parts.push(format!("sites removed {}", self.sites_removed.join(", ")));
         }
         if !self.urls_changed.is_empty() {
-            parts.push(format!("status URL of {}", self.urls_changed.join(", ")));
+            parts.push(format!(
+                "status or report URL of {}",
+                self.urls_changed.join(", ")
+            ));
         }
         if self.reordered {
             parts.push("site order (hold ranks)".to_owned());

@@ -3,6 +3,7 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::guard::auth::FleetKey;
 
 fn messages(text: &str) -> Vec<String> {
     match Fleet::parse(text, "fleet.toml") {
@@ -38,6 +39,12 @@ fn example_fleet_file_loads() {
         }
     );
     assert_eq!(fleet.rank("c"), Some(2));
+    assert_eq!(
+        fleet.sites[0].report_url.to_string(),
+        "http://198.18.1.2:9181/fleet/report"
+    );
+    let auth = fleet.auth.as_ref().unwrap();
+    assert!(auth.key_file.ends_with("config/example-fleet.key"));
     let view = fleet.view_for("b");
     let others: Vec<(usize, &str)> = view
         .sites
@@ -190,4 +197,76 @@ fn a_poll_interval_below_the_minimum_is_refused() {
     )
     .unwrap();
     assert_eq!(fleet.poll.interval, MIN_POLL_INTERVAL);
+}
+
+#[test]
+fn report_url_is_derived_from_the_status_url_unless_given() {
+    let fleet = Fleet::parse(
+        "[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2:9180/status\"\n\
+         [[site]]\nname = \"b\"\nstatus_url = \"http://198.18.2.2:9180/status\"\n\
+         report_url = \"http://198.18.2.2:9181/fleet/report\"\n",
+        "fleet.toml",
+    )
+    .unwrap();
+    assert_eq!(
+        fleet.sites[0].report_url.to_string(),
+        "http://198.18.1.2:9180/fleet/report"
+    );
+    assert_eq!(
+        fleet.sites[1].report_url.to_string(),
+        "http://198.18.2.2:9181/fleet/report"
+    );
+    assert_eq!(fleet.auth, None);
+    assert_eq!(
+        messages("[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2/status\"\nreport_url = \"ftp://x/\"\n"),
+        [r#"fleet.toml:4:14: site[0].report_url: invalid status URL "ftp://x/": scheme "ftp" is not supported, use http"#]
+    );
+}
+
+#[test]
+fn auth_key_file_is_read_relative_to_the_fleet_file_and_checked() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet_path = dir.path().join("fleet.toml");
+    let site = "[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2:9180/status\"\n";
+    let key = "0123456789abcdef0123456789abcdef";
+    std::fs::write(dir.path().join("fleet.key"), format!("{key}\n")).unwrap();
+    std::fs::write(
+        &fleet_path,
+        format!("[auth]\nkey_file = \"fleet.key\"\n{site}"),
+    )
+    .unwrap();
+    let fleet = Fleet::load(&fleet_path).unwrap();
+    let auth = fleet.auth.unwrap();
+    assert_eq!(auth.key_file, dir.path().join("fleet.key"));
+    assert_eq!(
+        auth.key,
+        FleetKey::from_file_bytes(key.as_bytes(), "x").unwrap()
+    );
+
+    let shown = fleet_path.display().to_string();
+    let load_err = |key_file: &str| {
+        std::fs::write(
+            &fleet_path,
+            format!("[auth]\nkey_file = \"{key_file}\"\n{site}"),
+        )
+        .unwrap();
+        Fleet::load(&fleet_path).unwrap_err().to_string()
+    };
+    std::fs::write(dir.path().join("empty.key"), "\n").unwrap();
+    std::fs::write(dir.path().join("short.key"), "abc\n").unwrap();
+    let d = dir.path().display();
+    assert_eq!(
+        load_err("missing.key"),
+        format!("{shown}:2:12: auth.key_file: cannot read key file {d}/missing.key: No such file or directory (os error 2)")
+    );
+    assert_eq!(
+        load_err("empty.key"),
+        format!("{shown}:2:12: auth.key_file: key file {d}/empty.key is empty")
+    );
+    assert_eq!(
+        load_err("short.key"),
+        format!("{shown}:2:12: auth.key_file: key file {d}/short.key holds 3 bytes; at least 32 are needed (e.g. `openssl rand -hex 32`)")
+    );
+    let m = messages(&format!("[auth]\n{site}"));
+    assert!(m[0].contains("missing field `key_file`"), "{m:?}");
 }

@@ -1,6 +1,7 @@
 //! The all-sites guard (issue #6): anyguard refuses to be the tool that withdraws a
 //! service from every site at once.
 //!
+//! - [`auth`]: HMAC-SHA256 signatures of fleet reports over a fresh poller nonce.
 //! - [`fleet`]: the fleet description (`fleet.toml`): sites, status URLs, `min_sites`.
 //! - [`static_check`]: config guard, a pure check of candidate configs against the fleet.
 //! - [`runtime`]: runtime guard, a pure decision per service from local health and the
@@ -13,6 +14,7 @@
 //!
 //! The model, the protocol and the race argument are in `docs/guard.md`.
 
+pub mod auth;
 pub mod digest;
 pub mod fleet;
 pub mod fleet_change;

@@ -1,19 +1,21 @@
-//! The thin tokio driver that polls the other sites' `/status` endpoints and publishes
-//! the [`FleetView`] on a `tokio::sync::watch` channel.
+//! The thin tokio driver that polls the other sites' fleet reports and publishes the
+//! [`FleetView`] on a `tokio::sync::watch` channel.
 //!
-//! One task per other site: GET the status URL (HTTP/1.1, hyper-util client, connection
-//! reuse), bounded by the fleet's poll timeout for the whole exchange and by
-//! [`MAX_STATUS_BODY`] for the body, parse the `"guard"` key, record the outcome with the
-//! time the request was *started*, sleep until the next interval (or until the coordinator
-//! asks for an immediate round, e.g. right after publishing an intent to withdraw).
-//! Anything but a complete, valid report of [`REPORT_VERSION`] from the expected site is a
-//! [`PollFailure`], which the guard counts as "not announcing".
+//! One task per other site: GET the site's report URL (`/fleet/report`, HTTP/1.1,
+//! hyper-util client, a new connection per poll) with a fresh random nonce, bounded by the
+//! fleet's poll timeout for the whole exchange and by [`MAX_STATUS_BODY`] for the body;
+//! with a fleet key, verify the answer's HMAC for this site and this nonce
+//! ([`super::auth`]); parse the `"guard"` key, record the outcome with the time the
+//! request was *started*, sleep until the next interval (or until the coordinator asks for
+//! an immediate round, e.g. right after publishing an intent to withdraw). Anything but a
+//! complete, valid (and, with a key, correctly signed) report of [`REPORT_VERSION`] from
+//! the expected site is a [`PollFailure`], which the guard counts as "not announcing".
 
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty, Limited};
-use hyper::header::{ACCEPT, USER_AGENT};
+use hyper::header::{HeaderValue, ACCEPT, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::client::legacy::Client;
@@ -21,6 +23,7 @@ use hyper_util::rt::TokioExecutor;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 
+use super::auth::{FleetKey, Nonce, SignatureError, SIGNATURE_HEADER};
 use super::fleet::Fleet;
 use super::report::{StatusEnvelope, REPORT_VERSION};
 use super::view::{FleetView, PollFailure, PollOutcome};
@@ -33,12 +36,15 @@ type HttpClient = Client<HttpConnector, Empty<Bytes>>;
 /// What the poller polls and how often.
 #[derive(Debug, Clone, PartialEq)]
 pub struct PollerConfig {
-    /// Other sites: name and status URL, in fleet order.
+    /// Other sites: name and fleet report URL, in fleet order.
     pub targets: Vec<(String, Uri)>,
     /// Time between the starts of two polls of one site.
     pub interval: Duration,
     /// Limit for one poll.
     pub timeout: Duration,
+    /// The fleet key: every report must be signed with it. `None` accepts unsigned
+    /// reports (a fleet without `[auth]`).
+    pub key: Option<FleetKey>,
 }
 
 impl PollerConfig {
@@ -49,19 +55,41 @@ impl PollerConfig {
                 .sites
                 .iter()
                 .filter(|s| s.name != local)
-                .map(|s| (s.name.clone(), s.status_url.clone()))
+                .map(|s| (s.name.clone(), s.report_url.clone()))
                 .collect(),
             interval: fleet.poll.interval,
             timeout: fleet.poll.timeout,
+            key: fleet.auth.as_ref().map(|a| a.key.clone()),
         }
     }
 }
 
 fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
+    // No idle connection is kept: the status endpoint bounds each connection's lifetime
+    // (`status::server`), and a kept one it closed between two polls would fail the next
+    // poll. One TCP handshake per poll is well inside the poll timeout.
+    Client::builder(TokioExecutor::new())
+        .pool_max_idle_per_host(0)
+        .build_http()
 }
 
-async fn fetch(client: &HttpClient, url: &Uri) -> Result<Bytes, PollFailure> {
+/// `url` with `nonce=<hex>` as its query (any query it had is replaced).
+fn with_nonce(url: &Uri, nonce: &Nonce) -> Result<Uri, PollFailure> {
+    let mut parts = url.clone().into_parts();
+    let path = parts.path_and_query.as_ref().map_or("/", |pq| pq.path());
+    let pq = format!("{path}?nonce={}", nonce.to_hex());
+    parts.path_and_query = Some(
+        pq.parse()
+            .map_err(|e| PollFailure::Request(format!("{e}")))?,
+    );
+    Uri::from_parts(parts).map_err(|e| PollFailure::Request(e.to_string()))
+}
+
+/// The body and the signature header of one answer.
+async fn fetch(
+    client: &HttpClient,
+    url: &Uri,
+) -> Result<(Bytes, Option<HeaderValue>), PollFailure> {
     let request = Request::get(url.clone())
         .header(USER_AGENT, concat!("anyguard/", env!("CARGO_PKG_VERSION")))
         .header(ACCEPT, "application/json")
@@ -74,11 +102,30 @@ async fn fetch(client: &HttpClient, url: &Uri) -> Result<Bytes, PollFailure> {
     if !response.status().is_success() {
         return Err(PollFailure::Status(response.status().as_u16()));
     }
-    Limited::new(response.into_body(), MAX_STATUS_BODY)
+    let signature = response.headers().get(SIGNATURE_HEADER).cloned();
+    let body = Limited::new(response.into_body(), MAX_STATUS_BODY)
         .collect()
         .await
         .map(|c| c.to_bytes())
-        .map_err(|e| PollFailure::Body(e.to_string()))
+        .map_err(|e| PollFailure::Body(e.to_string()))?;
+    Ok((body, signature))
+}
+
+/// With a key, the answer must carry a valid signature for `site` and `nonce`; checked
+/// before the body is parsed, so nothing unauthenticated is interpreted.
+fn authenticate(
+    key: Option<&FleetKey>,
+    site: &str,
+    nonce: &Nonce,
+    body: &[u8],
+    signature: Option<&HeaderValue>,
+) -> Result<(), PollFailure> {
+    let Some(key) = key else { return Ok(()) };
+    match key.verify(site, &nonce.0, body, signature.map(HeaderValue::as_bytes)) {
+        Ok(()) => Ok(()),
+        Err(SignatureError::Missing) => Err(PollFailure::Unsigned),
+        Err(e) => Err(PollFailure::BadSignature(e.to_string())),
+    }
 }
 
 /// The error and its sources, `: `-separated (hyper's top-level text is terse).
@@ -125,11 +172,25 @@ fn parse(body: &[u8], expected: &str) -> Result<super::report::SiteReport, PollF
     Ok(envelope.guard)
 }
 
-async fn poll_with(client: &HttpClient, site: &str, url: &Uri, timeout: Duration) -> PollOutcome {
+async fn poll_with(
+    client: &HttpClient,
+    site: &str,
+    url: &Uri,
+    timeout: Duration,
+    key: Option<&FleetKey>,
+) -> PollOutcome {
     // Taken before anything is sent: the protocol needs "requested after the intent".
     let requested_at = Instant::now();
-    let result = match tokio::time::timeout(timeout, fetch(client, url)).await {
-        Ok(body) => body.and_then(|b| parse(&b, site)),
+    // A fresh nonce per request: an answer recorded earlier (for another nonce) does not
+    // verify, so a replay is a bad signature.
+    let nonce = Nonce::random();
+    let exchange = async {
+        let (body, signature) = fetch(client, &with_nonce(url, &nonce)?).await?;
+        authenticate(key, site, &nonce, &body, signature.as_ref())?;
+        parse(&body, site)
+    };
+    let result = match tokio::time::timeout(timeout, exchange).await {
+        Ok(result) => result,
         Err(_) => Err(PollFailure::Timeout(timeout)),
     };
     PollOutcome {
@@ -149,8 +210,9 @@ pub async fn poll_round(fleet: &Fleet, local: &str) -> FleetView {
     for (site, url) in config.targets {
         let client = client.clone();
         let timeout = config.timeout;
+        let key = config.key.clone();
         tasks.spawn(async move {
-            let outcome = poll_with(&client, &site, &url, timeout).await;
+            let outcome = poll_with(&client, &site, &url, timeout, key.as_ref()).await;
             (site, outcome)
         });
     }
@@ -173,6 +235,12 @@ pub async fn run(
     poll_now: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
 ) {
+    if config.key.is_none() {
+        tracing::warn!(
+            warning = super::view::UNSIGNED_WARNING,
+            "all-sites guard: UNSIGNED fleet reports"
+        );
+    }
     let client = client();
     let view = std::sync::Arc::new(view);
     let mut tasks = JoinSet::new();
@@ -182,12 +250,13 @@ pub async fn run(
         let mut poll_now = Some(poll_now.clone());
         let mut shutdown = shutdown.clone();
         let (interval, timeout) = (config.interval, config.timeout);
+        let key = config.key.clone();
         tasks.spawn(async move {
             loop {
                 if *shutdown.borrow() {
                     return;
                 }
-                let outcome = poll_with(&client, &site, &url, timeout).await;
+                let outcome = poll_with(&client, &site, &url, timeout, key.as_ref()).await;
                 let next = tokio::time::Instant::from_std(outcome.requested_at) + interval;
                 view.send_modify(|v| v.record(&site, outcome));
                 tokio::select! {

@@ -64,10 +64,26 @@ async fn handle(
         }
         "/big" => (200, "x".repeat(2 * MAX_STATUS_BODY)),
         "/wrong" => (200, status_json("zzz", 1)),
+        "/signed" | "/other-key" | "/replay" | "/as-b" => (200, status_json("s", 1)),
         _ => (200, "not json".to_owned()),
+    };
+    let nonce = crate::guard::auth::nonce_from_query(req.uri().query()).unwrap_or_default();
+    let signature = match req.uri().path() {
+        "/signed" => Some(test_key().sign("s", &nonce, body.as_bytes())),
+        "/other-key" => Some(other_key().sign("s", &nonce, body.as_bytes())),
+        // A genuine signature, for a nonce of an earlier poll.
+        "/replay" => Some(test_key().sign("s", &[7; 16], body.as_bytes())),
+        // Site b's signature on the same bytes: not valid for site "s".
+        "/as-b" => Some(test_key().sign("b", &nonce, body.as_bytes())),
+        _ => None,
     };
     let mut response = Response::new(Full::new(Bytes::from(body)));
     *response.status_mut() = hyper::StatusCode::from_u16(status).unwrap();
+    if let Some(sig) = signature {
+        response
+            .headers_mut()
+            .insert(SIGNATURE_HEADER, HeaderValue::from_str(&sig).unwrap());
+    }
     Ok(response)
 }
 
@@ -89,6 +105,14 @@ async fn server(doc: watch::Receiver<String>) -> TestServer {
     TestServer { addr, task }
 }
 
+fn test_key() -> FleetKey {
+    FleetKey::from_file_bytes(&[b'k'; 32], "test").unwrap()
+}
+
+fn other_key() -> FleetKey {
+    FleetKey::from_file_bytes(&[b'o'; 32], "test").unwrap()
+}
+
 /// A port with nothing listening (bound, then released).
 async fn closed_port() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -99,7 +123,7 @@ fn fleet(sites: &[(&str, String)], interval: &str, timeout: &str) -> Fleet {
     let mut text = format!("[poll]\ninterval = \"{interval}\"\ntimeout = \"{timeout}\"\n");
     for (name, url) in sites {
         text.push_str(&format!(
-            "[[site]]\nname = \"{name}\"\nstatus_url = \"{url}\"\n"
+            "[[site]]\nname = \"{name}\"\nstatus_url = \"{url}\"\nreport_url = \"{url}\"\n"
         ));
     }
     Fleet::parse(&text, "fleet.toml").unwrap()
@@ -262,4 +286,36 @@ fn a_report_of_an_unknown_version_is_a_poll_failure() {
         .to_string(),
         "report format version 2 is not supported (this anyguard reads version 1)"
     );
+}
+
+#[tokio::test]
+async fn with_a_key_only_a_report_signed_for_this_site_and_nonce_is_accepted() {
+    let (_doc_tx, doc) = watch::channel(status_json("s", 1));
+    let srv = server(doc).await;
+    let url = |path: &str| format!("http://{}{path}", srv.addr);
+    let client = client();
+    let timeout = Duration::from_secs(2);
+    let key = test_key();
+    let poll = |path: &str| {
+        let uri: Uri = url(path).parse().unwrap();
+        let (client, key) = (client.clone(), key.clone());
+        async move {
+            poll_with(&client, "s", &uri, timeout, Some(&key))
+                .await
+                .result
+        }
+    };
+    assert_eq!(poll("/signed").await.unwrap().site, "s");
+    assert_eq!(poll("/status").await, Err(PollFailure::Unsigned));
+    for path in ["/other-key", "/replay", "/as-b"] {
+        assert_eq!(
+            poll(path).await,
+            Err(PollFailure::BadSignature("signature does not match".into())),
+            "{path}"
+        );
+    }
+    // Without a key, an unsigned report is taken as it is.
+    let uri: Uri = url("/status").parse().unwrap();
+    let plain = poll_with(&client, "s", &uri, timeout, None).await;
+    assert!(plain.result.is_ok());
 }

@@ -45,6 +45,7 @@ fn polled(
             requested_at: at,
             result,
         }),
+        failures: Default::default(),
     }
 }
 
@@ -262,6 +263,7 @@ fn withdrawing_intent_holds_when_no_report_arrives_within_intent_wait() {
                 name: "c".into(),
                 rank: 2,
                 last_poll: None,
+                failures: Default::default(),
             },
         ],
     };
@@ -348,6 +350,7 @@ fn stale_reports_and_unconfigured_or_withdrawn_services_do_not_count() {
                 name: "e".into(),
                 rank: 4,
                 last_poll: None,
+                failures: Default::default(),
             },
         ],
     };

@@ -106,6 +106,7 @@ fn site(name: &str, prefixes: &[&str]) -> Config {
         status: StatusConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9180)),
             token_file: None,
+            fleet_listen: None,
         },
         peers: vec![peer()],
         services: if prefixes.is_empty() {
@@ -118,6 +119,7 @@ fn site(name: &str, prefixes: &[&str]) -> Config {
             site: name.into(),
         }),
         bgp_listen: None,
+        state_dir: None,
     }
 }
 

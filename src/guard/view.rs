@@ -26,6 +26,9 @@ pub struct PeerSiteView {
     pub rank: usize,
     /// The latest *completed* poll, successful or not.
     pub last_poll: Option<PollOutcome>,
+    /// Failed polls since start, per [`PollFailure::reason`] (indexes of
+    /// [`POLL_FAILURE_REASONS`]).
+    pub failures: [u64; POLL_FAILURE_REASONS.len()],
 }
 
 /// The result of one poll of a site's status endpoint.
@@ -71,6 +74,76 @@ pub enum PollFailure {
         /// [`REPORT_VERSION`](super::report::REPORT_VERSION).
         supported: u32,
     },
+    /// The fleet has a key and the answer carries no signature (a site without the key,
+    /// or someone else answering for it).
+    #[error("report is not signed (the fleet requires signed reports)")]
+    Unsigned,
+    /// The signature does not verify for this site and this poll's nonce: another key, an
+    /// altered body, another site's report, or a replay of an earlier answer.
+    #[error("report signature is invalid ({0})")]
+    BadSignature(String),
+}
+
+impl PollFailure {
+    /// A fixed, short name of the failure (the `reason` label of
+    /// `anyguard_guard_poll_failures_total`).
+    pub fn reason(&self) -> &'static str {
+        match self {
+            PollFailure::Timeout(_) => "timeout",
+            PollFailure::Request(_) => "request",
+            PollFailure::Status(_) => "status",
+            PollFailure::Body(_) => "body",
+            PollFailure::WrongSite { .. } => "wrong_site",
+            PollFailure::UnsupportedVersion { .. } => "unsupported_version",
+            PollFailure::Unsigned => "unsigned",
+            PollFailure::BadSignature(_) => "bad_signature",
+        }
+    }
+}
+
+/// Every [`PollFailure::reason`], in a fixed order (metrics report each, 0 included).
+pub const POLL_FAILURE_REASONS: [&str; 8] = [
+    "timeout",
+    "request",
+    "status",
+    "body",
+    "wrong_site",
+    "unsupported_version",
+    "unsigned",
+    "bad_signature",
+];
+
+/// The warning shown at start and in `/status` for a fleet without `[auth]`.
+pub const UNSIGNED_WARNING: &str = "the fleet file has no [auth] key_file: site reports are \
+     neither signed nor verified, so anyone who can answer a poll can forge or replay them \
+     (see docs/guard.md)";
+
+/// `fleet.auth` and `fleet.warning` of `/status` for `fleet`.
+pub fn auth_status(fleet: &super::fleet::Fleet) -> (String, Option<String>) {
+    match fleet.auth {
+        Some(_) => ("hmac-sha256".to_owned(), None),
+        None => ("none".to_owned(), Some(UNSIGNED_WARNING.to_owned())),
+    }
+}
+
+impl PeerSiteView {
+    /// `last_poll` of `/status`: `ok`, the failure, or `not polled yet`.
+    pub fn last_poll_text(&self) -> String {
+        match self.last_poll.as_ref().map(|p| &p.result) {
+            None => "not polled yet".to_owned(),
+            Some(Ok(_)) => "ok".to_owned(),
+            Some(Err(e)) => e.to_string(),
+        }
+    }
+
+    /// `poll_failures` of `/status`: every reason, 0 included.
+    pub fn failure_counts(&self) -> std::collections::BTreeMap<String, u64> {
+        POLL_FAILURE_REASONS
+            .iter()
+            .zip(self.failures)
+            .map(|(r, n)| ((*r).to_owned(), n))
+            .collect()
+    }
 }
 
 impl FleetView {
@@ -84,6 +157,7 @@ impl FleetView {
                     name: name.to_owned(),
                     rank,
                     last_poll: None,
+                    failures: [0; POLL_FAILURE_REASONS.len()],
                 })
                 .collect(),
         }
@@ -98,6 +172,15 @@ impl FleetView {
     /// the site is unknown).
     pub fn record(&mut self, site: &str, outcome: PollOutcome) {
         if let Some(entry) = self.sites.iter_mut().find(|s| s.name == site) {
+            if let Err(failure) = &outcome.result {
+                // Counted even when the outcome is older than the one held: it happened.
+                if let Some(i) = POLL_FAILURE_REASONS
+                    .iter()
+                    .position(|r| *r == failure.reason())
+                {
+                    entry.failures[i] += 1;
+                }
+            }
             let newer = entry
                 .last_poll
                 .as_ref()

@@ -444,6 +444,18 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
         };
         let _ = writeln!(out, "last reload {} ago: {outcome}", since(&r.at, now));
     }
+    // Only when it matters: a drain that is not saved is lost at the next restart.
+    if let Some(s) = &d.state_file {
+        if let Some(w) = s.last_write.as_ref().filter(|w| !w.ok) {
+            let _ = writeln!(
+                out,
+                "state file {}: last write FAILED {} ago: {} (drains since are lost at a restart)",
+                s.path,
+                since(&w.at, now),
+                truncate(w.error.as_deref().unwrap_or(""), 100)
+            );
+        }
+    }
     if let Some(warning) = fleet_warning(doc) {
         let _ = writeln!(out, "{warning}");
     }
@@ -599,6 +611,37 @@ mod tests {
     fn long_text_is_cut_with_an_ellipsis_and_flattened() {
         assert_eq!(truncate("a\nb", 10), "a b");
         assert_eq!(truncate("abcdefghij", 5), "abcd…");
+    }
+
+    #[test]
+    fn a_failed_state_file_write_is_shown_and_a_good_one_is_not() {
+        use crate::status::model::{StateFileStatus, StateWriteStatus};
+        let mut doc = StatusDocument::default();
+        let write = |ok: bool| StateWriteStatus {
+            at: "1970-01-01T00:00:00Z".into(),
+            ok,
+            error: (!ok)
+                .then(|| "create directory /var/lib/anyguard: Read-only file system".into()),
+        };
+        doc.daemon.state_file = Some(StateFileStatus {
+            path: "/var/lib/anyguard/state.json".into(),
+            drains: vec!["web".into()],
+            addresses: 0,
+            last_write: Some(write(true)),
+        });
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(5);
+        assert!(!render(&doc, now, false).contains("state file"));
+        if let Some(s) = doc.daemon.state_file.as_mut() {
+            s.last_write = Some(write(false));
+        }
+        assert!(
+            render(&doc, now, false).contains(
+                "state file /var/lib/anyguard/state.json: last write FAILED 5s ago: create \
+                 directory /var/lib/anyguard: Read-only file system (drains since are lost at a restart)"
+            ),
+            "{}",
+            render(&doc, now, false)
+        );
     }
 
     #[test]

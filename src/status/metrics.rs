@@ -18,10 +18,13 @@
 //! | `anyguard_uptime_seconds` | gauge | |
 //! | `anyguard_config_generation` | gauge | |
 //! | `anyguard_config_last_reload_successful` | gauge (only after a reload) | |
+//! | `anyguard_state_file_last_write_successful` | gauge (only after a write) | |
 //! | `anyguard_service_up` | gauge | `service` |
 //! | `anyguard_service_state` | gauge, one-hot | `service`, `state` |
 //! | `anyguard_guard_held` | gauge | `service` |
 //! | `anyguard_guard_sites_announcing` | gauge | `service` |
+//! | `anyguard_guard_reports_signed` | gauge (with a fleet) | |
+//! | `anyguard_guard_poll_failures_total` | counter (with a fleet) | `site`, `reason` |
 //! | `anyguard_guard_fleet_info` | gauge (1) | `source`, `digest` |
 //! | `anyguard_guard_fleet_digest_mismatch` | gauge | `site` |
 //! | `anyguard_guard_pending_removals` | gauge (prefixes, while any) | `service`, `decision` |
@@ -462,6 +465,13 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     if let Some(r) = &d.last_reload {
         last_reload.push(Vec::new(), flag(r.ok));
     }
+    let mut state_write = FamilySamples::gauge(
+        "anyguard_state_file_last_write_successful",
+        "1 if the last write of the state file succeeded (operator drains survive a restart)",
+    );
+    if let Some(w) = d.state_file.as_ref().and_then(|s| s.last_write.as_ref()) {
+        state_write.push(Vec::new(), flag(w.ok));
+    }
 
     let mut service_up = FamilySamples::gauge("anyguard_service_up", "1 while the service is up");
     let mut service_state = FamilySamples::gauge(
@@ -570,16 +580,39 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         established.push(vec![peer()], p.established_count);
     }
 
+    let mut signed = FamilySamples::gauge(
+        "anyguard_guard_reports_signed",
+        "1 when the fleet's reports are signed and verified (HMAC-SHA256), 0 when unsigned",
+    );
+    let mut poll_failures = FamilySamples::counter(
+        "anyguard_guard_poll_failures_total",
+        "Failed polls of another site's report, by reason; each counts as unreachable",
+    );
+    if let Some(f) = &doc.fleet {
+        signed.push(Vec::new(), flag(f.auth != "none"));
+        for site in &f.sites {
+            for (reason, n) in &site.poll_failures {
+                poll_failures.push(
+                    vec![("site", site.name.clone()), ("reason", reason.clone())],
+                    *n,
+                );
+            }
+        }
+    }
+
     let mut families = vec![
         info,
         ready,
         uptime,
         generation,
         last_reload,
+        state_write,
         service_up,
         service_state,
         guard_held,
         sites,
+        signed,
+        poll_failures,
         suppressed,
         flaps,
         announced,

@@ -27,10 +27,11 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use crate::config::StatusConfig;
+use crate::guard::auth::FleetKey;
 use control::ControlRequest;
 use metrics::Metrics;
 use model::StatusDocument;
-use server::{StatusState, TokenError};
+use server::{Role, StatusState, TokenError};
 
 /// Starting the endpoint failed.
 #[derive(Debug, thiserror::Error)]
@@ -58,10 +59,16 @@ pub struct Started {
     pub token: watch::Sender<Option<Vec<u8>>>,
     /// The server task; it ends after `shutdown` completes and in-flight requests finish.
     pub task: JoinHandle<io::Result<()>>,
+    /// The bound fleet listener (`[status] fleet_listen`), if configured.
+    pub fleet_addr: Option<SocketAddr>,
+    /// The key `/fleet/report` is signed with (`None` until set, and for a fleet without
+    /// `[auth]`): `fleet_key.send_replace(Some(key))`.
+    pub fleet_key: watch::Sender<Option<FleetKey>>,
 }
 
-/// Reads the token file named by `config` (if any), binds `config.listen` and spawns
-/// [`server::serve`] until `shutdown` completes. What `run()` calls.
+/// Reads the token file named by `config` (if any), binds `config.listen` (and
+/// `config.fleet_listen`) and spawns
+/// [`server::serve_listeners`] until `shutdown` completes. What `run()` calls.
 pub async fn start(
     config: &StatusConfig,
     status: watch::Receiver<StatusDocument>,
@@ -74,22 +81,37 @@ pub async fn start(
         .as_deref()
         .map(server::read_token_file)
         .transpose()?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .map_err(|source| StartError::Bind {
-            addr: config.listen,
-            source,
-        })?;
-    let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-        addr: config.listen,
-        source,
-    })?;
+    let (listener, local_addr) = bind(config.listen).await?;
+    let mut listeners = vec![(listener, Role::General)];
+    let fleet_addr = match config.fleet_listen {
+        Some(addr) => {
+            let (listener, bound) = bind(addr).await?;
+            listeners.push((listener, Role::Fleet));
+            Some(bound)
+        }
+        None => None,
+    };
     let (token_tx, token_rx) = watch::channel(token);
-    let state = StatusState::new(status, metrics, None, control).with_token_updates(token_rx);
-    let task = tokio::spawn(server::serve(listener, state, shutdown));
+    let (key_tx, key_rx) = watch::channel(None);
+    let state = StatusState::new(status, metrics, None, control)
+        .with_token_updates(token_rx)
+        .with_fleet_key(key_rx);
+    let task = tokio::spawn(server::serve_listeners(listeners, state, shutdown));
     Ok(Started {
         local_addr,
         token: token_tx,
         task,
+        fleet_addr,
+        fleet_key: key_tx,
     })
+}
+
+async fn bind(addr: SocketAddr) -> Result<(TcpListener, SocketAddr), StartError> {
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { addr, source })?;
+    let bound = listener
+        .local_addr()
+        .map_err(|source| StartError::Bind { addr, source })?;
+    Ok((listener, bound))
 }

@@ -26,8 +26,9 @@ pub struct StatusDocument {
     /// go (empty without a fleet); see `docs/guard.md`, "Pending removals".
     #[serde(default)]
     pub pending_removals: Vec<PendingRemovalStatus>,
-    /// The fleet file in force and whether the other sites run the same one (only when a
-    /// fleet is configured).
+    /// The fleet file in force, whether the other sites run the same one, whether reports
+    /// are signed, and per other site the latest poll and the failed polls by reason (only
+    /// when a fleet is configured).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fleet: Option<FleetStatus>,
 }
@@ -44,6 +45,10 @@ pub struct FleetStatus {
     pub poll_interval_ms: u64,
     /// `[poll] timeout`, milliseconds.
     pub poll_timeout_ms: u64,
+    /// `hmac-sha256` (the fleet file has `[auth]`) or `none` (unsigned reports).
+    pub auth: String,
+    /// What an operator must know, e.g. that reports are neither signed nor checked.
+    pub warning: Option<String>,
     /// The other sites, in fleet order.
     pub sites: Vec<FleetSiteStatus>,
     /// The other sites whose latest report carries another digest: they run another
@@ -58,12 +63,20 @@ pub struct FleetSiteStatus {
     pub name: String,
     /// Hold rank (position in the fleet file, 0 = first).
     pub rank: usize,
-    /// Status URL polled.
+    /// Its status URL (for humans).
     pub status_url: String,
+    /// Where its fleet report is polled.
+    pub report_url: String,
     /// The fleet digest of its latest report, if any.
     pub digest: Option<String>,
     /// `same`, `different`, or `unknown` (no report, or no digest in it).
     pub fleet: String,
+    /// `ok`, the latest poll's failure, or `not polled yet`.
+    pub last_poll: String,
+    /// Failed polls since start by reason (`timeout`, `request`, `status`, `body`,
+    /// `wrong_site`, `unsupported_version`, `unsigned`, `bad_signature`); every reason is
+    /// listed, 0 included.
+    pub poll_failures: std::collections::BTreeMap<String, u64>,
 }
 
 /// One pending removal: routes a reload took away, still announced.
@@ -118,6 +131,34 @@ pub struct DaemonStatus {
     /// guard holds (kept announced; sessions closed for graceful restart).
     #[serde(default)]
     pub stop_reason: Option<String>,
+    /// The state file (operator drains and service addresses kept across restarts);
+    /// `null` when the daemon keeps that state in memory only.
+    #[serde(default)]
+    pub state_file: Option<StateFileStatus>,
+}
+
+/// The state file, as `/status` shows it (`docs/status.md`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateFileStatus {
+    /// Where it is.
+    pub path: String,
+    /// Services with an operator drain in the file (configured or not).
+    pub drains: Vec<String>,
+    /// Service addresses recorded as possibly on an interface.
+    pub addresses: usize,
+    /// The last write since start; `null` before the first.
+    pub last_write: Option<StateWriteStatus>,
+}
+
+/// The outcome of a state file write.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StateWriteStatus {
+    /// RFC 3339 UTC.
+    pub at: String,
+    /// Written and synced.
+    pub ok: bool,
+    /// Why not.
+    pub error: Option<String>,
 }
 
 /// The outcome of a reload.

@@ -3,6 +3,7 @@
 //! | path | methods | answer |
 //! |---|---|---|
 //! | `/status` | GET, HEAD | the latest [`StatusDocument`] as JSON (`docs/status.md`) |
+//! | `/fleet/report?nonce=<hex>` | GET, HEAD | this site's guard report only, signed with the fleet key ([`crate::guard::auth`]) |
 //! | `/metrics` | GET, HEAD | Prometheus text exposition 0.0.4 ([`Metrics`]) |
 //! | `/healthz` | GET, HEAD | 200 while the process serves HTTP |
 //! | `/readyz` | GET, HEAD | 200 once ready (config loaded, sessions started), else 503 |
@@ -25,6 +26,27 @@
 //!
 //! The server only reads the `watch` snapshot and sends typed requests to the coordinator; it
 //! holds no daemon state. HEAD is answered like GET without a body (hyper drops it).
+//!
+//! # Slow and hostile clients
+//!
+//! Every connection holds one of [`Limits::max_connections`] slots and is closed, whatever
+//! it does, [`Limits::connection_timeout`] after it was accepted: that deadline covers
+//! reading requests, the handlers *and writing the responses*, so a client that pipelines
+//! requests and never reads its answers cannot keep a slot longer. A connection answers at
+//! most [`Limits::max_requests`] requests (the last one with `Connection: close`), so
+//! pipelining is bounded too.
+//!
+//! The other sites' polls must keep being answered while all those slots are taken
+//! (otherwise they count this site as not announcing). A reserved share of the slots for
+//! the fleet report path cannot be given out at accept time: the path is only known once
+//! the request head is read, and reading it is exactly what a slow client makes take long.
+//! So the fleet report has a listener of its own (`[status] fleet_listen`,
+//! [`serve_listeners`] with [`Role::Fleet`]): its own accept loop and slots, only
+//! `/fleet/report`, and short deadlines ([`Limits::fleet`]: 1 s for the request head, 2 s
+//! for the whole connection, at most 4 connections per source address), since a poll is
+//! one small request. Without `fleet_listen`
+//! the report is served on the main listener, which is fine for a small lab but shares
+//! its slots with every other client.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -50,6 +72,8 @@ use tokio::sync::{mpsc, oneshot, watch, Semaphore};
 use super::control::{ControlCommand, ControlReply, ControlRequest};
 use super::metrics::{self, Metrics};
 use super::model::StatusDocument;
+use crate::guard::auth::{nonce_from_query, FleetKey, REPORT_PATH, SIGNATURE_HEADER};
+use crate::guard::report::StatusEnvelope;
 
 /// Longest shutdown communication a drain reason may carry (RFC 9003 §2: 255 octets).
 pub const MAX_REASON_LEN: usize = 255;
@@ -69,6 +93,14 @@ pub struct Limits {
     pub max_connections: usize,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace: Duration,
+    /// Whole life of one connection from accept: reading, handling and writing included.
+    /// A connection still open then is closed, whatever it is doing.
+    pub connection_timeout: Duration,
+    /// Requests answered on one connection; the last is answered with `Connection: close`.
+    pub max_requests: usize,
+    /// Connections one source address may hold at once; more are closed as soon as they
+    /// are accepted. `None`: no such limit.
+    pub max_per_source: Option<usize>,
 }
 
 impl Default for Limits {
@@ -80,8 +112,43 @@ impl Default for Limits {
             header_timeout: Duration::from_secs(5),
             max_connections: 64,
             shutdown_grace: Duration::from_secs(5),
+            // Above request_timeout + header_timeout, so a legitimate slow request (a
+            // control call waiting for the coordinator) still gets its answer.
+            connection_timeout: Duration::from_secs(20),
+            max_requests: 100,
+            // Management clients may all come through one proxy or NAT address.
+            max_per_source: None,
         }
     }
+}
+
+impl Limits {
+    /// The fleet listener's limits: one small GET per poll, so short deadlines; a client
+    /// that is not done within them is not a poller.
+    pub fn fleet() -> Self {
+        Self {
+            max_body: 0,
+            request_timeout: Duration::from_secs(1),
+            reply_timeout: Duration::from_secs(1),
+            header_timeout: Duration::from_secs(1),
+            max_connections: 32,
+            shutdown_grace: Duration::from_secs(1),
+            connection_timeout: Duration::from_secs(2),
+            max_requests: 4,
+            // A poller holds one connection at a time; a single address cannot take every
+            // slot, so one hostile host that reaches this listener cannot starve the polls.
+            max_per_source: Some(4),
+        }
+    }
+}
+
+/// What a listener serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Every path, with [`StatusState`]'s limits.
+    General,
+    /// `/fleet/report` only, with [`Limits::fleet`].
+    Fleet,
 }
 
 /// Everything the server reads or talks to.
@@ -92,6 +159,7 @@ pub struct StatusState {
     token: watch::Receiver<Option<Vec<u8>>>,
     control: mpsc::Sender<ControlRequest>,
     limits: Limits,
+    fleet_key: watch::Receiver<Option<FleetKey>>,
 }
 
 impl StatusState {
@@ -105,13 +173,23 @@ impl StatusState {
     ) -> Self {
         // A receiver whose sender is gone keeps its last value forever.
         let (_, token) = watch::channel(token);
+        let (_, fleet_key) = watch::channel(None);
         Self {
             status,
             metrics,
             token,
             control,
             limits: Limits::default(),
+            fleet_key,
         }
+    }
+
+    /// Signs `/fleet/report` with the current value of `key` (`None`: unsigned reports,
+    /// a fleet without `[auth]`).
+    #[must_use]
+    pub fn with_fleet_key(mut self, key: watch::Receiver<Option<FleetKey>>) -> Self {
+        self.fleet_key = key;
+        self
     }
 
     /// Takes the token from `token` instead, so a reload can change or remove it without
@@ -164,19 +242,63 @@ pub fn read_token_file(path: &Path) -> Result<Vec<u8>, TokenError> {
     Ok(token.to_vec())
 }
 
-/// Serves HTTP/1.1 on `listener` until `shutdown` completes, then stops accepting and lets
-/// in-flight requests finish for up to [`Limits::shutdown_grace`].
+/// Serves HTTP/1.1 on every listener of `listeners`, each with its own accept loop and
+/// slots ([`Role`]), until `shutdown` completes; then stops accepting and lets in-flight
+/// requests finish for up to [`Limits::shutdown_grace`].
 ///
 /// Accept errors (e.g. out of file descriptors) are logged and retried after a pause; they
 /// never end the server.
-pub async fn serve(
-    listener: TcpListener,
+pub async fn serve_listeners(
+    listeners: Vec<(TcpListener, Role)>,
     state: StatusState,
     shutdown: impl Future<Output = ()>,
 ) -> io::Result<()> {
     let state = Arc::new(state);
-    let limits = state.limits;
-    let graceful = GracefulShutdown::new();
+    let graceful = Arc::new(GracefulShutdown::new());
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut loops = tokio::task::JoinSet::new();
+    for (listener, role) in listeners {
+        let limits = match role {
+            Role::General => state.limits,
+            Role::Fleet => Limits::fleet(),
+        };
+        let watcher = Arc::clone(&graceful);
+        let mut stop = stop_rx.clone();
+        loops.spawn(accept_loop(
+            listener,
+            Arc::clone(&state),
+            role,
+            limits,
+            watcher,
+            async move {
+                let _ = stop.wait_for(|s| *s).await;
+            },
+        ));
+    }
+    shutdown.await;
+    stop_tx.send_replace(true);
+    while loops.join_next().await.is_some() {}
+    // The accept loops, the only other holders, have ended.
+    let Ok(graceful) = Arc::try_unwrap(graceful) else {
+        return Ok(());
+    };
+    if tokio::time::timeout(state.limits.shutdown_grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("status endpoint: connections still open after the shutdown grace time");
+    }
+    Ok(())
+}
+
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<StatusState>,
+    role: Role,
+    limits: Limits,
+    graceful: Arc<GracefulShutdown>,
+    shutdown: impl Future<Output = ()>,
+) {
     let connections = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let mut builder = http1::Builder::new();
     builder
@@ -184,8 +306,9 @@ pub async fn serve(
         .header_read_timeout(limits.header_timeout)
         .max_headers(64);
     if let Ok(addr) = listener.local_addr() {
-        tracing::info!(%addr, "status endpoint listening");
+        tracing::info!(%addr, ?role, "status endpoint listening");
     }
+    let per_source = Arc::new(PerSource::default());
     tokio::pin!(shutdown);
     loop {
         let permit = tokio::select! {
@@ -207,33 +330,101 @@ pub async fn serve(
                 continue;
             }
         };
+        let source = match limits.max_per_source {
+            Some(max) => match per_source.enter(remote.ip(), max) {
+                Some(guard) => Some(guard),
+                None => {
+                    tracing::debug!(%remote, ?role, "status connection refused: too many from this address");
+                    continue;
+                }
+            },
+            None => None,
+        };
         let st = state.clone();
+        let served = Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let service = service_fn(move |req| {
             let st = st.clone();
-            async move { Ok::<_, Infallible>(handle(&st, req).await) }
+            let n = served.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
+            async move {
+                let mut resp = handle(&st, role, req).await;
+                if n >= limits.max_requests {
+                    // Bounded pipelining: hyper reads no further request after this one.
+                    resp.headers_mut()
+                        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+                }
+                Ok::<_, Infallible>(resp)
+            }
         });
         let conn = graceful.watch(builder.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
-            if let Err(error) = conn.await {
-                tracing::debug!(%remote, %error, "status connection ended with an error");
+            // The deadline covers the whole exchange, writes included: dropping the
+            // connection future closes the socket, however full its send buffer is.
+            match tokio::time::timeout(limits.connection_timeout, conn).await {
+                Ok(Ok(())) => {}
+                Ok(Err(error)) => {
+                    tracing::debug!(%remote, %error, "status connection ended with an error");
+                }
+                Err(_elapsed) => {
+                    tracing::debug!(%remote, ?role, "status connection closed at its deadline");
+                }
             }
+            drop(source);
             drop(permit);
         });
     }
-    drop(listener);
-    if tokio::time::timeout(limits.shutdown_grace, graceful.shutdown())
-        .await
-        .is_err()
-    {
-        tracing::warn!("status endpoint: connections still open after the shutdown grace time");
+}
+
+/// Open connections per source address (for [`Limits::max_per_source`]).
+#[derive(Debug, Default)]
+struct PerSource(std::sync::Mutex<std::collections::HashMap<std::net::IpAddr, usize>>);
+
+/// One counted connection; dropping it releases the count.
+struct SourceGuard {
+    table: Arc<PerSource>,
+    ip: std::net::IpAddr,
+}
+
+impl PerSource {
+    fn enter(self: &Arc<Self>, ip: std::net::IpAddr, max: usize) -> Option<SourceGuard> {
+        let mut table = self
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let n = table.entry(ip).or_insert(0);
+        if *n >= max {
+            return None;
+        }
+        *n += 1;
+        Some(SourceGuard {
+            table: Arc::clone(self),
+            ip,
+        })
     }
-    Ok(())
+}
+
+impl Drop for SourceGuard {
+    fn drop(&mut self) {
+        let mut table = self
+            .table
+            .0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some(n) = table.get_mut(&self.ip) {
+            *n -= 1;
+            if *n == 0 {
+                // Entries only for addresses with open connections: the table is bounded
+                // by the slots, however many addresses connect over time.
+                table.remove(&self.ip);
+            }
+        }
+    }
 }
 
 /// What a path names.
 #[derive(Debug, PartialEq, Eq)]
 enum Route {
     Status,
+    FleetReport,
     Metrics,
     Healthz,
     Readyz,
@@ -252,6 +443,7 @@ enum ServiceAction {
 fn route(path: &str) -> Route {
     match path {
         "/status" => Route::Status,
+        REPORT_PATH => Route::FleetReport,
         "/metrics" => Route::Metrics,
         "/healthz" => Route::Healthz,
         "/readyz" => Route::Readyz,
@@ -329,9 +521,12 @@ fn method_not_allowed(allow: &'static str) -> Reply {
     resp
 }
 
-async fn handle(state: &StatusState, req: Request<Incoming>) -> Reply {
+async fn handle(state: &StatusState, role: Role, req: Request<Incoming>) -> Reply {
     let method = req.method().clone();
     let path = req.uri().path().to_owned();
+    if role == Role::Fleet && route(&path) != Route::FleetReport {
+        return error_reply(StatusCode::NOT_FOUND, "not found (fleet listener)", &[]);
+    }
     let resp = match tokio::time::timeout(state.limits.request_timeout, dispatch(state, req)).await
     {
         Ok(resp) => resp,
@@ -346,9 +541,12 @@ async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
     let read_only = matches!(*req.method(), Method::GET | Method::HEAD);
     match route {
         Route::NotFound => error_reply(StatusCode::NOT_FOUND, "not found", &[]),
-        Route::Status | Route::Metrics | Route::Healthz | Route::Readyz if !read_only => {
+        Route::Status | Route::FleetReport | Route::Metrics | Route::Healthz | Route::Readyz
+            if !read_only =>
+        {
             method_not_allowed("GET, HEAD")
         }
+        Route::FleetReport => fleet_report(state, req.uri().query()),
         Route::Status => {
             let doc = state.status.borrow().clone();
             match serde_json::to_vec(&doc) {
@@ -386,6 +584,51 @@ async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
         }
         Route::Reload | Route::Service { .. } => control(state, route, req).await,
     }
+}
+
+/// `GET /fleet/report`: `{"guard": <SiteReport>}` only (small, whatever the number of
+/// checks), built from the latest published report at request time (never cached: the
+/// intent protocol of `docs/guard.md` relies on it), signed for the poller's nonce when a
+/// fleet key is configured.
+fn fleet_report(state: &StatusState, query: Option<&str>) -> Reply {
+    let report = state.status.borrow().guard.clone();
+    let Some(report) = report else {
+        return error_reply(
+            StatusCode::NOT_FOUND,
+            "not found (no fleet configured, or no report published yet)",
+            &[],
+        );
+    };
+    let key = state.fleet_key.borrow().clone();
+    let nonce = nonce_from_query(query);
+    if key.is_some() && nonce.is_none() {
+        return error_reply(
+            StatusCode::BAD_REQUEST,
+            "a signed fleet report needs nonce=<hex of 16 to 64 bytes>",
+            &[],
+        );
+    }
+    let site = report.site.clone();
+    let mut body = match serde_json::to_vec(&StatusEnvelope { guard: report }) {
+        Ok(body) => body,
+        Err(e) => {
+            return error_reply(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "report serialisation failed",
+                &[e.to_string()],
+            )
+        }
+    };
+    body.push(b'\n');
+    let signature = match (&key, &nonce) {
+        (Some(key), Some(nonce)) => Some(key.sign(&site, nonce, &body)),
+        _ => None,
+    };
+    let mut resp = response(StatusCode::OK, "application/json", body);
+    if let Some(sig) = signature.and_then(|s| HeaderValue::from_str(&s).ok()) {
+        resp.headers_mut().insert(SIGNATURE_HEADER, sig);
+    }
+    resp
 }
 
 /// Drain request body.
@@ -473,7 +716,12 @@ async fn control(state: &StatusState, route: Route, req: Request<Incoming>) -> R
             name,
             action: ServiceAction::Check,
         } => ControlCommand::Check { service: name },
-        Route::Status | Route::Metrics | Route::Healthz | Route::Readyz | Route::NotFound => {
+        Route::Status
+        | Route::FleetReport
+        | Route::Metrics
+        | Route::Healthz
+        | Route::Readyz
+        | Route::NotFound => {
             return error_reply(StatusCode::NOT_FOUND, "not found", &[]);
         }
     };
@@ -579,8 +827,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn connections_per_source_are_capped_and_released() {
+        let table = Arc::new(PerSource::default());
+        let a: std::net::IpAddr = "127.0.0.1".parse().unwrap();
+        let b: std::net::IpAddr = "127.0.0.2".parse().unwrap();
+        let first = table.enter(a, 2).unwrap();
+        let _second = table.enter(a, 2).unwrap();
+        assert!(table.enter(a, 2).is_none());
+        assert!(table.enter(b, 2).is_some());
+        drop(first);
+        assert!(table.enter(a, 2).is_some());
+    }
+
+    #[test]
     fn routes_are_parsed_with_percent_decoded_service_names() {
         assert_eq!(route("/status"), Route::Status);
+        assert_eq!(route("/fleet/report"), Route::FleetReport);
         assert_eq!(route("/reload"), Route::Reload);
         assert_eq!(
             route("/services/dns%2Dv4/drain"),

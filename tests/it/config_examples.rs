@@ -49,6 +49,10 @@ fn site_bird_example_reads_its_md5_key_and_has_both_families() {
         Some(&b"fake-md5-key-for-examples-only"[..])
     );
     assert!(c.peers[0].ipv4 && !c.peers[0].ipv6);
+    assert_eq!(
+        c.state_dir.as_deref(),
+        Some(std::path::Path::new("/var/lib/anyguard"))
+    );
     assert!(!c.peers[1].ipv4 && c.peers[1].ipv6);
     assert!(c
         .services

@@ -382,6 +382,7 @@ impl OtherSite {
         let config = StatusConfig {
             listen: "127.0.0.1:0".parse().expect("address"),
             token_file: None,
+            fleet_listen: None,
         };
         let started = status::start(&config, rx, metrics, control_tx, std::future::pending())
             .await

@@ -4,6 +4,7 @@ mod bfd;
 mod config_examples;
 mod daemon;
 mod fakepeer;
+mod fleet_channel;
 mod fleet_reload;
 mod guard_cli;
 mod guard_sim;

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod docs_client;
-mod fixture;
+pub(crate) mod fixture;
 pub(crate) mod metrics;
 mod systemd_unit;
 
@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyguard::status::control::{ControlCommand, ControlReply, ControlRequest};
 use anyguard::status::metrics::Metrics;
 use anyguard::status::model::StatusDocument;
-use anyguard::status::server::{serve, Limits, StatusState};
+use anyguard::status::server::{serve_listeners, Limits, Role, StatusState};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{self, HeaderMap};
@@ -114,9 +114,13 @@ impl Harness {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, state, async {
-            let _ = stopped.await;
-        }));
+        let server = tokio::spawn(serve_listeners(
+            vec![(listener, Role::General)],
+            state,
+            async {
+                let _ = stopped.await;
+            },
+        ));
         Self {
             addr,
             status,
@@ -592,6 +596,7 @@ async fn start_reads_the_token_file_binds_and_serves() {
     let config = StatusConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_file: Some(token_file),
+        fleet_listen: None,
     };
     let (_status, status_rx) = watch::channel(realistic_document());
     let metrics = Metrics::new(status_rx.clone());
@@ -633,6 +638,7 @@ async fn start_reads_the_token_file_binds_and_serves() {
     let missing = StatusConfig {
         listen: "127.0.0.1:0".parse().unwrap(),
         token_file: Some(dir.join("missing")),
+        fleet_listen: None,
     };
     let (_status, status_rx) = watch::channel(StatusDocument::default());
     let (control_tx, _control_rx) = mpsc::channel(1);
@@ -650,6 +656,7 @@ async fn start_reads_the_token_file_binds_and_serves() {
     let busy = StatusConfig {
         listen: taken.local_addr().unwrap(),
         token_file: None,
+        fleet_listen: None,
     };
     let err = start(
         &busy,
@@ -707,6 +714,7 @@ async fn status_client_reaches_an_ipv6_loopback_endpoint() {
     let config = StatusConfig {
         listen: "[::1]:0".parse().unwrap(),
         token_file: None,
+        fleet_listen: None,
     };
     let (_status, status_rx) = watch::channel(realistic_document());
     let (control_tx, _control_rx) = mpsc::channel(1);

@@ -9,7 +9,7 @@ use super::*;
 const IFACE: &str = "anyg0";
 const ADDRESS: &str = "203.0.113.10/32";
 
-fn ip(args: &[&str]) -> Result<String, String> {
+pub(super) fn ip(args: &[&str]) -> Result<String, String> {
     let out = std::process::Command::new("ip")
         .args(args)
         .output()

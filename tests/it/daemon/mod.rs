@@ -15,6 +15,7 @@ mod endpoints;
 mod health;
 mod operations;
 mod process;
+mod state_file;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;

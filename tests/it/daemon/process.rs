@@ -9,16 +9,16 @@ use nix::unistd::Pid;
 use super::*;
 
 /// The daemon process; killed (by its PID) if the test ends while it still runs.
-struct Process(std::process::Child);
+pub(super) struct Process(pub(super) std::process::Child);
 
 impl Process {
-    fn signal(&self, s: Signal) {
+    pub(super) fn signal(&self, s: Signal) {
         let pid = i32::try_from(self.0.id()).unwrap();
         kill(Pid::from_raw(pid), s).unwrap();
     }
 
     /// Waits (bounded) for the exit status.
-    async fn exit(&mut self) -> std::process::ExitStatus {
+    pub(super) async fn exit(&mut self) -> std::process::ExitStatus {
         for _ in 0..500 {
             if let Some(status) = self.0.try_wait().unwrap() {
                 return status;
@@ -58,6 +58,9 @@ async fn the_binary_reloads_on_sighup_and_drains_withdraws_and_ceases_on_sigterm
             .arg("run")
             .arg("--config")
             .arg(&path)
+            // The state file's default directory, as systemd's StateDirectory= sets it:
+            // never the host's /var/lib/anyguard.
+            .env("STATE_DIRECTORY", dir.path())
             .stdin(std::process::Stdio::null())
             .stdout(log_file.try_clone().unwrap())
             .stderr(log_file)
@@ -105,4 +108,11 @@ async fn the_binary_reloads_on_sighup_and_drains_withdraws_and_ceases_on_sigterm
     let logs = std::fs::read_to_string(&log).unwrap_or_default();
     assert!(status.success(), "exit {status:?}; log:\n{logs}");
     assert!(logs.contains("config generation 2 loaded"), "{logs}");
+    assert!(
+        logs.contains(&format!(
+            "state file read path={} drains=0 addresses=0",
+            dir.path().join("state.json").display()
+        )),
+        "{logs}"
+    );
 }

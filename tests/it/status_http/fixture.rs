@@ -35,6 +35,16 @@ pub(crate) fn realistic_document() -> StatusDocument {
             ready: true,
             stopping: false,
             stop_reason: None,
+            state_file: Some(StateFileStatus {
+                path: "/var/lib/anyguard/state.json".into(),
+                drains: vec!["ntp".into()],
+                addresses: 2,
+                last_write: Some(StateWriteStatus {
+                    at: at("05:40:12"),
+                    ok: true,
+                    error: None,
+                }),
+            }),
         },
         services: vec![
             ServiceStatus {
@@ -251,27 +261,46 @@ pub(crate) fn realistic_document() -> StatusDocument {
             digest: "5d41f0c2a7e94b1c8f3e2d6a0b9c7e1f4a2d8b6c0e3f5a7d9b1c3e5f7a9b2d4c".into(),
             poll_interval_ms: 1000,
             poll_timeout_ms: 500,
+            auth: "hmac-sha256".into(),
+            warning: None,
             sites: vec![
                 FleetSiteStatus {
                     name: "fra1".into(),
                     rank: 1,
                     status_url: "http://198.18.2.2:9180/status".into(),
+                    report_url: "http://198.18.2.2:9181/fleet/report".into(),
                     digest: Some(
                         "5d41f0c2a7e94b1c8f3e2d6a0b9c7e1f4a2d8b6c0e3f5a7d9b1c3e5f7a9b2d4c".into(),
                     ),
                     fleet: "same".into(),
+                    last_poll: "ok".into(),
+                    poll_failures: failures(&[("timeout", 2), ("request", 1)]),
                 },
                 FleetSiteStatus {
                     name: "lhr1".into(),
                     rank: 2,
                     status_url: "http://198.18.3.2:9180/status".into(),
+                    report_url: "http://198.18.3.2:9181/fleet/report".into(),
                     digest: Some(
                         "9e107d9d372bb6826bd81d3542a419d6e277d4d731479571562f82a2b8f0ce61".into(),
                     ),
                     fleet: "different".into(),
+                    last_poll: "report signature is invalid (signature does not match)".into(),
+                    poll_failures: failures(&[("bad_signature", 3)]),
                 },
             ],
             mismatch: vec!["lhr1".into()],
         }),
     }
+}
+
+/// Every poll failure reason with `some` counts, the others 0 (as the daemon lists them).
+fn failures(some: &[(&str, u64)]) -> std::collections::BTreeMap<String, u64> {
+    anyguard::guard::view::POLL_FAILURE_REASONS
+        .iter()
+        .map(|r| {
+            let n = some.iter().find(|(s, _)| s == r).map_or(0, |(_, n)| *n);
+            ((*r).to_owned(), n)
+        })
+        .collect()
 }

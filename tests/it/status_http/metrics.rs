@@ -60,6 +60,10 @@ async fn metrics_parse_as_prometheus_text_and_match_the_document() {
         0.0
     );
     assert_eq!(
+        value(&scrape, "anyguard_state_file_last_write_successful", &[]),
+        1.0
+    );
+    assert_eq!(
         value(
             &scrape,
             "anyguard_info",

@@ -17,6 +17,8 @@ fn unit_file_is_notify_with_watchdog_reload_and_bgp_capabilities() {
     assert_eq!(directive("Type"), ["notify"]);
     assert_eq!(directive("ExecReload"), ["/bin/kill -HUP $MAINPID"]);
     assert_eq!(directive("WatchdogSec").len(), 1);
+    // The state file's default home ($STATE_DIRECTORY), writable under ProtectSystem=strict.
+    assert_eq!(directive("StateDirectory"), ["anyguard"]);
     let caps = directive("AmbientCapabilities");
     assert_eq!(caps, ["CAP_NET_BIND_SERVICE CAP_NET_ADMIN"]);
     assert_eq!(directive("CapabilityBoundingSet"), caps);
