@@ -35,6 +35,7 @@ pub fn carries(peer: &PeerConfig, prefix: &IpNet) -> bool {
 /// One service's routes that a reload removed and that are still announced until the
 /// guard confirms that enough other sites announce them.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct PendingRemoval {
     /// The service the routes belonged to (its name in the fleet file).
     pub service: String,
@@ -47,6 +48,7 @@ pub struct PendingRemoval {
 
 /// One route of a [`PendingRemoval`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SavedRoute {
     /// The prefix.
     pub prefix: IpNet,
@@ -56,6 +58,7 @@ pub struct SavedRoute {
 
 /// A serializable copy of [`RouteAttrs`] (the codec's types carry no serde).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SavedAttrs {
     /// ORIGIN code (0 IGP, 1 EGP, 2 INCOMPLETE; RFC 4271 §5.1.1).
     pub origin: u8,

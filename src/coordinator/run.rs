@@ -178,6 +178,9 @@ pub async fn run(
     saved::restore_drains(&mut core, &state, true);
     let guard = FleetGuard::start(&config)?;
     core.guard_removals(guard.is_some());
+    if guard.is_some() {
+        saved::restore_removals(&mut core, &state);
+    }
 
     let (status_tx, status_rx) = watch::channel(StatusDocument::default());
     let metrics = Metrics::new(status_rx.clone());
@@ -351,6 +354,7 @@ pub async fn run(
         shell.send_routes(&core);
         // After the routes: a state file write never delays an UPDATE.
         saved::track_withdrawals(&core, &mut shell.state);
+        saved::track_removals(&core, &mut shell.state);
         let desired = shell.routes_tx.borrow().clone();
         let routes_changed = *previous != *desired;
         shell.log_check_transitions();

@@ -78,6 +78,30 @@ pub(super) fn restore_drains(core: &mut Core, state: &StateFile, at_start: bool)
     }
 }
 
+/// Gives the pending removals of the previous run back to `core` at start (with a fleet
+/// only: without one nothing guards them), before the first evaluation: they are
+/// announced again and guarded until the guard lets them go.
+pub(super) fn restore_removals(core: &mut Core, state: &StateFile) {
+    let saved = state.document().pending_removals.clone();
+    if saved.is_empty() {
+        return;
+    }
+    for r in &saved {
+        tracing::warn!(service = %r.service, prefixes = %r.key(), "pending removal restored from the state file: announced and guarded until the all-sites guard lets it go");
+    }
+    core.add_pending_removals(saved);
+}
+
+/// Keeps the saved pending removals in line with `core`'s (a write only on a change).
+pub(super) fn track_removals(core: &Core, state: &mut StateFile) {
+    if state.document().pending_removals.as_slice() == core.pending_removals() {
+        return;
+    }
+    let now = core.pending_removals().to_vec();
+    // A failed write is logged by `update`, shown in /status and retried.
+    let _ = update(state, SystemTime::now(), |doc| doc.pending_removals = now);
+}
+
 /// Keeps each saved drain's `withdrawn` in line with what the drain did (after every
 /// evaluation; a write only when one changed).
 pub(super) fn track_withdrawals(core: &Core, state: &mut StateFile) {

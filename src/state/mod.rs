@@ -12,7 +12,7 @@
 //! fsync, rename, fsync of the directory) whenever the document changes.
 //!
 //! The document is designed to grow: every collection has a serde default, so a field
-//! added in a later version-1 document (e.g. the pending removals of issue 11 item 1) is
+//! added in a later version-1 document (as the pending removals of issue 11 item 1 were) is
 //! read as empty from an older file. An *older binary* refuses a document with a field it
 //! does not know (`deny_unknown_fields`) rather than silently forget what it says.
 //!
@@ -56,6 +56,11 @@ pub struct StateDocument {
     /// never smaller than what is on the interface on our account.
     #[serde(default)]
     pub addresses: BTreeSet<SavedAddress>,
+    /// Routes a reload removed that the all-sites guard had not let go yet (issue 11 item
+    /// 1), with what is needed to announce them again: a restart keeps them announced
+    /// and guarded instead of dropping them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pending_removals: Vec<crate::coordinator::removals::PendingRemoval>,
 }
 
 /// One operator drain.
@@ -132,6 +137,7 @@ impl Default for StateDocument {
             version: STATE_VERSION,
             drains: BTreeMap::new(),
             addresses: BTreeSet::new(),
+            pending_removals: Vec::new(),
         }
     }
 }

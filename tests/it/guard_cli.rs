@@ -546,6 +546,13 @@ impl Daemon {
                 "--config",
             ])
             .arg(config)
+            // The state file of a config without `state_dir` goes next to the config (the
+            // test's own directory), never to the machine's /var/lib/anyguard, which every
+            // test and lab run would share; a daemon restarted by the test finds it again.
+            .env(
+                "STATE_DIRECTORY",
+                config.parent().unwrap_or_else(|| Path::new(".")),
+            )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -872,7 +879,7 @@ async fn removal_setup(
     b: &OtherSite,
     c: &OtherSite,
     retired: bool,
-) -> (Daemon, FakePeer, impl Fn(&str) -> String) {
+) -> (Daemon, FakePeer, impl Fn(&str) -> String, TcpListener) {
     let closed = closed_port().await;
     let sites = [
         ("a", format!("http://127.0.0.1:{closed}/status")),
@@ -910,7 +917,7 @@ async fn removal_setup(
     ))
     .await;
     await_announcement(&mut peer, WEB).await;
-    (daemon, peer, config)
+    (daemon, peer, config, upstream)
 }
 
 /// A service with a check that passes at once.
@@ -935,7 +942,7 @@ async fn a_reload_removing_a_service_the_other_sites_cannot_confirm_is_held_then
         s.doc.send_replace(report_doc(&name, true, Intent::Held));
     }
     let files = Files::new();
-    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
 
     // The reload drops web and adds api: api goes out at once, web stays.
     files.write("a.toml", &config(&quick("api", WEB2)));
@@ -1014,7 +1021,7 @@ async fn a_reload_removing_a_service_retired_in_the_fleet_withdraws_it_at_once()
         s.doc.send_replace(report_doc(&name, true, Intent::Held));
     }
     let files = Files::new();
-    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, true).await;
+    let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, true).await;
     files.write("a.toml", &config(&quick("api", WEB2)));
     daemon.signal(Signal::SIGHUP);
     await_withdrawal(&mut peer, WEB).await;
@@ -1044,7 +1051,7 @@ async fn a_reload_changing_a_prefix_announces_the_new_one_at_once_and_holds_the_
         s.doc.send_replace(report_doc(&name, true, Intent::Held));
     }
     let files = Files::new();
-    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
     files.write("a.toml", &config(&quick("web", WEB2)));
     daemon.signal(Signal::SIGHUP);
     await_announcement(&mut peer, WEB2).await;
@@ -1109,7 +1116,7 @@ async fn a_reload_removing_every_peer_keeps_the_session_until_the_guard_lets_the
     b.doc.send_replace(report_doc("b", true, Intent::Held));
     c.doc.send_replace(report_doc("c", true, Intent::Held));
     let files = Files::new();
-    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
     let with_peer = config(&quick("web", WEB));
     let (from, to) = (
         with_peer.find("[[peer]]").expect("peer table"),
@@ -1155,7 +1162,7 @@ async fn a_held_removal_goes_at_once_when_the_fleet_file_retires_the_service_on_
     b.doc.send_replace(report_doc("b", true, Intent::Held));
     c.doc.send_replace(report_doc("c", true, Intent::Held));
     let files = Files::new();
-    let (daemon, mut peer, config) = removal_setup(&files, &b, &c, false).await;
+    let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
     files.write("a.toml", &config(&quick("api", WEB2)));
     daemon.signal(Signal::SIGHUP);
     daemon
@@ -1181,6 +1188,64 @@ async fn a_held_removal_goes_at_once_when_the_fleet_file_retires_the_service_on_
         .doc_until("generation 3", |d| d.daemon.config_generation == 3)
         .await;
     assert!(doc.pending_removals.is_empty(), "{doc:#?}");
+    drop(peer);
+    daemon.stop().await;
+}
+
+#[tokio::test]
+async fn a_held_removal_survives_a_sigkill_and_is_announced_and_held_again_after_the_restart() {
+    let b = OtherSite::start("b", true).await;
+    let c = OtherSite::start("c", true).await;
+    b.doc.send_replace(report_doc("b", true, Intent::Held));
+    c.doc.send_replace(report_doc("c", true, Intent::Held));
+    let files = Files::new();
+    let (mut daemon, peer, config, upstream) = removal_setup(&files, &b, &c, false).await;
+    let path = files.write("a.toml", &config(&quick("api", WEB2)));
+    daemon.signal(Signal::SIGHUP);
+    daemon
+        .doc_until("the removal of web held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+    let saved = std::fs::read_to_string(files.dir().join("state.json")).expect("state file");
+    assert!(saved.contains("\"pending_removals\""), "{saved}");
+
+    // A crash: no stop, no withdrawal. The restarted daemon runs the config without web.
+    daemon.child.start_kill().expect("SIGKILL");
+    let _ = tokio::time::timeout(WAIT, daemon.child.wait()).await;
+    drop(peer);
+    let daemon = Daemon::start(&path).await;
+    let mut peer = FakePeer::accept(&upstream).await;
+    peer.establish(fakepeer::open(
+        65000,
+        "198.18.0.1".parse().expect("id"),
+        9,
+        true,
+        false,
+    ))
+    .await;
+    // web's route is announced again with the saved attributes, and guarded again.
+    await_announcement(&mut peer, WEB).await;
+    let doc = daemon
+        .doc_until("the restored removal held", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await;
+    assert_eq!(doc.pending_removals[0].service, "web");
+    assert!(
+        daemon
+            .log
+            .lock()
+            .expect("log")
+            .iter()
+            .any(|l| l.contains("pending removal restored from the state file")),
+        "no log line"
+    );
+    assert_nothing_withdrawn(&mut peer, Duration::from_millis(1000)).await;
     drop(peer);
     daemon.stop().await;
 }
