@@ -111,21 +111,26 @@ async fn fetch(
     Ok((body, signature))
 }
 
-/// With a key, the answer must carry a valid signature for `site` and `nonce`; checked
-/// before the body is parsed, so nothing unauthenticated is interpreted.
-fn authenticate(
+/// What the poller makes of an answer of `site` to its request with `nonce`: with a key,
+/// the answer must carry a valid signature for `site` and `nonce`, checked before the body
+/// is parsed so that nothing unauthenticated is interpreted; then the report, of this
+/// build's version and from `site`. Pure: the guard simulation feeds it forged, unsigned
+/// and replayed answers.
+pub fn accept_answer(
     key: Option<&FleetKey>,
     site: &str,
     nonce: &Nonce,
     body: &[u8],
-    signature: Option<&HeaderValue>,
-) -> Result<(), PollFailure> {
-    let Some(key) = key else { return Ok(()) };
-    match key.verify(site, &nonce.0, body, signature.map(HeaderValue::as_bytes)) {
-        Ok(()) => Ok(()),
-        Err(SignatureError::Missing) => Err(PollFailure::Unsigned),
-        Err(e) => Err(PollFailure::BadSignature(e.to_string())),
+    signature: Option<&[u8]>,
+) -> Result<super::report::SiteReport, PollFailure> {
+    if let Some(key) = key {
+        match key.verify(site, &nonce.0, body, signature) {
+            Ok(()) => {}
+            Err(SignatureError::Missing) => return Err(PollFailure::Unsigned),
+            Err(e) => return Err(PollFailure::BadSignature(e.to_string())),
+        }
     }
+    parse(body, site)
 }
 
 /// The error and its sources, `: `-separated (hyper's top-level text is terse).
@@ -186,8 +191,13 @@ async fn poll_with(
     let nonce = Nonce::random();
     let exchange = async {
         let (body, signature) = fetch(client, &with_nonce(url, &nonce)?).await?;
-        authenticate(key, site, &nonce, &body, signature.as_ref())?;
-        parse(&body, site)
+        accept_answer(
+            key,
+            site,
+            &nonce,
+            &body,
+            signature.as_ref().map(HeaderValue::as_bytes),
+        )
     };
     let result = match tokio::time::timeout(timeout, exchange).await {
         Ok(result) => result,

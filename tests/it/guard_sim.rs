@@ -9,7 +9,11 @@
 //!
 //! Sites also lose every BGP session for a while (their routes are then on no wire, and
 //! their truthful report says `announcing: false`), and some runs partition the fleet into
-//! two sides whose polls fail for a few seconds.
+//! two sides whose polls fail for a few seconds. In some runs an attacker on the path to
+//! one site answers part of its polls with a report that says it announces everything:
+//! unsigned, signed with another key, or a genuine signed answer recorded earlier and
+//! replayed; every answer then goes through the poller's own `accept_answer` with the fleet
+//! key, and a forged answer that verified would fail the run.
 //!
 //! Asserted after every event: every service is announced by at least `min_sites` sites,
 //! the routes are on the wire at `min_sites` sites but for those whose sessions are down
@@ -25,7 +29,9 @@ use std::cmp::Ordering;
 use std::collections::{BinaryHeap, VecDeque};
 use std::time::{Duration, Instant};
 
-use anyguard::guard::report::{Intent, ServiceReport, SiteReport, REPORT_VERSION};
+use anyguard::guard::auth::{FleetKey, Nonce, NONCE_LEN};
+use anyguard::guard::poller::accept_answer;
+use anyguard::guard::report::{Intent, ServiceReport, SiteReport, StatusEnvelope, REPORT_VERSION};
 use anyguard::guard::runtime::{
     decide, Decision, Drain, GuardInput, GuardTiming, LocalIntent, LocalService,
 };
@@ -86,13 +92,15 @@ enum Ev {
         to: usize,
         requested_at: u64,
         deliver_at: u64,
+        nonce: [u8; NONCE_LEN],
     },
     Deliver {
         from: usize,
         to: usize,
         requested_at: u64,
+        nonce: [u8; NONCE_LEN],
         // Boxed: the queue moves events around a lot.
-        result: Box<Result<SiteReport, PollFailure>>,
+        result: Box<Result<Answer, PollFailure>>,
     },
     Tick {
         site: usize,
@@ -109,6 +117,32 @@ enum Ev {
         until: u64,
     },
     Calm,
+}
+
+/// What comes back from a poll that was answered.
+#[derive(Debug, Clone)]
+enum Answer {
+    /// The report itself (runs without an attacker: nothing to verify).
+    Plain(SiteReport),
+    /// What the wire carries with fleet authentication: the body and the signature header,
+    /// checked by the poller's own `accept_answer`.
+    Signed {
+        body: Vec<u8>,
+        signature: Option<Vec<u8>>,
+        /// The attacker made it.
+        forged: bool,
+    },
+}
+
+/// Someone on the path to one site who answers some of the polls for it instead
+/// (`docs/guard.md`, "Authenticated reports"): a well-formed report that says the site
+/// announces every service — unsigned, signed with a key of its own, or a genuine signed
+/// answer of that site recorded earlier and replayed.
+#[derive(Debug, Clone, Copy)]
+struct Attack {
+    target: usize,
+    /// Share of the polls of `target` it answers.
+    share: f64,
 }
 
 struct Queued {
@@ -167,6 +201,14 @@ struct Sim {
     truthful: bool,
     /// Longest one-way delay of a poll leg outside the calm phase, milliseconds.
     max_leg: u64,
+    /// The fleet key; with an attacker every answer is signed and verified by the poller.
+    key: FleetKey,
+    /// The poller checks signatures (`false`: the unsigned fleet, for the test that shows
+    /// what the signatures are for).
+    verify: bool,
+    attack: Option<Attack>,
+    /// Per site, the last genuine signed answer (the attacker's recording).
+    recorded: Vec<Option<(Vec<u8>, Vec<u8>)>>,
     /// The partition in force: which side each site is on, and until when.
     partition: Option<(Vec<bool>, u64)>,
     calm: bool,
@@ -185,6 +227,8 @@ struct Stats {
     min_margin_hits: u64,
     /// Calm phase start to lasting convergence, milliseconds of virtual time.
     convergence_ms: u64,
+    /// Answers an attacker made instead of the site polled.
+    forged: u64,
 }
 
 impl Sim {
@@ -357,6 +401,49 @@ impl Sim {
         }
     }
 
+    /// What site `to` answers a poll with `nonce` — or the attacker instead of it.
+    fn serve(&mut self, to: usize, nonce: &[u8; NONCE_LEN]) -> Answer {
+        let report = self.sites[to].report.clone();
+        let Some(attack) = self.attack else {
+            return Answer::Plain(report);
+        };
+        let name = report.site.clone();
+        if attack.target == to && !self.calm && self.rng.gen_bool(attack.share) {
+            // A well-formed report of the target that announces everything.
+            let mut forged = report;
+            for s in &mut forged.services {
+                (s.healthy, s.announcing, s.intent) = (true, true, Intent::None);
+            }
+            let body = serde_json::to_vec(&StatusEnvelope { guard: forged }).expect("json");
+            let attacker_key = FleetKey::from_file_bytes(&[b'x'; 32], "attacker").expect("key");
+            let (body, signature) = match self.rng.gen_range(0..3) {
+                0 => (body, None),
+                1 => {
+                    let sig = attacker_key.sign(&name, nonce, &body).into_bytes();
+                    (body, Some(sig))
+                }
+                _ => match self.recorded[to].clone() {
+                    Some((old_body, old_sig)) => (old_body, Some(old_sig)),
+                    None => (body, None),
+                },
+            };
+            self.stats.forged += 1;
+            return Answer::Signed {
+                body,
+                signature,
+                forged: true,
+            };
+        }
+        let body = serde_json::to_vec(&StatusEnvelope { guard: report }).expect("json");
+        let signature = self.key.sign(&name, nonce, &body).into_bytes();
+        self.recorded[to] = Some((body.clone(), signature.clone()));
+        Answer::Signed {
+            body,
+            signature: Some(signature),
+            forged: false,
+        }
+    }
+
     fn step(&mut self, seed: u64, q: Queued) {
         self.now = q.at;
         self.stats.events += 1;
@@ -423,6 +510,7 @@ impl Sim {
                             from,
                             to,
                             requested_at,
+                            nonce: [0; NONCE_LEN],
                             result,
                         },
                     );
@@ -435,10 +523,13 @@ impl Sim {
                             from,
                             to,
                             requested_at,
+                            nonce: [0; NONCE_LEN],
                             result,
                         },
                     );
                 } else {
+                    let mut nonce = [0u8; NONCE_LEN];
+                    self.rng.fill_bytes(&mut nonce);
                     let max_leg = if self.calm { 50 } else { self.max_leg };
                     let d1 = self.rng.gen_range(0..=max_leg);
                     let d2 = self.rng.gen_range(0..=max_leg);
@@ -451,6 +542,7 @@ impl Sim {
                                 from,
                                 to,
                                 requested_at,
+                                nonce: [0; NONCE_LEN],
                                 result,
                             },
                         );
@@ -462,6 +554,7 @@ impl Sim {
                                 to,
                                 requested_at,
                                 deliver_at: requested_at + d1 + d2,
+                                nonce,
                             },
                         );
                     }
@@ -481,15 +574,17 @@ impl Sim {
                 to,
                 requested_at,
                 deliver_at,
+                nonce,
             } => {
-                let report = self.sites[to].report.clone();
+                let answer = self.serve(to, &nonce);
                 self.push(
                     deliver_at,
                     Ev::Deliver {
                         from,
                         to,
                         requested_at,
-                        result: Box::new(Ok(report)),
+                        nonce,
+                        result: Box::new(Ok(answer)),
                     },
                 );
             }
@@ -497,12 +592,30 @@ impl Sim {
                 from,
                 to,
                 requested_at,
+                nonce,
                 result,
             } => {
                 let name = self.sites[to].name.clone();
+                let key = self.verify.then_some(&self.key);
+                let result = match *result {
+                    Ok(Answer::Plain(report)) => Ok(report),
+                    Ok(Answer::Signed {
+                        body,
+                        signature,
+                        forged,
+                    }) => {
+                        let r =
+                            accept_answer(key, &name, &Nonce(nonce), &body, signature.as_deref());
+                        if forged && self.verify && r.is_ok() {
+                            self.fail(seed, &format!("a forged answer for {name} was accepted"));
+                        }
+                        r
+                    }
+                    Err(e) => Err(e),
+                };
                 let outcome = PollOutcome {
                     requested_at: self.instant(requested_at),
-                    result: *result,
+                    result,
                 };
                 self.sites[from].view.record(&name, outcome);
                 self.run_decisions(from);
@@ -589,6 +702,10 @@ fn fleet_sim(
         stall,
         truthful: true,
         max_leg: 400,
+        key: FleetKey::from_file_bytes(&[b'k'; 32], "sim").expect("key"),
+        verify: true,
+        attack: None,
+        recorded: vec![None; n],
         partition: None,
         calm: false,
         trace: VecDeque::new(),
@@ -664,6 +781,14 @@ fn setup(seed: u64) -> Sim {
             }
         }
     }
+    // In some runs an attacker answers part of one site's polls with forged, wrongly signed
+    // or replayed reports that say it announces everything.
+    if sim.rng.gen_bool(0.3) {
+        sim.attack = Some(Attack {
+            target: sim.rng.gen_range(0..n),
+            share: sim.rng.gen_range(0.2..0.9),
+        });
+    }
     if sim.rng.gen_bool(0.3) {
         let side: Vec<bool> = (0..n).map(|_| sim.rng.gen_bool(0.5)).collect();
         let at = sim.rng.gen_range(0..8_000);
@@ -715,22 +840,29 @@ fn runtime_guard_never_leaves_fewer_than_min_sites_announcing_and_releases_holds
         total.holds += s.holds;
         total.withdrawals += s.withdrawals;
         total.min_margin_hits += s.min_margin_hits;
+        total.forged += s.forged;
     }
     eprintln!(
         "guard simulation: {runs} runs, {} events, {} decisions, {} holds, {} withdrawals, \
-         {} steps at exactly min_sites; after the calm phase starts, convergence takes \
+         {} steps at exactly min_sites, {} forged or replayed answers refused; after the \
+         calm phase starts, convergence takes \
          {} ms on average and {slowest} ms at most (virtual time, {INTERVAL_MS} ms polls)",
         total.events,
         total.decisions,
         total.holds,
         total.withdrawals,
         total.min_margin_hits,
+        total.forged,
         total.convergence_ms / runs.max(1)
     );
     // The runs must actually exercise the guard, not just healthy fleets.
     assert!(total.holds > runs);
     assert!(total.withdrawals > runs);
     assert!(total.min_margin_hits > 0);
+    assert!(
+        total.forged > runs,
+        "the attacker must actually answer polls"
+    );
 }
 
 /// Run a scripted scenario (no calm phase) and return which sites announce each service.
@@ -819,6 +951,59 @@ fn a_site_whose_sessions_are_down_is_not_counted_so_the_sick_site_holds() {
         // counted it and withdrawn, leaving the routers one path.
         assert_eq!(
             c_sessions_down_then_a_fails(seed, false),
+            ["b"],
+            "seed {seed}"
+        );
+    }
+}
+
+/// Sites on the wire after three sites, `web` at `min_sites = 2`: site c's sessions go down
+/// at 2 s (it reports so), while someone on the path answers every poll of c with a
+/// well-formed report that says c announces; site a's health fails at 3 s.
+fn c_impersonated_then_a_fails(seed: u64, verify: bool) -> Vec<String> {
+    let mut sim = fleet_sim(SplitMix64(seed), 3, vec![("web".to_owned(), 2)], 0.0, 0.0);
+    sim.verify = verify;
+    sim.max_leg = 50;
+    sim.attack = Some(Attack {
+        target: 2,
+        share: 1.0,
+    });
+    sim.push(2_000, Ev::Sessions { site: 2, up: false });
+    sim.push(
+        3_000,
+        Ev::Health {
+            site: 0,
+            svc: 0,
+            down: Some(Drain::None),
+        },
+    );
+    let mut budget = 100_000u32;
+    while let Some(q) = sim.queue.pop() {
+        budget = budget.saturating_sub(1);
+        assert!(budget > 0, "event budget exhausted");
+        sim.step(seed, q);
+    }
+    assert!(sim.stats.forged > 0);
+    sim.sites
+        .iter()
+        .filter(|s| s.sessions_up && s.svcs[0].announcing)
+        .map(|s| s.name.clone())
+        .collect()
+}
+
+#[test]
+fn forged_unsigned_and_replayed_reports_count_as_unreachable_so_the_sick_site_holds() {
+    for seed in 0..50 {
+        // Every forged answer fails verification (unsigned, another key, a replay for an
+        // old nonce): c counts as unreachable, a holds, two sites keep the route.
+        assert_eq!(
+            c_impersonated_then_a_fails(seed, true),
+            ["a", "b"],
+            "seed {seed}"
+        );
+        // Unsigned fleet: a counts the impostor and withdraws, leaving one path.
+        assert_eq!(
+            c_impersonated_then_a_fails(seed, false),
             ["b"],
             "seed {seed}"
         );
