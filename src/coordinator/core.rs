@@ -44,6 +44,15 @@ struct ServiceSlot {
     /// The service's `local_addresses` are all on their interface (always true without
     /// any): until then its routes stay out of the desired Adj-RIB-Out (crate::local_addr).
     addresses_ready: bool,
+    /// An input of the state machine changed since the last [`Core::evaluate`] looked at
+    /// it: only these (and those with a due deadline) are evaluated, so that a probe
+    /// result costs the same with ten services or a thousand (issue 13).
+    eval_dirty: bool,
+    /// What the all-sites guard decides from changed since it last looked
+    /// ([`Core::guard_dirty`]).
+    guard_dirty: bool,
+    /// The service's `/status` entry is stale ([`Core::status_stale`]).
+    status_stale: bool,
 }
 
 impl ServiceSlot {
@@ -75,6 +84,9 @@ pub struct Core {
     /// When the last [`Core::evaluate`] armed a restored drain: the next evaluation is
     /// due at once (after the guard has seen the drain).
     armed_at: Option<Instant>,
+    /// Bumped whenever something [`Core::desired`] is made of may have changed: the
+    /// shell rebuilds and compares the routes only then.
+    routes_version: u64,
 }
 
 /// Result of an operator request.
@@ -102,6 +114,65 @@ impl Core {
             removals_guarded: false,
             stop_guarded: false,
             armed_at: None,
+            routes_version: 0,
+        }
+    }
+
+    /// Service `i`'s inputs changed: evaluate it, let the guard look at it, rebuild its
+    /// status entry.
+    fn mark(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            s.eval_dirty = true;
+            s.guard_dirty = true;
+            s.status_stale = true;
+        }
+    }
+
+    fn mark_all(&mut self) {
+        for i in 0..self.services.len() {
+            self.mark(i);
+        }
+        self.routes_version += 1;
+    }
+
+    /// A counter that changes whenever the desired routes may have changed; equal
+    /// counters mean [`Core::desired`] would return the same routes.
+    pub fn routes_version(&self) -> u64 {
+        self.routes_version
+    }
+
+    /// Whether service `i`'s status entry ([`Core::service_status_of`]) may have changed
+    /// since [`Core::status_taken`] was last called for it.
+    pub fn status_stale(&self, i: usize) -> bool {
+        self.services.get(i).is_none_or(|s| s.status_stale)
+    }
+
+    /// The shell rebuilt service `i`'s status entry.
+    pub fn status_taken(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            s.status_stale = false;
+        }
+    }
+
+    /// Something outside the core that service `i`'s status entry shows changed (its
+    /// guard status).
+    pub fn touch_status(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            s.status_stale = true;
+        }
+    }
+
+    /// Whether what the all-sites guard decides about service `i` from (health, drains,
+    /// presentation) changed since [`Core::guard_seen`]; the guard decides again for these
+    /// and for those whose decision depends on time or on the other sites.
+    pub fn guard_dirty(&self, i: usize) -> bool {
+        self.services.get(i).is_none_or(|s| s.guard_dirty)
+    }
+
+    /// The guard decided about service `i` with its current inputs.
+    pub fn guard_seen(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            s.guard_dirty = false;
         }
     }
 
@@ -123,11 +194,13 @@ impl Core {
     pub fn add_pending_removals(&mut self, removals: Vec<PendingRemoval>) {
         let live = self.carried_live();
         self.removals.add(&live, removals);
+        self.routes_version += 1;
     }
 
     /// The guard let the pending removal `key` ([`PendingRemoval::key`]) go: its routes
     /// leave the desired Adj-RIB-Out.
     pub fn complete_removal(&mut self, key: &str) -> Option<PendingRemoval> {
+        self.routes_version += 1;
         self.removals.complete(key)
     }
 
@@ -198,6 +271,7 @@ impl Core {
             let removed = removed_by_reload(&old_config, &announced, &live, wall);
             self.add_pending_removals(removed);
         }
+        self.mark_all();
     }
 
     /// The state of the running check that a reloaded `check` of service `service`
@@ -221,13 +295,19 @@ impl Core {
 
     /// A probe result from the health runner, observed at wall-clock time `at`.
     pub fn on_probe(&mut self, event: &CheckEvent, at: SystemTime) {
-        let Some(slot) = self
-            .services
-            .get_mut(event.service)
-            .and_then(|s| s.checks.get_mut(event.check))
-        else {
+        let Some(service) = self.services.get_mut(event.service) else {
             return; // from a config that was just replaced
         };
+        let Some(slot) = service.checks.get_mut(event.check) else {
+            return;
+        };
+        service.status_stale = true;
+        if slot.state != event.state.status {
+            // The service's health may change; a result that confirms the state changes
+            // only the check's history.
+            service.eval_dirty = true;
+            service.guard_dirty = true;
+        }
         slot.state = event.state.status;
         slot.rise_count = event.state.passes;
         slot.fall_count = event.state.failures;
@@ -243,7 +323,10 @@ impl Core {
     /// Whether each service's drain file exists (polled by the shell).
     pub fn set_drain_file(&mut self, service: usize, present: bool) {
         if let Some(s) = self.services.get_mut(service) {
-            s.drain_file = present;
+            if s.drain_file != present {
+                s.drain_file = present;
+                self.mark(service);
+            }
         }
     }
 
@@ -257,6 +340,7 @@ impl Core {
                     restored: None,
                 });
                 self.services[i].restored_pending = None;
+                self.mark(i);
                 ControlOutcome::Done(format!("service {name}: drain requested"))
             }
             None => ControlOutcome::UnknownService(name.to_string()),
@@ -299,6 +383,7 @@ impl Core {
                 slot.operator_drain = Some(drain);
             }
         }
+        self.mark(i);
         true
     }
 
@@ -319,6 +404,7 @@ impl Core {
             Some(i) => {
                 self.services[i].operator_drain = None;
                 self.services[i].restored_pending = None;
+                self.mark(i);
                 let note = if self.services[i].drain_file {
                     " (its drain file is still present and keeps it drained)"
                 } else {
@@ -333,13 +419,18 @@ impl Core {
     /// The guard's verdict for a service (the shell asks the guard before evaluating).
     pub fn set_guard(&mut self, service: usize, verdict: GuardVerdict) {
         if let Some(s) = self.services.get_mut(service) {
-            s.guard = verdict;
+            if s.guard != verdict {
+                s.guard = verdict;
+                s.eval_dirty = true;
+                s.status_stale = true;
+            }
         }
     }
 
     /// The daemon is stopping: drain every service (RFC 8326), then withdraw.
     pub fn stop(&mut self) {
         self.stopping = true;
+        self.mark_all();
     }
 
     /// The daemon is stopping with a fleet: each service's withdrawal is asked of the
@@ -348,6 +439,7 @@ impl Core {
     pub fn stop_guarded(&mut self) {
         self.stopping = true;
         self.stop_guarded = true;
+        self.mark_all();
     }
 
     /// True once stopping and every service is either withdrawn or named in `held` (the
@@ -383,10 +475,16 @@ impl Core {
         }
     }
 
-    /// Re-evaluates every service; returns the changes, by service index.
+    /// Re-evaluates the services whose inputs changed or whose deadline is due (the
+    /// others would come out the same); returns the changes, by service index.
     pub fn evaluate(&mut self, now: Instant, wall: SystemTime) -> Vec<(usize, Change)> {
         let mut changes = Vec::new();
         for i in 0..self.services.len() {
+            let slot = &self.services[i];
+            let due = slot.machine.next_deadline().is_some_and(|d| d <= now);
+            if !slot.eval_dirty && !due {
+                continue;
+            }
             let health = self.health(i);
             let drain = self.drain_source(i);
             let slot = &mut self.services[i];
@@ -395,7 +493,16 @@ impl Core {
                 drain,
                 guard: slot.guard.clone(),
             };
-            if let Some(change) = slot.machine.evaluate(now, &inputs) {
+            let before = (slot.effective(), slot.machine.presentation());
+            slot.eval_dirty = false;
+            // Reasons, flap counts and deadlines may move without a state change.
+            slot.status_stale = true;
+            let change = slot.machine.evaluate(now, &inputs);
+            if (slot.effective(), slot.machine.presentation()) != before || change.is_some() {
+                slot.guard_dirty = true;
+                self.routes_version += 1;
+            }
+            if let Some(change) = change {
                 slot.since_wall = wall;
                 changes.push((i, change));
             }
@@ -408,13 +515,22 @@ impl Core {
                 && slot.restored_pending.is_some()
             {
                 slot.operator_drain = slot.restored_pending.take();
+                slot.eval_dirty = true;
+                slot.guard_dirty = true;
+                slot.status_stale = true;
                 self.armed_at = Some(now);
             }
         }
         // A renamed service whose checks have risen announces the prefix itself now.
         if !self.removals.list().is_empty() {
             let live = self.carried_live();
+            let count =
+                |r: &PendingRemovals| r.list().iter().map(|p| p.routes.len()).sum::<usize>();
+            let before = count(&self.removals);
             self.removals.settle(&live);
+            if count(&self.removals) != before {
+                self.routes_version += 1;
+            }
         }
         changes
     }
@@ -488,7 +604,11 @@ impl Core {
     /// The shell tells whether service `i`'s `local_addresses` are all in place.
     pub fn set_addresses_ready(&mut self, i: usize, ready: bool) {
         if let Some(s) = self.services.get_mut(i) {
-            s.addresses_ready = ready;
+            if s.addresses_ready != ready {
+                s.addresses_ready = ready;
+                self.mark(i);
+                self.routes_version += 1;
+            }
         }
     }
 
@@ -555,12 +675,24 @@ impl Core {
         peers: &[(String, bool)],
         guard: &dyn Fn(usize) -> GuardStatus,
     ) -> Vec<ServiceStatus> {
-        self.config
-            .services
-            .iter()
-            .zip(&self.services)
-            .enumerate()
-            .map(|(i, (cfg, slot))| {
+        (0..self.services.len())
+            .filter_map(|i| self.service_status_of(i, now, wall, peers, guard(i)))
+            .collect()
+    }
+
+    /// Status of service `i` (see [`Core::service_status`]); `guard` is its guard status.
+    pub fn service_status_of(
+        &self,
+        i: usize,
+        now: Instant,
+        wall: SystemTime,
+        peers: &[(String, bool)],
+        guard: GuardStatus,
+    ) -> Option<ServiceStatus> {
+        let cfg = self.config.services.get(i)?;
+        let slot = self.services.get(i)?;
+        Some({
+            {
                 let m = &slot.machine;
                 let presentation = slot.effective();
                 let announcements = peers
@@ -609,7 +741,7 @@ impl Core {
                             last_results: s.results.iter().cloned().collect(),
                         })
                         .collect(),
-                    guard: guard(i),
+                    guard,
                     dampening: DampeningStatus {
                         flaps: m.flaps(),
                         hold_down_ms: u64::try_from(m.hold_down().as_millis()).unwrap_or(u64::MAX),
@@ -618,8 +750,8 @@ impl Core {
                             .map(|t| rfc3339(wall + t.saturating_duration_since(now))),
                     },
                 }
-            })
-            .collect()
+            }
+        })
     }
 }
 
@@ -642,6 +774,9 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         guard: GuardVerdict::Allow,
         since_wall: wall,
         addresses_ready: cfg.local_addresses.is_none(),
+        eval_dirty: true,
+        guard_dirty: true,
+        status_stale: true,
     }
 }
 
@@ -754,6 +889,48 @@ mod tests {
             },
             transition: None,
         }
+    }
+
+    #[test]
+    fn a_result_that_confirms_the_state_touches_only_its_own_service_status() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let mut core = Core::new(
+            config(vec![
+                service("web", "203.0.113.0/24", 1),
+                service("dns", "198.51.100.0/24", 1),
+            ]),
+            t0,
+            w,
+        );
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        core.on_probe(&report(1, 0, CheckStatus::Up), w);
+        assert_eq!(core.evaluate(t0, w).len(), 2);
+        for i in 0..2 {
+            core.status_taken(i);
+            core.guard_seen(i);
+        }
+        let routes = core.routes_version();
+
+        // A result that says what the check already said: only web's entry is stale; no
+        // evaluation, no new routes, nothing for the guard.
+        core.on_probe(&report(0, 0, CheckStatus::Up), w);
+        assert!(core.status_stale(0) && !core.status_stale(1));
+        assert!(!core.guard_dirty(0) && !core.guard_dirty(1));
+        assert!(core.evaluate(t0, w).is_empty());
+        assert_eq!(core.routes_version(), routes);
+
+        // A failing check: web is evaluated and withdrawn, the routes change, the guard is
+        // asked about web again; dns is left alone.
+        core.status_taken(0);
+        core.on_probe(&report(0, 0, CheckStatus::Down), w);
+        assert!(core.guard_dirty(0) && !core.guard_dirty(1));
+        let changes = core.evaluate(t0, w);
+        assert_eq!(changes.len(), 1);
+        assert_eq!(changes[0].0, 0);
+        assert_ne!(core.routes_version(), routes);
+        assert!(!core.status_stale(1));
+        assert_eq!(core.desired().len(), 1);
     }
 
     #[test]

@@ -46,6 +46,11 @@ pub(crate) struct FleetGuard {
     digest: String,
     /// The sites last seen running another fleet file (logged when it changes).
     mismatch_logged: Vec<String>,
+    /// The view changed since [`FleetGuard::decide_all`] last decided for every service
+    /// (or it never did): it decides for every service once more.
+    view_dirty: bool,
+    /// The config the service entries of `state` were last pruned for.
+    pruned_for: Option<Arc<Config>>,
 }
 
 struct ServiceGuard {
@@ -152,6 +157,8 @@ impl FleetGuard {
             generation: 0,
             last_report: None,
             mismatch_logged: Vec::new(),
+            view_dirty: true,
+            pruned_for: None,
         }
     }
 
@@ -170,21 +177,39 @@ impl FleetGuard {
         if self.view.changed().await.is_err() {
             std::future::pending::<()>().await;
         }
+        self.view_dirty = true;
     }
 
-    /// Decides for every service and hands the verdicts to the core (before it evaluates).
+    /// Decides for every service whose decision may have changed and hands the verdicts
+    /// to the core (before it evaluates). After a change of the view every service is
+    /// decided; otherwise only those whose inputs changed ([`Core::guard_dirty`]) and those
+    /// whose decision is anything but "announce" with no intent: a healthy undrained
+    /// service is announced whatever the time (`runtime::decide`), every other decision
+    /// may move with time or with the local intent.
     pub(crate) fn decide_all(&mut self, core: &mut Core, now: Instant) {
-        let view = self.view.borrow().clone();
+        let all = std::mem::take(&mut self.view_dirty) || self.view.has_changed().unwrap_or(false);
+        let view = self.view.borrow_and_update().clone();
         let timing = self.fleet.timing();
-        let names: Vec<(String, Vec<IpNet>)> = core
-            .config()
-            .services
-            .iter()
-            .map(|s| (s.name.clone(), s.prefixes.clone()))
-            .collect();
-        self.state
-            .retain(|name, _| names.iter().any(|(n, _)| n == name));
-        for (i, (name, prefixes)) in names.iter().enumerate() {
+        let config = Arc::clone(core.config());
+        if self
+            .pruned_for
+            .as_ref()
+            .is_none_or(|c| !Arc::ptr_eq(c, &config))
+        {
+            let names: std::collections::HashSet<&str> =
+                config.services.iter().map(|s| s.name.as_str()).collect();
+            self.state.retain(|name, _| names.contains(name.as_str()));
+            self.pruned_for = Some(Arc::clone(&config));
+        }
+        for (i, svc) in config.services.iter().enumerate() {
+            let (name, prefixes) = (&svc.name, &svc.prefixes);
+            let steady = self.state.get(name).is_some_and(|s| {
+                matches!(s.intent, LocalIntent::None) && matches!(s.decision, Decision::Announce)
+            });
+            if !all && steady && !core.guard_dirty(i) {
+                continue;
+            }
+            core.guard_seen(i);
             let drain = match core.drain_source(i) {
                 None => Drain::None,
                 Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
@@ -226,7 +251,10 @@ impl FleetGuard {
                 entry.held_logged = None;
             }
             entry.decision = decision;
-            entry.status = status;
+            if entry.status != status {
+                entry.status = status;
+                core.touch_status(i);
+            }
         }
         self.decide_removals(core, &view, now);
     }

@@ -145,6 +145,14 @@ struct Shell {
     bfd: Option<crate::bfd::Handle>,
     /// Operator drains and service addresses kept across restarts.
     state: StateFile,
+    /// Each service's `/status` entry as last published: rebuilt only for the services
+    /// the core marks as changed (`Core::status_stale`), or all when a peer's session
+    /// went up or down (issue 13).
+    service_parts: Vec<Arc<crate::status::model::ServiceStatus>>,
+    /// The peers' sessions `service_parts` were built with.
+    parts_peers: Vec<(String, bool)>,
+    /// `Core::routes_version` of the routes last published on `routes_tx`.
+    routes_version: Option<u64>,
 }
 
 /// A check transition waiting to be logged.
@@ -256,6 +264,9 @@ pub async fn run(
         check_transitions: Vec::new(),
         bfd: None,
         state,
+        service_parts: Vec::new(),
+        parts_peers: Vec::new(),
+        routes_version: None,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -265,7 +276,7 @@ pub async fn run(
         }
     }
     shell.ready = true;
-    shell.publish(&core);
+    shell.publish(&mut core);
     tracing::info!(
         source = %config.source,
         services = config.services.len(),
@@ -356,7 +367,8 @@ pub async fn run(
         saved::track_withdrawals(&core, &mut shell.state);
         saved::track_removals(&core, &mut shell.state);
         let desired = shell.routes_tx.borrow().clone();
-        let routes_changed = *previous != *desired;
+        // `send_routes` replaces the routes only when they differ.
+        let routes_changed = !Arc::ptr_eq(&previous, &desired);
         shell.log_check_transitions();
         for (i, change) in changes {
             let name = &core.config().services[i].name;
@@ -388,7 +400,7 @@ pub async fn run(
         {
             shell.initial_tx.send_replace(true);
         }
-        shell.publish(&core);
+        shell.publish(&mut core);
         shell.stop_retired_peers(&core).await;
 
         let held = shell
@@ -418,7 +430,7 @@ pub async fn run(
             "STOPPING WITHOUT WITHDRAWING: the all-sites guard holds these services; their routes and service addresses stay"
         );
         shell.stop_reason = Some(status.clone());
-        shell.publish(&core);
+        shell.publish(&mut core);
     }
     shell.stop_all(stop_plan.reason.clone()).await;
     if let Some(bfd) = shell.bfd.take() {
@@ -616,8 +628,14 @@ impl Shell {
         self.flushed.all_flushed(self.established(), &current)
     }
 
-    /// Publishes `core`'s desired routes to the peers, if they changed.
-    fn send_routes(&self, core: &Core) {
+    /// Publishes `core`'s desired routes to the peers, if they changed. They are built
+    /// and compared only when the core says something they are made of changed.
+    fn send_routes(&mut self, core: &Core) {
+        let version = core.routes_version();
+        if self.routes_version == Some(version) {
+            return;
+        }
+        self.routes_version = Some(version);
         let desired = core.desired();
         if **self.routes_tx.borrow() != desired {
             self.routes_tx.send_replace(Arc::new(desired));
@@ -949,7 +967,7 @@ impl Shell {
         Ok(message)
     }
 
-    fn publish(&mut self, core: &Core) {
+    fn publish(&mut self, core: &mut Core) {
         let now = Instant::now();
         let wall = SystemTime::now();
         let config = core.config();
@@ -972,7 +990,28 @@ impl Shell {
                 min_sites: 0,
             },
         };
-        let services = core.service_status(now, wall, &up, &guard_of);
+        // Only the entries of services that changed are built again (issue 13).
+        let all = self.parts_peers != up || self.service_parts.len() != config.services.len();
+        let mut rebuilt = Vec::new();
+        for i in 0..config.services.len() {
+            if all || core.status_stale(i) {
+                if let Some(s) = core.service_status_of(i, now, wall, &up, guard_of(i)) {
+                    rebuilt.push((i, Arc::new(s)));
+                }
+            }
+        }
+        let config = Arc::clone(config);
+        if all {
+            self.service_parts = rebuilt.iter().map(|(_, s)| Arc::clone(s)).collect();
+            self.parts_peers = up;
+        }
+        for (i, part) in rebuilt {
+            core.status_taken(i);
+            if let Some(p) = self.service_parts.get_mut(i) {
+                *p = part;
+            }
+        }
+        let services = self.service_parts.clone();
         let on_the_wire = self.flushed.on_the_wire(self.established());
         let desired = self.routes_tx.borrow().clone();
         let report = self
@@ -1011,11 +1050,22 @@ impl Shell {
             pending_removals,
             fleet: self.guard.as_mut().map(FleetGuard::fleet_status),
         };
+        let mut doc = doc;
         self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.
-            if *old == doc {
+            // The service entries compare by identity: one rebuilt is one that changed.
+            let new_services = std::mem::take(&mut doc.services);
+            let old_services = std::mem::take(&mut old.services);
+            let same_services = new_services.len() == old_services.len()
+                && new_services
+                    .iter()
+                    .zip(&old_services)
+                    .all(|(a, b)| Arc::ptr_eq(a, b));
+            if same_services && *old == doc {
+                old.services = old_services;
                 false
             } else {
+                doc.services = new_services;
                 *old = doc;
                 true
             }

@@ -2,7 +2,12 @@
 //! endpoint serves, the `anyguard status` client, and the other sites' guard pollers.
 //!
 //! The coordinator builds a [`StatusDocument`] after every change and publishes it through
-//! a `tokio::sync::watch` channel; the HTTP server only reads the latest snapshot.
+//! a `tokio::sync::watch` channel; the HTTP server only reads the latest snapshot. Each
+//! service's entry is shared by `Arc` between snapshots and rebuilt only when that service
+//! changed, so that publishing after a probe result costs the same with ten services or a
+//! thousand (issue 13).
+
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -11,8 +16,8 @@ use serde::{Deserialize, Serialize};
 pub struct StatusDocument {
     /// The daemon itself.
     pub daemon: DaemonStatus,
-    /// One entry per configured service, in config order.
-    pub services: Vec<ServiceStatus>,
+    /// One entry per configured service, in config order (shared between snapshots).
+    pub services: Vec<Arc<ServiceStatus>>,
     /// One entry per configured peer, in config order.
     pub peers: Vec<PeerStatus>,
     /// The daemon's BFD task, shared by the peers with `bfd` (null while none has it).

@@ -196,11 +196,11 @@ mod tests {
         let mut doc = StatusDocument::default();
         doc.daemon.ready = true;
         for (name, state) in [("dns", "up"), ("ntp", "held"), ("web", "down")] {
-            doc.services.push(ServiceStatus {
+            doc.services.push(std::sync::Arc::new(ServiceStatus {
                 name: name.into(),
                 state: state.into(),
                 ..ServiceStatus::default()
-            });
+            }));
         }
         for state in ["established", "active"] {
             doc.peers.push(PeerStatus {

@@ -220,7 +220,7 @@ async fn status_serves_the_latest_published_document() {
     assert_eq!(v["peers"][1]["hold_time"], serde_json::Value::Null);
 
     h.status.send_modify(|d| {
-        d.services[0].state = "down".into();
+        std::sync::Arc::make_mut(&mut d.services[0]).state = "down".into();
         d.daemon.config_generation = 4;
     });
     let (_, _, body) = h.get("/status").await;

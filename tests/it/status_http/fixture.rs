@@ -47,7 +47,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
             }),
         },
         services: vec![
-            ServiceStatus {
+            std::sync::Arc::new(ServiceStatus {
                 name: "dns".into(),
                 state: "up".into(),
                 since: at("04:00:12"),
@@ -119,8 +119,8 @@ pub(crate) fn realistic_document() -> StatusDocument {
                     hold_down_ms: 0,
                     suppressed_until: None,
                 },
-            },
-            ServiceStatus {
+            }),
+            std::sync::Arc::new(ServiceStatus {
                 name: "ntp".into(),
                 state: "held".into(),
                 since: at("05:58:30"),
@@ -159,7 +159,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                     hold_down_ms: 60_000,
                     suppressed_until: Some(at("06:04:30")),
                 },
-            },
+            }),
         ],
         peers: vec![
             PeerStatus {
