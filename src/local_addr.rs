@@ -254,6 +254,20 @@ impl Ledger {
         }
     }
 
+    /// Whether the ledger has anything to do with service `name`: addresses installed or
+    /// an action in flight. A service without `local_addresses` that it does not involve
+    /// has nothing to plan and may always be announced ([`Ledger::plan`] and
+    /// [`Ledger::may_announce`] would say so), so the coordinator skips it: its per-event
+    /// work must not grow with the number of services (issue 13).
+    pub fn involves(&self, name: &str) -> bool {
+        self.services.contains_key(name)
+            || self.in_flight.iter().any(|a| {
+                let (AddressAction::Add { service, .. } | AddressAction::Remove { service, .. }) =
+                    a;
+                service == name
+            })
+    }
+
     /// Every installed address, for the final clean-up of a stopping daemon.
     pub fn remove_all(&self) -> Vec<AddressAction> {
         self.services

@@ -215,10 +215,16 @@ impl LocalActions {
             self.remove_stale(core, confirmed, state);
         }
         let config = Arc::clone(core.config());
+        // Only the services with addresses (configured, installed or in flight) are
+        // planned: the others have nothing to add or remove and are always ready.
+        let involved = |ledger: &Ledger, s: &ServiceConfig| {
+            s.local_addresses.is_some() || ledger.involves(&s.name)
+        };
         let wishes: Vec<Wish<'_>> = config
             .services
             .iter()
             .enumerate()
+            .filter(|(_, s)| involved(&self.ledger, s))
             .map(|(i, s)| Wish {
                 config: s,
                 announce: core.presentation(i) != Presentation::Withdrawn,
@@ -229,7 +235,11 @@ impl LocalActions {
             self.dispatch(action, state);
         }
         for (i, s) in config.services.iter().enumerate() {
-            let ready = self.ledger.may_announce(s, core.addresses_ready(i));
+            let ready = if involved(&self.ledger, s) {
+                self.ledger.may_announce(s, core.addresses_ready(i))
+            } else {
+                true
+            };
             core.set_addresses_ready(i, ready);
         }
     }
