@@ -2,7 +2,7 @@
 //!
 //! | path | methods | answer |
 //! |---|---|---|
-//! | `/status` | GET, HEAD | the latest [`StatusDocument`] as JSON (`docs/status.md`) |
+//! | `/status` | GET, HEAD | the latest [`StatusDocument`] as JSON (`docs/status.md`); `?service=NAME`, `?summary=1` |
 //! | `/fleet/report?nonce=<hex>` | GET, HEAD | this site's guard report only, signed with the fleet key ([`crate::guard::auth`]) |
 //! | `/metrics` | GET, HEAD | Prometheus text exposition 0.0.4 ([`Metrics`]) |
 //! | `/healthz` | GET, HEAD | 200 while the process serves HTTP |
@@ -548,7 +548,27 @@ async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
         }
         Route::FleetReport => fleet_report(state, req.uri().query()),
         Route::Status => {
-            let doc = state.status.borrow().clone();
+            let view = match StatusView::parse(req.uri().query()) {
+                Ok(v) => v,
+                Err(e) => return error_reply(StatusCode::BAD_REQUEST, &e, &[]),
+            };
+            // A cheap clone: the service entries are shared (`Arc`).
+            let mut doc = state.status.borrow().clone();
+            if let Some(name) = &view.service {
+                doc.services.retain(|s| s.name == *name);
+                if doc.services.is_empty() {
+                    return error_reply(
+                        StatusCode::NOT_FOUND,
+                        &format!("no service named {name:?}"),
+                        &[],
+                    );
+                }
+            }
+            if view.summary {
+                for s in &mut doc.services {
+                    summarise(s);
+                }
+            }
             match serde_json::to_vec(&doc) {
                 Ok(mut body) => {
                     body.push(b'\n');
@@ -583,6 +603,56 @@ async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
             response(status, "text/plain; charset=utf-8", text)
         }
         Route::Reload | Route::Service { .. } => control(state, route, req).await,
+    }
+}
+
+/// What `GET /status` was asked for: `?service=NAME` (that service only; 404 when there
+/// is none) and `?summary=1` (each check's latest result only, instead of the last
+/// ten: what `anyguard status` shows). Anything else in the query is a 400.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct StatusView {
+    service: Option<String>,
+    summary: bool,
+}
+
+impl StatusView {
+    fn parse(query: Option<&str>) -> Result<Self, String> {
+        let mut view = StatusView::default();
+        for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
+            let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+            match key {
+                "service" => {
+                    let name = percent_decode(&value.replace('+', " "))
+                        .filter(|n| !n.is_empty())
+                        .ok_or_else(|| format!("bad service name in the query: {value:?}"))?;
+                    view.service = Some(name);
+                }
+                "summary" => {
+                    view.summary = match value {
+                        "" | "1" | "true" => true,
+                        "0" | "false" => false,
+                        _ => return Err(format!("summary must be 1 or 0, not {value:?}")),
+                    }
+                }
+                _ => {
+                    return Err(format!(
+                        "unknown query parameter {key:?} (known: service, summary)"
+                    ))
+                }
+            }
+        }
+        Ok(view)
+    }
+}
+
+/// Keeps each check's latest result only.
+fn summarise(service: &mut Arc<super::model::ServiceStatus>) {
+    if service.checks.iter().all(|c| c.last_results.len() <= 1) {
+        return;
+    }
+    let s = Arc::make_mut(service);
+    for c in &mut s.checks {
+        c.last_results.truncate(1);
     }
 }
 

@@ -231,6 +231,49 @@ async fn status_serves_the_latest_published_document() {
 }
 
 #[tokio::test]
+async fn status_can_be_asked_for_one_service_or_a_summary() {
+    let h = Harness::start(None).await;
+    let full = realistic_document();
+
+    // One service: the rest of the document as it is, that service's entry only.
+    let (status, _, body) = h.get("/status?service=ntp").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: StatusDocument = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc.services.len(), 1);
+    assert_eq!(doc.services[0], full.services[1]);
+    assert_eq!(doc.peers, full.peers);
+    assert_eq!(doc.daemon, full.daemon);
+
+    // The summary: each check's latest result only (dns's tcp#0 has two in the fixture).
+    assert_eq!(full.services[0].checks[0].last_results.len(), 2);
+    let (status, _, body) = h.get("/status?summary=1").await;
+    assert_eq!(status, StatusCode::OK);
+    let doc: StatusDocument = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc.services.len(), full.services.len());
+    let tcp = &doc.services[0].checks[0];
+    assert_eq!(
+        tcp.last_results,
+        full.services[0].checks[0].last_results[..1]
+    );
+    assert_eq!(doc.services[1], full.services[1]);
+    let (_, _, body) = h.get("/status?service=dns&summary=1").await;
+    let doc: StatusDocument = serde_json::from_slice(&body).unwrap();
+    assert_eq!(doc.services.len(), 1);
+    assert_eq!(doc.services[0].checks[0].last_results.len(), 1);
+
+    // Unknown service: 404 naming it; unknown or malformed parameters: 400.
+    let (status, _, body) = h.get("/status?service=nope").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(json(&body)["error"].as_str().unwrap().contains("nope"));
+    for query in ["verbose=1", "summary=yes", "service="] {
+        let (status, _, body) = h.get(&format!("/status?{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(json(&body)["error"].is_string(), "{query}");
+    }
+    h.stop().await;
+}
+
+#[tokio::test]
 async fn head_is_answered_like_get_without_a_body() {
     let h = Harness::start(None).await;
     let (_, get_headers, get_body) = h.get("/status").await;
@@ -740,4 +783,52 @@ async fn status_client_reaches_an_ipv6_loopback_endpoint() {
         .unwrap()
         .unwrap()
         .unwrap();
+}
+
+#[tokio::test]
+async fn status_client_asks_for_the_summary_for_its_tables_and_the_whole_document_for_json() {
+    use anyguard::status::client;
+
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let body = serde_json::to_vec(&realistic_document()).unwrap();
+    let server = tokio::spawn(async move {
+        let mut paths = Vec::new();
+        for _ in 0..2 {
+            let (mut sock, _) = listener.accept().await.unwrap();
+            let mut head = Vec::new();
+            let mut buf = [0u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                let n = sock.read(&mut buf).await.unwrap();
+                assert!(n > 0, "request head cut short");
+                head.extend_from_slice(&buf[..n]);
+            }
+            let line = String::from_utf8_lossy(&head)
+                .lines()
+                .next()
+                .unwrap()
+                .to_string();
+            paths.push(line.split(' ').nth(1).unwrap().to_string());
+            let reply = format!(
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                body.len()
+            );
+            sock.write_all(reply.as_bytes()).await.unwrap();
+            sock.write_all(&body).await.unwrap();
+            let _ = sock.shutdown().await;
+        }
+        paths
+    });
+    let url = format!("http://{addr}");
+    let tables = tokio::time::timeout(STEP, client::run(&url, false, false))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(tables.contains("dns"), "{tables}");
+    tokio::time::timeout(STEP, client::run(&url, true, false))
+        .await
+        .unwrap()
+        .unwrap();
+    let paths = tokio::time::timeout(STEP, server).await.unwrap().unwrap();
+    assert_eq!(paths, ["/status?summary=1", "/status"]);
 }
