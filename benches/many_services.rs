@@ -12,7 +12,9 @@
 //!
 //! Run: `cargo bench --bench many_services` (or `--profile dev` on a shared machine; the
 //! ratios are what compare). `MANY_SERVICES=10,100,1000` and `MANY_SERVICES_SECONDS=10`
-//! choose the sizes and the measured window. Figures only: nothing asserts on time.
+//! choose the sizes and the measured window. `MANY_SERVICES_BASELINE=/path/to/anyguard`
+//! (an older build) measures that binary too, right before this one at each size, and
+//! prints this one's CPU per result as a ratio to it. Figures only: nothing asserts on time.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -77,7 +79,8 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
         load_average()
     );
     println!(
-        "{:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18}",
+        "{:>8} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18}",
+        "binary",
         "services",
         "checks/s",
         "CPU share",
@@ -88,25 +91,44 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
         "summary ms (KiB)",
         "/metrics ms (KiB)"
     );
+    let this = std::path::PathBuf::from(env!("CARGO_BIN_EXE_anyguard"));
+    let old = std::env::var_os("MANY_SERVICES_BASELINE").map(std::path::PathBuf::from);
     let mut baseline: Option<f64> = None;
     for &n in sizes {
-        let m = measure(n, window, http_addr, tcp_addr, &accepted)?;
+        let old_per_result = match &old {
+            Some(bin) => {
+                let m = measure(bin, n, window, http_addr, tcp_addr, &accepted)?;
+                let per_result = m.cpu.as_secs_f64() * 1e6 / m.results.max(1) as f64;
+                print_row("baseline", n, window, &m, per_result, 1.0);
+                Some(per_result)
+            }
+            None => None,
+        };
+        let m = measure(&this, n, window, http_addr, tcp_addr, &accepted)?;
         let per_result = m.cpu.as_secs_f64() * 1e6 / m.results.max(1) as f64;
-        let base = *baseline.get_or_insert(per_result);
+        // Against the baseline binary at the same size, or against the smallest size.
+        let base = old_per_result.unwrap_or(*baseline.get_or_insert(per_result));
+        print_row("this", n, window, &m, per_result, per_result / base);
+    }
+    Ok(())
+}
+
+fn print_row(which: &str, n: usize, window: Duration, m: &Measured, per_result: f64, ratio: f64) {
+    {
         println!(
-            "{:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18}",
+            "{:>8} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18}",
+            which,
             n,
             m.results as f64 / window.as_secs_f64(),
             100.0 * m.cpu.as_secs_f64() / window.as_secs_f64(),
             per_result,
-            per_result / base,
+            ratio,
             m.peak_rss_kib as f64 / 1024.0,
             m.status.text(),
             m.summary.text(),
             m.metrics.text(),
         );
     }
-    Ok(())
 }
 
 struct Fetch {
@@ -149,6 +171,7 @@ impl Drop for Daemon {
 }
 
 fn measure(
+    binary: &std::path::Path,
     n: usize,
     window: Duration,
     http: SocketAddr,
@@ -161,7 +184,7 @@ fn measure(
     let path = dir.join(format!("services-{n}.toml"));
     std::fs::write(&path, config_text(n, status_port, http, tcp))
         .map_err(|e| format!("{}: {e}", path.display()))?;
-    let child = Command::new(env!("CARGO_BIN_EXE_anyguard"))
+    let child = Command::new(binary)
         .arg("run")
         .arg("--dry-run")
         .arg("--config")
