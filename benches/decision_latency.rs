@@ -249,6 +249,7 @@ fn check_event(up: bool) -> CheckEvent {
             fall: 1,
         },
         transition: Some(Transition { from, to }),
+        start_delay: None,
     }
 }
 

@@ -888,6 +888,7 @@ mod tests {
                 fall: 2,
             },
             transition: None,
+            start_delay: None,
         }
     }
 

@@ -568,6 +568,7 @@ mod tests {
                     fall: 2,
                 },
                 transition: None,
+                start_delay: None,
             },
             w,
         );

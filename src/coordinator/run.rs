@@ -660,6 +660,9 @@ impl Shell {
             event.outcome.latency,
             event.outcome.ok,
         );
+        if let Some(delay) = event.start_delay {
+            self.metrics.observe_start_delay(delay);
+        }
         if let Some(t) = event.transition {
             // Logged once the routes are published (`log_check_transitions`).
             self.check_transitions.push(CheckTransitionLog {

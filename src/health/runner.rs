@@ -60,6 +60,9 @@ pub struct CheckEvent {
     pub state: CheckState,
     /// The change this result caused, if any.
     pub transition: Option<Transition>,
+    /// How late the probe started after its due time (scheduling delay under load);
+    /// `None` for a probe started on request (`POST /services/{name}/check`).
+    pub start_delay: Option<Duration>,
 }
 
 /// Scheduling options; the defaults are what the daemon uses.
@@ -336,6 +339,7 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
             () = ctx.trigger.notified() => true,
         };
         let started = Instant::now();
+        let start_delay = (!manual).then(|| started.saturating_duration_since(deadline));
         let outcome = run_probe(&probe, t.timeout).await;
         let transition = hysteresis.observe(outcome.ok);
         let state = hysteresis.state();
@@ -346,6 +350,7 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
             outcome,
             state,
             transition,
+            start_delay,
         };
         // The result goes to the coordinator before it is logged: a transition may be the
         // decision that sends an UPDATE, and that should not wait for a log line to be

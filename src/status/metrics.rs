@@ -50,6 +50,7 @@
 //! | `anyguard_bfd_failures_total` | counter | `peer` |
 //! | `anyguard_bfd_dropped_packets_total` | counter (while BFD runs) | `reason` |
 //! | `anyguard_probe_duration_seconds` | histogram | `service`, `check`, `result` |
+//! | `anyguard_probe_start_delay_seconds` | histogram (every check) | |
 //! | `anyguard_bgp_updates_sent_total` | counter | `peer` |
 //! | `anyguard_service_flaps_total` | counter | `service` |
 //! | `anyguard_reloads_total` | counter | `result` |
@@ -92,6 +93,11 @@ const PROBE_BUCKETS: [f64; 12] = [
     0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
 ];
 
+/// Probe start delay buckets, seconds: 100 µs … 1 s.
+const START_DELAY_BUCKETS: [f64; 11] = [
+    0.0001, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
+];
+
 type Labels = Vec<(&'static str, String)>;
 
 /// The metrics registry plus the event counters; clone freely (shared inside).
@@ -110,6 +116,7 @@ struct Inner {
     /// The `(service, check)` pairs `probe_duration` has series of, so that a reload can
     /// drop those of checks that are gone.
     probe_checks: Mutex<BTreeSet<(String, String)>>,
+    probe_start_delay: Histogram,
     updates_sent: Family<Labels, Counter>,
     service_flaps: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
@@ -148,6 +155,12 @@ impl Metrics {
             "Health probe latency by result",
             probe_duration.clone(),
         );
+        let probe_start_delay = Histogram::new(START_DELAY_BUCKETS);
+        registry.register(
+            "anyguard_probe_start_delay_seconds",
+            "Delay between a scheduled probe's due time and its start, every check",
+            probe_start_delay.clone(),
+        );
         registry.register(
             "anyguard_bgp_updates_sent",
             "UPDATE messages sent by the announcer",
@@ -169,6 +182,7 @@ impl Metrics {
                 registry,
                 probe_duration,
                 probe_checks: Mutex::default(),
+                probe_start_delay,
                 updates_sent,
                 service_flaps,
                 reloads,
@@ -188,6 +202,11 @@ impl Metrics {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         seen.insert((service.to_owned(), check.to_owned()));
+    }
+
+    /// Records how late a scheduled probe started after its due time.
+    pub fn observe_start_delay(&self, delay: Duration) {
+        self.inner.probe_start_delay.observe(delay.as_secs_f64());
     }
 
     /// Counts one UPDATE message sent to `peer`.

@@ -105,6 +105,11 @@ async fn status_metrics_and_probes_describe_the_running_daemon() {
             .any(|s| s.metric == "anyguard_probe_duration_seconds"),
         "no probe latency histogram:\n{text}"
     );
+    // Every scheduled probe's start delay (issue 13): the check has probed by now.
+    assert!(
+        value(&scrape, "anyguard_probe_start_delay_seconds_count", &[]) >= 1.0,
+        "no probe start delay histogram:\n{text}"
+    );
     d.shutdown().await;
 }
 
