@@ -87,6 +87,9 @@ pub struct Core {
     /// Bumped whenever something [`Core::desired`] is made of may have changed: the
     /// shell rebuilds and compares the routes only then.
     routes_version: u64,
+    /// Bumped whenever a service's health, drain, guard verdict or presentation may have
+    /// changed ([`Core::epoch`]).
+    epoch: u64,
 }
 
 /// Result of an operator request.
@@ -115,12 +118,14 @@ impl Core {
             stop_guarded: false,
             armed_at: None,
             routes_version: 0,
+            epoch: 0,
         }
     }
 
     /// Service `i`'s inputs changed: evaluate it, let the guard look at it, rebuild its
     /// status entry.
     fn mark(&mut self, i: usize) {
+        self.epoch += 1;
         if let Some(s) = self.services.get_mut(i) {
             s.eval_dirty = true;
             s.guard_dirty = true;
@@ -139,6 +144,13 @@ impl Core {
     /// counters mean [`Core::desired`] would return the same routes.
     pub fn routes_version(&self) -> u64 {
         self.routes_version
+    }
+
+    /// A counter that changes whenever any service's health, drain, guard verdict or
+    /// presentation may have changed (with [`Core::routes_version`]: whatever the guard's
+    /// site report is made of).
+    pub fn epoch(&self) -> u64 {
+        self.epoch
     }
 
     /// Whether service `i`'s status entry ([`Core::service_status_of`]) may have changed
@@ -307,6 +319,7 @@ impl Core {
             // only the check's history.
             service.eval_dirty = true;
             service.guard_dirty = true;
+            self.epoch += 1;
         }
         slot.state = event.state.status;
         slot.rise_count = event.state.passes;
@@ -423,6 +436,7 @@ impl Core {
                 s.guard = verdict;
                 s.eval_dirty = true;
                 s.status_stale = true;
+                self.epoch += 1;
             }
         }
     }
@@ -501,6 +515,7 @@ impl Core {
             if (slot.effective(), slot.machine.presentation()) != before || change.is_some() {
                 slot.guard_dirty = true;
                 self.routes_version += 1;
+                self.epoch += 1;
             }
             if let Some(change) = change {
                 slot.since_wall = wall;
@@ -519,6 +534,7 @@ impl Core {
                 slot.guard_dirty = true;
                 slot.status_stale = true;
                 self.armed_at = Some(now);
+                self.epoch += 1;
             }
         }
         // A renamed service whose checks have risen announces the prefix itself now.

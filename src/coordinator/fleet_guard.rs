@@ -41,7 +41,12 @@ pub(crate) struct FleetGuard {
     /// took away.
     removals: HashMap<String, ServiceGuard>,
     generation: u64,
-    last_report: Option<SiteReport>,
+    last_report: Option<Arc<SiteReport>>,
+    /// What `last_report` was built from ([`ReportInputs`]): the same inputs give the
+    /// same report, shared instead of rebuilt after every probe result (issue 13).
+    report_inputs: Option<ReportInputs>,
+    /// Bumped whenever a decision changed (services or pending removals).
+    decisions: u64,
     /// [`fleet_digest`] of `fleet`, published in every report.
     digest: String,
     /// The sites last seen running another fleet file (logged when it changes).
@@ -51,6 +56,31 @@ pub(crate) struct FleetGuard {
     view_dirty: bool,
     /// The config the service entries of `state` were last pruned for.
     pruned_for: Option<Arc<Config>>,
+}
+
+/// Everything [`FleetGuard::report`] reads, by version or by identity (the `Arc`s are
+/// held, so that an address cannot be reused by another value meanwhile).
+struct ReportInputs {
+    core: (u64, u64),
+    config: Arc<Config>,
+    desired: Arc<RibOut>,
+    on_the_wire: Vec<Arc<RibOut>>,
+    decisions: u64,
+}
+
+impl ReportInputs {
+    fn same(&self, other: &ReportInputs) -> bool {
+        self.core == other.core
+            && self.decisions == other.decisions
+            && Arc::ptr_eq(&self.config, &other.config)
+            && Arc::ptr_eq(&self.desired, &other.desired)
+            && self.on_the_wire.len() == other.on_the_wire.len()
+            && self
+                .on_the_wire
+                .iter()
+                .zip(&other.on_the_wire)
+                .all(|(a, b)| Arc::ptr_eq(a, b))
+    }
 }
 
 struct ServiceGuard {
@@ -156,6 +186,8 @@ impl FleetGuard {
             removals: HashMap::new(),
             generation: 0,
             last_report: None,
+            report_inputs: None,
+            decisions: 0,
             mismatch_logged: Vec::new(),
             view_dirty: true,
             pruned_for: None,
@@ -250,6 +282,9 @@ impl FleetGuard {
             } else {
                 entry.held_logged = None;
             }
+            if entry.decision != decision {
+                self.decisions += 1;
+            }
             entry.decision = decision;
             if entry.status != status {
                 entry.status = status;
@@ -325,6 +360,9 @@ impl FleetGuard {
             } else {
                 entry.held_logged = None;
             }
+            if entry.decision != decision {
+                self.decisions += 1;
+            }
             entry.decision = decision;
             entry.status = status;
         }
@@ -359,9 +397,21 @@ impl FleetGuard {
     pub(crate) fn report(
         &mut self,
         core: &Core,
-        desired: &RibOut,
+        desired: &Arc<RibOut>,
         on_the_wire: &[Arc<RibOut>],
-    ) -> SiteReport {
+    ) -> Arc<SiteReport> {
+        let inputs = ReportInputs {
+            core: (core.epoch(), core.routes_version()),
+            config: Arc::clone(core.config()),
+            desired: Arc::clone(desired),
+            on_the_wire: on_the_wire.to_vec(),
+            decisions: self.decisions,
+        };
+        if let (Some(last), Some(seen)) = (&self.last_report, &self.report_inputs) {
+            if seen.same(&inputs) {
+                return Arc::clone(last);
+            }
+        }
         let config = core.config();
         // A prefix pending removal is reported in the removal's own entry only: the
         // service's entry must not make other sites count this site for it.
@@ -427,8 +477,10 @@ impl FleetGuard {
         if changed {
             self.generation += 1;
             report.generation = self.generation;
-            self.last_report = Some(report.clone());
         }
+        let report = Arc::new(report);
+        self.last_report = Some(Arc::clone(&report));
+        self.report_inputs = Some(inputs);
         report
     }
 

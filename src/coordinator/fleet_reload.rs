@@ -128,6 +128,10 @@ impl FleetGuard {
         self.fleet = next.fleet;
         self.site = next.site;
         self.rank = next.rank;
+        // Another fleet (min_sites, sites, digest): every service is decided and the
+        // report built again.
+        self.view_dirty = true;
+        self.report_inputs = None;
         change
     }
 

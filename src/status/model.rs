@@ -26,7 +26,7 @@ pub struct StatusDocument {
     /// This site's report for the other sites' all-sites guards (only when a fleet is
     /// configured); see `docs/guard.md`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub guard: Option<crate::guard::report::SiteReport>,
+    pub guard: Option<Arc<crate::guard::report::SiteReport>>,
     /// Routes a reload removed that stay announced until the all-sites guard lets them
     /// go (empty without a fleet); see `docs/guard.md`, "Pending removals".
     #[serde(default)]

@@ -679,7 +679,9 @@ fn fleet_report(state: &StatusState, query: Option<&str>) -> Reply {
         );
     }
     let site = report.site.clone();
-    let mut body = match serde_json::to_vec(&StatusEnvelope { guard: report }) {
+    let mut body = match serde_json::to_vec(&StatusEnvelope {
+        guard: Arc::unwrap_or_clone(report),
+    }) {
         Ok(body) => body,
         Err(e) => {
             return error_reply(

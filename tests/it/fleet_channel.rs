@@ -451,7 +451,7 @@ async fn fleet_polls_are_answered_while_slow_and_pipelining_clients_fill_the_sta
         ..Limits::default()
     };
     let mut doc = crate::status_http::fixture::realistic_document();
-    doc.guard = Some(report("b"));
+    doc.guard = Some(std::sync::Arc::new(report("b")));
     let (_doc_tx, doc_rx) = watch::channel(doc);
     let (control_tx, _control_rx) = mpsc::channel::<ControlRequest>(1);
     let (_key_tx, key_rx) = watch::channel(Some(key()));

@@ -318,7 +318,7 @@ async fn an_edited_fleet_file_takes_effect_on_sighup_and_a_broken_one_changes_no
 fn other_site_from(site: OtherSite, name: &str, digest: &str) -> OtherSite {
     let mut doc = report_doc(name, true, Intent::None);
     if let Some(g) = doc.guard.as_mut() {
-        g.fleet_digest = Some(digest.to_owned());
+        std::sync::Arc::make_mut(g).fleet_digest = Some(digest.to_owned());
     }
     site.doc.send_replace(doc);
     site

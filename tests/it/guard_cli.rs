@@ -357,7 +357,7 @@ impl Drop for OtherSite {
 
 pub(crate) fn report_doc(site: &str, announcing: bool, intent: Intent) -> StatusDocument {
     StatusDocument {
-        guard: Some(SiteReport {
+        guard: Some(std::sync::Arc::new(SiteReport {
             version: REPORT_VERSION,
             site: site.to_owned(),
             generation: 1,
@@ -369,7 +369,7 @@ pub(crate) fn report_doc(site: &str, announcing: bool, intent: Intent) -> Status
                 announcing,
                 intent,
             }],
-        }),
+        })),
         ..StatusDocument::default()
     }
 }
