@@ -79,7 +79,7 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
         load_average()
     );
     println!(
-        "{:>8} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18}",
+        "{:>8} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16}",
         "binary",
         "services",
         "checks/s",
@@ -89,7 +89,8 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
         "RSS MiB",
         "/status ms (KiB)",
         "summary ms (KiB)",
-        "/metrics ms (KiB)"
+        "/metrics ms (KiB)",
+        "start delay p99"
     );
     let this = std::path::PathBuf::from(env!("CARGO_BIN_EXE_anyguard"));
     let old = std::env::var_os("MANY_SERVICES_BASELINE").map(std::path::PathBuf::from);
@@ -116,7 +117,7 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
 fn print_row(which: &str, n: usize, window: Duration, m: &Measured, per_result: f64, ratio: f64) {
     {
         println!(
-            "{:>8} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18}",
+            "{:>8} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16}",
             which,
             n,
             m.results as f64 / window.as_secs_f64(),
@@ -127,6 +128,7 @@ fn print_row(which: &str, n: usize, window: Duration, m: &Measured, per_result: 
             m.status.text(),
             m.summary.text(),
             m.metrics.text(),
+            start_delay_p99(&m.metrics.body),
         );
     }
 }
@@ -135,6 +137,7 @@ struct Fetch {
     took: Duration,
     bytes: usize,
     ok: bool,
+    body: Vec<u8>,
 }
 
 impl Fetch {
@@ -212,6 +215,7 @@ fn measure(
         took: Duration::ZERO,
         bytes: 0,
         ok: false,
+        body: Vec::new(),
     };
     let status = get(status_addr, "/status").unwrap_or_else(fail);
     let summary = get(status_addr, "/status?summary=1").unwrap_or_else(fail);
@@ -304,6 +308,7 @@ fn get(addr: SocketAddr, path: &str) -> Option<Fetch> {
         took: t0.elapsed(),
         bytes: body.len(),
         ok: body.starts_with(b"HTTP/1.1 200"),
+        body,
     })
 }
 
@@ -343,4 +348,40 @@ fn load_average() -> String {
         .ok()
         .and_then(|s| s.split_whitespace().next().map(str::to_string))
         .unwrap_or_else(|| "?".to_string())
+}
+
+/// The bucket bound under which 99 % of the probes started (since the daemon started),
+/// from `anyguard_probe_start_delay_seconds` in a `/metrics` answer; "n/a" without it
+/// (an older binary).
+fn start_delay_p99(metrics: &[u8]) -> String {
+    let text = String::from_utf8_lossy(metrics);
+    let buckets: Vec<(f64, f64)> = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("anyguard_probe_start_delay_seconds_bucket{le=\""))
+        .filter_map(|l| {
+            let (le, rest) = l.split_once("\"}")?;
+            let le = if le == "+Inf" {
+                f64::INFINITY
+            } else {
+                le.parse().ok()?
+            };
+            Some((le, rest.trim().parse().ok()?))
+        })
+        .collect();
+    let Some(&(_, total)) = buckets.last() else {
+        return "n/a".to_string();
+    };
+    buckets
+        .iter()
+        .find(|(_, count)| *count >= 0.99 * total)
+        .map_or_else(
+            || "n/a".to_string(),
+            |(le, _)| {
+                if le.is_infinite() {
+                    "> 1 s".to_string()
+                } else {
+                    format!("<= {:.1} ms", le * 1000.0)
+                }
+            },
+        )
 }
