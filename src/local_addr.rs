@@ -268,6 +268,11 @@ impl Ledger {
             })
     }
 
+    /// Nothing installed and nothing in flight.
+    pub fn is_idle(&self) -> bool {
+        self.services.is_empty() && self.in_flight.is_empty()
+    }
+
     /// Every installed address, for the final clean-up of a stopping daemon.
     pub fn remove_all(&self) -> Vec<AddressAction> {
         self.services

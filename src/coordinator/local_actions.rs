@@ -41,6 +41,9 @@ pub(super) struct LocalActions {
     /// Addresses an earlier run recorded in the state file, not looked at yet: once the
     /// initial routes are decided, those of services not announced are removed.
     stale: Vec<SavedAddress>,
+    /// The config of the last [`LocalActions::sync`] that found no service address
+    /// anywhere (then the next ones with the same config have nothing to do).
+    synced_idle: Option<Arc<crate::config::Config>>,
 }
 
 /// An action the address task has carried out.
@@ -176,6 +179,7 @@ impl LocalActions {
             ip_timeout,
             dry_run,
             stale,
+            synced_idle: None,
         };
         (local, done_rx)
     }
@@ -215,6 +219,23 @@ impl LocalActions {
             self.remove_stale(core, confirmed, state);
         }
         let config = Arc::clone(core.config());
+        // Without any service address configured, installed, in flight or left by an
+        // earlier run, every service is ready and there is nothing to plan: once a full
+        // pass has said so for this config, skip the pass (issue 13).
+        let idle = |this: &Self| {
+            this.ledger.is_idle()
+                && this.stale.is_empty()
+                && !config.services.iter().any(|s| s.local_addresses.is_some())
+        };
+        if self
+            .synced_idle
+            .as_ref()
+            .is_some_and(|c| Arc::ptr_eq(c, &config))
+            && self.ledger.is_idle()
+            && self.stale.is_empty()
+        {
+            return;
+        }
         // Only the services with addresses (configured, installed or in flight) are
         // planned: the others have nothing to add or remove and are always ready.
         let involved = |ledger: &Ledger, s: &ServiceConfig| {
@@ -242,6 +263,7 @@ impl LocalActions {
             };
             core.set_addresses_ready(i, ready);
         }
+        self.synced_idle = idle(self).then(|| Arc::clone(&config));
     }
 
     /// The address task carried out an action: recorded; the caller syncs again.
