@@ -7,6 +7,7 @@ use anyguard::cli_check::{self, AgainstFleet, SiteConfigArg};
 use anyguard::config;
 use anyguard::coordinator::{self, DaemonSignal, RunOptions};
 use anyguard::guard::static_check::LocalSystem;
+use anyguard::status::systemd::Notifier;
 use anyguard::status::{client, logging};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
@@ -166,6 +167,7 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         default_state_dir: default_state_dir(path.is_some(), std::env::var_os("STATE_DIRECTORY")),
         config_path: path,
         dry_run,
+        systemd: Notifier::from_env(),
         ..RunOptions::default()
     };
     match coordinator::run(config, options, rx).await {

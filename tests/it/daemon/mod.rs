@@ -16,6 +16,7 @@ mod health;
 mod operations;
 mod process;
 mod state_file;
+mod systemd;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
