@@ -70,7 +70,7 @@ enum Command {
     /// Show a running daemon's status.
     Status {
         /// Status endpoint (base URL or the /status URL).
-        #[arg(long, default_value = "http://127.0.0.1:9180")]
+        #[arg(long, default_value = client::DEFAULT_URL)]
         url: String,
         /// Print the raw JSON document.
         #[arg(long)]

@@ -486,6 +486,8 @@ impl Shell {
         if peer.bfd.is_some() && self.bfd.is_none() {
             match crate::bfd::Handle::spawn(crate::bfd::DriverConfig::daemon()) {
                 Ok(h) => {
+                    let (v4, v6) = h.local_ports();
+                    tracing::info!(?v4, ?v6, "BFD started (UDP receive ports)");
                     let mut counters = h.daemon_status();
                     let notify = Arc::clone(&self.peer_changed);
                     tokio::spawn(async move {

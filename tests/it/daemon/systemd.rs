@@ -98,6 +98,8 @@ fn spawn(config: &Path, dir: &Path, notify: &Notifications, extra_env: &[(&str, 
     let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"));
     command
         .arg("run")
+        .arg("--log-format")
+        .arg("json")
         .arg("--config")
         .arg(config)
         .env("STATE_DIRECTORY", dir)
@@ -221,6 +223,14 @@ async fn the_binary_sends_ready_status_watchdog_reloading_and_stopping_to_system
     let status = daemon.exit().await;
     let logs = std::fs::read_to_string(dir.path().join("anyguard.log")).unwrap_or_default();
     assert!(status.success(), "exit {status:?}; log:\n{logs}");
+    // Every log line of the peer's task carries its name and address (status::logging).
+    let peer_line = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .find(|v| v["fields"]["message"] == "state" && v["fields"]["to"] == "established");
+    let peer_line = peer_line.unwrap_or_else(|| panic!("no state line to established:\n{logs}"));
+    assert_eq!(peer_line["span"]["peer"], "edge", "{peer_line}");
+    assert_eq!(peer_line["span"]["address"], "127.0.0.1", "{peer_line}");
     // The drain showed in the summary on its way out.
     let rest = notify.during(Duration::from_millis(100)).await;
     assert!(
