@@ -326,3 +326,89 @@ async fn a_watchdog_meant_for_another_process_is_not_pinged() {
     daemon.signal(Signal::SIGTERM);
     assert!(daemon.exit().await.success());
 }
+
+/// README's first command, `anyguard run` with the embedded default (status on
+/// 127.0.0.1:9180, BGP on 127.0.0.1:1179), and `anyguard status` without `--url` finds it;
+/// under journald (`JOURNAL_STREAM`) the human log lines carry no timestamp of their own.
+/// The ports are fixed by the default config: when another process holds one, the test
+/// skips loudly.
+#[tokio::test]
+async fn the_embedded_default_runs_and_anyguard_status_finds_it_without_url() {
+    for port in [9180, 1179] {
+        if let Err(e) = std::net::TcpListener::bind(("127.0.0.1", port)) {
+            eprintln!("SKIPPED: the_embedded_default_runs_and_anyguard_status_finds_it_without_url because 127.0.0.1:{port} is taken ({e})");
+            return;
+        }
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let mut notify = Notifications::bind(dir.path());
+    let log = dir.path().join("anyguard.log");
+    let log_file = std::fs::File::create(&log).unwrap();
+    let mut daemon = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
+            .arg("--log-format")
+            .arg("human")
+            .arg("run")
+            .env("NOTIFY_SOCKET", &notify.path)
+            .env("JOURNAL_STREAM", "8:12345")
+            .env_remove("WATCHDOG_USEC")
+            .stdin(std::process::Stdio::null())
+            .stdout(log_file.try_clone().unwrap())
+            .stderr(log_file)
+            .spawn()
+            .unwrap(),
+    );
+    let ready = notify.next_not_ping().await;
+    assert!(
+        ready.starts_with("READY=1\nSTATUS=ready; services "),
+        "{ready:?}"
+    );
+
+    // The check (a command that passes) rises within a few seconds.
+    let status = |json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"));
+        c.arg("status");
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let mut doc = serde_json::Value::Null;
+    for _ in 0..100 {
+        let out = tokio::task::spawn_blocking(move || status(true))
+            .await
+            .unwrap();
+        assert!(out.status.success(), "{out:?}");
+        doc = serde_json::from_slice(&out.stdout).unwrap();
+        if doc["services"][0]["state"] == "up" {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(doc["services"][0]["name"], "demo", "{doc}");
+    assert_eq!(doc["services"][0]["state"], "up", "{doc}");
+    assert_eq!(doc["peers"][0]["name"], "local", "{doc}");
+    let tables = tokio::task::spawn_blocking(move || status(false))
+        .await
+        .unwrap();
+    let text = String::from_utf8_lossy(&tables.stdout);
+    assert!(tables.status.success(), "{tables:?}");
+    assert!(text.contains("demo") && text.contains("local"), "{text}");
+
+    daemon.signal(Signal::SIGTERM);
+    // (STATUS= lines of the check rising come before it.)
+    notify
+        .until("STOPPING=1", |m| m.starts_with("STOPPING=1\n"))
+        .await;
+    let exit = daemon.exit().await;
+    let logs = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(exit.success(), "exit {exit:?}; log:\n{logs}");
+    assert!(logs.contains("anyguard running"), "{logs}");
+    for line in logs.lines().filter(|l| !l.trim().is_empty()) {
+        let first = line.trim_start().chars().next().unwrap();
+        assert!(
+            !first.is_ascii_digit(),
+            "a timestamp under journald: {line:?}"
+        );
+    }
+}
