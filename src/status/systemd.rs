@@ -118,15 +118,25 @@ pub fn status_line(doc: &StatusDocument) -> String {
     format!("{phase}; {}", summary(doc))
 }
 
+/// Services not up named in the status line; the rest are counted.
+const STATUS_NAMES: usize = 3;
+
 /// `status_line` without the phase.
 fn summary(doc: &StatusDocument) -> String {
     let up = doc.services.iter().filter(|s| s.state == "up").count();
-    let not_up: Vec<String> = doc
+    // A few names, not a thousand: the line is one line of `systemctl status`.
+    let mut not_up: Vec<String> = doc
         .services
         .iter()
         .filter(|s| s.state != "up")
+        .take(STATUS_NAMES + 1)
         .map(|s| format!("{} {}", s.name, s.state))
         .collect();
+    if not_up.len() > STATUS_NAMES {
+        let more = doc.services.len() - up - STATUS_NAMES;
+        not_up.truncate(STATUS_NAMES);
+        not_up.push(format!("{more} more"));
+    }
     let detail = if not_up.is_empty() {
         String::new()
     } else {
@@ -361,6 +371,17 @@ mod tests {
         assert_eq!(
             status_line(&doc),
             "ready; services 1/3 up (ntp held, web down); peers 1/2 established"
+        );
+        for name in ["a", "b", "c"] {
+            doc.services.push(ServiceStatus {
+                name: name.into(),
+                state: "down".into(),
+                ..ServiceStatus::default()
+            });
+        }
+        assert_eq!(
+            status_line(&doc),
+            "ready; services 1/6 up (ntp held, web down, a down, 2 more); peers 1/2 established"
         );
         doc.daemon.stopping = true;
         doc.services.truncate(1);

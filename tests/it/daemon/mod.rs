@@ -10,6 +10,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod addresses;
+mod attributes;
 mod drain;
 mod endpoints;
 mod health;
