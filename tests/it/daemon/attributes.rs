@@ -1,6 +1,7 @@
 //! Documented per-service attributes (docs/config.md, `[[service]]`) that no other test
 //! sent through the daemon: `med`, `large_communities` (RFC 8092) and `as_path_prepend` in
-//! the normal state, and no LOCAL_PREF towards an external peer (RFC 4271 §5.1.5).
+//! the normal state, no LOCAL_PREF towards an external peer and `local_pref` towards an
+//! internal one (RFC 4271 §5.1.5), `combine = "any"`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -44,4 +45,86 @@ async fn med_large_communities_and_prepends_are_in_the_announcement_and_no_local
         "LOCAL_PREF to an external peer: {u:?}"
     );
     d.shutdown().await;
+}
+
+/// `combine = "any"`: one of two checks passing is enough (the other, a TCP check of a
+/// closed port, is down in /status), where the default "all" would never announce.
+#[tokio::test]
+async fn combine_any_announces_with_one_of_two_checks_passing() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let setup = Setup {
+        service_extra: "combine = \"any\"",
+        ..Setup::default()
+    };
+    let mut text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    );
+    text.push_str(&format!(
+        "\n[[service.check]]\ntype = \"tcp\"\naddress = \"127.0.0.1:{}\"\ninterval = \"100ms\"\ntimeout = \"50ms\"\nrise = 2\nfall = 2\n",
+        free_port()
+    ));
+    let config = load_str(&text, "combine.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let mut d = Daemon::launch(&listener, status_port, config, RunOptions::default(), false).await;
+    assert_v4_announcement(&d.update().await, 0);
+    let url = format!("http://127.0.0.1:{status_port}/status");
+    let (_, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let checks = &doc["services"][0]["checks"];
+    assert_eq!(checks.as_array().map(Vec::len), Some(2), "{doc}");
+    assert_eq!(doc["services"][0]["state"], "up", "{doc}");
+    assert!(
+        checks
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["state"] != "up"),
+        "{doc}"
+    );
+    d.shutdown().await;
+}
+
+/// `local_pref` goes in every UPDATE to an internal peer (RFC 4271 §5.1.5).
+#[tokio::test]
+async fn local_pref_is_sent_to_an_internal_peer() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let setup = Setup {
+        service_extra: "local_pref = 300",
+        ..Setup::default()
+    };
+    let text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    )
+    .replace(
+        &format!("remote_asn = {PEER_ASN}"),
+        &format!("remote_asn = {LOCAL_ASN}"),
+    );
+    let config = load_str(&text, "ibgp.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let (signals, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(config, RunOptions::default(), rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(LOCAL_ASN, PEER_ID, 0, true, false))
+        .await;
+    let u = peer.expect_update().await;
+    assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
+    let local_pref = u.attributes.iter().find_map(|a| match a {
+        PathAttribute::LocalPref(p) => Some(*p),
+        _ => None,
+    });
+    assert_eq!(local_pref, Some(300), "{u:?}");
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    peer.expect_closed(WAIT).await;
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
 }
