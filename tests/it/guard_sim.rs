@@ -553,6 +553,28 @@ impl Sim {
         }
     }
 
+    /// Runs every queued event (bounded: `budget` events at most); `before(sim, at)` is
+    /// called ahead of each event, with its time.
+    fn run_out(&mut self, seed: u64, budget: u32, mut before: impl FnMut(&Sim, u64)) {
+        for _ in 0..budget {
+            let Some(q) = self.queue.pop() else {
+                return;
+            };
+            before(self, q.at);
+            self.step(seed, q);
+        }
+        panic!("seed {seed}: event budget exhausted");
+    }
+
+    /// The sites whose routes for `web` (service 0) are on the wire.
+    fn on_wire(&self) -> Vec<String> {
+        self.sites
+            .iter()
+            .filter(|s| s.sessions_up && s.svcs[0].announcing)
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
     /// What site `to` answers a poll with `nonce` — or the attacker instead of it.
     fn serve(&mut self, to: usize, nonce: &[u8; NONCE_LEN]) -> Answer {
         let report = self.sites[to].report.clone();
@@ -998,12 +1020,7 @@ fn setup(seed: u64) -> Sim {
 
 fn run(seed: u64) -> Stats {
     let mut sim = setup(seed);
-    let mut budget = 200_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "seed {seed}: event budget exhausted");
-        sim.step(seed, q);
-    }
+    sim.run_out(seed, 200_000, |_, _| {});
     sim.check_liveness(seed);
     let converged_at = sim.converged_at.unwrap_or(CALM_END_MS);
     sim.stats.convergence_ms = converged_at.saturating_sub(CHAOS_END_MS);
@@ -1065,17 +1082,9 @@ fn scripted(seed: u64, n: usize, min_sites: usize, health: &[(u64, usize, bool)]
         let down = (!healthy).then_some(Drain::None);
         sim.push(at, Ev::Health { site, svc: 0, down });
     }
-    let mut budget = 100_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        sim.step(seed, q);
-    }
-    sim.sites
-        .iter()
-        .filter(|s| s.svcs[0].announcing)
-        .map(|s| s.name.clone())
-        .collect()
+    sim.run_out(seed, 100_000, |_, _| {});
+    // Every session is up in these scenarios: on the wire is announced.
+    sim.on_wire()
 }
 
 #[test]
@@ -1112,17 +1121,8 @@ fn c_sessions_down_then_a_fails(seed: u64, truthful: bool) -> Vec<String> {
             down: Some(Drain::None),
         },
     );
-    let mut budget = 100_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        sim.step(seed, q);
-    }
-    sim.sites
-        .iter()
-        .filter(|s| s.sessions_up && s.svcs[0].announcing)
-        .map(|s| s.name.clone())
-        .collect()
+    sim.run_out(seed, 100_000, |_, _| {});
+    sim.on_wire()
 }
 
 #[test]
@@ -1164,18 +1164,9 @@ fn c_impersonated_then_a_fails(seed: u64, verify: bool) -> Vec<String> {
             down: Some(Drain::None),
         },
     );
-    let mut budget = 100_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        sim.step(seed, q);
-    }
+    sim.run_out(seed, 100_000, |_, _| {});
     assert!(sim.stats.forged > 0);
-    sim.sites
-        .iter()
-        .filter(|s| s.sessions_up && s.svcs[0].announcing)
-        .map(|s| s.name.clone())
-        .collect()
+    sim.on_wire()
 }
 
 #[test]
@@ -1231,16 +1222,12 @@ fn config_push(
             .map(|s| s.name.clone())
             .collect()
     };
-    let mut budget = 200_000u32;
     let mut before_retire = None;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        if q.at >= 17_500 && before_retire.is_none() {
-            before_retire = Some((keeping(&sim, p0()), keeping(&sim, p1())));
+    sim.run_out(seed, 200_000, |sim, at| {
+        if at >= 17_500 && before_retire.is_none() {
+            before_retire = Some((keeping(sim, p0()), keeping(sim, p1())));
         }
-        sim.step(seed, q);
-    }
+    });
     let (old, new) = before_retire.expect("ran past 17.5 s");
     (old, new, keeping(&sim, p0()))
 }
