@@ -128,3 +128,64 @@ async fn local_pref_is_sent_to_an_internal_peer() {
         other => panic!("run() did not end cleanly: {other:?}"),
     }
 }
+
+#[tokio::test]
+async fn an_internal_peer_sees_a_sick_site_de_preferred_by_local_pref_never_by_our_own_as() {
+    // Issue 12 finding 1, through the daemon: on iBGP `on_down = "deprefer"` lowers
+    // LOCAL_PREF (`deprefer_local_pref`) and the AS_PATH stays empty, prepends or not; an
+    // internal peer drops a path with its own AS in it (RFC 4271 §9.1.2).
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let setup = Setup {
+        service_extra: "on_down = \"deprefer\"\nas_path_prepend = 2\ndeprefer_local_pref = 40",
+        ..Setup::default()
+    };
+    let text = config_text(
+        &setup,
+        listener.local_addr().unwrap(),
+        status_port,
+        target.addr,
+    )
+    .replace(
+        &format!("remote_asn = {PEER_ASN}"),
+        &format!("remote_asn = {LOCAL_ASN}"),
+    );
+    let config = load_str(&text, "ibgp.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
+    let (signals, rx) = mpsc::channel(4);
+    let task = tokio::spawn(run(config, RunOptions::default(), rx));
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(LOCAL_ASN, PEER_ID, 0, true, false))
+        .await;
+    let seen = |u: &UpdateMessage| {
+        let lp = u.attributes.iter().find_map(|a| match a {
+            PathAttribute::LocalPref(p) => Some(*p),
+            _ => None,
+        });
+        let path: Vec<u32> = u
+            .attributes
+            .iter()
+            .find_map(|a| match a {
+                PathAttribute::AsPath(p) => {
+                    Some(p.segments.iter().flat_map(|s| s.asns.clone()).collect())
+                }
+                _ => None,
+            })
+            .unwrap_or_default();
+        (lp, path)
+    };
+    let u = peer.expect_update().await;
+    assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
+    assert_eq!(seen(&u), (Some(100), vec![]), "normal: {u:?}");
+    // The health target fails: the route stays, de-preferred by LOCAL_PREF alone.
+    target.set(Answer::Fail);
+    let u = peer.expect_update().await;
+    assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
+    assert_eq!(seen(&u), (Some(40), vec![]), "de-preferred: {u:?}");
+    signals.send(DaemonSignal::Stop).await.unwrap();
+    peer.expect_closed(WAIT).await;
+    match tokio::time::timeout(WAIT, task).await {
+        Ok(Ok(Ok(()))) => {}
+        other => panic!("run() did not end cleanly: {other:?}"),
+    }
+}
