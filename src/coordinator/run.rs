@@ -25,6 +25,7 @@ use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
 use crate::status::metrics::Metrics;
 use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
+use crate::status::systemd::{self as sd, Notifier};
 use crate::status::{self, StartError};
 
 /// Probe results that may wait for the coordinator.
@@ -58,6 +59,9 @@ pub struct RunOptions {
     /// file (library users, tests, the embedded default config). The binary sets
     /// `$STATE_DIRECTORY` or `/var/lib/anyguard` for a config file.
     pub default_state_dir: Option<PathBuf>,
+    /// systemd's notification socket and watchdog (`Notifier::from_env` in the binary);
+    /// the default is inert.
+    pub systemd: Notifier,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -153,6 +157,8 @@ struct Shell {
     parts_peers: Vec<(String, bool)>,
     /// `Core::routes_version` of the routes last published on `routes_tx`.
     routes_version: Option<u64>,
+    /// READY=1, STATUS=, WATCHDOG=1 (from this loop's turns), RELOADING=1, STOPPING=1.
+    systemd: sd::Link,
 }
 
 /// A check transition waiting to be logged.
@@ -236,6 +242,7 @@ pub async fn run(
         ip,
         state.document().addresses.iter().cloned().collect(),
     );
+    let systemd = sd::Link::new(options.systemd.clone(), now);
     let mut shell = Shell {
         options,
         started: now,
@@ -267,6 +274,7 @@ pub async fn run(
         service_parts: Vec::new(),
         parts_peers: Vec::new(),
         routes_version: None,
+        systemd,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -277,6 +285,8 @@ pub async fn run(
     }
     shell.ready = true;
     shell.publish(&mut core);
+    // The config is loaded, /status listens and serves this document, the peers are started.
+    shell.systemd.ready(&shell.status_tx.borrow());
     tracing::info!(
         source = %config.source,
         services = config.services.len(),
@@ -289,10 +299,14 @@ pub async fn run(
     let mut stop_deadline: Option<Instant> = None;
     let stop_plan: StopPlan;
     loop {
-        let deadline = [core.next_deadline(), stop_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            core.next_deadline(),
+            stop_deadline,
+            shell.systemd.next_ping(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -323,6 +337,7 @@ pub async fn run(
                 Some(DaemonSignal::Stop) | None => {
                     if !shell.stopping {
                         shell.stopping = true;
+                        shell.systemd.stopping(&shell.status_tx.borrow());
                         if shell.guard.is_some() {
                             // docs/guard.md "Stops and restarts": a stop must not withdraw
                             // what this site is needed for.
@@ -401,6 +416,8 @@ pub async fn run(
             shell.initial_tx.send_replace(true);
         }
         shell.publish(&mut core);
+        // WATCHDOG=1 from this loop only: a loop that does not come round stops pinging.
+        shell.systemd.turn(now, &shell.status_tx.borrow());
         shell.stop_retired_peers(&core).await;
 
         let held = shell
@@ -418,6 +435,7 @@ pub async fn run(
                     tracing::warn!("stopping: not every peer confirmed the withdrawals in time");
                 }
                 stop_plan = StopPlan::new(&held);
+                shell.systemd.loop_ended();
                 break;
             }
         }
@@ -480,6 +498,8 @@ impl Shell {
         if peer.bfd.is_some() && self.bfd.is_none() {
             match crate::bfd::Handle::spawn(crate::bfd::DriverConfig::daemon()) {
                 Ok(h) => {
+                    let (v4, v6) = h.local_ports();
+                    tracing::info!(?v4, ?v6, "BFD started (UDP receive ports)");
                     let mut counters = h.daemon_status();
                     let notify = Arc::clone(&self.peer_changed);
                     tokio::spawn(async move {
@@ -778,6 +798,7 @@ impl Shell {
     /// Loads the config file again and applies the difference; a rejected config changes
     /// nothing.
     async fn reload(&mut self, core: &mut Core) -> Result<String, Vec<String>> {
+        self.systemd.reloading();
         let result = self.try_reload(core).await;
         self.metrics.reload(result.is_ok());
         self.last_reload = Some(ReloadStatus {
@@ -785,6 +806,8 @@ impl Shell {
             ok: result.is_ok(),
             errors: result.as_ref().err().cloned().unwrap_or_default(),
         });
+        // Accepted or rejected, the daemon runs on (the next turn publishes the new summary).
+        self.systemd.ready(&self.status_tx.borrow());
         result
     }
 
