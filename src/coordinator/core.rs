@@ -3,7 +3,8 @@
 //!
 //! No channels, no clock: the shell in [`super`] owns the I/O and passes `now`.
 
-use std::collections::VecDeque;
+use std::cmp::Reverse;
+use std::collections::{BinaryHeap, VecDeque};
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -51,8 +52,10 @@ struct ServiceSlot {
     /// What the all-sites guard decides from changed since it last looked
     /// ([`Core::guard_dirty`]).
     guard_dirty: bool,
-    /// The service's `/status` entry is stale ([`Core::status_stale`]).
+    /// The service's `/status` entry is stale ([`Core::take_stale_statuses`]).
     status_stale: bool,
+    /// The deadline this service has in [`Core`]'s `deadlines` queue.
+    queued_deadline: Option<Instant>,
 }
 
 impl ServiceSlot {
@@ -87,6 +90,14 @@ pub struct Core {
     /// Bumped whenever something [`Core::desired`] is made of may have changed: the
     /// shell rebuilds and compares the routes only then.
     routes_version: u64,
+    /// The services with `eval_dirty` set, in the order they were marked.
+    eval_queue: Vec<usize>,
+    /// The services with `status_stale` set.
+    status_queue: Vec<usize>,
+    /// The state machines' deadlines, earliest first (entries of deadlines that moved
+    /// stay until they are due and are then skipped): neither [`Core::evaluate`] nor
+    /// [`Core::next_deadline`] walks every service.
+    deadlines: BinaryHeap<Reverse<(Instant, usize)>>,
     /// Bumped whenever a service's health, drain, guard verdict or presentation may have
     /// changed ([`Core::epoch`]).
     epoch: u64,
@@ -119,6 +130,35 @@ impl Core {
             armed_at: None,
             routes_version: 0,
             epoch: 0,
+            eval_queue: Vec::new(),
+            status_queue: Vec::new(),
+            deadlines: BinaryHeap::new(),
+        }
+        .all_marked()
+    }
+
+    fn all_marked(mut self) -> Self {
+        self.mark_all();
+        self
+    }
+
+    /// Service `i` is to be evaluated.
+    fn dirty_eval(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            if !s.eval_dirty {
+                s.eval_dirty = true;
+                self.eval_queue.push(i);
+            }
+        }
+    }
+
+    /// Service `i`'s status entry is to be rebuilt.
+    fn dirty_status(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            if !s.status_stale {
+                s.status_stale = true;
+                self.status_queue.push(i);
+            }
         }
     }
 
@@ -127,10 +167,10 @@ impl Core {
     fn mark(&mut self, i: usize) {
         self.epoch += 1;
         if let Some(s) = self.services.get_mut(i) {
-            s.eval_dirty = true;
             s.guard_dirty = true;
-            s.status_stale = true;
         }
+        self.dirty_eval(i);
+        self.dirty_status(i);
     }
 
     fn mark_all(&mut self) {
@@ -153,25 +193,25 @@ impl Core {
         self.epoch
     }
 
-    /// Whether service `i`'s status entry ([`Core::service_status_of`]) may have changed
-    /// since [`Core::status_taken`] was last called for it.
-    pub fn status_stale(&self, i: usize) -> bool {
-        self.services.get(i).is_none_or(|s| s.status_stale)
-    }
-
-    /// The shell rebuilt service `i`'s status entry.
-    pub fn status_taken(&mut self, i: usize) {
-        if let Some(s) = self.services.get_mut(i) {
-            s.status_stale = false;
-        }
+    /// The services whose status entry ([`Core::service_status_of`]) may have changed
+    /// since the last call, in index order; the shell rebuilds these entries only.
+    pub fn take_stale_statuses(&mut self) -> Vec<usize> {
+        let mut stale = std::mem::take(&mut self.status_queue);
+        stale.sort_unstable();
+        stale.dedup();
+        stale.retain(|&i| {
+            self.services.get_mut(i).is_some_and(|s| {
+                s.status_stale = false;
+                true
+            })
+        });
+        stale
     }
 
     /// Something outside the core that service `i`'s status entry shows changed (its
     /// guard status).
     pub fn touch_status(&mut self, i: usize) {
-        if let Some(s) = self.services.get_mut(i) {
-            s.status_stale = true;
-        }
+        self.dirty_status(i);
     }
 
     /// Whether what the all-sites guard decides about service `i` from (health, drains,
@@ -283,6 +323,15 @@ impl Core {
             let removed = removed_by_reload(&old_config, &announced, &live, wall);
             self.add_pending_removals(removed);
         }
+        // The indices changed: every queue starts again from every service.
+        self.eval_queue.clear();
+        self.status_queue.clear();
+        self.deadlines.clear();
+        for s in &mut self.services {
+            s.eval_dirty = false;
+            s.status_stale = false;
+            s.queued_deadline = None;
+        }
         self.mark_all();
     }
 
@@ -313,14 +362,7 @@ impl Core {
         let Some(slot) = service.checks.get_mut(event.check) else {
             return;
         };
-        service.status_stale = true;
-        if slot.state != event.state.status {
-            // The service's health may change; a result that confirms the state changes
-            // only the check's history.
-            service.eval_dirty = true;
-            service.guard_dirty = true;
-            self.epoch += 1;
-        }
+        let health_may_change = slot.state != event.state.status;
         slot.state = event.state.status;
         slot.rise_count = event.state.passes;
         slot.fall_count = event.state.failures;
@@ -331,6 +373,12 @@ impl Core {
             detail: event.outcome.detail.clone(),
         });
         slot.results.truncate(RESULTS_KEPT);
+        self.dirty_status(event.service);
+        if health_may_change {
+            // The service's health may change; a result that confirms the state changes
+            // only the check's history.
+            self.mark(event.service);
+        }
     }
 
     /// Whether each service's drain file exists (polled by the shell).
@@ -434,9 +482,9 @@ impl Core {
         if let Some(s) = self.services.get_mut(service) {
             if s.guard != verdict {
                 s.guard = verdict;
-                s.eval_dirty = true;
-                s.status_stale = true;
                 self.epoch += 1;
+                self.dirty_eval(service);
+                self.dirty_status(service);
             }
         }
     }
@@ -493,8 +541,26 @@ impl Core {
     /// others would come out the same); returns the changes, by service index.
     pub fn evaluate(&mut self, now: Instant, wall: SystemTime) -> Vec<(usize, Change)> {
         let mut changes = Vec::new();
-        for i in 0..self.services.len() {
-            let slot = &self.services[i];
+        let mut todo = std::mem::take(&mut self.eval_queue);
+        while let Some(&Reverse((d, i))) = self.deadlines.peek() {
+            if d > now {
+                break;
+            }
+            self.deadlines.pop();
+            if let Some(s) = self.services.get_mut(i) {
+                if s.queued_deadline == Some(d) {
+                    s.queued_deadline = None;
+                }
+            }
+            todo.push(i);
+        }
+        todo.sort_unstable();
+        todo.dedup();
+        self.armed_at = None;
+        for i in todo {
+            let Some(slot) = self.services.get(i) else {
+                continue;
+            };
             let due = slot.machine.next_deadline().is_some_and(|d| d <= now);
             if !slot.eval_dirty && !due {
                 continue;
@@ -509,33 +575,37 @@ impl Core {
             };
             let before = (slot.effective(), slot.machine.presentation());
             slot.eval_dirty = false;
-            // Reasons, flap counts and deadlines may move without a state change.
-            slot.status_stale = true;
             let change = slot.machine.evaluate(now, &inputs);
-            if (slot.effective(), slot.machine.presentation()) != before || change.is_some() {
+            let moved =
+                (slot.effective(), slot.machine.presentation()) != before || change.is_some();
+            if moved {
                 slot.guard_dirty = true;
-                self.routes_version += 1;
-                self.epoch += 1;
             }
             if let Some(change) = change {
                 slot.since_wall = wall;
                 changes.push((i, change));
             }
-        }
-        // Restored drains of services announced again take effect now; the guard sees
-        // them before the next evaluation, which is due at once.
-        self.armed_at = None;
-        for slot in &mut self.services {
-            if slot.machine.presentation() != Presentation::Withdrawn
-                && slot.restored_pending.is_some()
-            {
+            if let Some(d) = slot.machine.next_deadline() {
+                if slot.queued_deadline != Some(d) {
+                    slot.queued_deadline = Some(d);
+                    self.deadlines.push(Reverse((d, i)));
+                }
+            }
+            // Restored drains of services announced again take effect now; the guard
+            // sees them before the next evaluation, which is due at once.
+            let armed = slot.machine.presentation() != Presentation::Withdrawn
+                && slot.restored_pending.is_some();
+            if armed {
                 slot.operator_drain = slot.restored_pending.take();
-                slot.eval_dirty = true;
-                slot.guard_dirty = true;
-                slot.status_stale = true;
                 self.armed_at = Some(now);
+                self.mark(i);
+            }
+            if moved {
+                self.routes_version += 1;
                 self.epoch += 1;
             }
+            // Reasons, flap counts and deadlines may move without a state change.
+            self.dirty_status(i);
         }
         // A renamed service whose checks have risen announces the prefix itself now.
         if !self.removals.list().is_empty() {
@@ -561,9 +631,12 @@ impl Core {
 
     /// The earliest time [`Core::evaluate`] must run without new input.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.services
-            .iter()
-            .filter_map(|s| s.machine.next_deadline())
+        // An entry whose deadline moved may wake the loop early once, never late: a
+        // deadline is queued whenever an evaluation leaves one.
+        self.deadlines
+            .peek()
+            .map(|Reverse((d, _))| *d)
+            .into_iter()
             .chain(self.armed_at)
             .min()
     }
@@ -790,9 +863,10 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         guard: GuardVerdict::Allow,
         since_wall: wall,
         addresses_ready: cfg.local_addresses.is_none(),
-        eval_dirty: true,
+        eval_dirty: false,
         guard_dirty: true,
-        status_stale: true,
+        status_stale: false,
+        queued_deadline: None,
     }
 }
 
@@ -923,8 +997,8 @@ mod tests {
         core.on_probe(&report(0, 0, CheckStatus::Up), w);
         core.on_probe(&report(1, 0, CheckStatus::Up), w);
         assert_eq!(core.evaluate(t0, w).len(), 2);
+        assert_eq!(core.take_stale_statuses(), [0, 1]);
         for i in 0..2 {
-            core.status_taken(i);
             core.guard_seen(i);
         }
         let routes = core.routes_version();
@@ -932,22 +1006,26 @@ mod tests {
         // A result that says what the check already said: only web's entry is stale; no
         // evaluation, no new routes, nothing for the guard.
         core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        assert!(core.status_stale(0) && !core.status_stale(1));
         assert!(!core.guard_dirty(0) && !core.guard_dirty(1));
         assert!(core.evaluate(t0, w).is_empty());
         assert_eq!(core.routes_version(), routes);
+        assert_eq!(core.take_stale_statuses(), [0]);
+        assert!(core.take_stale_statuses().is_empty());
 
         // A failing check: web is evaluated and withdrawn, the routes change, the guard is
         // asked about web again; dns is left alone.
-        core.status_taken(0);
         core.on_probe(&report(0, 0, CheckStatus::Down), w);
         assert!(core.guard_dirty(0) && !core.guard_dirty(1));
         let changes = core.evaluate(t0, w);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].0, 0);
         assert_ne!(core.routes_version(), routes);
-        assert!(!core.status_stale(1));
+        assert_eq!(core.take_stale_statuses(), [0]);
         assert_eq!(core.desired().len(), 1);
+        // Its hold-down is a deadline of the queue, not of a walk over every service.
+        let due = core.next_deadline().expect("web is held down");
+        assert!(due > t0);
+        assert!(core.evaluate(due, w).len() <= 1);
     }
 
     #[test]

@@ -996,7 +996,7 @@ impl Shell {
     fn publish(&mut self, core: &mut Core) {
         let now = Instant::now();
         let wall = SystemTime::now();
-        let config = core.config();
+        let config = Arc::clone(core.config());
         let peers: Vec<PeerStatus> = self
             .peers
             .iter()
@@ -1018,21 +1018,23 @@ impl Shell {
         };
         // Only the entries of services that changed are built again (issue 13).
         let all = self.parts_peers != up || self.service_parts.len() != config.services.len();
-        let mut rebuilt = Vec::new();
-        for i in 0..config.services.len() {
-            if all || core.status_stale(i) {
-                if let Some(s) = core.service_status_of(i, now, wall, &up, guard_of(i)) {
-                    rebuilt.push((i, Arc::new(s)));
-                }
-            }
-        }
-        let config = Arc::clone(config);
+        let stale = core.take_stale_statuses();
+        let which: Box<dyn Iterator<Item = usize>> = if all {
+            Box::new(0..config.services.len())
+        } else {
+            Box::new(stale.into_iter())
+        };
+        let rebuilt: Vec<(usize, Arc<crate::status::model::ServiceStatus>)> = which
+            .filter_map(|i| {
+                let s = core.service_status_of(i, now, wall, &up, guard_of(i))?;
+                Some((i, Arc::new(s)))
+            })
+            .collect();
         if all {
             self.service_parts = rebuilt.iter().map(|(_, s)| Arc::clone(s)).collect();
             self.parts_peers = up;
         }
         for (i, part) in rebuilt {
-            core.status_taken(i);
             if let Some(p) = self.service_parts.get_mut(i) {
                 *p = part;
             }
