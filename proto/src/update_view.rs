@@ -533,11 +533,16 @@ impl<'a> UpdateView<'a> {
         if !self.withdrawn.is_empty() || !self.nlri.is_empty() {
             return None;
         }
-        if self.attributes.is_empty() {
+        // RFC 6793 §4.1: AS4_PATH / AS4_AGGREGATOR from a 4-octet speaker are processed as
+        // if absent, so they do not stop an UPDATE from being the marker (as in the owned
+        // decoder, which drops them).
+        let four = self.ctx.four_octet_as;
+        let mut attrs = self.attributes().filter(|a| {
+            !(four && matches!(a.type_code, type_code::AS4_PATH | type_code::AS4_AGGREGATOR))
+        });
+        let Some(only) = attrs.next() else {
             return Some((Afi::Ipv4, Safi::Unicast));
-        }
-        let mut attrs = self.attributes();
-        let only = attrs.next()?;
+        };
         if attrs.next().is_some() || only.type_code != type_code::MP_UNREACH_NLRI {
             return None;
         }
