@@ -26,3 +26,11 @@ fn add_path_update_treated_as_withdraw_round_trips_without_path_ids() {
 fn malformed_as4_aggregator_from_a_four_octet_speaker_without_nlri() {
     both("010200000006801203000201");
 }
+
+/// A NEXT_HOP of length 0 in an UPDATE without NLRI: ignored (RFC 4760 §3), so the
+/// UPDATE is an End-of-RIB to the owned decoder and must be one to the view too. Found by
+/// the `decode` target.
+#[test]
+fn ignored_next_hop_without_nlri_is_an_end_of_rib_to_both_decoders() {
+    both("010200000003000300");
+}
