@@ -7,6 +7,7 @@ use anyguard::cli_check::{self, AgainstFleet, SiteConfigArg};
 use anyguard::config;
 use anyguard::coordinator::{self, DaemonSignal, RunOptions};
 use anyguard::guard::static_check::LocalSystem;
+use anyguard::status::systemd::Notifier;
 use anyguard::status::{client, logging};
 use clap::{Parser, Subcommand};
 use tokio::signal::unix::{signal, SignalKind};
@@ -69,7 +70,7 @@ enum Command {
     /// Show a running daemon's status.
     Status {
         /// Status endpoint (base URL or the /status URL).
-        #[arg(long, default_value = "http://127.0.0.1:9180")]
+        #[arg(long, default_value = client::DEFAULT_URL)]
         url: String,
         /// Print the raw JSON document.
         #[arg(long)]
@@ -166,6 +167,7 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         default_state_dir: default_state_dir(path.is_some(), std::env::var_os("STATE_DIRECTORY")),
         config_path: path,
         dry_run,
+        systemd: Notifier::from_env(),
         ..RunOptions::default()
     };
     match coordinator::run(config, options, rx).await {

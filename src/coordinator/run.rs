@@ -25,6 +25,7 @@ use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
 use crate::status::metrics::Metrics;
 use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
+use crate::status::systemd::{self as sd, Notifier};
 use crate::status::{self, StartError};
 
 /// Probe results that may wait for the coordinator.
@@ -58,6 +59,9 @@ pub struct RunOptions {
     /// file (library users, tests, the embedded default config). The binary sets
     /// `$STATE_DIRECTORY` or `/var/lib/anyguard` for a config file.
     pub default_state_dir: Option<PathBuf>,
+    /// systemd's notification socket and watchdog (`Notifier::from_env` in the binary);
+    /// the default is inert.
+    pub systemd: Notifier,
 }
 
 /// What the process's signal handlers (or a test) ask of the daemon.
@@ -145,6 +149,8 @@ struct Shell {
     bfd: Option<crate::bfd::Handle>,
     /// Operator drains and service addresses kept across restarts.
     state: StateFile,
+    /// READY=1, STATUS=, WATCHDOG=1 (from this loop's turns), RELOADING=1, STOPPING=1.
+    systemd: sd::Link,
 }
 
 /// A check transition waiting to be logged.
@@ -228,6 +234,7 @@ pub async fn run(
         ip,
         state.document().addresses.iter().cloned().collect(),
     );
+    let systemd = sd::Link::new(options.systemd.clone(), now);
     let mut shell = Shell {
         options,
         started: now,
@@ -256,6 +263,7 @@ pub async fn run(
         check_transitions: Vec::new(),
         bfd: None,
         state,
+        systemd,
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -266,6 +274,8 @@ pub async fn run(
     }
     shell.ready = true;
     shell.publish(&core);
+    // The config is loaded, /status listens and serves this document, the peers are started.
+    shell.systemd.ready(&shell.status_tx.borrow());
     tracing::info!(
         source = %config.source,
         services = config.services.len(),
@@ -278,10 +288,14 @@ pub async fn run(
     let mut stop_deadline: Option<Instant> = None;
     let stop_plan: StopPlan;
     loop {
-        let deadline = [core.next_deadline(), stop_deadline]
-            .into_iter()
-            .flatten()
-            .min();
+        let deadline = [
+            core.next_deadline(),
+            stop_deadline,
+            shell.systemd.next_ping(),
+        ]
+        .into_iter()
+        .flatten()
+        .min();
         let sleep = async {
             match deadline {
                 Some(d) => tokio::time::sleep_until(d.into()).await,
@@ -312,6 +326,7 @@ pub async fn run(
                 Some(DaemonSignal::Stop) | None => {
                     if !shell.stopping {
                         shell.stopping = true;
+                        shell.systemd.stopping(&shell.status_tx.borrow());
                         if shell.guard.is_some() {
                             // docs/guard.md "Stops and restarts": a stop must not withdraw
                             // what this site is needed for.
@@ -389,6 +404,8 @@ pub async fn run(
             shell.initial_tx.send_replace(true);
         }
         shell.publish(&core);
+        // WATCHDOG=1 from this loop only: a loop that does not come round stops pinging.
+        shell.systemd.turn(now, &shell.status_tx.borrow());
         shell.stop_retired_peers(&core).await;
 
         let held = shell
@@ -406,6 +423,7 @@ pub async fn run(
                     tracing::warn!("stopping: not every peer confirmed the withdrawals in time");
                 }
                 stop_plan = StopPlan::new(&held);
+                shell.systemd.loop_ended();
                 break;
             }
         }
@@ -468,6 +486,8 @@ impl Shell {
         if peer.bfd.is_some() && self.bfd.is_none() {
             match crate::bfd::Handle::spawn(crate::bfd::DriverConfig::daemon()) {
                 Ok(h) => {
+                    let (v4, v6) = h.local_ports();
+                    tracing::info!(?v4, ?v6, "BFD started (UDP receive ports)");
                     let mut counters = h.daemon_status();
                     let notify = Arc::clone(&self.peer_changed);
                     tokio::spawn(async move {
@@ -757,6 +777,7 @@ impl Shell {
     /// Loads the config file again and applies the difference; a rejected config changes
     /// nothing.
     async fn reload(&mut self, core: &mut Core) -> Result<String, Vec<String>> {
+        self.systemd.reloading();
         let result = self.try_reload(core).await;
         self.metrics.reload(result.is_ok());
         self.last_reload = Some(ReloadStatus {
@@ -764,6 +785,8 @@ impl Shell {
             ok: result.is_ok(),
             errors: result.as_ref().err().cloned().unwrap_or_default(),
         });
+        // Accepted or rejected, the daemon runs on (the next turn publishes the new summary).
+        self.systemd.ready(&self.status_tx.borrow());
         result
     }
 

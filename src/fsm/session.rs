@@ -158,11 +158,6 @@ impl Session {
         self.established_count
     }
 
-    /// The IdleHoldTime the next failure will use (damping).
-    pub fn idle_hold_time(&self) -> Duration {
-        self.idle_hold_next
-    }
-
     /// Deadline of one timer, for tests and status.
     pub fn timer(&self, t: Timer) -> Option<Instant> {
         self.timers.clone().slot(t).as_ref().copied()
@@ -770,5 +765,13 @@ impl Session {
             IdleKind::Failure,
             out,
         );
+    }
+}
+
+#[cfg(test)]
+impl Session {
+    /// The IdleHoldTime the next failure will use (damping): the FSM's table tests read it.
+    pub(crate) fn idle_hold_time(&self) -> Duration {
+        self.idle_hold_next
     }
 }

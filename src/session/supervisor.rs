@@ -51,7 +51,7 @@ pub fn spawn_peer(
 ) -> PeerHandle {
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let name = cfg.name.clone();
-    let span = tracing::info_span!("peer", peer = %cfg.address, name = %cfg.name);
+    let span = crate::status::logging::peer_span(&cfg.name, &cfg.address.to_string());
     let task =
         tokio::spawn(supervise(cfg, local, routes, Arc::new(status), events, rx).instrument(span));
     PeerHandle { name, tx, task }

@@ -17,7 +17,7 @@ use hyper_util::rt::TokioExecutor;
 use super::model::{PeerStatus, ServiceStatus, StatusDocument};
 
 /// Where `anyguard status` looks without `--url` (the config's default `[status] listen`).
-pub const DEFAULT_URL: &str = "http://127.0.0.1:9179/status";
+pub const DEFAULT_URL: &str = "http://127.0.0.1:9180/status";
 
 /// How long the whole fetch may take.
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(10);
@@ -582,6 +582,15 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_default_url_is_the_configs_default_status_listen_address() {
+        let uri = status_uri(DEFAULT_URL).unwrap();
+        assert_eq!(
+            uri.authority().map(|a| a.as_str().to_string()),
+            Some(crate::config::DEFAULT_STATUS_LISTEN.to_string())
+        );
+    }
 
     #[test]
     fn ages_are_compact() {

@@ -93,7 +93,7 @@ pub async fn start(
     };
     let (token_tx, token_rx) = watch::channel(token);
     let (key_tx, key_rx) = watch::channel(None);
-    let state = StatusState::new(status, metrics, None, control)
+    let state = StatusState::new(status, metrics, None, control, server::Limits::default())
         .with_token_updates(token_rx)
         .with_fleet_key(key_rx);
     let task = tokio::spawn(server::serve_listeners(listeners, state, shutdown));

@@ -165,11 +165,14 @@ pub struct StatusState {
 impl StatusState {
     /// `token: None` disables the control endpoints (they answer 404). The token is fixed;
     /// see [`with_token_updates`](Self::with_token_updates) to change it at reload.
+    /// `limits`: the daemon serves with [`Limits::default`]; tests of slow clients shrink
+    /// them.
     pub fn new(
         status: watch::Receiver<StatusDocument>,
         metrics: Metrics,
         token: Option<Vec<u8>>,
         control: mpsc::Sender<ControlRequest>,
+        limits: Limits,
     ) -> Self {
         // A receiver whose sender is gone keeps its last value forever.
         let (_, token) = watch::channel(token);
@@ -179,7 +182,7 @@ impl StatusState {
             metrics,
             token,
             control,
-            limits: Limits::default(),
+            limits,
             fleet_key,
         }
     }
@@ -197,13 +200,6 @@ impl StatusState {
     #[must_use]
     pub fn with_token_updates(mut self, token: watch::Receiver<Option<Vec<u8>>>) -> Self {
         self.token = token;
-        self
-    }
-
-    /// Replaces the default [`Limits`].
-    #[must_use]
-    pub fn with_limits(mut self, limits: Limits) -> Self {
-        self.limits = limits;
         self
     }
 }

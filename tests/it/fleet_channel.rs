@@ -455,9 +455,14 @@ async fn fleet_polls_are_answered_while_slow_and_pipelining_clients_fill_the_sta
     let (_doc_tx, doc_rx) = watch::channel(doc);
     let (control_tx, _control_rx) = mpsc::channel::<ControlRequest>(1);
     let (_key_tx, key_rx) = watch::channel(Some(key()));
-    let state = StatusState::new(doc_rx.clone(), Metrics::new(doc_rx), None, control_tx)
-        .with_limits(limits)
-        .with_fleet_key(key_rx);
+    let state = StatusState::new(
+        doc_rx.clone(),
+        Metrics::new(doc_rx),
+        None,
+        control_tx,
+        limits,
+    )
+    .with_fleet_key(key_rx);
     let general = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let fleet_l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let (g_addr, f_addr) = (general.local_addr().unwrap(), fleet_l.local_addr().unwrap());

@@ -617,6 +617,16 @@ impl Daemon {
         );
     }
 
+    /// Polls `/status` until its first pending removal is held.
+    pub(crate) async fn removal_held(&self, what: &str) -> StatusDocument {
+        self.doc_until(what, |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.decision == "held")
+        })
+        .await
+    }
+
     pub(crate) fn signal(&self, signal: Signal) {
         let pid = self.child.id().expect("daemon running");
         let pid = Pid::from_raw(i32::try_from(pid).expect("pid"));
@@ -930,17 +940,24 @@ fn quick(name: &str, prefix: &str) -> String {
     )
 }
 
-#[tokio::test]
-async fn a_reload_removing_a_service_the_other_sites_cannot_confirm_is_held_then_completes() {
-    // b and c announce web but are held themselves (ranked after a): the config guard
-    // accepts the reload (they announce), but they cannot confirm a's removal, as at a
-    // config push to every site at once.
+/// Sites b and c, announcing `web` but held themselves (ranked after a): they count for
+/// the config guard but cannot confirm a's removal, as at a config push to every site.
+async fn two_held_sites() -> (OtherSite, OtherSite) {
     let b = OtherSite::start("b", true).await;
     let c = OtherSite::start("c", true).await;
     for s in [&b, &c] {
         let name = s.doc.borrow().guard.as_ref().expect("report").site.clone();
         s.doc.send_replace(report_doc(&name, true, Intent::Held));
     }
+    (b, c)
+}
+
+#[tokio::test]
+async fn a_reload_removing_a_service_the_other_sites_cannot_confirm_is_held_then_completes() {
+    // b and c announce web but are held themselves (ranked after a): the config guard
+    // accepts the reload (they announce), but they cannot confirm a's removal, as at a
+    // config push to every site at once.
+    let (b, c) = two_held_sites().await;
     let files = Files::new();
     let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
 
@@ -948,13 +965,7 @@ async fn a_reload_removing_a_service_the_other_sites_cannot_confirm_is_held_then
     files.write("a.toml", &config(&quick("api", WEB2)));
     daemon.signal(Signal::SIGHUP);
     await_announcement(&mut peer, WEB2).await;
-    let held = daemon
-        .doc_until("the removal of web held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    let held = daemon.removal_held("the removal of web held").await;
     assert_eq!(held.daemon.config_generation, 2);
     assert_eq!(held.daemon.last_reload.as_ref().map(|r| r.ok), Some(true));
     let r = &held.pending_removals[0];
@@ -1014,12 +1025,7 @@ async fn a_reload_removing_a_service_the_other_sites_cannot_confirm_is_held_then
 #[tokio::test]
 async fn a_reload_removing_a_service_retired_in_the_fleet_withdraws_it_at_once() {
     // The same fleet as above, but web is retired: nobody is asked.
-    let b = OtherSite::start("b", true).await;
-    let c = OtherSite::start("c", true).await;
-    for s in [&b, &c] {
-        let name = s.doc.borrow().guard.as_ref().expect("report").site.clone();
-        s.doc.send_replace(report_doc(&name, true, Intent::Held));
-    }
+    let (b, c) = two_held_sites().await;
     let files = Files::new();
     let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, true).await;
     files.write("a.toml", &config(&quick("api", WEB2)));
@@ -1044,24 +1050,13 @@ async fn a_reload_removing_a_service_retired_in_the_fleet_withdraws_it_at_once()
 
 #[tokio::test]
 async fn a_reload_changing_a_prefix_announces_the_new_one_at_once_and_holds_the_old_one() {
-    let b = OtherSite::start("b", true).await;
-    let c = OtherSite::start("c", true).await;
-    for s in [&b, &c] {
-        let name = s.doc.borrow().guard.as_ref().expect("report").site.clone();
-        s.doc.send_replace(report_doc(&name, true, Intent::Held));
-    }
+    let (b, c) = two_held_sites().await;
     let files = Files::new();
     let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
     files.write("a.toml", &config(&quick("web", WEB2)));
     daemon.signal(Signal::SIGHUP);
     await_announcement(&mut peer, WEB2).await;
-    let held = daemon
-        .doc_until("the old prefix held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    let held = daemon.removal_held("the old prefix held").await;
     assert_eq!(
         held.pending_removals[0].prefixes,
         [WEB.parse::<ipnet::IpNet>().expect("prefix")]
@@ -1125,13 +1120,7 @@ async fn a_reload_removing_every_peer_keeps_the_session_until_the_guard_lets_the
     let without_peers = format!("{}{}", &with_peer[..from], &with_peer[to..]);
     files.write("a.toml", &without_peers);
     daemon.signal(Signal::SIGHUP);
-    let held = daemon
-        .doc_until("the removal held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    let held = daemon.removal_held("the removal held").await;
     assert_eq!(held.daemon.config_generation, 2);
     assert_eq!(held.pending_removals[0].service, "web");
     assert!(
@@ -1165,13 +1154,7 @@ async fn a_held_removal_goes_at_once_when_the_fleet_file_retires_the_service_on_
     let (daemon, mut peer, config, _upstream) = removal_setup(&files, &b, &c, false).await;
     files.write("a.toml", &config(&quick("api", WEB2)));
     daemon.signal(Signal::SIGHUP);
-    daemon
-        .doc_until("the removal of web held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    daemon.removal_held("the removal of web held").await;
     assert_nothing_withdrawn(&mut peer, Duration::from_millis(1000)).await;
 
     // The operator retires web in the fleet file and reloads: it goes at once, although
@@ -1202,13 +1185,7 @@ async fn a_held_removal_survives_a_sigkill_and_is_announced_and_held_again_after
     let (mut daemon, peer, config, upstream) = removal_setup(&files, &b, &c, false).await;
     let path = files.write("a.toml", &config(&quick("api", WEB2)));
     daemon.signal(Signal::SIGHUP);
-    daemon
-        .doc_until("the removal of web held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    daemon.removal_held("the removal of web held").await;
     let saved = std::fs::read_to_string(files.dir().join("state.json")).expect("state file");
     assert!(saved.contains("\"pending_removals\""), "{saved}");
 
@@ -1228,13 +1205,7 @@ async fn a_held_removal_survives_a_sigkill_and_is_announced_and_held_again_after
     .await;
     // web's route is announced again with the saved attributes, and guarded again.
     await_announcement(&mut peer, WEB).await;
-    let doc = daemon
-        .doc_until("the restored removal held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    let doc = daemon.removal_held("the restored removal held").await;
     assert_eq!(doc.pending_removals[0].service, "web");
     assert!(
         daemon

@@ -15,6 +15,12 @@
 //! replayed; every answer then goes through the poller's own `accept_answer` with the fleet
 //! key, and a forged answer that verified would fail the run.
 //!
+//! Config pushes (scripted): a config without a service, or with its prefix changed,
+//! reaches every site within one poll interval; each prefix a reload takes away becomes a
+//! pending removal decided like a drain and confirmed per prefix (a site announcing the
+//! service under its new prefix confirms nobody's old one), until the service is retired
+//! in the fleet file.
+//!
 //! Asserted after every event: every service is announced by at least `min_sites` sites,
 //! the routes are on the wire at `min_sites` sites but for those whose sessions are down
 //! (only a lost session, never the guard, takes a path away below `min_sites`), and no
@@ -36,7 +42,18 @@ use anyguard::guard::runtime::{
     decide, Decision, Drain, GuardInput, GuardTiming, LocalIntent, LocalService,
 };
 use anyguard::guard::view::{FleetView, PollFailure, PollOutcome};
+use ipnet::IpNet;
 use rand::{Rng, RngCore};
+
+/// The prefix every service starts with.
+fn p0() -> IpNet {
+    "203.0.113.0/24".parse().expect("prefix")
+}
+
+/// The prefix a config push moves a service to.
+fn p1() -> IpNet {
+    "198.51.100.0/24".parse().expect("prefix")
+}
 
 const INTERVAL_MS: u64 = 1_000;
 const TIMEOUT_MS: u64 = 500;
@@ -116,6 +133,17 @@ enum Ev {
         side: Vec<bool>,
         until: u64,
     },
+    /// A config push reaches `site`: the service's prefix becomes `to`, or the service is
+    /// removed (`None`), and SIGHUP.
+    Push {
+        site: usize,
+        svc: usize,
+        to: Option<IpNet>,
+    },
+    /// The service is retired in the fleet file everywhere: its pending removals go.
+    Retire {
+        svc: usize,
+    },
     Calm,
 }
 
@@ -174,6 +202,32 @@ struct SvcState {
     announcing: bool,
     intent: LocalIntent,
     last: Decision,
+    /// The prefix the site's config gives the service; `None` once a config push removed
+    /// the service at this site.
+    prefix: Option<IpNet>,
+    /// The routes a config push took away, announced until the guard lets them go
+    /// (`coordinator::removals`).
+    removal: Option<Removal>,
+}
+
+/// A pending removal: a prefix a reload took away, decided like a drain ("removed from the
+/// config", `Drain::Removed`) and confirmed per prefix.
+struct Removal {
+    prefix: IpNet,
+    announcing: bool,
+    intent: LocalIntent,
+    last: Decision,
+}
+
+impl SvcState {
+    /// This site keeps `prefix` of the service announced, configured or pending removal.
+    fn keeps(&self, prefix: IpNet) -> bool {
+        (self.prefix == Some(prefix) && self.announcing)
+            || self
+                .removal
+                .as_ref()
+                .is_some_and(|r| r.prefix == prefix && r.announcing)
+    }
 }
 
 struct Site {
@@ -211,6 +265,8 @@ struct Sim {
     recorded: Vec<Option<(Vec<u8>, Vec<u8>)>>,
     /// The partition in force: which side each site is on, and until when.
     partition: Option<(Vec<bool>, u64)>,
+    /// Per service: retired in the fleet file (its removals are no longer guarded).
+    retired: Vec<bool>,
     calm: bool,
     trace: VecDeque<String>,
     stats: Stats,
@@ -262,16 +318,72 @@ impl Sim {
     fn run_decisions(&mut self, site: usize) {
         let now = self.instant(self.now);
         for svc in 0..self.services.len() {
-            let (decision, changed) = {
-                let s = &self.sites[site];
-                let st = &s.svcs[svc];
-                let (healthy, drain) = match st.down {
-                    None => (true, Drain::None),
-                    Some(Drain::Requested) => (true, Drain::Requested),
-                    Some(_) => (false, Drain::None),
-                };
-                let input = GuardInput {
-                    prefixes: &[],
+            self.decide_configured(site, svc, now);
+            self.decide_removal(site, svc, now);
+        }
+        // The report, as `fleet_guard::report` builds it: one entry per configured service,
+        // then one per pending removal; `announcing` only for what is on the wire.
+        let s = &mut self.sites[site];
+        let wire = s.sessions_up || !self.truthful;
+        let mut services = Vec::new();
+        for (svc, st) in s.svcs.iter().enumerate() {
+            let name = &self.services[svc].0;
+            if let Some(prefix) = st.prefix {
+                services.push(ServiceReport {
+                    name: name.clone(),
+                    prefixes: vec![prefix],
+                    healthy: st.down.is_none(),
+                    announcing: st.announcing && wire,
+                    intent: st.last.intent(),
+                });
+            }
+        }
+        for (svc, st) in s.svcs.iter().enumerate() {
+            if let Some(r) = &st.removal {
+                services.push(ServiceReport {
+                    name: self.services[svc].0.clone(),
+                    prefixes: vec![r.prefix],
+                    healthy: false,
+                    announcing: r.announcing && wire,
+                    intent: r.last.intent(),
+                });
+            }
+        }
+        if s.report.services != services {
+            s.report.services = services;
+            s.report.generation += 1;
+        }
+    }
+
+    fn note(&mut self, site: usize, what: &str, old: &Decision, new: &Decision) {
+        self.stats.decisions += 1;
+        if std::mem::discriminant(new) != std::mem::discriminant(old) {
+            match new {
+                Decision::Hold { .. } => self.stats.holds += 1,
+                Decision::Withdraw { .. } => self.stats.withdrawals += 1,
+                _ => {}
+            }
+            let line = format!("{} {what}: {new}", self.sites[site].name);
+            self.log(line);
+        }
+    }
+
+    /// The guard's decision for the configured service.
+    fn decide_configured(&mut self, site: usize, svc: usize, now: Instant) {
+        let Some(prefix) = self.sites[site].svcs[svc].prefix else {
+            return;
+        };
+        let decision = {
+            let s = &self.sites[site];
+            let st = &s.svcs[svc];
+            let (healthy, drain) = match st.down {
+                None => (true, Drain::None),
+                Some(Drain::Requested) => (true, Drain::Requested),
+                Some(_) => (false, Drain::None),
+            };
+            decide(
+                &GuardInput {
+                    prefixes: &[prefix],
                     service: &self.services[svc].0,
                     min_sites: self.services[svc].1,
                     local_site: &s.name,
@@ -284,43 +396,83 @@ impl Sim {
                     },
                     view: &s.view,
                     timing: TIMING,
-                };
-                let d = decide(&input, now);
-                let changed = std::mem::discriminant(&d) != std::mem::discriminant(&st.last);
-                (d, changed)
+                },
+                now,
+            )
+        };
+        let old = self.sites[site].svcs[svc].last.clone();
+        self.note(site, &format!("{svc}"), &old, &decision);
+        let st = &mut self.sites[site].svcs[svc];
+        st.announcing = decision.announces();
+        // The report is visible to the next Serve the moment it is written, so the
+        // publication time is `now` (a request started at the same millisecond does not
+        // count: the protocol compares strictly).
+        st.intent = st.intent.advance(&decision, now);
+        st.last = decision;
+    }
+
+    /// The guard's decision for the service's pending removal, if any: guarded like a
+    /// drain, confirmed per prefix; forced once the service is retired.
+    fn decide_removal(&mut self, site: usize, svc: usize, now: Instant) {
+        let decision = {
+            let s = &self.sites[site];
+            let Some(r) = &s.svcs[svc].removal else {
+                return;
             };
-            self.stats.decisions += 1;
-            if changed {
-                match &decision {
-                    Decision::Hold { .. } => self.stats.holds += 1,
-                    Decision::Withdraw { .. } => self.stats.withdrawals += 1,
-                    _ => {}
-                }
-                let line = format!("{} {}: {decision}", self.sites[site].name, svc);
-                self.log(line);
+            decide(
+                &GuardInput {
+                    prefixes: &[r.prefix],
+                    service: &self.services[svc].0,
+                    min_sites: self.services[svc].1,
+                    local_site: &s.name,
+                    local_rank: site,
+                    local: LocalService {
+                        healthy: false,
+                        drain: if self.retired[svc] {
+                            Drain::Forced
+                        } else {
+                            Drain::Removed
+                        },
+                        announcing: r.announcing,
+                        intent: r.intent,
+                    },
+                    view: &s.view,
+                    timing: TIMING,
+                },
+                now,
+            )
+        };
+        let old = self.sites[site].svcs[svc]
+            .removal
+            .as_ref()
+            .map_or(Decision::Announce, |r| r.last.clone());
+        self.note(site, &format!("{svc} removal"), &old, &decision);
+        let st = &mut self.sites[site].svcs[svc];
+        if let Some(r) = st.removal.as_mut() {
+            if decision.announces() {
+                r.announcing = true;
+                r.intent = r.intent.advance(&decision, now);
+                r.last = decision;
+            } else {
+                // `Core::complete_removal`: the routes go, and so does the entry.
+                st.removal = None;
             }
-            let s = &mut self.sites[site];
-            let st = &mut s.svcs[svc];
-            st.announcing = decision.announces();
-            // The report is visible to the next Serve the moment it is written, so the
-            // publication time is `now` (a request started at the same millisecond does
-            // not count: the protocol compares strictly).
-            st.intent = st.intent.advance(&decision, now);
-            let r = &mut s.report.services[svc];
-            let on_wire = st.announcing && (s.sessions_up || !self.truthful);
-            let new = (st.down.is_none(), on_wire, decision.intent());
-            if (r.healthy, r.announcing, r.intent) != new {
-                (r.healthy, r.announcing, r.intent) = new;
-                s.report.generation += 1;
-            }
-            st.last = decision;
         }
     }
 
     fn check_safety(&mut self, seed: u64) {
         let sessions_down = self.sites.iter().filter(|s| !s.sessions_up).count();
         for (svc, (name, min)) in self.services.iter().enumerate() {
-            let announcing = self.sites.iter().filter(|s| s.svcs[svc].announcing).count();
+            // The service's first prefix: a config push may move the service elsewhere,
+            // but the old prefix keeps its min_sites until it is retired.
+            if self.retired[svc] {
+                continue;
+            }
+            let announcing = self
+                .sites
+                .iter()
+                .filter(|s| s.svcs[svc].keeps(p0()))
+                .count();
             if announcing < *min {
                 let what = format!("{name} announced by {announcing} sites < min_sites {min}");
                 self.fail(seed, &what);
@@ -330,7 +482,7 @@ impl Sim {
             let on_wire = self
                 .sites
                 .iter()
-                .filter(|s| s.sessions_up && s.svcs[svc].announcing)
+                .filter(|s| s.sessions_up && s.svcs[svc].keeps(p0()))
                 .count();
             if on_wire + sessions_down < *min {
                 let what = format!(
@@ -344,7 +496,7 @@ impl Sim {
             }
             for s in &self.sites {
                 let st = &s.svcs[svc];
-                if st.down.is_none() && st.last != Decision::Announce {
+                if st.prefix.is_some() && st.down.is_none() && st.last != Decision::Announce {
                     let what = format!("healthy {} {name} decided {}", s.name, st.last);
                     self.fail(seed, &what);
                 }
@@ -399,6 +551,28 @@ impl Sim {
                 }
             }
         }
+    }
+
+    /// Runs every queued event (bounded: `budget` events at most); `before(sim, at)` is
+    /// called ahead of each event, with its time.
+    fn run_out(&mut self, seed: u64, budget: u32, mut before: impl FnMut(&Sim, u64)) {
+        for _ in 0..budget {
+            let Some(q) = self.queue.pop() else {
+                return;
+            };
+            before(self, q.at);
+            self.step(seed, q);
+        }
+        panic!("seed {seed}: event budget exhausted");
+    }
+
+    /// The sites whose routes for `web` (service 0) are on the wire.
+    fn on_wire(&self) -> Vec<String> {
+        self.sites
+            .iter()
+            .filter(|s| s.sessions_up && s.svcs[0].announcing)
+            .map(|s| s.name.clone())
+            .collect()
     }
 
     /// What site `to` answers a poll with `nonce` — or the attacker instead of it.
@@ -469,6 +643,38 @@ impl Sim {
                 if !self.calm {
                     self.log(format!("partition {side:?} until {until}"));
                     self.partition = Some((side, until));
+                }
+            }
+            Ev::Push { site, svc, to } => {
+                self.log(format!(
+                    "{} {svc} config push: {to:?}",
+                    self.sites[site].name
+                ));
+                let st = &mut self.sites[site].svcs[svc];
+                // What `Core::reconfigure` + `removed_by_reload` do: an announced prefix the
+                // new config drops becomes a pending removal; a new prefix is announced at
+                // once by a service that is up.
+                if let Some(old) = st.prefix.filter(|old| Some(*old) != to) {
+                    if st.announcing {
+                        st.removal = Some(Removal {
+                            prefix: old,
+                            announcing: true,
+                            intent: LocalIntent::None,
+                            last: Decision::Announce,
+                        });
+                    }
+                }
+                st.prefix = to;
+                if to.is_none() {
+                    (st.announcing, st.intent) = (false, LocalIntent::None);
+                }
+                self.run_decisions(site);
+            }
+            Ev::Retire { svc } => {
+                self.log(format!("{svc} retired in the fleet file"));
+                self.retired[svc] = true;
+                for site in 0..self.sites.len() {
+                    self.run_decisions(site);
                 }
             }
             Ev::Calm => {
@@ -663,6 +869,8 @@ fn fleet_sim(
                     announcing: true,
                     intent: LocalIntent::None,
                     last: Decision::Announce,
+                    prefix: Some(p0()),
+                    removal: None,
                 })
                 .collect(),
             view: FleetView::unpolled(
@@ -681,7 +889,7 @@ fn fleet_sim(
                     .iter()
                     .map(|(name, _)| ServiceReport {
                         name: name.clone(),
-                        prefixes: vec!["203.0.113.0/24".parse().expect("prefix")],
+                        prefixes: vec![p0()],
                         healthy: true,
                         announcing: true,
                         intent: Intent::None,
@@ -702,6 +910,7 @@ fn fleet_sim(
         stall,
         truthful: true,
         max_leg: 400,
+        retired: vec![false; n_svc],
         key: FleetKey::from_file_bytes(&[b'k'; 32], "sim").expect("key"),
         verify: true,
         attack: None,
@@ -811,12 +1020,7 @@ fn setup(seed: u64) -> Sim {
 
 fn run(seed: u64) -> Stats {
     let mut sim = setup(seed);
-    let mut budget = 200_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "seed {seed}: event budget exhausted");
-        sim.step(seed, q);
-    }
+    sim.run_out(seed, 200_000, |_, _| {});
     sim.check_liveness(seed);
     let converged_at = sim.converged_at.unwrap_or(CALM_END_MS);
     sim.stats.convergence_ms = converged_at.saturating_sub(CHAOS_END_MS);
@@ -878,17 +1082,9 @@ fn scripted(seed: u64, n: usize, min_sites: usize, health: &[(u64, usize, bool)]
         let down = (!healthy).then_some(Drain::None);
         sim.push(at, Ev::Health { site, svc: 0, down });
     }
-    let mut budget = 100_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        sim.step(seed, q);
-    }
-    sim.sites
-        .iter()
-        .filter(|s| s.svcs[0].announcing)
-        .map(|s| s.name.clone())
-        .collect()
+    sim.run_out(seed, 100_000, |_, _| {});
+    // Every session is up in these scenarios: on the wire is announced.
+    sim.on_wire()
 }
 
 #[test]
@@ -925,17 +1121,8 @@ fn c_sessions_down_then_a_fails(seed: u64, truthful: bool) -> Vec<String> {
             down: Some(Drain::None),
         },
     );
-    let mut budget = 100_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        sim.step(seed, q);
-    }
-    sim.sites
-        .iter()
-        .filter(|s| s.sessions_up && s.svcs[0].announcing)
-        .map(|s| s.name.clone())
-        .collect()
+    sim.run_out(seed, 100_000, |_, _| {});
+    sim.on_wire()
 }
 
 #[test]
@@ -977,18 +1164,9 @@ fn c_impersonated_then_a_fails(seed: u64, verify: bool) -> Vec<String> {
             down: Some(Drain::None),
         },
     );
-    let mut budget = 100_000u32;
-    while let Some(q) = sim.queue.pop() {
-        budget = budget.saturating_sub(1);
-        assert!(budget > 0, "event budget exhausted");
-        sim.step(seed, q);
-    }
+    sim.run_out(seed, 100_000, |_, _| {});
     assert!(sim.stats.forged > 0);
-    sim.sites
-        .iter()
-        .filter(|s| s.sessions_up && s.svcs[0].announcing)
-        .map(|s| s.name.clone())
-        .collect()
+    sim.on_wire()
 }
 
 #[test]
@@ -1007,5 +1185,93 @@ fn forged_unsigned_and_replayed_reports_count_as_unreachable_so_the_sick_site_ho
             ["b"],
             "seed {seed}"
         );
+    }
+}
+
+/// What a config push reaching every site within one poll interval leaves: `n` sites,
+/// `web` at `min_sites`, each site gets the push (`to`: the new prefix, or `None` for a
+/// config without `web`) at 3 s plus up to one poll interval; the service is retired in
+/// the fleet file at 18 s. Returns the sites keeping the old prefix at 17.5 s, those
+/// announcing the new one then, and those keeping the old prefix at the end.
+fn config_push(
+    seed: u64,
+    n: usize,
+    min_sites: usize,
+    to: Option<IpNet>,
+    loss: f64,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let mut sim = fleet_sim(
+        SplitMix64(seed),
+        n,
+        vec![("web".to_owned(), min_sites)],
+        loss,
+        0.0,
+    );
+    if loss == 0.0 {
+        sim.max_leg = 100;
+    }
+    for site in 0..n {
+        let at = 3_000 + sim.rng.gen_range(0..INTERVAL_MS);
+        sim.push(at, Ev::Push { site, svc: 0, to });
+    }
+    sim.push(18_000, Ev::Retire { svc: 0 });
+    let keeping = |sim: &Sim, prefix: IpNet| -> Vec<String> {
+        sim.sites
+            .iter()
+            .filter(|s| s.svcs[0].keeps(prefix))
+            .map(|s| s.name.clone())
+            .collect()
+    };
+    let mut before_retire = None;
+    sim.run_out(seed, 200_000, |sim, at| {
+        if at >= 17_500 && before_retire.is_none() {
+            before_retire = Some((keeping(sim, p0()), keeping(sim, p1())));
+        }
+    });
+    let (old, new) = before_retire.expect("ran past 17.5 s");
+    (old, new, keeping(&sim, p0()))
+}
+
+#[test]
+fn a_config_without_the_service_pushed_everywhere_keeps_min_sites_until_it_is_retired() {
+    for seed in 0..60 {
+        let n = 3 + usize::try_from(seed % 4).expect("small");
+        let min = 1 + usize::try_from(seed % 2).expect("small");
+        let (old, _, after) = config_push(seed, n, min, None, 0.0);
+        // Every site wants the routes gone; the guard keeps exactly min_sites of them,
+        // held (checked at every event: never fewer).
+        assert_eq!(old.len(), min, "seed {seed}: {old:?}");
+        // Retired in the fleet file: the explicit act removes it everywhere.
+        assert!(after.is_empty(), "seed {seed}: {after:?}");
+    }
+}
+
+#[test]
+fn a_prefix_change_pushed_everywhere_keeps_the_old_prefix_at_min_sites_and_announces_the_new() {
+    for seed in 0..60 {
+        let n = 3 + usize::try_from(seed % 4).expect("small");
+        let min = 1 + usize::try_from(seed % 2).expect("small");
+        let (old, new, after) = config_push(seed, n, min, Some(p1()), 0.0);
+        // A site announcing the new prefix does not confirm the old one: per-prefix
+        // confirmations keep min_sites of the old prefix.
+        assert_eq!(old.len(), min, "seed {seed}: {old:?}");
+        assert_eq!(
+            new.len(),
+            n,
+            "seed {seed}: the new prefix at every site: {new:?}"
+        );
+        assert!(after.is_empty(), "seed {seed}: {after:?}");
+    }
+}
+
+#[test]
+fn config_pushes_over_a_lossy_network_never_leave_fewer_than_min_sites() {
+    // Safety only (checked after every event): polls lost, delayed past the timeout.
+    for seed in 0..200 {
+        let n = 3 + usize::try_from(seed % 5).expect("small");
+        let min = 1 + usize::try_from(seed % 3).expect("small").min(n - 1);
+        let to = (seed % 2 == 0).then(p1);
+        let (old, _, _) = config_push(seed, n, min, to, 0.2);
+        assert!(old.len() >= min, "seed {seed}: {old:?}");
     }
 }

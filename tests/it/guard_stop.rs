@@ -494,13 +494,7 @@ async fn a_stop_while_a_removal_by_reload_is_held_closes_for_graceful_restart_wi
     assert!(!without_web.contains("\"web\""), "{without_web}");
     files.write("a.toml", &without_web);
     daemon.signal(Signal::SIGHUP);
-    daemon
-        .doc_until("the removal of web held", |d| {
-            d.pending_removals
-                .first()
-                .is_some_and(|r| r.decision == "held")
-        })
-        .await;
+    daemon.removal_held("the removal of web held").await;
 
     daemon.signal(Signal::SIGTERM);
     let got = until_closed(&mut peer).await;

@@ -15,32 +15,15 @@ use std::time::Duration;
 use anyguard_proto::PathAttribute;
 
 use crate::fakepeer::{self, FakePeer};
-
-const ROUTER: &str = "2001:db8:ff::1";
-const HOST: &str = "2001:db8:ff::2";
-const PORT: u16 = 1179;
-
-fn ip(args: &[&str]) -> Option<String> {
-    let out = Command::new("ip").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
+use crate::host::{ip, is_root};
 
 fn must(args: &[&str]) {
     assert!(ip(args).is_some(), "ip {}", args.join(" "));
 }
 
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
+const ROUTER: &str = "2001:db8:ff::1";
+const HOST: &str = "2001:db8:ff::2";
+const PORT: u16 = 1179;
 
 /// The two namespaces and the daemon; all go when dropped, also when the test fails.
 struct Lab {

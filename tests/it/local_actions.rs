@@ -5,27 +5,10 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+use crate::host::{ip, is_root};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
-
-fn ip(args: &[&str]) -> Option<String> {
-    let out = Command::new("ip").args(args).output().ok()?;
-    out.status
-        .success()
-        .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
-fn is_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
 
 /// The namespace and the daemon in it; both go when dropped, also when the test fails.
 struct Lab {

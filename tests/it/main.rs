@@ -10,6 +10,7 @@ mod guard_cli;
 mod guard_sim;
 mod guard_stop;
 mod health;
+mod host;
 mod httpd;
 mod interop;
 mod link_local;

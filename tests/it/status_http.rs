@@ -108,9 +108,13 @@ impl Harness {
         let (control_tx, control_rx) = mpsc::channel(8);
         let commands = Arc::new(Mutex::new(Vec::new()));
         let coordinator = tokio::spawn(fake_coordinator(control_rx, commands.clone()));
-        let state = configure(
-            StatusState::new(status_rx, metrics.clone(), None, control_tx).with_limits(limits),
-        );
+        let state = configure(StatusState::new(
+            status_rx,
+            metrics.clone(),
+            None,
+            control_tx,
+            limits,
+        ));
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (shutdown, stopped) = oneshot::channel::<()>();

@@ -10,12 +10,14 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod addresses;
+mod attributes;
 mod drain;
 mod endpoints;
 mod health;
 mod operations;
 mod process;
 mod state_file;
+mod systemd;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;

@@ -116,3 +116,79 @@ async fn the_binary_reloads_on_sighup_and_drains_withdraws_and_ceases_on_sigterm
         "{logs}"
     );
 }
+
+/// `anyguard status` (docs/status.md) against the running binary: the tables name the
+/// service and the peer, `--json` is the `/status` document; SIGINT stops like SIGTERM.
+#[tokio::test]
+async fn anyguard_status_reads_the_running_binary_and_sigint_stops_it() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("anyguard.toml");
+    let port = free_port();
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        port,
+        target.addr,
+    );
+    std::fs::write(&path, &text).unwrap();
+    let mut daemon = Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
+            .arg("run")
+            .arg("--config")
+            .arg(&path)
+            .env("STATE_DIRECTORY", dir.path())
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    let mut peer = FakePeer::accept(&listener).await;
+    peer.establish(fakepeer::open(PEER_ASN, PEER_ID, 0, true, false))
+        .await;
+    assert_v4_announcement(&peer.expect_update().await, 0);
+    wait_state(port, "up").await;
+
+    let status = move |json: bool| {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"));
+        c.arg("status")
+            .arg("--url")
+            .arg(format!("http://127.0.0.1:{port}"))
+            .env("NO_COLOR", "1");
+        if json {
+            c.arg("--json");
+        }
+        c.output().unwrap()
+    };
+    let out = tokio::task::spawn_blocking(move || (status(false), status(true)))
+        .await
+        .unwrap();
+    let (tables, json) = out;
+    let text = String::from_utf8_lossy(&tables.stdout);
+    assert!(tables.status.success(), "{tables:?}");
+    assert!(text.contains("web") && text.contains("edge"), "{text}");
+    assert!(!text.contains('\u{1b}'), "no colour off a terminal: {text}");
+    assert!(json.status.success(), "{json:?}");
+    let doc: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert_eq!(doc["services"][0]["name"], "web", "{doc}");
+    assert_eq!(doc["services"][0]["state"], "up", "{doc}");
+    assert_eq!(doc["peers"][0]["state"], "established", "{doc}");
+
+    // SIGINT (Ctrl-C): the same graceful stop as SIGTERM, the Cease, exit 0.
+    daemon.signal(Signal::SIGINT);
+    let mut ceased = false;
+    for _ in 0..20 {
+        match peer.recv_skip_keepalives().await {
+            Ok(Message::Notification(n)) => {
+                ceased = n.code == ErrorCode::Cease;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    assert!(ceased, "no Cease after SIGINT");
+    assert!(daemon.exit().await.success());
+}
