@@ -7,14 +7,14 @@ from . import procs
 from .util import anyguard_binary, out, poll
 
 
-def start(ns: str, config: Path, node_dir: Path) -> int:
+def start(ns: str, config: Path, node_dir: Path, log: str = "info") -> int:
     node_dir.mkdir(parents=True, exist_ok=True)
     # Each node keeps its state file (drains, addresses, pending removals) in its own run
     # directory: the three sites share this host's /var/lib/anyguard otherwise, and every
     # lab run with them. A config with `state_dir` still decides for itself.
     return procs.start(ns, "anyguard", [anyguard_binary(), "run", "--config", config],
                        node_dir / "anyguard.log",
-                       env={"RUST_LOG": "info", "STATE_DIRECTORY": str(node_dir)})
+                       env={"RUST_LOG": log, "STATE_DIRECTORY": str(node_dir)})
 
 
 def status(ns: str, listen: str):

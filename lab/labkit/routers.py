@@ -5,7 +5,11 @@ routes it learned through the daemon's own CLI, and how to render an interop con
 Peers in `render_interop` are dicts: name, family (4|6), router (our side's address),
 speaker (anyguard's address), router_asn, speaker_asn, md5 (key or None), gtsm (bool), and
 optionally bfd ({"min_tx_ms", "min_rx_ms", "multiplier"}: BFD with the speaker; BIRD and
-FRR only)."""
+FRR only), timers ((keepalive, hold) in seconds, default (3, 9)) and fast_connect (BIRD and FRR
+retry their outgoing connection every second or two: the collision rows). A peer whose
+speaker_asn is the router's own ASN is an iBGP neighbour."""
+
+import re
 
 import json
 import os
@@ -38,6 +42,20 @@ class Router:
 
     def running(self) -> bool:
         return all(procs.pid_of(self.ns, p) for p in self.procs())
+
+    def local_pref(self, prefix: str, neighbor: str):
+        """LOCAL_PREF of the route to `prefix` learned from `neighbor`, as the router's CLI
+        shows it (None: no such route)."""
+        raise NotImplementedError
+
+    def session_counters(self, neighbor: str):
+        """What the router shows that changes when the session flaps (compared before and
+        after a wait by the collision rows)."""
+        raise NotImplementedError
+
+
+def _timers(p):
+    return p.get("timers", (3, 9))
 
 
 # FRR's daemons live here; /usr/sbin/bgpd is OpenBGPD's.
@@ -119,6 +137,17 @@ class Frr(Router):
         path = self.route_from(prefix, neighbor)
         return bool(path and path.get("stale"))
 
+    def local_pref(self, prefix: str, neighbor: str):
+        path = self.route_from(prefix, neighbor)
+        return None if path is None else path.get("locPrf")
+
+    def session_counters(self, neighbor: str):
+        try:
+            doc = json.loads(self.vtysh(f"show bgp neighbors {neighbor} json") or "{}").get(neighbor, {})
+        except ValueError:
+            return None
+        return {k: doc.get(k) for k in ("connectionsEstablished", "connectionsDropped")}
+
     def route_json(self, prefix: str):
         fam = "ipv6" if ":" in prefix else "ipv4"
         try:
@@ -158,8 +187,11 @@ class Frr(Router):
                  " no bgp default ipv4-unicast"]
         for p in peers:
             s = p["speaker"]
+            ka, hold = _timers(p)
             lines += [f" neighbor {s} remote-as {p['speaker_asn']}", f" neighbor {s} update-source {p['router']}",
-                      f" neighbor {s} timers 3 9"]
+                      f" neighbor {s} timers {ka} {hold}"]
+            if p.get("fast_connect"):
+                lines.append(f" neighbor {s} timers connect 1")
             if not p["router_connects"]:
                 lines.append(f" neighbor {s} passive")
             if p["md5"]:
@@ -238,6 +270,22 @@ class Bird(Router):
                 found += [c.strip("()").replace(",", ":") for c in line.split(":", 1)[1].split()]
         return found
 
+    def local_pref(self, prefix: str, neighbor: str):
+        proto = self._protocol(neighbor)
+        text = self.birdc("show", "route", prefix, "protocol", proto, "all") if proto else ""
+        m = re.search(r"BGP\.local_pref:\s*(\d+)", text)
+        return int(m.group(1)) if prefix in text and m else None
+
+    def session_counters(self, neighbor: str):
+        # BIRD keeps no flap counter: the time of the protocol's last state change (the
+        # `Since` column) moves on every flap.
+        proto = self._protocol(neighbor)
+        for line in (self.birdc("show", "protocols", proto) if proto else "").splitlines():
+            words = line.split()
+            if words and words[0] == proto and len(words) >= 5:
+                return {"since": " ".join(words[3:5]), "info": " ".join(words[5:])}
+        return None
+
     def bfd_state(self, neighbor: str) -> str:
         """The state `birdc show bfd sessions` gives the session with `neighbor`."""
         for line in self.birdc("show", "bfd", "sessions").splitlines():
@@ -256,10 +304,17 @@ class Bird(Router):
                       f"    min tx interval {bfd['min_tx_ms']} ms;", f"    multiplier {bfd['multiplier']};",
                       "  };", "}"]
         for p in peers:
+            ibgp = p["router_asn"] == p["speaker_asn"]
             lines += [f"protocol bgp {p['name'].replace('-', '_')} {{",
                       f"  local {p['router']} as {p['router_asn']};",
                       f"  neighbor {p['speaker']} as {p['speaker_asn']};",
-                      "  hold time 9;"]
+                      f"  hold time {_timers(p)[1]};", f"  keepalive time {_timers(p)[0]};"]
+            if ibgp:
+                # iBGP is multihop with recursive next hops by default: the speaker is on the
+                # link, so resolve its next hop directly (no IGP in the lab).
+                lines.append("  direct;")
+            if p.get("fast_connect"):
+                lines += ["  connect delay time 1;", "  connect retry time 2;"]
             if not p["router_connects"]:
                 lines.append("  passive on;")
             if p["md5"]:
@@ -271,7 +326,8 @@ class Bird(Router):
                 # `error wait time` (default 60 s, growing to 300 s). Short here so that the
                 # scenario sees the session come back; a router config decides this itself.
                 lines += ["  bfd on;", "  error wait time 1, 10;"]
-            lines += [f"  ipv{p['family']} {{ import all; export none; }};", "}"]
+            gw = " gateway direct;" if ibgp else ""
+            lines += [f"  ipv{p['family']} {{{gw} import all; export none; }};", "}"]
         return "\n".join(lines) + "\n"
 
 
@@ -309,6 +365,14 @@ class GoBgp(Router):
         fam = "ipv6" if ":" in prefix else "ipv4"
         return self.gobgp("global", "rib", "-a", fam, prefix)
 
+    def local_pref(self, prefix: str, neighbor: str):
+        fam = "ipv6" if ":" in prefix else "ipv4"
+        for line in self.gobgp("neighbor", neighbor, "adj-in", "-a", fam).splitlines():
+            if prefix in line.split():
+                m = re.search(r"LocalPref:\s*(\d+)", line)
+                return int(m.group(1)) if m else None
+        return None
+
     def render_interop(self, peers) -> str:
         lines = ["[global.config]", f"  as = {peers[0]['router_asn']}",
                  f"  router-id = \"{peers[0]['router_id']}\"", ""]
@@ -317,7 +381,8 @@ class GoBgp(Router):
                       f"    neighbor-address = \"{p['speaker']}\"", f"    peer-as = {p['speaker_asn']}"]
             if p["md5"]:
                 lines.append(f"    auth-password = \"{p['md5']}\"")
-            lines += ["  [neighbors.timers.config]", "    hold-time = 9", "    keepalive-interval = 3",
+            ka, hold = _timers(p)
+            lines += ["  [neighbors.timers.config]", f"    hold-time = {hold}", f"    keepalive-interval = {ka}",
                       "  [neighbors.transport.config]",
                       f"    passive-mode = {'false' if p['router_connects'] else 'true'}",
                       f"    local-address = \"{p['router']}\""]
@@ -364,12 +429,17 @@ class OpenBgpd(Router):
     def show(self, prefix: str) -> str:
         return self.bgpctl("show", "rib", prefix, "detail")
 
+    def local_pref(self, prefix: str, neighbor: str):
+        text = self.bgpctl("show", "rib", "neighbor", neighbor, "detail", prefix)
+        m = re.search(r"localpref (\d+)", text)
+        return int(m.group(1)) if prefix in text and m else None
+
     def render_interop(self, peers) -> str:
         lines = [f"AS {peers[0]['router_asn']}", f"router-id {peers[0]['router_id']}",
                  f"socket \"{self.sock}\"", "fib-update no", ""]
         for p in peers:
             lines += [f"neighbor {p['speaker']} {{", f"  remote-as {p['speaker_asn']}",
-                      f"  descr \"{p['name']}\"", f"  local-address {p['router']}", "  holdtime 9"]
+                      f"  descr \"{p['name']}\"", f"  local-address {p['router']}", f"  holdtime {_timers(p)[1]}"]
             if not p["router_connects"]:
                 lines.append("  passive")
             if p["md5"]:

@@ -2,7 +2,11 @@
 """A passive tap on one interface that timestamps every BGP UPDATE crossing it, for the
 withdrawal-latency benchmark (no tcpdump needed, nothing is ever sent).
 
-Usage: bgp-wiretap.py IFACE OUTFILE SECONDS
+Usage: bgp-wiretap.py IFACE OUTFILE SECONDS [keepalives]
+
+With `keepalives`, every KEEPALIVE crossing the interface gets a line too: {"t", "src",
+"keepalive": true} (the fast-timer row of the interop scenario: RFC 4271 §4.4's one per
+second at most, seen from the wire).
 
 One JSON line per UPDATE: {"t": kernel receive time (SO_TIMESTAMPNS, CLOCK_REALTIME),
 "src": source address, "withdraw": [families], "announce": [families]}. IPv4 unicast is
@@ -21,6 +25,7 @@ SO_TIMESTAMPNS = getattr(socket, "SO_TIMESTAMPNS", 35)
 BGP_PORT = 179
 MARKER = b"\xff" * 16
 UPDATE = 2
+KEEPALIVE = 4
 MP_REACH, MP_UNREACH = 14, 15
 
 
@@ -47,16 +52,22 @@ def tcp_payload(frame: bytes):
     return src, tcp[(tcp[12] >> 4) * 4:]
 
 
-def updates(payload: bytes):
-    """The (withdraw, announce) family sets of each complete UPDATE in the segment."""
+def messages(payload: bytes):
+    """(type, body) of each complete BGP message in the segment."""
     off = 0
     while off + 19 <= len(payload) and payload[off:off + 16] == MARKER:
         length, mtype = struct.unpack_from("!HB", payload, off + 16)
         if length < 19 or off + length > len(payload):
             return
-        if mtype == UPDATE:
-            yield parse_update(payload[off + 19:off + length])
+        yield mtype, payload[off + 19:off + length]
         off += length
+
+
+def updates(payload: bytes):
+    """The (withdraw, announce) family sets of each complete UPDATE in the segment."""
+    for mtype, body in messages(payload):
+        if mtype == UPDATE:
+            yield parse_update(body)
 
 
 def parse_update(body: bytes):
@@ -90,6 +101,7 @@ def parse_update(body: bytes):
 
 def main():
     iface, outfile, seconds = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    keepalives = sys.argv[4:5] == ["keepalives"]
     s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL))
     s.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     s.bind((iface, 0))
@@ -112,6 +124,10 @@ def main():
             if not seg:
                 continue
             src, payload = seg
+            if keepalives:
+                for mtype, _body in messages(payload):
+                    if mtype == KEEPALIVE:
+                        out.write(json.dumps({"t": stamp, "src": src, "keepalive": True}) + "\n")
             for withdraw, announce in updates(payload):
                 out.write(json.dumps({"t": stamp, "src": src, "withdraw": withdraw,
                                       "announce": announce}) + "\n")

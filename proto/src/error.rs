@@ -187,6 +187,15 @@ pub enum DecodeError {
     /// RFC 4271 §6.3, RFC 7606 §7.2: AS_PATH is syntactically wrong. NOTIFICATION 3/11.
     #[error("malformed AS_PATH")]
     MalformedAsPath,
+    /// RFC 7606 §5.2: an error that would be treat-as-withdraw (or stronger) in an UPDATE
+    /// that announces nothing (no NLRI, no MP_REACH_NLRI prefix) yet carries attributes
+    /// other than MP_UNREACH_NLRI: its NLRI cannot be trusted to have been parsed, so the
+    /// session is reset. The NOTIFICATION is the one of `error`.
+    #[error("{error} in an UPDATE without reachable NLRI (RFC 7606 §5.2)")]
+    NoReachableNlri {
+        /// The first error found, which decides the NOTIFICATION.
+        error: Box<DecodeError>,
+    },
     /// RFC 7313 §5: a BoRR/EoRR ROUTE-REFRESH whose length is not 4. NOTIFICATION 7/1,
     /// data = the whole message.
     #[error("invalid ROUTE-REFRESH message length")]
@@ -227,6 +236,7 @@ impl DecodeError {
             | E::UnacceptableHoldTime { .. }
             | E::UnrecognizedWellKnownAttribute { .. }
             | E::InvalidNetworkField { .. }
+            | E::NoReachableNlri { .. }
             | E::InvalidRouteRefreshLength { .. } => ErrorAction::SessionReset,
         }
     }

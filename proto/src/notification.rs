@@ -352,6 +352,7 @@ impl From<&DecodeError> for NotificationMessage {
                 update_subcode::MALFORMED_AS_PATH,
                 Vec::new(),
             ),
+            E::NoReachableNlri { error } => return NotificationMessage::from(&**error),
             E::InvalidRouteRefreshLength { message } => (
                 ErrorCode::RouteRefresh,
                 route_refresh_subcode::INVALID_MESSAGE_LENGTH,

@@ -20,7 +20,9 @@
 //!
 //! - session reset (returned as `Err`): field lengths overrunning the message (RFC 4271
 //!   §6.3), a syntactically wrong prefix in any NLRI field (RFC 7606 §5.3), a repeated or
-//!   malformed MP_REACH/MP_UNREACH (RFC 7606 §3 g, §7.11), an unknown well-known attribute;
+//!   malformed MP_REACH/MP_UNREACH (RFC 7606 §3 g, §7.11), an MP_REACH/MP_UNREACH
+//!   overrunning the attribute list (§3 last paragraph, RFC 4760 §7), an unknown well-known
+//!   attribute, and any treat-as-withdraw error in an UPDATE without reachable NLRI (§5.2);
 //! - treat-as-withdraw: an attribute overrunning the attribute list (RFC 7606 §4), wrong
 //!   Optional/Transitive flags (§3 c), a missing mandatory attribute (§3 d), and the
 //!   per-attribute cases of §7;
@@ -44,8 +46,8 @@ use bytes::{BufMut, BytesMut};
 
 use crate::attribute::decode::decode_checked;
 use crate::attribute::{
-    check_attribute, split_attribute, type_code, AsPath, AsPathSegmentType, MpUnreach,
-    PathAttribute, RawAttribute,
+    check_attribute, split_attribute, split_mp_reach, type_code, AsPath, AsPathSegmentType,
+    MpUnreach, PathAttribute, RawAttribute,
 };
 use crate::error::{AttributeListFault, DecodeError, EncodeError, ErrorAction, NlriLocation};
 use crate::iana::{Afi, Safi};
@@ -145,15 +147,39 @@ pub(crate) fn walk<'a, V: UpdateVisitor<'a>>(
     })?;
 
     let mut action: Option<ErrorAction> = None;
+    // The first error stronger than attribute discard, kept for RFC 7606 §5.2 (below);
+    // cloned only on the error path.
+    let mut first_withdraw: Option<DecodeError> = None;
     let mut report = |e: DecodeError, visit: &mut V| {
-        action = action.max(Some(e.action()));
+        let a = e.action();
+        if a > ErrorAction::AttributeDiscard && first_withdraw.is_none() {
+            first_withdraw = Some(e.clone());
+        }
+        action = action.max(Some(a));
         visit.finding(e);
     };
+    // Whether an MP_REACH_NLRI announces at least one prefix (RFC 7606 §5.2).
+    let mut mp_reachable = false;
     let mut seen = TypeSet::default();
     let mut i = attributes;
     while !i.is_empty() {
         let offset = attributes.len() - i.len();
         let Some((a, rest)) = split_attribute(i) else {
+            // RFC 7606 §3, last paragraph: treat-as-withdraw needs "the entire NLRI field
+            // and/or the MP_REACH_NLRI and MP_UNREACH_NLRI attributes" parsed; when they
+            // cannot be, RFC 4271 / RFC 4760 apply and the session is reset. An
+            // MP_REACH_NLRI or MP_UNREACH_NLRI overrunning the list is an incorrect MP
+            // attribute, which RFC 4760 §7 closes with "UPDATE Message Error" / "Optional
+            // Attribute Error" (3/9); the data is the attribute as far as it goes. Any
+            // other overrunning attribute stays the treat-as-withdraw of RFC 7606 §4.
+            if let Some(&code) = i.get(1) {
+                if code == type_code::MP_REACH_NLRI || code == type_code::MP_UNREACH_NLRI {
+                    return Err(DecodeError::OptionalAttributeError {
+                        type_code: code,
+                        attribute: i.to_vec(),
+                    });
+                }
+            }
             report(list(AttributeListFault::AttributeOverrun), visit);
             break;
         };
@@ -179,7 +205,13 @@ pub(crate) fn walk<'a, V: UpdateVisitor<'a>>(
             );
             continue;
         }
-        match check_attribute(&a, ctx) {
+        let check = check_attribute(&a, ctx);
+        if a.type_code == type_code::MP_REACH_NLRI
+            && matches!(check, Ok(()) | Err(DecodeError::AttributeFlagsError { .. }))
+        {
+            mp_reachable = split_mp_reach(a.value).is_some_and(|p| !p.nlri.is_empty());
+        }
+        match check {
             Ok(()) => visit.attribute(offset, a),
             Err(e) if e.action() == ErrorAction::SessionReset => return Err(e),
             // RFC 4760 §3: an UPDATE whose only NLRI is in MP_REACH_NLRI "SHOULD NOT carry
@@ -212,6 +244,18 @@ pub(crate) fn walk<'a, V: UpdateVisitor<'a>>(
                     visit,
                 );
             }
+        }
+    }
+    // RFC 7606 §5.2 (Missing NLRI): an UPDATE with path attributes other than
+    // MP_UNREACH_NLRI but no reachable NLRI is not one of the well-specified cases, so the
+    // NLRI cannot be trusted to have been parsed as §3 (last paragraph) requires: any error
+    // whose approach is other than attribute discard makes it a session reset. The
+    // NOTIFICATION is that of the error itself.
+    if nlri.is_empty() && !mp_reachable {
+        if let Some(error) = first_withdraw {
+            return Err(DecodeError::NoReachableNlri {
+                error: Box::new(error),
+            });
         }
     }
     Ok(UpdateLayout {

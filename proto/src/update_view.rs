@@ -41,12 +41,16 @@ pub struct UpdateView<'a> {
     action: Option<ErrorAction>,
     finding: Option<DecodeError>,
     finding_count: usize,
+    /// Attributes the walk kept (well-formed, first of their type, not processed as absent),
+    /// what the owned decoder's `attributes` holds.
+    kept: usize,
 }
 
 struct ViewVisitor {
     index: [u16; INDEXED],
     finding: Option<DecodeError>,
     count: usize,
+    kept: usize,
 }
 
 impl<'a> UpdateVisitor<'a> for ViewVisitor {
@@ -61,6 +65,7 @@ impl<'a> UpdateVisitor<'a> for ViewVisitor {
         }
     }
     fn attribute(&mut self, offset: usize, a: RawAttribute<'a>) {
+        self.kept += 1;
         let slot = usize::from(a.type_code);
         if slot < INDEXED {
             // Attribute lists are at most 65535 octets, so offset + 1 fits unless the list
@@ -358,6 +363,7 @@ impl<'a> UpdateView<'a> {
             index: [0; INDEXED],
             finding: None,
             count: 0,
+            kept: 0,
         };
         let layout = walk(body, ctx, &mut v)?;
         Ok(UpdateView {
@@ -369,6 +375,7 @@ impl<'a> UpdateView<'a> {
             action: layout.action,
             finding: v.finding,
             finding_count: v.count,
+            kept: v.kept,
         })
     }
 
@@ -533,14 +540,14 @@ impl<'a> UpdateView<'a> {
         if !self.withdrawn.is_empty() || !self.nlri.is_empty() {
             return None;
         }
-        if self.attributes.is_empty() {
-            return Some((Afi::Ipv4, Safi::Unicast));
-        }
-        let mut attrs = self.attributes();
-        let only = attrs.next()?;
-        if attrs.next().is_some() || only.type_code != type_code::MP_UNREACH_NLRI {
-            return None;
-        }
+        // Only the attributes the walk kept count, as in the owned decoder: AS4_PATH and
+        // AS4_AGGREGATOR from a 4-octet speaker (RFC 6793 §4.1) and a NEXT_HOP in an UPDATE
+        // without classic NLRI (RFC 4760 §3) are processed as if absent.
+        let only = match self.kept {
+            0 => return Some((Afi::Ipv4, Safi::Unicast)),
+            1 => self.attribute(type_code::MP_UNREACH_NLRI)?,
+            _ => return None,
+        };
         let (afi, safi, w) = split_mp_unreach(only.value)?;
         w.is_empty().then_some((afi, safi))
     }

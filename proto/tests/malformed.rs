@@ -299,6 +299,24 @@ fn mp_reach_with_a_five_octet_next_hop_is_optional_attribute_error() {
 }
 
 #[test]
+fn an_origin_error_without_reachable_nlri_is_no_reachable_nlri_with_its_notification() {
+    // RFC 7606 §5.2: the same ORIGIN error is treat-as-withdraw beside NLRI, a session
+    // reset without; the NOTIFICATION stays the ORIGIN's.
+    let e = err(&update("40 01 01 03  40 02 06 02 01 0000fde9", ""), &ctx4());
+    assert!(matches!(e, DecodeError::NoReachableNlri { .. }));
+    assert_eq!(notification(&e), (3, 6, hex("40 01 01 03")));
+    assert_eq!(e.action(), ErrorAction::SessionReset);
+}
+
+#[test]
+fn mp_reach_overrunning_the_attribute_list_is_optional_attribute_error() {
+    let attr = "80 0e 20 0001 01 04 c6120001 00 18cb0071";
+    let e = err(&update(&format!("{BASE4} {attr}"), ""), &ctx4());
+    assert_eq!(notification(&e), (3, 9, hex(attr)));
+    assert_eq!(e.action(), ErrorAction::SessionReset);
+}
+
+#[test]
 fn prefix_longer_than_32_is_invalid_network_field() {
     let e = err(&update(BASE4, "21 cb007100 00"), &ctx4());
     assert_eq!(

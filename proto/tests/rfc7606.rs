@@ -8,8 +8,8 @@ mod common;
 
 use anyguard_proto::attribute::type_code;
 use anyguard_proto::{
-    Afi, DecodeContext, DecodeError, ErrorAction, Message, MpUnreach, PathAttribute, Safi,
-    UpdateMessage, UpdateView,
+    Afi, DecodeContext, DecodeError, ErrorAction, Message, MpUnreach, NotificationMessage,
+    PathAttribute, Safi, UpdateMessage, UpdateView,
 };
 use common::{ctx4, frame, hex};
 
@@ -450,4 +450,83 @@ fn add_path_identifiers_are_parsed_when_negotiated() {
     assert_eq!(ids, vec![Some(7), Some(9)]);
     // Without ADD-PATH the same bytes are a malformed NLRI field.
     reset(&f);
+}
+
+/// The NOTIFICATION (code, subcode, data) a session reset sends, the same through the owned
+/// decoder and the view.
+fn notification(f: &[u8]) -> (u8, u8, Vec<u8>) {
+    assert_eq!(action(f, &ctx4()), Some(ErrorAction::SessionReset));
+    let e = UpdateView::parse(f, &ctx4()).unwrap_err();
+    let n = NotificationMessage::from(&e);
+    (u8::from(n.code), n.subcode, n.data.to_vec())
+}
+
+#[test]
+fn s3_mp_reach_overrunning_the_attribute_list_resets_the_session_with_optional_attribute_error() {
+    // Issue 12 finding 5: treat-as-withdraw needs the MP attributes parsed (RFC 7606 §3,
+    // last paragraph); an MP_REACH_NLRI claiming 0x30 octets where 0x1c remain cannot be,
+    // so the IPv6 prefixes would be neither replaced nor withdrawn. RFC 4760 §7: 3/9.
+    let nh = "20010db8000000000000000000000001";
+    let mp = format!("80 0e 30 0002 01 10 {nh} 00 30 20010db80100");
+    let f = update(&format!("{ORIGIN} {AS_PATH4} {NEXT_HOP} {mp}"), NLRI);
+    let (code, subcode, data) = notification(&f);
+    assert_eq!((code, subcode), (3, 9));
+    assert_eq!(data, hex(&mp), "the attribute as far as it goes");
+    // MP_UNREACH_NLRI likewise, and with its length octet cut off.
+    let f = update(
+        &format!("{ORIGIN} {AS_PATH4} {NEXT_HOP} 80 0f 09 0002 01 30"),
+        NLRI,
+    );
+    assert_eq!(notification(&f).1, 9);
+    let f = update(&format!("{ORIGIN} {AS_PATH4} {NEXT_HOP} 90 0f 00"), NLRI);
+    assert_eq!(notification(&f), (3, 9, hex("90 0f 00")));
+    // Another attribute overrunning the list stays treat-as-withdraw (RFC 7606 §4).
+    taw(&with("c0 08 09 ffff0000"));
+}
+
+#[test]
+fn s5_2_a_malformed_attribute_in_an_update_without_reachable_nlri_resets_the_session() {
+    // Issue 12 finding 5: a malformed ORIGIN and no NLRI at all was accepted silently.
+    // RFC 7606 §5.2: attributes other than MP_UNREACH_NLRI and no reachable NLRI, plus an
+    // error stronger than attribute discard: session reset, with that error's NOTIFICATION.
+    let f = update(&format!("40 01 01 07 {AS_PATH4}"), "");
+    assert_eq!(notification(&f), (3, 6, hex("40 01 01 07")));
+    assert!(matches!(
+        UpdateView::parse(&f, &ctx4()).unwrap_err(),
+        DecodeError::NoReachableNlri { .. }
+    ));
+    // Beside a classic withdrawal, and beside an MP_REACH_NLRI that announces nothing.
+    let mut body = hex("0004 18cb0071");
+    let attrs = hex(&format!("{ORIGIN} 80 04 03 000001"));
+    body.extend_from_slice(&u16::try_from(attrs.len()).unwrap().to_be_bytes());
+    body.extend_from_slice(&attrs);
+    assert_eq!(notification(&frame(2, &body)).1, 5, "MED length: 3/5");
+    let nh = "20010db8000000000000000000000001";
+    let f = update(
+        &format!("40 01 01 07 {AS_PATH4} 80 0e 15 0002 01 10 {nh} 00"),
+        "",
+    );
+    assert_eq!(notification(&f).1, 6);
+    // An overrunning attribute with nothing announced: 3/1.
+    assert_eq!(
+        notification(&update(&format!("{ORIGIN} c0 08 09 ffff0000"), "")).1,
+        1
+    );
+    // Attribute discard stays attribute discard; an MP_REACH_NLRI with prefixes is
+    // reachable NLRI, so its treat-as-withdraw stands; so does the classic NLRI's.
+    assert_eq!(
+        action(
+            &update(&format!("{ORIGIN} {AS_PATH4} 40 06 01 00"), ""),
+            &ctx4()
+        ),
+        Some(ErrorAction::AttributeDiscard)
+    );
+    taw(&update(
+        &format!("40 01 01 07 {AS_PATH4} 80 0e 1c 0002 01 10 {nh} 00 30 20010db80100"),
+        "",
+    ));
+    taw(&update(&format!("40 01 01 07 {AS_PATH4} {NEXT_HOP}"), NLRI));
+    // A withdrawal alone, an End-of-RIB, and the ignored NEXT_HOP stay clean.
+    assert_eq!(action(&frame(2, &hex("0004 18cb0071 0000")), &ctx4()), None);
+    assert_eq!(action(&update("80 0f 03 000201", ""), &ctx4()), None);
 }

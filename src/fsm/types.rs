@@ -16,8 +16,10 @@ pub const BGP_VERSION: u8 = 4;
 /// Hold timer while waiting for the peer's OPEN (RFC 4271 §8.2.2 suggests 4 minutes).
 pub const DEFAULT_OPEN_HOLD_TIME: Duration = Duration::from_secs(240);
 /// Shortest time between two KEEPALIVEs (RFC 4271 §4.4: "MUST NOT be sent more
-/// frequently than one per second").
-pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(1);
+/// frequently than one per second"), with a margin: the floor is measured from when the
+/// previous KEEPALIVE was queued, and the writer may put that one on the wire a little late
+/// and the next one on time. 100 ms keeps the gap *on the wire* at a second or more.
+pub const MIN_KEEPALIVE_INTERVAL: Duration = Duration::from_millis(1100);
 /// Lower bound of the RFC 9687 send hold time.
 pub const MIN_SEND_HOLD_TIME: Duration = Duration::from_secs(480);
 

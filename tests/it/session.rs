@@ -711,6 +711,60 @@ async fn garbage_from_one_peer_resets_only_that_peer() {
     assert_eq!(good_h.status.borrow().state, "established");
 }
 
+/// An UPDATE frame from hex attributes and NLRI (no withdrawals).
+fn raw_update(attrs: &str, nlri: &str) -> Vec<u8> {
+    let hex = |s: &str| {
+        let s: String = s.split_whitespace().collect();
+        (0..s.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+            .collect::<Vec<u8>>()
+    };
+    let (a, n) = (hex(attrs), hex(nlri));
+    let len = 19 + 4 + a.len() + n.len();
+    let mut f = vec![0xff; 16];
+    f.extend_from_slice(&u16::try_from(len).unwrap().to_be_bytes());
+    f.push(2);
+    f.extend_from_slice(&[0, 0]);
+    f.extend_from_slice(&u16::try_from(a.len()).unwrap().to_be_bytes());
+    f.extend_from_slice(&a);
+    f.extend_from_slice(&n);
+    f
+}
+
+#[tokio::test]
+async fn an_update_without_nlri_and_a_malformed_origin_resets_the_session() {
+    // Issue 12 finding 5 (RFC 7606 §5.2): it was accepted silently. The NOTIFICATION is
+    // the ORIGIN's own (3/6, the attribute as data).
+    let (mut h, mut p, _l) = established(|_| {}, rib(&[])).await;
+    h.status_until(|s| s.state == "established").await;
+    p.send_raw(&raw_update("40 01 01 07  40 02 06 02 01 0000fde9", ""))
+        .await;
+    let n = p.expect_notification().await;
+    assert_eq!(
+        (n.code, n.subcode, n.data),
+        (ErrorCode::UpdateMessage, 6, vec![0x40, 1, 1, 7])
+    );
+    p.expect_closed(Duration::from_secs(5)).await;
+}
+
+#[tokio::test]
+async fn an_mp_reach_overrunning_the_attribute_list_resets_the_session() {
+    // Issue 12 finding 5 (RFC 7606 §3 last paragraph, RFC 4760 §7): the classic NLRI alone
+    // was treated as withdrawn and the IPv6 prefixes left as they were. Now 3/9.
+    let (mut h, mut p, _l) = established(|_| {}, rib(&[])).await;
+    h.status_until(|s| s.state == "established").await;
+    let mp = "80 0e 30 0002 01 10 20010db8000000000000000000000001 00 30 20010db80100";
+    p.send_raw(&raw_update(
+        &format!("40 01 01 00  40 02 06 02 01 0000fde9  40 03 04 c6120001 {mp}"),
+        "18cb0071",
+    ))
+    .await;
+    let n = p.expect_notification().await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::UpdateMessage, 9));
+    p.expect_closed(Duration::from_secs(5)).await;
+}
+
 #[tokio::test]
 async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() {
     let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
