@@ -415,9 +415,13 @@ pub async fn run(
         {
             shell.initial_tx.send_replace(true);
         }
-        shell.publish(&mut core);
+        let published = shell.publish(&mut core);
         // WATCHDOG=1 from this loop only: a loop that does not come round stops pinging.
-        shell.systemd.turn(now, &shell.status_tx.borrow());
+        // The status line is looked at only when the document changed (it walks every
+        // service).
+        shell
+            .systemd
+            .turn(now, published.then(|| shell.status_tx.borrow()).as_deref());
         shell.stop_retired_peers(&core).await;
 
         let held = shell
@@ -993,7 +997,8 @@ impl Shell {
         Ok(message)
     }
 
-    fn publish(&mut self, core: &mut Core) {
+    /// Publishes the status document; true when it changed.
+    fn publish(&mut self, core: &mut Core) -> bool {
         let now = Instant::now();
         let wall = SystemTime::now();
         let config = Arc::clone(core.config());
@@ -1079,7 +1084,7 @@ impl Shell {
             fleet: self.guard.as_mut().map(FleetGuard::fleet_status),
         };
         let mut doc = doc;
-        self.status_tx.send_if_modified(|old| {
+        let changed = self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.
             // The service entries compare by identity: one rebuilt is one that changed.
             let new_services = std::mem::take(&mut doc.services);
@@ -1103,6 +1108,7 @@ impl Shell {
         if let Some(g) = self.guard.as_mut() {
             g.published(Instant::now());
         }
+        changed
     }
 }
 

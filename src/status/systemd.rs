@@ -198,10 +198,10 @@ impl Heartbeat {
         self.last_status = Some(line.to_string());
     }
 
-    /// One turn of the loop at `now` with its current status line. A turn that comes
-    /// late pings once (not once per missed half period) and the next is due half a
-    /// period after it.
-    pub fn turn(&mut self, now: Instant, status: &str) -> Beat {
+    /// One turn of the loop at `now` with its current status line (`None`: unchanged
+    /// since the last turn). A turn that comes late pings once (not once per missed half
+    /// period) and the next is due half a period after it.
+    pub fn turn(&mut self, now: Instant, status: Option<&str>) -> Beat {
         let ping = match (self.half, self.next_ping) {
             (Some(half), Some(due)) if now >= due => {
                 self.next_ping = Some(now + half);
@@ -209,10 +209,12 @@ impl Heartbeat {
             }
             _ => false,
         };
-        let status = (self.last_status.as_deref() != Some(status)).then(|| {
-            self.last_status = Some(status.to_string());
-            status.to_string()
-        });
+        let status = status
+            .filter(|s| self.last_status.as_deref() != Some(*s))
+            .map(|s| {
+                self.last_status = Some(s.to_string());
+                s.to_string()
+            });
         Beat { ping, status }
     }
 }
@@ -276,12 +278,15 @@ impl Link {
     }
 
     /// After each turn of the coordinator loop: `WATCHDOG=1` when due, `STATUS=` when the
-    /// summary of the published document changed.
-    pub fn turn(&mut self, now: Instant, doc: &StatusDocument) {
+    /// summary of the published document changed. `doc` is the document when this turn
+    /// published a new one, `None` otherwise (its summary, which walks every service, is
+    /// then not recomputed).
+    pub fn turn(&mut self, now: Instant, doc: Option<&StatusDocument>) {
         if !self.notifier.enabled() {
             return;
         }
-        let beat = self.heartbeat.turn(now, &status_line(doc));
+        let line = doc.map(status_line);
+        let beat = self.heartbeat.turn(now, line.as_deref());
         if beat.ping {
             let sent = self.notifier.watchdog_ping();
             self.check(sent);
@@ -407,17 +412,17 @@ mod tests {
         let mut h = Heartbeat::new(Some(ms(1000)), t0);
         assert_eq!(h.next_ping(), Some(t0));
         // The first turn pings; the next ping is due half a period later.
-        assert!(h.turn(t0, "a").ping);
+        assert!(h.turn(t0, Some("a")).ping);
         assert_eq!(h.next_ping(), Some(t0 + ms(500)));
-        assert!(!h.turn(t0 + ms(100), "a").ping);
-        assert!(!h.turn(t0 + ms(499), "a").ping);
-        assert!(h.turn(t0 + ms(500), "a").ping);
+        assert!(!h.turn(t0 + ms(100), Some("a")).ping);
+        assert!(!h.turn(t0 + ms(499), Some("a")).ping);
+        assert!(h.turn(t0 + ms(500), Some("a")).ping);
         // A loop stuck for ten seconds sent nothing meanwhile (there is no timer of its
         // own: pings exist only as the result of a turn); when it comes round it pings
         // once, not twenty times, and the next is due half a period after that turn.
         assert_eq!(h.next_ping(), Some(t0 + ms(1000)));
-        assert!(h.turn(t0 + ms(10_500), "a").ping);
-        assert!(!h.turn(t0 + ms(10_600), "a").ping);
+        assert!(h.turn(t0 + ms(10_500), Some("a")).ping);
+        assert!(!h.turn(t0 + ms(10_600), Some("a")).ping);
         assert_eq!(h.next_ping(), Some(t0 + ms(11_000)));
     }
 
@@ -427,19 +432,21 @@ mod tests {
         let mut h = Heartbeat::new(None, t0);
         assert_eq!(h.next_ping(), None);
         assert_eq!(
-            h.turn(t0, "ready; x"),
+            h.turn(t0, Some("ready; x")),
             Beat {
                 ping: false,
                 status: Some("ready; x".into())
             }
         );
-        assert_eq!(h.turn(t0, "ready; x"), Beat::default());
+        assert_eq!(h.turn(t0, Some("ready; x")), Beat::default());
         h.status_sent("stopping; x");
-        assert_eq!(h.turn(t0, "stopping; x"), Beat::default());
+        assert_eq!(h.turn(t0, Some("stopping; x")), Beat::default());
         assert_eq!(
-            h.turn(t0, "stopping; y").status.as_deref(),
+            h.turn(t0, Some("stopping; y")).status.as_deref(),
             Some("stopping; y")
         );
+        // A turn that published nothing new does not look at the status at all.
+        assert_eq!(h.turn(t0, None).status, None);
     }
 
     #[test]
@@ -466,9 +473,9 @@ mod tests {
             "READY=1\nSTATUS=ready; services 0/0 up; peers 0/0 established\n"
         );
         // Same line: only the ping.
-        link.turn(t0, &doc);
+        link.turn(t0, Some(&doc));
         assert_eq!(recv(&sock), "WATCHDOG=1\n");
-        link.turn(t0 + Duration::from_millis(10), &doc);
+        link.turn(t0 + Duration::from_millis(10), Some(&doc));
         link.reloading();
         assert!(recv(&sock).starts_with("RELOADING=1\nMONOTONIC_USEC="));
         link.stopping(&doc);
