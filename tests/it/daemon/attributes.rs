@@ -88,14 +88,13 @@ async fn combine_any_announces_with_one_of_two_checks_passing() {
     d.shutdown().await;
 }
 
-/// `local_pref` goes in every UPDATE to an internal peer (RFC 4271 §5.1.5).
-#[tokio::test]
-async fn local_pref_is_sent_to_an_internal_peer() {
-    let target = Target::start(Answer::Pass).await;
+/// The daemon with `service_extra` on `web`, its one peer internal (`remote_asn` =
+/// `local_asn`), the session established.
+async fn ibgp_daemon(target: &Target, service_extra: &str) -> Daemon {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let status_port = free_port();
     let setup = Setup {
-        service_extra: "local_pref = 300",
+        service_extra,
         ..Setup::default()
     };
     let text = config_text(
@@ -114,19 +113,42 @@ async fn local_pref_is_sent_to_an_internal_peer() {
     let mut peer = FakePeer::accept(&listener).await;
     peer.establish(fakepeer::open(LOCAL_ASN, PEER_ID, 0, true, false))
         .await;
-    let u = peer.expect_update().await;
-    assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
-    let local_pref = u.attributes.iter().find_map(|a| match a {
+    Daemon {
+        signals,
+        task,
+        status_port,
+        peer,
+    }
+}
+
+/// LOCAL_PREF and the AS_PATH's ASNs of an UPDATE.
+fn local_pref_and_path(u: &UpdateMessage) -> (Option<u32>, Vec<u32>) {
+    let lp = u.attributes.iter().find_map(|a| match a {
         PathAttribute::LocalPref(p) => Some(*p),
         _ => None,
     });
-    assert_eq!(local_pref, Some(300), "{u:?}");
-    signals.send(DaemonSignal::Stop).await.unwrap();
-    peer.expect_closed(WAIT).await;
-    match tokio::time::timeout(WAIT, task).await {
-        Ok(Ok(Ok(()))) => {}
-        other => panic!("run() did not end cleanly: {other:?}"),
-    }
+    let path = u
+        .attributes
+        .iter()
+        .find_map(|a| match a {
+            PathAttribute::AsPath(p) => {
+                Some(p.segments.iter().flat_map(|s| s.asns.clone()).collect())
+            }
+            _ => None,
+        })
+        .unwrap_or_default();
+    (lp, path)
+}
+
+/// `local_pref` goes in every UPDATE to an internal peer (RFC 4271 §5.1.5).
+#[tokio::test]
+async fn local_pref_is_sent_to_an_internal_peer() {
+    let target = Target::start(Answer::Pass).await;
+    let mut d = ibgp_daemon(&target, "local_pref = 300").await;
+    let u = d.update().await;
+    assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
+    assert_eq!(local_pref_and_path(&u).0, Some(300), "{u:?}");
+    d.shutdown().await;
 }
 
 #[tokio::test]
@@ -135,57 +157,26 @@ async fn an_internal_peer_sees_a_sick_site_de_preferred_by_local_pref_never_by_o
     // LOCAL_PREF (`deprefer_local_pref`) and the AS_PATH stays empty, prepends or not; an
     // internal peer drops a path with its own AS in it (RFC 4271 §9.1.2).
     let target = Target::start(Answer::Pass).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let status_port = free_port();
-    let setup = Setup {
-        service_extra: "on_down = \"deprefer\"\nas_path_prepend = 2\ndeprefer_local_pref = 40",
-        ..Setup::default()
-    };
-    let text = config_text(
-        &setup,
-        listener.local_addr().unwrap(),
-        status_port,
-        target.addr,
+    let mut d = ibgp_daemon(
+        &target,
+        "on_down = \"deprefer\"\nas_path_prepend = 2\ndeprefer_local_pref = 40",
     )
-    .replace(
-        &format!("remote_asn = {PEER_ASN}"),
-        &format!("remote_asn = {LOCAL_ASN}"),
-    );
-    let config = load_str(&text, "ibgp.toml").unwrap_or_else(|e| panic!("{e}\n{text}"));
-    let (signals, rx) = mpsc::channel(4);
-    let task = tokio::spawn(run(config, RunOptions::default(), rx));
-    let mut peer = FakePeer::accept(&listener).await;
-    peer.establish(fakepeer::open(LOCAL_ASN, PEER_ID, 0, true, false))
-        .await;
-    let seen = |u: &UpdateMessage| {
-        let lp = u.attributes.iter().find_map(|a| match a {
-            PathAttribute::LocalPref(p) => Some(*p),
-            _ => None,
-        });
-        let path: Vec<u32> = u
-            .attributes
-            .iter()
-            .find_map(|a| match a {
-                PathAttribute::AsPath(p) => {
-                    Some(p.segments.iter().flat_map(|s| s.asns.clone()).collect())
-                }
-                _ => None,
-            })
-            .unwrap_or_default();
-        (lp, path)
-    };
-    let u = peer.expect_update().await;
+    .await;
+    let u = d.update().await;
     assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
-    assert_eq!(seen(&u), (Some(100), vec![]), "normal: {u:?}");
+    assert_eq!(
+        local_pref_and_path(&u),
+        (Some(100), vec![]),
+        "normal: {u:?}"
+    );
     // The health target fails: the route stays, de-preferred by LOCAL_PREF alone.
     target.set(Answer::Fail);
-    let u = peer.expect_update().await;
+    let u = d.update().await;
     assert_eq!(u.nlri, vec![v4(SERVICE_V4)], "{u:?}");
-    assert_eq!(seen(&u), (Some(40), vec![]), "de-preferred: {u:?}");
-    signals.send(DaemonSignal::Stop).await.unwrap();
-    peer.expect_closed(WAIT).await;
-    match tokio::time::timeout(WAIT, task).await {
-        Ok(Ok(Ok(()))) => {}
-        other => panic!("run() did not end cleanly: {other:?}"),
-    }
+    assert_eq!(
+        local_pref_and_path(&u),
+        (Some(40), vec![]),
+        "de-preferred: {u:?}"
+    );
+    d.shutdown().await;
 }
