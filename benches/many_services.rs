@@ -1,23 +1,34 @@
-//! The coordinator's CPU per probe result as the number of services grows (issue 13):
-//! `anyguard run --dry-run` (the real binary, in its own process) with N services, each
-//! with one HTTP and one TCP check at 1 s against a target in this process, for N = 10, 100
-//! and 1000 by default. The daemon's CPU time (utime + stime of `/proc/PID/stat`) over a
-//! fixed window is divided by the probe results of that window (the connections the target
-//! accepted: one per probe). The target's own CPU is this process's, not the daemon's.
+//! Issue 13's figures, "A thousand services on one daemon" (docs/benchmarks.md), each
+//! printed for this build and, with `MANY_SERVICES_BASELINE`, for an older binary
+//! measured in the same run:
 //!
-//! Printed per N: checks per second, the daemon's share of one core, CPU per probe result
-//! and its ratio to the smallest N of the same run (the baseline: the same daemon with few
-//! services, where the per-event work is the probe itself), peak RSS, and how long one
-//! `GET /status`, `GET /status?summary=1` and `GET /metrics` took (with their sizes).
+//! 1. **One HTTP probe's CPU**, in this process: anyguard's HTTP probe against a plain
+//!    hyper client and a bare TCP connect over loopback ([`probe_cost`]).
+//! 2. **CPU per probe result at N services** (10, 100, 1000 by default): `anyguard run
+//!    --dry-run` (the real binary, in its own process) with N services, each with one
+//!    HTTP and one TCP check at 1 s against a target in this process. The daemon's CPU
+//!    time (utime + stime of `/proc/PID/stat`) over a fixed window is divided by the
+//!    probe results of that window (the connections the target accepted: one per
+//!    probe); the target's own CPU is this process's, not the daemon's. Printed per N:
+//!    checks per second, the daemon's share of one core, CPU per probe result and its
+//!    ratio (to the baseline binary at the same N, or to the smallest N), peak RSS, the
+//!    slowest of three `GET /status`, `GET /status?summary=1` and `GET /metrics` (with
+//!    their sizes), and the p99 of `anyguard_probe_start_delay_seconds`.
+//! 3. The same at the largest N with **HTTP checks only** (the probe's share, before and
+//!    after) and with **a fleet configured** (the all-sites guard polling one other site
+//!    that does not answer).
+//! 4. **Decision → wire** at the largest N with a real BGP session ([`decision`]).
 //!
-//! Run: `cargo bench --bench many_services` (or `--profile dev` on a shared machine; the
-//! ratios are what compare). `MANY_SERVICES=10,100,1000` and `MANY_SERVICES_SECONDS=10`
-//! choose the sizes and the measured window. `MANY_SERVICES_BASELINE=/path/to/anyguard`
-//! (an older build) measures that binary too, right before this one at each size, and
-//! prints this one's CPU per result as a ratio to it. Figures only: nothing asserts on time.
+//! Run: `cargo bench --bench many_services` (release build). `MANY_SERVICES=10,100,1000`
+//! and `MANY_SERVICES_SECONDS=10` choose the sizes and the measured window,
+//! `MANY_SERVICES_FLIPS=100` the decision → wire repetitions, `MANY_SERVICES_PARTS` which
+//! of `probe,daemon,decision` to run (all by default; `probe` alone under callgrind);
+//! `MANY_SERVICES_BASELINE=/path/to/anyguard` (an older build) measures that binary too,
+//! right before this one at each step. Figures only: nothing asserts on time.
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -25,8 +36,14 @@ use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+#[path = "many_services/decision.rs"]
+mod decision;
+#[path = "../tests/it/fakepeer.rs"]
+mod fakepeer;
 #[path = "../tests/it/httpd.rs"]
 mod httpd;
+#[path = "many_services/probe_cost.rs"]
+mod probe_cost;
 
 type BenchResult<T> = Result<T, String>;
 
@@ -34,6 +51,8 @@ type BenchResult<T> = Result<T, String>;
 const WARM_UP: Duration = Duration::from_secs(4);
 /// Longest wait for the status endpoint to answer after the start.
 const START_WAIT: Duration = Duration::from_secs(20);
+/// Requests of each kind timed per measurement (the slowest is printed).
+const FETCHES: usize = 3;
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("MANY_SERVICES")
@@ -45,13 +64,64 @@ fn main() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(10)
         .clamp(2, 120);
-    if let Err(e) = bench(&sizes, Duration::from_secs(seconds)) {
+    let flips: usize = std::env::var("MANY_SERVICES_FLIPS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(100)
+        .clamp(2, 2000);
+    let parts = std::env::var("MANY_SERVICES_PARTS")
+        .unwrap_or_else(|_| "probe,daemon,decision".to_string());
+    let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
+    if let Err(e) = bench(&sizes, Duration::from_secs(seconds), flips, &parts) {
         eprintln!("many_services: {e}");
         std::process::exit(1);
     }
 }
 
-fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
+/// What each service checks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mix {
+    /// One HTTP and one TCP check at 1 s.
+    HttpAndTcp,
+    /// One HTTP check at 1 s.
+    HttpOnly,
+}
+
+/// One daemon run to measure.
+#[derive(Debug, Clone, Copy)]
+struct Setup {
+    n: usize,
+    mix: Mix,
+    fleet: bool,
+}
+
+impl Setup {
+    fn label(&self) -> String {
+        let mut l = match self.mix {
+            Mix::HttpAndTcp => "http+tcp",
+            Mix::HttpOnly => "http only",
+        }
+        .to_string();
+        if self.fleet {
+            l.push_str(", fleet");
+        }
+        l
+    }
+}
+
+/// The figures of this build that issue 13 sets targets for.
+#[derive(Default)]
+struct Verdicts {
+    per_result: Vec<(usize, f64)>,
+    at_largest: Option<(f64, f64, f64)>,
+    start_delay: Option<String>,
+    status_ms: Option<f64>,
+    metrics_ms: Option<f64>,
+    decision_p99: Option<f64>,
+    probe: Option<(f64, f64)>,
+}
+
+fn bench(sizes: &[usize], window: Duration, flips: usize, parts: &[&str]) -> BenchResult<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -71,16 +141,78 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
     );
     runtime.spawn(serve_http(http, Arc::clone(&accepted)));
     runtime.spawn(serve_tcp(tcp, Arc::clone(&accepted)));
+    let this = PathBuf::from(env!("CARGO_BIN_EXE_anyguard"));
+    let old = std::env::var_os("MANY_SERVICES_BASELINE").map(PathBuf::from);
+    let mut verdicts = Verdicts::default();
 
     println!(
-        "many_services: {} s window after {} s warm-up, load average {}",
-        window.as_secs(),
-        WARM_UP.as_secs(),
+        "many_services: {} build, {} CPUs, load average {} at the start",
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
+        std::thread::available_parallelism().map_or(0, usize::from),
         load_average()
     );
+    if parts.contains(&"probe") {
+        probe_part(&mut verdicts)?;
+    }
+    let largest = sizes.iter().copied().max().unwrap_or(1000);
+    if parts.contains(&"daemon") {
+        let targets = (http_addr, tcp_addr, accepted.as_ref());
+        daemon_part(&this, old.as_deref(), sizes, window, targets, &mut verdicts)?;
+    }
+    if parts.contains(&"decision") {
+        decision_part(
+            &this,
+            old.as_deref(),
+            largest,
+            flips,
+            (http_addr, tcp_addr),
+            &mut verdicts,
+        );
+    }
+    print_verdicts(&verdicts, largest);
+    Ok(())
+}
+
+fn probe_part(verdicts: &mut Verdicts) -> BenchResult<()> {
+    println!("\n1. CPU of one HTTP probe over loopback (this process, thread CPU time)");
+    let probes = probe_cost::measure()?;
+    for p in &probes {
+        println!(
+            "{:>20} {:>8.1} µs per probe",
+            p.client,
+            p.cpu_per_probe.as_secs_f64() * 1e6
+        );
+    }
+    if let [ours, hyper, ..] = probes.as_slice() {
+        verdicts.probe = Some((
+            ours.cpu_per_probe.as_secs_f64() * 1e6,
+            hyper.cpu_per_probe.as_secs_f64() * 1e6,
+        ));
+    }
+    Ok(())
+}
+
+fn daemon_part(
+    this: &Path,
+    old: Option<&Path>,
+    sizes: &[usize],
+    window: Duration,
+    (http_addr, tcp_addr, accepted): (SocketAddr, SocketAddr, &AtomicU64),
+    verdicts: &mut Verdicts,
+) -> BenchResult<()> {
     println!(
-        "{:>8} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16}",
+        "\n2. The daemon at N services: {} s window after {} s warm-up",
+        window.as_secs(),
+        WARM_UP.as_secs(),
+    );
+    println!(
+        "{:>8} {:>16} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16}",
         "binary",
+        "checks",
         "services",
         "checks/s",
         "CPU share",
@@ -92,45 +224,214 @@ fn bench(sizes: &[usize], window: Duration) -> BenchResult<()> {
         "/metrics ms (KiB)",
         "start delay p99"
     );
-    let this = std::path::PathBuf::from(env!("CARGO_BIN_EXE_anyguard"));
-    let old = std::env::var_os("MANY_SERVICES_BASELINE").map(std::path::PathBuf::from);
-    let mut baseline: Option<f64> = None;
-    for &n in sizes {
-        let old_per_result = match &old {
-            Some(bin) => {
-                let m = measure(bin, n, window, http_addr, tcp_addr, &accepted)?;
-                let per_result = m.cpu.as_secs_f64() * 1e6 / m.results.max(1) as f64;
-                print_row("baseline", n, window, &m, per_result, 1.0);
-                Some(per_result)
-            }
+    let largest = sizes.iter().copied().max().unwrap_or(1000);
+    let mut setups: Vec<Setup> = sizes
+        .iter()
+        .map(|&n| Setup {
+            n,
+            mix: Mix::HttpAndTcp,
+            fleet: false,
+        })
+        .collect();
+    setups.push(Setup {
+        n: largest,
+        mix: Mix::HttpOnly,
+        fleet: false,
+    });
+    setups.push(Setup {
+        n: largest,
+        mix: Mix::HttpAndTcp,
+        fleet: true,
+    });
+    let mut smallest: Option<f64> = None;
+    for setup in setups {
+        let old_per_result = match old {
+            Some(bin) => match measure(bin, setup, window, http_addr, tcp_addr, accepted) {
+                Ok(m) => {
+                    print_row("baseline", setup, window, &m, m.per_result(), 1.0);
+                    Some(m.per_result())
+                }
+                Err(e) => {
+                    println!(
+                        "{:>8} {:>16} {:>8} failed: {e}",
+                        "baseline",
+                        setup.label(),
+                        setup.n
+                    );
+                    None
+                }
+            },
             None => None,
         };
-        let m = measure(&this, n, window, http_addr, tcp_addr, &accepted)?;
-        let per_result = m.cpu.as_secs_f64() * 1e6 / m.results.max(1) as f64;
-        // Against the baseline binary at the same size, or against the smallest size.
-        let base = old_per_result.unwrap_or(*baseline.get_or_insert(per_result));
-        print_row("this", n, window, &m, per_result, per_result / base);
+        let m = measure(this, setup, window, http_addr, tcp_addr, accepted)?;
+        let per_result = m.per_result();
+        let plain = setup.mix == Mix::HttpAndTcp && !setup.fleet;
+        // Against the baseline binary in the same setup, or against the smallest size.
+        let base = match old_per_result {
+            Some(b) => b,
+            None if plain => *smallest.get_or_insert(per_result),
+            None => per_result,
+        };
+        print_row("this", setup, window, &m, per_result, per_result / base);
+        if plain {
+            verdicts.per_result.push((setup.n, per_result));
+            if setup.n == largest {
+                verdicts.at_largest = Some((
+                    m.results as f64 / window.as_secs_f64(),
+                    100.0 * m.cpu.as_secs_f64() / window.as_secs_f64(),
+                    m.peak_rss_kib as f64 / 1024.0,
+                ));
+                verdicts.start_delay = Some(start_delay_p99(&m.metrics.body));
+                verdicts.status_ms = m.status.ok.then_some(m.status.took.as_secs_f64() * 1e3);
+                verdicts.metrics_ms = m.metrics.ok.then_some(m.metrics.took.as_secs_f64() * 1e3);
+            }
+        }
     }
     Ok(())
 }
 
-fn print_row(which: &str, n: usize, window: Duration, m: &Measured, per_result: f64, ratio: f64) {
-    {
+fn decision_part(
+    this: &Path,
+    old: Option<&Path>,
+    largest: usize,
+    flips: usize,
+    (http_addr, tcp_addr): (SocketAddr, SocketAddr),
+    verdicts: &mut Verdicts,
+) {
+    println!(
+        "\n3. Decision → wire at {largest} services, real BGP session, {flips} flips of one \
+         service (µs; the other services keep reporting)"
+    );
+    println!(
+        "{:>8} {:>8} {:>8} {:>8} {:>8} {:>8}",
+        "binary", "min", "p50", "p90", "p99", "max"
+    );
+    let runs = old
+        .map(|b| ("baseline", b))
+        .into_iter()
+        .chain([("this", this)]);
+    for (which, bin) in runs {
+        match decision::measure(bin, largest, flips, http_addr, tcp_addr) {
+            Ok(mut samples) => {
+                let s = Percentiles::of(&mut samples);
+                println!(
+                    "{which:>8} {:>8.0} {:>8.0} {:>8.0} {:>8.0} {:>8.0}",
+                    s.min, s.p50, s.p90, s.p99, s.max
+                );
+                if which == "this" {
+                    verdicts.decision_p99 = Some(s.p99);
+                }
+            }
+            Err(e) => println!("{which:>8} failed: {e}"),
+        }
+    }
+}
+
+/// Issue 13's "What it must show", for this build.
+fn print_verdicts(v: &Verdicts, largest: usize) {
+    let mark = |ok: bool| if ok { "met" } else { "MISSED" };
+    println!("\n4. Issue 13's targets, this build");
+    if let Some((ours, hyper)) = v.probe {
         println!(
-            "{:>8} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16}",
-            which,
-            n,
-            m.results as f64 / window.as_secs_f64(),
-            100.0 * m.cpu.as_secs_f64() / window.as_secs_f64(),
-            per_result,
-            ratio,
-            m.peak_rss_kib as f64 / 1024.0,
-            m.status.text(),
-            m.summary.text(),
-            m.metrics.text(),
-            start_delay_p99(&m.metrics.body),
+            "HTTP probe CPU {ours:.1} µs vs plain hyper {hyper:.1} µs: {:.2}x",
+            ours / hyper
         );
     }
+    if let (Some(lo), Some(hi)) = (
+        v.per_result.iter().map(|p| p.1).reduce(f64::min),
+        v.per_result.iter().map(|p| p.1).reduce(f64::max),
+    ) {
+        let sizes: Vec<String> = v
+            .per_result
+            .iter()
+            .map(|(n, c)| format!("{n}: {c:.1} µs"))
+            .collect();
+        println!(
+            "CPU per result within 2x across sizes ({}): max/min {:.2}x, {}",
+            sizes.join(", "),
+            hi / lo,
+            mark(hi / lo <= 2.0)
+        );
+    }
+    if let Some((rate, share, rss)) = v.at_largest {
+        println!(
+            "{largest} services, {rate:.0} checks/s: {share:.1} % of one core (target < 5 %, {}), \
+             peak RSS {rss:.1} MiB (target < 64 MiB, {})",
+            mark(share < 5.0),
+            mark(rss < 64.0)
+        );
+    }
+    if let Some(d) = &v.start_delay {
+        println!("probe start delay p99 {d} (target < 10 ms)");
+    }
+    if let Some(ms) = v.status_ms {
+        println!("/status {ms:.1} ms (target < 50 ms, {})", mark(ms < 50.0));
+    }
+    if let Some(ms) = v.metrics_ms {
+        println!(
+            "/metrics {ms:.1} ms (target < 100 ms, {})",
+            mark(ms < 100.0)
+        );
+    }
+    if let Some(p99) = v.decision_p99 {
+        println!(
+            "decision → wire p99 {:.2} ms (target < 2 ms, {})",
+            p99 / 1000.0,
+            mark(p99 < 2000.0)
+        );
+    }
+}
+
+/// Nearest-rank percentiles, in microseconds.
+struct Percentiles {
+    min: f64,
+    p50: f64,
+    p90: f64,
+    p99: f64,
+    max: f64,
+}
+
+impl Percentiles {
+    fn of(samples: &mut [Duration]) -> Percentiles {
+        samples.sort_unstable();
+        let us = |d: Duration| d.as_secs_f64() * 1e6;
+        let rank = |q: f64| {
+            let i = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
+            us(samples[i])
+        };
+        Percentiles {
+            min: samples.first().map_or(0.0, |d| us(*d)),
+            p50: rank(0.50),
+            p90: rank(0.90),
+            p99: rank(0.99),
+            max: samples.last().map_or(0.0, |d| us(*d)),
+        }
+    }
+}
+
+fn print_row(
+    which: &str,
+    setup: Setup,
+    window: Duration,
+    m: &Measured,
+    per_result: f64,
+    ratio: f64,
+) {
+    println!(
+        "{:>8} {:>16} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16}",
+        which,
+        setup.label(),
+        setup.n,
+        m.results as f64 / window.as_secs_f64(),
+        100.0 * m.cpu.as_secs_f64() / window.as_secs_f64(),
+        per_result,
+        ratio,
+        m.peak_rss_kib as f64 / 1024.0,
+        m.status.text(),
+        m.summary.text(),
+        m.metrics.text(),
+        start_delay_p99(&m.metrics.body),
+    );
 }
 
 struct Fetch {
@@ -141,6 +442,15 @@ struct Fetch {
 }
 
 impl Fetch {
+    fn failed() -> Fetch {
+        Fetch {
+            took: Duration::ZERO,
+            bytes: 0,
+            ok: false,
+            body: Vec::new(),
+        }
+    }
+
     fn text(&self) -> String {
         if self.ok {
             format!(
@@ -163,6 +473,13 @@ struct Measured {
     metrics: Fetch,
 }
 
+impl Measured {
+    /// CPU per probe result, µs.
+    fn per_result(&self) -> f64 {
+        self.cpu.as_secs_f64() * 1e6 / self.results.max(1) as f64
+    }
+}
+
 /// Kills the daemon when the measurement ends, however it ends.
 struct Daemon(Child);
 
@@ -174,8 +491,8 @@ impl Drop for Daemon {
 }
 
 fn measure(
-    binary: &std::path::Path,
-    n: usize,
+    binary: &Path,
+    setup: Setup,
     window: Duration,
     http: SocketAddr,
     tcp: SocketAddr,
@@ -184,15 +501,29 @@ fn measure(
     let dir = std::env::temp_dir().join(format!("anyguard-many-services-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let status_port = httpd::free_port();
-    let path = dir.join(format!("services-{n}.toml"));
-    std::fs::write(&path, config_text(n, status_port, http, tcp))
-        .map_err(|e| format!("{}: {e}", path.display()))?;
+    let path = dir.join(format!("services-{}.toml", setup.n));
+    let tcp = (setup.mix == Mix::HttpAndTcp).then_some(tcp);
+    let mut text = config_text(setup.n, status_port, http, tcp);
+    if setup.fleet {
+        let fleet = dir.join("fleet.toml");
+        std::fs::write(&fleet, fleet_text()).map_err(|e| format!("{}: {e}", fleet.display()))?;
+        text = text.replacen(
+            "\n[status]",
+            &format!(
+                "\n[fleet]\npath = \"{}\"\nsite = \"a\"\n\n[status]",
+                fleet.display()
+            ),
+            1,
+        );
+    }
+    std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
     let child = Command::new(binary)
         .arg("run")
         .arg("--dry-run")
         .arg("--config")
         .arg(&path)
         .env("RUST_LOG", "warn")
+        .env("STATE_DIRECTORY", &dir)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -203,7 +534,10 @@ fn measure(
     let started = Instant::now();
     while get(status_addr, "/readyz").is_none_or(|f| !f.ok) {
         if started.elapsed() > START_WAIT {
-            return Err(format!("{n} services: the status endpoint did not answer"));
+            return Err(format!(
+                "{} services: the status endpoint did not answer",
+                setup.n
+            ));
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -211,19 +545,12 @@ fn measure(
     let (cpu0, results0) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
     std::thread::sleep(window);
     let (cpu1, results1) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
-    let fail = || Fetch {
-        took: Duration::ZERO,
-        bytes: 0,
-        ok: false,
-        body: Vec::new(),
-    };
-    let status = get(status_addr, "/status").unwrap_or_else(fail);
-    let summary = get(status_addr, "/status?summary=1").unwrap_or_else(fail);
-    let metrics = get(status_addr, "/metrics").unwrap_or_else(fail);
+    let status = slowest(status_addr, "/status");
+    let summary = slowest(status_addr, "/status?summary=1");
+    let metrics = slowest(status_addr, "/metrics");
     let peak_rss_kib = peak_rss_kib(pid)?;
     drop(daemon);
-    let _ = std::fs::remove_file(&path);
-    let _ = std::fs::remove_dir(&dir);
+    let _ = std::fs::remove_dir_all(&dir);
     Ok(Measured {
         cpu: cpu1.saturating_sub(cpu0),
         results: results1 - results0,
@@ -234,7 +561,40 @@ fn measure(
     })
 }
 
-fn config_text(n: usize, status_port: u16, http: SocketAddr, tcp: SocketAddr) -> String {
+/// The slowest of [`FETCHES`] `GET path`s (the body of the last one).
+fn slowest(addr: SocketAddr, path: &str) -> Fetch {
+    let mut worst: Option<Fetch> = None;
+    for _ in 0..FETCHES {
+        let Some(f) = get(addr, path).filter(|f| f.ok) else {
+            return Fetch::failed();
+        };
+        let took = worst.as_ref().map_or(f.took, |w| w.took.max(f.took));
+        worst = Some(Fetch { took, ..f });
+    }
+    worst.unwrap_or_else(Fetch::failed)
+}
+
+/// A fleet of this site (`a`) and one other that never answers a poll (a closed port):
+/// the guard runs, polls and decides for every service.
+fn fleet_text() -> String {
+    let port = httpd::free_port();
+    format!(
+        r#"[poll]
+interval = "1s"
+timeout = "500ms"
+
+[[site]]
+name = "a"
+status_url = "http://127.0.0.1:1/status"
+
+[[site]]
+name = "b"
+status_url = "http://127.0.0.1:{port}/status"
+"#
+    )
+}
+
+fn config_text(n: usize, status_port: u16, http: SocketAddr, tcp: Option<SocketAddr>) -> String {
     let mut text = format!(
         r#"router_id = "198.18.0.2"
 local_asn = 65010
@@ -248,7 +608,19 @@ address = "2001:db8:ffff::1"
 remote_asn = 65000
 "#
     );
-    for i in 0..n {
+    text.push_str(&services_text(0..n, http, tcp));
+    text
+}
+
+/// `[[service]]` tables `svc{i}` for `range`: prefix `2001:db8:{i:x}::/48`, an HTTP check
+/// at 1 s and, with `tcp`, a TCP check at 1 s.
+fn services_text(
+    range: std::ops::Range<usize>,
+    http: SocketAddr,
+    tcp: Option<SocketAddr>,
+) -> String {
+    let mut text = String::new();
+    for i in range {
         text.push_str(&format!(
             r#"
 [[service]]
@@ -260,14 +632,19 @@ name = "http"
 type = "http"
 url = "http://{http}/healthz"
 interval = "1s"
-
+"#
+        ));
+        if let Some(tcp) = tcp {
+            text.push_str(&format!(
+                r#"
 [[service.check]]
 name = "tcp"
 type = "tcp"
 address = "{tcp}"
 interval = "1s"
 "#
-        ));
+            ));
+        }
     }
     text
 }
