@@ -4,20 +4,25 @@
 //! body contains a substring; only the first [`MAX_BODY`] bytes of the body are read.
 //! `https://` runs the same exchange over TLS ([`super::tls`]). One connection per probe
 //! (`Connection: close`), so a probe measures connection set-up (and TLS handshake) too.
+//!
+//! What a probe costs besides the kernel's TCP work is kept small (issue 13: a thousand
+//! services probe thousands of times a second): the request's URI and header values are
+//! parsed once, when the probe is built, and the hyper connection is driven inside the
+//! probe's own future instead of a task spawned per probe (a spawn allocates and moves
+//! the whole connection state; `benches/many_services.rs` measures the probe against a
+//! plain hyper client that does spawn it).
 
-use std::future::Future;
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
-use hyper::header::{CONNECTION, HOST, USER_AGENT};
+use hyper::header::{HeaderValue, CONNECTION, HOST, USER_AGENT};
 use hyper::{Request, Uri};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::task::JoinHandle;
 
 use super::tls::TlsTarget;
 use super::{truncate, Probe, ProbeOutcome};
@@ -34,8 +39,14 @@ const DETAIL_BODY: usize = 200;
 pub struct HttpProbe {
     host: String,
     port: u16,
+    /// The address when the URL names one (no lookup).
+    literal: Option<SocketAddr>,
     authority: String,
     path: String,
+    /// `path` as the request's URI, parsed once.
+    uri: Uri,
+    /// `authority` as the `Host` header value, parsed once.
+    host_header: HeaderValue,
     status: (u16, u16),
     body_contains: Option<String>,
     tls: Option<TlsTarget>,
@@ -80,27 +91,32 @@ impl HttpProbe {
             )?),
             _ => None,
         };
+        let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        let path = uri
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
         Ok(HttpProbe {
-            port: authority.port_u16().unwrap_or(if https { 443 } else { 80 }),
+            port,
+            literal: host
+                .parse::<IpAddr>()
+                .ok()
+                .map(|ip| SocketAddr::new(ip, port)),
             host,
             tls,
+            uri: path.parse().map_err(|e| format!("{e}"))?,
+            host_header: HeaderValue::from_str(authority.as_str()).map_err(|e| format!("{e}"))?,
             authority: authority.as_str().to_owned(),
-            path: uri
-                .path_and_query()
-                .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned()),
+            path,
             status,
             body_contains,
             lookup_busy: Arc::default(),
         })
     }
 
-    /// The addresses to connect to: the URL's address, or its host name resolved with at
-    /// most one lookup of this probe in flight (a new one while the last still runs fails
-    /// the probe at once instead of queueing behind it).
+    /// The addresses of the URL's host name (a URL with an address has `literal`),
+    /// resolved with at most one lookup of this probe in flight (a new one while the last
+    /// still runs fails the probe at once instead of queueing behind it).
     async fn addresses(&self) -> Result<Vec<SocketAddr>, String> {
-        if let Ok(ip) = self.host.parse::<IpAddr>() {
-            return Ok(vec![SocketAddr::new(ip, self.port)]);
-        }
         if self.lookup_busy.swap(true, Ordering::AcqRel) {
             return Err(format!(
                 "name lookup of {} still running since an earlier probe",
@@ -124,10 +140,11 @@ impl HttpProbe {
     }
 
     async fn check(&self) -> Result<String, String> {
-        let addrs = self.addresses().await?;
-        let stream = TcpStream::connect(&addrs[..])
-            .await
-            .map_err(|e| format!("connect to {}: {e}", self.authority))?;
+        let connected = match self.literal {
+            Some(addr) => TcpStream::connect(addr).await,
+            None => TcpStream::connect(&self.addresses().await?[..]).await,
+        };
+        let stream = connected.map_err(|e| format!("connect to {}: {e}", self.authority))?;
         // Latency matters more than throughput for a health check; ignore failures.
         let _ = stream.set_nodelay(true);
         match &self.tls {
@@ -143,7 +160,9 @@ impl HttpProbe {
         }
     }
 
-    /// The GET and its evaluation over an established (plain or TLS) connection.
+    /// The GET and its evaluation over an established (plain or TLS) connection. The
+    /// connection is polled alongside the request and the body (not spawned); dropping
+    /// the probe (its timeout) closes it.
     async fn exchange<S>(&self, stream: S) -> Result<String, String>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
@@ -151,17 +170,32 @@ impl HttpProbe {
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .map_err(|e| format!("http handshake: {e}"))?;
-        let _conn = AbortOnDrop::spawn(conn);
-        let request = Request::get(self.path.as_str())
-            .header(HOST, self.authority.as_str())
-            .header(USER_AGENT, concat!("anyguard/", env!("CARGO_PKG_VERSION")))
-            .header(CONNECTION, "close")
-            .body(Empty::<Bytes>::new())
-            .map_err(|e| format!("building request: {e}"))?;
-        let response = sender
-            .send_request(request)
-            .await
-            .map_err(|e| format!("GET {}: {e}", self.path))?;
+        let mut conn = std::pin::pin!(conn);
+        let mut request = Request::new(Empty::<Bytes>::new());
+        *request.uri_mut() = self.uri.clone();
+        let headers = request.headers_mut();
+        headers.insert(HOST, self.host_header.clone());
+        headers.insert(
+            USER_AGENT,
+            HeaderValue::from_static(concat!("anyguard/", env!("CARGO_PKG_VERSION"))),
+        );
+        headers.insert(CONNECTION, HeaderValue::from_static("close"));
+        let mut send = std::pin::pin!(sender.send_request(request));
+        let first = tokio::select! {
+            biased;
+            response = &mut send => Some(response),
+            ended = &mut conn => {
+                ended.map_err(|e| format!("GET {}: {e}", self.path))?;
+                None
+            }
+        };
+        let response = match first {
+            Some(response) => response,
+            // The connection ended as it delivered the response (`Connection: close`):
+            // the response, or why there is none, is waiting in the request's future.
+            None => send.await,
+        }
+        .map_err(|e| format!("GET {}: {e}", self.path))?;
         let code = response.status().as_u16();
         let in_range = (self.status.0..=self.status.1).contains(&code);
         let Some(needle) = &self.body_contains else {
@@ -180,7 +214,14 @@ impl HttpProbe {
                 self.status.0, self.status.1
             ));
         }
-        let body = read_bounded(response.into_body(), MAX_BODY).await?;
+        let mut read = std::pin::pin!(read_bounded(response.into_body(), MAX_BODY));
+        let body = tokio::select! {
+            biased;
+            body = &mut read => body?,
+            // The connection ended (or failed): what it delivered, or its error, comes
+            // through the body, which is read to its end alone.
+            _ = &mut conn => read.await?,
+        };
         let text = String::from_utf8_lossy(&body);
         if text.contains(needle.as_str()) {
             Ok(format!("status {code}, body contains {needle:?}"))
@@ -217,33 +258,13 @@ async fn read_bounded(mut body: hyper::body::Incoming, max: usize) -> Result<Vec
     Ok(buf)
 }
 
-/// The hyper connection task, aborted when the probe finishes or is cancelled.
-struct AbortOnDrop(JoinHandle<()>);
-
-impl AbortOnDrop {
-    fn spawn<F>(conn: F) -> Self
-    where
-        F: Future<Output = Result<(), hyper::Error>> + Send + 'static,
-    {
-        AbortOnDrop(tokio::spawn(async move {
-            // Errors surface through send_request; nothing to add here.
-            let _ = conn.await;
-        }))
-    }
-}
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
-
 #[cfg(test)]
 pub(crate) mod tests {
     use std::net::SocketAddr;
 
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
+    use tokio::task::JoinHandle;
 
     use super::*;
 

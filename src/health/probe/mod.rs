@@ -118,8 +118,8 @@ pub enum ProbeError {
 /// Any of the configured probe types.
 #[derive(Debug)]
 pub enum AnyProbe {
-    /// `type = "http"`.
-    Http(HttpProbe),
+    /// `type = "http"` (boxed: its request parts, parsed once, make it the largest).
+    Http(Box<HttpProbe>),
     /// `type = "tcp"`.
     Tcp(TcpProbe),
     /// `type = "command"`.
@@ -139,7 +139,7 @@ impl AnyProbe {
                 status,
                 body_contains,
                 tls,
-            } => AnyProbe::Http(
+            } => AnyProbe::Http(Box::new(
                 HttpProbe::new(url, *status, body_contains.clone(), tls.as_ref()).map_err(
                     |reason| ProbeError::BadUrl {
                         check: check.name.clone(),
@@ -147,7 +147,7 @@ impl AnyProbe {
                         reason,
                     },
                 )?,
-            ),
+            )),
             CheckKind::Tcp { address } => AnyProbe::Tcp(TcpProbe::new(*address)),
             CheckKind::Command { argv } => {
                 AnyProbe::Command(CommandProbe::new(argv.clone(), check.timeout))
