@@ -1,12 +1,19 @@
 //! Prometheus metrics for `GET /metrics` (text exposition format 0.0.4).
 //!
-//! Two sources:
-//! - **Gauges derived from the latest [`StatusDocument`]** at scrape time, by a
-//!   [`Collector`] reading the coordinator's `watch` channel. They can never disagree with
-//!   `/status` and need no bookkeeping in the coordinator.
+//! Three sources:
+//! - **Per-service gauges** (service state, guard, dampening, announcements, checks) kept
+//!   in place in the registry's families and set, at a scrape, from the status entries of
+//!   the services that changed since the previous scrape ([`service_series`]): the
+//!   coordinator shares unchanged entries by `Arc` between documents, so a scrape costs
+//!   one pointer comparison per service plus the encoding of what it returns, with no
+//!   rebuild of the document (issue 13). They show the same snapshot as `/status`.
+//! - **Daemon-wide, peer, BFD and fleet gauges derived from the latest
+//!   [`StatusDocument`]** at scrape time, by a [`Collector`] reading the coordinator's
+//!   `watch` channel (a handful of entries, whatever the number of services).
 //! - **Counters and histograms of events** the snapshot does not keep (probe latencies,
 //!   UPDATEs sent, flaps, reloads), which the coordinator updates through the cheap,
-//!   cloneable [`Metrics`] handle.
+//!   cloneable [`Metrics`] handle; recording a probe result allocates nothing once its
+//!   check has its series.
 //!
 //! Names follow the Prometheus conventions: `anyguard_` prefix, base units (`_seconds`),
 //! `_total` on counters, one-hot state gauges with a `state` label.
@@ -55,7 +62,9 @@
 //! | `anyguard_service_flaps_total` | counter | `service` |
 //! | `anyguard_reloads_total` | counter | `result` |
 
-use std::collections::BTreeSet;
+mod service_series;
+
+use std::collections::HashSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
@@ -71,6 +80,7 @@ use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
 use super::model::{MessageCounts, StatusDocument};
+use service_series::{ProbeSeries, ServiceFamilies, ServiceTable};
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = prometheus_client::encoding::prometheus_text::CONTENT_TYPE;
@@ -112,10 +122,14 @@ pub struct Metrics {
 
 struct Inner {
     registry: Registry,
+    status: watch::Receiver<StatusDocument>,
     probe_duration: Family<Labels, Histogram>,
-    /// The `(service, check)` pairs `probe_duration` has series of, so that a reload can
-    /// drop those of checks that are gone.
-    probe_checks: Mutex<BTreeSet<(String, String)>>,
+    /// Handles to `probe_duration`'s series by check, so that a result allocates nothing
+    /// and a reload can drop the series of checks that are gone.
+    probe_series: Mutex<ProbeSeries>,
+    services: ServiceFamilies,
+    /// The per-service series and the entries they show.
+    service_table: Mutex<ServiceTable>,
     probe_start_delay: Histogram,
     updates_sent: Family<Labels, Counter>,
     service_flaps: Family<Labels, Counter>,
@@ -126,14 +140,6 @@ impl fmt::Debug for Metrics {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Metrics").finish_non_exhaustive()
     }
-}
-
-fn probe_labels(service: &str, check: &str, ok: bool) -> Labels {
-    vec![
-        ("service", service.to_owned()),
-        ("check", check.to_owned()),
-        ("result", if ok { "ok" } else { "fail" }.to_owned()),
-    ]
 }
 
 fn probe_histogram() -> Histogram {
@@ -176,12 +182,18 @@ impl Metrics {
             "Configuration reload attempts by result",
             reloads.clone(),
         );
-        registry.register_collector(Box::new(SnapshotCollector { status }));
+        let services = ServiceFamilies::register(&mut registry);
+        registry.register_collector(Box::new(SnapshotCollector {
+            status: status.clone(),
+        }));
         Self {
             inner: Arc::new(Inner {
                 registry,
+                status,
                 probe_duration,
-                probe_checks: Mutex::default(),
+                probe_series: Mutex::default(),
+                services,
+                service_table: Mutex::default(),
                 probe_start_delay,
                 updates_sent,
                 service_flaps,
@@ -192,16 +204,14 @@ impl Metrics {
 
     /// Records one probe of `check` of `service`.
     pub fn observe_probe(&self, service: &str, check: &str, latency: Duration, ok: bool) {
-        self.inner
-            .probe_duration
-            .get_or_create(&probe_labels(service, check, ok))
-            .observe(latency.as_secs_f64());
-        let mut seen = self
+        let mut series = self
             .inner
-            .probe_checks
+            .probe_series
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        seen.insert((service.to_owned(), check.to_owned()));
+        if let Some(h) = series.get(&self.inner.probe_duration, service, check, ok) {
+            h.observe(latency.as_secs_f64());
+        }
     }
 
     /// Records how late a scheduled probe started after its due time.
@@ -237,27 +247,23 @@ impl Metrics {
     /// Drops the probe series of every check not in `current` (`(service, check)` names),
     /// e.g. after a reload removed or renamed checks.
     pub fn retain_checks<'a>(&self, current: impl IntoIterator<Item = (&'a str, &'a str)>) {
-        let current: BTreeSet<(&str, &str)> = current.into_iter().collect();
-        let mut seen = self
-            .inner
-            .probe_checks
+        let current: HashSet<(&str, &str)> = current.into_iter().collect();
+        self.inner
+            .probe_series
             .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        seen.retain(|(service, check)| {
-            if current.contains(&(service.as_str(), check.as_str())) {
-                return true;
-            }
-            for ok in [true, false] {
-                self.inner
-                    .probe_duration
-                    .remove(&probe_labels(service, check, ok));
-            }
-            false
-        });
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(&self.inner.probe_duration, &current);
     }
 
     /// The Prometheus text exposition (version 0.0.4) of everything.
     pub fn encode(&self) -> Result<String, fmt::Error> {
+        // The entries only (a vector of `Arc`s), out of the watch lock at once.
+        let entries = self.inner.status.borrow().services.clone();
+        self.inner
+            .service_table
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .sync(&self.inner.services, &entries);
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.inner.registry)?;
         Ok(out)
@@ -453,7 +459,8 @@ fn bfd_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     ]
 }
 
-/// Every snapshot-derived family for `doc`, in exposition order.
+/// Every snapshot-derived family for `doc`, in exposition order (the per-service families
+/// are kept in place instead: [`service_series`]; `doc.services` is not read).
 fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     let d = &doc.daemon;
     let mut info = FamilySamples::gauge("anyguard_info", "Daemon version and identity");
@@ -490,59 +497,6 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     );
     if let Some(w) = d.state_file.as_ref().and_then(|s| s.last_write.as_ref()) {
         state_write.push(Vec::new(), flag(w.ok));
-    }
-
-    let mut service_up = FamilySamples::gauge("anyguard_service_up", "1 while the service is up");
-    let mut service_state = FamilySamples::gauge(
-        "anyguard_service_state",
-        "Service state, one-hot over the state label",
-    );
-    let mut guard_held = FamilySamples::gauge(
-        "anyguard_guard_held",
-        "1 while the all-sites guard holds the service's announcement",
-    );
-    let mut sites = FamilySamples::gauge(
-        "anyguard_guard_sites_announcing",
-        "Other sites the all-sites guard sees announcing the service",
-    );
-    let mut suppressed = FamilySamples::gauge(
-        "anyguard_service_suppressed",
-        "1 while flap dampening suppresses the service's re-announcement",
-    );
-    let mut flaps = FamilySamples::gauge(
-        "anyguard_service_flaps",
-        "Flaps counted in the current dampening window",
-    );
-    let mut announced = FamilySamples::gauge(
-        "anyguard_announced_prefixes",
-        "Service prefixes announced to each peer",
-    );
-    let mut check_up = FamilySamples::gauge("anyguard_check_up", "1 while the check is up");
-    for s in &doc.services {
-        let svc = || ("service", s.name.clone());
-        service_up.push(vec![svc()], flag(s.state == "up"));
-        for state in SERVICE_STATES {
-            service_state.push(
-                vec![svc(), ("state", state.to_owned())],
-                flag(s.state == state),
-            );
-        }
-        if !SERVICE_STATES.contains(&s.state.as_str()) {
-            service_state.push(vec![svc(), ("state", s.state.clone())], 1.0);
-        }
-        guard_held.push(vec![svc()], flag(s.guard.decision == "held"));
-        sites.push(vec![svc()], s.guard.sites_announcing.len());
-        suppressed.push(vec![svc()], flag(s.dampening.suppressed_until.is_some()));
-        flaps.push(vec![svc()], s.dampening.flaps);
-        for a in &s.announcements {
-            announced.push(vec![("peer", a.peer.clone()), svc()], a.prefixes.len());
-        }
-        for c in &s.checks {
-            check_up.push(
-                vec![svc(), ("check", c.name.clone())],
-                flag(c.state == "up"),
-            );
-        }
     }
 
     let mut peer_state = FamilySamples::gauge(
@@ -626,16 +580,8 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         generation,
         last_reload,
         state_write,
-        service_up,
-        service_state,
-        guard_held,
-        sites,
         signed,
         poll_failures,
-        suppressed,
-        flaps,
-        announced,
-        check_up,
         peer_state,
         session_up,
         prefixes_sent,
@@ -696,8 +642,20 @@ fn pending_removals_family(doc: &StatusDocument) -> FamilySamples {
 
 impl Collector for SnapshotCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), fmt::Error> {
-        // Clone out of the watch lock so a slow scrape never blocks the coordinator.
-        let doc = self.status.borrow().clone();
+        // Clone out of the watch lock so a slow scrape never blocks the coordinator; the
+        // service entries stay behind (their families are kept in place).
+        let doc = {
+            let d = self.status.borrow();
+            StatusDocument {
+                daemon: d.daemon.clone(),
+                services: Vec::new(),
+                peers: d.peers.clone(),
+                bfd: d.bfd.clone(),
+                guard: None,
+                pending_removals: d.pending_removals.clone(),
+                fleet: d.fleet.clone(),
+            }
+        };
         for family in snapshot_families(&doc) {
             if !family.samples.is_empty() {
                 family.encode(&mut encoder)?;

@@ -174,3 +174,166 @@ async fn the_daemons_control_endpoint_refuses_what_it_must() {
     assert_eq!(service_state(port).await.as_deref(), Some("up"));
     d.shutdown().await;
 }
+
+/// `/status` and `/metrics` of the running daemon, parsed.
+async fn status_and_metrics(port: u16) -> (serde_json::Value, prometheus_parse::Scrape) {
+    let (code, body) = get(port, "/status").await;
+    assert_eq!(code, 200);
+    let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let (code, body) = get(port, "/metrics").await;
+    assert_eq!(code, 200);
+    let text = String::from_utf8(body).unwrap();
+    let scrape = prometheus_parse::Scrape::parse(text.lines().map(|l| Ok(l.to_owned())))
+        .expect("valid Prometheus text");
+    (doc, scrape)
+}
+
+/// Every per-service family of `scrape` against the first service's `/status` entry in
+/// `doc`; the first difference found, if any.
+fn per_service_families_differ(
+    doc: &serde_json::Value,
+    scrape: &prometheus_parse::Scrape,
+) -> Option<String> {
+    let s = &doc["services"][0];
+    let name = s["name"].as_str().unwrap();
+    let found = |metric: &str, labels: &[(&str, &str)]| {
+        scrape
+            .samples
+            .iter()
+            .find(|x| x.metric == metric && labels.iter().all(|(k, v)| x.labels.get(k) == Some(*v)))
+            .map(|x| match x.value {
+                prometheus_parse::Value::Gauge(v) | prometheus_parse::Value::Untyped(v) => v,
+                ref other => panic!("{metric}: unexpected value {other:?}"),
+            })
+    };
+    let flag = |b: bool| if b { 1.0 } else { 0.0 };
+    let state = s["state"].as_str().unwrap();
+    // (metric, labels besides `service`, value /status implies)
+    type Expected = (String, Vec<(&'static str, String)>, f64);
+    let mut expected: Vec<Expected> = vec![
+        ("anyguard_service_up".into(), vec![], flag(state == "up")),
+        (
+            "anyguard_guard_held".into(),
+            vec![],
+            flag(s["guard"]["decision"] == "held"),
+        ),
+        (
+            "anyguard_guard_sites_announcing".into(),
+            vec![],
+            s["guard"]["sites_announcing"].as_array().unwrap().len() as f64,
+        ),
+        (
+            "anyguard_service_suppressed".into(),
+            vec![],
+            flag(!s["dampening"]["suppressed_until"].is_null()),
+        ),
+        (
+            "anyguard_service_flaps".into(),
+            vec![],
+            s["dampening"]["flaps"].as_f64().unwrap(),
+        ),
+    ];
+    for st in ["starting", "up", "down", "draining", "drained", "held"] {
+        expected.push((
+            "anyguard_service_state".into(),
+            vec![("state", st.to_string())],
+            flag(state == st),
+        ));
+    }
+    for a in s["announcements"].as_array().unwrap() {
+        expected.push((
+            "anyguard_announced_prefixes".into(),
+            vec![("peer", a["peer"].as_str().unwrap().to_string())],
+            a["prefixes"].as_array().unwrap().len() as f64,
+        ));
+    }
+    for c in s["checks"].as_array().unwrap() {
+        expected.push((
+            "anyguard_check_up".into(),
+            vec![("check", c["name"].as_str().unwrap().to_string())],
+            flag(c["state"] == "up"),
+        ));
+    }
+    for (metric, extra, want) in expected {
+        let mut labels: Vec<(&str, &str)> = vec![("service", name)];
+        labels.extend(extra.iter().map(|(k, v)| (*k, v.as_str())));
+        let got = found(&metric, &labels);
+        if got != Some(want) {
+            return Some(format!(
+                "{metric} {labels:?}: /metrics {got:?}, /status {want}"
+            ));
+        }
+    }
+    None
+}
+
+/// Polls (bounded) until every per-service family of `/metrics` shows what `/status`
+/// shows of the service (the two are read one after the other, so a change in between
+/// is waited out); panics with the last difference.
+async fn assert_per_service_families_follow(
+    port: u16,
+) -> (serde_json::Value, prometheus_parse::Scrape) {
+    let mut last = None;
+    for _ in 0..100 {
+        let (doc, scrape) = status_and_metrics(port).await;
+        match per_service_families_differ(&doc, &scrape) {
+            None => return (doc, scrape),
+            Some(d) => last = Some(d),
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("/metrics never matched /status: {last:?}");
+}
+
+/// The per-service families are kept between scrapes and set when the service's entry
+/// changes (issue 13): a family left out of that update keeps its old value here.
+#[tokio::test]
+async fn per_service_metrics_follow_the_service_through_a_withdrawal() {
+    let dir = tempfile::tempdir().unwrap();
+    let (target, mut d) = daemon(dir.path()).await;
+    let port = d.status_port;
+    let (_, before) = assert_per_service_families_follow(port).await;
+    let web = [("service", "web")];
+    assert_eq!(value(&before, "anyguard_service_up", &web), 1.0);
+    assert_eq!(
+        value(
+            &before,
+            "anyguard_announced_prefixes",
+            &[("service", "web"), ("peer", "edge")]
+        ),
+        1.0
+    );
+
+    target.set(Answer::Fail);
+    assert_v4_withdrawal(&d.update().await);
+    d.wait_state("down").await;
+    let (_, after) = assert_per_service_families_follow(port).await;
+    // Every value that the withdrawal changes, changed in place.
+    assert_eq!(value(&after, "anyguard_service_up", &web), 0.0);
+    for (state, v) in [("up", 0.0), ("down", 1.0)] {
+        assert_eq!(
+            value(
+                &after,
+                "anyguard_service_state",
+                &[("service", "web"), ("state", state)]
+            ),
+            v
+        );
+    }
+    assert_eq!(
+        value(
+            &after,
+            "anyguard_announced_prefixes",
+            &[("service", "web"), ("peer", "edge")]
+        ),
+        0.0
+    );
+    assert!(
+        after.samples.iter().any(|s| s.metric == "anyguard_check_up"
+            && s.labels.get("service") == Some("web")
+            && s.value == prometheus_parse::Value::Gauge(0.0)),
+        "the check is down in /metrics"
+    );
+    assert!(value(&after, "anyguard_service_flaps", &web) >= 1.0);
+    d.shutdown().await;
+}
