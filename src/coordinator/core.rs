@@ -827,7 +827,18 @@ impl Core {
                             rise: c.rise,
                             fall_count: s.fall_count,
                             fall: c.fall,
-                            last_results: s.results.iter().cloned().collect(),
+                            last_results: s
+                                .results
+                                .iter()
+                                .take(model::RESULTS_IN_DOCUMENT)
+                                .cloned()
+                                .collect(),
+                            older_results: s
+                                .results
+                                .iter()
+                                .skip(model::RESULTS_IN_DOCUMENT)
+                                .cloned()
+                                .collect(),
                         })
                         .collect(),
                     guard,

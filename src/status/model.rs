@@ -256,9 +256,19 @@ pub struct CheckStatus {
     pub fall_count: u32,
     /// `fall`.
     pub fall: u32,
-    /// Most recent results, newest first (bounded).
+    /// Most recent results, newest first: the [`RESULTS_IN_DOCUMENT`] newest in the whole
+    /// document, every one kept (`core::RESULTS_KEPT`) when one service is asked for
+    /// (`/status?service=NAME`), the newest only in the summary.
     pub last_results: Vec<ProbeResultStatus>,
+    /// The kept results older than `last_results`, newest first, which the whole document
+    /// leaves out (it would be mostly history: 2.5 MB at 1,000 services with all ten);
+    /// `/status?service=NAME` appends them to `last_results`.
+    #[serde(skip)]
+    pub older_results: Vec<ProbeResultStatus>,
 }
+
+/// Results per check in the whole `/status` document ([`CheckStatus::last_results`]).
+pub const RESULTS_IN_DOCUMENT: usize = 3;
 
 /// One probe result.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]

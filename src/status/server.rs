@@ -559,6 +559,9 @@ async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
                         &[],
                     );
                 }
+                for s in &mut doc.services {
+                    with_every_result(s);
+                }
             }
             if view.summary {
                 for s in &mut doc.services {
@@ -602,9 +605,10 @@ async fn dispatch(state: &StatusState, req: Request<Incoming>) -> Reply {
     }
 }
 
-/// What `GET /status` was asked for: `?service=NAME` (that service only; 404 when there
-/// is none) and `?summary=1` (each check's latest result only, instead of the last
-/// ten: what `anyguard status` shows). Anything else in the query is a 400.
+/// What `GET /status` was asked for: `?service=NAME` (that service only, with every kept
+/// result of its checks instead of the newest three; 404 when there is none) and
+/// `?summary=1` (each check's latest result only: what `anyguard status` shows).
+/// Anything else in the query is a 400.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct StatusView {
     service: Option<String>,
@@ -638,6 +642,19 @@ impl StatusView {
             }
         }
         Ok(view)
+    }
+}
+
+/// Every kept result in `last_results`, the older ones the whole document leaves out
+/// included (one service is asked for).
+fn with_every_result(service: &mut Arc<super::model::ServiceStatus>) {
+    if service.checks.iter().all(|c| c.older_results.is_empty()) {
+        return;
+    }
+    let s = Arc::make_mut(service);
+    for c in &mut s.checks {
+        let older = std::mem::take(&mut c.older_results);
+        c.last_results.extend(older);
     }
 }
 

@@ -337,3 +337,34 @@ async fn per_service_metrics_follow_the_service_through_a_withdrawal() {
     assert!(value(&after, "anyguard_service_flaps", &web) >= 1.0);
     d.shutdown().await;
 }
+
+/// The whole `/status` carries each check's three newest results; one service asked for
+/// carries every kept one (issue 13: the whole document stays small).
+#[tokio::test]
+async fn the_whole_status_carries_three_results_per_check_and_one_service_all_kept() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_target, d) = daemon(dir.path()).await;
+    let port = d.status_port;
+    let results = |doc: &serde_json::Value| {
+        doc["services"][0]["checks"][0]["last_results"]
+            .as_array()
+            .unwrap()
+            .len()
+    };
+    // At 100 ms, more than three results soon.
+    let mut kept = 0;
+    for _ in 0..100 {
+        let (_, body) = get(port, "/status?service=web").await;
+        kept = results(&serde_json::from_slice(&body).unwrap());
+        if kept > 4 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!((5..=10).contains(&kept), "kept {kept}");
+    let (_, body) = get(port, "/status").await;
+    assert_eq!(results(&serde_json::from_slice(&body).unwrap()), 3);
+    let (_, body) = get(port, "/status?summary=1").await;
+    assert_eq!(results(&serde_json::from_slice(&body).unwrap()), 1);
+    d.shutdown().await;
+}

@@ -89,6 +89,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                                 detail: String::new(),
                             },
                         ],
+                        older_results: Vec::new(),
                     },
                     CheckStatus {
                         name: "resolve".into(),
@@ -105,6 +106,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                             latency_ms: 1.25,
                             detail: String::new(),
                         }],
+                        older_results: Vec::new(),
                     },
                 ],
                 guard: GuardStatus {
@@ -146,6 +148,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                         latency_ms: 2000.0,
                         detail: "timed out after 2s".into(),
                     }],
+                    older_results: Vec::new(),
                 }],
                 guard: GuardStatus {
                     decision: "held".into(),
