@@ -94,6 +94,8 @@ pub struct Core {
     eval_queue: Vec<usize>,
     /// The services with `status_stale` set.
     status_queue: Vec<usize>,
+    /// The services with `guard_dirty` set ([`Core::take_guard_dirty`]).
+    guard_queue: Vec<usize>,
     /// The state machines' deadlines, earliest first (entries of deadlines that moved
     /// stay until they are due and are then skipped): neither [`Core::evaluate`] nor
     /// [`Core::next_deadline`] walks every service.
@@ -132,6 +134,7 @@ impl Core {
             epoch: 0,
             eval_queue: Vec::new(),
             status_queue: Vec::new(),
+            guard_queue: Vec::new(),
             deadlines: BinaryHeap::new(),
         }
         .all_marked()
@@ -162,13 +165,21 @@ impl Core {
         }
     }
 
+    /// What the all-sites guard decides about service `i` from changed.
+    fn dirty_guard(&mut self, i: usize) {
+        if let Some(s) = self.services.get_mut(i) {
+            if !s.guard_dirty {
+                s.guard_dirty = true;
+                self.guard_queue.push(i);
+            }
+        }
+    }
+
     /// Service `i`'s inputs changed: evaluate it, let the guard look at it, rebuild its
     /// status entry.
     fn mark(&mut self, i: usize) {
         self.epoch += 1;
-        if let Some(s) = self.services.get_mut(i) {
-            s.guard_dirty = true;
-        }
+        self.dirty_guard(i);
         self.dirty_eval(i);
         self.dirty_status(i);
     }
@@ -214,18 +225,21 @@ impl Core {
         self.dirty_status(i);
     }
 
-    /// Whether what the all-sites guard decides about service `i` from (health, drains,
-    /// presentation) changed since [`Core::guard_seen`]; the guard decides again for these
-    /// and for those whose decision depends on time or on the other sites.
-    pub fn guard_dirty(&self, i: usize) -> bool {
-        self.services.get(i).is_none_or(|s| s.guard_dirty)
-    }
-
-    /// The guard decided about service `i` with its current inputs.
-    pub fn guard_seen(&mut self, i: usize) {
-        if let Some(s) = self.services.get_mut(i) {
-            s.guard_dirty = false;
-        }
+    /// The services whose inputs to the all-sites guard (health, drains, presentation)
+    /// changed since the last call, in index order; the guard decides again for these and
+    /// for those whose decision depends on time or on the other sites, without a walk
+    /// over every service (issue 13).
+    pub fn take_guard_dirty(&mut self) -> Vec<usize> {
+        let mut dirty = std::mem::take(&mut self.guard_queue);
+        dirty.sort_unstable();
+        dirty.dedup();
+        dirty.retain(|&i| {
+            self.services.get_mut(i).is_some_and(|s| {
+                s.guard_dirty = false;
+                true
+            })
+        });
+        dirty
     }
 
     /// With `true` (a fleet guard runs), the routes a reload takes away become pending
@@ -326,10 +340,12 @@ impl Core {
         // The indices changed: every queue starts again from every service.
         self.eval_queue.clear();
         self.status_queue.clear();
+        self.guard_queue.clear();
         self.deadlines.clear();
         for s in &mut self.services {
             s.eval_dirty = false;
             s.status_stale = false;
+            s.guard_dirty = false;
             s.queued_deadline = None;
         }
         self.mark_all();
@@ -578,8 +594,9 @@ impl Core {
             let change = slot.machine.evaluate(now, &inputs);
             let moved =
                 (slot.effective(), slot.machine.presentation()) != before || change.is_some();
-            if moved {
+            if moved && !slot.guard_dirty {
                 slot.guard_dirty = true;
+                self.guard_queue.push(i);
             }
             if let Some(change) = change {
                 slot.since_wall = wall;
@@ -875,7 +892,7 @@ fn new_slot(cfg: &ServiceConfig, now: Instant, wall: SystemTime) -> ServiceSlot 
         since_wall: wall,
         addresses_ready: cfg.local_addresses.is_none(),
         eval_dirty: false,
-        guard_dirty: true,
+        guard_dirty: false,
         status_stale: false,
         queued_deadline: None,
     }
@@ -1009,15 +1026,13 @@ mod tests {
         core.on_probe(&report(1, 0, CheckStatus::Up), w);
         assert_eq!(core.evaluate(t0, w).len(), 2);
         assert_eq!(core.take_stale_statuses(), [0, 1]);
-        for i in 0..2 {
-            core.guard_seen(i);
-        }
+        assert_eq!(core.take_guard_dirty(), [0, 1]);
         let routes = core.routes_version();
 
         // A result that says what the check already said: only web's entry is stale; no
         // evaluation, no new routes, nothing for the guard.
         core.on_probe(&report(0, 0, CheckStatus::Up), w);
-        assert!(!core.guard_dirty(0) && !core.guard_dirty(1));
+        assert!(core.take_guard_dirty().is_empty());
         assert!(core.evaluate(t0, w).is_empty());
         assert_eq!(core.routes_version(), routes);
         assert_eq!(core.take_stale_statuses(), [0]);
@@ -1026,10 +1041,12 @@ mod tests {
         // A failing check: web is evaluated and withdrawn, the routes change, the guard is
         // asked about web again; dns is left alone.
         core.on_probe(&report(0, 0, CheckStatus::Down), w);
-        assert!(core.guard_dirty(0) && !core.guard_dirty(1));
+        assert_eq!(core.take_guard_dirty(), [0]);
         let changes = core.evaluate(t0, w);
         assert_eq!(changes.len(), 1);
         assert_eq!(changes[0].0, 0);
+        // Its presentation moved: the guard looks at web once more, at dns still not.
+        assert_eq!(core.take_guard_dirty(), [0]);
         assert_ne!(core.routes_version(), routes);
         assert_eq!(core.take_stale_statuses(), [0]);
         assert_eq!(core.desired().len(), 1);

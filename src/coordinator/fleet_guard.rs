@@ -3,7 +3,7 @@
 //! site's [`SiteReport`] and advances the local intent only once that report is visible
 //! (the ordering the race argument of `docs/guard.md` relies on).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -56,6 +56,11 @@ pub(crate) struct FleetGuard {
     view_dirty: bool,
     /// The config the service entries of `state` were last pruned for.
     pruned_for: Option<Arc<Config>>,
+    /// The services (indices into `pruned_for`'s services) whose decision is anything
+    /// but "announce" with no intent: decided for at every turn, since their decision may
+    /// move with time or with the local intent. The others are decided for only when
+    /// their inputs changed ([`Core::take_guard_dirty`]) or the view did.
+    unsteady: BTreeSet<usize>,
 }
 
 /// Everything [`FleetGuard::report`] reads, by version or by identity (the `Arc`s are
@@ -191,6 +196,7 @@ impl FleetGuard {
             mismatch_logged: Vec::new(),
             view_dirty: true,
             pruned_for: None,
+            unsteady: BTreeSet::new(),
         }
     }
 
@@ -213,15 +219,16 @@ impl FleetGuard {
     }
 
     /// Decides for every service whose decision may have changed and hands the verdicts
-    /// to the core (before it evaluates). After a change of the view every service is
-    /// decided; otherwise only those whose inputs changed ([`Core::guard_dirty`]) and those
-    /// whose decision is anything but "announce" with no intent: a healthy undrained
-    /// service is announced whatever the time (`runtime::decide`), every other decision
-    /// may move with time or with the local intent.
+    /// to the core (before it evaluates). After a change of the view or of the config
+    /// every service is decided; otherwise only those whose inputs changed
+    /// ([`Core::take_guard_dirty`]) and those whose decision is anything but "announce"
+    /// with no intent (`unsteady`): a healthy undrained service is announced whatever the
+    /// time (`runtime::decide`), every other decision may move with time or with the
+    /// local intent. No step walks every service after a probe result (issue 13).
     pub(crate) fn decide_all(&mut self, core: &mut Core, now: Instant) {
-        let all = std::mem::take(&mut self.view_dirty) || self.view.has_changed().unwrap_or(false);
+        let mut all =
+            std::mem::take(&mut self.view_dirty) || self.view.has_changed().unwrap_or(false);
         let view = self.view.borrow_and_update().clone();
-        let timing = self.fleet.timing();
         let config = Arc::clone(core.config());
         if self
             .pruned_for
@@ -232,66 +239,92 @@ impl FleetGuard {
                 config.services.iter().map(|s| s.name.as_str()).collect();
             self.state.retain(|name, _| names.contains(name.as_str()));
             self.pruned_for = Some(Arc::clone(&config));
+            // The indices are the new config's.
+            self.unsteady.clear();
+            all = true;
         }
-        for (i, svc) in config.services.iter().enumerate() {
-            let (name, prefixes) = (&svc.name, &svc.prefixes);
-            let steady = self.state.get(name).is_some_and(|s| {
-                matches!(s.intent, LocalIntent::None) && matches!(s.decision, Decision::Announce)
-            });
-            if !all && steady && !core.guard_dirty(i) {
-                continue;
-            }
-            core.guard_seen(i);
-            let drain = match core.drain_source(i) {
-                None => Drain::None,
-                Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
-                    Drain::Forced
-                }
-                Some(DrainSource::Stop) => Drain::Stopping,
-                Some(
-                    DrainSource::File
-                    | DrainSource::Disabled
-                    | DrainSource::Operator { force: false, .. },
-                ) => Drain::Requested,
-            };
-            let intent = self.state.get(name).map_or(LocalIntent::None, |s| s.intent);
-            let input = GuardInput {
-                service: name,
-                prefixes,
-                min_sites: self.fleet.min_sites(name),
-                local_site: &self.site,
-                local_rank: self.rank,
-                local: local_service(core, i, drain, intent),
-                view: &view,
-                timing,
-            };
-            let decision = decide(&input, now);
-            let status = guard_status(&input, &decision, now);
-            core.set_guard(i, decision.verdict());
-            let entry = self.state.entry(name.clone()).or_insert(ServiceGuard {
-                intent,
-                decision: Decision::Announce,
-                status: GuardStatus::default(),
-                held_logged: None,
-            });
-            if let Decision::Hold { reason } = &decision {
-                if held_log_due(entry.held_logged, now) {
-                    tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
-                    entry.held_logged = Some(now);
-                }
-            } else {
-                entry.held_logged = None;
-            }
-            if entry.decision != decision {
-                self.decisions += 1;
-            }
-            entry.decision = decision;
-            if entry.status != status {
-                entry.status = status;
-                core.touch_status(i);
-            }
+        let dirty = core.take_guard_dirty();
+        let which: Vec<usize> = if all {
+            (0..config.services.len()).collect()
+        } else {
+            let mut which: Vec<usize> = self.unsteady.iter().copied().collect();
+            which.extend(dirty);
+            which.sort_unstable();
+            which.dedup();
+            which
+        };
+        for i in which {
+            self.decide_one(core, &config, &view, i, now);
         }
         self.decide_removals(core, &view, now);
+    }
+
+    /// Decides for service `i` of `config` and records whether its decision is steady.
+    fn decide_one(
+        &mut self,
+        core: &mut Core,
+        config: &Config,
+        view: &FleetView,
+        i: usize,
+        now: Instant,
+    ) {
+        let Some(svc) = config.services.get(i) else {
+            return;
+        };
+        let (name, prefixes) = (&svc.name, &svc.prefixes);
+        let drain = match core.drain_source(i) {
+            None => Drain::None,
+            Some(DrainSource::Operator { force: true, .. } | DrainSource::Shutdown) => {
+                Drain::Forced
+            }
+            Some(DrainSource::Stop) => Drain::Stopping,
+            Some(
+                DrainSource::File
+                | DrainSource::Disabled
+                | DrainSource::Operator { force: false, .. },
+            ) => Drain::Requested,
+        };
+        let intent = self.state.get(name).map_or(LocalIntent::None, |s| s.intent);
+        let input = GuardInput {
+            service: name,
+            prefixes,
+            min_sites: self.fleet.min_sites(name),
+            local_site: &self.site,
+            local_rank: self.rank,
+            local: local_service(core, i, drain, intent),
+            view,
+            timing: self.fleet.timing(),
+        };
+        let decision = decide(&input, now);
+        let status = guard_status(&input, &decision, now);
+        core.set_guard(i, decision.verdict());
+        if matches!(intent, LocalIntent::None) && matches!(decision, Decision::Announce) {
+            self.unsteady.remove(&i);
+        } else {
+            self.unsteady.insert(i);
+        }
+        let entry = self.state.entry(name.clone()).or_insert(ServiceGuard {
+            intent,
+            decision: Decision::Announce,
+            status: GuardStatus::default(),
+            held_logged: None,
+        });
+        if let Decision::Hold { reason } = &decision {
+            if held_log_due(entry.held_logged, now) {
+                tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
+                entry.held_logged = Some(now);
+            }
+        } else {
+            entry.held_logged = None;
+        }
+        if entry.decision != decision {
+            self.decisions += 1;
+        }
+        entry.decision = decision;
+        if entry.status != status {
+            entry.status = status;
+            core.touch_status(i);
+        }
     }
 
     /// Decides for every pending removal of a reload: the same handshake as a health
@@ -486,9 +519,11 @@ impl FleetGuard {
 
     /// Call once the report is visible on the status endpoint: moves each service's
     /// intent forward, and asks for an immediate poll when an intent was just published.
+    /// Only the services with an unsteady decision can move (a steady one stays without
+    /// intent), so only those are looked at.
     pub(crate) fn published(&mut self, visible_at: Instant) {
         let mut newly_withdrawing = false;
-        for s in self.state.values_mut().chain(self.removals.values_mut()) {
+        let mut advance = |s: &mut ServiceGuard| {
             let next = s.intent.advance(&s.decision, visible_at);
             if matches!(next, LocalIntent::Withdrawing { .. })
                 && !matches!(s.intent, LocalIntent::Withdrawing { .. })
@@ -496,6 +531,20 @@ impl FleetGuard {
                 newly_withdrawing = true;
             }
             s.intent = next;
+        };
+        if let Some(config) = &self.pruned_for {
+            for &i in &self.unsteady {
+                if let Some(s) = config
+                    .services
+                    .get(i)
+                    .and_then(|svc| self.state.get_mut(&svc.name))
+                {
+                    advance(s);
+                }
+            }
+        }
+        for s in self.removals.values_mut() {
+            advance(s);
         }
         if newly_withdrawing {
             self.poll_now.send_modify(|n| *n = n.wrapping_add(1));
