@@ -30,6 +30,8 @@ use crate::status::{self, StartError};
 
 /// Probe results that may wait for the coordinator.
 const CHECK_EVENTS: usize = 1024;
+/// Probe results taken in one turn of the loop at most.
+const CHECK_BATCH: usize = 256;
 /// How often drain files are looked at.
 const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
 /// After the last service is withdrawn at shutdown, how long to wait for the peers to
@@ -322,7 +324,23 @@ pub async fn run(
         };
         tokio::select! {
             () = view_changed => {}
-            Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
+            Some(event) = checks_rx.recv() => {
+                // Results already queued are taken in the same turn (bounded), up to the
+                // first that carries a transition: a result without one changes only its
+                // check's history, so one evaluation and one publication serve them all,
+                // and a transition queued behind them waits one turn, not one per result
+                // (issue 13); every transition still has a turn of its own.
+                let mut transition = event.transition.is_some();
+                shell.on_check(&mut core, &event);
+                for _ in 1..CHECK_BATCH {
+                    if transition {
+                        break;
+                    }
+                    let Ok(event) = checks_rx.try_recv() else { break };
+                    transition = event.transition.is_some();
+                    shell.on_check(&mut core, &event);
+                }
+            }
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
             Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
