@@ -184,16 +184,18 @@ fn flip_announcement(u: &UpdateMessage) -> Option<bool> {
     })
 }
 
-/// The next UPDATE that announces the flipped prefix, and when it was decoded (other
-/// UPDATEs, e.g. the other services' first announcements, and KEEPALIVEs are skipped).
-async fn next_flip(peer: &mut FakePeer, wait: Duration) -> BenchResult<(bool, Instant)> {
+/// The next UPDATE that announces the flipped prefix de-preferred (`depreferred`) or
+/// not, and when it was decoded. Other UPDATEs (the other services' announcements, and
+/// one that repeats the flipped prefix as it was, packed with others of the same
+/// attributes) and KEEPALIVEs are skipped.
+async fn next_flip(peer: &mut FakePeer, depreferred: bool, wait: Duration) -> BenchResult<Instant> {
     let deadline = Instant::now() + wait;
     for _ in 0..100_000 {
         let left = deadline.saturating_duration_since(Instant::now());
         match peer.recv_within(left).await {
             Ok(Message::Update(u)) => {
-                if let Some(depreferred) = flip_announcement(&u) {
-                    return Ok((depreferred, Instant::now()));
+                if flip_announcement(&u) == Some(depreferred) {
+                    return Ok(Instant::now());
                 }
             }
             Ok(Message::Keepalive) => {}
@@ -231,15 +233,12 @@ async fn flips(
     .await
     .map_err(|_| "no session".to_string())?;
     // The first announcement (the target starts healthy): warm-up, not counted.
-    let (depreferred, _) = next_flip(&mut peer, START_WAIT).await?;
-    if depreferred {
-        return Err("first announcement is de-preferred".into());
-    }
+    next_flip(&mut peer, false, START_WAIT).await?;
     // Read (and drop) what else comes while the other services settle.
     let settle_end = Instant::now() + SETTLE;
     while Instant::now() < settle_end {
         match peer.recv_within(Duration::from_millis(100)).await {
-            Ok(Message::Update(u)) if flip_announcement(&u).is_some() => {
+            Ok(Message::Update(u)) if flip_announcement(&u) == Some(true) => {
                 return Err("the flipped service changed before any flip".into())
             }
             Ok(_) | Err(FakeError::Timeout) => {}
@@ -255,10 +254,9 @@ async fn flips(
             s.armed = true;
             s.decided_at = None;
         }
-        let (depreferred, at) = next_flip(&mut peer, UPDATE_WAIT).await?;
-        if depreferred == healthy {
-            return Err(format!("repetition {i}: unexpected UPDATE"));
-        }
+        let at = next_flip(&mut peer, !healthy, UPDATE_WAIT)
+            .await
+            .map_err(|e| format!("repetition {i}: {e}"))?;
         let decided = state
             .lock()
             .map_err(|_| "target state poisoned")?
