@@ -36,17 +36,19 @@ use anyguard::health::{CheckEvent, CheckState, CheckStatus, ProbeOutcome, Transi
 use anyguard::session::{spawn_peer, LocalSpeaker, Tuning};
 use anyguard::status::model::PeerStatus;
 use anyguard_proto::{Message, PathAttribute, UpdateMessage};
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot, watch};
 
 // The scripted peer and HTTP pieces of the integration tests, shared rather than copied.
 #[path = "../tests/it/fakepeer.rs"]
 mod fakepeer;
+#[path = "common/flip_target.rs"]
+mod flip_target;
 #[path = "../tests/it/httpd.rs"]
 mod httpd;
 
 use fakepeer::{FakeError, FakePeer};
+use flip_target::{serve_target, TargetState};
 
 const DEFAULT_REPS: usize = 200;
 const MAX_REPS: usize = 10_000;
@@ -321,46 +323,6 @@ fn core_and_session(reps: usize) -> BenchResult<Vec<Duration>> {
 }
 
 // ----- path 2: the whole daemon -----------------------------------------------------------
-
-/// The HTTP target: answers 200 or 503; records when the first answer of a new kind has
-/// been written.
-#[derive(Default)]
-struct TargetState {
-    healthy: bool,
-    /// Set by the flip; taken by the first answer written after it.
-    armed: bool,
-    decided_at: Option<Instant>,
-}
-
-async fn serve_target(listener: TcpListener, state: Arc<Mutex<TargetState>>) {
-    while let Ok((mut sock, _)) = listener.accept().await {
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            if !httpd::read_request_head(&mut sock).await {
-                return;
-            }
-            let (healthy, first) = {
-                let Ok(mut s) = state.lock() else { return };
-                let first = std::mem::take(&mut s.armed);
-                (s.healthy, first)
-            };
-            let reply = if healthy {
-                httpd::OK
-            } else {
-                httpd::UNAVAILABLE
-            };
-            // Stamped before the write: the daemon cannot decide before the answer is
-            // on its way, so the figure is an upper bound.
-            let at = Instant::now();
-            if sock.write_all(reply).await.is_ok() && first {
-                if let Ok(mut s) = state.lock() {
-                    s.decided_at = Some(at);
-                }
-            }
-            let _ = sock.shutdown().await;
-        });
-    }
-}
 
 fn whole_daemon(reps: usize) -> BenchResult<Vec<Duration>> {
     // The measuring side (target + peer) on its own thread and runtime.

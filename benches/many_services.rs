@@ -40,6 +40,8 @@ use tokio::net::TcpListener;
 mod decision;
 #[path = "../tests/it/fakepeer.rs"]
 mod fakepeer;
+#[path = "common/flip_target.rs"]
+mod flip_target;
 #[path = "../tests/it/httpd.rs"]
 mod httpd;
 #[path = "many_services/probe_cost.rs"]

@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 
 use anyguard_proto::{Message, PathAttribute, UpdateMessage};
 use ipnet::IpNet;
-use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 
 use super::fakepeer::{self, FakeError, FakePeer};
+use super::flip_target::{serve_target, TargetState};
 use super::{httpd, BenchResult, Daemon};
 
 const PEER_ASN: u32 = 65000;
@@ -30,14 +30,6 @@ const START_WAIT: Duration = Duration::from_secs(60);
 const SETTLE: Duration = Duration::from_secs(4);
 /// The flipped service's prefix.
 const FLIP_PREFIX: &str = "2001:db8:ffff::/48";
-
-/// Shared with the flip target: what it answers, and when the deciding answer went out.
-#[derive(Default)]
-struct TargetState {
-    healthy: bool,
-    armed: bool,
-    decided_at: Option<Instant>,
-}
 
 /// Runs `binary` with `n` services and flips service `flip` `reps` times; the samples.
 pub(crate) fn measure(
@@ -134,36 +126,6 @@ fall = 1
     );
     text.push_str(&super::services_text(1..n, http, Some(tcp)));
     text
-}
-
-async fn serve_target(listener: TcpListener, state: Arc<Mutex<TargetState>>) {
-    while let Ok((mut sock, _)) = listener.accept().await {
-        let state = Arc::clone(&state);
-        tokio::spawn(async move {
-            if !httpd::read_request_head(&mut sock).await {
-                return;
-            }
-            let (healthy, first) = {
-                let Ok(mut s) = state.lock() else { return };
-                let first = std::mem::take(&mut s.armed);
-                (s.healthy, first)
-            };
-            let reply = if healthy {
-                httpd::OK
-            } else {
-                httpd::UNAVAILABLE
-            };
-            // Stamped before the write: the daemon cannot decide before the answer is
-            // on its way, so the figure is an upper bound.
-            let at = Instant::now();
-            if sock.write_all(reply).await.is_ok() && first {
-                if let Ok(mut s) = state.lock() {
-                    s.decided_at = Some(at);
-                }
-            }
-            let _ = sock.shutdown().await;
-        });
-    }
 }
 
 /// Whether `u` announces the flipped prefix, and de-preferred (our ASN more than once).
