@@ -175,7 +175,10 @@ impl AnyProbe {
 impl Probe for AnyProbe {
     async fn probe(&self) -> ProbeOutcome {
         match self {
-            AnyProbe::Http(p) => p.probe().await,
+            // Boxed: the HTTP(S) exchange is the largest future by far (the hyper
+            // connection and a TLS session are inside it), and every check's task would
+            // otherwise carry its size for good, a TCP check's too.
+            AnyProbe::Http(p) => Box::pin(p.probe()).await,
             AnyProbe::Tcp(p) => p.probe().await,
             AnyProbe::Command(p) => p.probe().await,
             AnyProbe::Dns(p) => p.probe().await,
