@@ -485,6 +485,25 @@ impl Measured {
 /// Kills the daemon when the measurement ends, however it ends.
 struct Daemon(Child);
 
+impl Daemon {
+    /// `binary run ARGS --config CONFIG`, logging warnings only (to nowhere), its state
+    /// file in `dir`.
+    fn spawn(binary: &Path, args: &[&str], config: &Path, dir: &Path) -> BenchResult<Daemon> {
+        Command::new(binary)
+            .arg("run")
+            .args(args)
+            .arg("--config")
+            .arg(config)
+            .env("RUST_LOG", "warn")
+            .env("STATE_DIRECTORY", dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .map(Daemon)
+            .map_err(|e| format!("anyguard: {e}"))
+    }
+}
+
 impl Drop for Daemon {
     fn drop(&mut self) {
         let _ = self.0.kill();
@@ -519,18 +538,7 @@ fn measure(
         );
     }
     std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-    let child = Command::new(binary)
-        .arg("run")
-        .arg("--dry-run")
-        .arg("--config")
-        .arg(&path)
-        .env("RUST_LOG", "warn")
-        .env("STATE_DIRECTORY", &dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .map_err(|e| format!("anyguard: {e}"))?;
-    let daemon = Daemon(child);
+    let daemon = Daemon::spawn(binary, &["--dry-run"], &path, &dir)?;
     let pid = daemon.0.id();
     let status_addr: SocketAddr = ([127, 0, 0, 1], status_port).into();
     let started = Instant::now();

@@ -1,6 +1,7 @@
 //! Decision → wire at N services with a real BGP session (issue 13): the daemon binary
 //! (`anyguard run`, not a dry run) with a peer played by this process on `[::1]`. Service
-//! `flip` has one HTTP check at 100 ms (rise = fall = 1, `on_down = "deprefer"`) against
+//! `flip` has one HTTP check at 250 ms (rise = fall = 1, `on_down = "deprefer"`; a timeout
+//! of 200 ms, so that a busy machine does not flip it on its own) against
 //! a target that the benchmark turns between 200 and 503; the other N - 1 services keep
 //! their HTTP and TCP checks at 1 s against the shared targets. The clock starts when the
 //! flip target has written the first answer of the new kind (with rise = fall = 1 that
@@ -9,7 +10,6 @@
 
 use std::net::{Ipv4Addr, SocketAddr};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -65,17 +65,7 @@ pub(crate) fn measure(
         let path = dir.join("services.toml");
         let text = config_text(n, &dir, peer_addr, target_addr, http, tcp);
         std::fs::write(&path, text).map_err(|e| format!("{}: {e}", path.display()))?;
-        let child = Command::new(binary)
-            .arg("run")
-            .arg("--config")
-            .arg(&path)
-            .env("RUST_LOG", "warn")
-            .env("STATE_DIRECTORY", &dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map_err(|e| format!("anyguard: {e}"))?;
-        let daemon = Daemon(child);
+        let daemon = Daemon::spawn(binary, &[], &path, &dir)?;
         let result = flips(reps, &peer_l, &state).await;
         drop(daemon);
         server.abort();
@@ -115,8 +105,8 @@ on_down = "deprefer"
 [[service.check]]
 type = "http"
 url = "http://{flip}/healthz"
-interval = "100ms"
-timeout = "50ms"
+interval = "250ms"
+timeout = "200ms"
 rise = 1
 fall = 1
 "#,

@@ -207,16 +207,9 @@ impl Core {
     /// The services whose status entry ([`Core::service_status_of`]) may have changed
     /// since the last call, in index order; the shell rebuilds these entries only.
     pub fn take_stale_statuses(&mut self) -> Vec<usize> {
-        let mut stale = std::mem::take(&mut self.status_queue);
-        stale.sort_unstable();
-        stale.dedup();
-        stale.retain(|&i| {
-            self.services.get_mut(i).is_some_and(|s| {
-                s.status_stale = false;
-                true
-            })
-        });
-        stale
+        take_marked(&mut self.status_queue, &mut self.services, |s| {
+            &mut s.status_stale
+        })
     }
 
     /// Something outside the core that service `i`'s status entry shows changed (its
@@ -230,16 +223,9 @@ impl Core {
     /// for those whose decision depends on time or on the other sites, without a walk
     /// over every service (issue 13).
     pub fn take_guard_dirty(&mut self) -> Vec<usize> {
-        let mut dirty = std::mem::take(&mut self.guard_queue);
-        dirty.sort_unstable();
-        dirty.dedup();
-        dirty.retain(|&i| {
-            self.services.get_mut(i).is_some_and(|s| {
-                s.guard_dirty = false;
-                true
-            })
-        });
-        dirty
+        take_marked(&mut self.guard_queue, &mut self.services, |s| {
+            &mut s.guard_dirty
+        })
     }
 
     /// With `true` (a fleet guard runs), the routes a reload takes away become pending
@@ -870,6 +856,25 @@ impl Core {
             }
         })
     }
+}
+
+/// Empties `queue` (indices of services marked through `flag`): the services still there,
+/// in index order, each once, with their mark cleared.
+fn take_marked(
+    queue: &mut Vec<usize>,
+    services: &mut [ServiceSlot],
+    flag: fn(&mut ServiceSlot) -> &mut bool,
+) -> Vec<usize> {
+    let mut marked = std::mem::take(queue);
+    marked.sort_unstable();
+    marked.dedup();
+    marked.retain(|&i| {
+        services.get_mut(i).is_some_and(|s| {
+            *flag(s) = false;
+            true
+        })
+    });
+    marked
 }
 
 fn new_check() -> CheckSlot {
