@@ -5,6 +5,7 @@ pub mod bfd;
 pub mod cli_check;
 pub mod config;
 pub mod coordinator;
+pub mod demo;
 pub mod fsm;
 pub mod guard;
 pub mod health;

@@ -3,6 +3,7 @@
 mod bfd;
 mod config_examples;
 mod daemon;
+mod demo;
 mod fakepeer;
 mod fleet_channel;
 mod fleet_reload;
