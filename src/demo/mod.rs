@@ -23,9 +23,6 @@ pub mod router;
 pub mod site;
 pub mod story;
 
-#[cfg(test)]
-mod tests;
-
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -534,3 +531,6 @@ fn status_ports(base: Option<u16>) -> Result<[u16; 3], DemoError> {
     }
     Ok(ports)
 }
+
+#[cfg(test)]
+mod tests;
