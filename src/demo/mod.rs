@@ -323,7 +323,7 @@ impl Demo {
                     continue;
                 }
                 _ = &mut ctrl_c => {
-                    self.print(Kind::Bad, "interrupted: the story did not finish");
+                    self.print(Kind::Note, "ctrl-c: the story stops before its end");
                     return ExitCode::from(130);
                 }
                 _ = timer.tick() => {}

@@ -359,13 +359,13 @@ pub fn explain(expect: Expect, obs: &Observation, sites: &[&str], min_sites: usi
             for (i, s) in obs.sites.iter().enumerate() {
                 let line = match (&s.last_reload, s.removal.as_deref()) {
                     (Some(r), _) if !r.ok => {
-                        format!("{} refused the config: {}", sites[i], r.errors.join("; "))
+                        format!("{}: refused the config: {}", sites[i], r.errors.join("; "))
                     }
                     (_, Some(decision)) => {
-                        format!("{} removal {decision}: {}", sites[i], s.removal_reason)
+                        format!("{}: removal {decision}: {}", sites[i], s.removal_reason)
                     }
                     _ => format!(
-                        "{} accepted the config and withdrew (the others confirmed announcing)",
+                        "{}: accepted the config and withdrew (the others confirmed announcing)",
                         sites[i]
                     ),
                 };

@@ -358,9 +358,9 @@ fn the_held_steps_give_each_sites_reason_from_status() {
         explain(Expect::RemovalHeld, &removal, &ABC, 2),
         [
             "guard holds: the router keeps 2 paths (min_sites 2) though no site's config has the service",
-            "a removal held: withdrawing web would leave 1 of 3 sites announcing (min_sites 2)",
-            "b refused the config: rejected",
-            "c accepted the config and withdrew (the others confirmed announcing)",
+            "a: removal held: withdrawing web would leave 1 of 3 sites announcing (min_sites 2)",
+            "b: refused the config: rejected",
+            "c: accepted the config and withdrew (the others confirmed announcing)",
         ]
     );
     assert_eq!(

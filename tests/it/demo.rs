@@ -175,7 +175,7 @@ async fn the_story_shows_the_withdrawal_the_guard_holding_twice_and_the_recovery
     );
     let holding = lines[met..step6]
         .iter()
-        .filter(|l| l.contains(" removal held: ") || l.contains(" refused the config: "))
+        .filter(|l| l.contains(": removal held: ") || l.contains(": refused the config: "))
         .count();
     assert_eq!(holding, 2, "two sites hold the service's route: {all}");
 
@@ -270,5 +270,22 @@ async fn interactive_ends_cleanly_at_the_end_of_its_input() {
     read_until(&mut lines, &mut seen, "3/3 paths  [a b c]").await;
     drop(stdin);
     read_until(&mut lines, &mut seen, "end of input: quitting").await;
+    exits_cleanly(child, &seen).await;
+}
+
+#[tokio::test]
+async fn interactive_ends_cleanly_on_ctrl_c() {
+    let mut child = demo(&["--interactive"], Stdio::piped());
+    let _stdin = child.stdin.take().expect("stdin");
+    let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
+    let mut seen = Vec::new();
+    read_until(&mut lines, &mut seen, "3/3 paths  [a b c]").await;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).expect("pid");
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(pid),
+        nix::sys::signal::Signal::SIGINT,
+    )
+    .expect("SIGINT");
+    read_until(&mut lines, &mut seen, "ctrl-c: quitting").await;
     exits_cleanly(child, &seen).await;
 }
