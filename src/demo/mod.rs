@@ -124,7 +124,8 @@ struct Demo {
     reload_before: [Option<ReloadStatus>; 3],
     /// Whether the sites run the config without the service (interactive `x`).
     bad_config: bool,
-    /// The fewest paths the router had, fed to the story's progress.
+    /// The router's path count after each change since the last turn of the loop (the
+    /// story checks every one against `min_sites`, not only those seen at a poll).
     paths_seen: Vec<usize>,
     // Removed (with the files in it) when the demo ends.
     _dir: tempfile::TempDir,
@@ -246,13 +247,8 @@ impl Demo {
             .iter()
             .map(|v| v.clone().unwrap_or_default())
             .collect();
-        for line in site_changes(&before, &after, &SITES) {
-            let kind = if line.contains(" held") || line.contains(" down") {
-                Kind::Held
-            } else {
-                Kind::Note
-            };
-            self.print(kind, &line);
+        for (line, attention) in site_changes(&before, &after, &SITES) {
+            self.print(if attention { Kind::Held } else { Kind::Note }, &line);
         }
     }
 
@@ -455,13 +451,9 @@ impl Demo {
     async fn on_key(&mut self, action: KeyAction) -> Result<(), site::SiteError> {
         match action {
             KeyAction::Flip(i) => {
-                let mut health = self.sites.iter().map(|s| s.target.healthy());
-                let mut now = [true; 3];
-                for h in &mut now {
-                    *h = health.next().unwrap_or(true);
-                }
-                now[i] = !now[i];
-                self.set_health(now);
+                let mut health = [0, 1, 2].map(|k| self.sites[k].target.healthy());
+                health[i] = !health[i];
+                self.set_health(health);
             }
             KeyAction::ToggleConfig => self.push(self.bad_config).await?,
             KeyAction::Show => {

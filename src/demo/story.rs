@@ -377,25 +377,38 @@ pub fn explain(expect: Expect, obs: &Observation, sites: &[&str], min_sites: usi
 }
 
 /// One line per site whose service state (or pending removal) changed between two
-/// rounds of `/status`, with the reason `/status` gives.
-pub fn site_changes(before: &[SiteView], after: &[SiteView], sites: &[&str]) -> Vec<String> {
+/// rounds of `/status`, with the reason `/status` gives; `true` with the lines that need
+/// attention (held, down, a removal waiting).
+pub fn site_changes(
+    before: &[SiteView],
+    after: &[SiteView],
+    sites: &[&str],
+) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for ((b, a), name) in before.iter().zip(after).zip(sites) {
         if b.state != a.state {
-            out.push(match &a.state {
+            let attention = a.state_is("held") || a.state_is("down");
+            let line = match &a.state {
                 Some(state) if a.reason.is_empty() => format!("{name}: service {state}"),
                 Some(state) => format!("{name}: service {state} ({})", a.reason),
                 None => format!("{name}: service not configured"),
-            });
+            };
+            out.push((line, attention));
         }
         if b.removal != a.removal {
             if let Some(decision) = &a.removal {
-                out.push(format!("{name}: removal {decision} ({})", a.removal_reason));
+                out.push((
+                    format!("{name}: removal {decision} ({})", a.removal_reason),
+                    true,
+                ));
             } else if b.removal.is_some() {
-                out.push(match a.state {
-                    None => format!("{name}: removal done: withdrawn"),
-                    Some(_) => format!("{name}: removal over: the service is configured again"),
-                });
+                out.push((
+                    match a.state {
+                        None => format!("{name}: removal done: withdrawn"),
+                        Some(_) => format!("{name}: removal over: the service is configured again"),
+                    },
+                    false,
+                ));
             }
         }
     }

@@ -376,16 +376,31 @@ fn site_changes_name_the_new_state_with_its_reason() {
     assert_eq!(
         site_changes(&before, &after, &ABC),
         [
-            "b: service held (held because)",
-            "c: removal done: withdrawn"
+            ("b: service held (held because)".to_owned(), true),
+            ("c: removal done: withdrawn".to_owned(), false)
         ]
     );
     let gone = [up(), up(), view(None, Some("pending"), None)];
     assert_eq!(
         site_changes(&[up(), up(), up()], &gone, &ABC),
         [
-            "c: service not configured",
-            "c: removal pending (withdrawing web would leave 1 of 3 sites announcing (min_sites 2))"
+            ("c: service not configured".to_owned(), false),
+            (
+                "c: removal pending (withdrawing web would leave 1 of 3 sites announcing (min_sites 2))"
+                    .to_owned(),
+                true
+            )
+        ]
+    );
+    let back = [up(), up(), up()];
+    assert_eq!(
+        site_changes(&before, &back, &ABC),
+        [
+            ("c: service up (up because)".to_owned(), false),
+            (
+                "c: removal over: the service is configured again".to_owned(),
+                false
+            )
         ]
     );
     assert!(site_changes(&after, &after, &ABC).is_empty());

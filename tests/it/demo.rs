@@ -261,13 +261,43 @@ async fn interactive_flips_a_sites_health_by_key_and_quits_on_q() {
     exits_cleanly(child, &seen).await;
 }
 
+/// A port P with P, P+1 and P+2 free on 127.0.0.1 a moment ago (bounded tries).
+fn three_free_ports() -> u16 {
+    for _ in 0..50 {
+        let Ok(first) = std::net::TcpListener::bind("127.0.0.1:0") else {
+            continue;
+        };
+        let base = first.local_addr().expect("addr").port();
+        let Some(last) = base.checked_add(2) else {
+            continue;
+        };
+        let rest: Vec<_> = (base + 1..=last)
+            .map(|p| std::net::TcpListener::bind(("127.0.0.1", p)))
+            .collect();
+        if rest.iter().all(Result::is_ok) {
+            return base;
+        }
+    }
+    panic!("no three consecutive free ports on 127.0.0.1");
+}
+
 #[tokio::test]
-async fn interactive_ends_cleanly_at_the_end_of_its_input() {
-    let mut child = demo(&["--interactive"], Stdio::piped());
+async fn interactive_ends_cleanly_at_the_end_of_its_input_with_status_on_the_port_base() {
+    let base = three_free_ports();
+    let mut child = demo(
+        &["--interactive", "--port-base", &base.to_string()],
+        Stdio::piped(),
+    );
     let stdin = child.stdin.take().expect("stdin");
     let mut lines = BufReader::new(child.stdout.take().expect("stdout")).lines();
     let mut seen = Vec::new();
+    let b_url = format!("http://127.0.0.1:{}/status", base + 1);
+    read_until(&mut lines, &mut seen, &format!("site b: status {b_url}")).await;
     read_until(&mut lines, &mut seen, "3/3 paths  [a b c]").await;
+    let doc = anyguard::status::client::document(&b_url)
+        .await
+        .expect("site b's /status on the port base + 1");
+    assert_eq!(doc.daemon.site.as_deref(), Some("b"));
     drop(stdin);
     read_until(&mut lines, &mut seen, "end of input: quitting").await;
     exits_cleanly(child, &seen).await;
