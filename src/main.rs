@@ -83,7 +83,7 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    // The demo's daemons log errors only unless asked: the demo prints its own story.
+    // The demo's daemons do not log unless asked: the demo prints its own story.
     let level = match cli.command {
         Command::Demo(_) => Some(
             cli.log_level

@@ -37,9 +37,11 @@ use self::story::{explain, site_changes, Observation, Progress, SiteView, Tick};
 use crate::status::client;
 use crate::status::model::ReloadStatus;
 
-/// The daemons' log level inside the demo unless `--log-level` says otherwise: their
-/// lines would drown the story (the story prints what matters from `/status`).
-pub const LOG_LEVEL: &str = "error";
+/// The daemons' log level inside the demo unless `--log-level` says otherwise: none.
+/// Their lines would drown the story, which prints what matters from `/status` (even a
+/// rejected reload, an error in a daemon's log, is a step of the story), and a daemon that
+/// cannot start ends the demo with its error.
+pub const LOG_LEVEL: &str = "off";
 
 /// How often the sites' `/status` is read.
 const OBSERVE_EVERY: Duration = Duration::from_millis(150);
@@ -459,19 +461,19 @@ impl Demo {
             KeyAction::Show => {
                 for (s, v) in self.sites.iter().zip(&self.views) {
                     let v = v.clone().unwrap_or_default();
-                    self.print(
-                        Kind::Note,
-                        &format!(
-                            "{}: {} ({}){}  {}",
-                            s.plan.name,
-                            v.state.as_deref().unwrap_or("not configured"),
-                            v.reason,
-                            v.removal
-                                .map(|d| format!("; removal {d}: {}", v.removal_reason))
-                                .unwrap_or_default(),
-                            s.plan.status_url()
-                        ),
+                    let mut line = format!(
+                        "{}: {}",
+                        s.plan.name,
+                        v.state.as_deref().unwrap_or("not configured")
                     );
+                    if !v.reason.is_empty() {
+                        line.push_str(&format!(" ({})", v.reason));
+                    }
+                    if let Some(d) = &v.removal {
+                        line.push_str(&format!("; removal {d} ({})", v.removal_reason));
+                    }
+                    line.push_str(&format!("  {}", s.plan.status_url()));
+                    self.print(Kind::Note, &line);
                 }
             }
             KeyAction::Help => self.print(Kind::Note, KEYS),

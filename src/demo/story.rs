@@ -376,9 +376,9 @@ pub fn explain(expect: Expect, obs: &Observation, sites: &[&str], min_sites: usi
     out
 }
 
-/// One line per site whose service state (or pending removal) changed between two
-/// rounds of `/status`, with the reason `/status` gives; `true` with the lines that need
-/// attention (held, down, a removal waiting).
+/// One line per site whose last reload, service state or pending removal changed between
+/// two rounds of `/status`, with the reason `/status` gives; `true` with the lines that
+/// need attention (held, down, a removal waiting, a refused reload).
 pub fn site_changes(
     before: &[SiteView],
     after: &[SiteView],
@@ -386,6 +386,18 @@ pub fn site_changes(
 ) -> Vec<(String, bool)> {
     let mut out = Vec::new();
     for ((b, a), name) in before.iter().zip(after).zip(sites) {
+        if b.last_reload != a.last_reload {
+            if let Some(r) = &a.last_reload {
+                out.push(if r.ok {
+                    (format!("{name}: config reloaded"), false)
+                } else {
+                    (
+                        format!("{name}: reload refused: {}", r.errors.join("; ")),
+                        true,
+                    )
+                });
+            }
+        }
         if b.state != a.state {
             let attention = a.state_is("held") || a.state_is("down");
             let line = match &a.state {

@@ -404,6 +404,18 @@ fn site_changes_name_the_new_state_with_its_reason() {
         ]
     );
     assert!(site_changes(&after, &after, &ABC).is_empty());
+    let reloaded = [
+        view(Some("up"), None, Some(true)),
+        view(Some("up"), None, Some(false)),
+        up(),
+    ];
+    assert_eq!(
+        site_changes(&[up(), up(), up()], &reloaded, &ABC),
+        [
+            ("a: config reloaded".to_owned(), false),
+            ("b: reload refused: rejected".to_owned(), true)
+        ]
+    );
 }
 
 // ----- keys, style, configs ------------------------------------------------------------------

@@ -72,6 +72,8 @@ async fn the_story_shows_the_withdrawal_the_guard_holding_twice_and_the_recovery
     assert!(out.status.success(), "exit {:?}\n{all}", out.status);
     eprintln!("anyguard demo took {:.1}s", took.as_secs_f64());
     assert!(!stdout.contains('\x1b'), "colour on a pipe:\n{all}");
+    // The daemons inside do not log unless asked: the story is all there is.
+    assert!(stderr.trim().is_empty(), "{all}");
     let lines: Vec<String> = stdout.lines().map(str::to_owned).collect();
 
     // The three status URLs, printed while it runs (before the first step).
@@ -213,18 +215,30 @@ async fn read_until(
     seen: &mut Vec<String>,
     needle: &str,
 ) {
+    read_until_seen(reader, seen, needle, |seen| {
+        seen.last().is_some_and(|l| l.contains(needle))
+    })
+    .await;
+}
+
+/// Reads stdout lines until `done(lines so far)` (bounded); every line read is kept.
+async fn read_until_seen(
+    reader: &mut tokio::io::Lines<BufReader<ChildStdout>>,
+    seen: &mut Vec<String>,
+    what: &str,
+    done: impl Fn(&[String]) -> bool,
+) {
     let deadline = tokio::time::Instant::now() + WAIT;
     loop {
         let line = tokio::time::timeout_at(deadline, reader.next_line())
             .await
-            .unwrap_or_else(|_| panic!("no {needle:?} within {WAIT:?}:\n{}", seen.join("\n")))
+            .unwrap_or_else(|_| panic!("no {what:?} within {WAIT:?}:\n{}", seen.join("\n")))
             .expect("read stdout");
         let Some(line) = line else {
-            panic!("stdout ended before {needle:?}:\n{}", seen.join("\n"));
+            panic!("stdout ended before {what:?}:\n{}", seen.join("\n"));
         };
-        let hit = line.contains(needle);
         seen.push(line);
-        if hit {
+        if done(seen) {
             return;
         }
     }
@@ -255,6 +269,38 @@ async fn interactive_flips_a_sites_health_by_key_and_quits_on_q() {
         "router  203.0.113.0/24  2/3 paths  [a b .]  (c withdrawn)",
     )
     .await;
+    // The config without the service, pushed everywhere while c is down: a and b are
+    // both needed, so neither withdraws (each holds the removal or refuses the reload).
+    let before_push = seen.len();
+    stdin.write_all(b"x").await.expect("key x");
+    stdin.flush().await.expect("flush");
+    read_until(&mut lines, &mut seen, "pushing the config WITHOUT web").await;
+    let holds = |l: &String, site: &str| {
+        l.contains(&format!("{site}: removal held"))
+            || l.contains(&format!("{site}: reload refused"))
+    };
+    read_until_seen(&mut lines, &mut seen, "a and b holding", |seen| {
+        ["a", "b"]
+            .iter()
+            .all(|s| seen[before_push..].iter().any(|l| holds(l, s)))
+    })
+    .await;
+    read_until(&mut lines, &mut seen, "c: config reloaded").await;
+    stdin.write_all(b"s").await.expect("key s");
+    stdin.flush().await.expect("flush");
+    read_until(
+        &mut lines,
+        &mut seen,
+        "c: not configured  http://127.0.0.1:",
+    )
+    .await;
+    assert!(
+        !seen[before_push..]
+            .iter()
+            .any(|l| l.contains(" 1/3 paths") || l.contains(" 0/3 paths")),
+        "{}",
+        seen.join("\n")
+    );
     stdin.write_all(b"q").await.expect("key q");
     stdin.flush().await.expect("flush");
     read_until(&mut lines, &mut seen, "stopping the sites and the router").await;
