@@ -279,13 +279,19 @@ async fn interactive_flips_a_sites_health_by_key_and_quits_on_q() {
         l.contains(&format!("{site}: removal held"))
             || l.contains(&format!("{site}: reload refused"))
     };
-    read_until_seen(&mut lines, &mut seen, "a and b holding", |seen| {
-        ["a", "b"]
-            .iter()
-            .all(|s| seen[before_push..].iter().any(|l| holds(l, s)))
-    })
+    read_until_seen(
+        &mut lines,
+        &mut seen,
+        "a and b holding, c reloaded",
+        |seen| {
+            let pushed = &seen[before_push..];
+            ["a", "b"]
+                .iter()
+                .all(|s| pushed.iter().any(|l| holds(l, s)))
+                && pushed.iter().any(|l| l.contains("c: config reloaded"))
+        },
+    )
     .await;
-    read_until(&mut lines, &mut seen, "c: config reloaded").await;
     stdin.write_all(b"s").await.expect("key s");
     stdin.flush().await.expect("flush");
     read_until(
