@@ -76,6 +76,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Docs(anyguard::cli_docs::DocsCommand),
 }
 
 fn main() -> ExitCode {
@@ -99,6 +101,7 @@ fn main() -> ExitCode {
 
 async fn async_main(command: Command) -> ExitCode {
     match command {
+        Command::Docs(docs) => docs.run(<Cli as clap::CommandFactory>::command()),
         Command::Run { config, dry_run } => run(config, dry_run).await,
         Command::Check {
             config,
