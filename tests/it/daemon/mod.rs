@@ -11,6 +11,7 @@
 
 mod addresses;
 mod attributes;
+mod binary_checks;
 mod drain;
 mod endpoints;
 mod health;
