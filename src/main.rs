@@ -96,7 +96,11 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main(cli.command))
+    let code = runtime.block_on(async_main(cli.command));
+    // A reload's config read may still hang on its file (coordinator::config_read): the
+    // process exits without waiting for that thread.
+    runtime.shutdown_background();
+    code
 }
 
 async fn async_main(command: Command) -> ExitCode {

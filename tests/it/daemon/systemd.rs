@@ -119,13 +119,6 @@ fn pings(msgs: &[String]) -> usize {
     msgs.iter().filter(|m| *m == "WATCHDOG=1\n").count()
 }
 
-async fn status_doc(port: u16) -> serde_json::Value {
-    let url = format!("http://127.0.0.1:{port}/status");
-    let (code, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
-    assert_eq!(code.as_u16(), 200);
-    serde_json::from_slice(&body).unwrap()
-}
-
 #[tokio::test]
 async fn the_binary_sends_ready_status_watchdog_reloading_and_stopping_to_systemd() {
     let target = Target::start(Answer::Pass).await;
@@ -244,12 +237,13 @@ async fn the_binary_sends_ready_status_watchdog_reloading_and_stopping_to_system
     drop(peer);
 }
 
-/// A coordinator loop that does not come round stops the pings, although the process and
-/// its other tasks run on: the reload reads the config file inside the loop, and this
-/// config file is a FIFO that gives nothing until the test writes to it (as a config on a
-/// hung network file system would).
+/// A reload whose config read hangs does not stop the coordinator loop: the read runs off
+/// the loop (coordinator::config_read), so the watchdog pings go on while this config file,
+/// a FIFO, gives nothing (as a config on a hung network file system would); the reload
+/// completes once the test writes the file. A second SIGHUP during the read is queued and
+/// reads the file again after it.
 #[tokio::test]
-async fn a_stuck_coordinator_loop_stops_the_watchdog_pings_until_it_comes_round() {
+async fn a_reload_whose_config_read_hangs_does_not_stop_the_loop_or_its_watchdog_pings() {
     let target = Target::start(Answer::Pass).await;
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let dir = tempfile::tempdir().unwrap();
@@ -259,10 +253,11 @@ async fn a_stuck_coordinator_loop_stops_the_watchdog_pings_until_it_comes_round(
         .status()
         .unwrap();
     assert!(made.success());
+    let status_port = free_port();
     let text = config_text(
         &Setup::default(),
         listener.local_addr().unwrap(),
-        free_port(),
+        status_port,
         target.addr,
     );
     // Each write blocks until the daemon opens the FIFO to read it.
@@ -278,26 +273,91 @@ async fn a_stuck_coordinator_loop_stops_the_watchdog_pings_until_it_comes_round(
     let before = notify.during(Duration::from_secs(1)).await;
     assert!(pings(&before) >= 2, "{before:?}");
 
-    // SIGHUP: the loop announces the reload, then blocks reading the FIFO.
+    // SIGHUP: RELOADING=1, then the read blocks on the FIFO, off the loop.
     daemon.signal(Signal::SIGHUP);
     let reloading = notify.next_not_ping().await;
     assert!(reloading.starts_with("RELOADING=1\n"), "{reloading:?}");
-    // Five periods without a turn of the loop: not one ping (systemd would restart it).
-    let stuck = notify.during(WATCHDOG * 5).await;
-    assert_eq!(stuck, Vec::<String>::new());
+    // A second reload asked for meanwhile waits for the first read to end.
+    daemon.signal(Signal::SIGHUP);
+    // Five periods of a hung read: the loop turns and pings (at least twice per period),
+    // and nothing but pings (no READY=1: the reload is not done).
+    let hung = notify.during(WATCHDOG * 5).await;
+    assert!(pings(&hung) >= 5, "{hung:?}");
+    assert_eq!(
+        pings(&hung),
+        hung.len(),
+        "only pings while the read hangs: {hung:?}"
+    );
+    // The loop serves /status meanwhile (the document is the running generation's).
+    let doc = status_doc(status_port).await;
+    assert_eq!(doc["daemon"]["config_generation"], 1, "{doc}");
     assert!(
         daemon.0.try_wait().unwrap().is_none(),
         "the process runs on"
     );
 
-    // The file gives its text: the reload completes and the pings resume.
-    feed(fifo.clone(), text).join().unwrap();
+    // The file gives its text: the reload completes (READY=1), then the queued one reads
+    // the file again (RELOADING=1 ... READY=1) with a changed config.
+    feed(fifo.clone(), text.clone()).join().unwrap();
     assert!(notify.next_not_ping().await.starts_with("READY=1\n"));
+    assert!(notify.next_not_ping().await.starts_with("RELOADING=1\n"));
+    let changed = text.replace(
+        "[[service.check]]",
+        "communities = [\"65010:42\"]\n\n[[service.check]]",
+    );
+    feed(fifo.clone(), changed).join().unwrap();
+    assert!(notify.next_not_ping().await.starts_with("READY=1\n"));
+    let mut generation = serde_json::Value::Null;
+    for _ in 0..100 {
+        generation = status_doc(status_port).await["daemon"]["config_generation"].clone();
+        if generation == 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(generation, 3, "both reloads applied");
     let after = notify.during(Duration::from_secs(1)).await;
     assert!(pings(&after) >= 2, "{after:?}");
 
     daemon.signal(Signal::SIGTERM);
     assert!(notify.next_not_ping().await.starts_with("STOPPING=1\n"));
+    assert!(daemon.exit().await.success());
+}
+
+/// A daemon whose reload read hangs for ever still stops on SIGTERM: the process exits
+/// without waiting for the blocked read.
+#[tokio::test]
+async fn a_daemon_stops_although_its_reload_read_hangs() {
+    let target = Target::start(Answer::Pass).await;
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("anyguard.toml");
+    let made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(made.success());
+    let text = config_text(
+        &Setup::default(),
+        listener.local_addr().unwrap(),
+        free_port(),
+        target.addr,
+    );
+    let writer = {
+        let fifo = fifo.clone();
+        std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
+    };
+    let mut notify = Notifications::bind(dir.path());
+    let mut daemon = spawn(&fifo, dir.path(), &notify, &[]);
+    writer.join().unwrap();
+    assert!(notify.next_not_ping().await.starts_with("READY=1\n"));
+    daemon.signal(Signal::SIGHUP);
+    assert!(notify.next_not_ping().await.starts_with("RELOADING=1\n"));
+    daemon.signal(Signal::SIGTERM);
+    notify
+        .until("STOPPING=1", |m| m.starts_with("STOPPING=1\n"))
+        .await;
+    // Without waiting for the thread still blocked in open(2) on the FIFO.
     assert!(daemon.exit().await.success());
 }
 
