@@ -194,6 +194,17 @@ fall = 3
     b.stop().await;
 }
 
+/// Polls `f` every 50 ms (bounded: 10 s) until it gives something.
+async fn poll<T>(b: &Binary, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    for _ in 0..200 {
+        if let Some(v) = f() {
+            return v;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("no {what} within 10 s; log:\n{}", b.log());
+}
+
 /// True while `pid` exists (and is not a zombie nobody reaped).
 fn alive(pid: i32) -> bool {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -235,55 +246,27 @@ fall = 1
     };
 
     // The `up` hook starts, with its child.
-    let mut up = None;
-    for _ in 0..200 {
+    let (shell, child) = poll(&b, "the up hook", || {
         let h = hooks();
-        if let (Some(shell), Some(child)) = (pid_of(&h, "up shell "), pid_of(&h, "up child ")) {
-            up = Some((shell, child));
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let (shell, child) = up.unwrap_or_else(|| panic!("no up hook: {:?}\n{}", hooks(), b.log()));
-
-    // At hook_timeout both are killed (they would live a minute otherwise).
-    let mut gone = false;
-    for _ in 0..200 {
-        if !alive(shell) && !alive(child) {
-            gone = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        gone,
-        "hook shell {shell} or its child {child} still runs\n{}",
-        b.log()
-    );
-    let killed = "timed out after 500ms, process group killed";
-    b.wait_doc("the hook's time-out in the log", |_| {
-        b.log().contains(killed)
+        pid_of(&h, "up shell ").zip(pid_of(&h, "up child "))
     })
     .await;
+
+    // At hook_timeout both are killed (they would live a minute otherwise).
+    let gone = || (!alive(shell) && !alive(child)).then_some(());
+    poll(&b, "the hung hook and its child killed", gone).await;
+    let killed = "timed out after 500ms, process group killed";
+    let logged = || b.log().contains(killed).then_some(());
+    poll(&b, "the hook's time-out in the log", logged).await;
 
     // The daemon goes on: the next change is decided and its hook runs.
     std::fs::write(b.path("fail"), b"").unwrap();
     b.wait_doc("service down", |d| d["services"][0]["state"] == "down")
         .await;
-    let mut next = false;
-    for _ in 0..200 {
-        if pid_of(&hooks(), "down shell ").is_some() {
-            next = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        next,
-        "the next hook did not run: {:?}\n{}",
-        hooks(),
-        b.log()
-    );
+    poll(&b, "the next change's hook", || {
+        pid_of(&hooks(), "down shell ")
+    })
+    .await;
     b.stop().await;
 }
 
