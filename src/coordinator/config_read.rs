@@ -73,7 +73,9 @@ impl Asked {
     /// gave up waiting): the operator was told the reload failed, so it must not happen
     /// behind their back (as `on_control` skips such requests).
     pub(super) fn abandoned(&self) -> bool {
-        !self.signal && self.waiters.iter().all(oneshot::Sender::is_closed)
+        !self.signal
+            && !self.waiters.is_empty()
+            && self.waiters.iter().all(oneshot::Sender::is_closed)
     }
 }
 
@@ -149,4 +151,23 @@ fn read(path: &Path, running: &Config) -> Loaded {
         fleet,
         probes,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reload_is_abandoned_only_when_every_asker_was_a_request_answered_already() {
+        let (open, _rx) = oneshot::channel();
+        let (closed, rx) = oneshot::channel();
+        drop(rx);
+        assert!(!Asked::by_signal().abandoned(), "a SIGHUP always applies");
+        assert!(!Asked::by_request(open).abandoned(), "a caller still waits");
+        let mut asked = Asked::by_request(closed);
+        assert!(asked.abandoned(), "the only caller got its 503");
+        asked.merge(Asked::by_signal());
+        assert!(!asked.abandoned(), "a SIGHUP asked too");
+        assert!(!Asked::default().abandoned());
+    }
 }
