@@ -276,7 +276,7 @@ fall = 1
 /// endpoint moved to a free port, the only change) opens no session and decides no route.
 #[tokio::test]
 async fn the_packaged_config_passes_check_and_the_daemon_running_it_sends_no_route() {
-    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("config/anyguard.toml");
+    let shipped = Path::new(env!("CARGO_MANIFEST_DIR")).join("contrib/deb/anyguard.toml");
     let config = anyguard::config::load(&shipped).unwrap_or_else(|e| panic!("{e}"));
     assert!(config.peers.is_empty(), "{:?}", config.peers);
     assert!(config.services.is_empty(), "{:?}", config.services);
@@ -287,7 +287,20 @@ async fn the_packaged_config_passes_check_and_the_daemon_running_it_sends_no_rou
         .unwrap();
     assert!(check.status.success(), "{check:?}");
 
+    // Its commented example, uncommented, is a valid config with a peer and a service.
     let text = std::fs::read_to_string(&shipped).unwrap();
+    let example = text
+        .find("# [bgp]")
+        .unwrap_or_else(|| panic!("no example: {text}"));
+    let uncommented: String = text[example..]
+        .lines()
+        .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+        .collect();
+    let edited = format!("{}{uncommented}", &text[..example]);
+    let edited =
+        anyguard::config::load_str(&edited, "edited.toml").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!((edited.peers.len(), edited.services.len()), (1, 1));
+
     let listen = "listen = \"127.0.0.1:9180\"";
     assert!(text.contains(listen), "{text}");
     let b = Binary::start_config(|_, port| {
