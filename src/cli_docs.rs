@@ -73,9 +73,10 @@ fn completions(cli: Command, shell: Shell, out: &mut dyn Write) -> io::Result<()
     out.flush()
 }
 
-/// Writes anyguard(1): the generated NAME, SYNOPSIS, DESCRIPTION, OPTIONS and COMMANDS
-/// sections, then what clap does not know (files, signals, environment, exit status).
+/// Writes anyguard(1): the generated NAME, SYNOPSIS, OPTIONS and SUBCOMMANDS sections, a
+/// DESCRIPTION, then what clap does not know (files, signals, environment, exit status).
 fn main_page(cli: Command, out: &mut dyn Write) -> io::Result<()> {
+    let extra = extra_sections(&cli);
     // clap's own `help` subcommand has no page of its own: not listed.
     let man = Man::new(cli.disable_help_subcommand(true));
     man.render_title(out)?;
@@ -84,7 +85,7 @@ fn main_page(cli: Command, out: &mut dyn Write) -> io::Result<()> {
     description().to_writer(out)?;
     man.render_options_section(out)?;
     man.render_subcommands_section(out)?;
-    extra_sections().to_writer(out)?;
+    extra.to_writer(out)?;
     man.render_version_section(out)?;
     out.flush()
 }
@@ -140,7 +141,7 @@ fn description() -> Roff {
 }
 
 /// The sections of anyguard(1) that are not in the clap definition.
-fn extra_sections() -> Roff {
+fn extra_sections(cli: &Command) -> Roff {
     let mut r = Roff::default();
     let item = |r: &mut Roff, tag: &str, text: &str| {
         r.control("TP", []);
@@ -198,10 +199,15 @@ fn extra_sections() -> Roff {
          status endpoint cannot be read; 2 on a usage error.",
     )]);
     r.control("SH", ["SEE ALSO"]);
-    r.text([roman(
-        "anyguard-run(1), anyguard-check(1), anyguard-status(1), \
-         anyguard-completions(1), systemd.service(5); docs/config.md, docs/guard.md \
-         and docs/status.md in the source.",
-    )]);
+    let pages: Vec<String> = cli
+        .get_subcommands()
+        .filter(|s| !s.is_hide_set() && s.get_name() != "help")
+        .map(|s| format!("{}-{}(1), ", cli.get_name(), s.get_name()))
+        .collect();
+    r.text([roman(format!(
+        "{}systemd.service(5); docs/config.md, docs/guard.md and docs/status.md in the \
+         source.",
+        pages.concat()
+    ))]);
     r
 }

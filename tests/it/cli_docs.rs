@@ -150,6 +150,15 @@ fn man_pages_render_with_their_sections_and_options() {
         std::fs::read_to_string(dir.path().join("anyguard.1")).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(stdout_page, main_roff);
     assert!(main_roff.contains("\n.TH anyguard 1 "), "{main_roff}");
+    // anyguard(1) names every other page twice: under SUBCOMMANDS and SEE ALSO.
+    for name in names.iter().filter(|n| *n != "anyguard.1") {
+        let reference = format!("{}(1)", name.trim_end_matches(".1").replace('-', "\\-"));
+        assert_eq!(
+            main_roff.matches(&reference).count(),
+            2,
+            "{reference}: {main_roff}"
+        );
+    }
 
     let expect: [(&str, &[&str]); 3] = [
         (
