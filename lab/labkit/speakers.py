@@ -95,8 +95,15 @@ class Settings:
 
 
 class Pair:
-    def __init__(self, router, speaker, settings, idx, hold_down="0s", tag="fo"):
+    def __init__(self, router, speaker, settings, idx, hold_down="0s", tag="fo", services=1, target="health"):
+        """`services` > 1: that many services, each one check against its own path of the
+        target and its own prefix (203.0.113.16*i/28); `target` "count" serves
+        nodes/count-target.py (counts probes, logs nothing per request) instead of the
+        timestamping health target."""
         self.router_kind, self.speaker, self.s, self.hold_down = router, speaker, settings, hold_down
+        self.services, self.target_kind = services, target
+        self.prefixes = [PREFIX] if services == 1 else [f"203.0.113.{16 * i}/28" for i in range(services)]
+        self.urls = [URL] if services == 1 else [f"http://{TARGET[0]}:{TARGET[1]}/s{i}" for i in range(services)]
         self.rns, self.sns = f"{NS_PREFIX}{tag}{idx}-r", f"{NS_PREFIX}{tag}{idx}-s"
         self.base = run_dir() / tag / f"{idx}-{router}-{speaker}"
         self.router = ADAPTERS[router](self.rns, self.base / "router")
@@ -133,7 +140,8 @@ class Pair:
                 "router_connects": False, "bfd": None}
         conf.write_text(self.router.render_interop([peer]) + KERNEL_EXPORT[self.router_kind])
         self.router.start(conf)
-        procs.start(self.sns, "target", ["/usr/bin/python3", LAB_DIR / "nodes" / "health-target.py",
+        script = "health-target.py" if self.target_kind == "health" else "count-target.py"
+        procs.start(self.sns, "target", ["/usr/bin/python3", LAB_DIR / "nodes" / script,
                                          TARGET[0], str(TARGET[1]), self.target_log], self.base / "target.log")
         poll("the health target", lambda: sh(["curl", "-s", "--max-time", "1", f"http://{TARGET[0]}:{TARGET[1]}/"],
                                              ns=self.sns, check=False).stdout.strip() == "ok", 10, 0.05)
@@ -175,33 +183,39 @@ class Pair:
                  "[status]", f'listen = "{STATUS}"', "",
                  "[[peer]]", 'name = "up"', f'address = "{ROUTER}"', f'local_address = "{SPEAKER}"',
                  f"remote_asn = {ROUTER_ASN}", 'hold_time = "9s"', 'connect_retry = "1s"', "",
-                 "[[service]]", 'name = "web"', f'prefixes = ["{PREFIX}"]', 'drain_time = "1s"']
-        if self.hold_down is not None:
-            lines.append(f'hold_down = "{self.hold_down}"')
-        lines += ["", "[[service.check]]", 'type = "http"', f'url = "{URL}"',
-                  f'interval = "{round(s.interval * 1000)}ms"', f'fast_interval = "{round(s.interval * 1000)}ms"',
-                  f'timeout = "{round(s.timeout * 1000)}ms"', f"rise = {s.rise}", f"fall = {s.fall}", ""]
+                 ]
+        for i, (prefix, url) in enumerate(zip(self.prefixes, self.urls)):
+            lines += ["[[service]]", f'name = "{"web" if i == 0 else f"web{i}"}"', f'prefixes = ["{prefix}"]',
+                      'drain_time = "1s"']
+            if self.hold_down is not None:
+                lines.append(f'hold_down = "{self.hold_down}"')
+            lines += ["", "[[service.check]]", 'type = "http"', f'url = "{url}"',
+                      f'interval = "{round(s.interval * 1000)}ms"', f'fast_interval = "{round(s.interval * 1000)}ms"',
+                      f'timeout = "{round(s.timeout * 1000)}ms"', f"rise = {s.rise}", f"fall = {s.fall}", ""]
         cfg = self.base / "anyguard.toml"
         cfg.write_text("\n".join(lines))
         anyguard.start(self.sns, cfg, self.base / "anyguard")
         anyguard.wait_status(self.sns, STATUS)
 
-    def _curl(self):
+    def _curl(self, url=URL):
         # curl's --max-time takes fractions; -f makes a 503 a failure.
-        return f"curl -sf -o /dev/null --max-time {self.s.curl_timeout:g} {URL}"
+        return f"curl -sf -o /dev/null --max-time {self.s.curl_timeout:g} {url}"
 
     def _start_exabgp(self):
         s = self.s
-        hc = (f"{which('exabgp-healthcheck')} --no-syslog --withdraw-on-down --no-ip-setup "
-              f"--ip {PREFIX} --next-hop {SPEAKER} --interval {s.interval:g} --fast-interval {s.interval:g} "
-              f"--rise {s.rise} --fall {s.fall} --timeout {round(s.curl_timeout + 1)} "
-              f'--cmd "{self._curl()}"')
+        lines = []
+        for i, (prefix, url) in enumerate(zip(self.prefixes, self.urls)):
+            hc = (f"{which('exabgp-healthcheck')} --no-syslog --withdraw-on-down --no-ip-setup "
+                  f"--ip {prefix} --next-hop {SPEAKER} --interval {s.interval:g} --fast-interval {s.interval:g} "
+                  f"--rise {s.rise} --fall {s.fall} --timeout {round(s.curl_timeout + 1)} "
+                  f'--cmd "{self._curl(url)}"')
+            lines += [f"process hc{i} {{", f"  run {hc};", "  encoder text;", "}", ""]
+        names = " ".join(f"hc{i}" for i in range(len(self.prefixes)))
         conf = self.base / "exabgp.conf"
-        conf.write_text("\n".join([
-            "process hc {", f"  run {hc};", "  encoder text;", "}", "",
+        conf.write_text("\n".join(lines + [
             f"neighbor {ROUTER} {{", f"  router-id {SPEAKER};", f"  local-address {SPEAKER};",
             f"  local-as {SPEAKER_ASN};", f"  peer-as {ROUTER_ASN};", "  hold-time 9;",
-            "  family { ipv4 unicast; }", "  api { processes [ hc ]; }", "}", ""]))
+            "  family { ipv4 unicast; }", f"  api {{ processes [ {names} ]; }}", "}", ""]))
         ExaBgp(self.sns, self.base / "speaker").start(conf)
 
     def _start_ahc(self):
@@ -215,7 +229,7 @@ class Pair:
         conf = self.base / "speaker-bird.conf"
         conf.write_text("\n".join([
             f"router id {SPEAKER};", f'include "{prefixes}";', "protocol device { }",
-            f"protocol static anycast {{ ipv4; route {PREFIX} blackhole; }}",
+            "protocol static anycast { ipv4; " + " ".join(f"route {p} blackhole;" for p in self.prefixes) + " }",
             "protocol bgp up {", f"  local {SPEAKER} as {SPEAKER_ASN};", f"  neighbor {ROUTER} as {ROUTER_ASN};",
             "  hold time 9;", "  keepalive time 3;",
             "  ipv4 { import none; export where net ~ ACAST_PS_ADVERTISE; next hop self; };", "}", ""]))
@@ -228,11 +242,12 @@ class Pair:
             f"pidfile = {d / 'ahc.pid'}", "loglevel = info", "purge_ip_prefixes = true", ""]))
         svc = d / "checks"
         svc.mkdir()
-        (svc / "web.conf").write_text("\n".join([
-            "[web]", f"check_cmd = {self._curl()}", f"check_interval = {s.interval:g}",
-            f"check_timeout = {s.curl_timeout + 0.5:g}", f"check_rise = {s.rise}", f"check_fail = {s.fall}",
-            "check_disabled = false", "on_disabled = withdraw", f"ip_prefix = {PREFIX}",
-            "ip_check_disabled = true", ""]))
+        for i, (prefix, url) in enumerate(zip(self.prefixes, self.urls)):
+            (svc / f"web{i}.conf").write_text("\n".join([
+                f"[web{i}]", f"check_cmd = {self._curl(url)}", f"check_interval = {s.interval:g}",
+                f"check_timeout = {s.curl_timeout + 0.5:g}", f"check_rise = {s.rise}", f"check_fail = {s.fall}",
+                "check_disabled = false", "on_disabled = withdraw", f"ip_prefix = {prefix}",
+                "ip_check_disabled = true", ""]))
         procs.start(self.sns, "ahc", [ahc_bin(), "-f", d / "ahc.conf", "-d", svc], self.base / "ahc.log")
         poll("anycast-healthchecker running", lambda: procs.pid_of(self.sns, "ahc"), 5, 0.2)
 
@@ -246,16 +261,25 @@ class Pair:
     def speaker_cpu(self):
         return sum(benchkit.tree_cpu(p) for p in self.speaker_pids())
 
+    def probes(self):
+        """Requests the counting target answered so far (0 when it cannot say)."""
+        body = sh(["curl", "-s", "--max-time", "2", f"http://{TARGET[0]}:{TARGET[1]}/count"], ns=self.sns,
+                  check=False).stdout
+        try:
+            return int(json.loads(body)["requests"])
+        except (ValueError, KeyError, TypeError):
+            return 0
+
     def target_cpu(self):
         pid = procs.pid_of(self.sns, "target")
         return benchkit.cpu_seconds(pid) if pid else 0.0
 
     def _checker_pids(self):
-        """What pause() stops: the incumbents' check loops (ExaBGP's healthcheck process,
+        """What pause() stops: the incumbents' check loops (ExaBGP's healthcheck processes,
         anycast-healthchecker); anyguard probes in its BGP process, which cannot pause."""
         if self.speaker == "exabgp":
             pid = procs.pid_of(self.sns, "exabgp")
-            return [c for c in benchkit.children(pid)] if pid else []
+            return benchkit.children(pid) if pid else []
         if self.speaker == "ahc":
             pid = procs.pid_of(self.sns, "ahc")
             return [pid] if pid else []
@@ -284,7 +308,7 @@ class Pair:
                 continue
             kind = "del" if words[0] == "Deleted" else "add"
             prefix = words[1] if kind == "del" and len(words) > 1 else words[0]
-            if prefix == PREFIX:
+            if prefix == self.prefixes[0]:
                 try:
                     self.fib.append((_ts(stamp), kind))
                 except ValueError:
@@ -311,13 +335,13 @@ class Pair:
                 self.switches.append((e["t"], e.get("healthy")))
 
     def in_rib(self):
-        return self.router.has_route(PREFIX, SPEAKER)
+        return self.router.has_route(self.prefixes[0], SPEAKER)
 
     def wait_present(self, timeout=60.0):
         def present():
             self._read()
             return self.fib and self.fib[-1][1] == "add" and self.in_rib()
-        poll(f"{PREFIX} in {self.router_kind}'s RIB and FIB from {self.speaker}", present, timeout, 0.1)
+        poll(f"{self.prefixes[0]} in {self.router_kind}'s RIB and FIB from {self.speaker}", present, timeout, 0.1)
 
     def _signal_target(self, sig):
         pid = procs.pid_of(self.sns, "target")
