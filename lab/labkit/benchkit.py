@@ -120,6 +120,26 @@ def tree_rss(pid):
     return sum(rss_bytes(p)[0] for p in tree(pid))
 
 
+def rss_split(pid):
+    """(anonymous, file-backed + shared) resident bytes (RssAnon, RssFile + RssShmem): what
+    the process allocated against what it maps from its binary and libraries."""
+    anon = other = 0
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("RssAnon:"):
+                anon = int(line.split()[1]) * 1024
+            elif line.startswith(("RssFile:", "RssShmem:")):
+                other += int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return anon, other
+
+
+def tree_rss_split(pid):
+    parts = [rss_split(p) for p in tree(pid)]
+    return sum(a for a, _ in parts), sum(f for _, f in parts)
+
+
 # -- where and with what ------------------------------------------------------------------------
 
 def deb_version(pkg):
