@@ -22,12 +22,12 @@ import os
 import random
 import signal
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 from . import anyguard, benchkit, netns, procs
+from .healthpair import KERNEL_EXPORT, fib_event
 from .routers import ADAPTERS, Bird, ExaBgp
-from .util import LAB_DIR, NS_PREFIX, Fail, poll, run_dir, sh, which
+from .util import LAB_DIR, NS_PREFIX, Fail, poll, run_dir, sh, shielded, which
 
 ROUTER_ASN, SPEAKER_ASN = 65001, 65101
 PREFIX = "203.0.113.0/24"
@@ -36,7 +36,6 @@ TARGET = ("127.0.0.1", 8080)
 URL = f"http://{TARGET[0]}:{TARGET[1]}/healthz"
 STATUS = "127.0.0.1:9180"
 SPEAKERS = ("anyguard", "exabgp", "ahc")
-KERNEL_EXPORT = {"bird": "\nprotocol kernel kernel4 { ipv4 { import none; export all; }; }\n", "frr": ""}
 
 
 def ahc_bin():
@@ -50,10 +49,6 @@ def missing(router, speaker):
     if speaker == "ahc":
         m += Bird.missing() + ([] if ahc_bin() else ["anycast-healthchecker (AHC_BIN)"])
     return m
-
-
-def _ts(text):
-    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
 
 
 class Tail:
@@ -148,10 +143,7 @@ class Pair:
         getattr(self, f"_start_{self.speaker}")()
 
     def down(self):
-        held = []
-        saved = {sig: signal.signal(sig, lambda signum, _f: held.append(signum))
-                 for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with shielded():
             self.resume()
             # Every process of the speaker's tree, by pid: a healthcheck child must not
             # outlive an ExaBGP that was SIGKILLed.
@@ -169,11 +161,6 @@ class Pair:
             procs.stop(self.rns, "wiretap")
             for ns in (self.sns, self.rns):
                 netns.delete(ns)
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
-        if held:
-            raise KeyboardInterrupt(f"signal {held[0]} during tear-down")
 
     # -- the speakers --------------------------------------------------------------------------
 
@@ -299,20 +286,9 @@ class Pair:
     # -- the logs ---------------------------------------------------------------------------------
 
     def _read(self):
-        for line in self.fib_tail.lines():
-            if not line.startswith("[") or "]" not in line:
-                continue
-            stamp, _, rest = line[1:].partition("]")
-            words = rest.split()
-            if not words or "table" in words:
-                continue
-            kind = "del" if words[0] == "Deleted" else "add"
-            prefix = words[1] if kind == "del" and len(words) > 1 else words[0]
-            if prefix == self.prefixes[0]:
-                try:
-                    self.fib.append((_ts(stamp), kind))
-                except ValueError:
-                    pass
+        for row in map(fib_event, self.fib_tail.lines()):
+            if row and row[2] == self.prefixes[0]:
+                self.fib.append(row[:2])
         for line in self.wire_tail.lines():
             try:
                 e = json.loads(line)
