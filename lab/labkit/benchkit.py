@@ -258,7 +258,8 @@ def strip_svg(name, title, series, unit="ms", log=True, note=""):
         lo, hi = 10 ** math.floor(math.log10(lo)), 10 ** math.ceil(math.log10(hi))
     else:
         lo, hi = min(0, lo), hi * 1.05 if hi > 0 else 1
-    label_w, plot_w, row_h, top = 330, 560, 34, 40
+    label_w = max(200, 7 * max(len(label) for label, _ in series) + 20)
+    plot_w, row_h, top = 560, 34, 40
     width, height = label_w + plot_w + 30, top + row_h * len(series) + 50
 
     def x(v):
@@ -303,7 +304,8 @@ def bar_svg(name, title, bars, unit="", note=""):
     path = RESULTS / f"{name}.svg"
     bars = [(label, v) for label, v in bars if v is not None]
     hi = max([v for _, v in bars] + [1e-9]) * 1.1
-    label_w, plot_w, row_h, top = 330, 560, 26, 40
+    label_w = max(200, 7 * max([len(label) for label, _ in bars] + [0]) + 20)
+    plot_w, row_h, top = 560, 26, 40
     width, height = label_w + plot_w + 90, top + row_h * len(bars) + 40
     out = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
            f'font-family="sans-serif" font-size="12">',
