@@ -4,6 +4,7 @@ mod bfd;
 mod cli_docs;
 mod config_examples;
 mod daemon;
+mod demo;
 mod fakepeer;
 mod fleet_channel;
 mod fleet_reload;
