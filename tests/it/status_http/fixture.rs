@@ -290,6 +290,8 @@ pub(crate) fn realistic_document() -> StatusDocument {
                 },
             ],
             mismatch: vec!["lhr1".into()],
+            backend: "poll".into(),
+            store: None,
         }),
     }
 }
