@@ -5,6 +5,7 @@ mod config_examples;
 mod daemon;
 mod fakepeer;
 mod fleet_channel;
+mod fleet_etcd;
 mod fleet_reload;
 mod guard_cli;
 mod guard_sim;
