@@ -424,6 +424,11 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
+    /// A `backend` / `[etcd]` problem.
+    fn backend(&mut self, span: Range<usize>, key: &str, msg: String) {
+        self.push(Some(span), key, FleetErrorKind::Backend(msg));
+    }
+
     /// `written` relative to the fleet file's directory (like `[auth] key_file`).
     fn relative(&self, written: &str) -> PathBuf {
         let written = Path::new(written);
@@ -738,23 +743,19 @@ impl Fleet {
         backend: Option<&Spanned<String>>,
         etcd: Option<&Spanned<RawEtcd>>,
     ) -> Option<BackendSettings> {
-        let err = |c: &mut Collector<'_>, span: Range<usize>, key: &str, msg: String| {
-            c.push(Some(span), key, FleetErrorKind::Backend(msg));
-        };
         match backend.map(|b| (b.get_ref().as_str(), b.span())) {
             None | Some(("poll", _)) => {
                 if let Some(etcd) = etcd {
                     let msg =
                         "an [etcd] table needs backend = \"etcd\" (the fleet uses the poll mesh)";
-                    err(c, etcd.span(), "etcd", msg.to_owned());
+                    c.backend(etcd.span(), "etcd", msg.to_owned());
                     return None;
                 }
                 Some(BackendSettings::Poll)
             }
             Some(("etcd", span)) => {
                 let Some(etcd) = etcd else {
-                    err(
-                        c,
+                    c.backend(
                         span,
                         "backend",
                         "backend = \"etcd\" needs an [etcd] table with endpoints".to_owned(),
@@ -764,8 +765,7 @@ impl Fleet {
                 Self::etcd(c, etcd).map(|e| BackendSettings::Etcd(Box::new(e)))
             }
             Some((other, span)) => {
-                err(
-                    c,
+                c.backend(
                     span,
                     "backend",
                     format!("unknown backend {other:?} (\"poll\" or \"etcd\")"),
@@ -779,21 +779,16 @@ impl Fleet {
         let before = c.errors.len();
         let table = raw.span();
         let raw = raw.get_ref();
-        let backend_err = |c: &mut Collector<'_>, span: Range<usize>, key: &str, msg: String| {
-            c.push(Some(span), key, FleetErrorKind::Backend(msg));
-        };
         let tls_wanted = raw.tls.is_some();
         let mut endpoints = Vec::new();
         match &raw.endpoints {
-            None => backend_err(
-                c,
+            None => c.backend(
                 table.clone(),
                 "etcd.endpoints",
                 "missing: the client URLs of the etcd members".to_owned(),
             ),
             Some(list) if list.get_ref().is_empty() => {
-                backend_err(
-                    c,
+                c.backend(
                     list.span(),
                     "etcd.endpoints",
                     "must list at least one member".to_owned(),
@@ -804,8 +799,7 @@ impl Fleet {
                     let key = format!("etcd.endpoints[{i}]");
                     match parse_etcd_endpoint(e.get_ref(), tls_wanted) {
                         Ok(url) => endpoints.push(url),
-                        Err(why) => backend_err(
-                            c,
+                        Err(why) => c.backend(
                             e.span(),
                             &key,
                             format!("invalid endpoint {:?}: {why}", e.get_ref()),
@@ -819,7 +813,7 @@ impl Fleet {
             Some(p) => {
                 let v = p.get_ref();
                 if !v.starts_with('/') || v.len() < 2 || v.ends_with('/') {
-                    backend_err(c, p.span(), "etcd.key_prefix", format!("{v:?} must start with '/' and not end with '/' (e.g. \"/anyguard/prod\")"));
+                    c.backend(p.span(), "etcd.key_prefix", format!("{v:?} must start with '/' and not end with '/' (e.g. \"/anyguard/prod\")"));
                 }
                 v.clone()
             }
@@ -829,8 +823,7 @@ impl Fleet {
             Some(t) => c.duration(Some(t), "etcd.lease_ttl").and_then(|d| {
                 let ok = d.subsec_nanos() == 0 && (2..=60).contains(&d.as_secs());
                 if !ok {
-                    backend_err(
-                        c,
+                    c.backend(
                         t.span(),
                         "etcd.lease_ttl",
                         format!(
@@ -848,8 +841,7 @@ impl Fleet {
         };
         if let (Some(ttl), Some(timeout), Some(t)) = (lease_ttl, timeout, &raw.timeout) {
             if timeout >= ttl {
-                backend_err(
-                    c,
+                c.backend(
                     t.span(),
                     "etcd.timeout",
                     "must be shorter than etcd.lease_ttl".to_owned(),
@@ -864,8 +856,7 @@ impl Fleet {
                     Ok(text) => {
                         let password = text.lines().next().unwrap_or("").trim().to_owned();
                         if password.is_empty() {
-                            backend_err(
-                                c,
+                            c.backend(
                                 file.span(),
                                 "etcd.password_file",
                                 format!("{} is empty", path.display()),
@@ -878,8 +869,7 @@ impl Fleet {
                         })
                     }
                     Err(e) => {
-                        backend_err(
-                            c,
+                        c.backend(
                             file.span(),
                             "etcd.password_file",
                             format!("cannot read {}: {e}", path.display()),
@@ -889,8 +879,7 @@ impl Fleet {
                 }
             }
             (Some(user), None) => {
-                backend_err(
-                    c,
+                c.backend(
                     user.span(),
                     "etcd.user",
                     "needs etcd.password_file".to_owned(),
@@ -898,8 +887,7 @@ impl Fleet {
                 None
             }
             (None, Some(file)) => {
-                backend_err(
-                    c,
+                c.backend(
                     file.span(),
                     "etcd.password_file",
                     "needs etcd.user".to_owned(),
@@ -913,12 +901,11 @@ impl Fleet {
                 match std::fs::read(&path) {
                     Ok(bytes) if !bytes.is_empty() => Some((path, bytes)),
                     Ok(_) => {
-                        backend_err(c, f.span(), key, format!("{} is empty", path.display()));
+                        c.backend(f.span(), key, format!("{} is empty", path.display()));
                         None
                     }
                     Err(e) => {
-                        backend_err(
-                            c,
+                        c.backend(
                             f.span(),
                             key,
                             format!("cannot read {}: {e}", path.display()),
@@ -946,8 +933,7 @@ impl Fleet {
                     }
                 }
                 (Some(f), None) => {
-                    backend_err(
-                        c,
+                    c.backend(
                         f.span(),
                         "etcd.tls.cert_file",
                         "needs etcd.tls.key_file".to_owned(),
@@ -955,8 +941,7 @@ impl Fleet {
                     None
                 }
                 (None, Some(f)) => {
-                    backend_err(
-                        c,
+                    c.backend(
                         f.span(),
                         "etcd.tls.key_file",
                         "needs etcd.tls.cert_file".to_owned(),

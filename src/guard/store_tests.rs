@@ -514,19 +514,21 @@ fn every_site_failing_at_once_leaves_exactly_min_sites() {
     }
 }
 
-#[test]
-fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
-    let layout = Layout::new("/anyguard");
-    let p = net("203.0.113.0/24");
+/// An in-memory etcd where each of `sites` holds a lease and has published `web` `p` as
+/// announcing; the leases by site.
+fn announcing_sites(
+    layout: &Layout,
+    p: IpNet,
+    sites: &[&'static str],
+) -> (MemEtcd, BTreeMap<&'static str, i64>) {
     let mut etcd = MemEtcd {
         up: true,
         ..MemEtcd::default()
     };
-    let mut snapshot = Snapshot::default();
     let mut leases = BTreeMap::new();
-    for site in ["a", "b", "c"] {
+    for site in sites {
         let lease = etcd.grant().unwrap_or_default();
-        leases.insert(site, lease);
+        leases.insert(*site, lease);
         let desired = BTreeMap::from([(
             ("web".to_owned(), p),
             Record {
@@ -539,11 +541,19 @@ fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
             version: 1,
             fleet_digest: "d".into(),
         };
-        let plan =
-            plan_publication(&snapshot, &layout, site, &site_record, &desired).unwrap_or_default();
+        let plan = plan_publication(&etcd.snapshot(), layout, site, &site_record, &desired)
+            .unwrap_or_default();
         assert!(matches!(etcd.txn(lease, &plan), TxnResult::Committed(_)));
-        snapshot = etcd.snapshot();
     }
+    (etcd, leases)
+}
+
+#[test]
+fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b", "c"]);
+    let snapshot = etcd.snapshot();
     // min_sites 2: a and b each see the two others announcing.
     let plan = |me: &str, others: &[&str]| {
         plan_withdrawal(&snapshot, &layout, others, me, "web", &[p], 2, false)
@@ -570,30 +580,7 @@ fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
 fn a_counted_site_whose_lease_expires_after_the_read_fails_the_transaction() {
     let layout = Layout::new("/anyguard");
     let p = net("203.0.113.0/24");
-    let mut etcd = MemEtcd {
-        up: true,
-        ..MemEtcd::default()
-    };
-    let mut leases = BTreeMap::new();
-    for site in ["a", "b"] {
-        let lease = etcd.grant().unwrap_or_default();
-        leases.insert(site, lease);
-        let desired = BTreeMap::from([(
-            ("web".to_owned(), p),
-            Record {
-                healthy: true,
-                announcing: true,
-                intent: Intent::None,
-            },
-        )]);
-        let site_record = SiteRecord {
-            version: 1,
-            fleet_digest: "d".into(),
-        };
-        let plan = plan_publication(&etcd.snapshot(), &layout, site, &site_record, &desired)
-            .unwrap_or_default();
-        etcd.txn(lease, &plan);
-    }
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b"]);
     let snapshot = etcd.snapshot();
     let plan = plan_withdrawal(&snapshot, &layout, &["b"], "a", "web", &[p], 1, false)
         .unwrap_or_else(|s| panic!("{}", s.assessment));
