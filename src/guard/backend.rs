@@ -46,7 +46,8 @@ enum Kind {
     Etcd {
         settings: Box<EtcdSettings>,
         layout: Layout,
-        others: Vec<String>,
+        /// The other sites with their fleet ranks.
+        others: Vec<(usize, String)>,
         state: watch::Receiver<StoreState>,
         reports: watch::Sender<Option<Arc<SiteReport>>>,
     },
@@ -107,7 +108,7 @@ impl FleetBackend {
                     kind: Kind::Etcd {
                         settings: settings.clone(),
                         layout: Layout::new(&settings.key_prefix),
-                        others: others.into_iter().map(|(_, n)| n).collect(),
+                        others,
                         state: state_rx,
                         reports,
                     },
@@ -124,14 +125,28 @@ impl FleetBackend {
         }
     }
 
-    /// The latest view of the other sites.
+    /// The latest view of the other sites (with etcd: made from the store now, see
+    /// [`store::fleet_view`]).
     pub fn view(&self) -> FleetView {
-        self.view.borrow().clone()
+        match &self.kind {
+            Kind::Poll { .. } => self.view.borrow().clone(),
+            Kind::Etcd {
+                layout,
+                others,
+                state,
+                ..
+            } => {
+                let sites: Vec<(usize, &str)> =
+                    others.iter().map(|(r, n)| (*r, n.as_str())).collect();
+                store::fleet_view(&state.borrow(), layout, &sites, Instant::now())
+            }
+        }
     }
 
     /// The latest view, marked as seen (see [`FleetBackend::has_changed`]).
     pub fn take_view(&mut self) -> FleetView {
-        self.view.borrow_and_update().clone()
+        self.view.borrow_and_update();
+        self.view()
     }
 
     /// Whether the view changed since it was last taken.
@@ -156,7 +171,7 @@ impl FleetBackend {
                 state,
                 ..
             } => {
-                let others: Vec<&str> = others.iter().map(String::as_str).collect();
+                let others: Vec<&str> = others.iter().map(|(_, n)| n.as_str()).collect();
                 store::decide(input, layout, &others, &state.borrow())
             }
         }
@@ -177,7 +192,7 @@ impl FleetBackend {
             ..
         } = &self.kind
         {
-            let others: Vec<&str> = others.iter().map(String::as_str).collect();
+            let others: Vec<&str> = others.iter().map(|(_, n)| n.as_str()).collect();
             status.sites_announcing = store::sites_announcing(
                 &state.borrow(),
                 layout,

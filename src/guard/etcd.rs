@@ -375,23 +375,8 @@ async fn session(
             .get(root.as_str(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
-    let revision = read.header().map_or(0, |h| h.revision());
-    let mut snapshot = Snapshot {
-        revision,
-        ..Snapshot::default()
-    };
-    for kv in read.kvs() {
-        if let Ok(key) = kv.key_str() {
-            snapshot.kvs.insert(
-                key.to_owned(),
-                Kv {
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                    lease: kv.lease(),
-                },
-            );
-        }
-    }
+    let snapshot = snapshot_of(&read);
+    let revision = snapshot.revision;
     let mut watch = bounded(
         "watch",
         endpoint,
@@ -504,6 +489,55 @@ async fn session(
     }
     *carried = s.state;
     result
+}
+
+/// The view of the other sites from one read of the store (for `anyguard check --config
+/// NEW --fleet F` with the etcd backend): each endpoint in turn until one answers; every
+/// site unreachable when none does (which the config guard counts as not announcing).
+pub async fn read_view(settings: &EtcdSettings, others: &[(usize, &str)]) -> FleetView {
+    let layout = Layout::new(&settings.key_prefix);
+    let mut state = StoreState::default();
+    for endpoint in &settings.endpoints {
+        let read = async {
+            let mut client =
+                Client::connect([endpoint.as_str()], Some(connect_options(settings))).await?;
+            client
+                .get(layout.root(), Some(GetOptions::new().with_prefix()))
+                .await
+        };
+        match tokio::time::timeout(settings.timeout, read).await {
+            Ok(Ok(resp)) => {
+                state.snapshot = snapshot_of(&resp);
+                state.usable = true;
+                state.error = None;
+                break;
+            }
+            Ok(Err(e)) => state.error = Some(format!("{endpoint}: {e}")),
+            Err(_) => state.error = Some(format!("{endpoint}: no answer in time")),
+        }
+    }
+    fleet_view(&state, &layout, others, Instant::now())
+}
+
+/// The keys of a read.
+fn snapshot_of(read: &etcd_client::GetResponse) -> Snapshot {
+    let mut snapshot = Snapshot {
+        revision: read.header().map_or(0, |h| h.revision()),
+        ..Snapshot::default()
+    };
+    for kv in read.kvs() {
+        if let Ok(key) = kv.key_str() {
+            snapshot.kvs.insert(
+                key.to_owned(),
+                Kv {
+                    value: kv.value().to_vec(),
+                    mod_revision: kv.mod_revision(),
+                    lease: kv.lease(),
+                },
+            );
+        }
+    }
+    snapshot
 }
 
 /// Run sessions until `shutdown` (or the coordinator drops the report channel).

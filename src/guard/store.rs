@@ -854,18 +854,23 @@ pub fn sites_announcing(
         .collect()
 }
 
-/// The fleet view made from the store, for what reads a [`FleetView`] (the config guard's
-/// `check_reload`, `/status`'s `fleet.sites`, the digest comparison): each other site with
-/// a live lease as a report of its records, "requested" at the latest contact with etcd
-/// (so that `stale_after` applies when etcd goes silent); a site without a lease, or every
-/// site while etcd is not usable, as a failed poll.
+/// The fleet view made from the store at `now`, for what reads a [`FleetView`] (the config
+/// guard's `check_reload`, `/status`'s `fleet.sites`, the digest comparison): each other
+/// site with a live lease as a report of its records, "requested" at `now` while the store
+/// is usable (the watch keeps the snapshot current: there is no poll age), at the latest
+/// contact otherwise; a site without a lease, or every site while etcd is not usable, as a
+/// failed poll.
 pub fn fleet_view(
     store: &StoreState,
     layout: &Layout,
     sites: &[(usize, &str)],
     now: Instant,
 ) -> FleetView {
-    let requested_at = store.last_contact.unwrap_or(now);
+    let requested_at = if store.usable {
+        now
+    } else {
+        store.last_contact.unwrap_or(now)
+    };
     let mut reports: BTreeMap<String, SiteReport> = BTreeMap::new();
     let mut services: BTreeMap<(String, String), Vec<(IpNet, Record)>> = BTreeMap::new();
     for (key, kv) in &store.snapshot.kvs {

@@ -189,6 +189,34 @@ fn fleet(etcd: &str, prefix: &str, min_sites: usize) -> String {
     t
 }
 
+/// Site `name`'s config: one active peer on loopback `port`, `web` with a check that
+/// passes while `ok_file` exists, and `extra` lines in the service.
+fn site_config(name: &str, port: u16, ok_file: &Path, extra: &str) -> String {
+    let check = format!(
+        "type = \"command\"\nargv = [\"test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\n\
+         timeout = \"150ms\"\nrise = 1\nfall = 1",
+        ok_file.display()
+    );
+    format!(
+        "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
+         [fleet]\npath = \"fleet.toml\"\nsite = \"{name}\"\n\n[[peer]]\nname = \"upstream\"\n\
+         address = \"127.0.0.1\"\nport = {port}\nremote_asn = 65000\nmode = \"active\"\n\
+         hold_time = \"30s\"\n\n{}",
+        service("web", &[WEB], extra, &check)
+    )
+}
+
+/// `anyguard check --config` of site `name`'s config with `web` disabled: judged against
+/// the other sites as the store shows them.
+async fn check_disabling(files: &Files, name: &str) -> crate::guard_cli::Run {
+    let path = files.write(
+        &format!("{name}-off.toml"),
+        &site_config(name, 9, &files.dir().join("unused"), "disabled = true"),
+    );
+    let path = path.display().to_string();
+    crate::guard_cli::check(files.dir(), &["--config", &path]).await
+}
+
 /// Starts the three sites, each with its router, and waits until every one announces
 /// `web` on the wire and the store shows all three announcing it.
 async fn start_sites(files: &Files) -> Vec<Site> {
@@ -197,18 +225,7 @@ async fn start_sites(files: &Files) -> Vec<Site> {
         let ok_file = files.write(&format!("ok-{name}"), "");
         let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = upstream.local_addr().expect("addr").port();
-        let check = format!(
-            "type = \"command\"\nargv = [\"test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\n\
-             timeout = \"150ms\"\nrise = 1\nfall = 1",
-            ok_file.display()
-        );
-        let config = format!(
-            "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
-             [fleet]\npath = \"fleet.toml\"\nsite = \"{name}\"\n\n[[peer]]\nname = \"upstream\"\n\
-             address = \"127.0.0.1\"\nport = {port}\nremote_asn = 65000\nmode = \"active\"\n\
-             hold_time = \"30s\"\n\n{}",
-            service("web", &[WEB], "", &check)
-        );
+        let config = site_config(name, port, &ok_file, "");
         let path = files.write(&format!("{name}.toml"), &config);
         let daemon = Daemon::start(&path).await;
         let mut peer = FakePeer::accept(&upstream).await;
@@ -313,6 +330,13 @@ async fn every_site_failing_at_once_leaves_exactly_min_sites_and_an_expired_leas
     };
     files.write("fleet.toml", &fleet(&etcd.client_url, "/it/fail", 2));
     let sites = start_sites(&files).await;
+    // `anyguard check` reads the store: with b and c announcing, a may drop web.
+    let run = check_disabling(&files, "a").await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(
+        run.stdout.contains("b: announcing web") && run.stdout.contains("c: announcing web"),
+        "{run:#?}"
+    );
 
     // Every health check fails within the same instant.
     let t0 = Instant::now();
@@ -331,6 +355,17 @@ async fn every_site_failing_at_once_leaves_exactly_min_sites_and_an_expired_leas
     );
     let withdrawn = sites.iter().find(|s| !kept.contains(&s.name)).expect("one");
     let held: Vec<&Site> = sites.iter().filter(|s| kept.contains(&s.name)).collect();
+    // Now a held site may not drop web: the store shows one other site announcing.
+    let run = check_disabling(&files, held[0].name).await;
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("would be announced by 1 of 3 sites (min_sites 2)")
+            && run
+                .stderr
+                .contains(&format!("{}: not announcing", withdrawn.name)),
+        "{run:#?}"
+    );
     for h in &held {
         let d = h.daemon.doc().await;
         let g = guard_of(&d);
