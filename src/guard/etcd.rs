@@ -227,7 +227,14 @@ impl Session<'_> {
             version: REPORT_VERSION,
             fleet_digest: self.cfg.digest.clone(),
         };
-        if let Some(plan) = publication(&self.state, &self.layout, &self.cfg.site, &site, report) {
+        if let Some(plan) = publication(
+            &self.state,
+            &self.layout,
+            &self.cfg.site,
+            &site,
+            report,
+            self.lease,
+        ) {
             let revision = self.txn(&plan).await?;
             self.state.last_txn = Some(TxnRecord {
                 what: "publish".into(),

@@ -490,7 +490,10 @@ pub fn desired_records(
 /// The transaction that brings `local`'s keys in `snapshot` to `desired` (and its site key
 /// to `site`): a put (with the epoch bump) for every record that differs, a delete (with
 /// the bump) for every record of `local` that is no longer desired. `None` when nothing
-/// differs. It compares the epoch of every prefix it touches with `snapshot`, so that an
+/// differs. A key still attached to another lease than `lease` (an earlier session's, which
+/// nobody keeps alive any more) differs too: written again, it lives as long as this
+/// session's lease instead of expiring under a healthy site.
+/// It compares the epoch of every prefix it touches with `snapshot`, so that an
 /// epoch is only ever bumped by a site that had seen every change before it: "the epoch
 /// has not moved since my read" then means "nobody changed the prefix's set since". On a
 /// conflict the driver waits for the watch to bring the news and plans again.
@@ -500,11 +503,13 @@ pub fn plan_publication(
     local: &str,
     site: &SiteRecord,
     desired: &BTreeMap<(String, IpNet), Record>,
+    lease: i64,
 ) -> Option<TxnPlan> {
+    let current = |key: &str| snapshot.kvs.get(key).is_some_and(|kv| kv.lease == lease);
     let mut plan = TxnPlan::default();
     let site_key = layout.site(local);
     let site_value = serde_json::to_vec(site).unwrap_or_default();
-    if snapshot.kvs.get(&site_key).map(|kv| &kv.value) != Some(&site_value) {
+    if snapshot.kvs.get(&site_key).map(|kv| &kv.value) != Some(&site_value) || !current(&site_key) {
         plan.ops.push(Op::Put {
             key: site_key,
             value: site_value,
@@ -513,7 +518,7 @@ pub fn plan_publication(
     }
     for ((service, prefix), record) in desired {
         let key = layout.record(service, prefix, local);
-        if snapshot.record(&key) != Some(*record) {
+        if snapshot.record(&key) != Some(*record) || !current(&key) {
             let epoch = layout.epoch(service, prefix);
             plan.compares
                 .push((epoch.clone(), snapshot.mod_revision(&epoch)));
@@ -576,13 +581,15 @@ pub fn refresh_grants(state: &mut StoreState, report: &SiteReport, asked_at: Ins
     });
 }
 
-/// The publication for `report` under the grants in force (see [`plan_publication`]).
+/// The publication for `report` under the grants in force, with this session's `lease`
+/// (see [`plan_publication`]).
 pub fn publication(
     state: &StoreState,
     layout: &Layout,
     local: &str,
     site: &SiteRecord,
     report: &SiteReport,
+    lease: i64,
 ) -> Option<TxnPlan> {
     let granted: BTreeSet<(String, IpNet)> = state.grants.keys().cloned().collect();
     plan_publication(
@@ -591,6 +598,7 @@ pub fn publication(
         local,
         site,
         &desired_records(report, &granted),
+        lease,
     )
 }
 

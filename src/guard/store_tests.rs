@@ -300,7 +300,7 @@ impl Sim {
             version: REPORT_VERSION,
             fleet_digest: String::new(),
         };
-        if let Some(plan) = publication(&s.store, &layout, s.name, &site, &report) {
+        if let Some(plan) = publication(&s.store, &layout, s.name, &site, &report, s.lease) {
             match etcd.txn(s.lease, &plan) {
                 TxnResult::Committed(rev) => {
                     apply_committed(&mut s.store.snapshot, &plan, rev, s.lease);
@@ -541,8 +541,15 @@ fn announcing_sites(
             version: 1,
             fleet_digest: "d".into(),
         };
-        let plan = plan_publication(&etcd.snapshot(), layout, site, &site_record, &desired)
-            .unwrap_or_default();
+        let plan = plan_publication(
+            &etcd.snapshot(),
+            layout,
+            site,
+            &site_record,
+            &desired,
+            lease,
+        )
+        .unwrap_or_default();
         assert!(matches!(etcd.txn(lease, &plan), TxnResult::Committed(_)));
     }
     (etcd, leases)
@@ -768,4 +775,44 @@ fn two_held_sites_asking_on_one_snapshot_cannot_both_withdraw() {
     sim.apply(&Event::AllCoordinators);
     sim.check("both decided");
     assert_eq!(sim.on_wire(), 2);
+}
+
+#[test]
+fn a_new_session_rewrites_records_left_under_the_old_lease() {
+    // A session ended while the old lease still lived: the new session reads its own
+    // records, equal to what it wants, but attached to a lease nobody keeps alive. Left as
+    // they are they would expire under a healthy site; they are written again.
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a"]);
+    let new_lease = etcd.grant().unwrap_or_default();
+    let desired = BTreeMap::from([(
+        ("web".to_owned(), p),
+        Record {
+            healthy: true,
+            announcing: true,
+            intent: Intent::None,
+        },
+    )]);
+    let site = SiteRecord {
+        version: 1,
+        fleet_digest: "d".into(),
+    };
+    let snapshot = etcd.snapshot();
+    assert_eq!(
+        plan_publication(&snapshot, &layout, "a", &site, &desired, leases["a"]),
+        None,
+        "same lease, same values: nothing to write"
+    );
+    let plan = plan_publication(&snapshot, &layout, "a", &site, &desired, new_lease)
+        .unwrap_or_else(|| panic!("the old lease's keys must be written again"));
+    assert!(matches!(
+        etcd.txn(new_lease, &plan),
+        TxnResult::Committed(_)
+    ));
+    etcd.expire(leases["a"]);
+    assert_eq!(
+        assess(&etcd.snapshot(), &layout, &["a"], "web", &[p]).counted(),
+        ["a"]
+    );
 }
