@@ -562,12 +562,17 @@ pub async fn run(
     publish(&cfg, &cfg.layout(), &state, &out);
     let mut backoff = Duration::from_millis(100);
     let mut logged: Option<String> = None;
+    // Each site starts at its own member (a hash of its name), so that a fleet sharing one
+    // endpoint list spreads over the cluster instead of loading the first member.
+    let offset = cfg.site.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
     for attempt in 0usize.. {
         if *shutdown.borrow() {
             return;
         }
         let endpoints = &cfg.settings.endpoints;
-        let endpoint = &endpoints[attempt % endpoints.len().max(1)];
+        let endpoint = &endpoints[offset.wrapping_add(attempt) % endpoints.len().max(1)];
         match session(
             &cfg,
             endpoint,
