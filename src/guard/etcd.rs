@@ -248,11 +248,12 @@ impl Session<'_> {
                 at: SystemTime::now(),
             });
             if revision.is_none() {
-                // An epoch moved since our read: the watch brings the change, and the
-                // step runs again with it.
                 return Ok(());
             }
             self.state.txns.publish_committed += 1;
+            // Withdrawals are planned once the watch has brought our own publication
+            // (and so everything before it): the next step runs on that event.
+            return Ok(());
         }
         let others: Vec<&str> = self.cfg.others.iter().map(|(_, n)| n.as_str()).collect();
         for entry in &report.services {

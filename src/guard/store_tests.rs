@@ -301,12 +301,12 @@ impl Sim {
             fleet_digest: String::new(),
         };
         if let Some(plan) = publication(&s.store, &layout, s.name, &site, &report, s.lease) {
-            match etcd.txn(s.lease, &plan) {
-                TxnResult::Committed(rev) => {
-                    apply_committed(&mut s.store.snapshot, &plan, rev, s.lease);
-                }
-                TxnResult::Conflict | TxnResult::Unreachable => return,
+            // As the driver: after a publication, the next step (on the watch's event)
+            // plans the withdrawals.
+            if let TxnResult::Committed(rev) = etcd.txn(s.lease, &plan) {
+                apply_committed(&mut s.store.snapshot, &plan, rev, s.lease);
             }
+            return;
         }
         for entry in &report.services {
             let Some(plan) = withdrawal_for(&s.store, &layout, &others, s.name, entry, min_sites)
@@ -493,10 +493,13 @@ fn every_site_failing_at_once_leaves_exactly_min_sites() {
         for i in 0..n {
             sim.apply(&Event::Fail(i));
         }
-        // Every coordinator asks on the same snapshot, then every driver tries.
+        // Every coordinator asks, every driver publishes `held`, the watch brings all of
+        // it to everyone: then every driver tries on the same snapshot.
         for i in 0..n {
             sim.coordinator(i);
         }
+        sim.apply(&Event::AllDrivers);
+        sim.apply(&Event::AllSync);
         for i in 0..n {
             sim.driver(i);
             sim.check("a driver's transaction");
@@ -729,6 +732,8 @@ fn two_held_sites_asking_on_one_snapshot_cannot_both_withdraw() {
         sim.apply(&Event::Fail(i));
     }
     sim.apply(&Event::AllCoordinators);
+    sim.apply(&Event::Driver(0));
+    sim.apply(&Event::Sync(0));
     sim.apply(&Event::Driver(0));
     assert!(
         !sim.sites[0].store.grants.is_empty(),
