@@ -147,7 +147,7 @@ async fn start_cluster(dir: &Path) -> BenchResult<Cluster> {
     Ok(cluster)
 }
 
-/// gRPC requests every member has handled so far (`grpc_server_handled_total`).
+/// gRPC messages every member has received so far (`grpc_server_msg_received_total`: unary requests and every message of a stream, keep-alives included).
 async fn grpc_handled(cluster: &Cluster) -> BenchResult<f64> {
     let mut total = 0.0;
     for url in &cluster.clients {
@@ -164,7 +164,7 @@ async fn grpc_handled(cluster: &Cluster) -> BenchResult<f64> {
             .map_err(|e| e.to_string())?;
         total += body
             .lines()
-            .filter(|l| l.starts_with("grpc_server_handled_total{"))
+            .filter(|l| l.starts_with("grpc_server_msg_received_total{"))
             .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
             .sum::<f64>();
     }
