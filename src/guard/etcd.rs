@@ -309,12 +309,12 @@ impl Session<'_> {
     }
 }
 
-fn publish(cfg: &EtcdDriverConfig, layout: &Layout, state: &StoreState, out: &EtcdOutputs) {
-    let sites: Vec<(usize, &str)> = cfg.others.iter().map(|(r, n)| (*r, n.as_str())).collect();
-    let view = fleet_view(state, layout, &sites, Instant::now());
-    // The state first: the coordinator wakes on the view and reads the state.
+fn publish(state: &StoreState, out: &EtcdOutputs) {
+    // The state first: the coordinator wakes on the view channel and reads the state. The
+    // view itself is made from the state when it is read (`FleetBackend::view`), not here
+    // at every event of every site.
     out.state.send_replace(state.clone());
-    out.view.send_replace(view);
+    out.view.send_modify(|_| {});
 }
 
 /// One session: connect, lease, read, watch, and serve until an error or shutdown.
@@ -418,7 +418,7 @@ async fn session(
     if let Some(report) = report {
         s.step(&report, asked_at).await?;
     }
-    publish(cfg, &s.layout, &s.state, out);
+    publish(&s.state, out);
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_answer = Instant::now();
@@ -452,7 +452,7 @@ async fn session(
                         let Some(kv) = ev.kv() else { continue };
                         let Ok(key) = kv.key_str() else { continue };
                         s.state.snapshot.apply(match ev.event_type() {
-                            EventType::Put => Change::Put { key: key.to_owned(), kv: Kv { value: kv.value().to_vec(), mod_revision: kv.mod_revision(), lease: kv.lease() } },
+                            EventType::Put => Change::Put { key: key.to_owned(), kv: Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()) },
                             EventType::Delete => Change::Delete { key: key.to_owned(), revision: kv.mod_revision() },
                         });
                     }
@@ -481,7 +481,7 @@ async fn session(
             }
         }
         if changed {
-            publish(cfg, &s.layout, &s.state, out);
+            publish(&s.state, out);
         }
     };
     if result.is_ok() {
@@ -537,11 +537,7 @@ fn snapshot_of(read: &etcd_client::GetResponse) -> Snapshot {
         if let Ok(key) = kv.key_str() {
             snapshot.kvs.insert(
                 key.to_owned(),
-                Kv {
-                    value: kv.value().to_vec(),
-                    mod_revision: kv.mod_revision(),
-                    lease: kv.lease(),
-                },
+                Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()),
             );
         }
     }
@@ -560,7 +556,7 @@ pub async fn run(
         since: Some(Instant::now()),
         ..StoreState::default()
     };
-    publish(&cfg, &cfg.layout(), &state, &out);
+    publish(&state, &out);
     let mut backoff = Duration::from_millis(100);
     let mut logged: Option<String> = None;
     // Each site starts at its own member (a hash of its name), so that a fleet sharing one
@@ -599,7 +595,7 @@ pub async fn run(
                 state.error = Some(text);
                 state.lease_id = 0;
                 state.lease_ttl = Duration::ZERO;
-                publish(&cfg, &cfg.layout(), &state, &out);
+                publish(&state, &out);
             }
         }
         tokio::select! {

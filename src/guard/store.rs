@@ -174,6 +174,22 @@ pub struct Kv {
     pub mod_revision: i64,
     /// Lease it is attached to (0: none).
     pub lease: i64,
+    /// The value read as a [`Record`], once, when it arrived (every decision of every site
+    /// reads the records of the whole fleet: parsing them each time made a 200-site fleet
+    /// spend its time in JSON).
+    pub record: Option<Record>,
+}
+
+impl Kv {
+    /// A key's value as read or written.
+    pub fn new(value: Vec<u8>, mod_revision: i64, lease: i64) -> Self {
+        Kv {
+            record: serde_json::from_slice(&value).ok(),
+            value,
+            mod_revision,
+            lease,
+        }
+    }
 }
 
 /// A change seen on the watch.
@@ -221,9 +237,7 @@ impl Snapshot {
 
     /// The record at `key`, if present and readable (an unreadable one counts as absent).
     pub fn record(&self, key: &str) -> Option<Record> {
-        self.kvs
-            .get(key)
-            .and_then(|kv| serde_json::from_slice(&kv.value).ok())
+        self.kvs.get(key).and_then(|kv| kv.record)
     }
 
     /// `mod_revision` of `key`; 0 when absent (etcd compares a missing key's as 0).
@@ -665,11 +679,7 @@ pub fn apply_committed(snapshot: &mut Snapshot, plan: &TxnPlan, revision: i64, l
         snapshot.apply(match op {
             Op::Put { key, value, leased } => Change::Put {
                 key: key.clone(),
-                kv: Kv {
-                    value: value.clone(),
-                    mod_revision: revision,
-                    lease: if *leased { lease } else { 0 },
-                },
+                kv: Kv::new(value.clone(), revision, if *leased { lease } else { 0 }),
             },
             Op::Delete { key } => Change::Delete {
                 key: key.clone(),

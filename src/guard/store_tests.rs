@@ -69,11 +69,11 @@ impl MemEtcd {
                 Op::Put { key, value, leased } => {
                     self.kvs.insert(
                         key.clone(),
-                        Kv {
-                            value: value.clone(),
-                            mod_revision: self.revision,
-                            lease: if *leased { lease } else { 0 },
-                        },
+                        Kv::new(
+                            value.clone(),
+                            self.revision,
+                            if *leased { lease } else { 0 },
+                        ),
                     );
                 }
                 Op::Delete { key } => {
