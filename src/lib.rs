@@ -3,8 +3,10 @@
 pub mod announcer;
 pub mod bfd;
 pub mod cli_check;
+pub mod cli_docs;
 pub mod config;
 pub mod coordinator;
+pub mod demo;
 pub mod fsm;
 pub mod guard;
 pub mod health;

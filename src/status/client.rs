@@ -111,12 +111,27 @@ pub async fn run(url: &str, json: bool, color: bool) -> Result<String, ClientErr
         out.push('\n');
         return Ok(out);
     }
-    let doc: StatusDocument =
-        serde_json::from_slice(&body).map_err(|source| ClientError::Json {
-            url: shown.clone(),
-            source,
-        })?;
+    let doc = parse_document(&body, &shown)?;
     Ok(render(&doc, SystemTime::now(), color))
+}
+
+/// Fetches the status document at `url` (a base URL gets `/status`), each check's latest
+/// result only (`?summary=1`): what a program watching a daemon needs (`anyguard demo`).
+pub async fn document(url: &str) -> Result<StatusDocument, ClientError> {
+    let uri = status_uri(url)?;
+    let uri = summary_uri(&uri).unwrap_or(uri);
+    let shown = uri.to_string();
+    let body = tokio::time::timeout(FETCH_TIMEOUT, fetch(uri, &shown))
+        .await
+        .map_err(|_| ClientError::Timeout { url: shown.clone() })??;
+    parse_document(&body, &shown)
+}
+
+fn parse_document(body: &[u8], shown: &str) -> Result<StatusDocument, ClientError> {
+    serde_json::from_slice(body).map_err(|source| ClientError::Json {
+        url: shown.to_owned(),
+        source,
+    })
 }
 
 /// `url` as an `http` URI, `/status` added when it names no path.

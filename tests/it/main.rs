@@ -1,8 +1,10 @@
 //! Daemon integration tests: one binary, one module per subject.
 
 mod bfd;
+mod cli_docs;
 mod config_examples;
 mod daemon;
+mod demo;
 mod fakepeer;
 mod fleet_channel;
 mod fleet_etcd;
