@@ -7,6 +7,7 @@ mod daemon;
 mod demo;
 mod fakepeer;
 mod fleet_channel;
+mod fleet_etcd;
 mod fleet_reload;
 mod guard_cli;
 mod guard_sim;
