@@ -12,19 +12,81 @@
 //! arrives. A surviving secondary takes over the primary's peer-wide state (damping,
 //! counters).
 //!
+//! # The late OPEN the identifiers favour
+//! §6.8 closes a connection that collides with an Established one, "unless allowed via
+//! configuration". Both sides apply §6.8 from their own state, and the states differ in
+//! one race: we are Established on one connection (the peer's KEEPALIVE arrived) while
+//! the peer is still in OpenConfirm on it (ours has not), when the peer's OPEN arrives on
+//! the other connection. The peer, with both in OpenConfirm, keeps the connection the
+//! higher identifier opened; if that is the late one, it closes ours with 6/7 while we
+//! close the late one with 6/7 (BIRD `bgp_rx_open` and FRR `bgp_collision_detect` both
+//! decide like that), and the session is gone on both.
+//!
+//! So when the identifier rule favours the late connection, it is not closed at once: its
+//! OPEN is accepted but our KEEPALIVE is held ([`Session::hold_keepalive`]: the peer
+//! cannot complete it, and sends nothing on it but KEEPALIVEs) for [`verdict_wait`] while
+//! the peer decides:
+//! - the peer closes the Established connection (6/7, or a TCP close without one):
+//!   the session *moves* to the late connection ([`Session::release`] sends the held
+//!   KEEPALIVE) and is reported as [`Action::SessionMoved`] once Established there, not
+//!   as a SessionDown and a second SessionUp. For the peer it is its one and only
+//!   session; for us it is the same one, its routes sent again on the new connection.
+//!   Between the close and the peer's KEEPALIVE on the new connection (usually already
+//!   there: BIRD and FRR send it as they send the 6/7) the peer's state is OpenConfirm;
+//!   should the new connection fail, or not come up within [`verdict_wait`], the
+//!   SessionDown comes then.
+//! - the peer closes the late connection (it was Established too), or shows it is
+//!   Established on ours (an UPDATE or ROUTE-REFRESH there): the late one goes.
+//! - nothing within [`verdict_wait`]: the late one is closed with 6/7 as §6.8 says.
+//!
 //! A connection arriving while the session is Established is closed (§6.8), as is a
 //! third connection.
 
-use std::time::Instant;
+use std::time::{Duration, Instant};
+
+use anyguard_proto::notification::cease_subcode;
+use anyguard_proto::ErrorCode;
 
 use super::session::{Role, Session};
-use super::types::{Action, Config, ConnId, Direction, Event, State};
+use super::types::{Action, Config, ConnId, Direction, DownReason, Event, State};
+
+/// Longest wait for the peer's verdict on a late connection the identifiers favour, and
+/// for the session to come up on it once the peer closed the other one (module docs).
+/// The verdict answers our OPEN, sent when the connection opened: a round trip, and
+/// the time the peer takes to read. Capped by [`verdict_wait`] at a third of the hold time.
+pub const COLLISION_VERDICT_WAIT: Duration = Duration::from_secs(2);
+
+/// The wait for a connection whose negotiated hold time is `hold`: [`COLLISION_VERDICT_WAIT`],
+/// at most a third of a non-zero hold time, so that the KEEPALIVE we send once the peer
+/// chose the connection reaches it before the peer's OpenConfirm hold timer expires.
+pub fn verdict_wait(hold: Duration) -> Duration {
+    if hold.is_zero() {
+        COLLISION_VERDICT_WAIT
+    } else {
+        COLLISION_VERDICT_WAIT.min(hold / 3)
+    }
+}
+
+/// The session left an Established connection the peer closed and continues on the other
+/// one (module docs): its SessionDown is held back.
+#[derive(Debug, Clone)]
+struct Moving {
+    /// The connection the session was Established on.
+    from: ConnId,
+    /// Why the peer closed it: the SessionDown's reason if the move fails.
+    reason: DownReason,
+    /// The move fails unless Established by then.
+    deadline: Instant,
+}
 
 /// A peer's FSM: one session plus, during a collision, a second one.
 #[derive(Debug, Clone)]
 pub struct Peer {
     primary: Session,
     secondary: Option<Session>,
+    /// While the secondary's KEEPALIVE is held: when the wait for the peer's verdict ends.
+    verdict: Option<Instant>,
+    moving: Option<Moving>,
 }
 
 impl Peer {
@@ -33,6 +95,8 @@ impl Peer {
         Peer {
             primary: Session::new(cfg),
             secondary: None,
+            verdict: None,
+            moving: None,
         }
     }
 
@@ -51,14 +115,17 @@ impl Peer {
         self.secondary.as_ref()
     }
 
-    /// The earliest deadline of both sessions.
+    /// The earliest deadline of both sessions and of the collision waits.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let a = self.primary.next_deadline();
-        let b = self.secondary.as_ref().and_then(Session::next_deadline);
-        match (a, b) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [
+            self.primary.next_deadline(),
+            self.secondary.as_ref().and_then(Session::next_deadline),
+            self.verdict,
+            self.moving.as_ref().map(|m| m.deadline),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
     }
 
     /// Feeds one event to the session it concerns, then resolves collisions.
@@ -72,6 +139,7 @@ impl Peer {
                 .and_then(Session::connection)
                 .map(|(c, _)| c)
                 == conn;
+        let on_primary = conn.is_some() && self.primary.connection().map(|(c, _)| c) == conn;
         match event {
             Event::TcpConnectionConfirmed(c) if self.second_connection(c) => {
                 match self.primary.state() {
@@ -84,14 +152,55 @@ impl Peer {
                 }
             }
             Event::ManualStop(_) | Event::ManualStopForRestart | Event::AutomaticStop { .. } => {
+                self.verdict = None;
                 if let Some(mut s) = self.secondary.take() {
                     out.extend(s.handle(now, event.clone()));
                 }
                 out.extend(self.primary.handle(now, event));
             }
+            Event::Open(c, ref open) if on_secondary => {
+                let late = self.primary.state() == State::Established;
+                if let Some(s) = self.secondary.as_mut() {
+                    // The identifier rule decides on the identifier of *this* OPEN
+                    // (§6.8), now that it arrived.
+                    let favoured = late && !keep_primary(&self.primary, open.bgp_identifier, s);
+                    if favoured {
+                        s.hold_keepalive();
+                    }
+                    out.extend(s.handle(now, Event::Open(c, open.clone())));
+                    if favoured && s.state() == State::OpenConfirm {
+                        let hold = s.negotiated().map_or(Duration::ZERO, |n| n.hold_time);
+                        self.verdict = Some(now + verdict_wait(hold));
+                    }
+                }
+            }
             ev if on_secondary => {
                 if let Some(s) = self.secondary.as_mut() {
                     out.extend(s.handle(now, ev));
+                }
+            }
+            ev if on_primary
+                && closed_for_the_other(&ev)
+                && self.primary.state() == State::Established
+                && self.secondary.is_some() =>
+            {
+                // The peer closed the Established connection while the other one is
+                // still open: it chose the other one (module docs).
+                let before = self.primary.clone();
+                out.extend(self.primary.handle(now, ev));
+                if self.primary.state() == State::Idle {
+                    self.move_to_secondary(now, &before, &mut out);
+                }
+            }
+            ev @ (Event::Update(_) | Event::RouteRefresh(_))
+                if on_primary && self.verdict.is_some() =>
+            {
+                // Only an Established peer sends these (RFC 4271 §8.2.2): it is
+                // Established on this connection too and closes the late one itself.
+                out.extend(self.primary.handle(now, ev));
+                self.verdict = None;
+                if let Some(mut s) = self.secondary.take() {
+                    out.extend(dump(&mut s, now));
                 }
             }
             ev => out.extend(self.primary.handle(now, ev)),
@@ -100,11 +209,25 @@ impl Peer {
         out
     }
 
-    /// Fires due timers of both sessions.
+    /// Fires due timers of both sessions and the collision waits.
     pub fn handle_timeout(&mut self, now: Instant) -> Vec<Action> {
         let mut out = self.primary.handle_timeout(now);
         if let Some(s) = self.secondary.as_mut() {
             out.extend(s.handle_timeout(now));
+        }
+        if self.verdict.is_some_and(|v| v <= now) {
+            // No verdict: §6.8 as written, the late connection goes.
+            self.verdict = None;
+            if let Some(mut s) = self.secondary.take() {
+                out.extend(dump(&mut s, now));
+            }
+        }
+        if self.moving.as_ref().is_some_and(|m| m.deadline <= now)
+            && self.primary.state() != State::Established
+        {
+            if let Some(m) = self.moving.take() {
+                out.push(Action::SessionDown(m.reason));
+            }
         }
         self.settle(now, &mut out);
         out
@@ -116,6 +239,51 @@ impl Peer {
             self.primary.state(),
             State::Idle | State::Connect | State::Active
         ) && self.primary.connection().map(|(p, _)| p) != Some(c)
+    }
+
+    /// The peer closed the Established primary (now Idle, `before` as it was) while the
+    /// secondary is open: the secondary becomes the session. The old primary's
+    /// SessionDown and state change leave `out`; the SessionDown is held in `moving`.
+    fn move_to_secondary(&mut self, now: Instant, before: &Session, out: &mut Vec<Action>) {
+        let Some(mut winner) = self.secondary.take() else {
+            return;
+        };
+        self.verdict = None;
+        let mut reason = DownReason::TcpFailed;
+        out.retain(|a| match a {
+            Action::SessionDown(r) => {
+                reason = r.clone();
+                false
+            }
+            Action::StateChanged { to, .. } => *to != State::Idle,
+            _ => true,
+        });
+        // Not a failure of the peer: the damping state from before the close moves over.
+        winner.adopt(before);
+        self.primary = winner;
+        let released: Vec<Action> = self
+            .primary
+            .release(now)
+            .into_iter()
+            .filter(|a| !matches!(a, Action::StateChanged { .. }))
+            .collect();
+        if self.primary.state() != State::Established {
+            out.push(Action::StateChanged {
+                from: State::Established,
+                to: self.primary.state(),
+                reason: Some(reason.clone()),
+            });
+        }
+        out.extend(released);
+        let hold = self
+            .primary
+            .negotiated()
+            .map_or(Duration::ZERO, |n| n.hold_time);
+        self.moving = before.connection().map(|(from, _)| Moving {
+            from,
+            reason,
+            deadline: now + verdict_wait(hold),
+        });
     }
 
     /// Collision resolution, then clean-up of a dead slot.
@@ -145,8 +313,13 @@ impl Peer {
         if let Some(sec) = self.secondary.as_ref() {
             match (self.primary.state(), sec.state()) {
                 // §6.8: "a connection collision with an existing BGP connection that is in
-                // the Established state causes closing of the newly created connection".
-                (State::Established, State::OpenConfirm) => {
+                // the Established state causes closing of the newly created connection",
+                // except while the peer's verdict on a late connection the identifiers
+                // favour is awaited (module docs).
+                (State::Established, State::OpenConfirm)
+                    if !(sec.keepalive_held() && self.verdict.is_some()) =>
+                {
+                    self.verdict = None;
                     if let Some(mut s) = self.secondary.take() {
                         out.extend(dump(&mut s, now));
                     }
@@ -154,7 +327,7 @@ impl Peer {
                 // Both have the peer's OPEN: the tie-break.
                 (State::OpenConfirm, State::OpenConfirm) => {
                     if let Some(remote_id) = self.primary.remote_id() {
-                        if self.keep_primary(remote_id, sec) {
+                        if keep_primary(&self.primary, remote_id, sec) {
                             if let Some(mut s) = self.secondary.take() {
                                 out.extend(dump(&mut s, now));
                             }
@@ -181,35 +354,91 @@ impl Peer {
         {
             self.secondary = None;
         }
+        if self.secondary.is_none() {
+            self.verdict = None;
+        }
         if self.primary.state() == State::Idle {
+            self.verdict = None;
             if let Some(mut winner) = self.secondary.take() {
                 winner.adopt(&self.primary);
                 self.primary = winner;
+                // Our own failure on the primary (not the peer's choice): the held
+                // KEEPALIVE goes out, the secondary is a session of its own.
+                out.extend(self.primary.release(now));
             }
         }
+        self.finish_move(out);
         debug_assert!(self.primary.role == Role::Primary);
     }
 
-    /// RFC 4271 §6.8: keep the connection opened by the speaker with the higher BGP
-    /// Identifier; RFC 6286 §2.3: on equal identifiers, the one with the higher ASN.
-    fn keep_primary(&self, remote_id: std::net::Ipv4Addr, sec: &Session) -> bool {
-        let cfg = self.primary.config();
-        let local = u32::from(cfg.router_id);
-        let remote = u32::from(remote_id);
-        let local_wins = if local == remote {
-            cfg.local_asn > cfg.remote_asn
-        } else {
-            local > remote
+    /// A move in progress ends: Established on the new connection (its SessionUp becomes
+    /// SessionMoved) or failed (the held-back SessionDown).
+    fn finish_move(&mut self, out: &mut Vec<Action>) {
+        let Some(m) = self.moving.as_ref() else {
+            return;
         };
-        let keep_dir = if local_wins {
-            Direction::Outbound
-        } else {
-            Direction::Inbound
-        };
-        let primary_dir = self.primary.connection().map(|(_, d)| d);
-        let secondary_dir = sec.connection().map(|(_, d)| d);
-        // Two connections in the same direction (the peer reconnected): keep the older.
-        primary_dir == Some(keep_dir) || secondary_dir != Some(keep_dir)
+        let from = m.from;
+        let mut done = false;
+        for a in out.iter_mut() {
+            if let Action::SessionUp { conn, negotiated } = a {
+                *a = Action::SessionMoved {
+                    from,
+                    conn: *conn,
+                    negotiated: negotiated.clone(),
+                };
+                done = true;
+            }
+        }
+        if done {
+            self.moving = None;
+        } else if self.primary.state() == State::Idle {
+            let failed = out.iter().rev().find_map(|a| match a {
+                Action::StateChanged {
+                    to: State::Idle,
+                    reason: Some(r),
+                    ..
+                } => Some(r.clone()),
+                _ => None,
+            });
+            if let Some(m) = self.moving.take() {
+                out.push(Action::SessionDown(failed.unwrap_or(m.reason)));
+            }
+        }
+    }
+}
+
+/// RFC 4271 §6.8: keep the connection opened by the speaker with the higher BGP
+/// Identifier; RFC 6286 §2.3: on equal identifiers, the one with the higher ASN.
+fn keep_primary(primary: &Session, remote_id: std::net::Ipv4Addr, sec: &Session) -> bool {
+    let cfg = primary.config();
+    let local = u32::from(cfg.router_id);
+    let remote = u32::from(remote_id);
+    let local_wins = if local == remote {
+        cfg.local_asn > cfg.remote_asn
+    } else {
+        local > remote
+    };
+    let keep_dir = if local_wins {
+        Direction::Outbound
+    } else {
+        Direction::Inbound
+    };
+    let primary_dir = primary.connection().map(|(_, d)| d);
+    let secondary_dir = sec.connection().map(|(_, d)| d);
+    // Two connections in the same direction (the peer reconnected): keep the older.
+    primary_dir == Some(keep_dir) || secondary_dir != Some(keep_dir)
+}
+
+/// The peer closing a connection as the loser of a collision: Cease/Connection Collision
+/// Resolution (RFC 4271 §6.8), or a TCP close without NOTIFICATION.
+fn closed_for_the_other(ev: &Event) -> bool {
+    match ev {
+        Event::Notification(_, n) => {
+            n.code == ErrorCode::Cease
+                && n.subcode == cease_subcode::CONNECTION_COLLISION_RESOLUTION
+        }
+        Event::TcpConnectionFails(_) => true,
+        _ => false,
     }
 }
 

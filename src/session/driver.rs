@@ -273,7 +273,12 @@ impl Actor {
                     self.st.last_error = Some(r.to_string());
                 }
             }
-            Action::SessionUp { conn, negotiated } => self.on_established(conn, *negotiated),
+            Action::SessionUp { conn, negotiated } => self.on_established(conn, *negotiated, None),
+            Action::SessionMoved {
+                from,
+                conn,
+                negotiated,
+            } => self.on_established(conn, *negotiated, Some(from)),
             Action::SessionDown(reason) => self.on_session_down(&reason),
         }
     }
@@ -572,16 +577,41 @@ impl Actor {
         }
     }
 
-    fn on_established(&mut self, conn: ConnId, negotiated: Negotiated) {
+    /// The session is Established on `conn`: a new one, or (`moved_from`) the same one
+    /// moved there from the connection the peer closed in a collision (RFC 4271 §6.8,
+    /// `fsm::Peer`). A moved session is not counted again (`established_count`) and the
+    /// coordinator gets no PeerEvent: for the peer it is its one session, which never
+    /// had our routes on the old connection (the peer was still in OpenConfirm there, or
+    /// it dropped them as it closed it). It gets a new session number all the same, so
+    /// that what the old connection confirmed as written counts for nothing: the routes
+    /// count again once written on `conn` (`PeerEvent::Flushed`).
+    fn on_established(&mut self, conn: ConnId, negotiated: Negotiated, moved_from: Option<ConnId>) {
         let ctx = self.session_context(conn, &negotiated);
-        info!(
-            hold = ?negotiated.hold_time,
-            capabilities = ?negotiated.capability_names(),
-            "session established"
-        );
         self.st.hold_time = u16::try_from(negotiated.hold_time.as_secs()).ok();
         self.st.capabilities = negotiated.capability_names();
-        self.st.established_count += 1;
+        if let Some(from) = moved_from {
+            info!(
+                from = from.0,
+                conn = conn.0,
+                hold = ?negotiated.hold_time,
+                "session moved to the connection the peer kept (RFC 4271 §6.8 collision): not a new session; routes sent again"
+            );
+            if self.rib_in.total() > 0 {
+                self.rib_in.clear();
+                self.st.prefixes_received_ipv4 = 0;
+                self.st.prefixes_received_ipv6 = 0;
+                if self.rib_in.take_service_routes_changed() {
+                    self.service_routes_changed();
+                }
+            }
+        } else {
+            info!(
+                hold = ?negotiated.hold_time,
+                capabilities = ?negotiated.capability_names(),
+                "session established"
+            );
+            self.st.established_count += 1;
+        }
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         self.st.session = session;
         if !negotiated.missing_families.is_empty() {
@@ -605,10 +635,12 @@ impl Actor {
             sent: RibOut::new(),
             eor_pending: Vec::new(),
         });
-        let _ = self.events.send(PeerEvent::Established {
-            peer: self.cfg.name.clone(),
-            capabilities: self.st.capabilities.clone(),
-        });
+        if moved_from.is_none() {
+            let _ = self.events.send(PeerEvent::Established {
+                peer: self.cfg.name.clone(),
+                capabilities: self.st.capabilities.clone(),
+            });
+        }
         self.announce();
         if gr {
             // RFC 4724 §2: End-of-RIB after the initial announcements; while the services
