@@ -11,6 +11,7 @@
 
 mod addresses;
 mod attributes;
+mod collision;
 mod drain;
 mod endpoints;
 mod health;
