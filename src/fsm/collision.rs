@@ -6,38 +6,46 @@
 //! on its own). Once *both* have received the peer's OPEN (both in OpenConfirm: §6.8
 //! resolves on receipt of an OPEN, against connections in OpenConfirm), the tie-break
 //! runs: the connection opened by the speaker with the higher BGP Identifier (compared as
-//! u32; on a tie the higher ASN, RFC 6286 §2.3) survives, the other gets Cease/Connection
-//! Collision Resolution (Event 23 OpenCollisionDump). If one reaches Established while
-//! the other has still no OPEN, it is the session, and the other is dumped when its OPEN
-//! arrives. A surviving secondary takes over the primary's peer-wide state (damping,
-//! counters).
+//! u32; on a tie the higher ASN, RFC 6286 §2.3) is the session, the other is to be closed
+//! with Cease/Connection Collision Resolution (Event 23 OpenCollisionDump) — after the
+//! peer's verdict (below). If one reaches Established while the other has still no OPEN,
+//! it is the session, and the other is dumped when its OPEN arrives (or held, below). A
+//! surviving secondary takes over the primary's peer-wide state (damping, counters).
 //!
-//! # The late OPEN the identifiers favour
-//! §6.8 closes a connection that collides with an Established one, "unless allowed via
-//! configuration". Both sides apply §6.8 from their own state, and the states differ in
-//! one race: we are Established on one connection (the peer's KEEPALIVE arrived) while
-//! the peer is still in OpenConfirm on it (ours has not), when the peer's OPEN arrives on
-//! the other connection. The peer, with both in OpenConfirm, keeps the connection the
-//! higher identifier opened; if that is the late one, it closes ours with 6/7 while we
-//! close the late one with 6/7 (BIRD `bgp_rx_open` and FRR `bgp_collision_detect` both
-//! decide like that), and the session is gone on both.
+//! # Waiting for the peer's verdict
+//! Both sides apply §6.8, each from its own state, and the states can differ: one side
+//! can be Established (or at least have sent its KEEPALIVE) on a connection where the
+//! other is still in OpenConfirm, because the two connections' messages cross. Then each
+//! side closes a different connection and the session is gone on both (BIRD
+//! `bgp_rx_open` and FRR `bgp_collision_detect` close the new connection when the other
+//! is Established, else decide by identifiers). Two races:
+//! - *the late OPEN*: we are Established on one connection (the peer's KEEPALIVE arrived)
+//!   while the peer is still in OpenConfirm on it (ours has not), when the peer's OPEN
+//!   arrives on the other. §6.8 from our state closes the late one ("a connection
+//!   collision with an existing BGP connection that is in the Established state causes
+//!   closing of the newly created connection"); from the peer's (both in OpenConfirm) it
+//!   keeps the one the higher identifier opened, which may be the late one.
+//! - *the tie-break*: both of ours are in OpenConfirm, the peer already Established on
+//!   the one the identifiers make us close (it had our KEEPALIVE there): it closes the
+//!   other one as the new connection.
 //!
-//! So when the identifier rule favours the late connection, it is not closed at once: its
-//! OPEN is accepted but our KEEPALIVE is held ([`Session::hold_keepalive`]: the peer
-//! cannot complete it, and sends nothing on it but KEEPALIVEs) for [`verdict_wait`] while
-//! the peer decides:
-//! - the peer closes the Established connection (6/7, or a TCP close without one):
-//!   the session *moves* to the late connection ([`Session::release`] sends the held
-//!   KEEPALIVE) and is reported as [`Action::SessionMoved`] once Established there, not
-//!   as a SessionDown and a second SessionUp. For the peer it is its one and only
-//!   session; for us it is the same one, its routes sent again on the new connection.
-//!   Between the close and the peer's KEEPALIVE on the new connection (usually already
-//!   there: BIRD and FRR send it as they send the 6/7) the peer's state is OpenConfirm;
-//!   should the new connection fail, or not come up within [`verdict_wait`], the
-//!   SessionDown comes then.
-//! - the peer closes the late connection (it was Established too), or shows it is
-//!   Established on ours (an UPDATE or ROUTE-REFRESH there): the late one goes.
-//! - nothing within [`verdict_wait`]: the late one is closed with 6/7 as §6.8 says.
+//! So a connection §6.8 would make us close, when the peer may still decide otherwise —
+//! the late one the identifiers favour, or the tie-break's loser — is not closed at once
+//! but held ([`Session::hold_keepalive`]: not Established by us; a late one gets no
+//! KEEPALIVE, so the peer cannot complete it either) for [`verdict_wait`]:
+//! - the peer closes the other connection (6/7, or a TCP close without NOTIFICATION): the
+//!   held one is the session ([`Session::release`]). Was the other Established, the
+//!   session *moves* and is reported as [`Action::SessionMoved`] once Established on the
+//!   held one, not as a SessionDown and a second SessionUp: for the peer it is its one
+//!   session, which never had our routes on the other connection (it was not Established
+//!   there, or dropped them as it closed it); our routes are sent again on the new one.
+//!   Between the close and the peer's KEEPALIVE there (usually already arrived: BIRD and
+//!   FRR send it as they send the 6/7) the state is OpenConfirm; should the held
+//!   connection fail, or not come up within [`verdict_wait`], the SessionDown comes then.
+//! - the peer closes the held connection (it agrees), or shows it is Established on the
+//!   other (an UPDATE or ROUTE-REFRESH there): the held one goes. An UPDATE on the held
+//!   one shows the opposite: it becomes the session, the other goes.
+//! - nothing within [`verdict_wait`]: the held one is closed with 6/7 as §6.8 says.
 //!
 //! A connection arriving while the session is Established is closed (§6.8), as is a
 //! third connection.
@@ -174,22 +182,45 @@ impl Peer {
                     }
                 }
             }
-            ev if on_secondary => {
-                if let Some(s) = self.secondary.as_mut() {
-                    out.extend(s.handle(now, ev));
-                }
-            }
-            ev if on_primary
-                && closed_for_the_other(&ev)
-                && self.primary.state() == State::Established
-                && self.secondary.is_some() =>
-            {
-                // The peer closed the Established connection while the other one is
-                // still open: it chose the other one (module docs).
+            ev if on_primary && closed_for_the_other(&ev) && self.secondary.is_some() => {
+                // The peer closed this connection while the other one is still open: it
+                // chose the other one (module docs). Not a failure: the damping state from
+                // before the close moves over.
                 let before = self.primary.clone();
                 out.extend(self.primary.handle(now, ev));
                 if self.primary.state() == State::Idle {
+                    if before.state() == State::Established {
+                        self.move_to_secondary(now, &before, &mut out);
+                    } else if let Some(mut winner) = self.secondary.take() {
+                        self.verdict = None;
+                        winner.adopt(&before);
+                        self.primary = winner;
+                        out.extend(self.primary.release(now));
+                    }
+                }
+            }
+            ev @ (Event::Update(_) | Event::RouteRefresh(_))
+                if on_secondary && self.verdict.is_some() =>
+            {
+                // Only an Established peer sends these (RFC 4271 §8.2.2): the peer is
+                // Established on the connection held for its verdict, so that one is the
+                // session and the other goes.
+                self.verdict = None;
+                let before = self.primary.clone();
+                out.extend(dump(&mut self.primary, now));
+                if before.state() == State::Established {
                     self.move_to_secondary(now, &before, &mut out);
+                } else if let Some(mut winner) = self.secondary.take() {
+                    winner.adopt(&before);
+                    self.primary = winner;
+                    out.extend(self.primary.release(now));
+                }
+                self.finish_move(&mut out);
+                out.extend(self.primary.handle(now, ev));
+            }
+            ev if on_secondary => {
+                if let Some(s) = self.secondary.as_mut() {
+                    out.extend(s.handle(now, ev));
                 }
             }
             ev @ (Event::Update(_) | Event::RouteRefresh(_))
@@ -324,20 +355,25 @@ impl Peer {
                         out.extend(dump(&mut s, now));
                     }
                 }
-                // Both have the peer's OPEN: the tie-break.
-                (State::OpenConfirm, State::OpenConfirm) => {
+                // Both have the peer's OPEN: the tie-break. The loser is not closed at once
+                // but held for the peer's verdict (module docs): the peer may already be
+                // Established on it (it had our KEEPALIVE there), and then closes the
+                // winner instead.
+                (State::OpenConfirm, State::OpenConfirm) if self.verdict.is_none() => {
                     if let Some(remote_id) = self.primary.remote_id() {
-                        if keep_primary(&self.primary, remote_id, sec) {
-                            if let Some(mut s) = self.secondary.take() {
-                                out.extend(dump(&mut s, now));
+                        if !keep_primary(&self.primary, remote_id, sec) {
+                            if let Some(mut winner) = self.secondary.take() {
+                                // Peer-wide state moves over with the session.
+                                winner.adopt(&self.primary);
+                                let mut loser = std::mem::replace(&mut self.primary, winner);
+                                loser.role = Role::Secondary;
+                                self.secondary = Some(loser);
                             }
-                        } else if let Some(mut winner) = self.secondary.take() {
-                            // Peer-wide state moves over before the dump would count a
-                            // failure.
-                            winner.adopt(&self.primary);
-                            let mut loser = std::mem::replace(&mut self.primary, winner);
-                            loser.role = Role::Secondary;
-                            out.extend(dump(&mut loser, now));
+                        }
+                        if let Some(loser) = self.secondary.as_mut() {
+                            loser.hold_keepalive();
+                            let hold = loser.negotiated().map_or(Duration::ZERO, |n| n.hold_time);
+                            self.verdict = Some(now + verdict_wait(hold));
                         }
                     }
                 }

@@ -30,6 +30,11 @@ fn collision_keeps_our_connection_when_our_identifier_is_higher() {
     assert!(notification(&a).is_none(), "C1 has no OPEN yet: {a:?}");
     assert!(p.secondary().is_some());
     let a = p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90)));
+    // The tie-break: C1 is the session; C2 waits for the peer's verdict, then goes.
+    assert!(notification(&a).is_none(), "{a:?}");
+    assert_eq!(p.session().connection(), Some((C1, Direction::Outbound)));
+    assert_eq!(p.state(), State::OpenConfirm);
+    let a = p.handle_timeout(t0 + COLLISION_VERDICT_WAIT);
     let n = notification(&a).unwrap();
     assert_eq!((u8::from(n.code), n.subcode), (6, 7));
     assert!(a.contains(&Action::Send {
@@ -48,7 +53,9 @@ fn collision_keeps_the_peers_connection_when_its_identifier_is_higher() {
     let mut p = collided(Ipv4Addr::new(198, 18, 0, 1), t0);
     let a = p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90)));
     assert!(notification(&a).is_none(), "C2 has no OPEN yet: {a:?}");
-    let a = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
+    let a = p.handle_timeout(t0 + COLLISION_VERDICT_WAIT);
     assert!(a.contains(&Action::Send {
         conn: C1,
         message: Message::Notification(NotificationMessage {
@@ -73,7 +80,8 @@ fn collision_with_equal_identifiers_is_won_by_the_higher_asn() {
     // Local ASN 65001 < remote 65002: the peer's connection (inbound) survives.
     let mut p = collided(PEER_ID, t0);
     p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90)));
-    let a = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    let a = p.handle_timeout(t0 + COLLISION_VERDICT_WAIT);
     assert!(closes(&a, C1));
     assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
 }
@@ -522,4 +530,101 @@ fn another_notification_on_the_established_connection_is_a_session_down_not_a_mo
     assert!(!a.iter().any(|x| matches!(x, Action::SessionMoved { .. })));
     assert_eq!(sent(&a), vec![&Message::Keepalive]);
     assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
+}
+
+// ----- both in OpenConfirm: the loser waits for the peer's verdict too ----------------------
+
+/// Both connections in OpenConfirm (our KEEPALIVE sent on both), our identifier the higher
+/// (`HIGHER`): the tie-break keeps C1 (ours) and holds C2 for the peer's verdict.
+fn tie_broken(t0: Instant) -> (Peer, Vec<Action>) {
+    let mut p = collided(HIGHER, t0);
+    let mut all = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    all.extend(p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90))));
+    assert_eq!(p.session().connection(), Some((C1, Direction::Outbound)));
+    assert!(p.secondary().is_some_and(Session::keepalive_held));
+    (p, all)
+}
+
+#[test]
+fn every_ordering_of_the_tie_break_race_ends_with_one_session() {
+    let cease = || NotificationMessage {
+        code: ErrorCode::Cease,
+        subcode: 7,
+        data: Vec::new(),
+    };
+    // (name, the peer's events, the connection that is the session, we sent 6/7 on). One
+    // SessionUp each and no SessionDown (a session Established on C1 first moves to C2).
+    type Script = Vec<Event>;
+    let cases: Vec<(&str, Script, ConnId, Vec<ConnId>)> = vec![
+        (
+            // The peer in OpenConfirm on both too: it decides as we do.
+            "peer agrees: closes C2, completes C1",
+            vec![Event::Notification(C2, cease()), Event::Keepalive(C1)],
+            C1,
+            vec![],
+        ),
+        (
+            "peer agrees: completes C1 first, then closes C2",
+            vec![Event::Keepalive(C1), Event::Notification(C2, cease())],
+            C1,
+            vec![],
+        ),
+        (
+            // The mirror race: the peer had our KEEPALIVE on C2 and is Established there
+            // before our OPEN on C1 reached it; §6.8 from its state closes C1.
+            "peer Established on C2 closes C1",
+            vec![Event::Keepalive(C2), Event::Notification(C1, cease())],
+            C2,
+            vec![],
+        ),
+        (
+            "peer Established on C2 closes C1, its KEEPALIVE on C1 first",
+            vec![
+                Event::Keepalive(C1),
+                Event::Keepalive(C2),
+                Event::Notification(C1, cease()),
+            ],
+            C2,
+            vec![],
+        ),
+        (
+            "peer Established on C2 sends an UPDATE there",
+            vec![Event::Keepalive(C2), Event::Update(C2)],
+            C2,
+            vec![C1],
+        ),
+    ];
+    for (name, script, want, dumped) in cases {
+        let t0 = Instant::now();
+        let (mut p, mut all) = tie_broken(t0);
+        for e in script {
+            all.extend(p.handle(t0, e));
+        }
+        let ups = all
+            .iter()
+            .filter(|a| matches!(a, Action::SessionUp { .. }))
+            .count();
+        let downs = all
+            .iter()
+            .filter(|a| matches!(a, Action::SessionDown(_)))
+            .count();
+        let sent67: Vec<ConnId> = all
+            .iter()
+            .filter_map(|a| match a {
+                Action::Send {
+                    conn,
+                    message: Message::Notification(_),
+                } => Some(*conn),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(p.state(), State::Established, "{name}: {all:?}");
+        assert_eq!(
+            p.session().connection().map(|(c, _)| c),
+            Some(want),
+            "{name}"
+        );
+        assert_eq!((ups, downs), (1, 0), "{name}: {all:?}");
+        assert_eq!(sent67, dumped, "{name}: {all:?}");
+    }
 }

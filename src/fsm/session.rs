@@ -93,6 +93,8 @@ pub struct Session {
     /// The peer's KEEPALIVE arrived while ours was held: released, the session is
     /// Established at once.
     peer_keepalive_seen: bool,
+    /// Held in OpenConfirm, after our KEEPALIVE went out: `release` sends none.
+    keepalive_sent: bool,
     rng: u64,
 }
 
@@ -119,6 +121,7 @@ impl Session {
             remote_id: None,
             keepalive_held: false,
             peer_keepalive_seen: false,
+            keepalive_sent: false,
             rng,
         }
     }
@@ -163,16 +166,22 @@ impl Session {
         self.keepalive_held
     }
 
-    /// Holds our KEEPALIVE when the peer's OPEN arrives (OpenSent only): the session goes
-    /// to OpenConfirm without answering, and a KEEPALIVE from the peer is remembered
-    /// instead of completing the session, until [`Session::release`].
+    /// Holds the session short of Established: in OpenSent, our KEEPALIVE is not sent
+    /// when the peer's OPEN arrives (the session goes to OpenConfirm without answering);
+    /// in OpenConfirm (ours already sent), the peer's KEEPALIVE no longer completes it.
+    /// Either way a KEEPALIVE from the peer is remembered until [`Session::release`].
     ///
-    /// Deviation (RFC 4271 §8.2.2 OpenSent, Event 19: "sends a KEEPALIVE message"): only
-    /// for a connection that collides with an Established one, which §6.8 would close at
-    /// once "unless allowed via configuration"; see `collision.rs`.
+    /// Deviation (RFC 4271 §8.2.2 OpenSent, Event 19: "sends a KEEPALIVE message", and
+    /// OpenConfirm, Event 26): only for a connection that §6.8 would close, held while the
+    /// peer decides; see `collision.rs`.
     pub(crate) fn hold_keepalive(&mut self) {
-        if self.state == State::OpenSent {
-            self.keepalive_held = true;
+        match self.state {
+            State::OpenSent => self.keepalive_held = true,
+            State::OpenConfirm => {
+                self.keepalive_held = true;
+                self.keepalive_sent = true;
+            }
+            _ => {}
         }
     }
 
@@ -184,8 +193,10 @@ impl Session {
         if !std::mem::take(&mut self.keepalive_held) || self.state != State::OpenConfirm {
             return out;
         }
-        self.send(now, Message::Keepalive, &mut out);
-        self.start_keepalive_timer(now);
+        if !std::mem::take(&mut self.keepalive_sent) {
+            self.send(now, Message::Keepalive, &mut out);
+            self.start_keepalive_timer(now);
+        }
         if std::mem::take(&mut self.peer_keepalive_seen) {
             self.restart_hold_timer(now);
             self.transition(now, State::Established, None, &mut out);
@@ -483,6 +494,7 @@ impl Session {
                 self.remote_id = None;
                 self.keepalive_held = false;
                 self.peer_keepalive_seen = false;
+                self.keepalive_sent = false;
             }
             State::Connect | State::Active | State::OpenSent => {}
             State::OpenConfirm => {}

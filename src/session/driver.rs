@@ -402,11 +402,13 @@ impl Actor {
     }
 
     fn on_frame(&mut self, id: ConnId, frame: &[u8]) {
-        let established_here = self.up.as_ref().map(|u| u.conn) == Some(id);
+        // Asked after the FSM saw the message: an UPDATE can make its connection the
+        // session (a collision's held connection the peer is Established on, `fsm::Peer`).
+        let established_here = |a: &Self| a.up.as_ref().map(|u| u.conn) == Some(id);
         if wire::is_update(frame) {
             self.st.messages_received.update += 1;
             self.feed(Event::Update(id));
-            if established_here {
+            if established_here(self) {
                 self.on_update(id, frame);
             }
             return;
@@ -428,7 +430,7 @@ impl Actor {
                     }
                     Message::RouteRefresh(rr) => {
                         self.feed(Event::RouteRefresh(id));
-                        if established_here {
+                        if established_here(self) {
                             self.on_route_refresh(rr);
                         }
                     }

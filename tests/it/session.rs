@@ -944,6 +944,64 @@ async fn collision_race_without_a_verdict_closes_the_late_connection_and_keeps_t
     listener.shutdown();
 }
 
+#[tokio::test]
+async fn collision_tie_break_keeps_the_loser_the_router_is_established_on() {
+    // Both connections in OpenConfirm for anyguard: the tie-break keeps C2 (opened by the
+    // router, the higher identifier) and would close C1. But the router already had
+    // anyguard's KEEPALIVE on C1 and is Established there: it closes C2 as the new
+    // connection (RFC 4271 §6.8 from its state). anyguard waits for that verdict instead
+    // of closing C1, and the session is C1: one establishment, nothing closed twice.
+    let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (l, port) = self::listener().await;
+    let mut cfg = peer_config(port, PeerMode::Both, 90);
+    cfg.name = "tie".into();
+    let mut h = start(cfg, local(), rib(&["203.0.113.0/24"]));
+    listener
+        .add_peer(LOOPBACK, h.handle.acceptor(), None)
+        .await
+        .unwrap();
+    let open = || Message::Open(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false));
+    let mut c1 = FakePeer::accept(&l).await;
+    c1.expect_open().await;
+    let mut c2 = FakePeer::connect(listener.local_addr()).await.unwrap();
+    c2.expect_open().await;
+    for c in [&mut c1, &mut c2] {
+        c.decode.four_octet_as = true;
+        c.encode.four_octet_as = true;
+    }
+    // The router's OPEN on C1; anyguard's KEEPALIVE there makes the router Established
+    // on C1 (its own KEEPALIVE on C1 is still on the way).
+    c1.send(&open()).await;
+    c1.expect_keepalive().await;
+    // Its OPEN on C2: anyguard has both in OpenConfirm and breaks the tie for C2.
+    c2.send(&open()).await;
+    c2.expect_keepalive().await;
+    match c1.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("C1 closed before the router's verdict: {other:?}"),
+    }
+    // The router's verdict from Established on C1: C2 goes.
+    c2.send(&Message::Notification(
+        anyguard_proto::NotificationMessage {
+            code: ErrorCode::Cease,
+            subcode: cease_subcode::CONNECTION_COLLISION_RESOLUTION,
+            data: Vec::new(),
+        },
+    ))
+    .await;
+    drop(c2);
+    c1.send(&Message::Keepalive).await;
+    let u = c1.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "{st:?}");
+    assert!(st.last_notification_sent.is_none(), "{st:?}");
+    while let Ok(e) = h.events.try_recv() {
+        assert!(!matches!(e, PeerEvent::Down { .. }), "{e:?}");
+    }
+    listener.shutdown();
+}
+
 /// A BGP session protected by BFD with a second BFD task playing the router.
 async fn established_with_bfd(
     router_port: u16,
