@@ -324,6 +324,8 @@ def _check_collision(router, sns, base, p, kind):
         detail += "; resolved by anyguard (6/7 sent)"
     elif (recv.get("code"), recv.get("subcode")) == (6, 7):
         detail += f"; resolved by {kind} (6/7 received)"
+    elif opener == "router":
+        detail += f"; {kind} closed anyguard's connection without a NOTIFICATION before any OPEN on it"
     else:
         detail += f"; {kind} gave up the connection it opened (no 6/7)"
     # One session, established once on each side: no re-establishment is allowed.
