@@ -58,11 +58,7 @@ fn collision_keeps_the_peers_connection_when_its_identifier_is_higher() {
     let a = p.handle_timeout(t0 + COLLISION_VERDICT_WAIT);
     assert!(a.contains(&Action::Send {
         conn: C1,
-        message: Message::Notification(NotificationMessage {
-            code: ErrorCode::Cease,
-            subcode: 7,
-            data: Vec::new()
-        })
+        message: Message::Notification(cease67())
     }));
     assert!(closes(&a, C1));
     assert_eq!(p.session().connection(), Some((C2, Direction::Inbound)));
@@ -227,11 +223,7 @@ fn established_on_c1(local_id: Ipv4Addr, t0: Instant) -> (Peer, Vec<Action>) {
 fn run(local_id: Ipv4Addr, script: &[Step]) -> (Outcome, Vec<Action>) {
     let t0 = Instant::now();
     let (mut p, mut all) = established_on_c1(local_id, t0);
-    let cease = NotificationMessage {
-        code: ErrorCode::Cease,
-        subcode: 7,
-        data: Vec::new(),
-    };
+    let cease = cease67();
     let mut now = t0;
     for step in script {
         let a = match *step {
@@ -368,14 +360,7 @@ fn a_held_late_connection_sends_no_keepalive_until_the_peer_closes_the_other() {
     // The verdict: our KEEPALIVE goes out on C2 before anything else is sent there.
     let a = p.handle(
         t0 + Duration::from_millis(5),
-        Event::Notification(
-            C1,
-            NotificationMessage {
-                code: ErrorCode::Cease,
-                subcode: 7,
-                data: Vec::new(),
-            },
-        ),
+        Event::Notification(C1, cease67()),
     );
     assert!(closes(&a, C1));
     assert_eq!(sent(&a), vec![&Message::Keepalive]);
@@ -402,11 +387,7 @@ fn a_move_that_fails_reports_the_session_down_once() {
     let t0 = Instant::now();
     let (mut p, _) = established_on_c1(LOWER, t0);
     p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
-    let cease = NotificationMessage {
-        code: ErrorCode::Cease,
-        subcode: 7,
-        data: Vec::new(),
-    };
+    let cease = cease67();
     let a = p.handle(t0, Event::Notification(C1, cease.clone()));
     assert!(
         !a.iter().any(|x| matches!(x, Action::SessionDown(_))),
@@ -432,17 +413,7 @@ fn a_move_not_established_within_the_wait_is_a_session_down_and_a_later_up_a_new
     let t0 = Instant::now();
     let (mut p, _) = established_on_c1(LOWER, t0);
     p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
-    p.handle(
-        t0,
-        Event::Notification(
-            C1,
-            NotificationMessage {
-                code: ErrorCode::Cease,
-                subcode: 7,
-                data: Vec::new(),
-            },
-        ),
-    );
+    p.handle(t0, Event::Notification(C1, cease67()));
     let a = p.handle_timeout(t0 + COLLISION_VERDICT_WAIT);
     assert!(
         a.iter().any(|x| matches!(x, Action::SessionDown(_))),
@@ -469,17 +440,7 @@ fn the_established_connection_being_the_peers_and_the_late_one_ours_moves_too() 
     let a = p.handle(t0, Event::Open(C1, peer_open(65002, PEER_ID, 90)));
     assert!(sent(&a).is_empty(), "held: {a:?}");
     p.handle(t0, Event::Keepalive(C1));
-    let a = p.handle(
-        t0,
-        Event::Notification(
-            C2,
-            NotificationMessage {
-                code: ErrorCode::Cease,
-                subcode: 7,
-                data: Vec::new(),
-            },
-        ),
-    );
+    let a = p.handle(t0, Event::Notification(C2, cease67()));
     assert!(matches!(
         a.last(),
         Some(Action::SessionMoved { from, conn, .. }) if (*from, *conn) == (C2, C1)
@@ -547,11 +508,7 @@ fn tie_broken(t0: Instant) -> (Peer, Vec<Action>) {
 
 #[test]
 fn every_ordering_of_the_tie_break_race_ends_with_one_session() {
-    let cease = || NotificationMessage {
-        code: ErrorCode::Cease,
-        subcode: 7,
-        data: Vec::new(),
-    };
+    let cease = cease67;
     // (name, the peer's events, the connection that is the session, we sent 6/7 on). One
     // SessionUp each and no SessionDown (a session Established on C1 first moves to C2).
     type Script = Vec<Event>;
@@ -626,5 +583,14 @@ fn every_ordering_of_the_tie_break_race_ends_with_one_session() {
         );
         assert_eq!((ups, downs), (1, 0), "{name}: {all:?}");
         assert_eq!(sent67, dumped, "{name}: {all:?}");
+    }
+}
+
+/// Cease/Connection Collision Resolution (RFC 4271 §6.8).
+fn cease67() -> NotificationMessage {
+    NotificationMessage {
+        code: ErrorCode::Cease,
+        subcode: 7,
+        data: Vec::new(),
     }
 }

@@ -852,6 +852,15 @@ async fn late_open_race() -> (Harness, FakePeer, FakePeer, anyguard::session::Li
     (h, c1, c2, listener)
 }
 
+/// Cease/Connection Collision Resolution (RFC 4271 §6.8), as the router closes a connection.
+fn cease_collision() -> Message {
+    Message::Notification(anyguard_proto::NotificationMessage {
+        code: ErrorCode::Cease,
+        subcode: cease_subcode::CONNECTION_COLLISION_RESOLUTION,
+        data: Vec::new(),
+    })
+}
+
 /// After the move: one session, on C2, with the routes, never reported down.
 async fn one_session_on_c2(mut h: Harness, mut c2: FakePeer) {
     let u = c2.expect_update().await;
@@ -891,14 +900,7 @@ async fn collision_race_moves_the_session_to_the_connection_the_router_keeps() {
     // 6/7 on C1 and the close.
     c2.send(&Message::Keepalive).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
-    c1.send(&Message::Notification(
-        anyguard_proto::NotificationMessage {
-            code: ErrorCode::Cease,
-            subcode: cease_subcode::CONNECTION_COLLISION_RESOLUTION,
-            data: Vec::new(),
-        },
-    ))
-    .await;
+    c1.send(&cease_collision()).await;
     drop(c1);
     // anyguard's held KEEPALIVE, then its routes, on C2.
     c2.expect_keepalive().await;
@@ -909,14 +911,7 @@ async fn collision_race_moves_the_session_to_the_connection_the_router_keeps() {
 #[tokio::test]
 async fn collision_race_with_the_verdict_before_the_routers_keepalive_still_has_one_session() {
     let (h, mut c1, mut c2, listener) = late_open_race().await;
-    c1.send(&Message::Notification(
-        anyguard_proto::NotificationMessage {
-            code: ErrorCode::Cease,
-            subcode: cease_subcode::CONNECTION_COLLISION_RESOLUTION,
-            data: Vec::new(),
-        },
-    ))
-    .await;
+    c1.send(&cease_collision()).await;
     drop(c1);
     // The verdict releases anyguard's KEEPALIVE on C2; the router's comes after it.
     c2.expect_keepalive().await;
@@ -981,14 +976,7 @@ async fn collision_tie_break_keeps_the_loser_the_router_is_established_on() {
         other => panic!("C1 closed before the router's verdict: {other:?}"),
     }
     // The router's verdict from Established on C1: C2 goes.
-    c2.send(&Message::Notification(
-        anyguard_proto::NotificationMessage {
-            code: ErrorCode::Cease,
-            subcode: cease_subcode::CONNECTION_COLLISION_RESOLUTION,
-            data: Vec::new(),
-        },
-    ))
-    .await;
+    c2.send(&cease_collision()).await;
     drop(c2);
     c1.send(&Message::Keepalive).await;
     let u = c1.expect_update().await;
