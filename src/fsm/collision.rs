@@ -58,8 +58,9 @@ use anyguard_proto::ErrorCode;
 use super::session::{Role, Session};
 use super::types::{Action, Config, ConnId, Direction, DownReason, Event, State};
 
-/// Longest wait for the peer's verdict on a late connection the identifiers favour, and
-/// for the session to come up on it once the peer closed the other one (module docs).
+/// Longest wait for the peer's verdict on a held connection (a late one the identifiers
+/// favour, or the tie-break's loser), and for the session to come up on it once the peer
+/// closed the other one (module docs).
 /// The verdict answers our OPEN, sent when the connection opened: a round trip, and
 /// the time the peer takes to read. Capped by [`verdict_wait`] at a third of the hold time.
 pub const COLLISION_VERDICT_WAIT: Duration = Duration::from_secs(2);
@@ -92,7 +93,7 @@ struct Moving {
 pub struct Peer {
     primary: Session,
     secondary: Option<Session>,
-    /// While the secondary's KEEPALIVE is held: when the wait for the peer's verdict ends.
+    /// While the secondary is held for the peer's verdict (module docs): when the wait ends.
     verdict: Option<Instant>,
     moving: Option<Moving>,
 }
@@ -247,7 +248,7 @@ impl Peer {
             out.extend(s.handle_timeout(now));
         }
         if self.verdict.is_some_and(|v| v <= now) {
-            // No verdict: §6.8 as written, the late connection goes.
+            // No verdict: §6.8 as written, the held connection goes.
             self.verdict = None;
             if let Some(mut s) = self.secondary.take() {
                 out.extend(dump(&mut s, now));
