@@ -265,6 +265,17 @@ impl Peer {
         out
     }
 
+    /// The secondary becomes the session and the primary the secondary; peer-wide state
+    /// (damping, counters) moves over with the session.
+    fn swap(&mut self) {
+        if let Some(mut winner) = self.secondary.take() {
+            winner.adopt(&self.primary);
+            let mut loser = std::mem::replace(&mut self.primary, winner);
+            loser.role = Role::Secondary;
+            self.secondary = Some(loser);
+        }
+    }
+
     /// A connection the primary cannot take: it already has one.
     fn second_connection(&self, c: ConnId) -> bool {
         !matches!(
@@ -335,12 +346,7 @@ impl Peer {
                 .as_ref()
                 .is_some_and(|s| s.state() == State::Established)
         {
-            if let Some(mut winner) = self.secondary.take() {
-                winner.adopt(&self.primary);
-                let mut loser = std::mem::replace(&mut self.primary, winner);
-                loser.role = Role::Secondary;
-                self.secondary = Some(loser);
-            }
+            self.swap();
         }
         if let Some(sec) = self.secondary.as_ref() {
             match (self.primary.state(), sec.state()) {
@@ -363,13 +369,7 @@ impl Peer {
                 (State::OpenConfirm, State::OpenConfirm) if self.verdict.is_none() => {
                     if let Some(remote_id) = self.primary.remote_id() {
                         if !keep_primary(&self.primary, remote_id, sec) {
-                            if let Some(mut winner) = self.secondary.take() {
-                                // Peer-wide state moves over with the session.
-                                winner.adopt(&self.primary);
-                                let mut loser = std::mem::replace(&mut self.primary, winner);
-                                loser.role = Role::Secondary;
-                                self.secondary = Some(loser);
-                            }
+                            self.swap();
                         }
                         if let Some(loser) = self.secondary.as_mut() {
                             loser.hold_keepalive();

@@ -808,22 +808,28 @@ async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() 
     listener.shutdown();
 }
 
-/// The collision race of issue 12 item 7, scripted: anyguard (`mode = "both"`, identifier
-/// 198.18.0.1) connects to the router (C1) while the router (198.18.0.2, the higher)
-/// connects to anyguard (C2). anyguard is Established on C1 while the router is still in
-/// OpenConfirm there, when the router's OPEN arrives on C2. Returns the harness, C1, C2
-/// and anyguard's listener, with anyguard holding C2 (its KEEPALIVE not sent).
-async fn late_open_race() -> (Harness, FakePeer, FakePeer, anyguard::session::Listener) {
+/// `mode = "both"` against a scripted router (identifier 198.18.0.2, higher than
+/// anyguard's 198.18.0.1): anyguard's connection C1 to the router and the router's C2 to
+/// anyguard, each with anyguard's OPEN read. Returns the harness, C1, C2, anyguard's
+/// listener and the router's OPEN.
+async fn two_connections(
+    name: &str,
+) -> (
+    Harness,
+    FakePeer,
+    FakePeer,
+    anyguard::session::Listener,
+    Message,
+) {
     let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
     let (l, port) = self::listener().await;
     let mut cfg = peer_config(port, PeerMode::Both, 90);
-    cfg.name = "race".into();
-    let mut h = start(cfg, local(), rib(&["203.0.113.0/24"]));
+    cfg.name = name.into();
+    let h = start(cfg, local(), rib(&["203.0.113.0/24"]));
     listener
         .add_peer(LOOPBACK, h.handle.acceptor(), None)
         .await
         .unwrap();
-    let open = || Message::Open(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false));
     // C1, anyguard's: its OPEN.
     let mut c1 = FakePeer::accept(&l).await;
     c1.expect_open().await;
@@ -834,6 +840,17 @@ async fn late_open_race() -> (Harness, FakePeer, FakePeer, anyguard::session::Li
         c.decode.four_octet_as = true;
         c.encode.four_octet_as = true;
     }
+    let open = Message::Open(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false));
+    (h, c1, c2, listener, open)
+}
+
+/// The collision race of issue 12 item 7, scripted (`two_connections`): anyguard is
+/// Established on C1 while the router is still in OpenConfirm there, when the router's
+/// OPEN arrives on C2. Returns the harness, C1, C2 and anyguard's listener, with anyguard
+/// holding C2 (its KEEPALIVE not sent).
+async fn late_open_race() -> (Harness, FakePeer, FakePeer, anyguard::session::Listener) {
+    let (mut h, mut c1, mut c2, listener, open) = two_connections("race").await;
+    let open = || open.clone();
     // The router answers on C1 (OPEN, KEEPALIVE): anyguard is Established there. The
     // router has not read anyguard's KEEPALIVE yet: still OpenConfirm on C1 for it.
     c1.send(&open()).await;
@@ -946,24 +963,8 @@ async fn collision_tie_break_keeps_the_loser_the_router_is_established_on() {
     // anyguard's KEEPALIVE on C1 and is Established there: it closes C2 as the new
     // connection (RFC 4271 §6.8 from its state). anyguard waits for that verdict instead
     // of closing C1, and the session is C1: one establishment, nothing closed twice.
-    let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
-    let (l, port) = self::listener().await;
-    let mut cfg = peer_config(port, PeerMode::Both, 90);
-    cfg.name = "tie".into();
-    let mut h = start(cfg, local(), rib(&["203.0.113.0/24"]));
-    listener
-        .add_peer(LOOPBACK, h.handle.acceptor(), None)
-        .await
-        .unwrap();
-    let open = || Message::Open(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false));
-    let mut c1 = FakePeer::accept(&l).await;
-    c1.expect_open().await;
-    let mut c2 = FakePeer::connect(listener.local_addr()).await.unwrap();
-    c2.expect_open().await;
-    for c in [&mut c1, &mut c2] {
-        c.decode.four_octet_as = true;
-        c.encode.four_octet_as = true;
-    }
+    let (mut h, mut c1, mut c2, listener, open) = two_connections("tie").await;
+    let open = || open.clone();
     // The router's OPEN on C1; anyguard's KEEPALIVE there makes the router Established
     // on C1 (its own KEEPALIVE on C1 is still on the way).
     c1.send(&open()).await;
