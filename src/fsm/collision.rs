@@ -173,7 +173,10 @@ impl Peer {
                     // The identifier rule decides on the identifier of *this* OPEN
                     // (§6.8), now that it arrived.
                     let favoured = late && !keep_primary(&self.primary, open.bgp_identifier, s);
-                    if favoured {
+                    if late {
+                        // No KEEPALIVE on a late connection: it is held, or closed at once
+                        // (settle), and a KEEPALIVE just before the 6/7 could let the
+                        // peer reach Established on it only to lose it.
                         s.hold_keepalive();
                     }
                     out.extend(s.handle(now, Event::Open(c, open.clone())));

@@ -594,3 +594,20 @@ fn cease67() -> NotificationMessage {
         data: Vec::new(),
     }
 }
+
+#[test]
+fn a_late_connection_the_identifiers_do_not_favour_is_closed_without_a_keepalive() {
+    let t0 = Instant::now();
+    let (mut p, _) = established_on_c1(HIGHER, t0);
+    let a = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    let on_c2: Vec<_> = a
+        .iter()
+        .filter_map(|x| match x {
+            Action::Send { conn, message } if *conn == C2 => Some(message),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(on_c2, vec![&Message::Notification(cease67())], "{a:?}");
+    assert!(closes(&a, C2));
+    assert_eq!(p.state(), State::Established);
+}
