@@ -48,7 +48,8 @@
 //! - nothing within [`verdict_wait`]: the held one is closed with 6/7 as §6.8 says.
 //!
 //! A connection arriving while the session is Established is closed (§6.8), as is a
-//! third connection.
+//! third connection, except that a new connection from the peer replaces its previous one
+//! while that one has brought no OPEN (the peer's next attempt; it keeps one of its own).
 
 use std::time::{Duration, Instant};
 
@@ -152,7 +153,16 @@ impl Peer {
         match event {
             Event::TcpConnectionConfirmed(c) if self.second_connection(c) => {
                 match self.primary.state() {
-                    State::OpenSent | State::OpenConfirm if self.secondary.is_none() => {
+                    State::OpenSent | State::OpenConfirm if self.replaceable_secondary() => {
+                        // A router keeps one connection of its own at a time (BIRD, FRR):
+                        // a new one while its previous one has sent nothing is its next
+                        // attempt, the previous one given up (FRR opens a new connection
+                        // when its connect timer fires, and drops the established session
+                        // when we refuse that one: the lab's collision row saw it). The
+                        // new one takes the slot; the old one goes.
+                        if let Some(mut old) = self.secondary.take() {
+                            out.extend(dump(&mut old, now));
+                        }
                         let mut s = Session::new_secondary(self.primary.config().clone());
                         out.extend(s.handle(now, Event::TcpConnectionConfirmed(c)));
                         self.secondary = Some(s);
@@ -276,6 +286,18 @@ impl Peer {
             let mut loser = std::mem::replace(&mut self.primary, winner);
             loser.role = Role::Secondary;
             self.secondary = Some(loser);
+        }
+    }
+
+    /// The secondary slot can take a new connection from the peer: it is free, or holds
+    /// the peer's previous connection, which has not brought an OPEN yet.
+    fn replaceable_secondary(&self) -> bool {
+        match self.secondary.as_ref() {
+            None => true,
+            Some(s) => {
+                s.state() == State::OpenSent
+                    && s.connection().map(|(_, d)| d) == Some(Direction::Inbound)
+            }
         }
     }
 

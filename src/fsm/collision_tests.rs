@@ -86,8 +86,10 @@ fn collision_with_equal_identifiers_is_won_by_the_higher_asn() {
 fn a_connection_while_established_or_a_third_one_is_closed() {
     let t0 = Instant::now();
     let mut p = collided(LOCAL_ID, t0);
+    // The peer's connection C2 brought its OPEN: a third one is refused.
+    p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
     let a = p.handle(t0, Event::TcpConnectionConfirmed(ConnId(3)));
-    assert!(closes(&a, ConnId(3)));
+    assert_eq!(a, vec![Action::Close { conn: ConnId(3) }]);
 
     let mut p = Peer::new(cfg());
     p.handle(t0, Event::ManualStart);
@@ -610,4 +612,27 @@ fn a_late_connection_the_identifiers_do_not_favour_is_closed_without_a_keepalive
     assert_eq!(on_c2, vec![&Message::Notification(cease67())], "{a:?}");
     assert!(closes(&a, C2));
     assert_eq!(p.state(), State::Established);
+}
+
+#[test]
+fn a_new_connection_from_the_peer_replaces_its_previous_one_that_sent_nothing() {
+    // FRR's connect timer fires: it gives up C2 (opened by it, no OPEN from it yet) and
+    // connects again (C3), the close of C2 still on its way. C3 takes C2's slot.
+    let t0 = Instant::now();
+    let mut p = collided(LOCAL_ID, t0);
+    let a = p.handle(t0, Event::TcpConnectionConfirmed(ConnId(3)));
+    assert!(closes(&a, C2), "{a:?}");
+    assert!(a.contains(&Action::Send {
+        conn: ConnId(3),
+        message: Message::Open(super::open::build_open(&cfg(), false)),
+    }));
+    assert_eq!(
+        p.secondary().and_then(Session::connection),
+        Some((ConnId(3), Direction::Inbound))
+    );
+    assert_eq!(p.session().connection(), Some((C1, Direction::Outbound)));
+    // The late close of C2 changes nothing.
+    let a = p.handle(t0, Event::TcpConnectionFails(C2));
+    assert!(a.is_empty(), "{a:?}");
+    assert!(p.secondary().is_some());
 }

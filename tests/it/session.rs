@@ -991,6 +991,33 @@ async fn collision_tie_break_keeps_the_loser_the_router_is_established_on() {
     listener.shutdown();
 }
 
+#[tokio::test]
+async fn a_routers_new_connection_replaces_its_previous_one_and_the_session_comes_up_once() {
+    // FRR, its connect timer firing, gives up its connection (C2) and opens another (C3)
+    // before anyguard has seen C2 close. C3 must not be refused as a third connection:
+    // FRR then dropped the session it had just established on C1 (lab collision row).
+    let (mut h, mut c1, mut c2, listener, open) = two_connections("again").await;
+    let mut c3 = FakePeer::connect(listener.local_addr()).await.unwrap();
+    c3.expect_open().await;
+    c3.decode.four_octet_as = true;
+    c3.encode.four_octet_as = true;
+    c2.expect_closed(Duration::from_secs(5)).await;
+    // The collision resolves between C1 and C3 as usual: the router's C3 (the higher
+    // identifier's) is the session.
+    c1.send(&open).await;
+    c3.send(&open).await;
+    c3.expect_keepalive().await;
+    c3.send(&Message::Keepalive).await;
+    let u = c3.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "{st:?}");
+    while let Ok(e) = h.events.try_recv() {
+        assert!(!matches!(e, PeerEvent::Down { .. }), "{e:?}");
+    }
+    listener.shutdown();
+}
+
 /// A BGP session protected by BFD with a second BFD task playing the router.
 async fn established_with_bfd(
     router_port: u16,
