@@ -598,14 +598,8 @@ impl Actor {
                 hold = ?negotiated.hold_time,
                 "session moved to the connection the peer kept (RFC 4271 §6.8 collision): not a new session; routes sent again"
             );
-            if self.rib_in.total() > 0 {
-                self.rib_in.clear();
-                self.st.prefixes_received_ipv4 = 0;
-                self.st.prefixes_received_ipv6 = 0;
-                if self.rib_in.take_service_routes_changed() {
-                    self.service_routes_changed();
-                }
-            }
+            // What the peer sent on the old connection went with it.
+            self.forget_received_routes();
         } else {
             info!(
                 hold = ?negotiated.hold_time,
@@ -687,12 +681,7 @@ impl Actor {
         self.st.prefixes_sent = 0;
         self.st.hold_time = None;
         self.st.capabilities.clear();
-        self.rib_in.clear();
-        self.st.prefixes_received_ipv4 = 0;
-        self.st.prefixes_received_ipv6 = 0;
-        if self.rib_in.take_service_routes_changed() {
-            self.service_routes_changed();
-        }
+        self.forget_received_routes();
         let _ = self.events.send(PeerEvent::Down {
             peer: self.cfg.name.clone(),
             reason: reason.to_string(),
@@ -700,6 +689,16 @@ impl Actor {
         // The peer dropped all our routes with the session.
         if let Some((_, routes, _)) = self.pending_flush.take() {
             self.flushed(routes, Arc::default());
+        }
+    }
+
+    /// The routes the peer sent us are gone with their connection.
+    fn forget_received_routes(&mut self) {
+        self.rib_in.clear();
+        self.st.prefixes_received_ipv4 = 0;
+        self.st.prefixes_received_ipv6 = 0;
+        if self.rib_in.take_service_routes_changed() {
+            self.service_routes_changed();
         }
     }
 
