@@ -293,19 +293,23 @@ def _check_collision(router, sns, base, p, kind):
               f"{STABLE_FOR:.0f} s later still ({states[0]}, {states[1]}); anyguard established "
               f"{after_ours.get('established_count')} time(s); {kind} {after_theirs}; "
               f"NOTIFICATION {', '.join(crossed) if crossed else 'none'}")
-    # Who resolved: a 6/7 anyguard sent while neither connection was Established is its own
-    # §6.8 decision by identifiers, so the connection kept must be the one the higher
-    # identifier opened. A 6/7 it received, or none (the
-    # router gave up the connection it opened: FRR does when its overdue connect timer fires
-    # on the thaw), is the router's doing; anyguard, which resolves only once both
-    # connections have an OPEN (issue 12 finding 7), must then just keep a session up.
-    ours_resolved = (sent.get("code"), sent.get("subcode")) == (6, 7)
+    # Who resolved: a 6/7 anyguard sent after both its connections had the router's OPEN
+    # (both in OpenConfirm before the session came up) is its own §6.8 decision by
+    # identifiers, so the connection kept must be the one the higher identifier opened
+    # (unless the router decided otherwise first: then anyguard sends no 6/7). A 6/7 it
+    # sent on a connection of the router's that brought no OPEN is the router's next
+    # attempt replacing its previous one, not a tie-break. A 6/7 it received, or none (the
+    # router gave up a connection: FRR does when its overdue connect timer fires on the
+    # thaw), is the router's doing; anyguard, which resolves only once both connections
+    # have an OPEN (issue 12 finding 7), must then just keep a session up.
+    tie_break = head.count("to=openconfirm") >= 2
+    ours_resolved = (sent.get("code"), sent.get("subcode")) == (6, 7) and tie_break
     # §6.8: "a connection collision with an existing BGP connection that is in the
     # Established state causes closing of the newly created connection", whatever the
     # identifiers: when our session was up before we sent the 6/7, the late one went.
     text = agl.read_text(errors="replace") if agl.exists() else ""
     up, dumped = text.find("session established"), text.find("notification=Cease/Connection Collision")
-    late = ours_resolved and 0 <= up < dumped
+    late = (sent.get("code"), sent.get("subcode")) == (6, 7) and 0 <= up < dumped
     collided = opensent >= 2
     # The race where both sides apply §6.8 from different states: we are Established on
     # one connection while the router, still in OpenConfirm on it, gets the late OPEN on
@@ -315,13 +319,15 @@ def _check_collision(router, sns, base, p, kind):
     # second establishment on either side (src/fsm/collision.rs). Required: none.
     moved = text.count("session moved to the connection the peer kept")
     if moved:
-        detail += (f"; the race where we were Established first and the router still in OpenConfirm: "
-                   f"the router closed our connection with 6/7 and the session moved to the one it "
-                   f"kept ({moved} move(s), no re-establishment)")
+        detail += (f"; the router closed the connection anyguard was already Established on (6/7, "
+                   f"the router still in OpenConfirm there) and the session moved to the one it kept "
+                   f"({moved} move(s), no re-establishment)")
     elif late:
         detail += "; resolved by anyguard (6/7 sent on the late connection: the other was already Established)"
     elif ours_resolved:
-        detail += "; resolved by anyguard (6/7 sent)"
+        detail += "; resolved by anyguard (6/7 sent after its tie-break)"
+    elif (sent.get("code"), sent.get("subcode")) == (6, 7):
+        detail += f"; anyguard closed a connection {kind} had replaced by a new one (6/7)"
     elif (recv.get("code"), recv.get("subcode")) == (6, 7):
         detail += f"; resolved by {kind} (6/7 received)"
     elif opener == "router":
