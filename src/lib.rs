@@ -3,6 +3,7 @@
 pub mod announcer;
 pub mod bfd;
 pub mod cli_check;
+pub mod cli_docs;
 pub mod config;
 pub mod coordinator;
 pub mod fsm;

@@ -76,6 +76,8 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Docs(anyguard::cli_docs::DocsCommand),
 }
 
 fn main() -> ExitCode {
@@ -94,11 +96,16 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    runtime.block_on(async_main(cli.command))
+    let code = runtime.block_on(async_main(cli.command));
+    // A reload's config read may still hang on its file (coordinator::config_read): the
+    // process exits without waiting for that thread.
+    runtime.shutdown_background();
+    code
 }
 
 async fn async_main(command: Command) -> ExitCode {
     match command {
+        Command::Docs(docs) => docs.run(<Cli as clap::CommandFactory>::command()),
         Command::Run { config, dry_run } => run(config, dry_run).await,
         Command::Check {
             config,

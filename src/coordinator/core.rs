@@ -337,7 +337,7 @@ impl Core {
 
     /// The state of the running check that a reloaded `check` of service `service`
     /// continues (same name and target, [`same_check`]), for
-    /// [`HealthRunner::start_resumed`](crate::health::HealthRunner::start_resumed): a
+    /// [`HealthRunner::start_built`](crate::health::HealthRunner::start_built): a
     /// reload must not send checks back to unknown (their services' guard would then
     /// see them as failing).
     pub fn check_state(&self, service: &str, check: &CheckConfig) -> Option<CheckState> {

@@ -550,7 +550,7 @@ impl FleetGuard {
 
 #[path = "fleet_reload.rs"]
 mod reload;
-pub(crate) use reload::{apply as apply_fleet, prepare as prepare_fleet};
+pub(crate) use reload::{apply as apply_fleet, prepare as prepare_fleet, read as read_fleet};
 
 #[cfg(test)]
 mod tests {

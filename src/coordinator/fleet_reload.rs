@@ -1,8 +1,8 @@
 //! Reloading the fleet file with the site config (`SIGHUP`, `POST /reload`), and the fleet
 //! part of `/status`.
 //!
-//! [`prepare`] reads and validates the fleet file the *candidate* config names, before
-//! anything is applied: every error (`file:line:column: key: message`) rejects the whole
+//! [`read`] reads (off the coordinator loop) and [`prepare`] validates the fleet file the
+//! *candidate* config names, before anything is applied: every error (`file:line:column: key: message`) rejects the whole
 //! reload, and the candidate is then checked by `check_reload` against the new fleet and
 //! the view carried over to it ([`carry_view`]). [`apply`] (only once the whole reload is
 //! accepted) hands the new fleet to the running guard: the per-service intents stay as
@@ -45,9 +45,11 @@ pub(crate) struct PreparedFleet {
 
 /// Reads and validates the fleet file `candidate` names. `Ok(None)`: no fleet, and none
 /// running. Every problem is one entry of the error.
+/// `read`: the fleet file `candidate` names, as [`read`] gave it.
 pub(crate) fn prepare(
     guard: Option<&FleetGuard>,
     candidate: &Config,
+    read: Option<Result<Fleet, Vec<String>>>,
 ) -> Result<Option<PreparedFleet>, Vec<String>> {
     let Some(fleet_ref) = &candidate.fleet else {
         return match guard {
@@ -55,8 +57,10 @@ pub(crate) fn prepare(
             None => Ok(None),
         };
     };
-    let fleet = Fleet::load(&fleet_ref.path)
-        .map_err(|e| e.0.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    let Some(fleet) = read else {
+        return Err(vec![format!("{}: not read", fleet_ref.path.display())]);
+    };
+    let fleet = fleet?;
     let Some(rank) = fleet.rank(&fleet_ref.site) else {
         let known: Vec<&str> = fleet.sites.iter().map(|s| s.name.as_str()).collect();
         let unknown = FleetGuardError::UnknownSite {
@@ -73,6 +77,14 @@ pub(crate) fn prepare(
         rank,
         view,
     }))
+}
+
+/// Reads the fleet file `candidate` names (`None`: it names none), every problem one entry
+/// of the error. It blocks on the file: a reload runs it off the coordinator loop, with
+/// the config's own read (`config_read`).
+pub(crate) fn read(candidate: &Config) -> Option<Result<Fleet, Vec<String>>> {
+    let fleet_ref = candidate.fleet.as_ref()?;
+    Some(Fleet::load(&fleet_ref.path).map_err(|e| e.0.iter().map(ToString::to_string).collect()))
 }
 
 /// Puts an accepted reload's fleet in force; returns what changed, for the reload message.

@@ -23,6 +23,7 @@
 //! takes away stay announced as pending removals (`removals`) until the all-sites guard
 //! lets them go.
 
+mod config_read;
 pub mod core;
 mod fleet_guard;
 mod local_actions;

@@ -9,13 +9,14 @@ use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
+use super::config_read::{checks_changed, Asked, ConfigRead, Loaded, Read};
 use super::core::{rfc3339, ControlOutcome, Core};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
 use super::saved;
 use super::stop::StopPlan;
 use crate::announcer::RibOut;
-use crate::config::{self, Config, PeerConfig, PeerMode};
+use crate::config::{Config, PeerConfig, PeerMode};
 use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
 use crate::local_addr::IpCommand;
 use crate::service::State;
@@ -159,6 +160,8 @@ struct Shell {
     routes_version: Option<u64>,
     /// READY=1, STATUS=, WATCHDOG=1 (from this loop's turns), RELOADING=1, STOPPING=1.
     systemd: sd::Link,
+    /// The reload's config read, off the loop (`config_read`).
+    config_read: ConfigRead,
 }
 
 /// A check transition waiting to be logged.
@@ -275,6 +278,7 @@ pub async fn run(
         parts_peers: Vec::new(),
         routes_version: None,
         systemd,
+        config_read: ConfigRead::default(),
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -320,20 +324,17 @@ pub async fn run(
                 None => std::future::pending().await,
             }
         };
+        let config_read = shell.config_read.finished();
         tokio::select! {
             () = view_changed => {}
+            (loaded, asked) = config_read => shell.reload_read(&mut core, loaded, asked).await,
             Some(event) = checks_rx.recv() => shell.on_check(&mut core, &event),
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
             Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
             Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
             () = changed.notified() => {}
             signal = signals.recv() => match signal {
-                Some(DaemonSignal::Reload) => {
-                    let outcome = shell.reload(&mut core).await;
-                    if let Err(errors) = outcome {
-                        tracing::error!(errors = %errors.join("; "), "reload rejected; the running config stays");
-                    }
-                }
+                Some(DaemonSignal::Reload) => shell.begin_reload(&core, Asked::by_signal()),
                 Some(DaemonSignal::Stop) | None => {
                     if !shell.stopping {
                         shell.stopping = true;
@@ -790,39 +791,86 @@ impl Shell {
                 }
                 _ => ControlOutcome::UnknownService(service).into(),
             },
-            ControlCommand::Reload => match self.reload(core).await {
-                Ok(message) => ControlReply::Ok(message),
-                Err(errors) => ControlReply::Rejected(errors),
-            },
+            ControlCommand::Reload => {
+                // Answered once the config is read and applied (or rejected).
+                self.begin_reload(core, Asked::by_request(request.reply));
+                return;
+            }
         };
         // The server may have given up waiting meanwhile (a reload can be slow).
         let _ = request.reply.send(reply);
     }
 
-    /// Loads the config file again and applies the difference; a rejected config changes
-    /// nothing.
-    async fn reload(&mut self, core: &mut Core) -> Result<String, Vec<String>> {
-        self.systemd.reloading();
-        let result = self.try_reload(core).await;
+    /// A reload (SIGHUP, `POST /reload`): RELOADING=1 and the config file's read starts
+    /// off the loop (or queues behind the read in flight); [`Shell::reload_read`] applies
+    /// it. Control requests among `asked` are answered with the outcome.
+    fn begin_reload(&mut self, core: &Core, asked: Asked) {
+        let Some(path) = self.options.config_path.clone() else {
+            self.systemd.reloading();
+            let no_file = "running the embedded default config: there is no file to reload";
+            self.reload_done(Err(vec![no_file.to_string()]), asked);
+            return;
+        };
+        if self
+            .config_read
+            .request(&path, Arc::clone(core.config()), asked)
+        {
+            self.systemd.reloading();
+            tracing::info!(path = %path.display(), "reload: reading the config");
+        }
+    }
+
+    /// The config read ended: applies the new config (a rejected one changes nothing),
+    /// answers who asked, then starts the reload queued meanwhile, if any. A reload only
+    /// control requests asked for, each answered 503 already, is not applied.
+    async fn reload_read(&mut self, core: &mut Core, loaded: Loaded, asked: Asked) {
+        if asked.abandoned() {
+            tracing::warn!("reload skipped: every POST /reload that asked for it was answered 503 (timeout) while the config was read");
+            self.systemd.ready(&self.status_tx.borrow());
+        } else {
+            let result = match loaded {
+                Ok(read) => self.try_reload(core, read).await,
+                Err(errors) => Err(errors),
+            };
+            self.reload_done(result, asked);
+        }
+        if let Some(queued) = self.config_read.take_queued() {
+            self.begin_reload(core, queued);
+        }
+    }
+
+    /// Records a reload's outcome (metrics, `/status` `daemon.last_reload`), READY=1, and
+    /// answers the control requests that asked for it.
+    fn reload_done(&mut self, result: Result<String, Vec<String>>, asked: Asked) {
         self.metrics.reload(result.is_ok());
         self.last_reload = Some(ReloadStatus {
             at: rfc3339(SystemTime::now()),
             ok: result.is_ok(),
             errors: result.as_ref().err().cloned().unwrap_or_default(),
         });
+        if let Err(errors) = &result {
+            tracing::error!(errors = %errors.join("; "), "reload rejected; the running config stays");
+        }
         // Accepted or rejected, the daemon runs on (the next turn publishes the new summary).
         self.systemd.ready(&self.status_tx.borrow());
-        result
+        for waiter in asked.waiters {
+            // The server may have given up waiting meanwhile (a reload can be slow).
+            let _ = waiter.send(match &result {
+                Ok(message) => ControlReply::Ok(message.clone()),
+                Err(errors) => ControlReply::Rejected(errors.clone()),
+            });
+        }
     }
 
-    async fn try_reload(&mut self, core: &mut Core) -> Result<String, Vec<String>> {
-        let Some(path) = self.options.config_path.clone() else {
-            return Err(vec![
-                "running the embedded default config: there is no file to reload".to_string(),
-            ]);
-        };
-        let new = config::load(&path)
-            .map_err(|e| e.errors.iter().map(ToString::to_string).collect::<Vec<_>>())?;
+    /// Applies the candidate config `config_read` read, if the running daemon can take it.
+    async fn try_reload(&mut self, core: &mut Core, read: Read) -> Result<String, Vec<String>> {
+        let Read {
+            config: new,
+            token,
+            fleet,
+            probes,
+        } = read;
+        let path = self.options.config_path.clone().unwrap_or_default();
         let old = Arc::clone(core.config());
         let mut refused = Vec::new();
         if new.bgp_listen != old.bgp_listen {
@@ -841,14 +889,12 @@ impl Shell {
                 "router_id and local_asn cannot change at run time: restart the daemon".to_string(),
             );
         }
-        let token = match &new.status.token_file {
-            Some(f) => match status::server::read_token_file(f) {
-                Ok(t) => Some(t),
-                Err(e) => {
-                    refused.push(e.to_string());
-                    None
-                }
-            },
+        let token = match token {
+            Some(Ok(t)) => Some(t),
+            Some(Err(e)) => {
+                refused.push(e);
+                None
+            }
             None => None,
         };
         if new.state_dir != old.state_dir {
@@ -856,7 +902,7 @@ impl Shell {
         }
         // The fleet file is read again and validated with the config; the candidate is
         // judged against the *new* fleet (its sites, min_sites) and the view carried to it.
-        let next_fleet = super::fleet_guard::prepare_fleet(self.guard.as_ref(), &new)
+        let next_fleet = super::fleet_guard::prepare_fleet(self.guard.as_ref(), &new, fleet)
             .unwrap_or_else(|errors| {
                 refused.extend(errors);
                 None
@@ -881,18 +927,18 @@ impl Shell {
 
         // Checks: restart the runner only when a service's checks changed; the core keeps
         // the state of unchanged services.
-        let checks_changed = old.services.len() != new.services.len()
-            || old
-                .services
-                .iter()
-                .zip(&new.services)
-                .any(|(a, b)| a.name != b.name || a.checks != b.checks);
-        if checks_changed {
+        if checks_changed(&old, &new) {
             // Checks that stay the same (name and target) continue from their state, as
-            // the core keeps it: a reload must not send every check back to unknown.
+            // the core keeps it: a reload must not send every check back to unknown. The
+            // probes were built with the read (`config_read`; reloads are read one at a
+            // time, so the running config is the one the read compared with).
+            let probes = probes
+                .unwrap_or_else(|| Ok(Vec::new()))
+                .map_err(|e| vec![e])?;
             let (checks_tx, checks_rx) = mpsc::channel(CHECK_EVENTS);
-            let runner = HealthRunner::start_resumed(
+            let runner = HealthRunner::start_built(
                 &new.services,
+                probes,
                 checks_tx,
                 RunnerOptions::default(),
                 |service, check| core.check_state(&service.name, check),

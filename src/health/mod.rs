@@ -20,4 +20,4 @@ pub mod runner;
 pub use combine::{combine, ServiceHealth};
 pub use hysteresis::{CheckState, CheckStatus, Hysteresis, Transition};
 pub use probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
-pub use runner::{same_check, CheckEvent, HealthRunner, RunnerOptions};
+pub use runner::{build_probes, same_check, CheckEvent, HealthRunner, RunnerOptions};

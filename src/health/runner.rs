@@ -98,6 +98,15 @@ struct ServiceTasks {
     checks: Vec<CheckTask>,
 }
 
+/// Every check's probe, per service, in config order. Blocking: an HTTPS check reads its
+/// `ca_file` or the system's trust store.
+pub fn build_probes(services: &[ServiceConfig]) -> Result<Vec<Vec<AnyProbe>>, ProbeError> {
+    services
+        .iter()
+        .map(|s| s.checks.iter().map(AnyProbe::from_check).collect())
+        .collect()
+}
+
 #[derive(Debug)]
 struct CheckTask {
     trigger: Arc<Notify>,
@@ -124,8 +133,13 @@ impl HealthRunner {
     /// are the same; [`same_check`] is the recommended rule. Use a fresh event channel
     /// and drop the old runner, so that no event of the old numbering is mistaken for one
     /// of the new.
-    pub fn start_resumed<R>(
+    ///
+    /// `probes` are what [`build_probes`] made of `services` (a reload builds them off the
+    /// coordinator loop: building reads TLS trust stores); a service or check `probes`
+    /// lacks gets its probe built here.
+    pub fn start_built<R>(
         services: &[ServiceConfig],
+        probes: Vec<Vec<AnyProbe>>,
         events: mpsc::Sender<CheckEvent>,
         options: RunnerOptions,
         previous: R,
@@ -133,13 +147,15 @@ impl HealthRunner {
     where
         R: FnMut(&ServiceConfig, &CheckConfig) -> Option<CheckState>,
     {
-        Self::spawn_all(
-            services,
-            events,
-            options,
-            |_, _, check| AnyProbe::from_check(check),
-            previous,
-        )
+        let mut probes: Vec<_> = probes.into_iter().map(Vec::into_iter).collect();
+        let take = move |si: usize, _: usize, check: &CheckConfig| match probes
+            .get_mut(si)
+            .and_then(Iterator::next)
+        {
+            Some(probe) => Ok(probe),
+            None => AnyProbe::from_check(check),
+        };
+        Self::spawn_all(services, events, options, take, previous)
     }
 
     /// Like [`HealthRunner::start`] with probes from `make_probe(service, check, config)`

@@ -72,6 +72,22 @@ fall = 1
     )
 }
 
+/// Starts the binary in `ns` with `config` (written to DIR/site.toml), its log in
+/// DIR/daemon.log. `ip netns exec` execs the daemon, so the child's pid is the daemon's.
+fn start_daemon(ns: &str, dir: &Path, config: &str) -> Child {
+    let config_path = dir.join("site.toml");
+    std::fs::write(&config_path, config).unwrap();
+    let log = std::fs::File::create(dir.join("daemon.log")).unwrap();
+    Command::new("ip")
+        .args(["netns", "exec", ns, env!("CARGO_BIN_EXE_anyguard")])
+        .args(["--log-format", "human", "run", "--config"])
+        .arg(&config_path)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
 #[test]
 fn addresses_follow_the_announcement_and_hooks_see_every_change() {
     let ns = format!("ag-local-{}", std::process::id());
@@ -88,19 +104,7 @@ fn addresses_follow_the_announcement_and_hooks_see_every_change() {
         daemon: None,
     };
     let dir = tempfile::tempdir().unwrap();
-    let config_path = dir.path().join("site.toml");
-    std::fs::write(&config_path, config(dir.path())).unwrap();
-    let log = std::fs::File::create(dir.path().join("daemon.log")).unwrap();
-    lab.daemon = Some(
-        Command::new("ip")
-            .args(["netns", "exec", &ns, env!("CARGO_BIN_EXE_anyguard")])
-            .args(["--log-format", "human", "run", "--config"])
-            .arg(&config_path)
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
+    lab.daemon = Some(start_daemon(&ns, dir.path(), &config(dir.path())));
     let show = || ip(&["-n", &ns, "address", "show", "dev", "lo"]).unwrap_or_default();
     let daemon_log = || std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
 
@@ -146,6 +150,68 @@ fn addresses_follow_the_announcement_and_hooks_see_every_change() {
         hooks,
         format!("web starting>up {prefixes}\nweb up>draining {prefixes}\nweb draining>drained {prefixes}\n"),
         "daemon log:\n{}",
+        daemon_log()
+    );
+}
+
+/// `local_interface`: the service addresses go on the named interface (a veth end in the
+/// namespace), not on `lo`, and leave it after the drain.
+#[test]
+fn addresses_go_on_the_named_local_interface_and_only_there() {
+    let ns = format!("ag-iface-{}", std::process::id());
+    if !is_root() || ip(&["netns", "add", &ns]).is_none() {
+        eprintln!(
+            "!!!! SKIPPED addresses_go_on_the_named_local_interface_and_only_there: needs root \
+             and `ip netns` (root: {})",
+            is_root()
+        );
+        return;
+    }
+    let mut lab = Lab {
+        ns: ns.clone(),
+        daemon: None,
+    };
+    let veth = [
+        "-n", &ns, "link", "add", "anyg0", "type", "veth", "peer", "name", "anyg1",
+    ];
+    assert!(ip(&veth).is_some(), "cannot create the veth pair in {ns}");
+    assert!(ip(&["-n", &ns, "link", "set", "anyg0", "up"]).is_some());
+    let dir = tempfile::tempdir().unwrap();
+    let addresses = "local_addresses = [\"203.0.113.10\", \"2001:db8:100::10\"]\n";
+    let text = config(dir.path()).replace(
+        addresses,
+        &format!("{addresses}local_interface = \"anyg0\"\n"),
+    );
+    assert!(text.contains("local_interface"), "{text}");
+    lab.daemon = Some(start_daemon(&ns, dir.path(), &text));
+    let show = |dev: &str| ip(&["-n", &ns, "address", "show", "dev", dev]).unwrap_or_default();
+    let daemon_log = || std::fs::read_to_string(dir.path().join("daemon.log")).unwrap_or_default();
+
+    let added = wait_for(Duration::from_secs(10), || {
+        let t = show("anyg0");
+        t.contains("inet 203.0.113.10/32") && t.contains("inet6 2001:db8:100::10/128")
+    });
+    assert!(
+        added,
+        "addresses not on anyg0:\n{}\n{}",
+        show("anyg0"),
+        daemon_log()
+    );
+    let lo = show("lo");
+    assert!(
+        !lo.contains("203.0.113.10") && !lo.contains("2001:db8:100::10"),
+        "an address on lo:\n{lo}"
+    );
+
+    std::fs::write(dir.path().join("web.drain"), b"").unwrap();
+    let removed = wait_for(Duration::from_secs(10), || {
+        let t = show("anyg0");
+        !t.contains("203.0.113.10") && !t.contains("2001:db8:100::10")
+    });
+    assert!(
+        removed,
+        "addresses still on anyg0 after the drain:\n{}\n{}",
+        show("anyg0"),
         daemon_log()
     );
 }

@@ -1,6 +1,7 @@
 //! Daemon integration tests: one binary, one module per subject.
 
 mod bfd;
+mod cli_docs;
 mod config_examples;
 mod daemon;
 mod fakepeer;

@@ -6,6 +6,7 @@
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
+use hickory_proto::rr::RecordType;
 use tokio::net::UdpSocket;
 
 use super::dns_wire::{build_query, parse_response, DnsError, TYPE_A, TYPE_AAAA};
@@ -19,7 +20,7 @@ const MAX_UDP: usize = 4096;
 pub struct DnsProbe {
     server: SocketAddr,
     name: String,
-    qtype: u16,
+    qtype: RecordType,
     expect: Vec<IpAddr>,
 }
 
@@ -116,6 +117,15 @@ mod tests {
     /// A UDP responder on 127.0.0.1:0 answering every query with `rcode` and `answers`,
     /// first sending a stray datagram with a wrong id. Serves `count` queries, then ends.
     async fn responder(rcode: u16, answers: Vec<IpAddr>, count: usize) -> SocketAddr {
+        raw_responder(count, move |query| build_response(query, rcode, &answers)).await
+    }
+
+    /// A UDP responder on 127.0.0.1:0 answering every query with `reply(query)`, first
+    /// sending a stray datagram with a wrong id. Serves `count` queries, then ends.
+    async fn raw_responder(
+        count: usize,
+        reply: impl Fn(&[u8]) -> Vec<u8> + Send + 'static,
+    ) -> SocketAddr {
         let sock = UdpSocket::bind("127.0.0.1:0")
             .await
             .unwrap_or_else(|e| panic!("bind: {e}"));
@@ -129,12 +139,34 @@ mod tests {
                 let mut stray = build_response(&buf[..n], 0, &[]);
                 stray[0] ^= 0xFF;
                 let _ = sock.send_to(&stray, from).await;
-                let _ = sock
-                    .send_to(&build_response(&buf[..n], rcode, &answers), from)
-                    .await;
+                let _ = sock.send_to(&reply(&buf[..n]), from).await;
             }
         });
         addr
+    }
+
+    #[tokio::test]
+    async fn dns_probe_fails_with_the_decoders_reason_on_a_hostile_answer() {
+        // The answer's name is a compression pointer to itself.
+        let server = raw_responder(1, |query| {
+            let mut r = build_response(query, 0, &[v4("198.51.100.53")]);
+            let [hi, lo] = u16::try_from(query.len()).unwrap_or(0).to_be_bytes();
+            r[query.len()] = 0xC0 | hi;
+            r[query.len() + 1] = lo;
+            r
+        })
+        .await;
+        let p =
+            DnsProbe::new(server, "h.example.test", "A", vec![]).unwrap_or_else(|e| panic!("{e}"));
+        let out = p.probe().await;
+        assert!(!out.ok);
+        assert_eq!(
+            out.detail,
+            format!(
+                "h.example.test from {server}: malformed response: label points to data not \
+                 prior to idx: 32 ptr: 32"
+            )
+        );
     }
 
     fn v4(s: &str) -> IpAddr {

@@ -1,30 +1,36 @@
-//! The few DNS messages the DNS probe needs (RFC 1035 §4): an A/AAAA query and the
-//! answer section of its response. Strict and bounded: every read is checked against the
-//! message length, compression pointers are followed only to skip names, and at most
-//! [`MAX_LABELS`] labels are walked per name.
+//! The DNS probe's messages (RFC 1035 §4): an A/AAAA query and the addresses in the answer
+//! section of its response, encoded and decoded by `hickory-proto` (a fuzzed, well-kept
+//! codec) rather than by hand. The header is read first, so a stray datagram (another id,
+//! not a response) or a truncated answer is recognised even when the rest of it would not
+//! decode; then the whole message is decoded, with hickory's bounds on every length,
+//! label and compression pointer (RFC 1035 §4.1.4).
 
-use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
+use std::net::IpAddr;
+
+use hickory_proto::op::{Header, Message, MessageType, OpCode, Query, ResponseCode};
+use hickory_proto::rr::{DNSClass, Name, RData, RecordType};
+use hickory_proto::serialize::binary::BinDecodable;
 
 /// RR type A (RFC 1035 §3.2.2).
-pub(crate) const TYPE_A: u16 = 1;
+pub(crate) const TYPE_A: RecordType = RecordType::A;
 /// RR type AAAA (RFC 3596 §2.1).
-pub(crate) const TYPE_AAAA: u16 = 28;
-/// Class IN.
-const CLASS_IN: u16 = 1;
-/// Header length (RFC 1035 §4.1.1).
-const HEADER_LEN: usize = 12;
-/// Bound on labels walked in one name (a name has at most 127).
-const MAX_LABELS: usize = 128;
+pub(crate) const TYPE_AAAA: RecordType = RecordType::AAAA;
 
 /// Why a response was not usable.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub(crate) enum DnsError {
     /// The name cannot be encoded.
-    #[error("invalid name {0:?}")]
-    BadName(String),
-    /// The message ends early or a length points outside it.
-    #[error("malformed response")]
-    Malformed,
+    #[error("invalid name {name:?}: {reason}")]
+    BadName {
+        /// The name as configured.
+        name: String,
+        /// hickory's reason.
+        reason: String,
+    },
+    /// The message does not decode (hickory's reason: a length or pointer outside the
+    /// message, a label too long, a pointer loop, bad RDATA for its type, ...).
+    #[error("malformed response: {0}")]
+    Malformed(String),
     /// Not a response to our query (id or QR bit).
     #[error("not a response to our query")]
     NotOurs,
@@ -36,122 +42,73 @@ pub(crate) enum DnsError {
     Rcode(u16),
 }
 
-/// Encodes a recursive query for `name` (without trailing dot) and `qtype`.
-pub(crate) fn build_query(id: u16, name: &str, qtype: u16) -> Result<Vec<u8>, DnsError> {
-    let mut m = Vec::with_capacity(HEADER_LEN + name.len() + 6);
-    m.extend_from_slice(&id.to_be_bytes());
-    m.extend_from_slice(&0x0100u16.to_be_bytes()); // RD
-    m.extend_from_slice(&1u16.to_be_bytes()); // QDCOUNT
-    m.extend_from_slice(&[0; 6]); // AN, NS, AR counts
-    encode_name(&mut m, name)?;
-    m.extend_from_slice(&qtype.to_be_bytes());
-    m.extend_from_slice(&CLASS_IN.to_be_bytes());
-    Ok(m)
-}
-
-fn encode_name(m: &mut Vec<u8>, name: &str) -> Result<(), DnsError> {
-    let name = name.trim_end_matches('.');
-    if name.len() > 253 {
-        return Err(DnsError::BadName(name.to_owned()));
+/// Encodes a recursive query for `name` (with or without trailing dot) and `qtype`.
+pub(crate) fn build_query(id: u16, name: &str, qtype: RecordType) -> Result<Vec<u8>, DnsError> {
+    let bad = |reason: String| DnsError::BadName {
+        name: name.to_owned(),
+        reason,
+    };
+    let qname = Name::from_ascii(name).map_err(|e| bad(e.to_string()))?;
+    if qname.is_root() {
+        return Err(bad("the root has no address".to_owned()));
     }
-    for label in name.split('.') {
-        let len = u8::try_from(label.len()).map_err(|_| DnsError::BadName(name.to_owned()))?;
-        if len == 0 || len > 63 {
-            return Err(DnsError::BadName(name.to_owned()));
-        }
-        m.push(len);
-        m.extend_from_slice(label.as_bytes());
-    }
-    m.push(0);
-    Ok(())
+    let mut query = Query::query(qname, qtype);
+    query.set_query_class(DNSClass::IN);
+    let mut m = Message::new();
+    m.set_id(id)
+        .set_message_type(MessageType::Query)
+        .set_op_code(OpCode::Query)
+        .set_recursion_desired(true)
+        .add_query(query);
+    m.to_vec().map_err(|e| bad(e.to_string()))
 }
 
 /// Parses a response to query `id`: the addresses of type `qtype` in the answer section.
-pub(crate) fn parse_response(msg: &[u8], id: u16, qtype: u16) -> Result<Vec<IpAddr>, DnsError> {
-    let mut r = Reader { msg, pos: 0 };
-    let rid = r.u16()?;
-    let flags = r.u16()?;
-    if rid != id || flags & 0x8000 == 0 {
+pub(crate) fn parse_response(
+    msg: &[u8],
+    id: u16,
+    qtype: RecordType,
+) -> Result<Vec<IpAddr>, DnsError> {
+    let malformed = |e: hickory_proto::ProtoError| DnsError::Malformed(e.to_string());
+    let header = Header::from_bytes(msg).map_err(malformed)?;
+    if header.id() != id || header.message_type() != MessageType::Response {
         return Err(DnsError::NotOurs);
     }
-    if flags & 0x0200 != 0 {
+    if header.truncated() {
         return Err(DnsError::Truncated);
     }
-    let rcode = flags & 0x000F;
-    if rcode != 0 {
-        return Err(DnsError::Rcode(rcode));
+    if header.response_code() != ResponseCode::NoError {
+        return Err(DnsError::Rcode(u16::from(header.response_code())));
     }
-    let qdcount = r.u16()?;
-    let ancount = r.u16()?;
-    r.skip(4)?; // NSCOUNT, ARCOUNT
-    for _ in 0..qdcount {
-        r.skip_name()?;
-        r.skip(4)?;
-    }
+    let message = Message::from_vec(msg).map_err(malformed)?;
     let mut out = Vec::new();
-    for _ in 0..ancount {
-        r.skip_name()?;
-        let rtype = r.u16()?;
-        let class = r.u16()?;
-        r.skip(4)?; // TTL
-        let len = usize::from(r.u16()?);
-        let data = r.take(len)?;
-        if class != CLASS_IN || rtype != qtype {
+    for record in message.answers() {
+        if record.dns_class() != DNSClass::IN || record.record_type() != qtype {
             continue; // e.g. the CNAME chain leading to the address
         }
-        match (rtype, data.len()) {
-            (TYPE_A, 4) => {
-                let b: [u8; 4] = data.try_into().map_err(|_| DnsError::Malformed)?;
-                out.push(IpAddr::V4(Ipv4Addr::from(b)));
+        match record.data() {
+            RData::A(a) if qtype == RecordType::A => out.push(IpAddr::V4(a.0)),
+            RData::AAAA(a) if qtype == RecordType::AAAA => out.push(IpAddr::V6(a.0)),
+            other => {
+                return Err(DnsError::Malformed(format!(
+                    "{qtype} record with {} data",
+                    other.record_type()
+                )))
             }
-            (TYPE_AAAA, 16) => {
-                let b: [u8; 16] = data.try_into().map_err(|_| DnsError::Malformed)?;
-                out.push(IpAddr::V6(Ipv6Addr::from(b)));
-            }
-            _ => return Err(DnsError::Malformed),
         }
     }
     Ok(out)
 }
 
-struct Reader<'a> {
-    msg: &'a [u8],
-    pos: usize,
-}
+/// Header length (RFC 1035 §4.1.1).
+#[cfg(test)]
+const HEADER_LEN: usize = 12;
+/// Class IN.
+#[cfg(test)]
+const CLASS_IN: u16 = 1;
 
-impl<'a> Reader<'a> {
-    fn take(&mut self, n: usize) -> Result<&'a [u8], DnsError> {
-        let end = self.pos.checked_add(n).ok_or(DnsError::Malformed)?;
-        let s = self.msg.get(self.pos..end).ok_or(DnsError::Malformed)?;
-        self.pos = end;
-        Ok(s)
-    }
-
-    fn skip(&mut self, n: usize) -> Result<(), DnsError> {
-        self.take(n).map(|_| ())
-    }
-
-    fn u16(&mut self) -> Result<u16, DnsError> {
-        let b = self.take(2)?;
-        Ok(u16::from_be_bytes([b[0], b[1]]))
-    }
-
-    /// Skips a possibly compressed name (RFC 1035 §4.1.4); a pointer ends it.
-    fn skip_name(&mut self) -> Result<(), DnsError> {
-        for _ in 0..MAX_LABELS {
-            let len = self.take(1)?[0];
-            match len & 0xC0 {
-                0xC0 => return self.skip(1),
-                0x00 if len == 0 => return Ok(()),
-                0x00 => self.skip(usize::from(len))?,
-                _ => return Err(DnsError::Malformed),
-            }
-        }
-        Err(DnsError::Malformed)
-    }
-}
-
-/// Builds a response to `query` carrying `answers` (test responders only).
+/// Builds a response to `query` carrying `answers` (test responders only), byte by byte as
+/// a resolver sends it: answer names are compression pointers to the question.
 #[cfg(test)]
 pub(crate) fn build_response(query: &[u8], rcode: u16, answers: &[IpAddr]) -> Vec<u8> {
     let mut m = Vec::new();
@@ -168,7 +125,7 @@ pub(crate) fn build_response(query: &[u8], rcode: u16, answers: &[IpAddr]) -> Ve
             IpAddr::V4(v) => (TYPE_A, v.octets().to_vec()),
             IpAddr::V6(v) => (TYPE_AAAA, v.octets().to_vec()),
         };
-        m.extend_from_slice(&t.to_be_bytes());
+        m.extend_from_slice(&u16::from(t).to_be_bytes());
         m.extend_from_slice(&CLASS_IN.to_be_bytes());
         m.extend_from_slice(&300u32.to_be_bytes());
         let len = u16::try_from(data.len()).unwrap_or(u16::MAX);
@@ -235,5 +192,78 @@ mod tests {
             &["2001:db8::1".parse().unwrap_or(IpAddr::from([0; 4]))],
         );
         assert_eq!(parse_response(&r, 9, TYPE_A), Ok(vec![]));
+    }
+
+    /// A valid response to a query for `h.example.test` A (id 7) with one answer, and the
+    /// offset of that answer's name.
+    fn one_answer() -> (Vec<u8>, usize) {
+        let q = build_query(7, "h.example.test", TYPE_A).unwrap_or_default();
+        let r = build_response(&q, 0, &[[198, 51, 100, 53].into()]);
+        (r, q.len())
+    }
+
+    fn malformed(r: &[u8]) -> String {
+        match parse_response(r, 7, TYPE_A) {
+            Err(DnsError::Malformed(why)) => why,
+            other => panic!("expected Malformed, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn hostile_answers_are_rejected_with_hickorys_reason() {
+        let (good, at) = one_answer();
+        assert!(parse_response(&good, 7, TYPE_A).is_ok());
+
+        // The answer's name is a compression pointer to itself (a loop).
+        let mut looped = good.clone();
+        let [hi, lo] = u16::try_from(at).unwrap_or(0).to_be_bytes();
+        looped[at] = 0xC0 | hi;
+        looped[at + 1] = lo;
+        let why = malformed(&looped);
+        assert_eq!(
+            why,
+            format!("label points to data not prior to idx: {at} ptr: {at}")
+        );
+
+        // RDLENGTH runs past the end of the message.
+        let mut long = good.clone();
+        long[at + 10] = 0xFF;
+        let why = malformed(&long);
+        assert_eq!(
+            why,
+            "rdata length too large for remaining bytes, need: 65284 remain: 4"
+        );
+
+        // An A record of 5 bytes.
+        let mut fat = good.clone();
+        fat[at + 11] = 5;
+        fat.push(0);
+        let why = malformed(&fat);
+        assert_eq!(why, "incorrect rdata length read: 4 expected: 5");
+
+        // A reserved label type (0b01xxxxxx) in the question.
+        let mut label = good;
+        label[HEADER_LEN] = 0x41;
+        let why = malformed(&label);
+        assert_eq!(why, "unrecognized label code: 1000001");
+    }
+
+    proptest::proptest! {
+        /// Whatever a resolver (or anyone spoofing one) sends: an error or addresses,
+        /// never a panic.
+        #[test]
+        fn any_mutation_of_a_response_decodes_or_fails_without_panic(
+            edits in proptest::collection::vec((0usize..64, proptest::prelude::any::<u8>()), 0..8),
+            cut in 0usize..80,
+        ) {
+            let (mut r, _) = one_answer();
+            for (i, b) in edits {
+                if let Some(x) = r.get_mut(i) {
+                    *x = b;
+                }
+            }
+            r.truncate(cut.max(1));
+            let _ = parse_response(&r, 7, TYPE_A);
+        }
     }
 }

@@ -397,11 +397,12 @@ async fn a_resumed_check_keeps_its_state_across_a_reload() {
     fresh.name = "fresh".into();
     let old = kept.clone();
     let (tx, mut rx) = mpsc::channel(8);
-    let _runner =
-        HealthRunner::start_resumed(&[service("s", vec![kept, fresh])], tx, EXACT, |_, c| {
-            same_check(&old, c).then_some(up)
-        })
-        .unwrap_or_else(|e| panic!("{e}"));
+    let services = [service("s", vec![kept, fresh])];
+    let probes = build_probes(&services).unwrap_or_else(|e| panic!("{e}"));
+    let _runner = HealthRunner::start_built(&services, probes, tx, EXACT, |_, c| {
+        same_check(&old, c).then_some(up)
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
     let mut first = collect(&mut rx, Instant::now(), 2).await;
     first.sort_by_key(|(_, e)| e.check);
     let kept_event = &first[0].1;

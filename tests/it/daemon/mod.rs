@@ -11,6 +11,7 @@
 
 mod addresses;
 mod attributes;
+mod binary_checks;
 mod collision;
 mod drain;
 mod endpoints;
@@ -357,6 +358,14 @@ async fn service_state(port: u16) -> Option<String> {
     let (_, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
     let doc: serde_json::Value = serde_json::from_slice(&body).unwrap();
     Some(doc["services"][0]["state"].as_str().unwrap().to_string())
+}
+
+/// The whole status document `/status` on `port` serves.
+async fn status_doc(port: u16) -> serde_json::Value {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let (code, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
+    assert_eq!(code.as_u16(), 200);
+    serde_json::from_slice(&body).unwrap()
 }
 
 /// Polls `/status` on `port` (bounded) until the service is in `state`.

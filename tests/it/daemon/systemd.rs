@@ -119,13 +119,6 @@ fn pings(msgs: &[String]) -> usize {
     msgs.iter().filter(|m| *m == "WATCHDOG=1\n").count()
 }
 
-async fn status_doc(port: u16) -> serde_json::Value {
-    let url = format!("http://127.0.0.1:{port}/status");
-    let (code, _, body) = crate::status_http::request(Method::GET, &url, None, "").await;
-    assert_eq!(code.as_u16(), 200);
-    serde_json::from_slice(&body).unwrap()
-}
-
 #[tokio::test]
 async fn the_binary_sends_ready_status_watchdog_reloading_and_stopping_to_systemd() {
     let target = Target::start(Answer::Pass).await;
@@ -204,15 +197,7 @@ async fn the_binary_sends_ready_status_watchdog_reloading_and_stopping_to_system
     let u = peer.expect_update().await;
     assert_eq!(communities(&u), vec![Community::new(65010, 42)], "{u:?}");
     // /status shows the new generation from the loop's next turn on.
-    let mut generation = serde_json::Value::Null;
-    for _ in 0..100 {
-        generation = status_doc(status_port).await["daemon"]["config_generation"].clone();
-        if generation == 2 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    assert_eq!(generation, 2);
+    wait_generation(status_port, 2).await;
 
     // SIGTERM: STOPPING=1 at once, then the drain, and exit 0.
     daemon.signal(Signal::SIGTERM);
@@ -244,61 +229,146 @@ async fn the_binary_sends_ready_status_watchdog_reloading_and_stopping_to_system
     drop(peer);
 }
 
-/// A coordinator loop that does not come round stops the pings, although the process and
-/// its other tasks run on: the reload reads the config file inside the loop, and this
-/// config file is a FIFO that gives nothing until the test writes to it (as a config on a
-/// hung network file system would).
-#[tokio::test]
-async fn a_stuck_coordinator_loop_stops_the_watchdog_pings_until_it_comes_round() {
-    let target = Target::start(Answer::Pass).await;
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let fifo = dir.path().join("anyguard.toml");
-    let made = std::process::Command::new("mkfifo")
-        .arg(&fifo)
-        .status()
-        .unwrap();
-    assert!(made.success());
-    let text = config_text(
-        &Setup::default(),
-        listener.local_addr().unwrap(),
-        free_port(),
-        target.addr,
-    );
-    // Each write blocks until the daemon opens the FIFO to read it.
-    let feed = |fifo: PathBuf, text: String| {
+/// The binary on a config file that is a FIFO, which gives nothing until the test writes
+/// it (as a config on a hung network file system would); started: READY=1 has come.
+struct OnFifo {
+    fifo: PathBuf,
+    text: String,
+    status_port: u16,
+    notify: Notifications,
+    daemon: Process,
+    _dir: tempfile::TempDir,
+    _target: Target,
+    _listener: TcpListener,
+}
+
+impl OnFifo {
+    async fn start() -> Self {
+        let target = Target::start(Answer::Pass).await;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let fifo = dir.path().join("anyguard.toml");
+        let made = std::process::Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap();
+        assert!(made.success());
+        let status_port = free_port();
+        let text = config_text(
+            &Setup::default(),
+            listener.local_addr().unwrap(),
+            status_port,
+            target.addr,
+        );
+        let first = Self::writer(fifo.clone(), text.clone());
+        let mut notify = Notifications::bind(dir.path());
+        let daemon = spawn(&fifo, dir.path(), &notify, &[]);
+        first.join().unwrap();
+        let ready = notify.next_not_ping().await;
+        assert!(ready.starts_with("READY=1\n"), "{ready:?}");
+        OnFifo {
+            fifo,
+            text,
+            status_port,
+            notify,
+            daemon,
+            _dir: dir,
+            _target: target,
+            _listener: listener,
+        }
+    }
+
+    /// A write of `text` to the FIFO: it blocks until the daemon opens it to read.
+    fn writer(fifo: PathBuf, text: String) -> std::thread::JoinHandle<()> {
         std::thread::spawn(move || std::fs::write(fifo, text).unwrap())
-    };
-    let first = feed(fifo.clone(), text.clone());
-    let mut notify = Notifications::bind(dir.path());
-    let mut daemon = spawn(&fifo, dir.path(), &notify, &[]);
-    first.join().unwrap();
-    let ready = notify.next_not_ping().await;
-    assert!(ready.starts_with("READY=1\n"), "{ready:?}");
-    let before = notify.during(Duration::from_secs(1)).await;
+    }
+
+    /// Gives the daemon's read `text` (waits until it opens the FIFO).
+    fn feed(&self, text: &str) {
+        Self::writer(self.fifo.clone(), text.to_owned())
+            .join()
+            .unwrap();
+    }
+}
+
+/// Polls `/status` (bounded: 2 s) until `daemon.config_generation` is `want`.
+async fn wait_generation(port: u16, want: u64) {
+    let mut generation = serde_json::Value::Null;
+    for _ in 0..100 {
+        generation = status_doc(port).await["daemon"]["config_generation"].clone();
+        if generation == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    panic!("config generation {generation}, not {want}");
+}
+
+/// A reload whose config read hangs does not stop the coordinator loop: the read runs off
+/// the loop (coordinator::config_read), so the watchdog pings go on while the config file
+/// (a FIFO) gives nothing; the reload completes once the test writes the file. A second
+/// SIGHUP during the read is queued and reads the file again after it.
+#[tokio::test]
+async fn a_reload_whose_config_read_hangs_does_not_stop_the_loop_or_its_watchdog_pings() {
+    let mut f = OnFifo::start().await;
+    let before = f.notify.during(Duration::from_secs(1)).await;
     assert!(pings(&before) >= 2, "{before:?}");
 
-    // SIGHUP: the loop announces the reload, then blocks reading the FIFO.
-    daemon.signal(Signal::SIGHUP);
-    let reloading = notify.next_not_ping().await;
+    // SIGHUP: RELOADING=1, then the read blocks on the FIFO, off the loop.
+    f.daemon.signal(Signal::SIGHUP);
+    let reloading = f.notify.next_not_ping().await;
     assert!(reloading.starts_with("RELOADING=1\n"), "{reloading:?}");
-    // Five periods without a turn of the loop: not one ping (systemd would restart it).
-    let stuck = notify.during(WATCHDOG * 5).await;
-    assert_eq!(stuck, Vec::<String>::new());
+    // A second reload asked for meanwhile waits for the first read to end.
+    f.daemon.signal(Signal::SIGHUP);
+    // Five periods of a hung read: the loop turns and pings (at least twice per period),
+    // and nothing but pings (no READY=1: the reload is not done).
+    let hung = f.notify.during(WATCHDOG * 5).await;
+    assert!(pings(&hung) >= 5, "{hung:?}");
+    assert_eq!(
+        pings(&hung),
+        hung.len(),
+        "only pings while the read hangs: {hung:?}"
+    );
+    // The loop serves /status meanwhile (the document is the running generation's).
+    let doc = status_doc(f.status_port).await;
+    assert_eq!(doc["daemon"]["config_generation"], 1, "{doc}");
     assert!(
-        daemon.0.try_wait().unwrap().is_none(),
+        f.daemon.0.try_wait().unwrap().is_none(),
         "the process runs on"
     );
 
-    // The file gives its text: the reload completes and the pings resume.
-    feed(fifo.clone(), text).join().unwrap();
-    assert!(notify.next_not_ping().await.starts_with("READY=1\n"));
-    let after = notify.during(Duration::from_secs(1)).await;
+    // The file gives its text: the reload completes (READY=1), then the queued one reads
+    // the file again (RELOADING=1 ... READY=1) with a changed config.
+    f.feed(&f.text);
+    assert!(f.notify.next_not_ping().await.starts_with("READY=1\n"));
+    assert!(f.notify.next_not_ping().await.starts_with("RELOADING=1\n"));
+    let changed = f.text.replace(
+        "[[service.check]]",
+        "communities = [\"65010:42\"]\n\n[[service.check]]",
+    );
+    f.feed(&changed);
+    assert!(f.notify.next_not_ping().await.starts_with("READY=1\n"));
+    wait_generation(f.status_port, 3).await;
+    let after = f.notify.during(Duration::from_secs(1)).await;
     assert!(pings(&after) >= 2, "{after:?}");
 
-    daemon.signal(Signal::SIGTERM);
-    assert!(notify.next_not_ping().await.starts_with("STOPPING=1\n"));
-    assert!(daemon.exit().await.success());
+    f.daemon.signal(Signal::SIGTERM);
+    assert!(f.notify.next_not_ping().await.starts_with("STOPPING=1\n"));
+    assert!(f.daemon.exit().await.success());
+}
+
+/// A daemon whose reload read hangs for ever still stops on SIGTERM: the process exits
+/// without waiting for the thread still blocked in open(2) on the FIFO.
+#[tokio::test]
+async fn a_daemon_stops_although_its_reload_read_hangs() {
+    let mut f = OnFifo::start().await;
+    f.daemon.signal(Signal::SIGHUP);
+    assert!(f.notify.next_not_ping().await.starts_with("RELOADING=1\n"));
+    f.daemon.signal(Signal::SIGTERM);
+    f.notify
+        .until("STOPPING=1", |m| m.starts_with("STOPPING=1\n"))
+        .await;
+    assert!(f.daemon.exit().await.success());
 }
 
 /// `WATCHDOG_PID` names another process (sd_watchdog_enabled(3)): the watchdog is not
