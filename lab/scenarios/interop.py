@@ -334,6 +334,11 @@ def _check_collision(router, sns, base, p, kind):
         detail += f"; {kind} closed anyguard's connection without a NOTIFICATION before any OPEN on it"
     else:
         detail += f"; {kind} gave up the connection it opened (no 6/7)"
+    # What failed, when something did (diagnosis: the counters moved, or not one connection).
+    if before_theirs != after_theirs:
+        detail += f"; {kind} before the wait: {before_theirs}"
+    if len(kept) != 4:
+        detail += f"; established connections at the end: {' '.join(kept) or 'none'}"
     # One session, established once on each side: no re-establishment is allowed.
     ok = n >= 2 and collided and len(kept) == 4 and states == ("established", "established") \
         and (opener == want or not ours_resolved or late) \
