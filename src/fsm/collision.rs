@@ -30,8 +30,7 @@
 //!   other one as the new connection.
 //!
 //! So a connection §6.8 would make us close, when the peer may still decide otherwise —
-//! the late one the identifiers favour, or the tie-break's loser — is not closed at once
-//! but held ([`Session::hold_keepalive`]: not Established by us; a late one gets no
+//! a late one, or the tie-break's loser — is not closed at once but held ([`Session::hold_keepalive`]: not Established by us; a late one gets no
 //! KEEPALIVE, so the peer cannot complete it either) for [`verdict_wait`]:
 //! - the peer closes the other connection (6/7, or a TCP close without NOTIFICATION): the
 //!   held one is the session ([`Session::release`]). Was the other Established, the
@@ -46,6 +45,11 @@
 //!   other (an UPDATE or ROUTE-REFRESH there): the held one goes. An UPDATE on the held
 //!   one shows the opposite: it becomes the session, the other goes.
 //! - nothing within [`verdict_wait`]: the held one is closed with 6/7 as §6.8 says.
+//!
+//! A late connection the identifiers do not favour is held too: the peer, deciding as we
+//! do, closes it itself, and our 6/7 racing that close can cost the session (FRR moves a
+//! session Established on its incoming connection onto its own peer entry and closing its
+//! outgoing one; a 6/7 arriving on that one meanwhile took the session down in the lab).
 //!
 //! A connection arriving while the session is Established is closed (§6.8), as is a
 //! third connection, except that a new connection from the peer replaces its previous one
@@ -180,17 +184,18 @@ impl Peer {
             Event::Open(c, ref open) if on_secondary => {
                 let late = self.primary.state() == State::Established;
                 if let Some(s) = self.secondary.as_mut() {
-                    // The identifier rule decides on the identifier of *this* OPEN
-                    // (§6.8), now that it arrived.
-                    let favoured = late && !keep_primary(&self.primary, open.bgp_identifier, s);
                     if late {
-                        // No KEEPALIVE on a late connection: it is held, or closed at once
-                        // (settle), and a KEEPALIVE just before the 6/7 could let the
-                        // peer reach Established on it only to lose it.
+                        // Held for the peer's verdict whatever the identifiers say: if they
+                        // favour it, the peer (still in OpenConfirm on the other) may keep
+                        // it; if not, the peer closes it itself, and a 6/7 from us racing
+                        // that close can end the session it keeps (FRR, moving its incoming
+                        // session onto its own connection, took our 6/7 on that one for
+                        // the session's: the lab's collision row saw it). No KEEPALIVE on
+                        // it either way.
                         s.hold_keepalive();
                     }
                     out.extend(s.handle(now, Event::Open(c, open.clone())));
-                    if favoured && s.state() == State::OpenConfirm {
+                    if late && s.state() == State::OpenConfirm {
                         let hold = s.negotiated().map_or(Duration::ZERO, |n| n.hold_time);
                         self.verdict = Some(now + verdict_wait(hold));
                     }

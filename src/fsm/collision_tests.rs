@@ -327,10 +327,17 @@ fn every_ordering_of_the_late_open_race_ends_with_one_session() {
             one(State::Established, C1, 0, &[C2]),
         ),
         (
-            // The identifiers favour the Established connection: the peer keeps it too.
-            "identifiers favour C1",
+            // The identifiers favour the Established connection: the peer, deciding as
+            // we do, closes the late one itself.
+            "identifiers favour C1, the peer closes C2",
             HIGHER,
-            &[OpenC2],
+            &[OpenC2, CeaseC2],
+            one(State::Established, C1, 0, &[]),
+        ),
+        (
+            "identifiers favour C1, the peer silent",
+            HIGHER,
+            &[OpenC2, Wait(2_000)],
             one(State::Established, C1, 0, &[C2]),
         ),
     ];
@@ -602,6 +609,9 @@ fn a_late_connection_the_identifiers_do_not_favour_is_closed_without_a_keepalive
     let t0 = Instant::now();
     let (mut p, _) = established_on_c1(HIGHER, t0);
     let a = p.handle(t0, Event::Open(C2, peer_open(65002, PEER_ID, 90)));
+    assert!(sent(&a).is_empty(), "held for the peer's own close: {a:?}");
+    let mut a = p.handle_timeout(t0 + COLLISION_VERDICT_WAIT);
+    a.retain(|x| !matches!(x, Action::Send { conn, message: Message::Keepalive } if *conn == C1));
     let on_c2: Vec<_> = a
         .iter()
         .filter_map(|x| match x {

@@ -1018,6 +1018,39 @@ async fn a_routers_new_connection_replaces_its_previous_one_and_the_session_come
     listener.shutdown();
 }
 
+#[tokio::test]
+async fn a_late_connection_the_identifiers_do_not_favour_is_left_for_the_router_to_close() {
+    // The router's identifier 198.18.0.0 is lower than anyguard's: anyguard's C1 is the
+    // one to keep, and it is Established when the router's OPEN arrives on C2. The router
+    // closes C2 itself (as BIRD and FRR do); anyguard sends nothing on C2 meanwhile, so no
+    // 6/7 of ours can race the router's own clean-up of C2.
+    let (mut h, mut c1, mut c2, listener, _) = two_connections("lower").await;
+    let open = Message::Open(fakepeer::open(
+        PEER_ASN,
+        Ipv4Addr::new(198, 18, 0, 0),
+        90,
+        true,
+        false,
+    ));
+    c1.send(&open).await;
+    c1.send(&Message::Keepalive).await;
+    c1.expect_keepalive().await;
+    h.status_until(|s| s.state == "established").await;
+    c2.send(&open).await;
+    match c2.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("anyguard answered the late connection: {other:?}"),
+    }
+    c2.send(&cease_collision()).await;
+    drop(c2);
+    let u = c1.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "{st:?}");
+    assert!(st.last_notification_sent.is_none(), "{st:?}");
+    listener.shutdown();
+}
+
 /// A BGP session protected by BFD with a second BFD task playing the router.
 async fn established_with_bfd(
     router_port: u16,
