@@ -5,7 +5,8 @@
 //! - `--config NEW.toml`: validate the file; when it has a `[fleet]` table, also check it
 //!   against the fleet as below (`--no-fleet`: validation only, for start-up pre-checks).
 //! - `--config NEW.toml --fleet FLEET.toml`: one poll round over the other sites' status
-//!   endpoints ([`poller::poll_round`], unreachable = not announcing), then
+//!   endpoints ([`poller::poll_round`], unreachable = not announcing) — with the etcd
+//!   backend one read of the store instead ([`crate::guard::etcd::read_view`]) — then
 //!   [`check_reload`] with no running config — the CLI has no daemon to compare with, so it
 //!   takes what `check_reload` documents for start-up: this site answers for every service
 //!   it configures.
@@ -176,7 +177,20 @@ pub async fn check_config(
             return report;
         }
     };
-    let view = poller::poll_round(&fleet, &site).await;
+    let view = match &fleet.backend {
+        crate::guard::fleet::BackendSettings::Poll => poller::poll_round(&fleet, &site).await,
+        // The store, not the status endpoints: with etcd the sites need not reach each other.
+        crate::guard::fleet::BackendSettings::Etcd(etcd) => {
+            let others: Vec<(usize, &str)> = fleet
+                .sites
+                .iter()
+                .enumerate()
+                .filter(|(_, s)| s.name != site)
+                .map(|(rank, s)| (rank, s.name.as_str()))
+                .collect();
+            crate::guard::etcd::read_view(etcd, &others).await
+        }
+    };
     let rejections = check_reload(&fleet, &site, None, &config, &view, Instant::now(), env);
     if rejections.is_empty() {
         report.ok.push(valid);

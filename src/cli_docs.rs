@@ -195,8 +195,9 @@ fn extra_sections(cli: &Command) -> Roff {
     );
     r.control("SH", ["EXIT STATUS"]);
     r.text([roman(
-        "0 on success; 1 when a config is invalid or rejected, the daemon fails, or the \
-         status endpoint cannot be read; 2 on a usage error.",
+        "0 on success; 1 when a config is invalid or rejected, the daemon fails, the \
+         status endpoint cannot be read, or a step of the demo's story was not seen; 2 on a \
+         usage error; 130 when the demo's story is interrupted (ctrl-c).",
     )]);
     r.control("SH", ["SEE ALSO"]);
     let pages: Vec<String> = cli

@@ -6,6 +6,7 @@ pub mod cli_check;
 pub mod cli_docs;
 pub mod config;
 pub mod coordinator;
+pub mod demo;
 pub mod fsm;
 pub mod guard;
 pub mod health;

@@ -67,6 +67,9 @@ enum Command {
         #[arg(long, value_name = "SITE=PATH", requires = "fleet")]
         site_config: Vec<SiteConfigArg>,
     },
+    /// Watch failover and the all-sites guard: three sites, a router and health targets in
+    /// one process on 127.0.0.1 (no root, no router needed), with a scripted story.
+    Demo(anyguard::demo::DemoArgs),
     /// Show a running daemon's status.
     Status {
         /// Status endpoint (base URL or the /status URL).
@@ -82,7 +85,16 @@ enum Command {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    if let Err(e) = logging::init(cli.log_format, cli.log_level.as_deref()) {
+    // The demo's daemons do not log unless asked: the demo prints its own story.
+    let level = match cli.command {
+        Command::Demo(_) => Some(
+            cli.log_level
+                .as_deref()
+                .unwrap_or(anyguard::demo::LOG_LEVEL),
+        ),
+        _ => cli.log_level.as_deref(),
+    };
+    if let Err(e) = logging::init(cli.log_format, level) {
         eprintln!("anyguard: {e}");
         return ExitCode::from(2);
     }
@@ -107,6 +119,7 @@ async fn async_main(command: Command) -> ExitCode {
     match command {
         Command::Docs(docs) => docs.run(<Cli as clap::CommandFactory>::command()),
         Command::Run { config, dry_run } => run(config, dry_run).await,
+        Command::Demo(args) => anyguard::demo::run(args).await,
         Command::Check {
             config,
             fleet,

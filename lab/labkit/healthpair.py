@@ -30,7 +30,7 @@ from pathlib import Path
 
 from . import anyguard, netns, procs
 from .routers import ADAPTERS
-from .util import LAB_DIR, NS_PREFIX, Fail, poll, read_jsonl, run_dir, sh
+from .util import LAB_DIR, NS_PREFIX, Fail, poll, read_jsonl, run_dir, sh, shielded
 
 ROUTER_ASN, SPEAKER_ASN = 65001, 65101
 PREFIX = {4: "203.0.113.0/24", 6: "2001:db8:100::/48"}
@@ -64,6 +64,23 @@ KERNEL_EXPORT = {
 def _ts(text: str) -> float:
     # `ip -ts` prints local time without a zone; the monitor runs with TZ=UTC.
     return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc).timestamp()
+
+
+def fib_event(line: str):
+    """(time, "add"|"del", prefix) of one `ip -ts monitor route` line of the main table,
+    None for any other line."""
+    if not line.startswith("[") or "]" not in line:
+        return None
+    stamp, _, rest = line[1:].partition("]")
+    words = rest.split()
+    if not words or "table" in words:
+        return None
+    kind = "del" if words[0] == "Deleted" else "add"
+    prefix = words[1] if kind == "del" and len(words) > 1 else words[0]
+    try:
+        return (_ts(stamp), kind, prefix)
+    except ValueError:
+        return None
 
 
 class Pair:
@@ -127,10 +144,7 @@ class Pair:
         ends in SIGKILL), and shielded from SIGINT/SIGTERM: an interrupt that arrives
         while tearing down must not leave half a lab behind, so it is held and raised
         (KeyboardInterrupt) once the lab is down."""
-        held = []
-        saved = {sig: signal.signal(sig, lambda signum, _f: held.append(signum))
-                 for sig in (signal.SIGINT, signal.SIGTERM)}
-        try:
+        with shielded():
             procs.stop(self.sns, "anyguard", wait=10.0)
             procs.stop(self.sns, "target")
             self.router.stop()
@@ -138,11 +152,6 @@ class Pair:
             procs.stop(self.rns, "wiretap")
             for ns in (self.sns, self.rns):
                 netns.delete(ns)
-        finally:
-            for sig, handler in saved.items():
-                signal.signal(sig, handler)
-        if held:
-            raise KeyboardInterrupt(f"signal {held[0]} during tear-down")
 
     def anyguard_config(self) -> Path:
         s = self.settings
@@ -207,23 +216,9 @@ class Pair:
 
     def fib_events(self):
         """[(time, "add"|"del", prefix)] from the monitor, main table only."""
-        rows = []
         if not self.fib_log.exists():
-            return rows
-        for line in self.fib_log.read_text().splitlines():
-            if not line.startswith("[") or "]" not in line:
-                continue
-            stamp, _, rest = line[1:].partition("]")
-            words = rest.split()
-            if not words or "table" in words:
-                continue
-            kind = "del" if words[0] == "Deleted" else "add"
-            prefix = words[1] if kind == "del" and len(words) > 1 else words[0]
-            try:
-                rows.append((_ts(stamp), kind, prefix))
-            except ValueError:
-                continue
-        return rows
+            return []
+        return [row for row in map(fib_event, self.fib_log.read_text().splitlines()) if row]
 
     def wire_events(self):
         """UPDATEs that reached the router from anyguard, as the wiretap logged them."""

@@ -93,6 +93,27 @@ def poll(what: str, fn, timeout: float, interval: float = 0.2):
     raise Fail(f"timed out after {timeout:g}s waiting for {what}")
 
 
+class shielded:
+    """A `with` block that SIGINT/SIGTERM cannot cut short (a tear-down must not leave half
+    a lab behind): a signal arriving inside is held and raised as KeyboardInterrupt once
+    the block is done."""
+
+    def __enter__(self):
+        import signal
+        self.held = []
+        self.saved = {sig: signal.signal(sig, lambda signum, _f: self.held.append(signum))
+                      for sig in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def __exit__(self, *exc):
+        import signal
+        for sig, handler in self.saved.items():
+            signal.signal(sig, handler)
+        if self.held and exc[0] is None:
+            raise KeyboardInterrupt(f"signal {self.held[0]} during tear-down")
+        return False
+
+
 def which(binary: str):
     for d in os.environ.get("PATH", "").split(":") + ["/usr/sbin", "/usr/lib/frr", "/sbin"]:
         p = Path(d) / binary

@@ -9,19 +9,14 @@ use std::time::Instant;
 
 use ipnet::IpNet;
 
-use tokio::sync::watch;
-use tokio::task::JoinHandle;
-
 use super::core::Core;
 use crate::announcer::{Presentation, RibOut};
 use crate::config::Config;
+use crate::guard::backend::FleetBackend;
 use crate::guard::digest::fleet_digest;
 use crate::guard::fleet::Fleet;
-use crate::guard::poller::{self, PollerConfig};
 use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
-use crate::guard::runtime::{
-    decide, guard_status, held_log_due, Decision, Drain, GuardInput, LocalIntent, LocalService,
-};
+use crate::guard::runtime::{held_log_due, Decision, Drain, GuardInput, LocalIntent, LocalService};
 use crate::guard::view::FleetView;
 use crate::service::{DrainSource, Health};
 use crate::status::model::{GuardStatus, PendingRemovalStatus};
@@ -31,10 +26,9 @@ pub(crate) struct FleetGuard {
     fleet: Fleet,
     site: String,
     rank: usize,
-    view: watch::Receiver<FleetView>,
-    poll_now: watch::Sender<u64>,
-    shutdown: watch::Sender<bool>,
-    poller: JoinHandle<()>,
+    /// The poll mesh or etcd (`guard::backend`): the view of the other sites and the
+    /// decisions.
+    backend: FleetBackend,
     /// Per service name: intent in force, last decision and its status entry.
     state: HashMap<String, ServiceGuard>,
     /// Per pending removal (`PendingRemoval::key`): the same, for the routes a reload
@@ -164,24 +158,15 @@ impl FleetGuard {
 
     /// Starts polling the other sites of `fleet` for this site, `site` at `rank`.
     pub(crate) fn launch(fleet: Fleet, site: String, rank: usize) -> Self {
-        let (view_tx, view) = watch::channel(fleet.view_for(&site));
-        let (poll_now, poll_now_rx) = watch::channel(0u64);
-        let (shutdown, shutdown_rx) = watch::channel(false);
-        let poller = tokio::spawn(poller::run(
-            PollerConfig::from_fleet(&fleet, &site),
-            view_tx,
-            poll_now_rx,
-            shutdown_rx,
-        ));
+        let digest = fleet_digest(&fleet);
+        let backend = FleetBackend::start(&fleet, &site, &digest, fleet.view_for(&site));
+        tracing::info!(backend = backend.name(), site = %site, "all-sites guard: fleet backend started");
         FleetGuard {
-            digest: fleet_digest(&fleet),
+            digest,
             fleet,
             site,
             rank,
-            view,
-            poll_now,
-            shutdown,
-            poller,
+            backend,
             state: HashMap::new(),
             removals: HashMap::new(),
             generation: 0,
@@ -201,14 +186,12 @@ impl FleetGuard {
 
     /// The latest view of the other sites.
     pub(crate) fn view(&self) -> FleetView {
-        self.view.borrow().clone()
+        self.backend.view()
     }
 
     /// Resolves when the view of the other sites changed.
     pub(crate) async fn view_changed(&mut self) {
-        if self.view.changed().await.is_err() {
-            std::future::pending::<()>().await;
-        }
+        self.backend.changed().await;
         self.view_dirty = true;
     }
 
@@ -219,8 +202,8 @@ impl FleetGuard {
     /// service is announced whatever the time (`runtime::decide`), every other decision
     /// may move with time or with the local intent.
     pub(crate) fn decide_all(&mut self, core: &mut Core, now: Instant) {
-        let all = std::mem::take(&mut self.view_dirty) || self.view.has_changed().unwrap_or(false);
-        let view = self.view.borrow_and_update().clone();
+        let all = std::mem::take(&mut self.view_dirty) || self.backend.has_changed();
+        let view = self.backend.take_view();
         let timing = self.fleet.timing();
         let config = Arc::clone(core.config());
         if self
@@ -265,8 +248,8 @@ impl FleetGuard {
                 view: &view,
                 timing,
             };
-            let decision = decide(&input, now);
-            let status = guard_status(&input, &decision, now);
+            let decision = self.backend.decide(&input, now);
+            let status = self.backend.guard_status(&input, &decision, now);
             core.set_guard(i, decision.verdict());
             let entry = self.state.entry(name.clone()).or_insert(ServiceGuard {
                 intent,
@@ -337,7 +320,7 @@ impl FleetGuard {
                     forced: true,
                 }
             } else {
-                decide(&input, now)
+                self.backend.decide(&input, now)
             };
             if let Decision::Withdraw { reason, .. } = &decision {
                 tracing::info!(service = %service, prefixes = %key, %reason, "pending removal done: withdrawing the routes the reload removed");
@@ -345,7 +328,7 @@ impl FleetGuard {
                 self.removals.remove(&key);
                 continue;
             }
-            let status = guard_status(&input, &decision, now);
+            let status = self.backend.guard_status(&input, &decision, now);
             let entry = self.removals.entry(key.clone()).or_insert(ServiceGuard {
                 intent,
                 decision: Decision::Announce,
@@ -497,9 +480,8 @@ impl FleetGuard {
             }
             s.intent = next;
         }
-        if newly_withdrawing {
-            self.poll_now.send_modify(|n| *n = n.wrapping_add(1));
-        }
+        self.backend
+            .published(self.last_report.as_ref(), newly_withdrawing);
     }
 
     /// The services whose withdrawal the guard holds right now (a final hold, not an
@@ -541,10 +523,9 @@ impl FleetGuard {
             })
     }
 
-    /// Stops the poller.
+    /// Stops the backend (the poller, or the etcd driver, which revokes its lease).
     pub(crate) async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.poller).await;
+        self.backend.stop().await;
     }
 }
 
@@ -560,7 +541,7 @@ mod tests {
     use super::*;
     use crate::config::testing::service_config;
     use crate::config::{CheckConfig, CheckKind, StatusConfig};
-    use crate::guard::runtime::GuardTiming;
+    use crate::guard::runtime::{decide, GuardTiming};
     use crate::guard::view::FleetView;
     use crate::health::{CheckEvent, CheckState, CheckStatus, ProbeOutcome};
 

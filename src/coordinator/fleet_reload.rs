@@ -20,10 +20,8 @@ use crate::config::Config;
 use crate::guard::digest::{digest_agreement, fleet_digest, DigestAgreement};
 use crate::guard::fleet::Fleet;
 use crate::guard::fleet_change::{carry_view, short, FleetChange};
-use crate::guard::poller::{self, PollerConfig};
 use crate::guard::view::{auth_status, FleetView};
 use crate::status::model::{FleetSiteStatus, FleetStatus};
-use tokio::sync::watch;
 
 /// The message a reload that drops `[fleet]` is refused with.
 pub(crate) const FLEET_REMOVAL_REFUSED: &str = "[fleet] cannot be removed by reload: that would \
@@ -117,26 +115,18 @@ impl FleetGuard {
     /// Puts `next` in force (see the module doc): intents and decisions stay, the poller
     /// restarts only when it must, with the latest view carried over.
     pub(crate) fn reconfigure(&mut self, next: PreparedFleet) -> FleetChange {
-        let change = FleetChange::between(&self.fleet, &self.site, &next.fleet, &next.site);
+        let mut change = FleetChange::between(&self.fleet, &self.site, &next.fleet, &next.site);
+        // Another backend, or other etcd settings: the backend starts again too.
+        change.restarts_poller |= self.fleet.backend != next.fleet.backend;
+        let digest = fleet_digest(&next.fleet);
         if change.restarts_poller {
-            let _ = self.shutdown.send(true);
             // Its polls in flight are dropped with it; the view below is the latest
             // recorded one, so at most a poll that was about to land is lost, and the new
             // poller polls every site at once.
-            self.poller.abort();
-            let view = carry_view(&self.view.borrow(), &next.fleet, &next.site);
-            let (view_tx, view_rx) = watch::channel(view);
-            let (shutdown, shutdown_rx) = watch::channel(false);
-            self.poller = tokio::spawn(poller::run(
-                PollerConfig::from_fleet(&next.fleet, &next.site),
-                view_tx,
-                self.poll_now.subscribe(),
-                shutdown_rx,
-            ));
-            self.view = view_rx;
-            self.shutdown = shutdown;
+            let view = carry_view(&self.backend.view(), &next.fleet, &next.site);
+            self.backend.restart(&next.fleet, &next.site, &digest, view);
         }
-        self.digest = fleet_digest(&next.fleet);
+        self.digest = digest;
         self.fleet = next.fleet;
         self.site = next.site;
         self.rank = next.rank;
@@ -173,7 +163,7 @@ impl FleetGuard {
     }
 
     fn fleet_status_now(&self) -> FleetStatus {
-        let view = self.view.borrow();
+        let view = self.backend.view();
         let millis = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
         let sites: Vec<FleetSiteStatus> = view
             .sites
@@ -212,6 +202,8 @@ impl FleetGuard {
                 .map(|s| s.name.clone())
                 .collect(),
             sites,
+            backend: self.backend.name().to_owned(),
+            store: self.backend.store_status(std::time::Instant::now()),
         }
     }
 }
@@ -225,6 +217,7 @@ mod tests {
     use crate::guard::runtime::{Decision, LocalIntent};
     use crate::guard::view::PollOutcome;
     use crate::status::model::GuardStatus;
+    use tokio::sync::watch;
 
     fn fleet(sites: &[(&str, u16)], min_sites: usize) -> Fleet {
         let mut t = String::from("[poll]\ninterval = \"1s\"\ntimeout = \"500ms\"\n");
@@ -286,7 +279,7 @@ mod tests {
         );
         // Stands in for the poller having recorded it.
         let (tx, rx) = watch::channel(view);
-        guard.view = rx;
+        guard.backend.replace_view(rx);
 
         // c leaves, d joins, b moves to the front, min_sites 2: the poller restarts.
         let new = fleet(&[("b", 2), ("a", 1), ("d", 4)], 2);

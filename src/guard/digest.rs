@@ -33,6 +33,17 @@ struct Canonical<'a> {
     signed: bool,
     sites: Vec<CanonicalSite<'a>>,
     services: Vec<CanonicalService<'a>>,
+    /// The etcd backend (absent for the poll mesh, so that poll fleets keep their digest):
+    /// where the sites meet and how long a site counts without keep-alives. Not the
+    /// credentials, which may differ per site.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    etcd: Option<CanonicalEtcd<'a>>,
+}
+
+#[derive(Serialize)]
+struct CanonicalEtcd<'a> {
+    key_prefix: &'a str,
+    lease_ttl_ns: u64,
 }
 
 #[derive(Serialize)]
@@ -99,6 +110,13 @@ pub fn canonical_form(fleet: &Fleet) -> String {
             })
             .collect(),
         services,
+        etcd: match &fleet.backend {
+            super::fleet::BackendSettings::Poll => None,
+            super::fleet::BackendSettings::Etcd(e) => Some(CanonicalEtcd {
+                key_prefix: &e.key_prefix,
+                lease_ttl_ns: nanos(e.lease_ttl),
+            }),
+        },
     };
     // Serialising plain strings and integers cannot fail.
     serde_json::to_string(&canonical).unwrap_or_default()

@@ -43,6 +43,111 @@ pub struct Fleet {
     /// `[auth]`: the key that signs and verifies reports; `None` = unsigned reports (a
     /// warning at start and in `/status`, see `docs/guard.md`).
     pub auth: Option<FleetAuth>,
+    /// `backend` (with `[etcd]`): where the sites learn about each other.
+    pub backend: BackendSettings,
+}
+
+/// `backend = "poll" | "etcd"`: the fleet view's source ([`super::backend`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum BackendSettings {
+    /// Every site polls every other site's report (no infrastructure; the default).
+    #[default]
+    Poll,
+    /// The sites publish their state in etcd and withdraw by transaction (`[etcd]`).
+    Etcd(Box<EtcdSettings>),
+}
+
+impl BackendSettings {
+    /// `poll` or `etcd`, as written in the fleet file and shown in `/status`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            BackendSettings::Poll => "poll",
+            BackendSettings::Etcd(_) => "etcd",
+        }
+    }
+}
+
+/// Default `[etcd] key_prefix`.
+pub const DEFAULT_ETCD_KEY_PREFIX: &str = "/anyguard";
+/// Default `[etcd] lease_ttl`.
+pub const DEFAULT_ETCD_LEASE_TTL: Duration = Duration::from_secs(5);
+/// Default `[etcd] timeout` (one request: connect, transaction, lease grant).
+pub const DEFAULT_ETCD_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// `[etcd]`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdSettings {
+    /// Client URLs of the cluster members (`http://` or, with `[etcd.tls]`, `https://`).
+    pub endpoints: Vec<String>,
+    /// Every key of the fleet lives under it (several fleets can share a cluster).
+    pub key_prefix: String,
+    /// TTL of each site's lease: a site that stops keeping it alive (dead, frozen, cut off
+    /// from etcd) stops counting this long after its last keep-alive. 2 s to 60 s, whole
+    /// seconds (etcd's unit).
+    pub lease_ttl: Duration,
+    /// Limit for one request to etcd.
+    pub timeout: Duration,
+    /// `user` and the password read from `password_file`.
+    pub auth: Option<EtcdAuth>,
+    /// `[etcd.tls]`.
+    pub tls: Option<EtcdTls>,
+}
+
+/// etcd user authentication.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdAuth {
+    /// etcd user name.
+    pub user: String,
+    /// Where the password was read from.
+    pub password_file: PathBuf,
+    /// The password (first line of the file, trimmed).
+    pub password: String,
+}
+
+impl fmt::Debug for EtcdAuth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // Never the password, whatever prints a fleet.
+        f.debug_struct("EtcdAuth")
+            .field("user", &self.user)
+            .field("password_file", &self.password_file)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `[etcd.tls]`: the cluster's CA and, optionally, this site's client certificate.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EtcdTls {
+    /// CA certificate(s) (PEM) that sign the members' server certificates.
+    pub ca_file: PathBuf,
+    /// Its content.
+    pub ca_pem: Vec<u8>,
+    /// Client certificate and key files (PEM) and their contents, for etcd's
+    /// `--client-cert-auth`.
+    pub identity: Option<EtcdIdentity>,
+    /// The name the server certificates are checked against (default: each endpoint's host).
+    pub server_name: Option<String>,
+}
+
+/// A client certificate with its key.
+#[derive(Clone, PartialEq, Eq)]
+pub struct EtcdIdentity {
+    /// Certificate file.
+    pub cert_file: PathBuf,
+    /// Key file.
+    pub key_file: PathBuf,
+    /// Certificate (PEM).
+    pub cert_pem: Vec<u8>,
+    /// Key (PEM).
+    pub key_pem: Vec<u8>,
+}
+
+impl fmt::Debug for EtcdIdentity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EtcdIdentity")
+            .field("cert_file", &self.cert_file)
+            .field("key_file", &self.key_file)
+            .finish_non_exhaustive()
+    }
 }
 
 /// `[auth]`.
@@ -112,6 +217,46 @@ pub struct RawFleet {
     /// `[auth]`.
     #[serde(default)]
     pub auth: Option<RawAuth>,
+    /// `backend`: `"poll"` (default) or `"etcd"`.
+    #[serde(default)]
+    pub backend: Option<Spanned<String>>,
+    /// `[etcd]`.
+    #[serde(default)]
+    pub etcd: Option<Spanned<RawEtcd>>,
+}
+
+/// Raw `[etcd]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcd {
+    /// Member client URLs.
+    pub endpoints: Option<Spanned<Vec<Spanned<String>>>>,
+    /// e.g. `"/anyguard"`.
+    pub key_prefix: Option<Spanned<String>>,
+    /// e.g. `"5s"`.
+    pub lease_ttl: Option<Spanned<String>>,
+    /// e.g. `"1s"`.
+    pub timeout: Option<Spanned<String>>,
+    /// etcd user.
+    pub user: Option<Spanned<String>>,
+    /// File holding the user's password.
+    pub password_file: Option<Spanned<String>>,
+    /// `[etcd.tls]`.
+    pub tls: Option<RawEtcdTls>,
+}
+
+/// Raw `[etcd.tls]`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEtcdTls {
+    /// CA file (PEM).
+    pub ca_file: Spanned<String>,
+    /// Client certificate (PEM).
+    pub cert_file: Option<Spanned<String>>,
+    /// Client key (PEM).
+    pub key_file: Option<Spanned<String>>,
+    /// Server name to verify.
+    pub server_name: Option<Spanned<String>>,
 }
 
 /// Raw `[auth]`.
@@ -240,6 +385,10 @@ pub enum FleetErrorKind {
     /// The `[auth]` key file is missing, empty or too short.
     #[error("{0}")]
     Key(#[from] KeyError),
+    /// `backend` / `[etcd]` is wrong (unknown backend, missing or contradictory keys, a
+    /// file that cannot be read, a bad endpoint URL).
+    #[error("{0}")]
+    Backend(String),
 }
 
 /// Every problem found in a fleet file.
@@ -275,6 +424,20 @@ struct Collector<'a> {
 }
 
 impl Collector<'_> {
+    /// A `backend` / `[etcd]` problem.
+    fn backend(&mut self, span: Range<usize>, key: &str, msg: String) {
+        self.push(Some(span), key, FleetErrorKind::Backend(msg));
+    }
+
+    /// `written` relative to the fleet file's directory (like `[auth] key_file`).
+    fn relative(&self, written: &str) -> PathBuf {
+        let written = Path::new(written);
+        match Path::new(self.source).parent() {
+            Some(dir) if written.is_relative() => dir.join(written),
+            _ => written.to_path_buf(),
+        }
+    }
+
     fn push(&mut self, span: Option<Range<usize>>, key: impl Into<String>, kind: FleetErrorKind) {
         let (line, column) = span.map_or((0, 0), |s| line_col(self.text, s.start));
         self.errors.push(FleetError {
@@ -310,6 +473,33 @@ impl Collector<'_> {
             }
         }
     }
+}
+
+/// Check an etcd member URL: `http://host:port`, or `https://host:port` when the fleet has
+/// `[etcd.tls]` (and only then: a TLS table with plain endpoints would be silently unused).
+pub fn parse_etcd_endpoint(value: &str, tls: bool) -> Result<String, String> {
+    let uri: Uri = value.parse().map_err(|e| format!("{e}"))?;
+    match (uri.scheme_str(), tls) {
+        (Some("http"), false) | (Some("https"), true) => {}
+        (Some("http"), true) => return Err("http:// with [etcd.tls]: use https://".into()),
+        (Some("https"), false) => return Err("https:// needs [etcd.tls] with ca_file".into()),
+        (Some(other), _) => {
+            return Err(format!(
+                "scheme {other:?} is not supported, use http or https"
+            ))
+        }
+        (None, _) => return Err("missing http:// or https:// scheme".into()),
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err("missing host".into());
+    }
+    if uri.port_u16().is_none() {
+        return Err("missing port (etcd clients usually use 2379)".into());
+    }
+    if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+        return Err("must not have a path".into());
+    }
+    Ok(value.trim_end_matches('/').to_owned())
 }
 
 /// Parse a status URL: `http://host[:port]/path`.
@@ -533,16 +723,251 @@ impl Fleet {
             }
         });
 
-        match (c.errors.is_empty(), poll) {
-            (true, Some(poll)) => Ok(Fleet {
+        let backend = Self::backend(&mut c, raw.backend.as_ref(), raw.etcd.as_ref());
+
+        match (c.errors.is_empty(), poll, backend) {
+            (true, Some(poll), Some(backend)) => Ok(Fleet {
                 source: source.to_owned(),
                 poll,
                 sites,
                 services,
                 auth,
+                backend,
             }),
             _ => Err(FleetErrors(c.errors)),
         }
+    }
+
+    fn backend(
+        c: &mut Collector<'_>,
+        backend: Option<&Spanned<String>>,
+        etcd: Option<&Spanned<RawEtcd>>,
+    ) -> Option<BackendSettings> {
+        match backend.map(|b| (b.get_ref().as_str(), b.span())) {
+            None | Some(("poll", _)) => {
+                if let Some(etcd) = etcd {
+                    let msg =
+                        "an [etcd] table needs backend = \"etcd\" (the fleet uses the poll mesh)";
+                    c.backend(etcd.span(), "etcd", msg.to_owned());
+                    return None;
+                }
+                Some(BackendSettings::Poll)
+            }
+            Some(("etcd", span)) => {
+                let Some(etcd) = etcd else {
+                    c.backend(
+                        span,
+                        "backend",
+                        "backend = \"etcd\" needs an [etcd] table with endpoints".to_owned(),
+                    );
+                    return None;
+                };
+                Self::etcd(c, etcd).map(|e| BackendSettings::Etcd(Box::new(e)))
+            }
+            Some((other, span)) => {
+                c.backend(
+                    span,
+                    "backend",
+                    format!("unknown backend {other:?} (\"poll\" or \"etcd\")"),
+                );
+                None
+            }
+        }
+    }
+
+    fn etcd(c: &mut Collector<'_>, raw: &Spanned<RawEtcd>) -> Option<EtcdSettings> {
+        let before = c.errors.len();
+        let table = raw.span();
+        let raw = raw.get_ref();
+        let tls_wanted = raw.tls.is_some();
+        let mut endpoints = Vec::new();
+        match &raw.endpoints {
+            None => c.backend(
+                table.clone(),
+                "etcd.endpoints",
+                "missing: the client URLs of the etcd members".to_owned(),
+            ),
+            Some(list) if list.get_ref().is_empty() => {
+                c.backend(
+                    list.span(),
+                    "etcd.endpoints",
+                    "must list at least one member".to_owned(),
+                );
+            }
+            Some(list) => {
+                for (i, e) in list.get_ref().iter().enumerate() {
+                    let key = format!("etcd.endpoints[{i}]");
+                    match parse_etcd_endpoint(e.get_ref(), tls_wanted) {
+                        Ok(url) => endpoints.push(url),
+                        Err(why) => c.backend(
+                            e.span(),
+                            &key,
+                            format!("invalid endpoint {:?}: {why}", e.get_ref()),
+                        ),
+                    }
+                }
+            }
+        }
+        let key_prefix = match &raw.key_prefix {
+            None => DEFAULT_ETCD_KEY_PREFIX.to_owned(),
+            Some(p) => {
+                let v = p.get_ref();
+                if !v.starts_with('/') || v.len() < 2 || v.ends_with('/') {
+                    c.backend(p.span(), "etcd.key_prefix", format!("{v:?} must start with '/' and not end with '/' (e.g. \"/anyguard/prod\")"));
+                }
+                v.clone()
+            }
+        };
+        let lease_ttl = match &raw.lease_ttl {
+            None => Some(DEFAULT_ETCD_LEASE_TTL),
+            Some(t) => c.duration(Some(t), "etcd.lease_ttl").and_then(|d| {
+                let ok = d.subsec_nanos() == 0 && (2..=60).contains(&d.as_secs());
+                if !ok {
+                    c.backend(
+                        t.span(),
+                        "etcd.lease_ttl",
+                        format!(
+                            "must be whole seconds from 2s to 60s, got {:?}",
+                            t.get_ref()
+                        ),
+                    );
+                }
+                ok.then_some(d)
+            }),
+        };
+        let timeout = match &raw.timeout {
+            None => Some(DEFAULT_ETCD_TIMEOUT),
+            Some(t) => c.duration(Some(t), "etcd.timeout"),
+        };
+        if let (Some(ttl), Some(timeout), Some(t)) = (lease_ttl, timeout, &raw.timeout) {
+            if timeout >= ttl {
+                c.backend(
+                    t.span(),
+                    "etcd.timeout",
+                    "must be shorter than etcd.lease_ttl".to_owned(),
+                );
+            }
+        }
+        let auth = match (&raw.user, &raw.password_file) {
+            (None, None) => None,
+            (Some(user), Some(file)) => {
+                let path = c.relative(file.get_ref());
+                match std::fs::read_to_string(&path) {
+                    Ok(text) => {
+                        let password = text.lines().next().unwrap_or("").trim().to_owned();
+                        if password.is_empty() {
+                            c.backend(
+                                file.span(),
+                                "etcd.password_file",
+                                format!("{} is empty", path.display()),
+                            );
+                        }
+                        Some(EtcdAuth {
+                            user: user.get_ref().clone(),
+                            password_file: path,
+                            password,
+                        })
+                    }
+                    Err(e) => {
+                        c.backend(
+                            file.span(),
+                            "etcd.password_file",
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            }
+            (Some(user), None) => {
+                c.backend(
+                    user.span(),
+                    "etcd.user",
+                    "needs etcd.password_file".to_owned(),
+                );
+                None
+            }
+            (None, Some(file)) => {
+                c.backend(
+                    file.span(),
+                    "etcd.password_file",
+                    "needs etcd.user".to_owned(),
+                );
+                None
+            }
+        };
+        let tls = raw.tls.as_ref().and_then(|t| {
+            let read = |c: &mut Collector<'_>, f: &Spanned<String>, key: &str| {
+                let path = c.relative(f.get_ref());
+                match std::fs::read(&path) {
+                    Ok(bytes) if !bytes.is_empty() => Some((path, bytes)),
+                    Ok(_) => {
+                        c.backend(f.span(), key, format!("{} is empty", path.display()));
+                        None
+                    }
+                    Err(e) => {
+                        c.backend(
+                            f.span(),
+                            key,
+                            format!("cannot read {}: {e}", path.display()),
+                        );
+                        None
+                    }
+                }
+            };
+            let ca = read(c, &t.ca_file, "etcd.tls.ca_file");
+            let identity = match (&t.cert_file, &t.key_file) {
+                (None, None) => Some(None),
+                (Some(cert), Some(key)) => {
+                    let cert = read(c, cert, "etcd.tls.cert_file");
+                    let key = read(c, key, "etcd.tls.key_file");
+                    match (cert, key) {
+                        (Some((cert_file, cert_pem)), Some((key_file, key_pem))) => {
+                            Some(Some(EtcdIdentity {
+                                cert_file,
+                                key_file,
+                                cert_pem,
+                                key_pem,
+                            }))
+                        }
+                        _ => None,
+                    }
+                }
+                (Some(f), None) => {
+                    c.backend(
+                        f.span(),
+                        "etcd.tls.cert_file",
+                        "needs etcd.tls.key_file".to_owned(),
+                    );
+                    None
+                }
+                (None, Some(f)) => {
+                    c.backend(
+                        f.span(),
+                        "etcd.tls.key_file",
+                        "needs etcd.tls.cert_file".to_owned(),
+                    );
+                    None
+                }
+            };
+            let (ca_file, ca_pem) = ca?;
+            Some(EtcdTls {
+                ca_file,
+                ca_pem,
+                identity: identity?,
+                server_name: t.server_name.as_ref().map(|s| s.get_ref().clone()),
+            })
+        });
+        if c.errors.len() > before {
+            return None;
+        }
+        Some(EtcdSettings {
+            endpoints,
+            key_prefix,
+            lease_ttl: lease_ttl?,
+            timeout: timeout?,
+            auth,
+            tls,
+        })
     }
 
     fn poll(c: &mut Collector<'_>, raw: Option<&RawPoll>) -> Option<PollSettings> {

@@ -270,3 +270,131 @@ fn auth_key_file_is_read_relative_to_the_fleet_file_and_checked() {
     let m = messages(&format!("[auth]\n{site}"));
     assert!(m[0].contains("missing field `key_file`"), "{m:?}");
 }
+
+#[test]
+fn example_etcd_fleet_file_loads_with_the_etcd_backend() {
+    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("config/fleet-etcd.toml");
+    let fleet = Fleet::load(&path).unwrap();
+    let BackendSettings::Etcd(etcd) = &fleet.backend else {
+        panic!("{:?}", fleet.backend)
+    };
+    assert_eq!(fleet.backend.name(), "etcd");
+    assert_eq!(
+        etcd.endpoints,
+        [
+            "http://198.18.10.2:2379",
+            "http://198.18.10.3:2379",
+            "http://198.18.10.4:2379"
+        ]
+    );
+    assert_eq!(etcd.key_prefix, "/anyguard/prod");
+    assert_eq!(etcd.lease_ttl, Duration::from_secs(5));
+    assert_eq!(etcd.timeout, Duration::from_secs(1));
+    assert!(etcd.auth.is_none() && etcd.tls.is_none());
+    assert_eq!(fleet.min_sites("web"), 2);
+    // The poll mesh is the default, and the example poll fleet uses it.
+    let poll = Fleet::load(&path.with_file_name("fleet.toml")).unwrap();
+    assert_eq!(poll.backend, BackendSettings::Poll);
+}
+
+#[test]
+fn etcd_settings_errors_name_file_line_column_and_key() {
+    let site = "[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2:9180/status\"\n";
+    assert_eq!(
+        messages(&format!("backend = \"consul\"\n{site}")),
+        [r#"fleet.toml:1:11: backend: unknown backend "consul" ("poll" or "etcd")"#]
+    );
+    assert_eq!(
+        messages(&format!("backend = \"etcd\"\n{site}")),
+        [r#"fleet.toml:1:11: backend: backend = "etcd" needs an [etcd] table with endpoints"#]
+    );
+    let m = messages(&format!(
+        "{site}[etcd]\nendpoints = [\"http://198.18.10.2:2379\"]\n"
+    ));
+    assert_eq!(
+        m,
+        [
+            r#"fleet.toml:4:1: etcd: an [etcd] table needs backend = "etcd" (the fleet uses the poll mesh)"#
+        ]
+    );
+    let text = format!(
+        "backend = \"etcd\"\n{site}[etcd]\nendpoints = [\"https://198.18.10.2:2379\", \"http://198.18.10.3\", \"ftp://x:1\"]\n\
+         key_prefix = \"anyguard/\"\nlease_ttl = \"1500ms\"\ntimeout = \"2s\"\nuser = \"anyguard\"\n"
+    );
+    assert_eq!(
+        messages(&text),
+        [
+            r#"fleet.toml:6:14: etcd.endpoints[0]: invalid endpoint "https://198.18.10.2:2379": https:// needs [etcd.tls] with ca_file"#,
+            r#"fleet.toml:6:42: etcd.endpoints[1]: invalid endpoint "http://198.18.10.3": missing port (etcd clients usually use 2379)"#,
+            r#"fleet.toml:6:64: etcd.endpoints[2]: invalid endpoint "ftp://x:1": scheme "ftp" is not supported, use http or https"#,
+            r#"fleet.toml:7:14: etcd.key_prefix: "anyguard/" must start with '/' and not end with '/' (e.g. "/anyguard/prod")"#,
+            r#"fleet.toml:8:13: etcd.lease_ttl: must be whole seconds from 2s to 60s, got "1500ms""#,
+            "fleet.toml:10:8: etcd.user: needs etcd.password_file",
+        ]
+    );
+    // Unknown keys in [etcd] and [etcd.tls].
+    for table in [
+        "[etcd]\nendpoints = [\"http://198.18.10.2:2379\"]\n",
+        "[etcd]\nendpoints = [\"https://198.18.10.2:2379\"]\n[etcd.tls]\nca_file = \"ca.pem\"\n",
+    ] {
+        let m = messages(&format!("backend = \"etcd\"\n{site}{table}bogus = 1\n"));
+        assert!(m[0].contains("unknown field `bogus`"), "{m:?}");
+    }
+}
+
+#[test]
+fn etcd_tls_and_password_files_are_read_relative_to_the_fleet_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let fleet_path = dir.path().join("fleet.toml");
+    let site = "[[site]]\nname = \"a\"\nstatus_url = \"http://198.18.1.2:9180/status\"\n";
+    std::fs::write(dir.path().join("ca.pem"), "CA PEM\n").unwrap();
+    std::fs::write(dir.path().join("client.pem"), "CERT PEM\n").unwrap();
+    std::fs::write(dir.path().join("client.key"), "KEY PEM\n").unwrap();
+    std::fs::write(dir.path().join("etcd.password"), "s3cret\nignored\n").unwrap();
+    let etcd = "backend = \"etcd\"\n[etcd]\nendpoints = [\"https://198.18.10.2:2379\"]\n\
+                user = \"anyguard\"\npassword_file = \"etcd.password\"\n\
+                [etcd.tls]\nca_file = \"ca.pem\"\ncert_file = \"client.pem\"\nkey_file = \"client.key\"\nserver_name = \"etcd.example.net\"\n";
+    std::fs::write(&fleet_path, format!("{etcd}{site}")).unwrap();
+    let fleet = Fleet::load(&fleet_path).unwrap();
+    let BackendSettings::Etcd(e) = &fleet.backend else {
+        panic!("{:?}", fleet.backend)
+    };
+    let auth = e.auth.as_ref().unwrap();
+    assert_eq!(
+        (auth.user.as_str(), auth.password.as_str()),
+        ("anyguard", "s3cret")
+    );
+    assert!(
+        !format!("{fleet:?}").contains("s3cret"),
+        "the password is never printed"
+    );
+    let tls = e.tls.as_ref().unwrap();
+    assert_eq!(tls.ca_file, dir.path().join("ca.pem"));
+    assert_eq!(tls.ca_pem, b"CA PEM\n");
+    let id = tls.identity.as_ref().unwrap();
+    assert_eq!(
+        (id.cert_pem.as_slice(), id.key_pem.as_slice()),
+        (&b"CERT PEM\n"[..], &b"KEY PEM\n"[..])
+    );
+    assert_eq!(tls.server_name.as_deref(), Some("etcd.example.net"));
+
+    std::fs::remove_file(dir.path().join("client.key")).unwrap();
+    let err = Fleet::load(&fleet_path).unwrap_err().to_string();
+    let (shown, d) = (fleet_path.display(), dir.path().display());
+    assert_eq!(
+        err,
+        format!("{shown}:9:12: etcd.tls.key_file: cannot read {d}/client.key: No such file or directory (os error 2)")
+    );
+    let no_key = format!("{etcd}{site}").replace("key_file = \"client.key\"\n", "");
+    std::fs::write(&fleet_path, no_key).unwrap();
+    let err = Fleet::load(&fleet_path).unwrap_err().to_string();
+    assert_eq!(
+        err,
+        format!("{shown}:8:13: etcd.tls.cert_file: needs etcd.tls.key_file")
+    );
+    // An http:// endpoint with [etcd.tls] is refused (the TLS settings would go unused).
+    let plain = format!("{etcd}{site}").replace("https://", "http://");
+    std::fs::write(&fleet_path, plain).unwrap();
+    let err = Fleet::load(&fleet_path).unwrap_err().to_string();
+    assert!(err.contains("etcd.endpoints[0]: invalid endpoint \"http://198.18.10.2:2379\": http:// with [etcd.tls]: use https://"), "{err}");
+}

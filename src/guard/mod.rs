@@ -11,15 +11,21 @@
 //! - [`digest`]: the fleet digest every report carries (sites running other fleet files).
 //! - [`fleet_change`]: what a reload of the fleet file changes, and the view it keeps.
 //! - [`poller`]: the thin tokio task that polls the other sites into a [`view::FleetView`].
+//! - [`backend`]: the fleet view behind one interface: the poll mesh or etcd.
+//! - [`store`]: the etcd backend's key layout, transactions and decision (sans-IO).
+//! - [`etcd`]: the thin tokio driver of the etcd backend (lease, watch, transactions).
 //!
 //! The model, the protocol and the race argument are in `docs/guard.md`.
 
 pub mod auth;
+pub mod backend;
 pub mod digest;
+pub mod etcd;
 pub mod fleet;
 pub mod fleet_change;
 pub mod poller;
 pub mod report;
 pub mod runtime;
 pub mod static_check;
+pub mod store;
 pub mod view;

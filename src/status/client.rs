@@ -111,12 +111,27 @@ pub async fn run(url: &str, json: bool, color: bool) -> Result<String, ClientErr
         out.push('\n');
         return Ok(out);
     }
-    let doc: StatusDocument =
-        serde_json::from_slice(&body).map_err(|source| ClientError::Json {
-            url: shown.clone(),
-            source,
-        })?;
+    let doc = parse_document(&body, &shown)?;
     Ok(render(&doc, SystemTime::now(), color))
+}
+
+/// Fetches the status document at `url` (a base URL gets `/status`), each check's latest
+/// result only (`?summary=1`): what a program watching a daemon needs (`anyguard demo`).
+pub async fn document(url: &str) -> Result<StatusDocument, ClientError> {
+    let uri = status_uri(url)?;
+    let uri = summary_uri(&uri).unwrap_or(uri);
+    let shown = uri.to_string();
+    let body = tokio::time::timeout(FETCH_TIMEOUT, fetch(uri, &shown))
+        .await
+        .map_err(|_| ClientError::Timeout { url: shown.clone() })??;
+    parse_document(&body, &shown)
+}
+
+fn parse_document(body: &[u8], shown: &str) -> Result<StatusDocument, ClientError> {
+    serde_json::from_slice(body).map_err(|source| ClientError::Json {
+        url: shown.to_owned(),
+        source,
+    })
 }
 
 /// `url` as an `http` URI, `/status` added when it names no path.
@@ -404,6 +419,48 @@ fn fleet_warning(doc: &StatusDocument) -> Option<String> {
     ))
 }
 
+/// The fleet backend line `anyguard status` prints with the etcd backend: its health, the
+/// lease, the last transaction and per prefix the sites the store says announce it; the
+/// alarm when etcd cannot be reached.
+fn store_lines(doc: &StatusDocument) -> Vec<String> {
+    let Some(store) = doc.fleet.as_ref().and_then(|f| f.store.as_ref()) else {
+        return Vec::new();
+    };
+    let mut lines = Vec::new();
+    if store.connected {
+        let txn = store.last_txn.as_ref().map_or_else(String::new, |t| {
+            format!(
+                ", last transaction {} {} at revision {}",
+                t.what, t.outcome, t.revision
+            )
+        });
+        lines.push(format!(
+            "fleet backend etcd: connected, lease {} ttl {}s, revision {}{txn}",
+            store.lease_id.as_deref().unwrap_or("-"),
+            store.lease_ttl_ms / 1000,
+            store.revision
+        ));
+    } else {
+        lines.push(format!(
+            "ETCD UNREACHABLE ({}): every withdrawal is held until etcd answers again",
+            truncate(store.error.as_deref().unwrap_or("no lease yet"), 100)
+        ));
+    }
+    for p in &store.prefixes {
+        lines.push(format!(
+            "  etcd: {} {} announced by {}",
+            p.service,
+            p.prefix,
+            if p.sites_announcing.is_empty() {
+                "no site".to_owned()
+            } else {
+                p.sites_announcing.join(", ")
+            }
+        ));
+    }
+    lines
+}
+
 /// One line per route set a reload removed that the all-sites guard still keeps announced.
 fn pending_removal_lines(doc: &StatusDocument, now: SystemTime) -> Vec<String> {
     doc.pending_removals
@@ -470,6 +527,9 @@ pub fn render(doc: &StatusDocument, now: SystemTime, color: bool) -> String {
     }
     if let Some(warning) = fleet_warning(doc) {
         let _ = writeln!(out, "{warning}");
+    }
+    for line in store_lines(doc) {
+        let _ = writeln!(out, "{line}");
     }
     for line in pending_removal_lines(doc, now) {
         let _ = writeln!(out, "{line}");

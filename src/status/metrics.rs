@@ -28,6 +28,12 @@
 //! | `anyguard_guard_fleet_info` | gauge (1) | `source`, `digest` |
 //! | `anyguard_guard_fleet_digest_mismatch` | gauge | `site` |
 //! | `anyguard_guard_pending_removals` | gauge (prefixes, while any) | `service`, `decision` |
+//! | `anyguard_guard_fleet_backend` | gauge (1, with a fleet) | `backend` |
+//! | `anyguard_guard_store_connected` | gauge (etcd backend) | |
+//! | `anyguard_guard_store_lease_ttl_seconds` | gauge (etcd backend) | |
+//! | `anyguard_guard_store_revision` | gauge (etcd backend) | |
+//! | `anyguard_guard_store_transactions_total` | counter (etcd backend) | `kind`, `result` |
+//! | `anyguard_guard_store_sites_announcing` | gauge (etcd backend) | `service`, `prefix` |
 //! | `anyguard_service_suppressed` | gauge | `service` |
 //! | `anyguard_service_flaps` | gauge (current dampening window) | `service` |
 //! | `anyguard_announced_prefixes` | gauge | `peer`, `service` |
@@ -646,6 +652,7 @@ fn snapshot_families(doc: &StatusDocument) -> Vec<FamilySamples> {
     ];
     families.extend(bfd_families(doc));
     families.extend(fleet_families(doc));
+    families.extend(store_families(doc));
     families.push(pending_removals_family(doc));
     families
 }
@@ -673,6 +680,61 @@ fn fleet_families(doc: &StatusDocument) -> Vec<FamilySamples> {
         }
     }
     vec![info, mismatch]
+}
+
+/// The fleet backend and, with etcd, its health: the alarm `anyguard_guard_store_connected
+/// == 0` means every withdrawal is held (see `docs/guard.md`, "When etcd cannot be reached").
+fn store_families(doc: &StatusDocument) -> Vec<FamilySamples> {
+    let mut backend = FamilySamples::gauge(
+        "anyguard_guard_fleet_backend",
+        "The fleet backend in force: poll (the sites poll each other) or etcd",
+    );
+    let mut connected = FamilySamples::gauge(
+        "anyguard_guard_store_connected",
+        "1 while etcd answers and this site holds a live lease; 0 = every withdrawal is held",
+    );
+    let mut ttl = FamilySamples::gauge(
+        "anyguard_guard_store_lease_ttl_seconds",
+        "Remaining TTL of this site's etcd lease at the latest keep-alive (0: no lease)",
+    );
+    let mut revision = FamilySamples::gauge(
+        "anyguard_guard_store_revision",
+        "The etcd revision this site's view of the fleet is at",
+    );
+    let mut txns = FamilySamples::counter(
+        "anyguard_guard_store_transactions",
+        "etcd transactions of this site by kind (withdraw, publish) and result",
+    );
+    let mut sites = FamilySamples::gauge(
+        "anyguard_guard_store_sites_announcing",
+        "Sites whose records in etcd say they announce the service prefix (this one included)",
+    );
+    if let Some(f) = &doc.fleet {
+        backend.push(vec![("backend", f.backend.clone())], 1.0);
+        if let Some(s) = &f.store {
+            connected.push(Vec::new(), flag(s.connected));
+            ttl.push(Vec::new(), s.lease_ttl_ms as f64 / 1000.0);
+            revision.push(Vec::new(), u64::try_from(s.revision).unwrap_or(0));
+            for (kind, result, n) in [
+                ("withdraw", "committed", s.withdrawals_committed),
+                ("withdraw", "conflict", s.withdrawals_conflicted),
+                ("publish", "committed", s.publications),
+                ("any", "error", s.txn_errors),
+            ] {
+                txns.push(
+                    vec![("kind", kind.to_owned()), ("result", result.to_owned())],
+                    n,
+                );
+            }
+            for p in &s.prefixes {
+                sites.push(
+                    vec![("service", p.service.clone()), ("prefix", p.prefix.clone())],
+                    p.sites_announcing.len(),
+                );
+            }
+        }
+    }
+    vec![backend, connected, ttl, revision, txns, sites]
 }
 
 /// `anyguard_guard_pending_removals`: per service and decision (`pending`, `held`), the

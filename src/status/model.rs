@@ -59,6 +59,80 @@ pub struct FleetStatus {
     /// The other sites whose latest report carries another digest: they run another
     /// fleet file (a rollout in progress, or a forgotten site).
     pub mismatch: Vec<String>,
+    /// The fleet backend: `poll` (the sites poll each other) or `etcd`. Absent in
+    /// documents of daemons from before backends (read as `poll`).
+    #[serde(default = "poll_backend")]
+    pub backend: String,
+    /// With the etcd backend: its health and what the store says (`None` for `poll`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub store: Option<StoreStatus>,
+}
+
+fn poll_backend() -> String {
+    "poll".to_owned()
+}
+
+/// The etcd backend (`"fleet"."store"` in `/status`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreStatus {
+    /// `[etcd] endpoints`.
+    pub endpoints: Vec<String>,
+    /// `[etcd] key_prefix`.
+    pub key_prefix: String,
+    /// A session is up and this site holds a live lease. While false every withdrawal
+    /// (but a forced one) is held: the alarm.
+    pub connected: bool,
+    /// The latest error, while not connected (or `connecting`).
+    pub error: Option<String>,
+    /// Milliseconds since `connected` took its current value.
+    pub since_ms: Option<u64>,
+    /// Milliseconds since the latest answer from etcd.
+    pub last_contact_ms: Option<u64>,
+    /// This site's lease id (hex), while it has one.
+    pub lease_id: Option<String>,
+    /// The lease's remaining TTL at the latest keep-alive, milliseconds (0: no lease).
+    pub lease_ttl_ms: u64,
+    /// `[etcd] lease_ttl`, milliseconds.
+    pub lease_ttl_configured_ms: u64,
+    /// The store revision the site's view is at.
+    pub revision: i64,
+    /// The latest transaction of this site.
+    pub last_txn: Option<StoreTxnStatus>,
+    /// Withdrawal transactions committed.
+    pub withdrawals_committed: u64,
+    /// Withdrawal transactions refused because the set changed since the read.
+    pub withdrawals_conflicted: u64,
+    /// Publications of this site's records committed.
+    pub publications: u64,
+    /// Transactions that got no answer.
+    pub txn_errors: u64,
+    /// Per service prefix, the sites whose records say they announce it (this one
+    /// included).
+    pub prefixes: Vec<StorePrefixStatus>,
+}
+
+/// A transaction of this site.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StoreTxnStatus {
+    /// `publish` or `withdraw <service> <prefixes>`.
+    pub what: String,
+    /// `committed` or `conflict`.
+    pub outcome: String,
+    /// Revision of the answer.
+    pub revision: i64,
+    /// When (RFC 3339).
+    pub at: String,
+}
+
+/// One service prefix in the store.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct StorePrefixStatus {
+    /// Service.
+    pub service: String,
+    /// Prefix.
+    pub prefix: String,
+    /// Sites with a live lease whose record says announcing (not withdrawing).
+    pub sites_announcing: Vec<String>,
 }
 
 /// One other site of the fleet.

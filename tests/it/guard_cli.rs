@@ -108,14 +108,14 @@ pub(crate) fn service(name: &str, prefixes: &[&str], extra: &str, check: &str) -
 
 /// What one run of the binary printed.
 #[derive(Debug)]
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
+pub(crate) struct Run {
+    pub(crate) code: Option<i32>,
+    pub(crate) stdout: String,
+    pub(crate) stderr: String,
 }
 
 /// Runs `anyguard check ARGS` in `dir`, bounded by [`WAIT`].
-async fn check(dir: &Path, args: &[&str]) -> Run {
+pub(crate) async fn check(dir: &Path, args: &[&str]) -> Run {
     let mut cmd = Command::new(BIN);
     cmd.arg("check")
         .args(args)

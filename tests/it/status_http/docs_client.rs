@@ -143,3 +143,25 @@ async fn status_client_fetches_and_renders_over_http() {
     );
     h.stop().await;
 }
+
+#[test]
+fn status_table_shows_the_etcd_alarm_when_the_store_is_not_connected() {
+    let now = humantime::parse_rfc3339("2026-11-25T06:03:05Z").unwrap();
+    let mut doc = realistic_document();
+    let store = doc
+        .fleet
+        .as_mut()
+        .and_then(|f| f.store.as_mut())
+        .expect("the fixture's fleet is on etcd");
+    store.connected = false;
+    store.error = Some("cannot connect to https://198.18.10.2:2379: connection refused".into());
+    let text = client::render(&doc, now, false);
+    assert!(
+        text.contains(
+            "ETCD UNREACHABLE (cannot connect to https://198.18.10.2:2379: connection refused): \
+             every withdrawal is held until etcd answers again"
+        ),
+        "{text}"
+    );
+    assert!(!text.contains("fleet backend etcd: connected"), "{text}");
+}

@@ -290,6 +290,44 @@ pub(crate) fn realistic_document() -> StatusDocument {
                 },
             ],
             mismatch: vec!["lhr1".into()],
+            backend: "etcd".into(),
+            store: Some(StoreStatus {
+                endpoints: vec![
+                    "https://198.18.10.2:2379".into(),
+                    "https://198.18.10.3:2379".into(),
+                ],
+                key_prefix: "/anyguard/prod".into(),
+                connected: true,
+                error: None,
+                since_ms: Some(7_380_000),
+                last_contact_ms: Some(420),
+                lease_id: Some("694d8b1f0c2a7e11".into()),
+                lease_ttl_ms: 4_000,
+                lease_ttl_configured_ms: 5_000,
+                revision: 18_342,
+                last_txn: Some(StoreTxnStatus {
+                    what: "withdraw web 203.0.113.0/24".into(),
+                    outcome: "conflict".into(),
+                    revision: 18_340,
+                    at: at("05:50:00.130"),
+                }),
+                withdrawals_committed: 2,
+                withdrawals_conflicted: 1,
+                publications: 41,
+                txn_errors: 0,
+                prefixes: vec![
+                    StorePrefixStatus {
+                        service: "dns".into(),
+                        prefix: "198.51.100.0/24".into(),
+                        sites_announcing: vec!["ams1".into(), "fra1".into(), "lhr1".into()],
+                    },
+                    StorePrefixStatus {
+                        service: "web".into(),
+                        prefix: "203.0.113.0/24".into(),
+                        sites_announcing: vec!["ams1".into(), "fra1".into()],
+                    },
+                ],
+            }),
         }),
     }
 }

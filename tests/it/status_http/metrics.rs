@@ -111,6 +111,40 @@ async fn metrics_parse_as_prometheus_text_and_match_the_document() {
         ),
         2.0
     );
+    // The etcd backend of the fixture: backend, health, transactions, per-prefix sites.
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_guard_fleet_backend",
+            &[("backend", "etcd")]
+        ),
+        1.0
+    );
+    assert_eq!(value(&scrape, "anyguard_guard_store_connected", &[]), 1.0);
+    assert_eq!(
+        value(&scrape, "anyguard_guard_store_lease_ttl_seconds", &[]),
+        4.0
+    );
+    assert_eq!(
+        value(&scrape, "anyguard_guard_store_revision", &[]),
+        18342.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_guard_store_transactions_total",
+            &[("kind", "withdraw"), ("result", "conflict")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        value(
+            &scrape,
+            "anyguard_guard_store_sites_announcing",
+            &[("service", "web"), ("prefix", "203.0.113.0/24")]
+        ),
+        2.0
+    );
     assert_eq!(
         value(
             &scrape,

@@ -1,0 +1,607 @@
+//! The etcd backend's thin tokio driver: one connection to one member at a time, this
+//! site's lease kept alive, the fleet's keys read once and then watched, this site's
+//! records published from each new report, and the withdrawals the report asks for tried
+//! as transactions. Every decision is in [`super::store`]; this file only moves bytes.
+//!
+//! Gaps of the client covered here (checked against etcd 3.4): the keep-alive stream
+//! does not reconnect after an error, and with several endpoints the client keeps sending
+//! requests to a dead member. So any error ends the *session* (connection, lease
+//! keep-alive, watch): the store is marked not usable at once (the guard holds), and a new
+//! session starts with the next endpoint, a new lease and a fresh read. The previous
+//! lease is not reused: it may have expired meanwhile, and a new one republishes every
+//! record anyway.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use etcd_client::{
+    Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
+    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+};
+use tokio::sync::watch;
+
+use super::fleet::{EtcdSettings, Fleet};
+use super::report::{SiteReport, REPORT_VERSION};
+use super::store::{
+    apply_committed, fleet_view, granted, publication, refresh_grants, withdrawal_for, Change, Kv,
+    Layout, Op, SiteRecord, Snapshot, StoreState, TxnPlan, TxnRecord,
+};
+use super::view::FleetView;
+
+/// Longest pause between two sessions.
+const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// Why a session ended.
+#[derive(Debug, thiserror::Error)]
+pub enum EtcdError {
+    /// The client could not be built or connected.
+    #[error("cannot connect to {endpoint}: {error}")]
+    Connect {
+        /// The member.
+        endpoint: String,
+        /// Why.
+        error: String,
+    },
+    /// A request failed.
+    #[error("{what} at {endpoint}: {error}")]
+    Request {
+        /// What was asked.
+        what: &'static str,
+        /// The member.
+        endpoint: String,
+        /// Why.
+        error: String,
+    },
+    /// A request got no answer in time.
+    #[error("{what} at {endpoint}: no answer within {}", humantime::format_duration(*timeout))]
+    Timeout {
+        /// What was asked.
+        what: &'static str,
+        /// The member.
+        endpoint: String,
+        /// The limit.
+        timeout: Duration,
+    },
+    /// The lease is gone (expired at the server, or keep-alives unanswered for its TTL).
+    #[error("lease {id:x} lost: {why}")]
+    LeaseLost {
+        /// Lease id.
+        id: i64,
+        /// Why.
+        why: String,
+    },
+    /// A stream ended or was cancelled by the server.
+    #[error("{what} ended at {endpoint}: {why}")]
+    StreamEnded {
+        /// Which stream.
+        what: &'static str,
+        /// The member.
+        endpoint: String,
+        /// Why.
+        why: String,
+    },
+}
+
+/// What the driver needs.
+#[derive(Debug, Clone)]
+pub struct EtcdDriverConfig {
+    /// `[etcd]`.
+    pub settings: EtcdSettings,
+    /// This site.
+    pub site: String,
+    /// The other sites with their fleet ranks.
+    pub others: Vec<(usize, String)>,
+    /// The fleet (for `min_sites`).
+    pub fleet: Fleet,
+    /// The fleet digest published in this site's key.
+    pub digest: String,
+}
+
+impl EtcdDriverConfig {
+    /// The layout of the fleet's keys.
+    pub fn layout(&self) -> Layout {
+        Layout::new(&self.settings.key_prefix)
+    }
+}
+
+/// The channels the driver publishes on.
+#[derive(Debug)]
+pub struct EtcdOutputs {
+    /// The store as last seen.
+    pub state: watch::Sender<StoreState>,
+    /// The view made from it.
+    pub view: watch::Sender<FleetView>,
+}
+
+struct Session<'a> {
+    cfg: &'a EtcdDriverConfig,
+    layout: Layout,
+    endpoint: String,
+    client: Client,
+    lease: i64,
+    state: StoreState,
+}
+
+fn connect_options(settings: &EtcdSettings) -> ConnectOptions {
+    // Keep-alive pings notice a frozen member in about two seconds; no per-request
+    // timeout on the channel (it would end the watch stream), unary calls are bounded
+    // one by one instead.
+    let mut opts = ConnectOptions::new()
+        .with_keep_alive(Duration::from_secs(1), Duration::from_secs(1))
+        .with_connect_timeout(settings.timeout)
+        .with_require_leader(true);
+    if let Some(auth) = &settings.auth {
+        opts = opts.with_user(auth.user.clone(), auth.password.clone());
+    }
+    if let Some(tls) = &settings.tls {
+        let mut t = TlsOptions::new().ca_certificate(Certificate::from_pem(&tls.ca_pem));
+        if let Some(id) = &tls.identity {
+            t = t.identity(Identity::from_pem(&id.cert_pem, &id.key_pem));
+        }
+        if let Some(name) = &tls.server_name {
+            t = t.domain_name(name.clone());
+        }
+        opts = opts.with_tls(t);
+    }
+    opts
+}
+
+async fn bounded<T>(
+    what: &'static str,
+    endpoint: &str,
+    timeout: Duration,
+    fut: impl std::future::Future<Output = Result<T, etcd_client::Error>>,
+) -> Result<T, EtcdError> {
+    match tokio::time::timeout(timeout, fut).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(EtcdError::Request {
+            what,
+            endpoint: endpoint.to_owned(),
+            error: e.to_string(),
+        }),
+        Err(_) => Err(EtcdError::Timeout {
+            what,
+            endpoint: endpoint.to_owned(),
+            timeout,
+        }),
+    }
+}
+
+fn txn_of(plan: &TxnPlan, lease: i64) -> Txn {
+    let compares: Vec<Compare> = plan
+        .compares
+        .iter()
+        .map(|(k, r)| Compare::mod_revision(k.as_str(), CompareOp::Equal, *r))
+        .collect();
+    let ops: Vec<TxnOp> = plan
+        .ops
+        .iter()
+        .map(|op| match op {
+            Op::Put { key, value, leased } => TxnOp::put(
+                key.as_str(),
+                value.clone(),
+                leased.then(|| PutOptions::new().with_lease(lease)),
+            ),
+            Op::Delete { key } => TxnOp::delete(key.as_str(), None),
+        })
+        .collect();
+    Txn::new().when(compares).and_then(ops)
+}
+
+impl Session<'_> {
+    fn timeout(&self) -> Duration {
+        self.cfg.settings.timeout
+    }
+
+    async fn txn(&mut self, plan: &TxnPlan) -> Result<Option<i64>, EtcdError> {
+        let (endpoint, timeout, lease) = (self.endpoint.clone(), self.timeout(), self.lease);
+        let resp = bounded(
+            "transaction",
+            &endpoint,
+            timeout,
+            self.client.txn(txn_of(plan, lease)),
+        )
+        .await;
+        let resp = match resp {
+            Ok(r) => r,
+            Err(e) => {
+                self.state.txns.errors += 1;
+                return Err(e);
+            }
+        };
+        self.state.last_contact = Some(Instant::now());
+        let revision = resp.header().map_or(0, |h| h.revision());
+        if resp.succeeded() {
+            apply_committed(&mut self.state.snapshot, plan, revision, lease);
+            Ok(Some(revision))
+        } else {
+            Ok(None)
+        }
+    }
+
+    /// Publish this site's records for `report`, then try every withdrawal it asks for.
+    /// `asked_at` was taken before `report` was read (see [`refresh_grants`]).
+    async fn step(&mut self, report: &SiteReport, asked_at: Instant) -> Result<(), EtcdError> {
+        refresh_grants(&mut self.state, report, asked_at);
+        let site = SiteRecord {
+            version: REPORT_VERSION,
+            fleet_digest: self.cfg.digest.clone(),
+        };
+        if let Some(plan) = publication(
+            &self.state,
+            &self.layout,
+            &self.cfg.site,
+            &site,
+            report,
+            self.lease,
+        ) {
+            let revision = self.txn(&plan).await?;
+            self.state.last_txn = Some(TxnRecord {
+                what: "publish".into(),
+                outcome: if revision.is_some() {
+                    "committed"
+                } else {
+                    "conflict"
+                }
+                .into(),
+                revision: revision.unwrap_or(self.state.snapshot.revision),
+                at: SystemTime::now(),
+            });
+            if revision.is_none() {
+                return Ok(());
+            }
+            self.state.txns.publish_committed += 1;
+            // Withdrawals are planned once the watch has brought our own publication
+            // (and so everything before it): the next step runs on that event.
+            return Ok(());
+        }
+        let others: Vec<&str> = self.cfg.others.iter().map(|(_, n)| n.as_str()).collect();
+        for entry in &report.services {
+            let min_sites = self.cfg.fleet.min_sites(&entry.name);
+            let Some(plan) = withdrawal_for(
+                &self.state,
+                &self.layout,
+                &others,
+                &self.cfg.site,
+                entry,
+                min_sites,
+            ) else {
+                // Not asking, already granted, or too few others: the coordinator holds
+                // on its next decision in the last case.
+                continue;
+            };
+            let what = format!(
+                "withdraw {} {}",
+                entry.name,
+                entry
+                    .prefixes
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",")
+            );
+            let outcome = self.txn(&plan).await?;
+            self.state.last_txn = Some(TxnRecord {
+                what,
+                outcome: if outcome.is_some() {
+                    "committed"
+                } else {
+                    "conflict"
+                }
+                .into(),
+                revision: outcome.unwrap_or(self.state.snapshot.revision),
+                at: SystemTime::now(),
+            });
+            match outcome {
+                Some(revision) => {
+                    self.state.txns.withdraw_committed += 1;
+                    granted(&mut self.state, entry, asked_at, revision);
+                    tracing::info!(service = %entry.name, revision, "all-sites guard: withdrawal committed in etcd");
+                }
+                None => {
+                    // Someone changed the set since our read: wait for the watch.
+                    self.state.txns.withdraw_conflict += 1;
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn publish(state: &StoreState, out: &EtcdOutputs) {
+    // The state first: the coordinator wakes on the view channel and reads the state. The
+    // view itself is made from the state when it is read (`FleetBackend::view`), not here
+    // at every event of every site.
+    out.state.send_replace(state.clone());
+    out.view.send_modify(|_| {});
+}
+
+/// One session: connect, lease, read, watch, and serve until an error or shutdown.
+/// `Ok(())` only at shutdown (or when the coordinator is gone).
+async fn session(
+    cfg: &EtcdDriverConfig,
+    endpoint: &str,
+    carried: &mut StoreState,
+    reports: &mut watch::Receiver<Option<Arc<SiteReport>>>,
+    out: &EtcdOutputs,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), EtcdError> {
+    let timeout = cfg.settings.timeout;
+    let ttl = cfg.settings.lease_ttl;
+    let client = match tokio::time::timeout(
+        timeout,
+        Client::connect([endpoint], Some(connect_options(&cfg.settings))),
+    )
+    .await
+    {
+        Ok(Ok(c)) => c,
+        Ok(Err(e)) => {
+            return Err(EtcdError::Connect {
+                endpoint: endpoint.to_owned(),
+                error: e.to_string(),
+            })
+        }
+        Err(_) => {
+            return Err(EtcdError::Timeout {
+                what: "connect",
+                endpoint: endpoint.to_owned(),
+                timeout,
+            })
+        }
+    };
+    let mut s = Session {
+        cfg,
+        layout: cfg.layout(),
+        endpoint: endpoint.to_owned(),
+        client,
+        lease: 0,
+        state: carried.clone(),
+    };
+    let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(5);
+    let grant = bounded(
+        "lease grant",
+        endpoint,
+        timeout,
+        s.client.lease_grant(ttl_secs, None),
+    )
+    .await?;
+    s.lease = grant.id();
+    let (mut keeper, mut keep_alive) = bounded(
+        "lease keep-alive",
+        endpoint,
+        timeout,
+        s.client.lease_keep_alive(s.lease),
+    )
+    .await?;
+    let root = s.layout.root().to_owned();
+    let read = bounded(
+        "read",
+        endpoint,
+        timeout,
+        s.client
+            .get(root.as_str(), Some(GetOptions::new().with_prefix())),
+    )
+    .await?;
+    let snapshot = snapshot_of(&read);
+    let revision = snapshot.revision;
+    let mut watch = bounded(
+        "watch",
+        endpoint,
+        timeout,
+        s.client.watch(
+            root.as_str(),
+            Some(
+                WatchOptions::new()
+                    .with_prefix()
+                    .with_start_revision(revision + 1),
+            ),
+        ),
+    )
+    .await?;
+    let now = Instant::now();
+    s.state.snapshot = snapshot;
+    s.state.usable = true;
+    s.state.error = None;
+    s.state.since = Some(now);
+    s.state.last_contact = Some(now);
+    s.state.lease_id = s.lease;
+    s.state.lease_ttl = ttl;
+    tracing::info!(
+        endpoint,
+        lease = format!("{:x}", s.lease),
+        revision,
+        "all-sites guard: connected to etcd"
+    );
+    let asked_at = Instant::now();
+    let report = reports.borrow_and_update().clone();
+    if let Some(report) = report {
+        s.step(&report, asked_at).await?;
+    }
+    publish(&s.state, out);
+    let mut tick = tokio::time::interval(ttl / 3);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_answer = Instant::now();
+    let result = loop {
+        let mut changed = false;
+        tokio::select! {
+            _ = shutdown.changed() => break Ok(()),
+            _ = tick.tick() => {
+                if last_answer.elapsed() >= ttl {
+                    break Err(EtcdError::LeaseLost { id: s.lease, why: format!("no keep-alive answer for {}", humantime::format_duration(ttl)) });
+                }
+                if let Err(e) = keeper.keep_alive().await {
+                    break Err(EtcdError::Request { what: "lease keep-alive", endpoint: endpoint.to_owned(), error: e.to_string() });
+                }
+            }
+            msg = keep_alive.message() => match msg {
+                Ok(Some(resp)) if resp.ttl() > 0 => {
+                    last_answer = Instant::now();
+                    s.state.last_contact = Some(last_answer);
+                    s.state.lease_ttl = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0));
+                    changed = true;
+                }
+                Ok(Some(_)) => break Err(EtcdError::LeaseLost { id: s.lease, why: "expired at the server".into() }),
+                Ok(None) => break Err(EtcdError::StreamEnded { what: "lease keep-alive", endpoint: endpoint.to_owned(), why: "closed".into() }),
+                Err(e) => break Err(EtcdError::StreamEnded { what: "lease keep-alive", endpoint: endpoint.to_owned(), why: e.to_string() }),
+            },
+            msg = watch.message() => match msg {
+                Ok(Some(resp)) if resp.canceled() => break Err(EtcdError::StreamEnded { what: "watch", endpoint: endpoint.to_owned(), why: format!("cancelled: {} (compacted at {})", resp.cancel_reason(), resp.compact_revision()) }),
+                Ok(Some(resp)) => {
+                    for ev in resp.events() {
+                        let Some(kv) = ev.kv() else { continue };
+                        let Ok(key) = kv.key_str() else { continue };
+                        s.state.snapshot.apply(match ev.event_type() {
+                            EventType::Put => Change::Put { key: key.to_owned(), kv: Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()) },
+                            EventType::Delete => Change::Delete { key: key.to_owned(), revision: kv.mod_revision() },
+                        });
+                    }
+                    s.state.last_contact = Some(Instant::now());
+                    let asked_at = Instant::now();
+                    let report = reports.borrow_and_update().clone();
+                    if let Some(report) = report {
+                        if let Err(e) = s.step(&report, asked_at).await { break Err(e); }
+                    }
+                    changed = true;
+                }
+                Ok(None) => break Err(EtcdError::StreamEnded { what: "watch", endpoint: endpoint.to_owned(), why: "closed".into() }),
+                Err(e) => break Err(EtcdError::StreamEnded { what: "watch", endpoint: endpoint.to_owned(), why: e.to_string() }),
+            },
+            r = reports.changed() => {
+                if r.is_err() {
+                    break Ok(());
+                }
+                // Taken before the report is read (see `refresh_grants`).
+                let asked_at = Instant::now();
+                let report = reports.borrow_and_update().clone();
+                if let Some(report) = report {
+                    if let Err(e) = s.step(&report, asked_at).await { break Err(e); }
+                }
+                changed = true;
+            }
+        }
+        if changed {
+            publish(&s.state, out);
+        }
+    };
+    if result.is_ok() {
+        // Stopping: the records go at once rather than at the lease's expiry (the stop
+        // already went through the guard; a stopped site announces nothing to count).
+        let _ = bounded(
+            "lease revoke",
+            endpoint,
+            timeout,
+            s.client.lease_revoke(s.lease),
+        )
+        .await;
+    }
+    *carried = s.state;
+    result
+}
+
+/// The view of the other sites from one read of the store (for `anyguard check --config
+/// NEW --fleet F` with the etcd backend): each endpoint in turn until one answers; every
+/// site unreachable when none does (which the config guard counts as not announcing).
+pub async fn read_view(settings: &EtcdSettings, others: &[(usize, &str)]) -> FleetView {
+    let layout = Layout::new(&settings.key_prefix);
+    let mut state = StoreState::default();
+    for endpoint in &settings.endpoints {
+        let read = async {
+            let mut client =
+                Client::connect([endpoint.as_str()], Some(connect_options(settings))).await?;
+            client
+                .get(layout.root(), Some(GetOptions::new().with_prefix()))
+                .await
+        };
+        match tokio::time::timeout(settings.timeout, read).await {
+            Ok(Ok(resp)) => {
+                state.snapshot = snapshot_of(&resp);
+                state.usable = true;
+                state.error = None;
+                break;
+            }
+            Ok(Err(e)) => state.error = Some(format!("{endpoint}: {e}")),
+            Err(_) => state.error = Some(format!("{endpoint}: no answer in time")),
+        }
+    }
+    fleet_view(&state, &layout, others, Instant::now())
+}
+
+/// The keys of a read.
+fn snapshot_of(read: &etcd_client::GetResponse) -> Snapshot {
+    let mut snapshot = Snapshot {
+        revision: read.header().map_or(0, |h| h.revision()),
+        ..Snapshot::default()
+    };
+    for kv in read.kvs() {
+        if let Ok(key) = kv.key_str() {
+            snapshot.kvs.insert(
+                key.to_owned(),
+                Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()),
+            );
+        }
+    }
+    snapshot
+}
+
+/// Run sessions until `shutdown` (or the coordinator drops the report channel).
+pub async fn run(
+    cfg: EtcdDriverConfig,
+    mut reports: watch::Receiver<Option<Arc<SiteReport>>>,
+    out: EtcdOutputs,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut state = StoreState {
+        error: Some("connecting".into()),
+        since: Some(Instant::now()),
+        ..StoreState::default()
+    };
+    publish(&state, &out);
+    let mut backoff = Duration::from_millis(100);
+    let mut logged: Option<String> = None;
+    // Each site starts at its own member (a hash of its name), so that a fleet sharing one
+    // endpoint list spreads over the cluster instead of loading the first member.
+    let offset = cfg.site.bytes().fold(0usize, |h, b| {
+        h.wrapping_mul(31).wrapping_add(usize::from(b))
+    });
+    for attempt in 0usize.. {
+        if *shutdown.borrow() {
+            return;
+        }
+        let endpoints = &cfg.settings.endpoints;
+        let endpoint = &endpoints[offset.wrapping_add(attempt) % endpoints.len().max(1)];
+        match session(
+            &cfg,
+            endpoint,
+            &mut state,
+            &mut reports,
+            &out,
+            &mut shutdown,
+        )
+        .await
+        {
+            Ok(()) => return,
+            Err(e) => {
+                let text = e.to_string();
+                if state.usable || logged.as_deref() != Some(text.as_str()) {
+                    tracing::error!(error = %text, "ALL-SITES GUARD: ETCD UNREACHABLE: withdrawals are held until it answers again");
+                    logged = Some(text.clone());
+                }
+                if state.usable {
+                    state.since = Some(Instant::now());
+                    backoff = Duration::from_millis(100);
+                }
+                state.usable = false;
+                state.error = Some(text);
+                state.lease_id = 0;
+                state.lease_ttl = Duration::ZERO;
+                publish(&state, &out);
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff) => {}
+            _ = shutdown.changed() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}

@@ -1,0 +1,823 @@
+use std::collections::{BTreeMap, BTreeSet};
+use std::time::{Duration, Instant};
+
+use ipnet::IpNet;
+use proptest::prelude::*;
+
+use super::*;
+use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
+use crate::guard::runtime::{GuardTiming, LocalIntent, LocalService};
+
+fn net(s: &str) -> IpNet {
+    s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
+}
+
+/// An in-memory etcd: one revision counter, keys with their `mod_revision` and lease,
+/// transactions whose compares are `mod_revision(key) == r` (a missing key's is 0, as in
+/// etcd), and lease expiry deleting every key of the lease in one revision.
+#[derive(Debug, Default)]
+struct MemEtcd {
+    revision: i64,
+    kvs: BTreeMap<String, Kv>,
+    live_leases: BTreeSet<i64>,
+    next_lease: i64,
+    up: bool,
+}
+
+#[derive(Debug, PartialEq, Eq)]
+enum TxnResult {
+    Committed(i64),
+    Conflict,
+    Unreachable,
+}
+
+impl MemEtcd {
+    fn grant(&mut self) -> Option<i64> {
+        if !self.up {
+            return None;
+        }
+        self.next_lease += 1;
+        self.live_leases.insert(self.next_lease);
+        Some(self.next_lease)
+    }
+
+    fn txn(&mut self, lease: i64, plan: &TxnPlan) -> TxnResult {
+        if !self.up {
+            return TxnResult::Unreachable;
+        }
+        // etcd refuses a put with a lease that does not exist (the whole txn fails).
+        let leased = plan
+            .ops
+            .iter()
+            .any(|op| matches!(op, Op::Put { leased: true, .. }));
+        if leased && !self.live_leases.contains(&lease) {
+            return TxnResult::Unreachable;
+        }
+        let holds = plan
+            .compares
+            .iter()
+            .all(|(k, r)| self.kvs.get(k).map_or(0, |kv| kv.mod_revision) == *r);
+        if !holds {
+            return TxnResult::Conflict;
+        }
+        if plan.ops.is_empty() {
+            return TxnResult::Committed(self.revision);
+        }
+        self.revision += 1;
+        for op in &plan.ops {
+            match op {
+                Op::Put { key, value, leased } => {
+                    self.kvs.insert(
+                        key.clone(),
+                        Kv::new(
+                            value.clone(),
+                            self.revision,
+                            if *leased { lease } else { 0 },
+                        ),
+                    );
+                }
+                Op::Delete { key } => {
+                    self.kvs.remove(key);
+                }
+            }
+        }
+        TxnResult::Committed(self.revision)
+    }
+
+    fn expire(&mut self, lease: i64) {
+        if self.live_leases.remove(&lease) {
+            self.revision += 1;
+            self.kvs.retain(|_, kv| kv.lease != lease);
+        }
+    }
+
+    fn snapshot(&self) -> Snapshot {
+        Snapshot {
+            revision: self.revision,
+            kvs: self.kvs.clone(),
+        }
+    }
+}
+
+const SITES: [&str; 5] = ["a", "b", "c", "d", "e"];
+
+/// One simulated site: the real decision ([`decide`]), publication
+/// ([`desired_records`], [`plan_publication`]) and withdrawal ([`plan_withdrawal`]) code,
+/// with the driver's possibly stale snapshot.
+#[derive(Debug)]
+struct SimSite {
+    name: &'static str,
+    healthy: bool,
+    removed: bool,
+    alive: bool,
+    /// Cut off from etcd.
+    partitioned: bool,
+    /// The prefix is on the wire here.
+    wire: bool,
+    /// Went off the wire without a guard decision (crash): the guard is not to blame.
+    lost: bool,
+    intent: LocalIntent,
+    decision: Decision,
+    lease: i64,
+    store: StoreState,
+    report: Option<(SiteReport, Instant)>,
+}
+
+struct Sim {
+    etcd: MemEtcd,
+    sites: Vec<SimSite>,
+    layout: Layout,
+    min_sites: usize,
+    prefix: IpNet,
+    t0: Instant,
+    step: u64,
+}
+
+impl Sim {
+    fn new(n: usize, min_sites: usize) -> Self {
+        let mut sim = Sim {
+            etcd: MemEtcd {
+                up: true,
+                ..MemEtcd::default()
+            },
+            sites: SITES[..n]
+                .iter()
+                .map(|name| SimSite {
+                    name,
+                    healthy: true,
+                    removed: false,
+                    alive: true,
+                    partitioned: false,
+                    wire: true,
+                    lost: false,
+                    intent: LocalIntent::None,
+                    decision: Decision::Announce,
+                    lease: 0,
+                    store: StoreState::default(),
+                    report: None,
+                })
+                .collect(),
+            layout: Layout::new("/anyguard"),
+            min_sites,
+            prefix: net("203.0.113.0/24"),
+            t0: Instant::now(),
+            step: 0,
+        };
+        for i in 0..n {
+            sim.coordinator(i);
+            sim.driver(i);
+        }
+        for i in 0..n {
+            sim.sync(i);
+        }
+        sim
+    }
+
+    fn now(&mut self) -> Instant {
+        self.step += 1;
+        self.t0 + Duration::from_millis(self.step)
+    }
+
+    fn others(&self, i: usize) -> Vec<&'static str> {
+        self.sites
+            .iter()
+            .enumerate()
+            .filter(|(j, _)| *j != i)
+            .map(|(_, s)| s.name)
+            .collect()
+    }
+
+    /// The watch delivers: the driver's snapshot becomes the store's.
+    fn sync(&mut self, i: usize) {
+        let s = &self.sites[i];
+        if !s.alive || s.partitioned || !self.etcd.up {
+            return;
+        }
+        self.sites[i].store.snapshot = self.etcd.snapshot();
+    }
+
+    /// The coordinator's turn: decide on the driver's state, act, publish the report.
+    fn coordinator(&mut self, i: usize) {
+        if !self.sites[i].alive {
+            return;
+        }
+        let now = self.now();
+        let others = self.others(i);
+        let prefixes = [self.prefix];
+        let view = FleetView::default();
+        let s = &self.sites[i];
+        let input = GuardInput {
+            service: "web",
+            prefixes: &prefixes,
+            min_sites: self.min_sites,
+            local_site: s.name,
+            local_rank: i,
+            local: LocalService {
+                healthy: s.healthy && !s.removed,
+                drain: if s.removed {
+                    Drain::Removed
+                } else {
+                    Drain::None
+                },
+                announcing: s.wire,
+                intent: s.intent,
+            },
+            view: &view,
+            timing: GuardTiming {
+                stale_after: Duration::from_secs(3),
+                intent_wait: Duration::from_secs(3),
+            },
+        };
+        let decision = decide(&input, &self.layout, &others, &s.store);
+        let s = &mut self.sites[i];
+        match &decision {
+            Decision::Withdraw { .. } => {
+                if s.wire {
+                    s.wire = false;
+                }
+            }
+            // A healthy site (back) in the config announces; a restarted one too.
+            Decision::Announce => {
+                if !s.wire {
+                    s.wire = true;
+                    s.lost = false;
+                }
+            }
+            Decision::Hold { .. } | Decision::PublishIntentAndWait { .. } => {}
+        }
+        let report = SiteReport {
+            version: REPORT_VERSION,
+            site: s.name.to_owned(),
+            generation: self.step,
+            services: vec![ServiceReport {
+                name: "web".into(),
+                prefixes: vec![self.prefix],
+                healthy: s.healthy && !s.removed,
+                announcing: s.wire && decision.announces(),
+                intent: decision.intent(),
+            }],
+            fleet_digest: None,
+        };
+        // Visible to the driver from now on; the intent's time is taken after that.
+        let visible_at = now;
+        s.report = Some((report, visible_at));
+        s.intent = s.intent.advance(&decision, visible_at);
+        s.decision = decision;
+    }
+
+    /// The driver's turn: keep the lease (a new one if it expired), publish the records of
+    /// the latest report, ask for the withdrawals the report asks for.
+    fn driver(&mut self, i: usize) {
+        let now = self.now();
+        let others = self.others(i);
+        let (layout, min_sites) = (self.layout.clone(), self.min_sites);
+        let etcd = &mut self.etcd;
+        let s = &mut self.sites[i];
+        if !s.alive {
+            return;
+        }
+        if s.partitioned || !etcd.up {
+            s.store.usable = false;
+            s.store.error = Some("unreachable".into());
+            return;
+        }
+        if !etcd.live_leases.contains(&s.lease) {
+            match etcd.grant() {
+                Some(l) => s.lease = l,
+                None => return,
+            }
+            s.store.snapshot = etcd.snapshot();
+        }
+        s.store.usable = true;
+        s.store.error = None;
+        s.store.last_contact = Some(now);
+        let Some((report, _)) = s.report.clone() else {
+            return;
+        };
+        let asked_at = now;
+        refresh_grants(&mut s.store, &report, asked_at);
+        let site = SiteRecord {
+            version: REPORT_VERSION,
+            fleet_digest: String::new(),
+        };
+        if let Some(plan) = publication(&s.store, &layout, s.name, &site, &report, s.lease) {
+            // As the driver: after a publication, the next step (on the watch's event)
+            // plans the withdrawals.
+            if let TxnResult::Committed(rev) = etcd.txn(s.lease, &plan) {
+                apply_committed(&mut s.store.snapshot, &plan, rev, s.lease);
+            }
+            return;
+        }
+        for entry in &report.services {
+            let Some(plan) = withdrawal_for(&s.store, &layout, &others, s.name, entry, min_sites)
+            else {
+                continue;
+            };
+            match etcd.txn(s.lease, &plan) {
+                TxnResult::Committed(revision) => {
+                    apply_committed(&mut s.store.snapshot, &plan, revision, s.lease);
+                    granted(&mut s.store, entry, asked_at, revision);
+                }
+                TxnResult::Conflict | TxnResult::Unreachable => return,
+            }
+        }
+    }
+
+    fn on_wire(&self) -> usize {
+        self.sites.iter().filter(|s| s.wire).count()
+    }
+
+    fn lost(&self) -> usize {
+        self.sites.iter().filter(|s| s.lost && !s.wire).count()
+    }
+
+    fn check(&self, what: &str) {
+        assert!(
+            self.on_wire() + self.lost() >= self.min_sites,
+            "after {what}: {} on the wire + {} lost by crashes < min_sites {}: {:#?}",
+            self.on_wire(),
+            self.lost(),
+            self.min_sites,
+            self.sites
+                .iter()
+                .map(|s| (s.name, s.wire, s.lost, &s.decision))
+                .collect::<Vec<_>>()
+        );
+    }
+
+    fn apply(&mut self, ev: &Event) {
+        let n = self.sites.len();
+        match *ev {
+            Event::Fail(i) => self.sites[i % n].healthy = false,
+            Event::Recover(i) => self.sites[i % n].healthy = true,
+            Event::RemoveByReload(i) => self.sites[i % n].removed = true,
+            Event::AddByReload(i) => self.sites[i % n].removed = false,
+            Event::Coordinator(i) => self.coordinator(i % n),
+            Event::Driver(i) => self.driver(i % n),
+            Event::Sync(i) => self.sync(i % n),
+            Event::Crash(i) => {
+                let s = &mut self.sites[i % n];
+                if s.alive {
+                    s.alive = false;
+                    if s.wire {
+                        s.wire = false;
+                        s.lost = true;
+                    }
+                }
+            }
+            Event::Restart(i) => {
+                let s = &mut self.sites[i % n];
+                if !s.alive {
+                    // A new process: no intent, no grants, the last lease may still live.
+                    s.alive = true;
+                    s.intent = LocalIntent::None;
+                    s.decision = Decision::Announce;
+                    s.report = None;
+                    s.store = StoreState::default();
+                }
+            }
+            Event::Partition(i) => self.sites[i % n].partitioned = true,
+            Event::Heal(i) => self.sites[i % n].partitioned = false,
+            Event::LeaseExpiry(i) => {
+                // Only a lease nobody keeps alive expires: a dead or cut-off site's.
+                let s = &self.sites[i % n];
+                if !s.alive || s.partitioned || !self.etcd.up {
+                    let lease = s.lease;
+                    self.etcd.expire(lease);
+                }
+            }
+            Event::StoreDown => self.etcd.up = false,
+            Event::StoreUp => self.etcd.up = true,
+            // Every site's turn on the same snapshot: the simultaneous case.
+            Event::AllCoordinators => (0..n).for_each(|i| self.coordinator(i)),
+            Event::AllDrivers => (0..n).for_each(|i| self.driver(i)),
+            Event::AllSync => (0..n).for_each(|i| self.sync(i)),
+        }
+    }
+
+    /// Everything up and healed, every site restarted, then rounds of every site's turns.
+    fn settle(&mut self) {
+        self.etcd.up = true;
+        for i in 0..self.sites.len() {
+            self.apply(&Event::Restart(i));
+            self.apply(&Event::Heal(i));
+        }
+        for _ in 0..(4 * self.sites.len() + 4) {
+            for i in 0..self.sites.len() {
+                self.sync(i);
+                self.coordinator(i);
+                self.driver(i);
+                self.check("a settling turn");
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Event {
+    Fail(usize),
+    Recover(usize),
+    RemoveByReload(usize),
+    AddByReload(usize),
+    Coordinator(usize),
+    Driver(usize),
+    Sync(usize),
+    Crash(usize),
+    Restart(usize),
+    Partition(usize),
+    Heal(usize),
+    LeaseExpiry(usize),
+    StoreDown,
+    StoreUp,
+    AllCoordinators,
+    AllDrivers,
+    AllSync,
+}
+
+fn event() -> impl Strategy<Value = Event> {
+    let i = 0usize..5;
+    prop_oneof![
+        3 => i.clone().prop_map(Event::Fail),
+        1 => i.clone().prop_map(Event::Recover),
+        1 => i.clone().prop_map(Event::RemoveByReload),
+        1 => i.clone().prop_map(Event::AddByReload),
+        6 => i.clone().prop_map(Event::Coordinator),
+        6 => i.clone().prop_map(Event::Driver),
+        4 => i.clone().prop_map(Event::Sync),
+        1 => i.clone().prop_map(Event::Crash),
+        1 => i.clone().prop_map(Event::Restart),
+        1 => i.clone().prop_map(Event::Partition),
+        1 => i.clone().prop_map(Event::Heal),
+        1 => i.prop_map(Event::LeaseExpiry),
+        1 => Just(Event::StoreDown),
+        1 => Just(Event::StoreUp),
+        3 => Just(Event::AllCoordinators),
+        3 => Just(Event::AllDrivers),
+        3 => Just(Event::AllSync),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 1000, ..ProptestConfig::default() })]
+
+    /// The invariant of docs/guard.md ("The etcd backend"): with no forced drain and no
+    /// retirement, at every step the sites announcing the prefix on the wire, plus those
+    /// that lost it by crashing, are at least `min_sites`; and once everything is up again
+    /// every healthy site announces and no sick site is held beyond what `min_sites` needs
+    /// (at most max(min_sites, healthy sites) announce).
+    #[test]
+    fn etcd_guard_never_leaves_fewer_than_min_sites_announcing(
+        n in 2usize..=5,
+        min in 1usize..=3,
+        events in proptest::collection::vec(event(), 1..150),
+    ) {
+        let min_sites = min.min(n);
+        let mut sim = Sim::new(n, min_sites);
+        sim.check("the start");
+        for ev in &events {
+            sim.apply(ev);
+            sim.check(&format!("{ev:?}"));
+        }
+        sim.settle();
+        let healthy = sim.sites.iter().filter(|s| s.healthy && !s.removed).count();
+        prop_assert!(sim.on_wire() <= healthy.max(min_sites), "settled: {:?}",
+            sim.sites.iter().map(|s| (s.name, s.healthy && !s.removed, s.wire, &s.decision)).collect::<Vec<_>>());
+        prop_assert!(sim.sites.iter().all(|s| !s.healthy || s.removed || s.wire));
+    }
+}
+
+#[test]
+fn every_site_failing_at_once_leaves_exactly_min_sites() {
+    for (n, min_sites) in [(3, 1), (3, 2), (5, 2), (5, 3)] {
+        let mut sim = Sim::new(n, min_sites);
+        for i in 0..n {
+            sim.apply(&Event::Fail(i));
+        }
+        // Every coordinator asks, every driver publishes `held`, the watch brings all of
+        // it to everyone: then every driver tries on the same snapshot.
+        for i in 0..n {
+            sim.coordinator(i);
+        }
+        sim.apply(&Event::AllDrivers);
+        sim.apply(&Event::AllSync);
+        for i in 0..n {
+            sim.driver(i);
+            sim.check("a driver's transaction");
+        }
+        assert_eq!(
+            sim.sites
+                .iter()
+                .filter(|s| !s.store.grants.is_empty())
+                .count(),
+            1,
+            "only the first transaction on a shared snapshot commits"
+        );
+        sim.settle();
+        assert_eq!(sim.on_wire(), min_sites, "{n} sites, min_sites {min_sites}");
+    }
+}
+
+/// An in-memory etcd where each of `sites` holds a lease and has published `web` `p` as
+/// announcing; the leases by site.
+fn announcing_sites(
+    layout: &Layout,
+    p: IpNet,
+    sites: &[&'static str],
+) -> (MemEtcd, BTreeMap<&'static str, i64>) {
+    let mut etcd = MemEtcd {
+        up: true,
+        ..MemEtcd::default()
+    };
+    let mut leases = BTreeMap::new();
+    for site in sites {
+        let lease = etcd.grant().unwrap_or_default();
+        leases.insert(*site, lease);
+        let desired = BTreeMap::from([(
+            ("web".to_owned(), p),
+            Record {
+                healthy: true,
+                announcing: true,
+                intent: Intent::None,
+            },
+        )]);
+        let site_record = SiteRecord {
+            version: 1,
+            fleet_digest: "d".into(),
+        };
+        let plan = plan_publication(
+            &etcd.snapshot(),
+            layout,
+            site,
+            &site_record,
+            &desired,
+            lease,
+        )
+        .unwrap_or_default();
+        assert!(matches!(etcd.txn(lease, &plan), TxnResult::Committed(_)));
+    }
+    (etcd, leases)
+}
+
+#[test]
+fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b", "c"]);
+    let snapshot = etcd.snapshot();
+    // min_sites 2: a and b each see the two others announcing.
+    let plan = |me: &str, others: &[&str]| {
+        plan_withdrawal(&snapshot, &layout, others, me, "web", &[p], 2, false)
+            .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
+    };
+    let (pa, pb) = (plan("a", &["b", "c"]), plan("b", &["a", "c"]));
+    assert!(matches!(
+        etcd.txn(leases["a"], &pa),
+        TxnResult::Committed(_)
+    ));
+    assert_eq!(etcd.txn(leases["b"], &pb), TxnResult::Conflict);
+    // b reads again: a withdrawing, so only c counts.
+    let fresh = etcd.snapshot();
+    let shortfall = plan_withdrawal(&fresh, &layout, &["a", "c"], "b", "web", &[p], 2, false)
+        .expect_err("one other site left");
+    assert_eq!(shortfall.counted, 1);
+    assert_eq!(
+        shortfall.assessment.to_string(),
+        "a: withdrawing 203.0.113.0/24, c: announcing"
+    );
+}
+
+#[test]
+fn a_counted_site_whose_lease_expires_after_the_read_fails_the_transaction() {
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b"]);
+    let snapshot = etcd.snapshot();
+    let plan = plan_withdrawal(&snapshot, &layout, &["b"], "a", "web", &[p], 1, false)
+        .unwrap_or_else(|s| panic!("{}", s.assessment));
+    // b's lease expires (no epoch bump: nobody wrote): a's compare on b's record catches it.
+    etcd.expire(leases["b"]);
+    assert_eq!(etcd.txn(leases["a"], &plan), TxnResult::Conflict);
+    let after = etcd.snapshot();
+    assert_eq!(
+        assess(&after, &layout, &["b"], "web", &[p]).entries,
+        [("b".to_owned(), StoreSiteState::NoLease)]
+    );
+}
+
+#[test]
+fn the_layout_escapes_prefixes_and_parses_back() {
+    let layout = Layout::new("/anyguard/prod");
+    let p = net("2001:db8:100::/48");
+    let key = layout.record("we/b%", &p, "site-a");
+    assert_eq!(
+        key,
+        "/anyguard/prod/v1/svc/we%2Fb%25/2001:db8:100::%2F48/site/site-a"
+    );
+    assert_eq!(
+        layout.parse(&key),
+        Some(Key::Record {
+            service: "we/b%".into(),
+            prefix: p,
+            site: "site-a".into()
+        })
+    );
+    assert_eq!(
+        layout.parse(&layout.epoch("web", &p)),
+        Some(Key::Epoch {
+            service: "web".into(),
+            prefix: p
+        })
+    );
+    assert_eq!(layout.parse(&layout.site("b")), Some(Key::Site("b".into())));
+    assert_eq!(layout.parse("/anyguard/prod/v2/site/b"), None);
+    assert_eq!(layout.parse("/other/v1/site/b"), None);
+}
+
+#[test]
+fn an_asking_site_is_published_held_and_a_granted_one_withdrawing() {
+    let p = net("203.0.113.0/24");
+    let report = SiteReport {
+        version: REPORT_VERSION,
+        site: "a".into(),
+        generation: 1,
+        services: vec![ServiceReport {
+            name: "web".into(),
+            prefixes: vec![p],
+            healthy: false,
+            announcing: true,
+            intent: Intent::Withdrawing,
+        }],
+        fleet_digest: None,
+    };
+    let asking = desired_records(&report, &BTreeSet::new());
+    assert_eq!(
+        asking[&("web".to_owned(), p)],
+        Record {
+            healthy: false,
+            announcing: true,
+            intent: Intent::Held
+        },
+        "still announcing: it counts until its transaction commits"
+    );
+    let granted = desired_records(&report, &BTreeSet::from([("web".to_owned(), p)]));
+    assert!(!granted[&("web".to_owned(), p)].counts());
+}
+
+#[test]
+fn an_unusable_store_holds_loudly_and_a_grant_for_an_older_intent_does_not_count() {
+    let p = net("203.0.113.0/24");
+    let layout = Layout::new("/anyguard");
+    let t0 = Instant::now();
+    let view = FleetView::default();
+    let mut store = StoreState {
+        usable: false,
+        error: Some("connection refused".into()),
+        ..StoreState::default()
+    };
+    let input = |intent| GuardInput {
+        service: "web",
+        prefixes: std::slice::from_ref(&p),
+        min_sites: 1,
+        local_site: "a",
+        local_rank: 0,
+        local: LocalService {
+            healthy: false,
+            drain: Drain::None,
+            announcing: true,
+            intent,
+        },
+        view: &view,
+        timing: GuardTiming {
+            stale_after: Duration::from_secs(3),
+            intent_wait: Duration::from_secs(3),
+        },
+    };
+    let d = decide(&input(LocalIntent::None), &layout, &["b"], &store);
+    assert!(
+        matches!(&d, Decision::Hold { reason } if reason.contains("ETCD UNREACHABLE (connection refused)")),
+        "{d:?}"
+    );
+    // A grant asked before the current intent was published answers an older intent.
+    store.grants.insert(
+        ("web".into(), p),
+        Grant {
+            asked_at: t0,
+            revision: 7,
+        },
+    );
+    let later = LocalIntent::Withdrawing {
+        published_at: t0 + Duration::from_millis(1),
+    };
+    assert!(matches!(
+        decide(&input(later), &layout, &["b"], &store),
+        Decision::Hold { .. }
+    ));
+    let earlier = LocalIntent::Withdrawing {
+        published_at: t0 - Duration::from_millis(1),
+    };
+    assert!(
+        matches!(decide(&input(earlier), &layout, &["b"], &store), Decision::Withdraw { reason, .. } if reason.contains("revision 7")),
+        "a committed withdrawal goes even while etcd is unreachable"
+    );
+}
+
+#[test]
+fn two_held_sites_asking_on_one_snapshot_cannot_both_withdraw() {
+    // min_sites 2 of 3. b and c hold (their records already say `held`), then a recovers:
+    // b and c both ask on the same snapshot, with nothing of their own to publish first,
+    // so only the withdrawal's compares (the epoch, the counted records) stand between
+    // them.
+    let mut sim = Sim::new(3, 2);
+    for i in 0..3 {
+        sim.apply(&Event::Fail(i));
+    }
+    sim.apply(&Event::AllCoordinators);
+    sim.apply(&Event::Driver(0));
+    sim.apply(&Event::Sync(0));
+    sim.apply(&Event::Driver(0));
+    assert!(
+        !sim.sites[0].store.grants.is_empty(),
+        "a's withdrawal commits"
+    );
+    sim.apply(&Event::AllSync);
+    for ev in [
+        Event::Coordinator(1),
+        Event::Coordinator(2),
+        Event::Driver(1),
+        Event::Sync(2),
+        Event::Driver(2),
+    ] {
+        sim.apply(&ev);
+        sim.check(&format!("{ev:?}"));
+    }
+    assert!(matches!(sim.sites[1].decision, Decision::Hold { .. }));
+    assert!(matches!(sim.sites[2].decision, Decision::Hold { .. }));
+    sim.apply(&Event::Recover(0));
+    sim.apply(&Event::Coordinator(0));
+    sim.apply(&Event::Sync(0));
+    sim.apply(&Event::Driver(0));
+    sim.apply(&Event::AllSync);
+    sim.apply(&Event::Coordinator(1));
+    sim.apply(&Event::Coordinator(2));
+    assert!(matches!(
+        sim.sites[1].decision,
+        Decision::PublishIntentAndWait { .. }
+    ));
+    assert!(matches!(
+        sim.sites[2].decision,
+        Decision::PublishIntentAndWait { .. }
+    ));
+    sim.apply(&Event::Driver(1));
+    sim.apply(&Event::Driver(2));
+    assert_eq!(
+        sim.sites
+            .iter()
+            .filter(|s| !s.store.grants.is_empty())
+            .count(),
+        1,
+        "the second transaction on the same snapshot conflicts"
+    );
+    sim.apply(&Event::AllCoordinators);
+    sim.check("both decided");
+    assert_eq!(sim.on_wire(), 2);
+}
+
+#[test]
+fn a_new_session_rewrites_records_left_under_the_old_lease() {
+    // A session ended while the old lease still lived: the new session reads its own
+    // records, equal to what it wants, but attached to a lease nobody keeps alive. Left as
+    // they are they would expire under a healthy site; they are written again.
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a"]);
+    let new_lease = etcd.grant().unwrap_or_default();
+    let desired = BTreeMap::from([(
+        ("web".to_owned(), p),
+        Record {
+            healthy: true,
+            announcing: true,
+            intent: Intent::None,
+        },
+    )]);
+    let site = SiteRecord {
+        version: 1,
+        fleet_digest: "d".into(),
+    };
+    let snapshot = etcd.snapshot();
+    assert_eq!(
+        plan_publication(&snapshot, &layout, "a", &site, &desired, leases["a"]),
+        None,
+        "same lease, same values: nothing to write"
+    );
+    let plan = plan_publication(&snapshot, &layout, "a", &site, &desired, new_lease)
+        .unwrap_or_else(|| panic!("the old lease's keys must be written again"));
+    assert!(matches!(
+        etcd.txn(new_lease, &plan),
+        TxnResult::Committed(_)
+    ));
+    etcd.expire(leases["a"]);
+    assert_eq!(
+        assess(&etcd.snapshot(), &layout, &["a"], "web", &[p]).counted(),
+        ["a"]
+    );
+}

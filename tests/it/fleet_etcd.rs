@@ -1,0 +1,508 @@
+//! The etcd fleet backend through the real binary (issue #16): three daemons share one
+//! real single-node etcd (Debian's `etcd-server`, `/usr/bin/etcd`, started here on
+//! loopback ports from the OS with its own data directory, stopped by PID), each with a
+//! fake BGP router on loopback that records what the daemon sends on the wire.
+//!
+//! - every site fails at once: exactly `min_sites` keep announcing (on the wire);
+//! - a site whose lease expires (SIGSTOP) stops counting, and counts again when it
+//!   comes back;
+//! - etcd stopped mid-way: every withdrawal is held (nothing leaves the wire), loudly in
+//!   `/status`; etcd back: the withdrawals go through the store, exactly `min_sites` stay.
+//!
+//! Skips loudly when `/usr/bin/etcd` is missing (`.ci/run` installs `etcd-server`).
+//! Every wait is bounded; every process is stopped by PID.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyguard::status::model::StatusDocument;
+use anyguard_proto::{Message, UpdateMessage};
+use nix::sys::signal::{kill, Signal};
+use nix::unistd::Pid;
+use tokio::net::TcpListener;
+use tokio::process::{Child, Command};
+
+use crate::fakepeer::{self, FakeError, FakePeer};
+use crate::guard_cli::{service, Daemon, Files, WAIT, WEB};
+
+const ETCD: &str = "/usr/bin/etcd";
+
+/// A single-node etcd on loopback, stopped by PID on drop.
+struct Etcd {
+    child: Child,
+    client_url: String,
+    args: Vec<String>,
+}
+
+/// A free loopback port, from the OS.
+async fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+impl Etcd {
+    /// `None` (and a loud line) when etcd is not installed.
+    async fn start(dir: &Path) -> Option<Etcd> {
+        if !Path::new(ETCD).exists() {
+            eprintln!("SKIP: {ETCD} is missing (apt-get install etcd-server; .ci/run does)");
+            return None;
+        }
+        let (client, peer) = (free_port().await, free_port().await);
+        let client_url = format!("http://127.0.0.1:{client}");
+        let peer_url = format!("http://127.0.0.1:{peer}");
+        let args = vec![
+            "--name".into(),
+            "it".into(),
+            "--data-dir".into(),
+            dir.join("etcd-data").display().to_string(),
+            "--listen-client-urls".into(),
+            client_url.clone(),
+            "--advertise-client-urls".into(),
+            client_url.clone(),
+            "--listen-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-advertise-peer-urls".into(),
+            peer_url.clone(),
+            "--initial-cluster".into(),
+            format!("it={peer_url}"),
+            "--log-level".into(),
+            "error".into(),
+        ];
+        let mut etcd = Etcd {
+            child: spawn_etcd(&args),
+            client_url,
+            args,
+        };
+        etcd.wait_ready().await;
+        Some(etcd)
+    }
+
+    async fn wait_ready(&mut self) {
+        for _ in 0..100 {
+            if let Ok(Ok(mut c)) = tokio::time::timeout(
+                Duration::from_secs(1),
+                etcd_client::Client::connect([self.client_url.as_str()], None),
+            )
+            .await
+            {
+                if let Ok(Ok(_)) =
+                    tokio::time::timeout(Duration::from_secs(1), c.get("health-probe", None)).await
+                {
+                    return;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        panic!("etcd at {} did not become ready", self.client_url);
+    }
+
+    /// SIGKILL by PID (a member that lost quorum can take seconds on SIGTERM).
+    async fn kill(&mut self) {
+        let _ = self.child.start_kill();
+        let _ = tokio::time::timeout(WAIT, self.child.wait()).await;
+    }
+
+    /// Starts it again on the same ports and data.
+    async fn restart(&mut self) {
+        self.child = spawn_etcd(&self.args);
+        self.wait_ready().await;
+    }
+}
+
+fn spawn_etcd(args: &[String]) -> Child {
+    Command::new(ETCD)
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("start etcd")
+}
+
+/// What one site's router holds, as the daemon told it (true = `WEB` announced), with
+/// every change in order.
+#[derive(Default)]
+struct Rib {
+    web: bool,
+    changes: Vec<(Instant, bool)>,
+}
+
+/// One site: its daemon, the file its health check tests, its router's view.
+struct Site {
+    name: &'static str,
+    daemon: Daemon,
+    ok_file: PathBuf,
+    rib: Arc<Mutex<Rib>>,
+}
+
+fn apply_update(rib: &Mutex<Rib>, u: &UpdateMessage) {
+    let announced = u.nlri.iter().any(|p| p.to_string() == WEB);
+    let withdrawn = u.withdrawn.iter().any(|p| p.to_string() == WEB);
+    let mut r = rib.lock().expect("rib lock");
+    let now = if announced {
+        true
+    } else if withdrawn {
+        false
+    } else {
+        return;
+    };
+    if r.web != now {
+        r.web = now;
+        r.changes.push((Instant::now(), now));
+    }
+}
+
+/// Reads the daemon's messages for as long as the session lives, answering with
+/// KEEPALIVEs every second (bounded: one hour of turns at most).
+fn watch_router(mut peer: FakePeer, rib: Arc<Mutex<Rib>>) {
+    tokio::spawn(async move {
+        for _ in 0..3600 {
+            match peer.recv_within(Duration::from_secs(1)).await {
+                Ok(Message::Update(u)) => apply_update(&rib, &u),
+                Ok(_) | Err(FakeError::Timeout) => {}
+                Err(_) => return,
+            }
+            peer.send(&Message::Keepalive).await;
+        }
+    });
+}
+
+fn fleet(etcd: &str, prefix: &str, min_sites: usize) -> String {
+    let mut t = format!(
+        "backend = \"etcd\"\n\n[etcd]\nendpoints = [\"{etcd}\"]\nkey_prefix = \"{prefix}\"\n\
+         lease_ttl = \"2s\"\ntimeout = \"500ms\"\n"
+    );
+    for (i, s) in ["a", "b", "c"].iter().enumerate() {
+        // Nobody polls these with etcd; a port nobody listens on.
+        t.push_str(&format!(
+            "\n[[site]]\nname = \"{s}\"\nstatus_url = \"http://127.0.0.1:{}/status\"\n",
+            9 + i
+        ));
+    }
+    t.push_str(&format!(
+        "\n[[service]]\nname = \"web\"\nmin_sites = {min_sites}\nprefixes = [\"{WEB}\"]\n"
+    ));
+    t
+}
+
+/// Site `name`'s config: one active peer on loopback `port`, `web` with a check that
+/// passes while `ok_file` exists, and `extra` lines in the service.
+fn site_config(name: &str, port: u16, ok_file: &Path, extra: &str) -> String {
+    let check = format!(
+        "type = \"command\"\nargv = [\"test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\n\
+         timeout = \"150ms\"\nrise = 1\nfall = 1",
+        ok_file.display()
+    );
+    format!(
+        "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
+         [fleet]\npath = \"fleet.toml\"\nsite = \"{name}\"\n\n[[peer]]\nname = \"upstream\"\n\
+         address = \"127.0.0.1\"\nport = {port}\nremote_asn = 65000\nmode = \"active\"\n\
+         hold_time = \"30s\"\n\n{}",
+        service("web", &[WEB], extra, &check)
+    )
+}
+
+/// `anyguard check --config` of site `name`'s config with `web` disabled: judged against
+/// the other sites as the store shows them.
+async fn check_disabling(files: &Files, name: &str) -> crate::guard_cli::Run {
+    let path = files.write(
+        &format!("{name}-off.toml"),
+        &site_config(name, 9, &files.dir().join("unused"), "disabled = true"),
+    );
+    let path = path.display().to_string();
+    crate::guard_cli::check(files.dir(), &["--config", &path]).await
+}
+
+/// Starts the three sites, each with its router, and waits until every one announces
+/// `web` on the wire and the store shows all three announcing it.
+async fn start_sites(files: &Files) -> Vec<Site> {
+    let mut sites = Vec::new();
+    for name in ["a", "b", "c"] {
+        let ok_file = files.write(&format!("ok-{name}"), "");
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = upstream.local_addr().expect("addr").port();
+        let config = site_config(name, port, &ok_file, "");
+        let path = files.write(&format!("{name}.toml"), &config);
+        let daemon = Daemon::start(&path).await;
+        let mut peer = FakePeer::accept(&upstream).await;
+        peer.establish(fakepeer::open(
+            65000,
+            "198.18.0.1".parse().expect("id"),
+            30,
+            true,
+            false,
+        ))
+        .await;
+        let rib = Arc::new(Mutex::new(Rib::default()));
+        watch_router(peer, Arc::clone(&rib));
+        sites.push(Site {
+            name,
+            daemon,
+            ok_file,
+            rib,
+        });
+    }
+    for s in &sites {
+        wait_for(&format!("{} announcing on the wire", s.name), || {
+            s.rib.lock().expect("rib").web
+        })
+        .await;
+        s.daemon
+            .doc_until("the store shows a, b and c announcing web", |d| {
+                store_sites(d) == ["a", "b", "c"]
+            })
+            .await;
+    }
+    sites
+}
+
+/// The sites the store says announce `WEB`, as this daemon's `/status` shows them.
+fn store_sites(d: &StatusDocument) -> Vec<String> {
+    d.fleet
+        .as_ref()
+        .and_then(|f| f.store.as_ref())
+        .and_then(|s| s.prefixes.iter().find(|p| p.prefix == WEB))
+        .map(|p| p.sites_announcing.clone())
+        .unwrap_or_default()
+}
+
+fn guard_of(d: &StatusDocument) -> &anyguard::status::model::GuardStatus {
+    &d.services
+        .iter()
+        .find(|s| s.name == "web")
+        .expect("web in status")
+        .guard
+}
+
+async fn wait_for(what: &str, pred: impl Fn() -> bool) {
+    for _ in 0..(WAIT.as_millis() / 50) {
+        if pred() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("never: {what}");
+}
+
+fn on_wire(sites: &[Site]) -> Vec<&'static str> {
+    sites
+        .iter()
+        .filter(|s| s.rib.lock().expect("rib").web)
+        .map(|s| s.name)
+        .collect()
+}
+
+/// The fewest sites announcing at any moment since `since`, replaying every router's
+/// changes in time order (each router starts `since` announcing).
+fn fewest_since(sites: &[Site], since: Instant) -> usize {
+    let mut events: Vec<(Instant, usize, bool)> = Vec::new();
+    for (i, s) in sites.iter().enumerate() {
+        for (t, up) in &s.rib.lock().expect("rib").changes {
+            if *t >= since {
+                events.push((*t, i, *up));
+            }
+        }
+    }
+    events.sort_by_key(|e| e.0);
+    let mut state: BTreeMap<usize, bool> = (0..sites.len()).map(|i| (i, true)).collect();
+    let mut fewest = sites.len();
+    for (_, i, up) in events {
+        state.insert(i, up);
+        fewest = fewest.min(state.values().filter(|v| **v).count());
+    }
+    fewest
+}
+
+fn signal(d: &Daemon, s: Signal) {
+    let pid = d.child.id().expect("running");
+    kill(Pid::from_raw(i32::try_from(pid).expect("pid")), s).expect("signal");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_site_failing_at_once_leaves_exactly_min_sites_and_an_expired_lease_stops_counting() {
+    let files = Files::new();
+    let Some(mut etcd) = Etcd::start(files.dir()).await else {
+        return;
+    };
+    files.write("fleet.toml", &fleet(&etcd.client_url, "/it/fail", 2));
+    let sites = start_sites(&files).await;
+    // `anyguard check` reads the store: with b and c announcing, a may drop web.
+    let run = check_disabling(&files, "a").await;
+    assert_eq!(run.code, Some(0), "{run:#?}");
+    assert!(
+        run.stdout.contains("b: announcing web") && run.stdout.contains("c: announcing web"),
+        "{run:#?}"
+    );
+
+    // Every health check fails within the same instant.
+    let t0 = Instant::now();
+    for s in &sites {
+        std::fs::remove_file(&s.ok_file).expect("remove ok file");
+    }
+    // One site withdraws, two hold; then nothing moves for a while.
+    wait_for("one site withdrawn", || on_wire(&sites).len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let kept = on_wire(&sites);
+    assert_eq!(kept.len(), 2, "exactly min_sites keep announcing: {kept:?}");
+    assert_eq!(
+        fewest_since(&sites, t0),
+        2,
+        "never fewer than min_sites on the wire"
+    );
+    let withdrawn = sites.iter().find(|s| !kept.contains(&s.name)).expect("one");
+    let held: Vec<&Site> = sites.iter().filter(|s| kept.contains(&s.name)).collect();
+    // Now a held site may not drop web: the store shows one other site announcing.
+    let run = check_disabling(&files, held[0].name).await;
+    assert_eq!(run.code, Some(1), "{run:#?}");
+    assert!(
+        run.stderr
+            .contains("would be announced by 1 of 3 sites (min_sites 2)")
+            && run
+                .stderr
+                .contains(&format!("{}: not announcing", withdrawn.name)),
+        "{run:#?}"
+    );
+    for h in &held {
+        let d = h.daemon.doc().await;
+        let g = guard_of(&d);
+        assert_eq!(g.decision, "held", "{}: {g:?}", h.name);
+        assert!(g.reason.contains("would leave 1 of 3"), "{g:?}");
+        let store = d
+            .fleet
+            .as_ref()
+            .and_then(|f| f.store.as_ref())
+            .expect("store");
+        assert!(store.connected && store.lease_id.is_some(), "{store:?}");
+    }
+    let d = withdrawn.daemon.doc().await;
+    let store = d
+        .fleet
+        .as_ref()
+        .and_then(|f| f.store.as_ref())
+        .expect("store");
+    assert_eq!(d.fleet.as_ref().map(|f| f.backend.as_str()), Some("etcd"));
+    assert_eq!(store.withdrawals_committed, 1, "{store:?}");
+    assert!(
+        store
+            .last_txn
+            .as_ref()
+            .is_some_and(|t| t.outcome == "committed"),
+        "{store:?}"
+    );
+
+    // A held site freezes: its lease expires and the others stop counting it.
+    let (frozen, other) = (held[0], held[1]);
+    signal(&frozen.daemon, Signal::SIGSTOP);
+    other
+        .daemon
+        .doc_until("the frozen site's records gone from the store", |d| {
+            !store_sites(d).iter().any(|s| s == frozen.name)
+        })
+        .await;
+    // The withdrawn site recovers: the held one counts it, but not the frozen one, so it
+    // keeps holding (with the frozen site counted it would have withdrawn).
+    std::fs::write(&withdrawn.ok_file, "").expect("ok file");
+    wait_for("the recovered site announcing", || {
+        withdrawn.rib.lock().expect("rib").web
+    })
+    .await;
+    let d = other
+        .daemon
+        .doc_until("the recovered site counted", |d| {
+            guard_of(d).sites_announcing == [withdrawn.name]
+        })
+        .await;
+    assert_eq!(guard_of(&d).decision, "held", "{:?}", guard_of(&d));
+    assert!(
+        guard_of(&d)
+            .reason
+            .contains(&format!("{}: no lease in etcd", frozen.name)),
+        "{:?}",
+        guard_of(&d)
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(other.rib.lock().expect("rib").web, "still held");
+
+    // The frozen site comes back: a new session, a new lease, its records again; now two
+    // others count and one of the two sick sites withdraws.
+    signal(&frozen.daemon, Signal::SIGCONT);
+    wait_for("one of the sick sites withdrawn", || {
+        on_wire(&sites).len() == 2
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(on_wire(&sites).len(), 2, "{:?}", on_wire(&sites));
+    assert!(
+        withdrawn.rib.lock().expect("rib").web,
+        "the healthy one stays"
+    );
+    assert_eq!(fewest_since(&sites, t0), 2, "never fewer than min_sites");
+
+    for s in sites {
+        s.daemon.stop().await;
+    }
+    etcd.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_etcd_stopped_every_withdrawal_is_held_loudly_until_it_is_back() {
+    let files = Files::new();
+    let Some(mut etcd) = Etcd::start(files.dir()).await else {
+        return;
+    };
+    files.write("fleet.toml", &fleet(&etcd.client_url, "/it/outage", 1));
+    let sites = start_sites(&files).await;
+
+    etcd.kill().await;
+    for s in &sites {
+        s.daemon
+            .doc_until("the store not connected", |d| {
+                d.fleet
+                    .as_ref()
+                    .and_then(|f| f.store.as_ref())
+                    .is_some_and(|s| !s.connected && s.error.is_some())
+            })
+            .await;
+    }
+    // Every site fails while etcd is down: nothing may leave the wire.
+    let t0 = Instant::now();
+    for s in &sites {
+        std::fs::remove_file(&s.ok_file).expect("remove ok file");
+    }
+    for s in &sites {
+        let d = s
+            .daemon
+            .doc_until("web held for etcd", |d| guard_of(d).decision == "held")
+            .await;
+        assert!(
+            guard_of(&d).reason.contains("ETCD UNREACHABLE"),
+            "{:?}",
+            guard_of(&d)
+        );
+    }
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(
+        on_wire(&sites).len(),
+        3,
+        "nothing withdrawn while etcd is down"
+    );
+    assert_eq!(fewest_since(&sites, t0), 3);
+    let log = sites[0].daemon.log.lock().expect("log").join("\n");
+    assert!(log.contains("ETCD UNREACHABLE"), "the alarm is logged");
+
+    // etcd is back: the sites reconnect and withdraw through the store, min_sites 1 stays.
+    etcd.restart().await;
+    wait_for("two sites withdrawn", || on_wire(&sites).len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(on_wire(&sites).len(), 1, "{:?}", on_wire(&sites));
+    assert_eq!(fewest_since(&sites, t0), 1);
+
+    for s in sites {
+        s.daemon.stop().await;
+    }
+    etcd.kill().await;
+}
