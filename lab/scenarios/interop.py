@@ -10,10 +10,10 @@ router's own CLI AND the router's RIB shows our prefix learned from that session
 written to lab/results/interop.md.
 
 Then the protocol conformance rows of issue 12, each on a namespace pair of its own with one
-IPv4 session (see `EXTRA_ROWS`): iBGP (router ASN = anyguard's) showing the normal route and
-the de-preferred one as the router sees them; a fast-timer row (hold 3 against FRR `timers 1
+session (see `EXTRA_ROWS`): iBGP (router ASN = anyguard's), over IPv4 and over IPv6, showing
+the normal route and the de-preferred one as the router sees them; a fast-timer row (hold 3 against FRR `timers 1
 3`) with the KEEPALIVEs timed on the wire; collision rows (`mode = "both"`, both sides
-connecting, in both identifier orders) showing one stable session."""
+connecting, in both identifier orders) showing one stable session, established once."""
 
 import json
 import os
@@ -157,10 +157,13 @@ def run_router(kind: str):
 
 
 # Issue 12's rows: (row, router, variant). Each runs on its own namespace pair.
-EXTRA_ROWS = [("ibgp", r, "") for r in ("bird", "frr", "gobgp", "openbgpd")] + \
+EXTRA_ROWS = [("ibgp", r, fam) for fam in ("ipv4", "ipv6") for r in ("bird", "frr", "gobgp", "openbgpd")] + \
     [("fast-timer", "frr", "")] + \
     [("collision", r, order) for r in ("bird", "frr") for order in ("anyguard-higher", "anyguard-lower")]
 EXTRA_TITLE = {"ibgp": "iBGP", "fast-timer": "fast timers", "collision": "collision"}
+# Namespace-name suffix per variant (names stay short: IFNAMSIZ-bound veth peers).
+VARIANT_TAG = {"ipv4": "4", "ipv6": "6", "anyguard-higher": "h", "anyguard-lower": "l"}
+VARIANT_TITLE = {"ipv4": "IPv4", "ipv6": "IPv6"}
 # How long a collision row watches the session once it is up, and the wiretap the fast
 # timers (both bounded).
 STABLE_FOR, WIRE_FOR = 20.0, 15.0
@@ -168,9 +171,10 @@ COLLISION_TRIES = 3
 
 
 def _extra_peer(row: str, variant: str):
-    """The one IPv4 session of an extra row, as `render_interop` and anyguard_extra_config
-    take it."""
-    p = {"name": "x", "family": 4, "auth": "plain", "router": _addr(4, 1), "speaker": _addr(4, 2),
+    """The one session of an extra row (IPv4, or IPv6 for the iBGP row's `ipv6` variant), as
+    `render_interop` and anyguard_extra_config take it."""
+    fam = 6 if variant == "ipv6" else 4
+    p = {"name": "x", "family": fam, "auth": "plain", "router": _addr(fam, 1), "speaker": _addr(fam, 2),
          "router_id": "198.18.200.1", "router_asn": ROUTER_ASN, "speaker_asn": SPEAKER_ASN,
          "md5": None, "gtsm": False, "router_connects": False, "speaker_id": "198.18.200.2"}
     if row == "ibgp":
@@ -193,11 +197,13 @@ def anyguard_extra_config(row: str, p, d: Path) -> Path:
     hold = "3s" if row == "fast-timer" else "9s"
     lines += ["[[peer]]", 'name = "x"', f'address = "{p["router"]}"', f'local_address = "{p["speaker"]}"',
               f"remote_asn = {p['router_asn']}", f'hold_time = "{hold}"', 'connect_retry = "1s"',
-              f'mode = "{"both" if row == "collision" else "active"}"', "ipv4 = true", "ipv6 = false"]
+              f'mode = "{"both" if row == "collision" else "active"}"',
+              f"ipv4 = {'true' if p['family'] == 4 else 'false'}",
+              f"ipv6 = {'true' if p['family'] == 6 else 'false'}"]
     if row == "collision":
         # Retry fast so that our connection and the router's cross.
         lines.append('reconnect = { min = "100ms", max = "1s" }')
-    lines += ["", "[[service]]", 'name = "web"', f'prefixes = ["{PREFIX[4]}"]', 'drain_time = "1s"']
+    lines += ["", "[[service]]", 'name = "web"', f'prefixes = ["{PREFIX[p["family"]]}"]', 'drain_time = "1s"']
     if row == "ibgp":
         lines.append('on_down = "deprefer"')
     lines += ["", "[[service.check]]", 'type = "file"', 'path = "healthy"', 'interval = "200ms"',
@@ -214,8 +220,9 @@ def _peer_doc(doc):
 def _check_ibgp(router, sns, base, p, kind):
     """The normal route (LOCAL_PREF 100) and, once the health file is gone, the de-preferred
     one (LOCAL_PREF 50), both in the router's RIB: a route with our own AS in its path would
-    be dropped there as a loop (RFC 4271 §9.1.2), so its presence shows the empty AS_PATH."""
-    prefix = PREFIX[4]
+    be dropped there as a loop (RFC 4271 §9.1.2), so its presence shows the empty AS_PATH.
+    Over IPv6 the route is the IPv6 prefix in MP_REACH_NLRI (RFC 4760)."""
+    prefix = PREFIX[p["family"]]
     lp = poll_value(lambda: router.local_pref(prefix, p["speaker"]), lambda v: v is not None, 20)
     if lp != 100:
         return False, f"{kind} shows LOCAL_PREF {lp} for {prefix} (want 100)"
@@ -223,7 +230,8 @@ def _check_ibgp(router, sns, base, p, kind):
     down = poll_value(lambda: router.local_pref(prefix, p["speaker"]), lambda v: v == 50, 15)
     if down != 50:
         return False, f"LOCAL_PREF 100 while healthy; after the health file went: {down} (want 50)"
-    return True, f"{kind} shows LOCAL_PREF 100 while healthy, 50 de-preferred (health file removed)"
+    return True, (f"{kind} shows LOCAL_PREF 100 on {prefix} while healthy, 50 de-preferred "
+                  "(health file removed)")
 
 
 def _check_fast_timer(router, sns, base, p, kind, rns):
@@ -285,45 +293,60 @@ def _check_collision(router, sns, base, p, kind):
               f"{STABLE_FOR:.0f} s later still ({states[0]}, {states[1]}); anyguard established "
               f"{after_ours.get('established_count')} time(s); {kind} {after_theirs}; "
               f"NOTIFICATION {', '.join(crossed) if crossed else 'none'}")
-    # Who resolved: a 6/7 anyguard sent while neither connection was Established is its own
-    # §6.8 decision by identifiers, so the connection kept must be the one the higher
-    # identifier opened. A 6/7 it received, or none (the
-    # router gave up the connection it opened: FRR does when its overdue connect timer fires
-    # on the thaw), is the router's doing; anyguard, which resolves only once both
-    # connections have an OPEN (issue 12 finding 7), must then just keep a session up.
-    ours_resolved = (sent.get("code"), sent.get("subcode")) == (6, 7)
+    # Who resolved: a 6/7 anyguard sent after both its connections had the router's OPEN
+    # (both in OpenConfirm before the session came up) is its own §6.8 decision by
+    # identifiers, so the connection kept must be the one the higher identifier opened
+    # (unless the router decided otherwise first: then anyguard sends no 6/7). A 6/7 it
+    # sent on a connection of the router's that brought no OPEN is the router's next
+    # attempt replacing its previous one, not a tie-break. A 6/7 it received, or none (the
+    # router gave up a connection: FRR does when its overdue connect timer fires on the
+    # thaw), is the router's doing; anyguard, which resolves only once both connections
+    # have an OPEN (issue 12 finding 7), must then just keep a session up.
+    tie_break = head.count("to=openconfirm") >= 2
+    ours_resolved = (sent.get("code"), sent.get("subcode")) == (6, 7) and tie_break
     # §6.8: "a connection collision with an existing BGP connection that is in the
     # Established state causes closing of the newly created connection", whatever the
     # identifiers: when our session was up before we sent the 6/7, the late one went.
     text = agl.read_text(errors="replace") if agl.exists() else ""
     up, dumped = text.find("session established"), text.find("notification=Cease/Connection Collision")
-    late = ours_resolved and 0 <= up < dumped
+    late = (sent.get("code"), sent.get("subcode")) == (6, 7) and 0 <= up < dumped
     collided = opensent >= 2
-    # Both sides resolved the same race from different states, each by RFC 4271 §6.8: we
-    # were Established on our connection and closed the late one, while the router, still
-    # in OpenConfirm on ours when the late OPEN reached it, kept the connection the higher
-    # identifier opened. Both connections close; the session comes up again once, as a
-    # plain (collision-free) connection, and must then stay up.
-    crossed_both = late and (recv.get("code"), recv.get("subcode")) == (6, 7)
-    reestablished = 1 if crossed_both else 0
-    if crossed_both:
-        detail += ("; both sides sent 6/7 from different states (we were Established, the "
-                   f"router still in OpenConfirm): {reestablished} re-establishment, then stable")
+    # The race where both sides apply §6.8 from different states: we are Established on
+    # one connection while the router, still in OpenConfirm on it, gets the late OPEN on
+    # the other and keeps the connection the higher identifier opened. anyguard holds a
+    # late connection the identifiers favour (no KEEPALIVE) until the router's verdict,
+    # and moves the session there when the router closes the other one with 6/7: no
+    # second establishment on either side (src/fsm/collision.rs). Required: none.
+    moved = text.count("session moved to the connection the peer kept")
+    if moved:
+        detail += (f"; the router closed the connection anyguard was already Established on (6/7, "
+                   f"the router still in OpenConfirm there) and the session moved to the one it kept "
+                   f"({moved} move(s), no re-establishment)")
     elif late:
         detail += "; resolved by anyguard (6/7 sent on the late connection: the other was already Established)"
     elif ours_resolved:
-        detail += "; resolved by anyguard (6/7 sent)"
+        detail += "; resolved by anyguard (6/7 sent after its tie-break)"
+    elif (sent.get("code"), sent.get("subcode")) == (6, 7):
+        detail += f"; anyguard closed a connection {kind} had replaced by a new one (6/7)"
     elif (recv.get("code"), recv.get("subcode")) == (6, 7):
         detail += f"; resolved by {kind} (6/7 received)"
+    elif opener == "router":
+        detail += f"; {kind} closed anyguard's connection without a NOTIFICATION before any OPEN on it"
     else:
         detail += f"; {kind} gave up the connection it opened (no 6/7)"
+    # What failed, when something did (diagnosis: the counters moved, or not one connection).
+    if before_theirs != after_theirs:
+        detail += f"; {kind} before the wait: {before_theirs}"
+    if len(kept) != 4:
+        detail += f"; established connections at the end: {' '.join(kept) or 'none'}"
+    # One session, established once on each side: no re-establishment is allowed.
     ok = n >= 2 and collided and len(kept) == 4 and states == ("established", "established") \
         and (opener == want or not ours_resolved or late) \
-        and after_ours.get("established_count") == 1 + reestablished \
-        and before_ours.get("established_count") == 1 + reestablished and before_theirs == after_theirs
+        and after_ours.get("established_count") == 1 \
+        and before_ours.get("established_count") == 1 and before_theirs == after_theirs
     if kind == "frr" and after_theirs:
-        ok = ok and after_theirs.get("connectionsEstablished") == 1 + reestablished \
-            and after_theirs.get("connectionsDropped") == reestablished
+        ok = ok and after_theirs.get("connectionsEstablished") == 1 \
+            and after_theirs.get("connectionsDropped") == 0
     return ok, detail, collided
 
 
@@ -393,15 +416,16 @@ def _run_extra_once(row: str, kind: str, variant: str):
     base = run_dir() / "interop" / tag
     sh(["rm", "-rf", str(base)])
     base.mkdir(parents=True)
-    short = {"ibgp": "ib", "fast-timer": "ft", "collision": "co"}[row] + (variant[9:10] if variant else "")
+    short = {"ibgp": "ib", "fast-timer": "ft", "collision": "co"}[row] + VARIANT_TAG.get(variant, "")
     rns, sns = f"{NS_PREFIX}x{short}-{kind[:4]}-r", f"{NS_PREFIX}x{short}-{kind[:4]}-s"
     p = _extra_peer(row, variant)
     try:
         for ns in (rns, sns):
             netns.add(ns)
         netns.veth(rns, "eth1", sns, "eth1")
-        sh(["ip", "addr", "add", f"{p['router']}/24", "dev", "eth1"], ns=rns)
-        sh(["ip", "addr", "add", f"{p['speaker']}/24", "dev", "eth1"], ns=sns)
+        net = ["24"] if p["family"] == 4 else ["64", "nodad"]
+        sh(["ip", "addr", "add", f"{p['router']}/{net[0]}", "dev", "eth1"] + net[1:], ns=rns)
+        sh(["ip", "addr", "add", f"{p['speaker']}/{net[0]}", "dev", "eth1"] + net[1:], ns=sns)
         router = adapter(rns, base / "router")
         conf = base / f"{kind}.conf"
         router.dir.mkdir(parents=True, exist_ok=True)
@@ -475,14 +499,16 @@ def write_table(all_results, path: Path, extra=None) -> None:
     for kind in ROUTERS:
         versions.append(f"- {kind}: {version(kind)}")
     if extra:
-        lines += ["", "Protocol conformance (issue 12), one IPv4 session per row on a namespace pair of its own:", "",
+        lines += ["", "Protocol conformance (issue 12), one session per row (IPv4; iBGP over IPv6 too) on a namespace "
+                  "pair of its own:", "",
                   "| row | router | result | what the run showed |", "|---|---|---|---|"]
         for (row, kind, variant), (good, why) in extra.items():
-            name = EXTRA_TITLE[row] + (f" ({variant})" if variant else "")
+            name = EXTRA_TITLE[row] + (f" ({VARIANT_TITLE.get(variant, variant)})" if variant else "")
             cell = "skipped" if good is None else ("ok" if good else "FAIL")
             lines.append(f"| {name} | {kind} | {cell} | {why.replace('|', '/')} |")
-        lines += ["", "- iBGP: router ASN = anyguard's (65101); `on_down = \"deprefer\"`, the health file "
-                  "removed for the second value. A route carrying our own AS would be dropped by the router "
+        lines += ["", "- iBGP: router ASN = anyguard's (65101), over IPv4 (203.0.113.0/24) and over IPv6 "
+                  "(2001:db8:100::/48 in MP_REACH_NLRI, an IPv6 session); `on_down = \"deprefer\"`, the health "
+                  "file removed for the second value. A route carrying our own AS would be dropped by the router "
                   "as a loop, so the de-preferred route in its RIB also shows the empty AS_PATH.",
                   "- fast timers: anyguard `hold_time = \"3s\"`, FRR `timers 1 3`; KEEPALIVEs timed by "
                   "`nodes/bgp-wiretap.py` on the router's interface (kernel receive timestamps).",
@@ -492,11 +518,12 @@ def write_table(all_results, path: Path, extra=None) -> None:
                   "are thawed with two connections each (tried again, at most 3 times, when anyguard did not "
                   "get both to OpenSent). ok: the session is Established on both sides and stays so 20 s with "
                   "no flap in either side's counters; when anyguard itself sent the 6/7 before any connection "
-                  "was Established, it kept the connection the higher identifier opened (RFC 4271 §6.8). One "
-                  "race ends with one re-establishment: anyguard already Established on its connection closes "
-                  "the late one, while the router, still in OpenConfirm on it, keeps the connection the higher "
-                  "identifier opened; both close, the session comes up again once and then stays up (the row "
-                  "says so when it happens)."]
+                  "was Established, it kept the connection the higher identifier opened (RFC 4271 §6.8); "
+                  "anyguard and the router each count one establishment (no re-establishment allowed). In the "
+                  "race where anyguard is already Established on one connection while the router, still in "
+                  "OpenConfirm on it, gets the late OPEN on the other, anyguard holds a late connection the "
+                  "identifiers favour (no KEEPALIVE) until the router's verdict and moves the session to it "
+                  "when the router closes the other with 6/7 (the row says so when it happens)."]
     lines += [""] + notes + ([""] if notes else []) + ["Versions (Debian packages):", ""] + versions
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -526,6 +553,9 @@ def version(kind: str) -> str:
 
 def run(ctx):
     only = [r for r in ROUTERS if not ctx.routers or r in ctx.routers]
+    # LAB_ROWS=collision,ibgp: only those issue 12 rows, no matrix (and no table).
+    if ctx.rows:
+        only = []
     all_results, failed, skipped, ok = {}, [], [], 0
     for kind in only:
         res = run_router(kind)
@@ -540,7 +570,7 @@ def run(ctx):
         log(f"{kind}: " + ", ".join(f"{n}={'ok' if g else ('skip' if g is None else 'FAIL')}" for n, (g, _) in res.items()))
     extra = {}
     for row, kind, variant in EXTRA_ROWS:
-        if ctx.routers and kind not in ctx.routers:
+        if (ctx.routers and kind not in ctx.routers) or (ctx.rows and row not in ctx.rows):
             continue
         good, why = run_extra(row, kind, variant)
         extra[(row, kind, variant)] = (good, why)
@@ -552,7 +582,7 @@ def run(ctx):
             ok += 1
         else:
             failed.append(f"{name} ({why})")
-    if not ctx.routers:
+    if not ctx.routers and not ctx.rows:
         write_table(all_results, LAB_DIR / "results" / "interop.md", extra)
     if failed:
         raise Fail(f"{len(failed)} case(s) failed: " + "; ".join(failed))

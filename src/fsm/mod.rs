@@ -66,7 +66,7 @@ mod collision_tests;
 #[cfg(test)]
 mod tests;
 
-pub use collision::Peer;
+pub use collision::{verdict_wait, Peer, COLLISION_VERDICT_WAIT};
 pub use session::Session;
 pub use types::{
     notification_name, Action, Config, ConnId, Direction, DownReason, Event, GracefulRestart,

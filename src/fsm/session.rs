@@ -86,6 +86,15 @@ pub struct Session {
     negotiated: Option<Negotiated>,
     /// The peer's BGP identifier from an OPEN on this connection.
     remote_id: Option<std::net::Ipv4Addr>,
+    /// Our KEEPALIVE in answer to the peer's OPEN waits for the collision wrapper's
+    /// [`Session::release`] (see `collision.rs`: a late connection the identifiers favour,
+    /// held while the peer decides about the Established one).
+    keepalive_held: bool,
+    /// The peer's KEEPALIVE arrived while ours was held: released, the session is
+    /// Established at once.
+    peer_keepalive_seen: bool,
+    /// Held in OpenConfirm, after our KEEPALIVE went out: `release` sends none.
+    keepalive_sent: bool,
     rng: u64,
 }
 
@@ -110,6 +119,9 @@ impl Session {
             established_count: 0,
             negotiated: None,
             remote_id: None,
+            keepalive_held: false,
+            peer_keepalive_seen: false,
+            keepalive_sent: false,
             rng,
         }
     }
@@ -146,6 +158,50 @@ impl Session {
     /// The peer's BGP identifier, once its OPEN was accepted on this connection.
     pub fn remote_id(&self) -> Option<std::net::Ipv4Addr> {
         self.remote_id
+    }
+
+    /// Our KEEPALIVE is held (OpenSent: it will be once the OPEN arrives; OpenConfirm: the
+    /// peer's OPEN was accepted and nothing answered it yet).
+    pub fn keepalive_held(&self) -> bool {
+        self.keepalive_held
+    }
+
+    /// Holds the session short of Established: in OpenSent, our KEEPALIVE is not sent
+    /// when the peer's OPEN arrives (the session goes to OpenConfirm without answering);
+    /// in OpenConfirm (ours already sent), the peer's KEEPALIVE no longer completes it.
+    /// Either way a KEEPALIVE from the peer is remembered until [`Session::release`].
+    ///
+    /// Deviation (RFC 4271 §8.2.2 OpenSent, Event 19: "sends a KEEPALIVE message", and
+    /// OpenConfirm, Event 26): only for a connection that §6.8 would close, held while the
+    /// peer decides; see `collision.rs`.
+    pub(crate) fn hold_keepalive(&mut self) {
+        match self.state {
+            State::OpenSent => self.keepalive_held = true,
+            State::OpenConfirm => {
+                self.keepalive_held = true;
+                self.keepalive_sent = true;
+            }
+            _ => {}
+        }
+    }
+
+    /// Ends a [`Session::hold_keepalive`]: sends the KEEPALIVE that answers the peer's
+    /// OPEN and starts the keepalive timer; Established at once when the peer's KEEPALIVE
+    /// already arrived.
+    pub(crate) fn release(&mut self, now: Instant) -> Vec<Action> {
+        let mut out = Vec::new();
+        if !std::mem::take(&mut self.keepalive_held) || self.state != State::OpenConfirm {
+            return out;
+        }
+        if !std::mem::take(&mut self.keepalive_sent) {
+            self.send(now, Message::Keepalive, &mut out);
+            self.start_keepalive_timer(now);
+        }
+        if std::mem::take(&mut self.peer_keepalive_seen) {
+            self.restart_hold_timer(now);
+            self.transition(now, State::Established, None, &mut out);
+        }
+        out
     }
 
     /// RFC 4271 §8 ConnectRetryCounter.
@@ -436,6 +492,9 @@ impl Session {
                 self.conn = None;
                 self.negotiated = None;
                 self.remote_id = None;
+                self.keepalive_held = false;
+                self.peer_keepalive_seen = false;
+                self.keepalive_sent = false;
             }
             State::Connect | State::Active | State::OpenSent => {}
             State::OpenConfirm => {}
@@ -632,8 +691,10 @@ impl Session {
                 self.remote_id = Some(neg.remote_id);
                 self.negotiated = Some(neg);
                 self.set(Timer::ConnectRetry, None);
-                self.send(now, Message::Keepalive, out);
-                self.start_keepalive_timer(now);
+                if !self.keepalive_held {
+                    self.send(now, Message::Keepalive, out);
+                    self.start_keepalive_timer(now);
+                }
                 self.restart_hold_timer(now);
                 if self.timers.hold.is_none() {
                     // Deviation: with a negotiated hold time of 0 (RFC 4271 §4.2) no hold
@@ -648,6 +709,12 @@ impl Session {
 
     fn on_keepalive(&mut self, now: Instant, out: &mut Vec<Action>) {
         match self.state {
+            // Held (`hold_keepalive`): the peer answered our OPEN, we have not answered
+            // its one yet; Established waits for `release`.
+            State::OpenConfirm if self.keepalive_held => {
+                self.peer_keepalive_seen = true;
+                self.restart_hold_timer(now);
+            }
             State::OpenConfirm => {
                 self.restart_hold_timer(now);
                 self.transition(now, State::Established, None, out);

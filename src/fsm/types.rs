@@ -494,4 +494,15 @@ pub enum Action {
     },
     /// The session left Established.
     SessionDown(DownReason),
+    /// The session, Established on `from`, is Established on `conn` now: the peer closed
+    /// `from` to keep `conn` in a collision (RFC 4271 §6.8; `collision.rs`). Neither a
+    /// SessionDown nor a new session: the routes go out again on `conn`.
+    SessionMoved {
+        /// The connection the peer closed.
+        from: ConnId,
+        /// Connection now carrying the session.
+        conn: ConnId,
+        /// What was negotiated on it.
+        negotiated: Box<Negotiated>,
+    },
 }

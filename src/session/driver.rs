@@ -273,7 +273,12 @@ impl Actor {
                     self.st.last_error = Some(r.to_string());
                 }
             }
-            Action::SessionUp { conn, negotiated } => self.on_established(conn, *negotiated),
+            Action::SessionUp { conn, negotiated } => self.on_established(conn, *negotiated, None),
+            Action::SessionMoved {
+                from,
+                conn,
+                negotiated,
+            } => self.on_established(conn, *negotiated, Some(from)),
             Action::SessionDown(reason) => self.on_session_down(&reason),
         }
     }
@@ -397,11 +402,13 @@ impl Actor {
     }
 
     fn on_frame(&mut self, id: ConnId, frame: &[u8]) {
-        let established_here = self.up.as_ref().map(|u| u.conn) == Some(id);
+        // Asked after the FSM saw the message: an UPDATE can make its connection the
+        // session (a collision's held connection the peer is Established on, `fsm::Peer`).
+        let established_here = |a: &Self| a.up.as_ref().map(|u| u.conn) == Some(id);
         if wire::is_update(frame) {
             self.st.messages_received.update += 1;
             self.feed(Event::Update(id));
-            if established_here {
+            if established_here(self) {
                 self.on_update(id, frame);
             }
             return;
@@ -423,7 +430,7 @@ impl Actor {
                     }
                     Message::RouteRefresh(rr) => {
                         self.feed(Event::RouteRefresh(id));
-                        if established_here {
+                        if established_here(self) {
                             self.on_route_refresh(rr);
                         }
                     }
@@ -572,16 +579,35 @@ impl Actor {
         }
     }
 
-    fn on_established(&mut self, conn: ConnId, negotiated: Negotiated) {
+    /// The session is Established on `conn`: a new one, or (`moved_from`) the same one
+    /// moved there from the connection the peer closed in a collision (RFC 4271 §6.8,
+    /// `fsm::Peer`). A moved session is not counted again (`established_count`) and the
+    /// coordinator gets no PeerEvent: for the peer it is its one session, which never
+    /// had our routes on the old connection (the peer was still in OpenConfirm there, or
+    /// it dropped them as it closed it). It gets a new session number all the same, so
+    /// that what the old connection confirmed as written counts for nothing: the routes
+    /// count again once written on `conn` (`PeerEvent::Flushed`).
+    fn on_established(&mut self, conn: ConnId, negotiated: Negotiated, moved_from: Option<ConnId>) {
         let ctx = self.session_context(conn, &negotiated);
-        info!(
-            hold = ?negotiated.hold_time,
-            capabilities = ?negotiated.capability_names(),
-            "session established"
-        );
         self.st.hold_time = u16::try_from(negotiated.hold_time.as_secs()).ok();
         self.st.capabilities = negotiated.capability_names();
-        self.st.established_count += 1;
+        if let Some(from) = moved_from {
+            info!(
+                from = from.0,
+                conn = conn.0,
+                hold = ?negotiated.hold_time,
+                "session moved to the connection the peer kept (RFC 4271 §6.8 collision): not a new session; routes sent again"
+            );
+            // What the peer sent on the old connection went with it.
+            self.forget_received_routes();
+        } else {
+            info!(
+                hold = ?negotiated.hold_time,
+                capabilities = ?negotiated.capability_names(),
+                "session established"
+            );
+            self.st.established_count += 1;
+        }
         let session = NEXT_SESSION.fetch_add(1, Ordering::Relaxed);
         self.st.session = session;
         if !negotiated.missing_families.is_empty() {
@@ -605,10 +631,12 @@ impl Actor {
             sent: RibOut::new(),
             eor_pending: Vec::new(),
         });
-        let _ = self.events.send(PeerEvent::Established {
-            peer: self.cfg.name.clone(),
-            capabilities: self.st.capabilities.clone(),
-        });
+        if moved_from.is_none() {
+            let _ = self.events.send(PeerEvent::Established {
+                peer: self.cfg.name.clone(),
+                capabilities: self.st.capabilities.clone(),
+            });
+        }
         self.announce();
         if gr {
             // RFC 4724 §2: End-of-RIB after the initial announcements; while the services
@@ -653,12 +681,7 @@ impl Actor {
         self.st.prefixes_sent = 0;
         self.st.hold_time = None;
         self.st.capabilities.clear();
-        self.rib_in.clear();
-        self.st.prefixes_received_ipv4 = 0;
-        self.st.prefixes_received_ipv6 = 0;
-        if self.rib_in.take_service_routes_changed() {
-            self.service_routes_changed();
-        }
+        self.forget_received_routes();
         let _ = self.events.send(PeerEvent::Down {
             peer: self.cfg.name.clone(),
             reason: reason.to_string(),
@@ -666,6 +689,16 @@ impl Actor {
         // The peer dropped all our routes with the session.
         if let Some((_, routes, _)) = self.pending_flush.take() {
             self.flushed(routes, Arc::default());
+        }
+    }
+
+    /// The routes the peer sent us are gone with their connection.
+    fn forget_received_routes(&mut self) {
+        self.rib_in.clear();
+        self.st.prefixes_received_ipv4 = 0;
+        self.st.prefixes_received_ipv6 = 0;
+        if self.rib_in.take_service_routes_changed() {
+            self.service_routes_changed();
         }
     }
 

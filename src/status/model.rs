@@ -392,7 +392,8 @@ pub struct PeerStatus {
     pub last_notification_sent: Option<NotificationStatus>,
     /// Last NOTIFICATION we received.
     pub last_notification_received: Option<NotificationStatus>,
-    /// Connection attempts / establishments since start.
+    /// Sessions established since start (a session that moves to the other connection of
+    /// a collision, `fsm::Action::SessionMoved`, is not counted again).
     pub established_count: u64,
     /// The current session's number (`PeerEvent::Flushed::session`) while `state` is
     /// `established`, else 0. Internal: not part of the status document.

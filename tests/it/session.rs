@@ -808,6 +808,249 @@ async fn collision_in_both_mode_keeps_the_connection_of_the_higher_identifier() 
     listener.shutdown();
 }
 
+/// `mode = "both"` against a scripted router (identifier 198.18.0.2, higher than
+/// anyguard's 198.18.0.1): anyguard's connection C1 to the router and the router's C2 to
+/// anyguard, each with anyguard's OPEN read. Returns the harness, C1, C2, anyguard's
+/// listener and the router's OPEN.
+async fn two_connections(
+    name: &str,
+) -> (
+    Harness,
+    FakePeer,
+    FakePeer,
+    anyguard::session::Listener,
+    Message,
+) {
+    let listener = spawn_listener("127.0.0.1:0".parse().unwrap()).unwrap();
+    let (l, port) = self::listener().await;
+    let mut cfg = peer_config(port, PeerMode::Both, 90);
+    cfg.name = name.into();
+    let h = start(cfg, local(), rib(&["203.0.113.0/24"]));
+    listener
+        .add_peer(LOOPBACK, h.handle.acceptor(), None)
+        .await
+        .unwrap();
+    // C1, anyguard's: its OPEN.
+    let mut c1 = FakePeer::accept(&l).await;
+    c1.expect_open().await;
+    // C2, the router's: anyguard answers with its OPEN (a second connection in OpenSent).
+    let mut c2 = FakePeer::connect(listener.local_addr()).await.unwrap();
+    c2.expect_open().await;
+    for c in [&mut c1, &mut c2] {
+        c.decode.four_octet_as = true;
+        c.encode.four_octet_as = true;
+    }
+    let open = Message::Open(fakepeer::open(PEER_ASN, PEER_ID, 90, true, false));
+    (h, c1, c2, listener, open)
+}
+
+/// The collision race of issue 12 item 7, scripted (`two_connections`): anyguard is
+/// Established on C1 while the router is still in OpenConfirm there, when the router's
+/// OPEN arrives on C2. Returns the harness, C1, C2 and anyguard's listener, with anyguard
+/// holding C2 (its KEEPALIVE not sent).
+async fn late_open_race() -> (Harness, FakePeer, FakePeer, anyguard::session::Listener) {
+    let (mut h, mut c1, mut c2, listener, open) = two_connections("race").await;
+    let open = || open.clone();
+    // The router answers on C1 (OPEN, KEEPALIVE): anyguard is Established there. The
+    // router has not read anyguard's KEEPALIVE yet: still OpenConfirm on C1 for it.
+    c1.send(&open()).await;
+    c1.send(&Message::Keepalive).await;
+    c1.expect_keepalive().await;
+    h.status_until(|s| s.state == "established").await;
+    // The router's late OPEN on C2. RFC 4271 §6.8 from anyguard's state closes it (an
+    // Established connection wins), from the router's state (both in OpenConfirm) keeps
+    // it (the connection the higher identifier opened). anyguard holds it instead: no
+    // KEEPALIVE, no NOTIFICATION while the router decides.
+    c2.send(&open()).await;
+    match c2.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("the late connection was answered before the router's verdict: {other:?}"),
+    }
+    (h, c1, c2, listener)
+}
+
+/// Cease/Connection Collision Resolution (RFC 4271 §6.8), as the router closes a connection.
+fn cease_collision() -> Message {
+    Message::Notification(anyguard_proto::NotificationMessage {
+        code: ErrorCode::Cease,
+        subcode: cease_subcode::CONNECTION_COLLISION_RESOLUTION,
+        data: Vec::new(),
+    })
+}
+
+/// After the move: one session, on C2, with the routes, never reported down.
+async fn one_session_on_c2(mut h: Harness, mut c2: FakePeer) {
+    let u = c2.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "a second establishment: {st:?}");
+    let n = st
+        .last_notification_received
+        .clone()
+        .expect("the router's 6/7");
+    assert_eq!((n.code, n.subcode), (6, 7));
+    assert!(st.last_notification_sent.is_none(), "{st:?}");
+    // Every event so far: one Established, no Down.
+    let mut ups = 0;
+    while let Ok(e) = h.events.try_recv() {
+        match e {
+            PeerEvent::Established { .. } => ups += 1,
+            PeerEvent::Down { reason, .. } => panic!("session reported down: {reason}"),
+            _ => {}
+        }
+    }
+    assert_eq!(ups, 1);
+    // Still the one session a while later, carried by C2 (its KEEPALIVEs answered).
+    c2.send(&Message::Keepalive).await;
+    match c2.recv_within(Duration::from_millis(300)).await {
+        Err(FakeError::Timeout) | Ok(Message::Keepalive) => {}
+        other => panic!("C2 after the move: {other:?}"),
+    }
+    assert_eq!(h.status.borrow().established_count, 1);
+    assert_eq!(h.status.borrow().state, "established");
+}
+
+#[tokio::test]
+async fn collision_race_moves_the_session_to_the_connection_the_router_keeps() {
+    let (h, mut c1, mut c2, listener) = late_open_race().await;
+    // The router's verdict as BIRD and FRR give it: KEEPALIVE on C2 (here first), then
+    // 6/7 on C1 and the close.
+    c2.send(&Message::Keepalive).await;
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    c1.send(&cease_collision()).await;
+    drop(c1);
+    // anyguard's held KEEPALIVE, then its routes, on C2.
+    c2.expect_keepalive().await;
+    one_session_on_c2(h, c2).await;
+    listener.shutdown();
+}
+
+#[tokio::test]
+async fn collision_race_with_the_verdict_before_the_routers_keepalive_still_has_one_session() {
+    let (h, mut c1, mut c2, listener) = late_open_race().await;
+    c1.send(&cease_collision()).await;
+    drop(c1);
+    // The verdict releases anyguard's KEEPALIVE on C2; the router's comes after it.
+    c2.expect_keepalive().await;
+    c2.send(&Message::Keepalive).await;
+    one_session_on_c2(h, c2).await;
+    listener.shutdown();
+}
+
+#[tokio::test]
+async fn collision_race_without_a_verdict_closes_the_late_connection_and_keeps_the_session() {
+    let (mut h, mut c1, mut c2, listener) = late_open_race().await;
+    // The router was Established on C1 too and says nothing on C2: after the wait,
+    // §6.8 as written (6/7 on the late connection); C1 stays the session.
+    let n = c2
+        .expect_notification_within(anyguard::fsm::COLLISION_VERDICT_WAIT * 3)
+        .await;
+    assert_eq!((n.code, n.subcode), (ErrorCode::Cease, 7));
+    c2.expect_closed(Duration::from_secs(5)).await;
+    c1.send(&Message::Keepalive).await;
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1);
+    while let Ok(e) = h.events.try_recv() {
+        assert!(!matches!(e, PeerEvent::Down { .. }), "{e:?}");
+    }
+    listener.shutdown();
+}
+
+#[tokio::test]
+async fn collision_tie_break_keeps_the_loser_the_router_is_established_on() {
+    // Both connections in OpenConfirm for anyguard: the tie-break keeps C2 (opened by the
+    // router, the higher identifier) and would close C1. But the router already had
+    // anyguard's KEEPALIVE on C1 and is Established there: it closes C2 as the new
+    // connection (RFC 4271 §6.8 from its state). anyguard waits for that verdict instead
+    // of closing C1, and the session is C1: one establishment, nothing closed twice.
+    let (mut h, mut c1, mut c2, listener, open) = two_connections("tie").await;
+    let open = || open.clone();
+    // The router's OPEN on C1; anyguard's KEEPALIVE there makes the router Established
+    // on C1 (its own KEEPALIVE on C1 is still on the way).
+    c1.send(&open()).await;
+    c1.expect_keepalive().await;
+    // Its OPEN on C2: anyguard has both in OpenConfirm and breaks the tie for C2.
+    c2.send(&open()).await;
+    c2.expect_keepalive().await;
+    match c1.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("C1 closed before the router's verdict: {other:?}"),
+    }
+    // The router's verdict from Established on C1: C2 goes.
+    c2.send(&cease_collision()).await;
+    drop(c2);
+    c1.send(&Message::Keepalive).await;
+    let u = c1.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "{st:?}");
+    assert!(st.last_notification_sent.is_none(), "{st:?}");
+    while let Ok(e) = h.events.try_recv() {
+        assert!(!matches!(e, PeerEvent::Down { .. }), "{e:?}");
+    }
+    listener.shutdown();
+}
+
+#[tokio::test]
+async fn a_routers_new_connection_replaces_its_previous_one_and_the_session_comes_up_once() {
+    // FRR, its connect timer firing, gives up its connection (C2) and opens another (C3)
+    // before anyguard has seen C2 close. C3 must not be refused as a third connection:
+    // FRR then dropped the session it had just established on C1 (lab collision row).
+    let (mut h, mut c1, mut c2, listener, open) = two_connections("again").await;
+    let mut c3 = FakePeer::connect(listener.local_addr()).await.unwrap();
+    c3.expect_open().await;
+    c3.decode.four_octet_as = true;
+    c3.encode.four_octet_as = true;
+    c2.expect_closed(Duration::from_secs(5)).await;
+    // The collision resolves between C1 and C3 as usual: the router's C3 (the higher
+    // identifier's) is the session.
+    c1.send(&open).await;
+    c3.send(&open).await;
+    c3.expect_keepalive().await;
+    c3.send(&Message::Keepalive).await;
+    let u = c3.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "{st:?}");
+    while let Ok(e) = h.events.try_recv() {
+        assert!(!matches!(e, PeerEvent::Down { .. }), "{e:?}");
+    }
+    listener.shutdown();
+}
+
+#[tokio::test]
+async fn a_late_connection_the_identifiers_do_not_favour_is_left_for_the_router_to_close() {
+    // The router's identifier 198.18.0.0 is lower than anyguard's: anyguard's C1 is the
+    // one to keep, and it is Established when the router's OPEN arrives on C2. The router
+    // closes C2 itself (as BIRD and FRR do); anyguard sends nothing on C2 meanwhile, so no
+    // 6/7 of ours can race the router's own clean-up of C2.
+    let (mut h, mut c1, mut c2, listener, _) = two_connections("lower").await;
+    let open = Message::Open(fakepeer::open(
+        PEER_ASN,
+        Ipv4Addr::new(198, 18, 0, 0),
+        90,
+        true,
+        false,
+    ));
+    c1.send(&open).await;
+    c1.send(&Message::Keepalive).await;
+    c1.expect_keepalive().await;
+    h.status_until(|s| s.state == "established").await;
+    c2.send(&open).await;
+    match c2.recv_within(Duration::from_millis(500)).await {
+        Err(FakeError::Timeout) => {}
+        other => panic!("anyguard answered the late connection: {other:?}"),
+    }
+    c2.send(&cease_collision()).await;
+    drop(c2);
+    let u = c1.expect_update().await;
+    assert_eq!(u.nlri, vec!["203.0.113.0/24".parse::<Ipv4Net>().unwrap()]);
+    let st = h.status_until(|s| s.state == "established").await;
+    assert_eq!(st.established_count, 1, "{st:?}");
+    assert!(st.last_notification_sent.is_none(), "{st:?}");
+    listener.shutdown();
+}
+
 /// A BGP session protected by BFD with a second BFD task playing the router.
 async fn established_with_bfd(
     router_port: u16,

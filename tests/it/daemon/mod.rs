@@ -12,6 +12,7 @@
 mod addresses;
 mod attributes;
 mod binary_checks;
+mod collision;
 mod drain;
 mod endpoints;
 mod health;
