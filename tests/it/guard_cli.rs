@@ -532,6 +532,8 @@ pub(crate) struct Daemon {
     pub(crate) child: Child,
     pub(crate) status: SocketAddr,
     pub(crate) log: Arc<Mutex<Vec<String>>>,
+    /// The task reading the log; it ends at the end of the daemon's stderr.
+    reader: tokio::task::JoinHandle<()>,
 }
 
 impl Daemon {
@@ -564,7 +566,7 @@ impl Daemon {
         let (addr_tx, addr_rx) = tokio::sync::oneshot::channel();
         let keep = Arc::clone(&log);
         // Keep reading the log so the daemon never blocks on a full pipe.
-        tokio::spawn(async move {
+        let reader = tokio::spawn(async move {
             let mut addr_tx = Some(addr_tx);
             while let Ok(Some(line)) = lines.next_line().await {
                 if line.contains("status endpoint started") {
@@ -584,7 +586,20 @@ impl Daemon {
                 log.lock().map(|l| l.clone())
             ),
         };
-        Daemon { child, status, log }
+        Daemon {
+            child,
+            status,
+            log,
+            reader,
+        }
+    }
+
+    /// The whole log of a daemon that has exited: the reader may still be behind the
+    /// process's last lines when `wait` returns, so wait (bounded) for it to reach the end
+    /// of stderr.
+    pub(crate) async fn log_to_end(&mut self) -> Vec<String> {
+        let _ = tokio::time::timeout(WAIT, &mut self.reader).await;
+        self.log.lock().map(|l| l.clone()).unwrap_or_default()
     }
 
     pub(crate) async fn doc(&self) -> StatusDocument {

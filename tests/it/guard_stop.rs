@@ -148,7 +148,7 @@ async fn exits(mut daemon: Daemon) -> Vec<String> {
         let _ = daemon.child.start_kill();
         let _ = daemon.child.wait().await;
     }
-    let log = daemon.log.lock().map(|l| l.clone()).unwrap_or_default();
+    let log = daemon.log_to_end().await;
     assert!(
         status.is_some_and(|s| s.success()),
         "daemon did not exit cleanly: {status:?}\n{log:#?}"
