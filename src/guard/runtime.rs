@@ -414,12 +414,42 @@ fn assess<'a>(input: &GuardInput<'a>, basis: Basis, now: Instant) -> Assessment<
     }
 }
 
+/// Why a service would leave this site, from its local facts alone.
+pub(crate) enum Cause {
+    /// Healthy and not drained: announce.
+    Stay,
+    /// A forced drain: the guard is overridden.
+    Forced,
+    /// A guarded reason to withdraw (health, drain, removal, stop).
+    Guarded(&'static str),
+}
+
+/// The [`Cause`] of `local` (shared by both fleet backends' decisions).
+pub(crate) fn withdrawal_cause(local: &LocalService) -> Cause {
+    match (local.drain, local.healthy) {
+        (Drain::None, true) => Cause::Stay,
+        (Drain::Forced, _) => Cause::Forced,
+        (Drain::Requested, _) => Cause::Guarded("drained"),
+        (Drain::Removed, _) => Cause::Guarded("removed from the config"),
+        (Drain::Stopping, _) => Cause::Guarded("daemon stopping"),
+        (Drain::None, false) => Cause::Guarded("health failing"),
+    }
+}
+
+/// A service that is not announced here has nothing for the guard to protect.
+pub(crate) fn not_announced_here(cause: &str, service: &str) -> Decision {
+    Decision::Withdraw {
+        reason: format!("{cause}; {service} is not announced here"),
+        forced: false,
+    }
+}
+
 /// The guard's decision for one service at `now`.
 pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
     let local = &input.local;
-    let cause = match (local.drain, local.healthy) {
-        (Drain::None, true) => return Decision::Announce,
-        (Drain::Forced, _) => {
+    let cause = match withdrawal_cause(local) {
+        Cause::Stay => return Decision::Announce,
+        Cause::Forced => {
             let a = assess(input, Basis::Current, now);
             return Decision::Withdraw {
                 reason: format!(
@@ -429,16 +459,10 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
                 forced: true,
             };
         }
-        (Drain::Requested, _) => "drained",
-        (Drain::Removed, _) => "removed from the config",
-        (Drain::Stopping, _) => "daemon stopping",
-        (Drain::None, false) => "health failing",
+        Cause::Guarded(cause) => cause,
     };
     if !local.announcing {
-        return Decision::Withdraw {
-            reason: format!("{cause}; {} is not announced here", input.service),
-            forced: false,
-        };
+        return not_announced_here(cause, input.service);
     }
     match local.intent {
         LocalIntent::None | LocalIntent::Held { .. } => {

@@ -32,7 +32,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use super::report::{Intent, SiteReport};
-use super::runtime::{Decision, Drain, GuardInput};
+use super::runtime::{not_announced_here, withdrawal_cause, Cause, Decision, GuardInput};
 use super::view::{FleetView, PeerSiteView, PollFailure, PollOutcome, POLL_FAILURE_REASONS};
 
 /// Version of the key layout, the first path element under the key prefix.
@@ -795,9 +795,9 @@ pub fn decide(
             input.prefixes,
         )
     };
-    let cause = match (local.drain, local.healthy) {
-        (Drain::None, true) => return Decision::Announce,
-        (Drain::Forced, _) => {
+    let cause = match withdrawal_cause(local) {
+        Cause::Stay => return Decision::Announce,
+        Cause::Forced => {
             let a = assessment();
             return Decision::Withdraw {
                 reason: format!(
@@ -807,16 +807,10 @@ pub fn decide(
                 forced: true,
             };
         }
-        (Drain::Requested, _) => "drained",
-        (Drain::Removed, _) => "removed from the config",
-        (Drain::Stopping, _) => "daemon stopping",
-        (Drain::None, false) => "health failing",
+        Cause::Guarded(cause) => cause,
     };
     if !local.announcing {
-        return Decision::Withdraw {
-            reason: format!("{cause}; {} is not announced here", input.service),
-            forced: false,
-        };
+        return not_announced_here(cause, input.service);
     }
     if input.prefixes.is_empty() {
         return Decision::Withdraw {

@@ -6,7 +6,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
-use crate::guard::runtime::{GuardTiming, LocalIntent, LocalService};
+use crate::guard::runtime::{Drain, GuardTiming, LocalIntent, LocalService};
 
 fn net(s: &str) -> IpNet {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
