@@ -88,8 +88,8 @@ fn parse_args() -> Result<Args, String> {
             _ => return Err(format!("unknown option or value: {key} {val}")),
         }
     }
-    if !(1..=4).contains(&a.passes) || a.asn == 0 || a.asn > u32::from(u16::MAX) {
-        return Err("--passes 1..4, --asn 1..65535".into());
+    if !(1..=32).contains(&a.passes) || a.asn == 0 || a.asn > u32::from(u16::MAX) {
+        return Err("--passes 1..32, --asn 1..65535".into());
     }
     Ok(a)
 }
