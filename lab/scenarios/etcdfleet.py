@@ -37,10 +37,10 @@ import signal
 import threading
 import time
 
-from labkit import anyguard, netns, procs
+from labkit import anyguard, healthpair, netns, procs
 from labkit.etcd import Cluster
 from labkit.routers import ADAPTERS
-from labkit.util import LAB_DIR, NS_PREFIX, Fail, Skip, log, poll, run_dir, sh, shielded
+from labkit.util import NS_PREFIX, Fail, Skip, log, poll, run_dir, sh, shielded
 
 NAME = "etcd-fleet"
 NEEDS = ("curl", "ip", "bird", "birdc", "etcd", "etcdctl")
@@ -54,7 +54,6 @@ SITE_NUM = {"a": 1, "b": 2, "c": 3}
 ROUTER_ASN = 65000
 LAN = "198.18.170"
 MEMBERS = ("e1", "e2", "e3")
-TARGET = ("127.0.0.1", 8080)
 LEASE_TTL = "3s"
 CONVERGE = 30.0
 # How long an end state must hold in the samples before a case counts it.
@@ -244,8 +243,9 @@ class EtcdLab:
                  f'local_address = "{a}"', f"remote_asn = {ROUTER_ASN}", 'hold_time = "9s"',
                  'connect_retry = "1s"', "ipv4 = true", "ipv6 = false", ""]
         if with_service:
+            host, port = healthpair.TARGET
             lines += ["[[service]]", f'name = "{SERVICE}"', f'prefixes = ["{PREFIX}"]', 'hold_down = "0s"', "",
-                      "[[service.check]]", 'type = "http"', f'url = "http://{TARGET[0]}:{TARGET[1]}/"',
+                      "[[service.check]]", 'type = "http"', f'url = "http://{host}:{port}/"',
                       'interval = "100ms"', 'timeout = "80ms"', "rise = 2", "fall = 2", ""]
         lines += ["[fleet]", f'path = "{self.fleet}"', f'site = "{s}"', ""]
         return "\n".join(lines)
@@ -253,12 +253,7 @@ class EtcdLab:
     # -- health targets -------------------------------------------------------------------
 
     def start_target(self, s):
-        procs.start(self.sns[s], "target", ["/usr/bin/python3", LAB_DIR / "nodes" / "health-target.py",
-                                            TARGET[0], str(TARGET[1]), self.base / s / "target-events.jsonl"],
-                    self.base / s / "target.log")
-        url = f"http://{TARGET[0]}:{TARGET[1]}/"
-        poll(f"site {s}'s health target", lambda: sh(["curl", "-s", "--max-time", "1", url], ns=self.sns[s],
-                                                      check=False).stdout.strip() == "ok", 10, 0.05)
+        healthpair.start_target(self.sns[s], self.base / s / "target-events.jsonl", self.base / s / "target.log")
 
     def signal_targets(self, sites, sig):
         """Signals the targets back to back (microseconds apart); returns the spread."""
