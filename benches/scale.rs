@@ -32,7 +32,8 @@
 //!    service. A failed check ends the benchmark with an error (exit 1).
 //!
 //! Run: `cargo bench --bench scale` (release). `SCALE_SERVICES=1000`, `SCALE_PEERS=16`,
-//! `SCALE_SECONDS=10` (the window), `SCALE_RELOADS=5` (at most 10: one tenth each).
+//! `SCALE_SECONDS=10` (the window), `SCALE_RELOADS=5` (at most 10: one tenth each);
+//! `SCALE_ANYGUARD=/path/to/anyguard` measures another build instead of this one.
 //! The last line of the output, `SCALE_JSON {...}`, holds every figure for
 //! `lab/bench/scale`. Figures only: nothing asserts on time.
 
@@ -346,6 +347,9 @@ struct Measured {
     checks_per_s: f64,
     core_share: f64,
     cpu_per_result_us: f64,
+    /// Peak RSS before the status requests (start, sync, window).
+    steady_rss_mib: f64,
+    /// Peak RSS after them.
     peak_rss_mib: f64,
     status: Fetch,
     summary: Fetch,
@@ -365,6 +369,13 @@ fn measure_window(
     let (cpu1, results1) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
     let cpu = cpu1.saturating_sub(cpu0).as_secs_f64();
     let results = results1.saturating_sub(results0);
+    let steady_rss_mib = peak_rss_kib(pid)? as f64 / 1024.0;
+    // The start delays before any timed request: rendering a large `/status` or
+    // `/metrics` delays the probes that are due meanwhile, and that is not what this
+    // figure is for.
+    let start_delay = get(status_addr, "/metrics")
+        .filter(|f| f.ok)
+        .map_or_else(|| "n/a".to_string(), |f| start_delay_p99(&f.body));
     let status = slowest(status_addr, "/status");
     let summary = slowest(status_addr, "/status?summary=1");
     let metrics = slowest(status_addr, "/metrics");
@@ -372,10 +383,11 @@ fn measure_window(
         checks_per_s: results as f64 / window.as_secs_f64(),
         core_share: 100.0 * cpu / window.as_secs_f64(),
         cpu_per_result_us: cpu * 1e6 / results.max(1) as f64,
+        steady_rss_mib,
         peak_rss_mib: peak_rss_kib(pid)? as f64 / 1024.0,
         status,
         summary,
-        start_delay_p99: start_delay_p99(&metrics.body),
+        start_delay_p99: start_delay,
         metrics,
     })
 }
@@ -579,11 +591,11 @@ fn reload(
 
 fn print_measured(which: &str, m: &Measured) {
     println!(
-        "{which:>10} {:>9.0} {:>9.1}% {:>14.1} {:>9.1} {:>18} {:>18} {:>18} {:>16}",
+        "{which:>10} {:>9.0} {:>9.1}% {:>14.1} {:>13} {:>18} {:>18} {:>18} {:>16}",
         m.checks_per_s,
         m.core_share,
         m.cpu_per_result_us,
-        m.peak_rss_mib,
+        format!("{:.1} / {:.1}", m.steady_rss_mib, m.peak_rss_mib),
         m.status.text(),
         m.summary.text(),
         m.metrics.text(),
@@ -597,6 +609,7 @@ fn measured_json(m: &Measured) -> serde_json::Value {
         "checks_per_s": m.checks_per_s,
         "core_share_pct": m.core_share,
         "cpu_per_result_us": m.cpu_per_result_us,
+        "steady_rss_mib": m.steady_rss_mib,
         "peak_rss_mib": m.peak_rss_mib,
         "status_ms": ms(&m.status),
         "status_kib": m.status.bytes / 1024,
@@ -636,7 +649,12 @@ fn bench(opts: &Options) -> BenchResult<()> {
         .map_err(|e| e.to_string())?;
     runtime.spawn(serve_http(http, Arc::clone(&accepted)));
     runtime.spawn(serve_tcp(tcp, Arc::clone(&accepted)));
-    let binary = Path::new(env!("CARGO_BIN_EXE_anyguard"));
+    // Another build (an older one, to compare) when SCALE_ANYGUARD names it.
+    let binary = std::env::var_os("SCALE_ANYGUARD").map_or_else(
+        || env!("CARGO_BIN_EXE_anyguard").into(),
+        std::path::PathBuf::from,
+    );
+    let binary = binary.as_path();
     let dir = std::env::temp_dir().join(format!("anyguard-scale-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let status_port = httpd::free_port();
@@ -651,9 +669,14 @@ fn bench(opts: &Options) -> BenchResult<()> {
     };
     write(0)?;
     println!(
-        "scale: {} build, {} CPUs, load average {} at the start; {} services x (HTTP + TCP at 1 s), \
-         {} peers on [::1], window {} s after {} s warm-up",
-        if cfg!(debug_assertions) { "debug" } else { "release" },
+        "scale: {} ({} bench build), {} CPUs, load average {} at the start; {} services x \
+         (HTTP + TCP at 1 s), {} peers on [::1], window {} s after {} s warm-up",
+        binary.display(),
+        if cfg!(debug_assertions) {
+            "debug"
+        } else {
+            "release"
+        },
         std::thread::available_parallelism().map_or(0, usize::from),
         load_average(),
         opts.services,
@@ -662,13 +685,13 @@ fn bench(opts: &Options) -> BenchResult<()> {
         WARM_UP.as_secs()
     );
     println!(
-        "\n1. The daemon: dry run against {} established peers\n{:>10} {:>9} {:>10} {:>14} {:>9} {:>18} {:>18} {:>18} {:>16}",
+        "\n1. The daemon: dry run against {} established peers\n{:>10} {:>9} {:>10} {:>14} {:>13} {:>18} {:>18} {:>18} {:>16}",
         opts.peers,
         "run",
         "checks/s",
         "CPU share",
         "CPU/result µs",
-        "RSS MiB",
+        "RSS MiB *",
         "/status ms (KiB)",
         "summary ms (KiB)",
         "/metrics ms (KiB)",
@@ -722,11 +745,20 @@ fn bench(opts: &Options) -> BenchResult<()> {
     let steady_updates = count_updates(&logs)? - updates_before;
     print_measured(&format!("{} peers", opts.peers), &real);
     println!(
-        "ratio {:>20} {:>9.2}x {:>14.2}x {:>8.2}x",
+        "{:>10} {:>9} {:>9.2}x {:>13.2}x {:>13}",
+        "ratio",
         "",
         real.core_share / dry.core_share.max(1e-9),
         real.cpu_per_result_us / dry.cpu_per_result_us.max(1e-9),
-        real.peak_rss_mib / dry.peak_rss_mib.max(1e-9)
+        format!(
+            "{:.2}x / {:.2}x",
+            real.steady_rss_mib / dry.steady_rss_mib.max(1e-9),
+            real.peak_rss_mib / dry.peak_rss_mib.max(1e-9)
+        )
+    );
+    println!(
+        "* peak RSS (VmHWM) before / after the timed status requests; the start delay p99 is \
+         read before them"
     );
     println!(
         "every peer had all {} prefixes {:.2} s after the start; UPDATEs at all peers during the \
