@@ -16,6 +16,7 @@ mod collision;
 mod drain;
 mod endpoints;
 mod health;
+mod many_peers;
 mod operations;
 mod process;
 mod state_file;
