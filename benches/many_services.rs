@@ -27,16 +27,16 @@
 //! `MANY_SERVICES_BASELINE=/path/to/anyguard` (an older build) measures that binary too,
 //! right before this one at each step. Figures only: nothing asserts on time.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::net::TcpListener;
 
+#[path = "common/daemon_io.rs"]
+mod daemon_io;
 #[path = "many_services/decision.rs"]
 mod decision;
 #[path = "../tests/it/fakepeer.rs"]
@@ -48,14 +48,17 @@ mod httpd;
 #[path = "many_services/probe_cost.rs"]
 mod probe_cost;
 
+use daemon_io::{
+    cpu_time, get, load_average, peak_rss_kib, serve_http, serve_tcp, slowest, start_delay_p99,
+    Daemon, Fetch, Percentiles,
+};
+
 type BenchResult<T> = Result<T, String>;
 
 /// Time for every check to have started and settled before measuring.
 const WARM_UP: Duration = Duration::from_secs(4);
 /// Longest wait for the status endpoint to answer after the start.
 const START_WAIT: Duration = Duration::from_secs(20);
-/// Requests of each kind timed per measurement (the slowest is printed).
-const FETCHES: usize = 3;
 
 fn main() {
     let sizes: Vec<usize> = std::env::var("MANY_SERVICES")
@@ -386,33 +389,6 @@ fn print_verdicts(v: &Verdicts, largest: usize) {
     }
 }
 
-/// Nearest-rank percentiles, in microseconds.
-struct Percentiles {
-    min: f64,
-    p50: f64,
-    p90: f64,
-    p99: f64,
-    max: f64,
-}
-
-impl Percentiles {
-    fn of(samples: &mut [Duration]) -> Percentiles {
-        samples.sort_unstable();
-        let us = |d: Duration| d.as_secs_f64() * 1e6;
-        let rank = |q: f64| {
-            let i = ((q * samples.len() as f64).ceil() as usize).clamp(1, samples.len()) - 1;
-            us(samples[i])
-        };
-        Percentiles {
-            min: samples.first().map_or(0.0, |d| us(*d)),
-            p50: rank(0.50),
-            p90: rank(0.90),
-            p99: rank(0.99),
-            max: samples.last().map_or(0.0, |d| us(*d)),
-        }
-    }
-}
-
 fn print_row(
     which: &str,
     setup: Setup,
@@ -439,36 +415,6 @@ fn print_row(
     );
 }
 
-struct Fetch {
-    took: Duration,
-    bytes: usize,
-    ok: bool,
-    body: Vec<u8>,
-}
-
-impl Fetch {
-    fn failed() -> Fetch {
-        Fetch {
-            took: Duration::ZERO,
-            bytes: 0,
-            ok: false,
-            body: Vec::new(),
-        }
-    }
-
-    fn text(&self) -> String {
-        if self.ok {
-            format!(
-                "{:.1} ({})",
-                self.took.as_secs_f64() * 1000.0,
-                self.bytes / 1024
-            )
-        } else {
-            "n/a".to_string()
-        }
-    }
-}
-
 struct Measured {
     cpu: Duration,
     results: u64,
@@ -482,35 +428,6 @@ impl Measured {
     /// CPU per probe result, µs.
     fn per_result(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.results.max(1) as f64
-    }
-}
-
-/// Kills the daemon when the measurement ends, however it ends.
-struct Daemon(Child);
-
-impl Daemon {
-    /// `binary run ARGS --config CONFIG`, logging warnings only (to nowhere), its state
-    /// file in `dir`.
-    fn spawn(binary: &Path, args: &[&str], config: &Path, dir: &Path) -> BenchResult<Daemon> {
-        Command::new(binary)
-            .arg("run")
-            .args(args)
-            .arg("--config")
-            .arg(config)
-            .env("RUST_LOG", "warn")
-            .env("STATE_DIRECTORY", dir)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .map(Daemon)
-            .map_err(|e| format!("anyguard: {e}"))
-    }
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
 
@@ -572,19 +489,6 @@ fn measure(
         summary,
         metrics,
     })
-}
-
-/// The slowest of [`FETCHES`] `GET path`s (the body of the last one).
-fn slowest(addr: SocketAddr, path: &str) -> Fetch {
-    let mut worst: Option<Fetch> = None;
-    for _ in 0..FETCHES {
-        let Some(f) = get(addr, path).filter(|f| f.ok) else {
-            return Fetch::failed();
-        };
-        let took = worst.as_ref().map_or(f.took, |w| w.took.max(f.took));
-        worst = Some(Fetch { took, ..f });
-    }
-    worst.unwrap_or_else(Fetch::failed)
 }
 
 /// A fleet of this site (`a`) and one other that never answers a poll (a closed port):
@@ -662,84 +566,6 @@ interval = "1s"
     text
 }
 
-async fn serve_http(listener: TcpListener, accepted: Arc<AtomicU64>) {
-    use tokio::io::AsyncWriteExt;
-    while let Ok((mut sock, _)) = listener.accept().await {
-        accepted.fetch_add(1, Ordering::Relaxed);
-        tokio::spawn(async move {
-            if httpd::read_request_head(&mut sock).await {
-                let _ = sock.write_all(httpd::OK).await;
-            }
-            let _ = sock.shutdown().await;
-        });
-    }
-}
-
-async fn serve_tcp(listener: TcpListener, accepted: Arc<AtomicU64>) {
-    while let Ok((sock, _)) = listener.accept().await {
-        accepted.fetch_add(1, Ordering::Relaxed);
-        drop(sock);
-    }
-}
-
-/// One `GET` over a fresh connection, read to its end.
-fn get(addr: SocketAddr, path: &str) -> Option<Fetch> {
-    let t0 = Instant::now();
-    let mut sock = TcpStream::connect_timeout(&addr, Duration::from_secs(2)).ok()?;
-    sock.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
-    write!(
-        sock,
-        "GET {path} HTTP/1.1\r\nHost: bench\r\nConnection: close\r\n\r\n"
-    )
-    .ok()?;
-    let mut body = Vec::new();
-    sock.read_to_end(&mut body).ok()?;
-    Some(Fetch {
-        took: t0.elapsed(),
-        bytes: body.len(),
-        ok: body.starts_with(b"HTTP/1.1 200"),
-        body,
-    })
-}
-
-/// utime + stime of process `pid`, from `/proc/PID/stat` (clock ticks of 10 ms).
-fn cpu_time(pid: u32) -> BenchResult<Duration> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("/proc/{pid}/stat: {e}"))?;
-    // The command name (field 2) may hold spaces: count fields after its closing ')'.
-    let rest = stat
-        .rsplit_once(')')
-        .map(|(_, r)| r)
-        .ok_or("/proc/PID/stat without a command name")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 (utime, stime) are the 12th and 13th after the name.
-    let ticks = |i: usize| -> BenchResult<u64> {
-        fields
-            .get(i)
-            .and_then(|f| f.parse().ok())
-            .ok_or_else(|| "/proc/PID/stat: no utime/stime".to_string())
-    };
-    let hz = 100; // USER_HZ on Linux
-    Ok(Duration::from_millis((ticks(11)? + ticks(12)?) * 1000 / hz))
-}
-
-fn peak_rss_kib(pid: u32) -> BenchResult<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .map_err(|e| format!("/proc/{pid}/status: {e}"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| "/proc/PID/status: no VmHWM".to_string())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .ok()
-        .and_then(|s| s.split_whitespace().next().map(str::to_string))
-        .unwrap_or_else(|| "?".to_string())
-}
-
 /// Service flaps (up → down) since the daemon started, the sum of
 /// `anyguard_service_flaps_total` in a `/metrics` answer: every service should stay up
 /// through a measurement (a probe that times out under load shows here).
@@ -749,40 +575,4 @@ fn flaps(metrics: &[u8]) -> u64 {
         .filter(|l| l.starts_with("anyguard_service_flaps_total{"))
         .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
         .sum::<f64>() as u64
-}
-
-/// The bucket bound under which 99 % of the probes started (since the daemon started),
-/// from `anyguard_probe_start_delay_seconds` in a `/metrics` answer; "n/a" without it
-/// (an older binary).
-fn start_delay_p99(metrics: &[u8]) -> String {
-    let text = String::from_utf8_lossy(metrics);
-    let buckets: Vec<(f64, f64)> = text
-        .lines()
-        .filter_map(|l| l.strip_prefix("anyguard_probe_start_delay_seconds_bucket{le=\""))
-        .filter_map(|l| {
-            let (le, rest) = l.split_once("\"}")?;
-            let le = if le == "+Inf" {
-                f64::INFINITY
-            } else {
-                le.parse().ok()?
-            };
-            Some((le, rest.trim().parse().ok()?))
-        })
-        .collect();
-    let Some(&(_, total)) = buckets.last() else {
-        return "n/a".to_string();
-    };
-    buckets
-        .iter()
-        .find(|(_, count)| *count >= 0.99 * total)
-        .map_or_else(
-            || "n/a".to_string(),
-            |(le, _)| {
-                if le.is_infinite() {
-                    "> 1 s".to_string()
-                } else {
-                    format!("<= {:.1} ms", le * 1000.0)
-                }
-            },
-        )
 }
