@@ -17,6 +17,7 @@ mod drain;
 mod endpoints;
 mod health;
 mod operations;
+mod probe_close;
 mod process;
 mod state_file;
 mod systemd;
