@@ -83,6 +83,16 @@ def fib_event(line: str):
         return None
 
 
+def start_target(ns: str, events: Path, logfile: Path) -> None:
+    """nodes/health-target.py on TARGET in `ns` (pid name `target`), logging its switches
+    and requests to `events`; returns once it answers."""
+    procs.start(ns, "target", ["/usr/bin/python3", LAB_DIR / "nodes" / "health-target.py",
+                               TARGET[0], str(TARGET[1]), events], logfile)
+    url = f"http://{TARGET[0]}:{TARGET[1]}/"
+    poll(f"the health target in {ns} to answer",
+         lambda: sh(["curl", "-s", "--max-time", "1", url], ns=ns, check=False).stdout.strip() == "ok", 10, 0.05)
+
+
 class Pair:
     """One router (`kind`: bird or frr) and one anyguard, joined by one veth, with an IPv4
     and an IPv6 session; the service `web` announces both prefixes while its HTTP check
@@ -183,12 +193,7 @@ class Pair:
     # -- the health target -------------------------------------------------------------------
 
     def start_target(self):
-        procs.start(self.sns, "target", ["/usr/bin/python3", LAB_DIR / "nodes" / "health-target.py",
-                                         TARGET[0], str(TARGET[1]), self.target_log],
-                    self.base / "target.log")
-        url = f"http://{TARGET[0]}:{TARGET[1]}/"
-        poll("the health target to answer", lambda: sh(["curl", "-s", "--max-time", "1", url], ns=self.sns,
-                                                        check=False).stdout.strip() == "ok", 10, 0.05)
+        start_target(self.sns, self.target_log, self.base / "target.log")
 
     def stop_target(self) -> float:
         """Kills the target (SIGKILL: its port refuses connections from then on); returns

@@ -11,7 +11,7 @@ import importlib
 import pkgutil
 
 ORDER = ["clabfile", "interop", "health", "bfd", "failover", "graceful", "faults", "guard", "removals", "fleetauth",
-         "fleetreload", "stops"]
+         "fleetreload", "stops", "etcd-fleet"]
 
 
 def registry():

@@ -7,7 +7,9 @@
 //! - a site whose lease expires (SIGSTOP) stops counting, and counts again when it
 //!   comes back;
 //! - etcd stopped mid-way: every withdrawal is held (nothing leaves the wire), loudly in
-//!   `/status`; etcd back: the withdrawals go through the store, exactly `min_sites` stay.
+//!   `/status`; etcd back: the withdrawals go through the store, exactly `min_sites` stay;
+//! - on a three-member cluster (also on loopback), the member a site is on SIGKILLed: the
+//!   site moves to another member, and the decisions after go through the store.
 //!
 //! Skips loudly when `/usr/bin/etcd` is missing (`.ci/run` installs `etcd-server`).
 //! Every wait is bounded; every process is stopped by PID.
@@ -43,37 +45,57 @@ async fn free_port() -> u16 {
     l.local_addr().expect("addr").port()
 }
 
+/// Whether etcd is installed (a loud line when it is not).
+fn etcd_installed() -> bool {
+    let found = Path::new(ETCD).exists();
+    if !found {
+        eprintln!("SKIP: {ETCD} is missing (apt-get install etcd-server; .ci/run does)");
+    }
+    found
+}
+
+/// The command line of member `name` of the cluster `initial` (`name=peer URL,…`), on
+/// loopback `client` and `peer` ports, its data in `dir`.
+fn member_args(name: &str, dir: &Path, client: u16, peer: u16, initial: &str) -> Vec<String> {
+    let client_url = format!("http://127.0.0.1:{client}");
+    let peer_url = format!("http://127.0.0.1:{peer}");
+    vec![
+        "--name".into(),
+        name.into(),
+        "--data-dir".into(),
+        dir.display().to_string(),
+        "--listen-client-urls".into(),
+        client_url.clone(),
+        "--advertise-client-urls".into(),
+        client_url,
+        "--listen-peer-urls".into(),
+        peer_url.clone(),
+        "--initial-advertise-peer-urls".into(),
+        peer_url,
+        "--initial-cluster".into(),
+        initial.into(),
+        "--log-level".into(),
+        "error".into(),
+    ]
+}
+
 impl Etcd {
     /// `None` (and a loud line) when etcd is not installed.
     async fn start(dir: &Path) -> Option<Etcd> {
-        if !Path::new(ETCD).exists() {
-            eprintln!("SKIP: {ETCD} is missing (apt-get install etcd-server; .ci/run does)");
+        if !etcd_installed() {
             return None;
         }
         let (client, peer) = (free_port().await, free_port().await);
-        let client_url = format!("http://127.0.0.1:{client}");
-        let peer_url = format!("http://127.0.0.1:{peer}");
-        let args = vec![
-            "--name".into(),
-            "it".into(),
-            "--data-dir".into(),
-            dir.join("etcd-data").display().to_string(),
-            "--listen-client-urls".into(),
-            client_url.clone(),
-            "--advertise-client-urls".into(),
-            client_url.clone(),
-            "--listen-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-advertise-peer-urls".into(),
-            peer_url.clone(),
-            "--initial-cluster".into(),
-            format!("it={peer_url}"),
-            "--log-level".into(),
-            "error".into(),
-        ];
+        let args = member_args(
+            "it",
+            &dir.join("etcd-data"),
+            client,
+            peer,
+            &format!("it=http://127.0.0.1:{peer}"),
+        );
         let mut etcd = Etcd {
             child: spawn_etcd(&args),
-            client_url,
+            client_url: format!("http://127.0.0.1:{client}"),
             args,
         };
         etcd.wait_ready().await;
@@ -109,6 +131,64 @@ impl Etcd {
     async fn restart(&mut self) {
         self.child = spawn_etcd(&self.args);
         self.wait_ready().await;
+    }
+}
+
+/// A three-member etcd on loopback (ports from the OS, a data directory each), every
+/// member stopped by PID.
+struct Cluster {
+    members: Vec<Etcd>,
+}
+
+impl Cluster {
+    /// `None` (and a loud line) when etcd is not installed.
+    async fn start(dir: &Path) -> Option<Cluster> {
+        if !etcd_installed() {
+            return None;
+        }
+        let mut ports = Vec::new();
+        for _ in 0..3 {
+            ports.push((free_port().await, free_port().await));
+        }
+        let initial = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (_, peer))| format!("m{i}=http://127.0.0.1:{peer}"))
+            .collect::<Vec<_>>()
+            .join(",");
+        let mut members: Vec<Etcd> = ports
+            .iter()
+            .enumerate()
+            .map(|(i, (client, peer))| {
+                let args = member_args(
+                    &format!("m{i}"),
+                    &dir.join(format!("etcd-m{i}")),
+                    *client,
+                    *peer,
+                    &initial,
+                );
+                Etcd {
+                    child: spawn_etcd(&args),
+                    client_url: format!("http://127.0.0.1:{client}"),
+                    args,
+                }
+            })
+            .collect();
+        // A member answers a read once a quorum has elected a leader.
+        for m in &mut members {
+            m.wait_ready().await;
+        }
+        Some(Cluster { members })
+    }
+
+    fn endpoints(&self) -> Vec<&str> {
+        self.members.iter().map(|m| m.client_url.as_str()).collect()
+    }
+
+    async fn kill(&mut self) {
+        for m in &mut self.members {
+            m.kill().await;
+        }
     }
 }
 
@@ -171,9 +251,14 @@ fn watch_router(mut peer: FakePeer, rib: Arc<Mutex<Rib>>) {
     });
 }
 
-fn fleet(etcd: &str, prefix: &str, min_sites: usize) -> String {
+fn fleet(endpoints: &[&str], prefix: &str, min_sites: usize) -> String {
+    let endpoints = endpoints
+        .iter()
+        .map(|e| format!("\"{e}\""))
+        .collect::<Vec<_>>()
+        .join(", ");
     let mut t = format!(
-        "backend = \"etcd\"\n\n[etcd]\nendpoints = [\"{etcd}\"]\nkey_prefix = \"{prefix}\"\n\
+        "backend = \"etcd\"\n\n[etcd]\nendpoints = [{endpoints}]\nkey_prefix = \"{prefix}\"\n\
          lease_ttl = \"2s\"\ntimeout = \"500ms\"\n"
     );
     for (i, s) in ["a", "b", "c"].iter().enumerate() {
@@ -328,7 +413,7 @@ async fn every_site_failing_at_once_leaves_exactly_min_sites_and_an_expired_leas
     let Some(mut etcd) = Etcd::start(files.dir()).await else {
         return;
     };
-    files.write("fleet.toml", &fleet(&etcd.client_url, "/it/fail", 2));
+    files.write("fleet.toml", &fleet(&[&etcd.client_url], "/it/fail", 2));
     let sites = start_sites(&files).await;
     // `anyguard check` reads the store: with b and c announcing, a may drop web.
     let run = check_disabling(&files, "a").await;
@@ -467,7 +552,7 @@ async fn with_etcd_stopped_every_withdrawal_is_held_loudly_until_it_is_back() {
     let Some(mut etcd) = Etcd::start(files.dir()).await else {
         return;
     };
-    files.write("fleet.toml", &fleet(&etcd.client_url, "/it/outage", 1));
+    files.write("fleet.toml", &fleet(&[&etcd.client_url], "/it/outage", 1));
     let sites = start_sites(&files).await;
 
     etcd.kill().await;
@@ -518,4 +603,105 @@ async fn with_etcd_stopped_every_withdrawal_is_held_loudly_until_it_is_back() {
         s.daemon.stop().await;
     }
     etcd.kill().await;
+}
+
+fn store_of(d: &StatusDocument) -> anyguard::status::model::StoreStatus {
+    d.fleet
+        .as_ref()
+        .and_then(|f| f.store.clone())
+        .expect("fleet.store in status")
+}
+
+/// The member the daemon's latest session is with (its log's last `connected to etcd`).
+fn connected_endpoint(d: &Daemon) -> Option<String> {
+    let log = d.log.lock().expect("log lock");
+    log.iter().rev().find_map(|line| {
+        let v: serde_json::Value = serde_json::from_str(line).ok()?;
+        if v["fields"]["message"].as_str()? != "all-sites guard: connected to etcd" {
+            return None;
+        }
+        v["fields"]["endpoint"].as_str().map(str::to_owned)
+    })
+}
+
+/// How many times the daemon logged the etcd alarm (once per session lost, or per new
+/// error while not connected).
+fn alarms(d: &Daemon) -> usize {
+    d.log
+        .lock()
+        .expect("log lock")
+        .iter()
+        .filter(|l| l.contains("ETCD UNREACHABLE: withdrawals are held"))
+        .count()
+}
+
+/// The client's gaps with several members (issue 16, checked against etcd 3.4): its lease
+/// keep-alive stream does not reconnect after an error, and its own balancing keeps
+/// sending requests to a dead member. The driver covers both by ending its session at the
+/// first error and starting a new one with the next member. Here the member site a is on
+/// is SIGKILLed: a moves to another member with a new lease; then every site fails at
+/// once and every decision goes through the store: no alarm after the move, exactly
+/// `min_sites` 1 kept, never fewer on the wire.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_member_is_left_for_another_and_every_decision_after_goes_through_the_store() {
+    let files = Files::new();
+    let Some(mut cluster) = Cluster::start(files.dir()).await else {
+        return;
+    };
+    files.write("fleet.toml", &fleet(&cluster.endpoints(), "/it/members", 1));
+    let sites = start_sites(&files).await;
+    let a = &sites[0];
+    let before = connected_endpoint(&a.daemon).expect("a's session in its log");
+    let lease_before = store_of(&a.daemon.doc().await).lease_id;
+    let dead = cluster
+        .members
+        .iter()
+        .position(|m| m.client_url == before)
+        .expect("a is on one of the members");
+    cluster.members[dead].kill().await;
+
+    a.daemon
+        .doc_until("a connected again with a new lease", |d| {
+            let s = store_of(d);
+            s.connected && s.lease_id.is_some() && s.lease_id != lease_before
+        })
+        .await;
+    let after = connected_endpoint(&a.daemon).expect("a's new session in its log");
+    assert_ne!(after, before, "a moved to a live member");
+    assert!(alarms(&a.daemon) >= 1, "losing the member was loud");
+    for s in &sites {
+        s.daemon
+            .doc_until("every site connected", |d| store_of(d).connected)
+            .await;
+    }
+    let alarms_before: Vec<usize> = sites.iter().map(|s| alarms(&s.daemon)).collect();
+
+    let t0 = Instant::now();
+    for s in &sites {
+        std::fs::remove_file(&s.ok_file).expect("remove ok file");
+    }
+    wait_for("two sites withdrawn", || on_wire(&sites).len() == 1).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(on_wire(&sites).len(), 1, "{:?}", on_wire(&sites));
+    assert_eq!(fewest_since(&sites, t0), 1, "never fewer than min_sites");
+    for s in &sites {
+        let d = s.daemon.doc().await;
+        assert!(store_of(&d).connected, "{}: {:?}", s.name, store_of(&d));
+        assert!(
+            !guard_of(&d).reason.contains("ETCD UNREACHABLE"),
+            "{}: {:?}",
+            s.name,
+            guard_of(&d)
+        );
+    }
+    let alarms_after: Vec<usize> = sites.iter().map(|s| alarms(&s.daemon)).collect();
+    assert_eq!(
+        alarms_before, alarms_after,
+        "no request went to the dead member after the move"
+    );
+
+    for s in sites {
+        s.daemon.stop().await;
+    }
+    cluster.kill().await;
 }
