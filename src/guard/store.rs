@@ -368,11 +368,11 @@ pub fn assess(
 /// (`others` is the fleet in order without that site, so its first `local_rank` sites rank
 /// before it): as [`assess`], but a `held` site ranked after it does not count
 /// ([`StoreSiteState::HeldAfter`]). As the poll mesh's ranks (`docs/guard.md`, Ties): when
-/// several sites want to withdraw at once the first-ranked keep announcing and the others
-/// withdraw relying on them — on records that no longer change, so their transactions do
-/// not fail each other (relying on any held site, the first-ranked ones withdrew first and
-/// every withdrawal in flight relying on them failed: 200 sites failing at once took 27,405
-/// conflicts and 34 s, `benches/etcd_fleet.rs`).
+/// several sites want to withdraw at once and see each other held, the first-ranked keep
+/// announcing and the others withdraw relying on them, on records that no longer change,
+/// so those transactions do not fail each other (relying on any held site, the first to
+/// commit failed every other transaction on the snapshot). Sites that do not see each
+/// other held yet still race (`docs/guard.md`, "Scale run").
 pub fn assess_ranked(
     snapshot: &Snapshot,
     layout: &Layout,
