@@ -16,8 +16,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::time::{Duration, Instant};
 
 use anyguard_proto::{
-    frame_len, Afi, AsPath, Community, DecodeContext, EncodeContext, LargeCommunity, Message,
-    MpReach, Origin, PathAttribute, Safi, UpdateMessage, UpdateView,
+    frame_len, Afi, DecodeContext, EncodeContext, Message, MpReach, PathAttribute, Safi,
+    UpdateMessage, UpdateView,
 };
 use bytes::{Bytes, BytesMut};
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
@@ -26,20 +26,8 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 const IPV4_PREFIXES: u32 = 1_000_000;
 const IPV6_PREFIXES: u32 = 60_000;
 
-/// A small deterministic generator (no dependency, same stream every run).
-struct Lcg(u64);
-impl Lcg {
-    fn next(&mut self) -> u32 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (self.0 >> 33) as u32
-    }
-    fn below(&mut self, n: u32) -> u32 {
-        self.next() % n
-    }
-}
+mod common;
+use common::{attrs, Lcg};
 
 fn v4(i: u32) -> Ipv4Net {
     // 240.0.0.0/4 holds 2^20 /24s.
@@ -49,47 +37,6 @@ fn v4(i: u32) -> Ipv4Net {
 fn v6(i: u32) -> IpNet {
     let addr = (0x2001_0db8u128 << 96) | (u128::from(i) << 80);
     IpNet::V6(Ipv6Net::new(Ipv6Addr::from(addr), 48).expect("/48"))
-}
-
-fn attrs(rng: &mut Lcg, shared: bool) -> Vec<PathAttribute> {
-    let path_len = if shared { 3 } else { 2 + rng.below(7) };
-    let path: Vec<u32> = (0..path_len)
-        .map(|_| {
-            if rng.below(4) == 0 {
-                4_200_000_000 + rng.below(1000)
-            } else {
-                64512 + rng.below(1000)
-            }
-        })
-        .collect();
-    let mut a = vec![
-        PathAttribute::Origin(if rng.below(5) == 0 {
-            Origin::Incomplete
-        } else {
-            Origin::Igp
-        }),
-        PathAttribute::AsPath(AsPath::from_sequence(path)),
-        PathAttribute::NextHop(Ipv4Addr::new(198, 18, 0, 1 + (rng.below(200) as u8))),
-    ];
-    if shared || rng.below(2) == 0 {
-        a.push(PathAttribute::MultiExitDisc(rng.below(1000)));
-    }
-    let n_comm = if shared { 3 } else { rng.below(5) };
-    if n_comm > 0 {
-        a.push(PathAttribute::Communities(
-            (0..n_comm)
-                .map(|_| Community::new(64512 + rng.below(100) as u16, rng.below(65535) as u16))
-                .collect(),
-        ));
-    }
-    if rng.below(8) == 0 {
-        a.push(PathAttribute::LargeCommunities(vec![LargeCommunity {
-            global: 4_200_000_001,
-            local1: 1,
-            local2: rng.below(100),
-        }]));
-    }
-    a
 }
 
 /// Builds the stream and its frame boundaries.

@@ -2,12 +2,13 @@
 //! that drains the send queue and reports progress (RFC 9687), and the outgoing connect.
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
 use tokio::task::{AbortHandle, JoinHandle};
 
 use super::transport::{self, TransportConfig};
@@ -16,6 +17,11 @@ use crate::fsm::ConnId;
 
 /// Read buffer growth step.
 const READ_CHUNK: usize = 64 * 1024;
+/// Most octets of messages in one batch to the peer task (see [`ConnInput::Frames`]).
+const BATCH: usize = 16 * 1024;
+/// Batches read but not yet handled by the peer task, per connection: what a fast sender
+/// can make us hold is about READ_AHEAD × READ_CHUNK (never a full table).
+const READ_AHEAD: usize = 4;
 
 /// What connection tasks report to the peer task.
 #[derive(Debug)]
@@ -24,8 +30,12 @@ pub(crate) enum ConnInput {
     Connected(TcpStream),
     /// Outgoing connection failed.
     ConnectFailed(String),
-    /// One complete message.
-    Frame(Bytes),
+    /// One or more complete messages back to back: every whole message one read brought.
+    /// Batched because a full table is ~50k UPDATEs or more, and the channel hand-off,
+    /// wake-up and status publication per message cost more than decoding one
+    /// (lab/bench/ingest: ~9 µs per UPDATE when sent one by one). The credit bounds the
+    /// batches in flight, so the reader cannot run ahead of the peer task.
+    Frames(Bytes, OwnedSemaphorePermit),
     /// The byte stream is not BGP (bad marker, length, type).
     FrameError(anyguard_proto::DecodeError),
     /// Closed by the peer or failed.
@@ -108,21 +118,40 @@ impl Drop for ConnIo {
 
 async fn read_loop(id: ConnId, mut rd: OwnedReadHalf, tx: IoTx) {
     let mut buf = BytesMut::with_capacity(READ_CHUNK);
+    let credits = Arc::new(Semaphore::new(READ_AHEAD));
     loop {
+        let (mut end, mut bad) = (0, None);
+        // At most BATCH octets per batch (one message whatever its size): the peer task
+        // handles a batch in one turn, and other peers' tasks (a withdrawal to send) must
+        // not wait long behind it.
         loop {
-            match wire::frame_len(&buf) {
-                Ok(Some(n)) => {
-                    let frame = buf.split_to(n).freeze();
-                    if tx.send((id, ConnInput::Frame(frame))).await.is_err() {
-                        return;
-                    }
-                }
+            match wire::frame_len(&buf[end..]) {
+                Ok(Some(n)) if end == 0 || end + n <= BATCH => end += n,
+                Ok(Some(_)) => break,
                 Ok(None) => break,
                 Err(e) => {
-                    let _ = tx.send((id, ConnInput::FrameError(e))).await;
-                    return;
+                    bad = Some(e);
+                    break;
                 }
             }
+        }
+        if end > 0 {
+            let Ok(credit) = credits.clone().acquire_owned().await else {
+                return;
+            };
+            let frames = buf.split_to(end).freeze();
+            if tx
+                .send((id, ConnInput::Frames(frames, credit)))
+                .await
+                .is_err()
+            {
+                return;
+            }
+            continue;
+        }
+        if let Some(e) = bad {
+            let _ = tx.send((id, ConnInput::FrameError(e))).await;
+            return;
         }
         if buf.capacity() - buf.len() < READ_CHUNK / 4 {
             buf.reserve(READ_CHUNK);

@@ -365,9 +365,17 @@ impl Actor {
                 self.feed(Event::TcpConnectionFails(id));
                 self.connecting = None;
             }
-            ConnInput::Frame(frame) => {
-                if self.conns.contains_key(&id) {
-                    self.on_frame(id, &frame);
+            ConnInput::Frames(frames, _credit) => {
+                let mut rest = &frames[..];
+                // The reader sent whole messages only; a message may close the
+                // connection, and what follows it is then dropped.
+                while let Ok(Some(n)) = wire::frame_len(rest) {
+                    if !self.conns.contains_key(&id) || n > rest.len() {
+                        break;
+                    }
+                    let (frame, tail) = rest.split_at(n);
+                    self.on_frame(id, frame);
+                    rest = tail;
                 }
             }
             ConnInput::FrameError(e) => {
