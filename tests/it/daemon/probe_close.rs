@@ -18,16 +18,23 @@ async fn read_after_probe(sock: &mut tokio::net::TcpStream) -> std::io::Result<u
         .expect("the probe neither closed nor reset its connection")
 }
 
-/// The `/proc/net/tcp` lines in TIME_WAIT (state 06) with `port` at either end.
-fn time_wait_with_port(port: u16) -> Vec<String> {
+/// The `/proc/net/tcp` lines in TIME_WAIT (state 06) of the connection between the ports
+/// `a` and `b`, seen from either end. Both ports, not one: other tests and processes on the
+/// same host make connections of their own, and an ephemeral port is reused by them as
+/// soon as the probe has given it back (a TIME_WAIT of another connection with the probe's
+/// old port at one end once failed this test in CI).
+fn time_wait_between(a: u16, b: u16) -> Vec<String> {
     let table = std::fs::read_to_string("/proc/net/tcp").unwrap();
-    let port = format!(":{port:04X}");
+    let (a, b) = (format!(":{a:04X}"), format!(":{b:04X}"));
     table
         .lines()
         .skip(1)
         .filter(|l| {
             let f: Vec<&str> = l.split_whitespace().collect();
-            f.len() > 3 && f[3] == "06" && (f[1].ends_with(&port) || f[2].ends_with(&port))
+            f.len() > 3
+                && f[3] == "06"
+                && ((f[1].ends_with(&a) && f[2].ends_with(&b))
+                    || (f[1].ends_with(&b) && f[2].ends_with(&a)))
         })
         .map(str::to_string)
         .collect()
@@ -93,7 +100,7 @@ timeout = "2500ms"
         "the TCP probe's connection must end with a reset, got {read:?}"
     );
     drop(sock);
-    let tcp_port = from.port();
+    let tcp_ports = (from.port(), tcp.local_addr().unwrap().port());
 
     // HTTP check: the target answers and closes first, as `Connection: close` has it;
     // the probe reads the answer and resets the connection instead of closing its side.
@@ -111,13 +118,13 @@ timeout = "2500ms"
         "the HTTP probe's connection must end with a reset, got {read:?}"
     );
     drop(sock);
-    let http_port = from.port();
+    let http_ports = (from.port(), http.local_addr().unwrap().port());
 
-    for (what, port) in [("TCP", tcp_port), ("HTTP", http_port)] {
-        let left = time_wait_with_port(port);
+    for (what, (probe, target)) in [("TCP", tcp_ports), ("HTTP", http_ports)] {
+        let left = time_wait_between(probe, target);
         assert!(
             left.is_empty(),
-            "the {what} probe's connection (port {port}) left TIME_WAIT: {left:?}"
+            "the {what} probe's connection (port {probe} to {target}) left TIME_WAIT: {left:?}"
         );
     }
     signals.send(DaemonSignal::Stop).await.unwrap();
