@@ -8,7 +8,15 @@
 //!   data in a temporary directory, stopped by PID);
 //! - **poll mesh**: the real poller (`guard::poller`, one HTTP request per other site per
 //!   interval) against every site's real status server (`status::server`, its `/fleet/report`
-//!   route serving the site's latest report), and `guard::runtime::decide`.
+//!   route serving the site's latest report), and `guard::runtime::decide`;
+//! - **poll mesh, one site measured** (`site`): what one site of an N-site fleet carries
+//!   (`run_one_site`): site 0 with the real poller, status server and decisions on a
+//!   runtime of its own (its threads' CPU), the others real status servers with signed
+//!   reports polling site 0 only. One process cannot hold both ends of every poll of 100
+//!   sites or more (`ETCD_FLEET_MESH_MAX` bounds the all-in-one mesh, 50 by default).
+//!
+//! The bench moves itself into a network namespace of its own at start (root), so that the
+//! TCP counters count its own connections only; without root the mesh modes are not run.
 //!
 //! Measured, per backend and size, in the same run: while the fleet is steady (a 10 s
 //! window) the requests (etcd: gRPC messages received by the members, from their own
@@ -21,8 +29,8 @@
 //!
 //! Run by hand (not in CI), at a high priority for the measuring process:
 //! `nice -n -10 cargo bench --bench etcd_fleet` (release). Environment:
-//! `ETCD_FLEET_SITES=50,100,200` (sizes), `ETCD_FLEET_MIN_SITES=2`, `ETCD_FLEET_MESH_MAX=200`
-//! (largest fleet run on the poll mesh), `ETCD_FLEET_BACKENDS=etcd,poll`,
+//! `ETCD_FLEET_SITES=50,100,200` (sizes), `ETCD_FLEET_MIN_SITES=2`, `ETCD_FLEET_MESH_MAX=50`
+//! (largest fleet run on the all-in-one poll mesh), `ETCD_FLEET_BACKENDS=etcd,poll,site`,
 //! `ETCD_FLEET_SINGLES=20`, `ETCD_FLEET_GROUPS=3`, `ETCD_FLEET_GROUP_SIZE=10`.
 //! Figures only: nothing asserts on time.
 
