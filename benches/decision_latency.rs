@@ -252,6 +252,7 @@ fn check_event(up: bool) -> CheckEvent {
         },
         transition: Some(Transition { from, to }),
         start_delay: None,
+        seq: anyguard::health::next_seq(),
     }
 }
 

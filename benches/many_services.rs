@@ -13,7 +13,8 @@
 //!    checks per second, the daemon's share of one core, CPU per probe result and its
 //!    ratio (to the baseline binary at the same N, or to the smallest N), peak RSS, the
 //!    slowest of three `GET /status`, `GET /status?summary=1` and `GET /metrics` (with
-//!    their sizes), and the p99 of `anyguard_probe_start_delay_seconds`.
+//!    their sizes), the p99 of `anyguard_probe_start_delay_seconds`, and the service
+//!    flaps since the start (which should be 0: a flap means probes timed out).
 //! 3. The same at the largest N with **HTTP checks only** (the probe's share, before and
 //!    after) and with **a fleet configured** (the all-sites guard polling one other site
 //!    that does not answer).
@@ -215,7 +216,7 @@ fn daemon_part(
         WARM_UP.as_secs(),
     );
     println!(
-        "{:>8} {:>16} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16}",
+        "{:>8} {:>16} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16} {:>6}",
         "binary",
         "checks",
         "services",
@@ -227,7 +228,8 @@ fn daemon_part(
         "/status ms (KiB)",
         "summary ms (KiB)",
         "/metrics ms (KiB)",
-        "start delay p99"
+        "start delay p99",
+        "flaps"
     );
     let largest = sizes.iter().copied().max().unwrap_or(1000);
     let mut setups: Vec<Setup> = sizes
@@ -396,7 +398,7 @@ fn print_row(
     ratio: f64,
 ) {
     println!(
-        "{:>8} {:>16} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16}",
+        "{:>8} {:>16} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16} {:>6}",
         which,
         setup.label(),
         setup.n,
@@ -409,6 +411,7 @@ fn print_row(
         m.summary.text(),
         m.metrics.text(),
         start_delay_p99(&m.metrics.body),
+        flaps(&m.metrics.body),
     );
 }
 
@@ -561,4 +564,15 @@ interval = "1s"
         }
     }
     text
+}
+
+/// Service flaps (up → down) since the daemon started, the sum of
+/// `anyguard_service_flaps_total` in a `/metrics` answer: every service should stay up
+/// through a measurement (a probe that times out under load shows here).
+fn flaps(metrics: &[u8]) -> u64 {
+    String::from_utf8_lossy(metrics)
+        .lines()
+        .filter(|l| l.starts_with("anyguard_service_flaps_total{"))
+        .filter_map(|l| l.rsplit_once(' ')?.1.trim().parse::<f64>().ok())
+        .sum::<f64>() as u64
 }

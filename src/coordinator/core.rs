@@ -4,7 +4,7 @@
 //! No channels, no clock: the shell in [`super`] owns the I/O and passes `now`.
 
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, VecDeque};
+use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
@@ -25,7 +25,11 @@ struct CheckSlot {
     state: CheckStatus,
     rise_count: u32,
     fall_count: u32,
-    results: VecDeque<ProbeResultStatus>,
+    /// Counters and latest results, shared with the `/status` entry (issue 13: a result
+    /// that changes nothing else is recorded there without rebuilding the entry).
+    live: model::LiveCheck,
+    /// [`CheckEvent::seq`] of the latest result taken in.
+    last_seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -364,21 +368,30 @@ impl Core {
         let Some(slot) = service.checks.get_mut(event.check) else {
             return;
         };
+        if event.seq < slot.last_seq {
+            // A routine result that a newer state change of its check overtook (state
+            // changes have their own channel, handled first): it is history already.
+            return;
+        }
+        slot.last_seq = event.seq;
         let health_may_change = slot.state != event.state.status;
         slot.state = event.state.status;
         slot.rise_count = event.state.passes;
         slot.fall_count = event.state.failures;
-        slot.results.push_front(ProbeResultStatus {
-            at: rfc3339(at),
-            ok: event.outcome.ok,
-            latency_ms: event.outcome.latency.as_secs_f64() * 1000.0,
-            detail: event.outcome.detail.clone(),
-        });
-        slot.results.truncate(RESULTS_KEPT);
-        self.dirty_status(event.service);
+        slot.live.record(
+            event.state.passes,
+            event.state.failures,
+            ProbeResultStatus {
+                at: rfc3339(at),
+                ok: event.outcome.ok,
+                latency_ms: event.outcome.latency.as_secs_f64() * 1000.0,
+                detail: event.outcome.detail.clone(),
+            },
+            RESULTS_KEPT,
+        );
         if health_may_change {
             // The service's health may change; a result that confirms the state changes
-            // only the check's history.
+            // only the check's counters and history, which the status entry reads live.
             self.mark(event.service);
         }
     }
@@ -821,27 +834,22 @@ impl Core {
                         .checks
                         .iter()
                         .zip(&slot.checks)
-                        .map(|(c, s)| model::CheckStatus {
-                            name: c.name.clone(),
-                            kind: kind_name(&c.kind).to_string(),
-                            target: target_text(&c.kind),
-                            state: s.state.to_string(),
-                            rise_count: s.rise_count,
-                            rise: c.rise,
-                            fall_count: s.fall_count,
-                            fall: c.fall,
-                            last_results: s
-                                .results
-                                .iter()
-                                .take(model::RESULTS_IN_DOCUMENT)
-                                .cloned()
-                                .collect(),
-                            older_results: s
-                                .results
-                                .iter()
-                                .skip(model::RESULTS_IN_DOCUMENT)
-                                .cloned()
-                                .collect(),
+                        .map(|(c, s)| {
+                            let mut check = model::CheckStatus {
+                                name: c.name.clone(),
+                                kind: kind_name(&c.kind).to_string(),
+                                target: target_text(&c.kind),
+                                state: s.state.to_string(),
+                                rise_count: s.rise_count,
+                                rise: c.rise,
+                                fall_count: s.fall_count,
+                                fall: c.fall,
+                                last_results: Vec::new(),
+                                older_results: Vec::new(),
+                                live: s.live.clone(),
+                            };
+                            check.copy_live();
+                            check
                         })
                         .collect(),
                     guard,
@@ -882,7 +890,8 @@ fn new_check() -> CheckSlot {
         state: CheckStatus::Unknown,
         rise_count: 0,
         fall_count: 0,
-        results: VecDeque::with_capacity(RESULTS_KEPT),
+        live: model::LiveCheck::new(RESULTS_KEPT),
+        last_seq: 0,
     }
 }
 
@@ -1012,11 +1021,12 @@ mod tests {
             },
             transition: None,
             start_delay: None,
+            seq: crate::health::next_seq(),
         }
     }
 
     #[test]
-    fn a_result_that_confirms_the_state_touches_only_its_own_service_status() {
+    fn a_result_that_confirms_the_state_rebuilds_no_status_entry_and_shows_in_its_own() {
         let t0 = Instant::now();
         let w = SystemTime::UNIX_EPOCH;
         let mut core = Core::new(
@@ -1034,14 +1044,25 @@ mod tests {
         assert_eq!(core.take_guard_dirty(), [0, 1]);
         let routes = core.routes_version();
 
-        // A result that says what the check already said: only web's entry is stale; no
-        // evaluation, no new routes, nothing for the guard.
+        // A result that says what the check already said: no entry is stale (issue 13:
+        // the result is recorded in the check's live record, which web's published entry
+        // shares); no evaluation, no new routes, nothing for the guard.
+        let guard = || GuardStatus::default();
+        let published = core.service_status_of(0, t0, w, &[], guard()).expect("web");
+        assert_eq!(published.checks[0].last_results.len(), 1);
         core.on_probe(&report(0, 0, CheckStatus::Up), w);
         assert!(core.take_guard_dirty().is_empty());
         assert!(core.evaluate(t0, w).is_empty());
         assert_eq!(core.routes_version(), routes);
-        assert_eq!(core.take_stale_statuses(), [0]);
         assert!(core.take_stale_statuses().is_empty());
+        let mut served = published.clone();
+        served.fill_live();
+        assert_eq!(served.checks[0].last_results.len(), 2);
+        let rebuilt = core.service_status_of(0, t0, w, &[], guard()).expect("web");
+        assert_eq!(
+            rebuilt.checks[0].live, published.checks[0].live,
+            "one live record, shared by every entry built for the check"
+        );
 
         // A failing check: web is evaluated and withdrawn, the routes change, the guard is
         // asked about web again; dns is left alone.
@@ -1059,6 +1080,32 @@ mod tests {
         let due = core.next_deadline().expect("web is held down");
         assert!(due > t0);
         assert!(core.evaluate(due, w).len() <= 1);
+    }
+
+    #[test]
+    fn a_routine_result_overtaken_by_a_newer_state_change_of_its_check_is_left_out() {
+        let (t0, w, mut core) = web_up();
+        // Sent before the failure (seq taken first), handled after it: the failure went on
+        // the channel of state changes, which the loop polls first.
+        let older_up = report(0, 0, CheckStatus::Up);
+        let down = report(0, 0, CheckStatus::Down);
+        core.on_probe(&down, w);
+        core.on_probe(&older_up, w);
+        let changes = core.evaluate(t0, w);
+        assert_eq!(changes.len(), 1);
+        assert_ne!(changes[0].1.to, State::Up);
+        // The older pass must not bring it back.
+        assert!(core.evaluate(t0, w).is_empty());
+        let mut status = core
+            .service_status_of(0, t0, w, &[], GuardStatus::default())
+            .expect("web");
+        status.fill_live();
+        assert_eq!(status.checks[0].state, "down");
+        assert_eq!(
+            status.checks[0].last_results.len(),
+            2,
+            "the older pass is not history"
+        );
     }
 
     #[test]

@@ -650,6 +650,7 @@ mod tests {
                 },
                 transition: None,
                 start_delay: None,
+                seq: crate::health::next_seq(),
             },
             w,
         );

@@ -17,7 +17,7 @@ use super::saved;
 use super::stop::StopPlan;
 use crate::announcer::RibOut;
 use crate::config::{Config, PeerConfig, PeerMode};
-use crate::health::{CheckEvent, HealthRunner, ProbeError, RunnerOptions, Transition};
+use crate::health::{CheckEvent, CheckSink, HealthRunner, ProbeError, RunnerOptions, Transition};
 use crate::local_addr::IpCommand;
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
@@ -131,7 +131,7 @@ struct Shell {
     /// The event channel of a health runner restarted by a reload: the loop switches to
     /// it, so that results of the old runner still queued (numbered after the old config)
     /// are dropped instead of landing on whatever service now has their index.
-    new_checks_rx: Option<mpsc::Receiver<CheckEvent>>,
+    new_checks_rx: Option<CheckChannels>,
     health: Option<HealthRunner>,
     peers: Vec<Peer>,
     listener: Option<Listener>,
@@ -166,6 +166,24 @@ struct Shell {
     systemd: sd::Link,
     /// The reload's config read, off the loop (`config_read`).
     config_read: ConfigRead,
+    /// Some service of the running config has a `drain_file` (to poll).
+    drain_files: bool,
+}
+
+/// The receiving ends of a health runner's results: state changes, and the others.
+struct CheckChannels {
+    changes: mpsc::Receiver<CheckEvent>,
+    routine: mpsc::Receiver<CheckEvent>,
+}
+
+/// A health runner's [`CheckSink`] and the channels it sends on.
+fn check_channels() -> (CheckSink, CheckChannels) {
+    let (routine_tx, routine) = mpsc::channel(CHECK_EVENTS);
+    let (changes_tx, changes) = mpsc::channel(CHECK_EVENTS);
+    (
+        CheckSink::split(routine_tx, changes_tx),
+        CheckChannels { changes, routine },
+    )
 }
 
 /// A check transition waiting to be logged.
@@ -223,7 +241,7 @@ pub async fn run(
     // Before the first publication: until then /fleet/report has nothing to serve.
     server.fleet_key.send_replace(fleet_key(guard.as_ref()));
 
-    let (checks_tx, mut checks_rx) = mpsc::channel::<CheckEvent>(CHECK_EVENTS);
+    let (checks_tx, mut checks) = check_channels();
     let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
 
     let (routes_tx, _routes_rx) = watch::channel(Arc::new(RibOut::new()));
@@ -283,6 +301,7 @@ pub async fn run(
         routes_version: None,
         systemd,
         config_read: ConfigRead::default(),
+        drain_files: has_drain_files(&config),
     };
     if shell.options.dry_run {
         tracing::warn!("dry run: no BGP session is opened; decisions are only logged");
@@ -322,6 +341,7 @@ pub async fn run(
             }
         };
         let changed = Arc::clone(&shell.peer_changed);
+        let poll = shell.needs_poll();
         let view_changed = async {
             match shell.guard.as_mut() {
                 Some(g) => g.view_changed().await,
@@ -329,41 +349,19 @@ pub async fn run(
             }
         };
         let config_read = shell.config_read.finished();
+        // Biased, state changes first: a result that changes a check's state is handled
+        // ahead of everything queued (routine results above all), and its routes are
+        // published right after it, before the status and the logs (issue 13).
         tokio::select! {
-            () = view_changed => {}
-            (loaded, asked) = config_read => shell.reload_read(&mut core, loaded, asked).await,
-            Some(event) = checks_rx.recv() => {
-                // Results already queued are taken in the same turn (bounded), up to the
-                // first that carries a transition: a result without one changes only its
-                // check's history, so one evaluation and one publication serve them all,
-                // and a transition queued behind them waits one turn, not one per result
-                // (issue 13); every transition still has a turn of its own.
-                let mut transition = event.transition.is_some();
+            biased;
+            Some(event) = checks.changes.recv() => {
                 shell.on_check(&mut core, &event);
+                // Changes queued meanwhile go in the same turn (one evaluation for all).
                 for _ in 1..CHECK_BATCH {
-                    if transition {
-                        break;
-                    }
-                    let Ok(event) = checks_rx.try_recv() else { break };
-                    transition = event.transition.is_some();
+                    let Ok(event) = checks.changes.try_recv() else { break };
                     shell.on_check(&mut core, &event);
                 }
             }
-            Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
-            Some(event) = peer_events_rx.recv() => {
-                // Events already queued are taken in the same turn (bounded): they only
-                // update bookkeeping that the rest of the turn reads. One turn each let
-                // them queue up while 1,000 services rise at start-up (16 peers confirm
-                // each of a few hundred route changes), every queued confirmation holding
-                // its own version of the desired routes alive (issue 15 item 4).
-                shell.on_peer_event(event);
-                for _ in 1..PEER_EVENT_BATCH {
-                    let Ok(event) = peer_events_rx.try_recv() else { break };
-                    shell.on_peer_event(event);
-                }
-            }
-            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
-            () = changed.notified() => {}
             signal = signals.recv() => match signal {
                 Some(DaemonSignal::Reload) => shell.begin_reload(&core, Asked::by_signal()),
                 Some(DaemonSignal::Stop) | None => {
@@ -382,14 +380,47 @@ pub async fn run(
                     }
                 }
             },
-            _ = drain_poll.tick() => {
+            Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
+            Some(event) = peer_events_rx.recv() => {
+                // Events already queued are taken in the same turn (bounded): they only
+                // update bookkeeping that the rest of the turn reads. One turn each let
+                // them queue up while 1,000 services rise at start-up (16 peers confirm
+                // each of a few hundred route changes), every queued confirmation holding
+                // its own version of the desired routes alive (issue 15 item 4).
+                shell.on_peer_event(event);
+                for _ in 1..PEER_EVENT_BATCH {
+                    let Ok(event) = peer_events_rx.try_recv() else { break };
+                    shell.on_peer_event(event);
+                }
+            }
+            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
+            () = changed.notified() => {}
+            () = view_changed => {}
+            (loaded, asked) = config_read => shell.reload_read(&mut core, loaded, asked).await,
+            () = sleep => {}
+            Some(event) = checks.routine.recv() => {
+                // Routine results already queued are taken in the same turn (bounded):
+                // they change only their check's counters and history, so one turn serves
+                // them all; a state change arriving meanwhile ends the batch, so that it
+                // waits for no more of them (issue 13).
+                shell.on_check(&mut core, &event);
+                for _ in 1..CHECK_BATCH {
+                    if !checks.changes.is_empty() {
+                        break;
+                    }
+                    let Ok(event) = checks.routine.try_recv() else { break };
+                    shell.on_check(&mut core, &event);
+                }
+            }
+            // Only while there is something to poll: an idle daemon without drain files
+            // does not wake four times a second for nothing (issue 13).
+            _ = drain_poll.tick(), if poll => {
                 shell.poll_drain_files(&mut core);
                 shell.retry_state_write();
             }
-            () = sleep => {}
         }
         if let Some(rx) = shell.new_checks_rx.take() {
-            checks_rx = rx;
+            checks = rx;
         }
         let now = Instant::now();
         if let Some(g) = shell.guard.as_mut() {
@@ -769,6 +800,12 @@ impl Shell {
         }
     }
 
+    /// Whether the drain file poll has anything to do: a service with a `drain_file`, or
+    /// a failed state file write to try again.
+    fn needs_poll(&self) -> bool {
+        self.state.needs_retry() || self.drain_files
+    }
+
     /// A state file write that failed is tried again (with the drain file poll).
     fn retry_state_write(&mut self) {
         // Logged at error by the first failure and shown in /status; not every 250 ms.
@@ -966,7 +1003,7 @@ impl Shell {
             let probes = probes
                 .unwrap_or_else(|| Ok(Vec::new()))
                 .map_err(|e| vec![e])?;
-            let (checks_tx, checks_rx) = mpsc::channel(CHECK_EVENTS);
+            let (checks_tx, checks_rx) = check_channels();
             let runner = HealthRunner::start_built(
                 &new.services,
                 probes,
@@ -994,6 +1031,7 @@ impl Shell {
             }));
         // New services and changed drain file paths: look now, before the next
         // evaluation, so a drained service is never announced for a poll period.
+        self.drain_files = has_drain_files(&new);
         self.poll_drain_files(core);
         self.local.reconfigure(&new.services);
         self.token.send_replace(token);
@@ -1112,6 +1150,7 @@ impl Shell {
                 Some((i, Arc::new(s)))
             })
             .collect();
+        let parts_changed = all || !rebuilt.is_empty();
         if all {
             self.service_parts = rebuilt.iter().map(|(_, s)| Arc::clone(s)).collect();
             self.parts_peers = up;
@@ -1121,7 +1160,13 @@ impl Shell {
                 *p = part;
             }
         }
-        let services = self.service_parts.clone();
+        // The entries are copied (a pointer each) only when one of them was rebuilt;
+        // otherwise the published ones are kept below.
+        let services = if parts_changed {
+            self.service_parts.clone()
+        } else {
+            Vec::new()
+        };
         let on_the_wire = self.flushed.on_the_wire(self.established());
         let desired = self.routes_tx.borrow().clone();
         let report = self
@@ -1164,18 +1209,27 @@ impl Shell {
         let changed = self.status_tx.send_if_modified(|old| {
             // uptime changes every second; only republish on a real change or once a second.
             // The service entries compare by identity: one rebuilt is one that changed.
-            let new_services = std::mem::take(&mut doc.services);
             let old_services = std::mem::take(&mut old.services);
-            let same_services = new_services.len() == old_services.len()
-                && new_services
-                    .iter()
-                    .zip(&old_services)
-                    .all(|(a, b)| Arc::ptr_eq(a, b));
+            let new_services = if parts_changed {
+                std::mem::take(&mut doc.services)
+            } else {
+                Vec::new()
+            };
+            let same_services = !parts_changed
+                || (new_services.len() == old_services.len()
+                    && new_services
+                        .iter()
+                        .zip(&old_services)
+                        .all(|(a, b)| Arc::ptr_eq(a, b)));
             if same_services && *old == doc {
                 old.services = old_services;
                 false
             } else {
-                doc.services = new_services;
+                doc.services = if parts_changed {
+                    new_services
+                } else {
+                    old_services
+                };
                 *old = doc;
                 true
             }
@@ -1187,6 +1241,11 @@ impl Shell {
         }
         changed
     }
+}
+
+/// Whether some service of `config` has a `drain_file` to poll.
+fn has_drain_files(config: &Config) -> bool {
+    config.services.iter().any(|s| s.drain_file.is_some())
 }
 
 /// `new` differs from `old` in `bfd` and nothing else.

@@ -143,10 +143,18 @@ impl FleetBackend {
         }
     }
 
-    /// The latest view, marked as seen (see [`FleetBackend::has_changed`]).
+    /// The view the coordinator's decisions take, marked as seen (see
+    /// [`FleetBackend::has_changed`]). With etcd the decisions read the store
+    /// ([`store::decide`], [`store::sites_announcing`]), not a view, so they get an empty
+    /// one: making the view from the store is O(fleet), and it was made at every event of
+    /// every site (the 200-site scale run, `docs/guard.md`). `/status` and the config
+    /// guard read [`FleetBackend::view`].
     pub fn take_view(&mut self) -> FleetView {
         self.view.borrow_and_update();
-        self.view()
+        match self.kind {
+            Kind::Poll { .. } => self.view(),
+            Kind::Etcd { .. } => FleetView::default(),
+        }
     }
 
     /// Whether the view changed since it was last taken.

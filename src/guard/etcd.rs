@@ -119,7 +119,18 @@ struct Session<'a> {
     endpoint: String,
     client: Client,
     lease: i64,
-    state: StoreState,
+    out: &'a EtcdOutputs,
+}
+
+/// Changes the store state in place, in the channel the coordinator reads, without waking
+/// it ([`publish`] does, once per event). The state is not copied per event: a copy is
+/// O(fleet), and every event reaches every site (the 200-site scale run of
+/// `benches/etcd_fleet.rs` spent its time cloning snapshots).
+fn update(out: &EtcdOutputs, f: impl FnOnce(&mut StoreState)) {
+    out.state.send_if_modified(|state| {
+        f(state);
+        false
+    });
 }
 
 fn connect_options(settings: &EtcdSettings) -> ConnectOptions {
@@ -205,67 +216,73 @@ impl Session<'_> {
         let resp = match resp {
             Ok(r) => r,
             Err(e) => {
-                self.state.txns.errors += 1;
+                update(self.out, |s| s.txns.errors += 1);
                 return Err(e);
             }
         };
-        self.state.last_contact = Some(Instant::now());
         let revision = resp.header().map_or(0, |h| h.revision());
-        if resp.succeeded() {
-            apply_committed(&mut self.state.snapshot, plan, revision, lease);
-            Ok(Some(revision))
-        } else {
-            Ok(None)
-        }
+        let succeeded = resp.succeeded();
+        update(self.out, |s| {
+            s.last_contact = Some(Instant::now());
+            if succeeded {
+                apply_committed(&mut s.snapshot, plan, revision, lease);
+            }
+        });
+        Ok(succeeded.then_some(revision))
     }
 
     /// Publish this site's records for `report`, then try every withdrawal it asks for.
     /// `asked_at` was taken before `report` was read (see [`refresh_grants`]).
     async fn step(&mut self, report: &SiteReport, asked_at: Instant) -> Result<(), EtcdError> {
-        refresh_grants(&mut self.state, report, asked_at);
+        update(self.out, |s| refresh_grants(s, report, asked_at));
         let site = SiteRecord {
             version: REPORT_VERSION,
             fleet_digest: self.cfg.digest.clone(),
         };
-        if let Some(plan) = publication(
-            &self.state,
+        let plan = publication(
+            &self.out.state.borrow(),
             &self.layout,
             &self.cfg.site,
             &site,
             report,
             self.lease,
-        ) {
+        );
+        if let Some(plan) = plan {
             let revision = self.txn(&plan).await?;
-            self.state.last_txn = Some(TxnRecord {
-                what: "publish".into(),
-                outcome: if revision.is_some() {
-                    "committed"
-                } else {
-                    "conflict"
+            update(self.out, |s| {
+                s.last_txn = Some(TxnRecord {
+                    what: "publish".into(),
+                    outcome: if revision.is_some() {
+                        "committed"
+                    } else {
+                        "conflict"
+                    }
+                    .into(),
+                    revision: revision.unwrap_or(s.snapshot.revision),
+                    at: SystemTime::now(),
+                });
+                if revision.is_some() {
+                    s.txns.publish_committed += 1;
                 }
-                .into(),
-                revision: revision.unwrap_or(self.state.snapshot.revision),
-                at: SystemTime::now(),
             });
-            if revision.is_none() {
-                return Ok(());
-            }
-            self.state.txns.publish_committed += 1;
             // Withdrawals are planned once the watch has brought our own publication
             // (and so everything before it): the next step runs on that event.
             return Ok(());
         }
         let others: Vec<&str> = self.cfg.others.iter().map(|(_, n)| n.as_str()).collect();
+        let local_rank = self.cfg.fleet.rank(&self.cfg.site).unwrap_or(others.len());
         for entry in &report.services {
             let min_sites = self.cfg.fleet.min_sites(&entry.name);
-            let Some(plan) = withdrawal_for(
-                &self.state,
+            let plan = withdrawal_for(
+                &self.out.state.borrow(),
                 &self.layout,
                 &others,
                 &self.cfg.site,
+                local_rank,
                 entry,
                 min_sites,
-            ) else {
+            );
+            let Some(plan) = plan else {
                 // Not asking, already granted, or too few others: the coordinator holds
                 // on its next decision in the last case.
                 continue;
@@ -281,26 +298,32 @@ impl Session<'_> {
                     .join(",")
             );
             let outcome = self.txn(&plan).await?;
-            self.state.last_txn = Some(TxnRecord {
-                what,
-                outcome: if outcome.is_some() {
-                    "committed"
-                } else {
-                    "conflict"
+            update(self.out, |s| {
+                s.last_txn = Some(TxnRecord {
+                    what,
+                    outcome: if outcome.is_some() {
+                        "committed"
+                    } else {
+                        "conflict"
+                    }
+                    .into(),
+                    revision: outcome.unwrap_or(s.snapshot.revision),
+                    at: SystemTime::now(),
+                });
+                match outcome {
+                    Some(revision) => {
+                        s.txns.withdraw_committed += 1;
+                        granted(s, entry, asked_at, revision);
+                    }
+                    None => s.txns.withdraw_conflict += 1,
                 }
-                .into(),
-                revision: outcome.unwrap_or(self.state.snapshot.revision),
-                at: SystemTime::now(),
             });
             match outcome {
                 Some(revision) => {
-                    self.state.txns.withdraw_committed += 1;
-                    granted(&mut self.state, entry, asked_at, revision);
                     tracing::info!(service = %entry.name, revision, "all-sites guard: withdrawal committed in etcd");
                 }
                 None => {
                     // Someone changed the set since our read: wait for the watch.
-                    self.state.txns.withdraw_conflict += 1;
                     return Ok(());
                 }
             }
@@ -309,11 +332,11 @@ impl Session<'_> {
     }
 }
 
-fn publish(state: &StoreState, out: &EtcdOutputs) {
-    // The state first: the coordinator wakes on the view channel and reads the state. The
-    // view itself is made from the state when it is read (`FleetBackend::view`), not here
-    // at every event of every site.
-    out.state.send_replace(state.clone());
+fn publish(out: &EtcdOutputs) {
+    // The state is already in its channel ([`update`]): the coordinator wakes on the view
+    // channel and reads it. The view itself is made from the state when it is read
+    // (`FleetBackend::view`), not here at every event of every site.
+    out.state.send_modify(|_| {});
     out.view.send_modify(|_| {});
 }
 
@@ -322,7 +345,6 @@ fn publish(state: &StoreState, out: &EtcdOutputs) {
 async fn session(
     cfg: &EtcdDriverConfig,
     endpoint: &str,
-    carried: &mut StoreState,
     reports: &mut watch::Receiver<Option<Arc<SiteReport>>>,
     out: &EtcdOutputs,
     shutdown: &mut watch::Receiver<bool>,
@@ -356,7 +378,7 @@ async fn session(
         endpoint: endpoint.to_owned(),
         client,
         lease: 0,
-        state: carried.clone(),
+        out,
     };
     let ttl_secs = i64::try_from(ttl.as_secs()).unwrap_or(5);
     let grant = bounded(
@@ -400,13 +422,16 @@ async fn session(
     )
     .await?;
     let now = Instant::now();
-    s.state.snapshot = snapshot;
-    s.state.usable = true;
-    s.state.error = None;
-    s.state.since = Some(now);
-    s.state.last_contact = Some(now);
-    s.state.lease_id = s.lease;
-    s.state.lease_ttl = ttl;
+    let lease = s.lease;
+    update(out, |state| {
+        state.snapshot = snapshot;
+        state.usable = true;
+        state.error = None;
+        state.since = Some(now);
+        state.last_contact = Some(now);
+        state.lease_id = lease;
+        state.lease_ttl = ttl;
+    });
     tracing::info!(
         endpoint,
         lease = format!("{:x}", s.lease),
@@ -418,7 +443,7 @@ async fn session(
     if let Some(report) = report {
         s.step(&report, asked_at).await?;
     }
-    publish(&s.state, out);
+    publish(out);
     let mut tick = tokio::time::interval(ttl / 3);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_answer = Instant::now();
@@ -437,8 +462,10 @@ async fn session(
             msg = keep_alive.message() => match msg {
                 Ok(Some(resp)) if resp.ttl() > 0 => {
                     last_answer = Instant::now();
-                    s.state.last_contact = Some(last_answer);
-                    s.state.lease_ttl = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0));
+                    update(out, |state| {
+                        state.last_contact = Some(last_answer);
+                        state.lease_ttl = Duration::from_secs(u64::try_from(resp.ttl()).unwrap_or(0));
+                    });
                     changed = true;
                 }
                 Ok(Some(_)) => break Err(EtcdError::LeaseLost { id: s.lease, why: "expired at the server".into() }),
@@ -448,15 +475,17 @@ async fn session(
             msg = watch.message() => match msg {
                 Ok(Some(resp)) if resp.canceled() => break Err(EtcdError::StreamEnded { what: "watch", endpoint: endpoint.to_owned(), why: format!("cancelled: {} (compacted at {})", resp.cancel_reason(), resp.compact_revision()) }),
                 Ok(Some(resp)) => {
-                    for ev in resp.events() {
-                        let Some(kv) = ev.kv() else { continue };
-                        let Ok(key) = kv.key_str() else { continue };
-                        s.state.snapshot.apply(match ev.event_type() {
-                            EventType::Put => Change::Put { key: key.to_owned(), kv: Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()) },
-                            EventType::Delete => Change::Delete { key: key.to_owned(), revision: kv.mod_revision() },
-                        });
-                    }
-                    s.state.last_contact = Some(Instant::now());
+                    update(out, |state| {
+                        for ev in resp.events() {
+                            let Some(kv) = ev.kv() else { continue };
+                            let Ok(key) = kv.key_str() else { continue };
+                            state.snapshot.apply(match ev.event_type() {
+                                EventType::Put => Change::Put { key: key.to_owned(), kv: Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()) },
+                                EventType::Delete => Change::Delete { key: key.to_owned(), revision: kv.mod_revision() },
+                            });
+                        }
+                        state.last_contact = Some(Instant::now());
+                    });
                     let asked_at = Instant::now();
                     let report = reports.borrow_and_update().clone();
                     if let Some(report) = report {
@@ -481,7 +510,7 @@ async fn session(
             }
         }
         if changed {
-            publish(&s.state, out);
+            publish(out);
         }
     };
     if result.is_ok() {
@@ -495,7 +524,6 @@ async fn session(
         )
         .await;
     }
-    *carried = s.state;
     result
 }
 
@@ -551,12 +579,11 @@ pub async fn run(
     out: EtcdOutputs,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let mut state = StoreState {
-        error: Some("connecting".into()),
-        since: Some(Instant::now()),
-        ..StoreState::default()
-    };
-    publish(&state, &out);
+    update(&out, |state| {
+        state.error = Some("connecting".into());
+        state.since = Some(Instant::now());
+    });
+    publish(&out);
     let mut backoff = Duration::from_millis(100);
     let mut logged: Option<String> = None;
     // Each site starts at its own member (a hash of its name), so that a fleet sharing one
@@ -570,32 +597,28 @@ pub async fn run(
         }
         let endpoints = &cfg.settings.endpoints;
         let endpoint = &endpoints[offset.wrapping_add(attempt) % endpoints.len().max(1)];
-        match session(
-            &cfg,
-            endpoint,
-            &mut state,
-            &mut reports,
-            &out,
-            &mut shutdown,
-        )
-        .await
-        {
+        match session(&cfg, endpoint, &mut reports, &out, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 let text = e.to_string();
-                if state.usable || logged.as_deref() != Some(text.as_str()) {
+                let was_usable = out.state.borrow().usable;
+                if was_usable || logged.as_deref() != Some(text.as_str()) {
                     tracing::error!(error = %text, "ALL-SITES GUARD: ETCD UNREACHABLE: withdrawals are held until it answers again");
                     logged = Some(text.clone());
                 }
-                if state.usable {
-                    state.since = Some(Instant::now());
+                if was_usable {
                     backoff = Duration::from_millis(100);
                 }
-                state.usable = false;
-                state.error = Some(text);
-                state.lease_id = 0;
-                state.lease_ttl = Duration::ZERO;
-                publish(&state, &out);
+                update(&out, |state| {
+                    if state.usable {
+                        state.since = Some(Instant::now());
+                    }
+                    state.usable = false;
+                    state.error = Some(text);
+                    state.lease_id = 0;
+                    state.lease_ttl = Duration::ZERO;
+                });
+                publish(&out);
             }
         }
         tokio::select! {

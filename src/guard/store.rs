@@ -43,6 +43,16 @@ fn escape(element: &str) -> String {
     element.replace('%', "%25").replace('/', "%2F")
 }
 
+/// Appends `element` escaped to `buf` (without allocating when there is nothing to escape:
+/// keys are made for every other site at every decision).
+fn push_escaped(buf: &mut String, element: &str) {
+    if element.contains(['%', '/']) {
+        buf.push_str(&escape(element));
+    } else {
+        buf.push_str(element);
+    }
+}
+
 fn unescape(element: &str) -> String {
     element.replace("%2F", "/").replace("%25", "%")
 }
@@ -92,17 +102,34 @@ impl Layout {
 
     /// `P/v1/site/<site>`.
     pub fn site(&self, site: &str) -> String {
-        format!("{}site/{}", self.root, escape(site))
+        let mut key = String::new();
+        self.site_into(&mut key, site);
+        key
+    }
+
+    /// `P/v1/site/<site>` into `buf` (cleared first).
+    fn site_into(&self, buf: &mut String, site: &str) {
+        buf.clear();
+        buf.push_str(&self.root);
+        buf.push_str("site/");
+        push_escaped(buf, site);
     }
 
     /// `P/v1/svc/<service>/<prefix>/site/<site>`.
     pub fn record(&self, service: &str, prefix: &IpNet, site: &str) -> String {
+        let dir = self.record_dir(service, prefix);
+        let mut key = String::new();
+        record_into(&mut key, &dir, site);
+        key
+    }
+
+    /// `P/v1/svc/<service>/<prefix>/site/`: the records of a prefix are this and a site.
+    fn record_dir(&self, service: &str, prefix: &IpNet) -> String {
         format!(
-            "{}svc/{}/{}/site/{}",
+            "{}svc/{}/{}/site/",
             self.root,
             escape(service),
-            escape(&prefix.to_string()),
-            escape(site)
+            escape(&prefix.to_string())
         )
     }
 
@@ -134,6 +161,13 @@ impl Layout {
             _ => None,
         }
     }
+}
+
+/// The record key of `site` under `dir` ([`Layout::record_dir`]) into `buf` (cleared first).
+fn record_into(buf: &mut String, dir: &str, site: &str) {
+    buf.clear();
+    buf.push_str(dir);
+    push_escaped(buf, site);
 }
 
 /// A site's state for one prefix of one service (the value of its record key).
@@ -260,6 +294,10 @@ pub enum StoreSiteState {
     /// Every prefix announced (a `held` site too: it keeps announcing until its own
     /// withdrawal commits).
     Announcing,
+    /// `held` for a prefix, and ranked after the deciding site: it keeps announcing, but
+    /// it will yield (the first-ranked sites are the ones left), so a withdrawal does not
+    /// rely on it ([`plan_withdrawal`]).
+    HeldAfter(IpNet),
     /// It has no live lease (down, frozen, or cut off from etcd).
     NoLease,
     /// No record for a prefix (not configured there).
@@ -304,6 +342,9 @@ impl std::fmt::Display for StoreAssessment {
                 }
                 StoreSiteState::NoRecord(p) => write!(f, "{site}: no record for {p}")?,
                 StoreSiteState::NotAnnouncing(p) => write!(f, "{site}: not announcing {p}")?,
+                StoreSiteState::HeldAfter(p) => {
+                    write!(f, "{site}: held {p}, ranked after us")?;
+                }
                 StoreSiteState::Withdrawing(p) => write!(f, "{site}: withdrawing {p}")?,
             }
         }
@@ -311,7 +352,8 @@ impl std::fmt::Display for StoreAssessment {
     }
 }
 
-/// How every site of `others` stands for `service`'s `prefixes` in `snapshot`.
+/// How every site of `others` stands for `service`'s `prefixes` in `snapshot` (a `held`
+/// site counts: it keeps announcing; what `/status` shows).
 pub fn assess(
     snapshot: &Snapshot,
     layout: &Layout,
@@ -319,29 +361,59 @@ pub fn assess(
     service: &str,
     prefixes: &[IpNet],
 ) -> StoreAssessment {
-    let entries = others
+    assess_ranked(snapshot, layout, others, others.len(), service, prefixes)
+}
+
+/// How every site of `others` stands for a withdrawal by the site ranked `local_rank`
+/// (`others` is the fleet in order without that site, so its first `local_rank` sites rank
+/// before it): as [`assess`], but a `held` site ranked after it does not count
+/// ([`StoreSiteState::HeldAfter`]). As the poll mesh's ranks (`docs/guard.md`, Ties): when
+/// several sites want to withdraw at once and see each other held, the first-ranked keep
+/// announcing and the others withdraw relying on them, on records that no longer change,
+/// so those transactions do not fail each other (relying on any held site, the first to
+/// commit failed every other transaction on the snapshot). Sites that do not see each
+/// other held yet still race (`docs/guard.md`, "Scale run").
+pub fn assess_ranked(
+    snapshot: &Snapshot,
+    layout: &Layout,
+    others: &[&str],
+    local_rank: usize,
+    service: &str,
+    prefixes: &[IpNet],
+) -> StoreAssessment {
+    // Every decision of a failing site looks at every other site: the keys are made in two
+    // buffers, not allocated per site and prefix.
+    let dirs: Vec<(IpNet, String)> = prefixes
         .iter()
-        .map(|site| {
-            let state = if !snapshot.kvs.contains_key(&layout.site(site)) {
-                StoreSiteState::NoLease
-            } else {
-                prefixes
-                    .iter()
-                    .find_map(
-                        |p| match snapshot.record(&layout.record(service, p, site)) {
-                            None => Some(StoreSiteState::NoRecord(*p)),
-                            Some(r) if r.intent == Intent::Withdrawing => {
-                                Some(StoreSiteState::Withdrawing(*p))
-                            }
-                            Some(r) if !r.announcing => Some(StoreSiteState::NotAnnouncing(*p)),
-                            Some(_) => None,
-                        },
-                    )
-                    .unwrap_or(StoreSiteState::Announcing)
-            };
-            ((*site).to_owned(), state)
-        })
+        .map(|p| (*p, layout.record_dir(service, p)))
         .collect();
+    let (mut site_key, mut record_key) = (String::new(), String::new());
+    let mut entries = Vec::with_capacity(others.len());
+    for (i, site) in others.iter().enumerate() {
+        let yields = i >= local_rank;
+        layout.site_into(&mut site_key, site);
+        let state = if !snapshot.kvs.contains_key(&site_key) {
+            StoreSiteState::NoLease
+        } else {
+            dirs.iter()
+                .find_map(|(p, dir)| {
+                    record_into(&mut record_key, dir, site);
+                    match snapshot.record(&record_key) {
+                        None => Some(StoreSiteState::NoRecord(*p)),
+                        Some(r) if r.intent == Intent::Withdrawing => {
+                            Some(StoreSiteState::Withdrawing(*p))
+                        }
+                        Some(r) if !r.announcing => Some(StoreSiteState::NotAnnouncing(*p)),
+                        Some(r) if yields && r.intent == Intent::Held => {
+                            Some(StoreSiteState::HeldAfter(*p))
+                        }
+                        Some(_) => None,
+                    }
+                })
+                .unwrap_or(StoreSiteState::Announcing)
+        };
+        entries.push(((*site).to_owned(), state));
+    }
     StoreAssessment { entries }
 }
 
@@ -409,8 +481,9 @@ fn record_ops(
 }
 
 /// The transaction that withdraws `local`'s `prefixes` of `service`, if `snapshot` shows at
-/// least `min_sites` other sites counting. It relies on exactly `min_sites` of them, the
-/// first in fleet order (`others` is in fleet order), and compares their records, and
+/// least `min_sites` other sites counting ([`assess_ranked`]: `others` is the fleet in
+/// order without `local`, ranked `local_rank`). It relies on exactly `min_sites` of them, the
+/// first in fleet order, and compares their records, and
 /// `local`'s own record and site key, with what `snapshot` holds; it rewrites `local`'s
 /// records to `withdrawing` (bumping the epochs). It commits only if none of that changed
 /// since — no withdrawal of a site it relies on, no lease expiry of one — so the
@@ -428,12 +501,13 @@ pub fn plan_withdrawal(
     layout: &Layout,
     others: &[&str],
     local: &str,
+    local_rank: usize,
     service: &str,
     prefixes: &[IpNet],
     min_sites: usize,
     healthy: bool,
 ) -> Result<TxnPlan, Shortfall> {
-    let assessment = assess(snapshot, layout, others, service, prefixes);
+    let assessment = assess_ranked(snapshot, layout, others, local_rank, service, prefixes);
     let counted = assessment.counted();
     if counted.len() < min_sites {
         return Err(Shortfall {
@@ -548,7 +622,11 @@ pub fn plan_publication(
             ));
         }
     }
-    for key in snapshot.kvs.keys() {
+    // Only this site's records can be deleted: a suffix test first, not a parse of every
+    // key of the fleet at every publication.
+    let mut own = String::from("/site/");
+    push_escaped(&mut own, local);
+    for key in snapshot.kvs.keys().filter(|k| k.ends_with(own.as_str())) {
         if let Some(Key::Record {
             service,
             prefix,
@@ -621,12 +699,14 @@ pub fn publication(
 }
 
 /// The withdrawal transaction for one entry of the report, if it asks for one (intent
-/// `withdrawing`, some prefix not granted yet) and the snapshot counts enough others.
+/// `withdrawing`, some prefix not granted yet) and the snapshot counts enough others
+/// (`others` and `local_rank` as for [`plan_withdrawal`]).
 pub fn withdrawal_for(
     state: &StoreState,
     layout: &Layout,
     others: &[&str],
     local: &str,
+    local_rank: usize,
     entry: &super::report::ServiceReport,
     min_sites: usize,
 ) -> Option<TxnPlan> {
@@ -643,6 +723,7 @@ pub fn withdrawal_for(
         layout,
         others,
         local,
+        local_rank,
         &entry.name,
         &entry.prefixes,
         min_sites,
@@ -786,11 +867,14 @@ pub fn decide(
     store: &StoreState,
 ) -> Decision {
     let local = &input.local;
+    // `others` is the fleet without this site, in order: the sites ranked before it are
+    // the first `local_rank`.
     let assessment = || {
-        assess(
+        assess_ranked(
             &store.snapshot,
             layout,
             others,
+            input.local_rank,
             input.service,
             input.prefixes,
         )

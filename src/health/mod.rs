@@ -20,4 +20,6 @@ pub mod runner;
 pub use combine::{combine, ServiceHealth};
 pub use hysteresis::{CheckState, CheckStatus, Hysteresis, Transition};
 pub use probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
-pub use runner::{build_probes, same_check, CheckEvent, HealthRunner, RunnerOptions};
+pub use runner::{
+    build_probes, next_seq, same_check, CheckEvent, CheckSink, HealthRunner, RunnerOptions,
+};

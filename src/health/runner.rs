@@ -1,11 +1,18 @@
 //! The check runner: one tokio task per check, results as [`CheckEvent`]s.
 //!
 //! ```text
-//!  check task (service 0, check 0) ──┐
-//!  check task (service 0, check 1) ──┼── mpsc::Sender<CheckEvent> ──▶ coordinator
-//!  check task (service 1, check 0) ──┘
+//!  check task (service 0, check 0) ──┐   results that change nothing ──▶ routine ─┐
+//!  check task (service 0, check 1) ──┼── (CheckSink)                               ├─▶ coordinator
+//!  check task (service 1, check 0) ──┘   results with a transition ───▶ changes ──┘  (changes first)
 //!        ▲ Notify per check: HealthRunner::check_now(service)
 //! ```
+//!
+//! A result that changes its check's state goes on a channel of its own when the
+//! coordinator gives one ([`CheckSink::split`]), which it polls before anything else: a
+//! state change is handled ahead of the routine results queued before it (issue 13,
+//! decision → wire). Every event carries a sequence number ([`CheckEvent::seq`], rising
+//! across every check and runner of the process), so a routine result overtaken by a
+//! newer state change of its check can be recognised and left out.
 //!
 //! Scheduling, per check:
 //! - **splay**: the first probe runs at a random offset within the interval, so checks do
@@ -24,6 +31,7 @@
 //! the service through its [`Notify`]; a request arriving during a probe is kept and runs
 //! right after it. The schedule then restarts from the manual probe.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -63,6 +71,51 @@ pub struct CheckEvent {
     /// How late the probe started after its due time (scheduling delay under load);
     /// `None` for a probe started on request (`POST /services/{name}/check`).
     pub start_delay: Option<Duration>,
+    /// Order of the results: greater for a later result of the same check (from one
+    /// counter for the whole process, so it keeps rising across a reload's new runner).
+    pub seq: u64,
+}
+
+/// The sequence numbers of [`CheckEvent::seq`] (0 is never handed out).
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(1);
+
+/// The next [`CheckEvent::seq`].
+pub fn next_seq() -> u64 {
+    NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
+}
+
+/// Where the check tasks send their results: one channel, or two
+/// ([`CheckSink::split`]) so that state changes overtake routine results.
+#[derive(Debug, Clone)]
+pub struct CheckSink {
+    routine: mpsc::Sender<CheckEvent>,
+    changes: Option<mpsc::Sender<CheckEvent>>,
+}
+
+impl CheckSink {
+    /// Results with a transition on `changes`, the others on `routine`.
+    pub fn split(routine: mpsc::Sender<CheckEvent>, changes: mpsc::Sender<CheckEvent>) -> Self {
+        CheckSink {
+            routine,
+            changes: Some(changes),
+        }
+    }
+
+    async fn send(&self, event: CheckEvent) -> Result<(), mpsc::error::SendError<CheckEvent>> {
+        match (&self.changes, event.transition) {
+            (Some(changes), Some(_)) => changes.send(event).await,
+            _ => self.routine.send(event).await,
+        }
+    }
+}
+
+impl From<mpsc::Sender<CheckEvent>> for CheckSink {
+    fn from(events: mpsc::Sender<CheckEvent>) -> Self {
+        CheckSink {
+            routine: events,
+            changes: None,
+        }
+    }
 }
 
 /// Scheduling options; the defaults are what the daemon uses.
@@ -118,7 +171,7 @@ impl HealthRunner {
     /// within a tokio runtime.
     pub fn start(
         services: &[ServiceConfig],
-        events: mpsc::Sender<CheckEvent>,
+        events: impl Into<CheckSink>,
         options: RunnerOptions,
     ) -> Result<Self, ProbeError> {
         Self::start_with(services, events, options, |_, _, check| {
@@ -140,7 +193,7 @@ impl HealthRunner {
     pub fn start_built<R>(
         services: &[ServiceConfig],
         probes: Vec<Vec<AnyProbe>>,
-        events: mpsc::Sender<CheckEvent>,
+        events: impl Into<CheckSink>,
         options: RunnerOptions,
         previous: R,
     ) -> Result<Self, ProbeError>
@@ -162,7 +215,7 @@ impl HealthRunner {
     /// (tests inject scripted probes here).
     pub fn start_with<P, F>(
         services: &[ServiceConfig],
-        events: mpsc::Sender<CheckEvent>,
+        events: impl Into<CheckSink>,
         options: RunnerOptions,
         make_probe: F,
     ) -> Result<Self, ProbeError>
@@ -175,7 +228,7 @@ impl HealthRunner {
 
     fn spawn_all<P, F, R>(
         services: &[ServiceConfig],
-        events: mpsc::Sender<CheckEvent>,
+        events: impl Into<CheckSink>,
         options: RunnerOptions,
         mut make_probe: F,
         mut previous: R,
@@ -185,6 +238,7 @@ impl HealthRunner {
         F: FnMut(usize, usize, &CheckConfig) -> Result<P, ProbeError>,
         R: FnMut(&ServiceConfig, &CheckConfig) -> Option<CheckState>,
     {
+        let events = events.into();
         // Build every probe first, so that an error starts nothing.
         let mut probes = Vec::with_capacity(services.len());
         for (si, service) in services.iter().enumerate() {
@@ -296,7 +350,7 @@ struct CheckContext {
     options: RunnerOptions,
     rng: StdRng,
     trigger: Arc<Notify>,
-    events: mpsc::Sender<CheckEvent>,
+    events: CheckSink,
 }
 
 /// The deadline after a probe: `anchor + period`, or `now` if that has already passed
@@ -359,7 +413,14 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
         let outcome = run_probe(&probe, t.timeout).await;
         let transition = hysteresis.observe(outcome.ok);
         let state = hysteresis.state();
-        let (ok, latency, detail) = (outcome.ok, outcome.latency, outcome.detail.clone());
+        // The detail is copied for the log line only when one will be written (a result
+        // at the debug level, or a transition).
+        let (ok, latency) = (outcome.ok, outcome.latency);
+        let detail = if transition.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+            outcome.detail.clone()
+        } else {
+            String::new()
+        };
         let event = CheckEvent {
             service: ctx.service,
             check: ctx.check,
@@ -367,6 +428,7 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
             state,
             transition,
             start_delay,
+            seq: next_seq(),
         };
         // The result goes to the coordinator before it is logged: a transition may be the
         // decision that sends an UPDATE, and that should not wait for a log line to be

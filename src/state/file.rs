@@ -132,6 +132,11 @@ impl StateFile {
         self.write(wall)
     }
 
+    /// A write failed and has not succeeded since: [`StateFile::retry`] has work to do.
+    pub fn needs_retry(&self) -> bool {
+        self.dirty
+    }
+
     /// Writes again after a failed write; nothing to do otherwise.
     pub fn retry(&mut self, wall: SystemTime) -> Result<(), StateError> {
         if self.dirty {

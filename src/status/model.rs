@@ -5,9 +5,13 @@
 //! a `tokio::sync::watch` channel; the HTTP server only reads the latest snapshot. Each
 //! service's entry is shared by `Arc` between snapshots and rebuilt only when that service
 //! changed, so that publishing after a probe result costs the same with ten services or a
-//! thousand (issue 13).
+//! thousand (issue 13). A check's counters and recent results, which change with every
+//! probe result, are not part of that entry's identity: the coordinator records them in
+//! the check's [`LiveCheck`], and the endpoint copies them into the document it serves
+//! ([`ServiceStatus::fill_live`]), so a result that changes nothing else rebuilds nothing.
 
-use std::sync::Arc;
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::{Deserialize, Serialize};
 
@@ -311,8 +315,9 @@ pub struct DampeningStatus {
     pub suppressed_until: Option<String>,
 }
 
-/// A check of a service.
-#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+/// A check of a service. Serialised with the counters and newest results of its
+/// [`LiveCheck`] when it has one (see [`CheckStatus::fill_live`]).
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
 pub struct CheckStatus {
     /// Name.
     pub name: String,
@@ -339,6 +344,150 @@ pub struct CheckStatus {
     /// `/status?service=NAME` appends them to `last_results`.
     #[serde(skip)]
     pub older_results: Vec<ProbeResultStatus>,
+    /// Where the coordinator records this check's counters and results as they come
+    /// (not serialised; [`CheckStatus::fill_live`] copies them into the fields above).
+    #[serde(skip)]
+    pub live: LiveCheck,
+}
+
+impl ServiceStatus {
+    /// Copies every check's latest counters and results from its [`LiveCheck`] into the
+    /// document fields (what the endpoint does before serving the entry).
+    pub fn fill_live(&mut self) {
+        for c in &mut self.checks {
+            c.fill_live();
+        }
+    }
+}
+
+impl Serialize for CheckStatus {
+    /// The derived layout, with `rise_count`, `fall_count` and `last_results` (the newest
+    /// [`RESULTS_IN_DOCUMENT`]) read from the live record at serialisation time: serving
+    /// the whole document copies no entry (issue 13).
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeStruct;
+        let live = self
+            .live
+            .0
+            .as_ref()
+            .map(|l| l.lock().unwrap_or_else(PoisonError::into_inner));
+        let mut st = serializer.serialize_struct("CheckStatus", 9)?;
+        st.serialize_field("name", &self.name)?;
+        st.serialize_field("kind", &self.kind)?;
+        st.serialize_field("target", &self.target)?;
+        st.serialize_field("state", &self.state)?;
+        st.serialize_field(
+            "rise_count",
+            &live.as_ref().map_or(self.rise_count, |l| l.rise_count),
+        )?;
+        st.serialize_field("rise", &self.rise)?;
+        st.serialize_field(
+            "fall_count",
+            &live.as_ref().map_or(self.fall_count, |l| l.fall_count),
+        )?;
+        st.serialize_field("fall", &self.fall)?;
+        match &live {
+            Some(l) => st.serialize_field(
+                "last_results",
+                &LatestResults(&l.results, RESULTS_IN_DOCUMENT),
+            )?,
+            None => st.serialize_field("last_results", &self.last_results)?,
+        }
+        st.end()
+    }
+}
+
+/// The first `.1` results of `.0`, serialised as a list.
+struct LatestResults<'a>(&'a VecDeque<ProbeResultStatus>, usize);
+
+impl Serialize for LatestResults<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.collect_seq(self.0.iter().take(self.1))
+    }
+}
+
+impl CheckStatus {
+    /// Copies the latest counters and results from [`CheckStatus::live`] (the newest
+    /// [`RESULTS_IN_DOCUMENT`] into `last_results`, the rest into `older_results`) and
+    /// detaches it, so that the fields are what is serialised; an entry without one keeps
+    /// its fields.
+    pub fn fill_live(&mut self) {
+        self.copy_live();
+        // From now on the fields are what is shown (a view may edit them).
+        self.live = LiveCheck::default();
+    }
+
+    /// Copies the latest counters and results from [`CheckStatus::live`] as
+    /// [`CheckStatus::fill_live`] does, keeping the live record.
+    pub fn copy_live(&mut self) {
+        let Some(live) = &self.live.0 else {
+            return;
+        };
+        let live = live.lock().unwrap_or_else(PoisonError::into_inner);
+        self.rise_count = live.rise_count;
+        self.fall_count = live.fall_count;
+        self.last_results = live
+            .results
+            .iter()
+            .take(RESULTS_IN_DOCUMENT)
+            .cloned()
+            .collect();
+        self.older_results = live
+            .results
+            .iter()
+            .skip(RESULTS_IN_DOCUMENT)
+            .cloned()
+            .collect();
+    }
+}
+
+/// A check's consecutive passes and failures and its latest results (newest first), as
+/// the coordinator records them at every probe result. Shared between the coordinator's
+/// check slot and the `/status` entries built from it; entries compare equal when they
+/// share the same one.
+#[derive(Debug, Clone, Default)]
+pub struct LiveCheck(Option<Arc<Mutex<LiveCheckData>>>);
+
+/// What a [`LiveCheck`] holds.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct LiveCheckData {
+    /// Consecutive passes so far.
+    pub rise_count: u32,
+    /// Consecutive failures so far.
+    pub fall_count: u32,
+    /// The latest results, newest first.
+    pub results: VecDeque<ProbeResultStatus>,
+}
+
+impl LiveCheck {
+    /// An empty record keeping at most `keep` results.
+    pub fn new(keep: usize) -> Self {
+        LiveCheck(Some(Arc::new(Mutex::new(LiveCheckData {
+            results: VecDeque::with_capacity(keep),
+            ..LiveCheckData::default()
+        }))))
+    }
+
+    /// Records one result (and the counters after it), keeping the newest `keep`.
+    pub fn record(&self, rise_count: u32, fall_count: u32, result: ProbeResultStatus, keep: usize) {
+        if let Some(live) = &self.0 {
+            let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+            live.rise_count = rise_count;
+            live.fall_count = fall_count;
+            live.results.push_front(result);
+            live.results.truncate(keep);
+        }
+    }
+}
+
+impl PartialEq for LiveCheck {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
 }
 
 /// Results per check in the whole `/status` document ([`CheckStatus::last_results`]).

@@ -1,4 +1,9 @@
 //! TCP probe: up when a connection to the address is established.
+//!
+//! The connection is closed with a reset (`SO_LINGER` 0), as HAProxy closes its health
+//! check connections: one RST instead of the FIN/ACK exchange, and no TIME_WAIT on either
+//! side — at a thousand TCP checks a second, TIME_WAIT alone would hold tens of thousands
+//! of ephemeral ports (60 s each on Linux) and run out of them within a minute.
 
 use std::net::SocketAddr;
 
@@ -23,12 +28,23 @@ impl Probe for TcpProbe {
     async fn probe(&self) -> ProbeOutcome {
         ProbeOutcome::timed(async {
             match TcpStream::connect(self.address).await {
-                Ok(_) => Ok(format!("connected to {}", self.address)),
+                Ok(stream) => {
+                    close_with_reset(&stream);
+                    Ok(format!("connected to {}", self.address))
+                }
                 Err(e) => Err(format!("connect to {}: {e}", self.address)),
             }
         })
         .await
     }
+}
+
+/// Makes dropping `stream` send a RST instead of a FIN (`SO_LINGER` with a zero timeout):
+/// a probe's connection has nothing left to deliver when it is dropped, and the
+/// target keeps no TIME_WAIT or FIN_WAIT state for it. A failure (which Linux does not
+/// have for a connected socket) leaves the ordinary close.
+pub(super) fn close_with_reset(stream: &TcpStream) {
+    let _ = stream.set_zero_linger();
 }
 
 #[cfg(test)]

@@ -416,3 +416,56 @@ async fn a_resumed_check_keeps_its_state_across_a_reload() {
         "{fresh_event:?}"
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_split_sink_sends_state_changes_on_their_own_channel_in_sequence_order() {
+    // rise = fall = 2: pass, pass (→ up), pass, fail, fail (→ down), fail.
+    let services = [service("s", vec![check(100, 100, 50, 2, 2)])];
+    let (routine_tx, mut routine) = mpsc::channel(64);
+    let (changes_tx, mut changes) = mpsc::channel(64);
+    let script: Script = |n| (n < 3, ms(1));
+    let _runner = HealthRunner::start_with(
+        &services,
+        CheckSink::split(routine_tx, changes_tx),
+        EXACT,
+        move |_, _, _| {
+            Ok(Scripted {
+                calls: Arc::new(AtomicU32::new(0)),
+                script,
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let t0 = Instant::now();
+    let changed = collect(&mut changes, t0, 2).await;
+    let mut quiet = Vec::new();
+    while quiet.len() < 4 {
+        match routine.try_recv() {
+            Ok(e) => quiet.push(e),
+            Err(_) => tokio::time::sleep(ms(10)).await,
+        }
+    }
+    let to: Vec<CheckStatus> = changed
+        .iter()
+        .map(|(_, e)| {
+            e.transition
+                .map(|t| t.to)
+                .unwrap_or_else(|| panic!("{e:?}"))
+        })
+        .collect();
+    assert_eq!(to, [CheckStatus::Up, CheckStatus::Down]);
+    assert!(quiet.iter().all(|e| e.transition.is_none()), "{quiet:?}");
+    // One order across both channels: the calls as they were made.
+    let mut all: Vec<(u64, String)> = changed
+        .into_iter()
+        .map(|(_, e)| e)
+        .chain(quiet)
+        .map(|e| (e.seq, e.outcome.detail))
+        .collect();
+    all.sort();
+    let details: Vec<&str> = all.iter().map(|(_, d)| d.as_str()).collect();
+    assert_eq!(
+        details,
+        ["call 0", "call 1", "call 2", "call 3", "call 4", "call 5"]
+    );
+}

@@ -18,6 +18,7 @@ mod endpoints;
 mod health;
 mod many_peers;
 mod operations;
+mod probe_close;
 mod process;
 mod state_file;
 mod systemd;

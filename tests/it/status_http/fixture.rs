@@ -90,6 +90,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                             },
                         ],
                         older_results: Vec::new(),
+                        live: Default::default(),
                     },
                     CheckStatus {
                         name: "resolve".into(),
@@ -107,6 +108,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                             detail: String::new(),
                         }],
                         older_results: Vec::new(),
+                        live: Default::default(),
                     },
                 ],
                 guard: GuardStatus {
@@ -149,6 +151,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                         detail: "timed out after 2s".into(),
                     }],
                     older_results: Vec::new(),
+                    live: Default::default(),
                 }],
                 guard: GuardStatus {
                     decision: "held".into(),
