@@ -33,6 +33,8 @@ use crate::status::{self, StartError};
 const CHECK_EVENTS: usize = 1024;
 /// Probe results taken in one turn of the loop at most.
 const CHECK_BATCH: usize = 256;
+/// Most peer events taken in one turn (see the loop).
+const PEER_EVENT_BATCH: usize = 64;
 /// How often drain files are looked at.
 const DRAIN_FILE_POLL: Duration = Duration::from_millis(250);
 /// After the last service is withdrawn at shutdown, how long to wait for the peers to
@@ -379,7 +381,18 @@ pub async fn run(
                 }
             },
             Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
-            Some(event) = peer_events_rx.recv() => shell.on_peer_event(event),
+            Some(event) = peer_events_rx.recv() => {
+                // Events already queued are taken in the same turn (bounded): they only
+                // update bookkeeping that the rest of the turn reads. One turn each let
+                // them queue up while 1,000 services rise at start-up (16 peers confirm
+                // each of a few hundred route changes), every queued confirmation holding
+                // its own version of the desired routes alive (issue 15 item 4).
+                shell.on_peer_event(event);
+                for _ in 1..PEER_EVENT_BATCH {
+                    let Ok(event) = peer_events_rx.try_recv() else { break };
+                    shell.on_peer_event(event);
+                }
+            }
             Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
             () = changed.notified() => {}
             () = view_changed => {}

@@ -69,7 +69,9 @@ struct Up {
     session: u64,
     negotiated: Negotiated,
     ctx: SessionContext,
-    sent: RibOut,
+    /// The session's Adj-RIB-Out: usually the very map the coordinator published
+    /// ([`sendable`]), shared with every other peer rather than copied.
+    sent: Arc<RibOut>,
     encode: EncodeContext,
     /// Families whose End-of-RIB waits for the initial routes ([`LocalSpeaker::initial_routes`]).
     eor_pending: Vec<Afi>,
@@ -636,7 +638,7 @@ impl Actor {
             encode: negotiated.encode_context(),
             negotiated,
             ctx,
-            sent: RibOut::new(),
+            sent: Arc::default(),
             eor_pending: Vec::new(),
         });
         if moved_from.is_none() {
@@ -723,9 +725,13 @@ impl Actor {
     fn announce(&mut self) {
         let desired = self.routes.borrow_and_update().clone();
         let Some(up) = self.up.as_mut() else { return };
-        let updates = diff(&up.sent, &desired, &up.ctx);
+        let updates = if Arc::ptr_eq(&up.sent, &desired) {
+            Vec::new()
+        } else {
+            diff(&up.sent, &desired, &up.ctx)
+        };
         up.sent = sendable(&desired, &up.ctx);
-        let sent = Arc::new(up.sent.clone());
+        let sent = Arc::clone(&up.sent);
         let conn = up.conn;
         self.st.prefixes_sent = u64::try_from(up.sent.len()).unwrap_or(u64::MAX);
         if !updates.is_empty() {

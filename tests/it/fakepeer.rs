@@ -95,13 +95,19 @@ impl FakePeer {
 
     /// Receives and decodes the next message.
     pub(crate) async fn recv_within(&mut self, wait: Duration) -> Result<Message, FakeError> {
+        let frame = self.recv_frame_within(wait).await?;
+        Message::decode(&frame, &self.decode).map_err(FakeError::Decode)
+    }
+
+    /// Receives the next message's frame, undecoded: the bytes on the wire.
+    pub(crate) async fn recv_frame_within(
+        &mut self,
+        wait: Duration,
+    ) -> Result<BytesMut, FakeError> {
         let deadline = tokio::time::Instant::now() + wait;
         loop {
             match anyguard_proto::frame_len(&self.buf, &self.decode) {
-                Ok(Some(n)) => {
-                    let frame = self.buf.split_to(n);
-                    return Message::decode(&frame, &self.decode).map_err(FakeError::Decode);
-                }
+                Ok(Some(n)) => return Ok(self.buf.split_to(n)),
                 Ok(None) => {}
                 Err(e) => return Err(FakeError::Decode(e)),
             }
