@@ -152,9 +152,21 @@ async fn the_story_shows_the_withdrawal_the_guard_holding_twice_and_the_recovery
         "ok: router has a path from every site (3 paths)",
         &all,
     );
+    // c (withdrawn since step 2) comes back first. A site still held may withdraw for a
+    // moment before its own next probe passes: once c announces, b (failing, held) is
+    // allowed to withdraw — a correct guard decision, timed by the probes (seen in CI:
+    // "[a . c] (b withdrawn)" then "(b announced)"). What the story must show is that the
+    // router ends with every site's path; never fewer than min_sites is checked below.
+    let recovery = router_lines(&lines, step4, met);
     assert_eq!(
-        router_lines(&lines, step4, met),
-        ["router  203.0.113.0/24  3/3 paths  [a b c]  (c announced)"],
+        recovery.first().copied(),
+        Some("router  203.0.113.0/24  3/3 paths  [a b c]  (c announced)"),
+        "{all}"
+    );
+    assert!(
+        recovery
+            .last()
+            .is_some_and(|l| l.contains("3/3 paths  [a b c]")),
         "{all}"
     );
 
