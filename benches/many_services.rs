@@ -19,13 +19,24 @@
 //!    after) and with **a fleet configured** (the all-sites guard polling one other site
 //!    that does not answer).
 //! 4. **Decision → wire** at the largest N with a real BGP session ([`decision`]).
+//! 5. **The floor**: at each N, the same fresh connections at the same rate against the
+//!    same targets without the daemon, in a child process measured the same way
+//!    ([`floor`]), next to the daemon's figures and their ratio to it.
+//!
+//! The daemon's CPU is its CPU-time clock (nanoseconds, every thread); the start delay
+//! p99 is read twice, over the measured window (from the difference of the histogram's
+//! bucket counts between a `/metrics` taken before the window and one after it) and since
+//! the daemon started (start-up included).
 //!
 //! Run: `cargo bench --bench many_services` (release build). `MANY_SERVICES=10,100,1000`
 //! and `MANY_SERVICES_SECONDS=10` choose the sizes and the measured window,
 //! `MANY_SERVICES_FLIPS=100` the decision → wire repetitions, `MANY_SERVICES_PARTS` which
 //! of `probe,daemon,decision` to run (all by default; `probe` alone under callgrind);
 //! `MANY_SERVICES_BASELINE=/path/to/anyguard` (an older build) measures that binary too,
-//! right before this one at each step. Figures only: nothing asserts on time.
+//! right before this one at each step, and `MANY_SERVICES_THIS` a binary to measure as this
+//! build instead of the one cargo built with the benchmark (e.g. one built with `cargo build
+//! --release --bin anyguard`, as the baseline was); `MANY_SERVICES_EXTRA=0` leaves out the HTTP-only and
+//! fleet rows. Figures only: nothing asserts on time.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -43,6 +54,8 @@ mod decision;
 mod fakepeer;
 #[path = "common/flip_target.rs"]
 mod flip_target;
+#[path = "many_services/floor.rs"]
+mod floor;
 #[path = "../tests/it/httpd.rs"]
 mod httpd;
 #[path = "many_services/probe_cost.rs"]
@@ -50,7 +63,7 @@ mod probe_cost;
 
 use daemon_io::{
     cpu_time, get, load_average, peak_rss_kib, serve_http, serve_tcp, slowest, start_delay_p99,
-    Daemon, Fetch, Percentiles,
+    start_delay_p99_between, Daemon, Fetch, Percentiles,
 };
 
 type BenchResult<T> = Result<T, String>;
@@ -61,6 +74,13 @@ const WARM_UP: Duration = Duration::from_secs(4);
 const START_WAIT: Duration = Duration::from_secs(20);
 
 fn main() {
+    if let Ok(spec) = std::env::var(floor::CHILD_ENV) {
+        if let Err(e) = floor::child_main(&spec) {
+            eprintln!("many_services floor: {e}");
+            std::process::exit(1);
+        }
+        return;
+    }
     let sizes: Vec<usize> = std::env::var("MANY_SERVICES")
         .ok()
         .map(|s| s.split(',').filter_map(|n| n.trim().parse().ok()).collect())
@@ -78,7 +98,8 @@ fn main() {
     let parts = std::env::var("MANY_SERVICES_PARTS")
         .unwrap_or_else(|_| "probe,daemon,decision".to_string());
     let parts: Vec<&str> = parts.split(',').map(str::trim).collect();
-    if let Err(e) = bench(&sizes, Duration::from_secs(seconds), flips, &parts) {
+    let extra = std::env::var("MANY_SERVICES_EXTRA").map_or(true, |v| v != "0");
+    if let Err(e) = bench(&sizes, Duration::from_secs(seconds), flips, &parts, extra) {
         eprintln!("many_services: {e}");
         std::process::exit(1);
     }
@@ -125,9 +146,17 @@ struct Verdicts {
     metrics_ms: Option<f64>,
     decision_p99: Option<f64>,
     probe: Option<(f64, f64)>,
+    /// At the largest size with both checks: (services, floor's CPU share, this build's).
+    floor: Option<(usize, f64, f64)>,
 }
 
-fn bench(sizes: &[usize], window: Duration, flips: usize, parts: &[&str]) -> BenchResult<()> {
+fn bench(
+    sizes: &[usize],
+    window: Duration,
+    flips: usize,
+    parts: &[&str],
+    extra: bool,
+) -> BenchResult<()> {
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(1)
         .enable_all()
@@ -147,7 +176,10 @@ fn bench(sizes: &[usize], window: Duration, flips: usize, parts: &[&str]) -> Ben
     );
     runtime.spawn(serve_http(http, Arc::clone(&accepted)));
     runtime.spawn(serve_tcp(tcp, Arc::clone(&accepted)));
-    let this = PathBuf::from(env!("CARGO_BIN_EXE_anyguard"));
+    let this = std::env::var_os("MANY_SERVICES_THIS").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_anyguard")),
+        PathBuf::from,
+    );
     let old = std::env::var_os("MANY_SERVICES_BASELINE").map(PathBuf::from);
     let mut verdicts = Verdicts::default();
 
@@ -167,7 +199,14 @@ fn bench(sizes: &[usize], window: Duration, flips: usize, parts: &[&str]) -> Ben
     let largest = sizes.iter().copied().max().unwrap_or(1000);
     if parts.contains(&"daemon") {
         let targets = (http_addr, tcp_addr, accepted.as_ref());
-        daemon_part(&this, old.as_deref(), sizes, window, targets, &mut verdicts)?;
+        daemon_part(
+            &this,
+            old.as_deref(),
+            (sizes, extra),
+            window,
+            targets,
+            &mut verdicts,
+        )?;
     }
     if parts.contains(&"decision") {
         decision_part(
@@ -205,7 +244,7 @@ fn probe_part(verdicts: &mut Verdicts) -> BenchResult<()> {
 fn daemon_part(
     this: &Path,
     old: Option<&Path>,
-    sizes: &[usize],
+    (sizes, extra): (&[usize], bool),
     window: Duration,
     (http_addr, tcp_addr, accepted): (SocketAddr, SocketAddr, &AtomicU64),
     verdicts: &mut Verdicts,
@@ -216,7 +255,7 @@ fn daemon_part(
         WARM_UP.as_secs(),
     );
     println!(
-        "{:>8} {:>16} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16} {:>6}",
+        "{:>8} {:>16} {:>8} {:>9} {:>10} {:>14} {:>8} {:>9} {:>18} {:>18} {:>18} {:>16} {:>16} {:>6}",
         "binary",
         "checks",
         "services",
@@ -228,7 +267,8 @@ fn daemon_part(
         "/status ms (KiB)",
         "summary ms (KiB)",
         "/metrics ms (KiB)",
-        "start delay p99",
+        "delay p99 window",
+        "p99 since start",
         "flaps"
     );
     let largest = sizes.iter().copied().max().unwrap_or(1000);
@@ -240,22 +280,27 @@ fn daemon_part(
             fleet: false,
         })
         .collect();
-    setups.push(Setup {
-        n: largest,
-        mix: Mix::HttpOnly,
-        fleet: false,
-    });
-    setups.push(Setup {
-        n: largest,
-        mix: Mix::HttpAndTcp,
-        fleet: true,
-    });
+    if extra {
+        setups.push(Setup {
+            n: largest,
+            mix: Mix::HttpOnly,
+            fleet: false,
+        });
+        setups.push(Setup {
+            n: largest,
+            mix: Mix::HttpAndTcp,
+            fleet: true,
+        });
+    }
     let mut smallest: Option<f64> = None;
+    let mut floors: Vec<FloorRow> = Vec::new();
     for setup in setups {
+        let mut old_cpu = None;
         let old_per_result = match old {
             Some(bin) => match measure(bin, setup, window, http_addr, tcp_addr, accepted) {
                 Ok(m) => {
                     print_row("baseline", setup, window, &m, m.per_result(), 1.0);
+                    old_cpu = Some(m.cpu_and_results());
                     Some(m.per_result())
                 }
                 Err(e) => {
@@ -280,6 +325,15 @@ fn daemon_part(
             None => per_result,
         };
         print_row("this", setup, window, &m, per_result, per_result / base);
+        if !setup.fleet {
+            let floor = measure_floor(setup, window, http_addr, tcp_addr, accepted)?;
+            floors.push(FloorRow {
+                setup,
+                floor,
+                this: m.cpu_and_results(),
+                baseline: old_cpu,
+            });
+        }
         if plain {
             verdicts.per_result.push((setup.n, per_result));
             if setup.n == largest {
@@ -288,13 +342,89 @@ fn daemon_part(
                     100.0 * m.cpu.as_secs_f64() / window.as_secs_f64(),
                     m.peak_rss_kib as f64 / 1024.0,
                 ));
-                verdicts.start_delay = Some(start_delay_p99(&m.metrics.body));
+                verdicts.start_delay = Some(m.start_delay_window.clone());
                 verdicts.status_ms = m.status.ok.then_some(m.status.took.as_secs_f64() * 1e3);
                 verdicts.metrics_ms = m.metrics.ok.then_some(m.metrics.took.as_secs_f64() * 1e3);
             }
         }
     }
+    print_floors(&floors, window, verdicts);
     Ok(())
+}
+
+/// One size's floor, with the daemon's figures (CPU, results) beside it.
+struct FloorRow {
+    setup: Setup,
+    floor: (Duration, u64),
+    this: (Duration, u64),
+    baseline: Option<(Duration, u64)>,
+}
+
+/// The floor table: the fresh connections alone against the daemon doing the same.
+fn print_floors(rows: &[FloorRow], window: Duration, verdicts: &mut Verdicts) {
+    if rows.is_empty() {
+        return;
+    }
+    println!(
+        "\n   The floor: the same fresh connections at the same rate, without the daemon \
+         (a child process, its CPU clock over the same window)"
+    );
+    println!(
+        "{:>16} {:>8} {:>9} {:>10} {:>14} {:>14} {:>14} {:>14} {:>14}",
+        "checks",
+        "services",
+        "checks/s",
+        "floor CPU",
+        "floor µs/res",
+        "this CPU",
+        "this/floor",
+        "above floor µs",
+        "baseline/floor"
+    );
+    let share = |(cpu, _): (Duration, u64)| 100.0 * cpu.as_secs_f64() / window.as_secs_f64();
+    let per = |(cpu, n): (Duration, u64)| cpu.as_secs_f64() * 1e6 / n.max(1) as f64;
+    for r in rows {
+        let base = r.baseline.map_or_else(
+            || "n/a".to_string(),
+            |b| format!("{:.2}x", per(b) / per(r.floor)),
+        );
+        println!(
+            "{:>16} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>13.1}% {:>13.2}x {:>14.1} {:>14}",
+            r.setup.label(),
+            r.setup.n,
+            r.floor.1 as f64 / window.as_secs_f64(),
+            share(r.floor),
+            per(r.floor),
+            share(r.this),
+            per(r.this) / per(r.floor),
+            per(r.this) - per(r.floor),
+            base,
+        );
+        if r.setup.mix == Mix::HttpAndTcp {
+            verdicts.floor = Some((r.setup.n, share(r.floor), share(r.this)));
+        }
+    }
+}
+
+/// The floor child at `setup`'s size and mix, measured as [`measure`] measures a daemon.
+fn measure_floor(
+    setup: Setup,
+    window: Duration,
+    http: SocketAddr,
+    tcp: SocketAddr,
+    accepted: &AtomicU64,
+) -> BenchResult<(Duration, u64)> {
+    let this_bench = std::env::current_exe().map_err(|e| format!("current_exe: {e}"))?;
+    let tcp = (setup.mix == Mix::HttpAndTcp).then_some(tcp);
+    let child = floor::Floor::spawn(&this_bench, setup.n, http, tcp)?;
+    // A second to start and reach its pace (it has no splay to settle).
+    std::thread::sleep(Duration::from_secs(1));
+    let pid = child.pid();
+    let (cpu0, results0) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
+    std::thread::sleep(window);
+    let (cpu1, results1) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
+    drop(child);
+    Ok((cpu1.saturating_sub(cpu0), results1 - results0))
 }
 
 fn decision_part(
@@ -368,8 +498,15 @@ fn print_verdicts(v: &Verdicts, largest: usize) {
             mark(rss < 64.0)
         );
     }
+    if let Some((n, floor, this)) = v.floor {
+        println!(
+            "{n} services: the same fresh connections alone take {floor:.1} % of one core; \
+             anyguard {this:.1} % = {:.2}x the floor",
+            this / floor
+        );
+    }
     if let Some(d) = &v.start_delay {
-        println!("probe start delay p99 {d} (target < 10 ms)");
+        println!("probe start delay p99 over the window {d} (target < 10 ms)");
     }
     if let Some(ms) = v.status_ms {
         println!("/status {ms:.1} ms (target < 50 ms, {})", mark(ms < 50.0));
@@ -398,7 +535,7 @@ fn print_row(
     ratio: f64,
 ) {
     println!(
-        "{:>8} {:>16} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16} {:>6}",
+        "{:>8} {:>16} {:>8} {:>9.0} {:>9.1}% {:>14.1} {:>7.2}x {:>9.1} {:>18} {:>18} {:>18} {:>16} {:>16} {:>6}",
         which,
         setup.label(),
         setup.n,
@@ -410,6 +547,7 @@ fn print_row(
         m.status.text(),
         m.summary.text(),
         m.metrics.text(),
+        m.start_delay_window,
         start_delay_p99(&m.metrics.body),
         flaps(&m.metrics.body),
     );
@@ -422,9 +560,15 @@ struct Measured {
     status: Fetch,
     summary: Fetch,
     metrics: Fetch,
+    /// The start delay p99 over the measured window.
+    start_delay_window: String,
 }
 
 impl Measured {
+    fn cpu_and_results(&self) -> (Duration, u64) {
+        (self.cpu, self.results)
+    }
+
     /// CPU per probe result, µs.
     fn per_result(&self) -> f64 {
         self.cpu.as_secs_f64() * 1e6 / self.results.max(1) as f64
@@ -472,9 +616,17 @@ fn measure(
         std::thread::sleep(Duration::from_millis(100));
     }
     std::thread::sleep(WARM_UP);
+    // The histogram at the window's start, taken before the CPU is read: building
+    // `/metrics` is not part of the window's CPU.
+    let before = get(status_addr, "/metrics").filter(|f| f.ok);
     let (cpu0, results0) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
     std::thread::sleep(window);
     let (cpu1, results1) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
+    let after = get(status_addr, "/metrics").filter(|f| f.ok);
+    let start_delay_window = match (&before, &after) {
+        (Some(b), Some(a)) => start_delay_p99_between(&b.body, &a.body),
+        _ => "n/a".to_string(),
+    };
     let status = slowest(status_addr, "/status");
     let summary = slowest(status_addr, "/status?summary=1");
     let metrics = slowest(status_addr, "/metrics");
@@ -488,6 +640,7 @@ fn measure(
         status,
         summary,
         metrics,
+        start_delay_window,
     })
 }
 
