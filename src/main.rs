@@ -178,6 +178,11 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    // The check tasks on threads of their own (issue 13; health::probe_threads).
+    if let Err(e) = anyguard::health::probe_threads::install(PROBE_THREADS) {
+        eprintln!("anyguard: {e}");
+        return ExitCode::FAILURE;
+    }
     let (tx, rx) = mpsc::channel(8);
     if let Err(e) = forward_signals(tx) {
         eprintln!("anyguard: cannot install signal handlers: {e}");
@@ -219,6 +224,10 @@ fn default_state_dir(
         .filter(|p| !p.as_os_str().is_empty());
     Some(from_systemd.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
 }
+
+/// Probe threads of the daemon: one `current_thread` runtime carries 2,000 probes a
+/// second at ~10 % of a core (docs/benchmarks.md, "A thousand services", round 5).
+const PROBE_THREADS: usize = 1;
 
 /// The state directory without `state_dir` or `$STATE_DIRECTORY`.
 const DEFAULT_STATE_DIR: &str = "/var/lib/anyguard";

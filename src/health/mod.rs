@@ -7,6 +7,8 @@
 //! - [`runner`]: thin tokio tasks, one per check, that schedule probes (start-up splay,
 //!   jitter, fast interval while a check is changing state, no drift), enforce timeouts,
 //!   feed the hysteresis and send every result as a [`CheckEvent`] to the coordinator.
+//! - [`probe_threads`]: in the daemon, the check tasks run on threads of their own
+//!   (`current_thread` runtimes), not on the multi-thread runtime's workers.
 //!
 //! Data flows one way: the runner never reads the coordinator's state; the coordinator
 //! combines check states with [`combine::combine`] itself. Left out: DNS over TCP (a
@@ -15,6 +17,7 @@
 pub mod combine;
 pub mod hysteresis;
 pub mod probe;
+pub mod probe_threads;
 pub mod runner;
 
 pub use combine::{combine, ServiceHealth};

@@ -270,7 +270,7 @@ impl HealthRunner {
                     trigger: Arc::clone(&trigger),
                     events: events.clone(),
                 };
-                let task = tokio::spawn(run_check(ctx, probe).instrument(span));
+                let task = super::probe_threads::spawn(run_check(ctx, probe).instrument(span));
                 checks.push(CheckTask { trigger, task });
             }
             tasks.push(ServiceTasks {

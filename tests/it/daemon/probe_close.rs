@@ -133,3 +133,219 @@ timeout = "2500ms"
         other => panic!("run() did not end cleanly: {other:?}"),
     }
 }
+
+/// The `anyguard` binary's status document, or None while it does not answer.
+async fn binary_doc(port: u16) -> Option<serde_json::Value> {
+    let url = format!("http://127.0.0.1:{port}/status");
+    let text = anyguard::status::client::run(&url, true, false)
+        .await
+        .ok()?;
+    serde_json::from_str(&text).ok()
+}
+
+/// The names of process `pid`'s threads.
+fn thread_names(pid: u32) -> Vec<String> {
+    std::fs::read_dir(format!("/proc/{pid}/task"))
+        .unwrap()
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|n| n.trim().to_string())
+        .collect()
+}
+
+/// The real binary (where the check tasks run on a probe thread of their own,
+/// `health::probe_threads`, and a TCP probe on loopback connects without the reactor,
+/// `health::probe::tcp`): the probes still reach the coordinator, still close with a
+/// reset and leave no TIME_WAIT; a TCP check against a closed port fails with the
+/// connect error, and one whose connection never completes (a listener with a full
+/// accept queue drops the SYN, so the connect stays in progress and goes to the
+/// reactor) fails at its timeout.
+#[tokio::test]
+async fn the_binarys_probes_run_on_their_own_thread_close_with_a_reset_and_fail_when_refused_or_never_accepted(
+) {
+    use socket2::{Domain, Socket, Type};
+
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // A port nothing listens on any more.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    // Backlog 0 holds one connection: this test's own fills it, and the probe's SYN is
+    // then dropped (never accepted: the test does not call accept).
+    let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+    full.bind(&std::net::SocketAddr::from(([127, 0, 0, 1], 0)).into())
+        .unwrap();
+    full.listen(0).unwrap();
+    let full_addr = full.local_addr().unwrap().as_socket().unwrap();
+    let _filler =
+        std::net::TcpStream::connect_timeout(&full_addr, std::time::Duration::from_secs(2))
+            .unwrap();
+
+    let dir = tempfile::tempdir().unwrap();
+    let status_port = free_port();
+    let text = format!(
+        r#"router_id = "198.18.0.2"
+local_asn = {LOCAL_ASN}
+
+[status]
+listen = "127.0.0.1:{status_port}"
+
+[[service]]
+name = "web"
+prefixes = ["{SERVICE_V4}"]
+
+[[service.check]]
+name = "http"
+type = "http"
+url = "http://{http}/healthz"
+interval = "3s"
+timeout = "2500ms"
+
+[[service.check]]
+name = "tcp"
+type = "tcp"
+address = "{tcp}"
+interval = "3s"
+timeout = "2500ms"
+
+[[service]]
+name = "refused"
+prefixes = ["198.51.100.1/32"]
+
+[[service.check]]
+type = "tcp"
+address = "{refused}"
+interval = "200ms"
+timeout = "150ms"
+
+[[service]]
+name = "stalled"
+prefixes = ["198.51.100.2/32"]
+
+[[service.check]]
+type = "tcp"
+address = "{full_addr}"
+interval = "300ms"
+timeout = "200ms"
+"#,
+        http = http.local_addr().unwrap(),
+        tcp = tcp.local_addr().unwrap(),
+    );
+    let config = dir.path().join("anyguard.toml");
+    std::fs::write(&config, text).unwrap();
+    let log = std::fs::File::create(dir.path().join("anyguard.log")).unwrap();
+    let mut daemon = super::process::Process(
+        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
+            .args(["--log-format", "human", "run", "--dry-run", "--config"])
+            .arg(&config)
+            .env("STATE_DIRECTORY", dir.path())
+            .env_remove("NOTIFY_SOCKET")
+            .stdin(std::process::Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .unwrap(),
+    );
+    let log = || std::fs::read_to_string(dir.path().join("anyguard.log")).unwrap_or_default();
+
+    // TCP check: connected, then reset.
+    let (mut sock, from) = tokio::time::timeout(WAIT, tcp.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let read = read_after_probe(&mut sock).await;
+    assert_eq!(
+        read.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the TCP probe's connection must end with a reset, got {read:?}"
+    );
+    drop(sock);
+    let tcp_ports = (from.port(), tcp.local_addr().unwrap().port());
+    // HTTP check: answered, then reset by the probe.
+    let (mut sock, from) = tokio::time::timeout(WAIT, http.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read_request_head(&mut sock).await, "no request");
+    sock.write_all(OK).await.unwrap();
+    sock.shutdown().await.unwrap();
+    let read = read_after_probe(&mut sock).await;
+    assert_eq!(
+        read.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the HTTP probe's connection must end with a reset, got {read:?}"
+    );
+    drop(sock);
+    let http_ports = (from.port(), http.local_addr().unwrap().port());
+    for (what, (probe, target)) in [("TCP", tcp_ports), ("HTTP", http_ports)] {
+        let left = time_wait_between(probe, target);
+        assert!(
+            left.is_empty(),
+            "the {what} probe's connection (port {probe} to {target}) left TIME_WAIT: {left:?}"
+        );
+    }
+
+    // From here on the targets answer every probe.
+    let serving = tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                Ok((mut sock, _)) = http.accept() => {
+                    tokio::spawn(async move {
+                        if read_request_head(&mut sock).await {
+                            let _ = sock.write_all(OK).await;
+                        }
+                    });
+                }
+                Ok((sock, _)) = tcp.accept() => drop(sock),
+            }
+        }
+    });
+
+    // Every result reached the coordinator: both web checks have passed, the refused and
+    // the stalled checks failed, each for its own reason (bounded wait: 10 s).
+    let detail = |doc: &serde_json::Value, service: usize, check: usize| {
+        doc["services"][service]["checks"][check]["last_results"][0]["detail"]
+            .as_str()
+            .map(str::to_string)
+    };
+    let mut last = None;
+    let mut seen = false;
+    for _ in 0..200 {
+        if let Some(doc) = binary_doc(status_port).await {
+            let web_up = (0..2).all(|c| {
+                doc["services"][0]["checks"][c]["last_results"]
+                    .as_array()
+                    .is_some_and(|r| r.iter().any(|r| r["ok"] == true))
+            });
+            let refused_down = doc["services"][1]["checks"][0]["state"] == "down"
+                && detail(&doc, 1, 0).is_some_and(|d| {
+                    d.starts_with(&format!("connect to {refused}: ")) && d.contains("refused")
+                });
+            let stalled_down = doc["services"][2]["checks"][0]["state"] == "down"
+                && detail(&doc, 2, 0).is_some_and(|d| d.starts_with("timed out after 200ms"));
+            if web_up && refused_down && stalled_down {
+                seen = true;
+                break;
+            }
+            last = Some(doc);
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert!(
+        seen,
+        "checks not as expected within 10 s; last {last:?}\nlog:\n{}",
+        log()
+    );
+
+    // The check tasks ran on the daemon's probe thread.
+    let names = thread_names(daemon.0.id());
+    assert!(
+        names.iter().any(|n| n == "ag-probes-0"),
+        "no probe thread among {names:?}"
+    );
+    serving.abort();
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.exit().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", log());
+}
