@@ -1,7 +1,7 @@
 //! The CPU of one HTTP probe over loopback, in this process (issue 13, "the probes stay
 //! cheap"): anyguard's [`HttpProbe`] against a plain hyper 1 client doing the same
-//! exchange (a fresh connection, `GET` with `Connection: close`, the status read), and a
-//! bare TCP connect for scale, each on a current-thread runtime of its own thread. The
+//! exchange (a fresh connection, `GET` with `Connection: close`, the status read), a
+//! bare TCP connect for scale and anyguard's [`TcpProbe`] beside it, each on a current-thread runtime of its own thread. The
 //! thread's CPU time (`CLOCK_THREAD_CPUTIME_ID`) over a fixed number of sequential probes
 //! is divided by their count; the target answers on other threads, whose CPU is not
 //! counted. Figures only.
@@ -11,7 +11,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyguard::health::probe::HttpProbe;
+use anyguard::health::probe::{HttpProbe, TcpProbe};
 use anyguard::health::Probe;
 use bytes::Bytes;
 use http_body_util::Empty;
@@ -90,6 +90,13 @@ pub(crate) fn measure() -> BenchResult<Vec<ProbeCost>> {
                 client: "TCP connect only",
                 cpu_per_probe: on_own_thread(move || tcp_connect(addr))?,
             },
+            ProbeCost {
+                client: "anyguard TcpProbe",
+                cpu_per_probe: {
+                    let probe = Arc::new(TcpProbe::new(addr));
+                    on_own_thread(move || anyguard_tcp_probe(Arc::clone(&probe)))?
+                },
+            },
         ])
     })();
     stop.store(true, Ordering::Relaxed);
@@ -162,6 +169,17 @@ async fn plain_hyper(addr: SocketAddr) -> BenchResult<()> {
         Ok(())
     } else {
         Err(format!("status {}", response.status()))
+    }
+}
+
+/// anyguard's TCP probe: a connection established within `connect` never goes to the
+/// reactor, and it closes with a reset.
+async fn anyguard_tcp_probe(probe: Arc<TcpProbe>) -> BenchResult<()> {
+    let out = probe.probe().await;
+    if out.ok {
+        Ok(())
+    } else {
+        Err(format!("TcpProbe: {}", out.detail))
     }
 }
 

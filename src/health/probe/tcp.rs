@@ -4,9 +4,14 @@
 //! check connections: one RST instead of the FIN/ACK exchange, and no TIME_WAIT on either
 //! side — at a thousand TCP checks a second, TIME_WAIT alone would hold tens of thousands
 //! of ephemeral ports (60 s each on Linux) and run out of them within a minute.
+//!
+//! A connection whose handshake is over when `connect` returns (on loopback it always is)
+//! never goes to the reactor ([`connect`]).
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use socket2::{Domain, Protocol, SockAddr, Socket, Type};
 use tokio::net::TcpStream;
 
 use super::{Probe, ProbeOutcome};
@@ -27,15 +32,60 @@ impl TcpProbe {
 impl Probe for TcpProbe {
     async fn probe(&self) -> ProbeOutcome {
         ProbeOutcome::timed(async {
-            match TcpStream::connect(self.address).await {
-                Ok(stream) => {
-                    close_with_reset(&stream);
-                    Ok(format!("connected to {}", self.address))
-                }
+            // Dropped at once: closed with a reset (set before connecting).
+            match connect(self.address).await {
+                Ok(_) => Ok(format!("connected to {}", self.address)),
                 Err(e) => Err(format!("connect to {}: {e}", self.address)),
             }
         })
         .await
+    }
+}
+
+/// An established probe connection.
+#[derive(Debug)]
+pub(super) enum Connected {
+    /// Established within `connect`: never registered with the reactor.
+    Now(#[allow(dead_code)] Socket),
+    /// Established later, waited for on the reactor.
+    Later(#[allow(dead_code)] TcpStream),
+}
+
+/// Connects to `address` for a probe; the socket closes with a reset (`SO_LINGER` 0, set
+/// before connecting, so that no path — an error, the timeout dropping the probe — ends
+/// it with a FIN).
+///
+/// When the handshake is over by the time a non-blocking `connect` returns `EINPROGRESS`
+/// (on loopback, the SYN, the SYN-ACK and the ACK are all processed inside that system
+/// call), a second `connect` returns 0 — or the error the handshake ended with, such as
+/// `ECONNREFUSED` — and the socket never goes to the reactor: no `epoll_ctl` to add it and
+/// remove it again, and no turn of the runtime to learn that it is writable (issue 13).
+/// Only a connection still in progress (`EALREADY`) is registered and waited for, and
+/// its error read as tokio's `connect` reads it (`SO_ERROR`).
+pub(super) async fn connect(address: SocketAddr) -> std::io::Result<Connected> {
+    let socket = Socket::new(
+        Domain::for_address(address),
+        Type::STREAM.nonblocking().cloexec(),
+        Some(Protocol::TCP),
+    )?;
+    socket.set_linger(Some(Duration::ZERO))?;
+    let to = SockAddr::from(address);
+    match socket.connect(&to) {
+        Ok(()) => return Ok(Connected::Now(socket)),
+        Err(e) if e.raw_os_error() == Some(libc::EINPROGRESS) => {}
+        Err(e) => return Err(e),
+    }
+    match socket.connect(&to) {
+        Ok(()) => return Ok(Connected::Now(socket)),
+        Err(e) if e.raw_os_error() == Some(libc::EISCONN) => return Ok(Connected::Now(socket)),
+        Err(e) if e.raw_os_error() == Some(libc::EALREADY) => {}
+        Err(e) => return Err(e),
+    }
+    let stream = TcpStream::from_std(std::net::TcpStream::from(socket))?;
+    stream.writable().await?;
+    match stream.take_error()? {
+        Some(e) => Err(e),
+        None => Ok(Connected::Later(stream)),
     }
 }
 
@@ -66,5 +116,39 @@ mod tests {
             down.detail.starts_with(&format!("connect to {addr}: ")),
             "{down:?}"
         );
+    }
+
+    /// A connect still in progress when `connect` returns (the listener's accept queue is
+    /// full, so its SYN is dropped and sent again after a second) goes to the reactor and
+    /// passes once the handshake completes; the fast path does not take it for an error.
+    #[tokio::test]
+    async fn a_connect_still_in_progress_waits_on_the_reactor_and_passes_once_accepted() {
+        let full = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap_or_else(|e| panic!("{e}"));
+        full.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        // Backlog 0 holds one connection: the filler's.
+        full.listen(0).unwrap_or_else(|e| panic!("listen: {e}"));
+        let addr = full
+            .local_addr()
+            .ok()
+            .and_then(|a| a.as_socket())
+            .unwrap_or_else(|| panic!("no address"));
+        let filler = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))
+            .unwrap_or_else(|e| panic!("filler: {e}"));
+        let probe = tokio::spawn(async move { connect(addr).await });
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        assert!(
+            !probe.is_finished(),
+            "connected through a full accept queue"
+        );
+        // Room in the queue: the probe's retransmitted SYN is accepted.
+        let (accepted, _) = full.accept().unwrap_or_else(|e| panic!("accept: {e}"));
+        drop((accepted, filler));
+        let connected = tokio::time::timeout(Duration::from_secs(10), probe)
+            .await
+            .unwrap_or_else(|_| panic!("the probe's connect never completed"))
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("connect: {e}"));
+        assert!(matches!(connected, Connected::Later(_)), "{connected:?}");
     }
 }
