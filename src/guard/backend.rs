@@ -326,6 +326,7 @@ fn store_status(
             outcome: t.outcome.clone(),
             revision: t.revision,
             at: crate::coordinator::core::rfc3339(t.at),
+            changed: t.changed.clone(),
         }),
         withdrawals_committed: state.txns.withdraw_committed,
         withdrawals_conflicted: state.txns.withdraw_conflict,

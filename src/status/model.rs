@@ -126,6 +126,10 @@ pub struct StoreTxnStatus {
     pub revision: i64,
     /// When (RFC 3339).
     pub at: String,
+    /// A conflict: the compared keys that had changed, as the transaction's else branch
+    /// read them (`b: held at revision 42`, `b: gone`); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
 }
 
 /// One service prefix in the store.

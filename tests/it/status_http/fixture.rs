@@ -316,6 +316,7 @@ pub(crate) fn realistic_document() -> StatusDocument {
                     outcome: "conflict".into(),
                     revision: 18_340,
                     at: at("05:50:00.130"),
+                    changed: vec!["fra1: held at revision 18339".into()],
                 }),
                 withdrawals_committed: 2,
                 withdrawals_conflicted: 1,
