@@ -328,6 +328,13 @@ fn store_status(
             at: crate::coordinator::core::rfc3339(t.at),
             changed: t.changed.clone(),
         }),
+        last_conflict: state.last_conflict.as_ref().map(|t| StoreTxnStatus {
+            what: t.what.clone(),
+            outcome: t.outcome.clone(),
+            revision: t.revision,
+            at: crate::coordinator::core::rfc3339(t.at),
+            changed: t.changed.clone(),
+        }),
         withdrawals_committed: state.txns.withdraw_committed,
         withdrawals_conflicted: state.txns.withdraw_conflict,
         publications: state.txns.publish_committed,

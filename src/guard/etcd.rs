@@ -353,13 +353,17 @@ impl Session<'_> {
                             ("conflict", *revision, changed.clone())
                         }
                     };
-                    s.last_txn = Some(TxnRecord {
+                    let record = TxnRecord {
                         what,
                         outcome: result.into(),
                         revision,
                         at: SystemTime::now(),
                         changed,
-                    });
+                    };
+                    if result == "conflict" {
+                        s.last_conflict = Some(record.clone());
+                    }
+                    s.last_txn = Some(record);
                 });
                 match outcome {
                     TxnOutcome::Committed(revision) => {

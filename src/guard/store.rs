@@ -949,6 +949,9 @@ pub struct StoreState {
     pub grants: BTreeMap<(String, IpNet), Grant>,
     /// The latest transaction: what, its outcome and revision.
     pub last_txn: Option<TxnRecord>,
+    /// The latest withdrawal that conflicted, with what beat it (kept when later
+    /// transactions commit: why this site's withdrawal had to try again).
+    pub last_conflict: Option<TxnRecord>,
     /// Withdrawal transactions committed / not committed (a compare failed) / failed.
     pub txns: TxnCounts,
 }

@@ -102,6 +102,8 @@ pub struct StoreStatus {
     pub revision: i64,
     /// The latest transaction of this site.
     pub last_txn: Option<StoreTxnStatus>,
+    /// The latest withdrawal of this site that conflicted, with what beat it.
+    pub last_conflict: Option<StoreTxnStatus>,
     /// Withdrawal transactions committed.
     pub withdrawals_committed: u64,
     /// Withdrawal transactions refused because the set changed since the read.

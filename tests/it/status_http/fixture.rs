@@ -318,6 +318,13 @@ pub(crate) fn realistic_document() -> StatusDocument {
                     at: at("05:50:00.130"),
                     changed: vec!["fra1: held at revision 18339".into()],
                 }),
+                last_conflict: Some(StoreTxnStatus {
+                    what: "withdraw web 203.0.113.0/24".into(),
+                    outcome: "conflict".into(),
+                    revision: 18_340,
+                    at: at("05:50:00.130"),
+                    changed: vec!["fra1: held at revision 18339".into()],
+                }),
                 withdrawals_committed: 2,
                 withdrawals_conflicted: 1,
                 publications: 41,
