@@ -622,30 +622,44 @@ fn announcing_sites(
     for site in sites {
         let lease = etcd.grant().unwrap_or_default();
         leases.insert(*site, lease);
-        let desired = BTreeMap::from([(
-            ("web".to_owned(), p),
-            Record {
-                healthy: true,
-                announcing: true,
-                intent: Intent::None,
-            },
-        )]);
-        let site_record = SiteRecord {
-            version: 1,
-            fleet_digest: "d".into(),
+        let record = Record {
+            healthy: true,
+            announcing: true,
+            intent: Intent::None,
         };
-        let plan = plan_publication(
-            &etcd.snapshot(),
-            layout,
-            site,
-            &site_record,
-            &desired,
-            lease,
-        )
-        .unwrap_or_default();
-        assert!(matches!(etcd.txn(lease, &plan), TxnResult::Committed(_)));
+        publish(&mut etcd, layout, site, lease, p, record);
     }
     (etcd, leases)
+}
+
+/// `site` publishes `record` for `web` `p` (and its site key) under `lease`: the commit
+/// revision.
+fn publish(
+    etcd: &mut MemEtcd,
+    layout: &Layout,
+    site: &str,
+    lease: i64,
+    p: IpNet,
+    record: Record,
+) -> i64 {
+    let desired = BTreeMap::from([(("web".to_owned(), p), record)]);
+    let site_record = SiteRecord {
+        version: 1,
+        fleet_digest: "d".into(),
+    };
+    let plan = plan_publication(
+        &etcd.snapshot(),
+        layout,
+        site,
+        &site_record,
+        &desired,
+        lease,
+    )
+    .unwrap_or_else(|| panic!("{site}: nothing to publish"));
+    match etcd.txn(lease, &plan) {
+        TxnResult::Committed(r) => r,
+        other => panic!("{site}'s publication: {other:?}"),
+    }
 }
 
 #[test]
@@ -982,35 +996,6 @@ fn plan_of(
         .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
 }
 
-/// The puts of one site's `held` record (what its publication writes).
-fn publish_held(etcd: &mut MemEtcd, layout: &Layout, site: &str, lease: i64, p: IpNet) -> i64 {
-    let desired = BTreeMap::from([(
-        ("web".to_owned(), p),
-        Record {
-            healthy: false,
-            announcing: true,
-            intent: Intent::Held,
-        },
-    )]);
-    let site_record = SiteRecord {
-        version: 1,
-        fleet_digest: "d".into(),
-    };
-    let plan = plan_publication(
-        &etcd.snapshot(),
-        layout,
-        site,
-        &site_record,
-        &desired,
-        lease,
-    )
-    .unwrap_or_else(|| panic!("{site}: nothing to publish"));
-    match etcd.txn(lease, &plan) {
-        TxnResult::Committed(r) => r,
-        other => panic!("{site}'s publication: {other:?}"),
-    }
-}
-
 #[test]
 fn a_conflicted_withdrawal_reads_what_beat_it_and_the_next_try_relies_on_that_not_on_the_stale_snapshot(
 ) {
@@ -1024,7 +1009,12 @@ fn a_conflicted_withdrawal_reads_what_beat_it_and_the_next_try_relies_on_that_no
     let mut snapshot = stale.clone();
     let first = plan_of(&snapshot, &layout, "c", 2, &["a", "b"], p);
     let a_key = layout.record("web", &p, "a");
-    let held_at = publish_held(&mut etcd, &layout, "a", leases["a"], p);
+    let held = Record {
+        healthy: false,
+        announcing: true,
+        intent: Intent::Held,
+    };
+    let held_at = publish(&mut etcd, &layout, "a", leases["a"], p, held);
     let TxnResult::Conflict(revision, read) = etcd.txn(leases["c"], &first) else {
         panic!("a's record changed since c's read");
     };
