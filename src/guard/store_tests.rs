@@ -396,6 +396,24 @@ impl Sim {
         }
     }
 
+    /// The sites holding a grant (a committed withdrawal), in fleet order.
+    fn granted(&self) -> Vec<&'static str> {
+        self.sites
+            .iter()
+            .filter(|s| !s.store.grants.is_empty())
+            .map(|s| s.name)
+            .collect()
+    }
+
+    /// The sites with the prefix on the wire, in fleet order.
+    fn kept(&self) -> Vec<&'static str> {
+        self.sites
+            .iter()
+            .filter(|s| s.wire)
+            .map(|s| s.name)
+            .collect()
+    }
+
     fn on_wire(&self) -> usize {
         self.sites.iter().filter(|s| s.wire).count()
     }
@@ -585,24 +603,14 @@ fn every_site_failing_at_once_leaves_exactly_min_sites() {
         // The first-ranked `min_sites` do not ask (every other site is held and ranked
         // after them: it yields); every other site relies on them, whose records do not
         // change, so all of them commit on the one snapshot (no conflicts).
-        let granted: Vec<&str> = sim
-            .sites
-            .iter()
-            .filter(|s| !s.store.grants.is_empty())
-            .map(|s| s.name)
-            .collect();
+        let granted = sim.granted();
         assert_eq!(
             granted,
             SITES[min_sites..n],
             "{n} sites, min_sites {min_sites}"
         );
         sim.settle();
-        let kept: Vec<&str> = sim
-            .sites
-            .iter()
-            .filter(|s| s.wire)
-            .map(|s| s.name)
-            .collect();
+        let kept = sim.kept();
         assert_eq!(kept, SITES[..min_sites], "{n} sites, min_sites {min_sites}");
     }
 }
@@ -883,21 +891,11 @@ fn of_two_held_sites_only_the_later_ranked_asks_when_a_third_recovers() {
     ));
     sim.apply(&Event::Driver(0));
     sim.apply(&Event::Driver(1));
-    let granted: Vec<&str> = sim
-        .sites
-        .iter()
-        .filter(|s| !s.store.grants.is_empty())
-        .map(|s| s.name)
-        .collect();
+    let granted = sim.granted();
     assert_eq!(granted, ["b"]);
     sim.apply(&Event::AllCoordinators);
     sim.check("both decided");
-    let kept: Vec<&str> = sim
-        .sites
-        .iter()
-        .filter(|s| s.wire)
-        .map(|s| s.name)
-        .collect();
+    let kept = sim.kept();
     assert_eq!(kept, ["a", "c"]);
 }
 
@@ -1157,14 +1155,10 @@ fn every_site_failing_at_once_with_lagging_watches_commits_on_the_conflict_reads
             sim.driver(i);
             sim.check("a driver's transactions");
         }
-        let granted = sim
-            .sites
-            .iter()
-            .filter(|s| !s.store.grants.is_empty())
-            .count();
+        let granted = sim.granted().len();
         assert_eq!(granted, n - min_sites, "{n} sites, min_sites {min_sites}");
         sim.settle();
-        let kept = sim.sites.iter().filter(|s| s.wire).count();
+        let kept = sim.kept().len();
         assert_eq!(kept, min_sites, "{n} sites, min_sites {min_sites}");
     }
 }
