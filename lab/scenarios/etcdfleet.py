@@ -26,10 +26,14 @@ over its whole window and its end state, each recovering to all-healthy:
 4. a config without `web` is pushed to every site and SIGHUPed at once: exactly 1 path
    stays, the site that keeps it shows the held removal and its reason in `/status`
    (`pending_removals`), or refused the reload with the guard's reason; the normal
-   config is pushed back.
+   config is pushed back;
+5. a member up but cut from the quorum (the members' raft runs on a bridge of their own;
+   its port there down, its client port up), then every site's target fails: each site on
+   that member moves to another member or holds with `ETCD UNREACHABLE`, and none of its
+   withdrawals commits in a session with the cut member; exactly 1 path, never 0.
 
 Everything started is stopped by PID and the namespaces deleted at the end, also on
-failure. About 35 s."""
+failure. About 40 s."""
 
 import json
 import os
