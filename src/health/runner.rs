@@ -1,4 +1,6 @@
-//! The check runner: one tokio task per check, results as [`CheckEvent`]s.
+//! The check runner: one tokio task per check, results as [`CheckEvent`]s. In the daemon
+//! the tasks run on its probe thread ([`super::probe_threads`]), elsewhere on the
+//! current runtime.
 //!
 //! ```text
 //!  check task (service 0, check 0) ──┐   results that change nothing ──▶ routine ─┐

@@ -40,6 +40,49 @@ fn time_wait_between(a: u16, b: u16) -> Vec<String> {
         .collect()
 }
 
+/// The next TCP and HTTP probe on `tcp` and `http` end with a reset and leave no TIME_WAIT.
+async fn probes_close_with_a_reset(http: &TcpListener, tcp: &TcpListener) {
+    // TCP check: connected, then reset (an ordinary close would read as end of stream).
+    let (mut sock, from) = tokio::time::timeout(WAIT, tcp.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let read = read_after_probe(&mut sock).await;
+    assert_eq!(
+        read.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the TCP probe's connection must end with a reset, got {read:?}"
+    );
+    drop(sock);
+    let tcp_ports = (from.port(), tcp.local_addr().unwrap().port());
+
+    // HTTP check: the target answers and closes first, as `Connection: close` has it;
+    // the probe reads the answer and resets the connection instead of closing its side.
+    let (mut sock, from) = tokio::time::timeout(WAIT, http.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(read_request_head(&mut sock).await, "no request");
+    sock.write_all(OK).await.unwrap();
+    sock.shutdown().await.unwrap();
+    let read = read_after_probe(&mut sock).await;
+    assert_eq!(
+        read.as_ref().map_err(std::io::Error::kind).err(),
+        Some(std::io::ErrorKind::ConnectionReset),
+        "the HTTP probe's connection must end with a reset, got {read:?}"
+    );
+    drop(sock);
+    let http_ports = (from.port(), http.local_addr().unwrap().port());
+
+    for (what, (probe, target)) in [("TCP", tcp_ports), ("HTTP", http_ports)] {
+        let left = time_wait_between(probe, target);
+        assert!(
+            left.is_empty(),
+            "the {what} probe's connection (port {probe} to {target}) left TIME_WAIT: {left:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn http_and_tcp_probes_close_with_a_reset_and_leave_no_time_wait() {
     let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -88,45 +131,7 @@ timeout = "2500ms"
     };
     let task = tokio::spawn(run(config, options, rx));
 
-    // TCP check: connected, then reset (an ordinary close would read as end of stream).
-    let (mut sock, from) = tokio::time::timeout(WAIT, tcp.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let read = read_after_probe(&mut sock).await;
-    assert_eq!(
-        read.as_ref().map_err(std::io::Error::kind).err(),
-        Some(std::io::ErrorKind::ConnectionReset),
-        "the TCP probe's connection must end with a reset, got {read:?}"
-    );
-    drop(sock);
-    let tcp_ports = (from.port(), tcp.local_addr().unwrap().port());
-
-    // HTTP check: the target answers and closes first, as `Connection: close` has it;
-    // the probe reads the answer and resets the connection instead of closing its side.
-    let (mut sock, from) = tokio::time::timeout(WAIT, http.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(read_request_head(&mut sock).await, "no request");
-    sock.write_all(OK).await.unwrap();
-    sock.shutdown().await.unwrap();
-    let read = read_after_probe(&mut sock).await;
-    assert_eq!(
-        read.as_ref().map_err(std::io::Error::kind).err(),
-        Some(std::io::ErrorKind::ConnectionReset),
-        "the HTTP probe's connection must end with a reset, got {read:?}"
-    );
-    drop(sock);
-    let http_ports = (from.port(), http.local_addr().unwrap().port());
-
-    for (what, (probe, target)) in [("TCP", tcp_ports), ("HTTP", http_ports)] {
-        let left = time_wait_between(probe, target);
-        assert!(
-            left.is_empty(),
-            "the {what} probe's connection (port {probe} to {target}) left TIME_WAIT: {left:?}"
-        );
-    }
+    probes_close_with_a_reset(&http, &tcp).await;
     signals.send(DaemonSignal::Stop).await.unwrap();
     match tokio::time::timeout(WAIT, task).await {
         Ok(Ok(Ok(()))) => {}
@@ -249,42 +254,7 @@ timeout = "200ms"
     );
     let log = || std::fs::read_to_string(dir.path().join("anyguard.log")).unwrap_or_default();
 
-    // TCP check: connected, then reset.
-    let (mut sock, from) = tokio::time::timeout(WAIT, tcp.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    let read = read_after_probe(&mut sock).await;
-    assert_eq!(
-        read.as_ref().map_err(std::io::Error::kind).err(),
-        Some(std::io::ErrorKind::ConnectionReset),
-        "the TCP probe's connection must end with a reset, got {read:?}"
-    );
-    drop(sock);
-    let tcp_ports = (from.port(), tcp.local_addr().unwrap().port());
-    // HTTP check: answered, then reset by the probe.
-    let (mut sock, from) = tokio::time::timeout(WAIT, http.accept())
-        .await
-        .unwrap()
-        .unwrap();
-    assert!(read_request_head(&mut sock).await, "no request");
-    sock.write_all(OK).await.unwrap();
-    sock.shutdown().await.unwrap();
-    let read = read_after_probe(&mut sock).await;
-    assert_eq!(
-        read.as_ref().map_err(std::io::Error::kind).err(),
-        Some(std::io::ErrorKind::ConnectionReset),
-        "the HTTP probe's connection must end with a reset, got {read:?}"
-    );
-    drop(sock);
-    let http_ports = (from.port(), http.local_addr().unwrap().port());
-    for (what, (probe, target)) in [("TCP", tcp_ports), ("HTTP", http_ports)] {
-        let left = time_wait_between(probe, target);
-        assert!(
-            left.is_empty(),
-            "the {what} probe's connection (port {probe} to {target}) left TIME_WAIT: {left:?}"
-        );
-    }
+    probes_close_with_a_reset(&http, &tcp).await;
 
     // From here on the targets answer every probe.
     let serving = tokio::spawn(async move {
