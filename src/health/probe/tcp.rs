@@ -42,7 +42,8 @@ impl Probe for TcpProbe {
     }
 }
 
-/// An established probe connection.
+/// An established probe connection. Nothing is read or written through it: it is held
+/// only until it is dropped, which closes it with a reset (hence the unread fields).
 #[derive(Debug)]
 pub(super) enum Connected {
     /// Established within `connect`: never registered with the reactor.
