@@ -179,7 +179,10 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         }
     };
     // The check tasks on threads of their own (issue 13; health::probe_threads).
-    if let Err(e) = anyguard::health::probe_threads::install(PROBE_THREADS) {
+    let probe_threads = std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_PROBE_THREADS);
+    if let Err(e) = anyguard::health::probe_threads::install(probe_threads) {
         eprintln!("anyguard: {e}");
         return ExitCode::FAILURE;
     }
@@ -225,9 +228,13 @@ fn default_state_dir(
     Some(from_systemd.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
 }
 
-/// Probe threads of the daemon: one `current_thread` runtime carries 2,000 probes a
-/// second at ~10 % of a core (docs/benchmarks.md, "A thousand services", round 5).
-const PROBE_THREADS: usize = 1;
+/// Most probe threads of the daemon (one per core up to this). One `current_thread`
+/// runtime carries 2,000 plain probes a second at ~10 % of a core (docs/benchmarks.md, "A
+/// thousand services", round 5), but a TLS handshake costs about a millisecond of CPU: a
+/// thousand `https` checks a second need more than one core, as they had on the
+/// multi-thread runtime. A check stays on its thread, so more threads add no wake-ups
+/// per result (each wakes only for its own checks).
+const MAX_PROBE_THREADS: usize = 4;
 
 /// The state directory without `state_dir` or `$STATE_DIRECTORY`.
 const DEFAULT_STATE_DIR: &str = "/var/lib/anyguard";
