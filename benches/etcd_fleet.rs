@@ -158,6 +158,15 @@ fn main() {
     }
 }
 
+/// The host's load average (1, 5, 15 min) as `/proc/loadavg` says it: the machine is
+/// shared, and the times depend on the CPU left.
+fn load_average() -> String {
+    std::fs::read_to_string("/proc/loadavg").map_or_else(
+        |e| format!("unknown ({e})"),
+        |s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "),
+    )
+}
+
 fn env_or(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
@@ -913,8 +922,8 @@ async fn run_fleet(backend: Backend, n: usize, st: &Settings) -> BenchResult<Row
                     load,
                 };
                 println!(
-                    "  every site fails at once: {} left (min_sites {min_sites}) after {:.2} s; fewest on the wire meanwhile {}; {} withdrawals committed, {} conflicts; {:.0} requests ({:.0}/s); CPU etcd {:.2}, guard {:.2} cores",
-                    r.left, settle.as_secs_f64(), r.fewest, r.committed, r.conflicts, load.total_requests, load.requests, load.etcd_cpu, load.guard_cpu
+                    "  every site fails at once: {} left (min_sites {min_sites}) after {:.2} s; fewest on the wire meanwhile {}; {} withdrawals committed, {} conflicts ({:.1} per site); {:.0} requests ({:.0}/s); CPU etcd {:.2}, guard {:.2} cores; load average {}",
+                    r.left, settle.as_secs_f64(), r.fewest, r.committed, r.conflicts, r.conflicts as f64 / n as f64, load.total_requests, load.requests, load.etcd_cpu, load.guard_cpu, load_average()
                 );
                 Ok(r)
             }

@@ -19,18 +19,22 @@ TOKEN = "anyguard-lab-etcd"
 
 
 class Member:
-    def __init__(self, name: str, ns: str, addr: str):
+    """`peer_addr`: where the members talk raft to each other, when not on `addr` (a
+    network of its own lets a scenario cut a member from the quorum and not from its
+    clients)."""
+
+    def __init__(self, name: str, ns: str, addr: str, peer_addr: str = None):
         self.name, self.ns, self.addr = name, ns, addr
         self.client_url = f"http://{addr}:{CLIENT_PORT}"
-        self.peer_url = f"http://{addr}:{PEER_PORT}"
+        self.peer_url = f"http://{peer_addr or addr}:{PEER_PORT}"
 
     def __repr__(self):
         return self.name
 
 
 class Cluster:
-    """`members`: (name, namespace, address) per member; `base`: where data and logs go;
-    `ctl_ns`: the namespace etcdctl runs in."""
+    """`members`: (name, namespace, address[, peer address]) per member; `base`: where data
+    and logs go; `ctl_ns`: the namespace etcdctl runs in."""
 
     def __init__(self, members, base, ctl_ns: str):
         self.members = [Member(*m) for m in members]

@@ -26,10 +26,14 @@ over its whole window and its end state, each recovering to all-healthy:
 4. a config without `web` is pushed to every site and SIGHUPed at once: exactly 1 path
    stays, the site that keeps it shows the held removal and its reason in `/status`
    (`pending_removals`), or refused the reload with the guard's reason; the normal
-   config is pushed back.
+   config is pushed back;
+5. a member up but cut from the quorum (the members' raft runs on a bridge of their own;
+   its port there down, its client port up), then every site's target fails: each site on
+   that member moves to another member or holds with `ETCD UNREACHABLE`, and none of its
+   withdrawals commits in a session with the cut member; exactly 1 path, never 0.
 
 Everything started is stopped by PID and the namespaces deleted at the end, also on
-failure. About 35 s."""
+failure. About 40 s."""
 
 import json
 import os
@@ -54,6 +58,9 @@ SITES = ("a", "b", "c")
 SITE_NUM = {"a": 1, "b": 2, "c": 3}
 ROUTER_ASN = 65000
 LAN = "198.18.170"
+# The members' raft traffic: a bridge of its own, so that case 5 can cut one member from
+# the quorum (its port on this bridge down) and leave it reachable for its clients.
+PEER_LAN = "198.18.171"
 MEMBERS = ("e1", "e2", "e3")
 LEASE_TTL = "3s"
 CONVERGE = 30.0
@@ -160,7 +167,8 @@ class EtcdLab:
         self.sns = {s: f"{NS_PREFIX}ef-{s}" for s in SITES}
         self.ens = {m: f"{NS_PREFIX}ef-{m}" for m in MEMBERS}
         self.router = ADAPTERS["bird"](self.rns, self.base / "router")
-        self.cluster = Cluster([(m, self.ens[m], f"{LAN}.1{i + 1}") for i, m in enumerate(MEMBERS)],
+        self.cluster = Cluster([(m, self.ens[m], f"{LAN}.1{i + 1}", f"{PEER_LAN}.1{i + 1}")
+                                for i, m in enumerate(MEMBERS)],
                                self.base / "etcd", self.swns)
         self.fleet = self.base / "fleet.toml"
         self.configs = {s: self.base / f"site-{s}.toml" for s in SITES}
@@ -186,6 +194,12 @@ class EtcdLab:
             netns.veth(ns, "lan", self.swns, port)
             sh(["ip", "link", "set", port, "master", "br0"], ns=self.swns)
             sh(["ip", "addr", "add", f"{addr}/24", "dev", "lan"], ns=ns)
+        sh(["ip", "link", "add", "br1", "type", "bridge"], ns=self.swns)
+        sh(["ip", "link", "set", "br1", "up"], ns=self.swns)
+        for i, m in enumerate(MEMBERS):
+            netns.veth(self.ens[m], "peer", self.swns, f"q{m}")
+            sh(["ip", "link", "set", f"q{m}", "master", "br1"], ns=self.swns)
+            sh(["ip", "addr", "add", f"{PEER_LAN}.1{i + 1}/24", "dev", "peer"], ns=self.ens[m])
         for s in SITES:
             r, a = link(s)
             netns.veth(self.rns, f"s{s}", self.sns[s], "rt")
@@ -325,6 +339,42 @@ class EtcdLab:
         with open(f, "rb") as fh:
             fh.seek(self.log_marks.get(s, 0))
             return sum(1 for line in fh.read().decode(errors="replace").splitlines() if needle in line)
+
+    ENDPOINT = re.compile(r'endpoint[=":\s]+(http://[0-9.]+:[0-9]+)')
+
+    def session_events(self, s):
+        """Site s's log since mark_logs(), in order: ("connected", endpoint) for each new
+        etcd session, ("unreachable", None) for each lost one, ("committed", None) for each
+        withdrawal committed in etcd."""
+        f = self.base / s / "anyguard.log"
+        if not f.exists():
+            return []
+        with open(f, "rb") as fh:
+            fh.seek(self.log_marks.get(s, 0))
+            lines = fh.read().decode(errors="replace").splitlines()
+        events = []
+        for line in lines:
+            if "all-sites guard: connected to etcd" in line:
+                m = self.ENDPOINT.search(line)
+                events.append(("connected", m.group(1) if m else "?"))
+            elif "ETCD UNREACHABLE: withdrawals are held" in line:
+                events.append(("unreachable", None))
+            elif "withdrawal committed in etcd" in line:
+                events.append(("committed", None))
+        return events
+
+    def current_endpoint(self, s):
+        """The member site s's latest session is with, from its whole log."""
+        saved = self.log_marks.get(s)
+        self.log_marks[s] = 0
+        try:
+            found = [e for k, e in self.session_events(s) if k == "connected"]
+        finally:
+            if saved is None:
+                self.log_marks.pop(s, None)
+            else:
+                self.log_marks[s] = saved
+        return found[-1] if found else None
 
     def settle_all_failed(self, t0, what):
         """Exactly MIN_SITES path(s) for STEADY s, one site held, the others down; returns
@@ -477,6 +527,66 @@ class EtcdLab:
                 f"withdrew, rejoined {t_rejoin * 1000:.0f} ms after the port came back and withdrew, b alone; "
                 f"fewest {fewest} in {n} samples")
 
+    def case_member_cut(self):
+        """A member up but cut from the quorum (its raft link down, its client port
+        reachable), then every site fails at once: a site on that member must not decide on
+        its view, which no longer moves (no linearizable answer, no leader: its requests
+        fail or time out), and either moves to another member or holds with the alarm."""
+        self.wait_all_healthy("all healthy before case 5")
+        # A follower with a site on it if there is one (it keeps answering reads from a view
+        # that no longer moves, and loses its leader only after an election timeout), else
+        # the leader (the others elect a new one meanwhile).
+        on = {s: self.current_endpoint(s) for s in SITES}
+        leader = self.cluster.leader()
+        used = [m for m in self.cluster.members if m.client_url in on.values()]
+        if not used:
+            raise Fail(f"case 5: the sites' logs name no member they are connected to: {on}")
+        member = next((m for m in used if m is not leader), used[0])
+        role = "leader" if member is leader else "follower"
+        attached = [s for s in SITES if on[s] == member.client_url]
+        self.mark_logs()
+        t0 = time.monotonic()
+        sh(["ip", "link", "set", f"q{member.name}", "down"], ns=self.swns)
+        try:
+            return self._member_cut(t0, member, attached, role)
+        finally:
+            sh(["ip", "link", "set", f"q{member.name}", "up"], ns=self.swns)
+
+    def _member_cut(self, t0, member, attached, role):
+        # The failures right after the cut: the attached sites' first decisions are taken
+        # while their member may still believe it has a leader.
+        self.fail(*SITES)
+        held, reason, settled = self.settle_all_failed(t0, "case 5 (member cut from the quorum)")
+        t1 = time.monotonic()
+        fewest, n, worst = self.sampler.fewest(t0, t1, "case 5 (member cut from the quorum)")
+        report = {}
+        for s in attached:
+            events = self.session_events(s)
+            moved = [e for k, e in events if k == "connected" and e != member.client_url]
+            # Every withdrawal of an attached site committed in a session with another
+            # member: none on the cut member's view.
+            session = member.client_url
+            for kind, endpoint in events:
+                if kind == "connected":
+                    session = endpoint
+                elif kind == "committed" and session == member.client_url:
+                    raise Fail(f"case 5: {s} committed a withdrawal through the member cut from the quorum "
+                               f"({member.name}): {events}")
+            doc = self.status(s)
+            state, why = self.svc(s, doc).get("state"), (self.svc(s, doc).get("guard") or {}).get("reason", "")
+            if not moved and not (state == "held" and "ETCD UNREACHABLE" in why):
+                raise Fail(f"case 5: {s} (on {member.name}) neither moved to another member nor holds with "
+                           f"the etcd alarm: {state} {why!r}; log {events}")
+            report[s] = f"moved to {moved[0]}" if moved else "held with ETCD UNREACHABLE"
+        print(f"  etcd-fleet: case 5 {member.name} ({role}) cut from the quorum, sites on it {attached}: {report}; "
+              f"changes {self.sampler.changes(t0, t1)}; {held}'s reason: {reason}", flush=True)
+        sh(["ip", "link", "set", f"q{member.name}", "up"], ns=self.swns)
+        self.cluster.wait_healthy()
+        self.heal(*SITES)
+        self.wait_all_healthy("all healthy after case 5")
+        return (f"5 {member.name} ({role}) cut from the quorum (client port up), sites on it {report}: {held} held, "
+                f"exactly {MIN_SITES} path from {settled * 1000:.0f} ms, fewest {fewest} in {n} samples")
+
     def push(self, with_service):
         """Writes every site's config (with or without the service) and SIGHUPs the three
         daemons back to back; returns {site: generation before}."""
@@ -547,7 +657,8 @@ def run(ctx):
         lab.sampler = Sampler(lab.router)
         lab.sampler.start()
         start = time.monotonic()
-        results = [lab.case_all_fail(), lab.case_leader_killed(), lab.case_partition(), lab.case_config_push()]
+        results = [lab.case_all_fail(), lab.case_leader_killed(), lab.case_partition(), lab.case_config_push(),
+                   lab.case_member_cut()]
         fewest, n, worst = lab.sampler.fewest(start, time.monotonic(), "whole run")
         rows_file = run_dir() / "etcd-fleet-samples.jsonl"
         rows_file.write_text("".join(json.dumps({"t": round(t - start, 4), "sites": sorted(v)}) + "\n"

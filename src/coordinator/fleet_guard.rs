@@ -89,6 +89,34 @@ struct ServiceGuard {
     held_logged: Option<Instant>,
 }
 
+impl ServiceGuard {
+    fn new(intent: LocalIntent) -> Self {
+        ServiceGuard {
+            intent,
+            decision: Decision::Announce,
+            status: GuardStatus::default(),
+            held_logged: None,
+        }
+    }
+
+    /// Records `decision`; a hold is logged through `log_hold` (given its reason) when it
+    /// starts and then at most once per `held_log_due` interval, so that a withdrawal held
+    /// for hours is not one line per probe result. True when the decision changed.
+    fn record(&mut self, decision: Decision, now: Instant, log_hold: impl FnOnce(&str)) -> bool {
+        if let Decision::Hold { reason } = &decision {
+            if held_log_due(self.held_logged, now) {
+                log_hold(reason);
+                self.held_logged = Some(now);
+            }
+        } else {
+            self.held_logged = None;
+        }
+        let changed = self.decision != decision;
+        self.decision = decision;
+        changed
+    }
+}
+
 /// Loading the fleet failed.
 #[derive(Debug, thiserror::Error)]
 pub enum FleetGuardError {
@@ -285,24 +313,15 @@ impl FleetGuard {
         } else {
             self.unsteady.insert(i);
         }
-        let entry = self.state.entry(name.clone()).or_insert(ServiceGuard {
-            intent,
-            decision: Decision::Announce,
-            status: GuardStatus::default(),
-            held_logged: None,
-        });
-        if let Decision::Hold { reason } = &decision {
-            if held_log_due(entry.held_logged, now) {
-                tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
-                entry.held_logged = Some(now);
-            }
-        } else {
-            entry.held_logged = None;
-        }
-        if entry.decision != decision {
+        let entry = self
+            .state
+            .entry(name.clone())
+            .or_insert_with(|| ServiceGuard::new(intent));
+        if entry.record(decision, now, |reason| {
+            tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
+        }) {
             self.decisions += 1;
         }
-        entry.decision = decision;
         if entry.status != status {
             entry.status = status;
             core.touch_status(i);
@@ -361,24 +380,15 @@ impl FleetGuard {
                 continue;
             }
             let status = self.backend.guard_status(&input, &decision, now);
-            let entry = self.removals.entry(key.clone()).or_insert(ServiceGuard {
-                intent,
-                decision: Decision::Announce,
-                status: GuardStatus::default(),
-                held_logged: None,
-            });
-            if let Decision::Hold { reason } = &decision {
-                if held_log_due(entry.held_logged, now) {
-                    tracing::warn!(service = %service, prefixes = %key, %reason, "ALL-SITES GUARD: removal by reload held; the routes stay announced until enough other sites announce them (or retire the service in the fleet file)");
-                    entry.held_logged = Some(now);
-                }
-            } else {
-                entry.held_logged = None;
-            }
-            if entry.decision != decision {
+            let entry = self
+                .removals
+                .entry(key.clone())
+                .or_insert_with(|| ServiceGuard::new(intent));
+            if entry.record(decision, now, |reason| {
+                tracing::warn!(service = %service, prefixes = %key, %reason, "ALL-SITES GUARD: removal by reload held; the routes stay announced until enough other sites announce them (or retire the service in the fleet file)");
+            }) {
                 self.decisions += 1;
             }
-            entry.decision = decision;
             entry.status = status;
         }
     }

@@ -16,20 +16,30 @@ use std::time::{Duration, Instant, SystemTime};
 
 use etcd_client::{
     Certificate, Client, Compare, CompareOp, ConnectOptions, EventType, GetOptions, Identity,
-    PutOptions, TlsOptions, Txn, TxnOp, WatchOptions,
+    PutOptions, TlsOptions, Txn, TxnOp, TxnOpResponse, WatchOptions,
 };
 use tokio::sync::watch;
 
 use super::fleet::{EtcdSettings, Fleet};
 use super::report::{SiteReport, REPORT_VERSION};
 use super::store::{
-    apply_committed, fleet_view, granted, publication, refresh_grants, withdrawal_for, Change, Kv,
-    Layout, Op, SiteRecord, Snapshot, StoreState, TxnPlan, TxnRecord,
+    apply_committed, apply_conflict, fleet_view, granted, publication, refresh_grants,
+    withdrawal_for, Change, Kv, Layout, Op, Read, SiteRecord, Snapshot, StoreState, TxnPlan,
+    TxnRecord, WITHDRAWAL_TRIES,
 };
 use super::view::FleetView;
 
 /// Longest pause between two sessions.
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
+
+/// How a transaction ended.
+enum TxnOutcome {
+    /// Committed at this revision.
+    Committed(i64),
+    /// A compare failed: the answer's revision and what beat it (its else branch's read,
+    /// already merged into the snapshot).
+    Conflict { revision: i64, changed: Vec<String> },
+}
 
 /// Why a session ended.
 #[derive(Debug, thiserror::Error)]
@@ -196,7 +206,17 @@ fn txn_of(plan: &TxnPlan, lease: i64) -> Txn {
             Op::Delete { key } => TxnOp::delete(key.as_str(), None),
         })
         .collect();
-    Txn::new().when(compares).and_then(ops)
+    let reads: Vec<TxnOp> = plan
+        .on_conflict
+        .iter()
+        .map(|read| match read {
+            Read::Key(key) => TxnOp::get(key.as_str(), None),
+            Read::Prefix(prefix) => {
+                TxnOp::get(prefix.as_str(), Some(GetOptions::new().with_prefix()))
+            }
+        })
+        .collect();
+    Txn::new().when(compares).and_then(ops).or_else(reads)
 }
 
 impl Session<'_> {
@@ -204,7 +224,7 @@ impl Session<'_> {
         self.cfg.settings.timeout
     }
 
-    async fn txn(&mut self, plan: &TxnPlan) -> Result<Option<i64>, EtcdError> {
+    async fn txn(&mut self, plan: &TxnPlan) -> Result<TxnOutcome, EtcdError> {
         let (endpoint, timeout, lease) = (self.endpoint.clone(), self.timeout(), self.lease);
         let resp = bounded(
             "transaction",
@@ -221,14 +241,33 @@ impl Session<'_> {
             }
         };
         let revision = resp.header().map_or(0, |h| h.revision());
-        let succeeded = resp.succeeded();
+        if resp.succeeded() {
+            update(self.out, |s| {
+                s.last_contact = Some(Instant::now());
+                apply_committed(&mut s.snapshot, plan, revision, lease);
+            });
+            return Ok(TxnOutcome::Committed(revision));
+        }
+        // The else branch: the compared keys as they are at `revision`.
+        let mut read = Vec::new();
+        for op in resp.op_responses() {
+            if let TxnOpResponse::Get(get) = op {
+                for kv in get.kvs() {
+                    if let Ok(key) = kv.key_str() {
+                        read.push((
+                            key.to_owned(),
+                            Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()),
+                        ));
+                    }
+                }
+            }
+        }
+        let mut changed = Vec::new();
         update(self.out, |s| {
             s.last_contact = Some(Instant::now());
-            if succeeded {
-                apply_committed(&mut s.snapshot, plan, revision, lease);
-            }
+            changed = apply_conflict(&mut s.snapshot, &self.layout, plan, revision, read);
         });
-        Ok(succeeded.then_some(revision))
+        Ok(TxnOutcome::Conflict { revision, changed })
     }
 
     /// Publish this site's records for `report`, then try every withdrawal it asks for.
@@ -248,22 +287,23 @@ impl Session<'_> {
             self.lease,
         );
         if let Some(plan) = plan {
-            let revision = self.txn(&plan).await?;
+            // A publication compares nothing: it always commits.
+            let outcome = self.txn(&plan).await?;
             update(self.out, |s| {
+                let (outcome, revision) = match &outcome {
+                    TxnOutcome::Committed(r) => {
+                        s.txns.publish_committed += 1;
+                        ("committed", *r)
+                    }
+                    TxnOutcome::Conflict { revision, .. } => ("conflict", *revision),
+                };
                 s.last_txn = Some(TxnRecord {
                     what: "publish".into(),
-                    outcome: if revision.is_some() {
-                        "committed"
-                    } else {
-                        "conflict"
-                    }
-                    .into(),
-                    revision: revision.unwrap_or(s.snapshot.revision),
+                    outcome: outcome.into(),
+                    revision,
                     at: SystemTime::now(),
+                    changed: Vec::new(),
                 });
-                if revision.is_some() {
-                    s.txns.publish_committed += 1;
-                }
             });
             // Withdrawals are planned once the watch has brought our own publication
             // (and so everything before it): the next step runs on that event.
@@ -273,58 +313,66 @@ impl Session<'_> {
         let local_rank = self.cfg.fleet.rank(&self.cfg.site).unwrap_or(others.len());
         for entry in &report.services {
             let min_sites = self.cfg.fleet.min_sites(&entry.name);
-            let plan = withdrawal_for(
-                &self.out.state.borrow(),
-                &self.layout,
-                &others,
-                &self.cfg.site,
-                local_rank,
-                entry,
-                min_sites,
-            );
-            let Some(plan) = plan else {
-                // Not asking, already granted, or too few others: the coordinator holds
-                // on its next decision in the last case.
-                continue;
-            };
-            let what = format!(
-                "withdraw {} {}",
-                entry.name,
-                entry
-                    .prefixes
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join(",")
-            );
-            let outcome = self.txn(&plan).await?;
-            update(self.out, |s| {
-                s.last_txn = Some(TxnRecord {
-                    what,
-                    outcome: if outcome.is_some() {
-                        "committed"
-                    } else {
-                        "conflict"
+            // A conflict brought the state that beat it (`apply_conflict`): the next try
+            // plans on that at once, relying on the sites that count in it now.
+            for _ in 0..WITHDRAWAL_TRIES {
+                let plan = withdrawal_for(
+                    &self.out.state.borrow(),
+                    &self.layout,
+                    &others,
+                    &self.cfg.site,
+                    local_rank,
+                    entry,
+                    min_sites,
+                );
+                let Some(plan) = plan else {
+                    // Not asking, already granted, or too few others: the coordinator
+                    // holds on its next decision in the last case.
+                    break;
+                };
+                let what = format!(
+                    "withdraw {} {}",
+                    entry.name,
+                    entry
+                        .prefixes
+                        .iter()
+                        .map(ToString::to_string)
+                        .collect::<Vec<_>>()
+                        .join(",")
+                );
+                let outcome = self.txn(&plan).await?;
+                update(self.out, |s| {
+                    let (result, revision, changed) = match &outcome {
+                        TxnOutcome::Committed(revision) => {
+                            s.txns.withdraw_committed += 1;
+                            granted(s, entry, asked_at, *revision);
+                            ("committed", *revision, Vec::new())
+                        }
+                        TxnOutcome::Conflict { revision, changed } => {
+                            s.txns.withdraw_conflict += 1;
+                            ("conflict", *revision, changed.clone())
+                        }
+                    };
+                    let record = TxnRecord {
+                        what,
+                        outcome: result.into(),
+                        revision,
+                        at: SystemTime::now(),
+                        changed,
+                    };
+                    if result == "conflict" {
+                        s.last_conflict = Some(record.clone());
                     }
-                    .into(),
-                    revision: outcome.unwrap_or(s.snapshot.revision),
-                    at: SystemTime::now(),
+                    s.last_txn = Some(record);
                 });
                 match outcome {
-                    Some(revision) => {
-                        s.txns.withdraw_committed += 1;
-                        granted(s, entry, asked_at, revision);
+                    TxnOutcome::Committed(revision) => {
+                        tracing::info!(service = %entry.name, revision, "all-sites guard: withdrawal committed in etcd");
+                        break;
                     }
-                    None => s.txns.withdraw_conflict += 1,
-                }
-            });
-            match outcome {
-                Some(revision) => {
-                    tracing::info!(service = %entry.name, revision, "all-sites guard: withdrawal committed in etcd");
-                }
-                None => {
-                    // Someone changed the set since our read: wait for the watch.
-                    return Ok(());
+                    TxnOutcome::Conflict { revision, changed } => {
+                        tracing::debug!(service = %entry.name, revision, changed = %changed.join(", "), "all-sites guard: withdrawal conflicted; trying again on what beat it");
+                    }
                 }
             }
         }
@@ -483,6 +531,12 @@ async fn session(
                                 EventType::Put => Change::Put { key: key.to_owned(), kv: Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()) },
                                 EventType::Delete => Change::Delete { key: key.to_owned(), revision: kv.mod_revision() },
                             });
+                        }
+                        // Events come in revision order: every change up to the last one's
+                        // has come (not the header's revision, which a watcher catching up
+                        // can be sent ahead of its events).
+                        if let Some(kv) = resp.events().last().and_then(|ev| ev.kv()) {
+                            state.snapshot.watched(kv.mod_revision());
                         }
                         state.last_contact = Some(Instant::now());
                     });

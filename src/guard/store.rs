@@ -23,7 +23,10 @@
 //! `mod_revision` the site read. Two sites relying on each other therefore cannot both
 //! commit: the first one's write changes the record the second one compares. The epoch
 //! is bumped by every change (when a prefix's set last changed, for operators); it is not
-//! compared (see [`plan_withdrawal`] for why).
+//! compared (see [`plan_withdrawal`] for why). A transaction that fails a compare reads,
+//! in its else branch, the keys it compared ([`TxnPlan::on_conflict`]), and the next try
+//! plans on them ([`apply_conflict`]), not on a snapshot the watch has not brought up to
+//! the change that failed it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -246,25 +249,88 @@ pub enum Change {
 }
 
 /// The fleet's keys at a revision, as one site knows them.
+///
+/// Mostly as the watch delivered them, but not only: a site's own committed writes are
+/// applied at once ([`apply_committed`]), and a conflicted withdrawal brings the current
+/// value of the keys it compared ([`apply_conflict`]), both ahead of the watch. So a key
+/// is only ever replaced by a *newer* version (by `mod_revision`), and a key known absent
+/// at a revision (`tombstones`) is not brought back by an older put still on its way on
+/// the watch.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Snapshot {
     /// The revision everything here is as of.
     pub revision: i64,
     /// Every key under the layout's root.
     pub kvs: BTreeMap<String, Kv>,
+    /// Keys read as absent ahead of the watch, with the revision of that read: a watched
+    /// put of the key at or before it is older than what we know. Dropped once the watch
+    /// has passed that revision ([`Snapshot::watched`]) or a newer change of the key came.
+    pub tombstones: BTreeMap<String, i64>,
 }
 
 impl Snapshot {
-    /// Apply one watched change.
+    /// Apply one change (watched, or one of our own commits): ignored when the snapshot
+    /// already holds the key at the same or a later revision (read ahead of the watch).
     pub fn apply(&mut self, change: Change) {
         match change {
             Change::Put { key, kv } => {
                 self.revision = self.revision.max(kv.mod_revision);
+                if self.known_at(&key) >= kv.mod_revision {
+                    return;
+                }
+                self.tombstones.remove(&key);
                 self.kvs.insert(key, kv);
             }
             Change::Delete { key, revision } => {
                 self.revision = self.revision.max(revision);
+                if self.known_at(&key) >= revision {
+                    return;
+                }
+                self.tombstones.remove(&key);
                 self.kvs.remove(&key);
+            }
+        }
+    }
+
+    /// The revision as of which the snapshot knows `key` (its `mod_revision`, or the read
+    /// that found it absent; 0: not known ahead of the watch).
+    fn known_at(&self, key: &str) -> i64 {
+        self.kvs
+            .get(key)
+            .map(|kv| kv.mod_revision)
+            .or_else(|| self.tombstones.get(key).copied())
+            .unwrap_or(0)
+    }
+
+    /// The watch has delivered every change up to `revision` (a watch response's header
+    /// revision): absences read before it are now the watch's to tell.
+    pub fn watched(&mut self, revision: i64) {
+        self.revision = self.revision.max(revision);
+        self.tombstones.retain(|_, at| *at > revision);
+    }
+
+    /// Merge what a transaction's else branch read at `revision` (every key the `reads`
+    /// cover, as they were at that revision): newer versions replace older ones, and a key
+    /// the reads cover but did not return is gone (its tombstone keeps an older watched put
+    /// from bringing it back). The other keys stay as the watch left them.
+    pub fn merge_read(&mut self, reads: &[Read], revision: i64, read: Vec<(String, Kv)>) {
+        let present: BTreeSet<&str> = read.iter().map(|(k, _)| k.as_str()).collect();
+        let gone: Vec<String> = self
+            .kvs
+            .keys()
+            .filter(|k| !present.contains(k.as_str()) && reads.iter().any(|r| r.covers(k)))
+            .cloned()
+            .collect();
+        for key in gone {
+            if self.known_at(&key) <= revision {
+                self.kvs.remove(&key);
+                self.tombstones.insert(key, revision);
+            }
+        }
+        for (key, kv) in read {
+            if reads.iter().any(|r| r.covers(&key)) && self.known_at(&key) < kv.mod_revision {
+                self.tombstones.remove(&key);
+                self.kvs.insert(key, kv);
             }
         }
     }
@@ -436,14 +502,42 @@ pub enum Op {
     },
 }
 
-/// A transaction: `if every compare holds then ops`. Compares are `mod_revision(key) ==
-/// revision` (0 for "absent").
+/// A transaction: `if every compare holds then ops else read`. Compares are
+/// `mod_revision(key) == revision` (0 for "absent").
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TxnPlan {
     /// `(key, mod_revision)`.
     pub compares: Vec<(String, i64)>,
     /// What to write when they hold.
     pub ops: Vec<Op>,
+    /// What to read when one does not (the else branch): the compared keys' current
+    /// state, in the same round trip, so that the next try starts from what beat this one
+    /// ([`apply_conflict`]) instead of a snapshot the watch has not brought up to it yet.
+    pub on_conflict: Vec<Read>,
+}
+
+/// Tries of one withdrawal in a row by the driver, each planned on what the previous
+/// one's conflict read ([`apply_conflict`]): past this the set keeps changing faster than
+/// a round trip, and the next watch event or report tries again.
+pub const WITHDRAWAL_TRIES: usize = 4;
+
+/// A read of a transaction's else branch.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Read {
+    /// One key.
+    Key(String),
+    /// Every key that starts with this (a directory of the layout, ending in `/`).
+    Prefix(String),
+}
+
+impl Read {
+    /// Whether `key` is one this read returns when it exists.
+    pub fn covers(&self, key: &str) -> bool {
+        match self {
+            Read::Key(k) => k == key,
+            Read::Prefix(p) => key.starts_with(p.as_str()),
+        }
+    }
 }
 
 /// Why a withdrawal cannot be asked for now.
@@ -521,7 +615,14 @@ pub fn plan_withdrawal(
     // lease expired is not counted by anyone, and its new lease republishes first.
     plan.compares
         .push((own_site.clone(), snapshot.mod_revision(&own_site)));
+    plan.on_conflict.push(Read::Key(own_site));
     for p in prefixes {
+        // The else branch reads every record of the prefix (the relied-on ones and ours
+        // among them): a conflict at a large fleet is mostly a site that changed since our
+        // read (held, withdrawing, its lease gone), and the next try must see it, and the
+        // others that changed with it, at once.
+        plan.on_conflict
+            .push(Read::Prefix(layout.record_dir(service, p)));
         let own = layout.record(service, p, local);
         plan.compares
             .push((own.clone(), snapshot.mod_revision(&own)));
@@ -746,6 +847,47 @@ pub fn granted(
     }
 }
 
+/// A withdrawal refused by a compare, with what its else branch read at `revision` (the
+/// keys of `plan.on_conflict` as they were then): merged into the snapshot
+/// ([`Snapshot::merge_read`]), so that the next decision and the next plan start from the
+/// state that beat this one, not from a snapshot the watch has not brought up to it yet
+/// (retrying on that made every site failing at once at 200 sites take ~160 conflicts a
+/// site). Returns what beat it: each compared key that changed since the read, as the
+/// status shows it (`b: held at revision 42`, `b: gone`).
+pub fn apply_conflict(
+    snapshot: &mut Snapshot,
+    layout: &Layout,
+    plan: &TxnPlan,
+    revision: i64,
+    read: Vec<(String, Kv)>,
+) -> Vec<String> {
+    snapshot.merge_read(&plan.on_conflict, revision, read);
+    plan.compares
+        .iter()
+        .filter(|(key, r)| snapshot.mod_revision(key) != *r)
+        .map(|(key, _)| {
+            let who = match layout.parse(key) {
+                Some(Key::Site(site)) => format!("{site} (site key)"),
+                Some(Key::Record { site, .. }) => site,
+                _ => key.clone(),
+            };
+            match (snapshot.kvs.get(key), snapshot.record(key)) {
+                (None, _) => format!("{who}: gone"),
+                (Some(kv), Some(r)) => {
+                    let state = match r.intent {
+                        Intent::Withdrawing => "withdrawing",
+                        Intent::Held => "held",
+                        Intent::None if r.announcing => "announcing",
+                        Intent::None => "not announcing",
+                    };
+                    format!("{who}: {state} at revision {}", kv.mod_revision)
+                }
+                (Some(kv), None) => format!("{who}: rewritten at revision {}", kv.mod_revision),
+            }
+        })
+        .collect()
+}
+
 /// Our own committed writes, applied to the snapshot at once (the watch brings them again
 /// with the same revision): the next plan must not write them a second time, and must
 /// compare what they left. A plan without compares (a publication) leaves the epochs as
@@ -807,6 +949,9 @@ pub struct StoreState {
     pub grants: BTreeMap<(String, IpNet), Grant>,
     /// The latest transaction: what, its outcome and revision.
     pub last_txn: Option<TxnRecord>,
+    /// The latest withdrawal that conflicted, with what beat it (kept when later
+    /// transactions commit: why this site's withdrawal had to try again).
+    pub last_conflict: Option<TxnRecord>,
     /// Withdrawal transactions committed / not committed (a compare failed) / failed.
     pub txns: TxnCounts,
 }
@@ -822,6 +967,8 @@ pub struct TxnRecord {
     pub revision: i64,
     /// When (wall clock).
     pub at: std::time::SystemTime,
+    /// A conflict: what beat it, as its else branch read it ([`apply_conflict`]).
+    pub changed: Vec<String>,
 }
 
 /// Transaction counters (the metric `anyguard_guard_store_txns_total{kind,result}`).

@@ -14,7 +14,9 @@ fn net(s: &str) -> IpNet {
 
 /// An in-memory etcd: one revision counter, keys with their `mod_revision` and lease,
 /// transactions whose compares are `mod_revision(key) == r` (a missing key's is 0, as in
-/// etcd), and lease expiry deleting every key of the lease in one revision.
+/// etcd) and whose else branch reads the plan's `on_conflict` keys, lease expiry deleting
+/// every key of the lease in one revision, and the log of every change (what a watch
+/// delivers, in revision order).
 #[derive(Debug, Default)]
 struct MemEtcd {
     revision: i64,
@@ -22,13 +24,22 @@ struct MemEtcd {
     live_leases: BTreeSet<i64>,
     next_lease: i64,
     up: bool,
+    log: Vec<Change>,
 }
 
 #[derive(Debug, PartialEq, Eq)]
 enum TxnResult {
     Committed(i64),
-    Conflict,
+    /// The answer's revision and what the else branch read.
+    Conflict(i64, Vec<(String, Kv)>),
     Unreachable,
+}
+
+fn change_revision(c: &Change) -> i64 {
+    match c {
+        Change::Put { kv, .. } => kv.mod_revision,
+        Change::Delete { revision, .. } => *revision,
+    }
 }
 
 impl MemEtcd {
@@ -58,7 +69,13 @@ impl MemEtcd {
             .iter()
             .all(|(k, r)| self.kvs.get(k).map_or(0, |kv| kv.mod_revision) == *r);
         if !holds {
-            return TxnResult::Conflict;
+            let read = self
+                .kvs
+                .iter()
+                .filter(|(k, _)| plan.on_conflict.iter().any(|r| r.covers(k)))
+                .map(|(k, kv)| (k.clone(), kv.clone()))
+                .collect();
+            return TxnResult::Conflict(self.revision, read);
         }
         if plan.ops.is_empty() {
             return TxnResult::Committed(self.revision);
@@ -67,17 +84,23 @@ impl MemEtcd {
         for op in &plan.ops {
             match op {
                 Op::Put { key, value, leased } => {
-                    self.kvs.insert(
-                        key.clone(),
-                        Kv::new(
-                            value.clone(),
-                            self.revision,
-                            if *leased { lease } else { 0 },
-                        ),
+                    let kv = Kv::new(
+                        value.clone(),
+                        self.revision,
+                        if *leased { lease } else { 0 },
                     );
+                    self.kvs.insert(key.clone(), kv.clone());
+                    self.log.push(Change::Put {
+                        key: key.clone(),
+                        kv,
+                    });
                 }
                 Op::Delete { key } => {
                     self.kvs.remove(key);
+                    self.log.push(Change::Delete {
+                        key: key.clone(),
+                        revision: self.revision,
+                    });
                 }
             }
         }
@@ -87,7 +110,19 @@ impl MemEtcd {
     fn expire(&mut self, lease: i64) {
         if self.live_leases.remove(&lease) {
             self.revision += 1;
-            self.kvs.retain(|_, kv| kv.lease != lease);
+            let gone: Vec<String> = self
+                .kvs
+                .iter()
+                .filter(|(_, kv)| kv.lease == lease)
+                .map(|(k, _)| k.clone())
+                .collect();
+            for key in gone {
+                self.kvs.remove(&key);
+                self.log.push(Change::Delete {
+                    key,
+                    revision: self.revision,
+                });
+            }
         }
     }
 
@@ -95,7 +130,17 @@ impl MemEtcd {
         Snapshot {
             revision: self.revision,
             kvs: self.kvs.clone(),
+            ..Snapshot::default()
         }
+    }
+
+    /// The changes after `watched` up to `upto`, in order (what a watch delivers).
+    fn changes(&self, watched: i64, upto: i64) -> Vec<Change> {
+        self.log
+            .iter()
+            .filter(|c| (watched + 1..=upto).contains(&change_revision(c)))
+            .cloned()
+            .collect()
     }
 }
 
@@ -120,6 +165,8 @@ struct SimSite {
     decision: Decision,
     lease: i64,
     store: StoreState,
+    /// The revision up to which the watch has delivered the log.
+    watched: i64,
     report: Option<(SiteReport, Instant)>,
 }
 
@@ -154,6 +201,7 @@ impl Sim {
                     decision: Decision::Announce,
                     lease: 0,
                     store: StoreState::default(),
+                    watched: 0,
                     report: None,
                 })
                 .collect(),
@@ -187,13 +235,29 @@ impl Sim {
             .collect()
     }
 
-    /// The watch delivers: the driver's snapshot becomes the store's.
+    /// The watch delivers every change up to the store's revision, in order, applied as
+    /// the driver applies them (over what its own commits and conflicts read ahead).
     fn sync(&mut self, i: usize) {
-        let s = &self.sites[i];
-        if !s.alive || s.partitioned || !self.etcd.up {
+        let upto = self.etcd.revision;
+        self.watch(i, upto);
+    }
+
+    /// A lagging watch: only the changes of the next revision.
+    fn sync_one(&mut self, i: usize) {
+        let upto = self.sites[i].watched + 1;
+        self.watch(i, upto.min(self.etcd.revision));
+    }
+
+    fn watch(&mut self, i: usize, upto: i64) {
+        let s = &mut self.sites[i];
+        if !s.alive || s.partitioned || !self.etcd.up || upto <= s.watched {
             return;
         }
-        self.sites[i].store.snapshot = self.etcd.snapshot();
+        for change in self.etcd.changes(s.watched, upto) {
+            s.store.snapshot.apply(change);
+        }
+        s.store.snapshot.watched(upto);
+        s.watched = upto;
     }
 
     /// The coordinator's turn: decide on the driver's state, act, publish the report.
@@ -287,6 +351,7 @@ impl Sim {
                 None => return,
             }
             s.store.snapshot = etcd.snapshot();
+            s.watched = etcd.revision;
         }
         s.store.usable = true;
         s.store.error = None;
@@ -308,20 +373,45 @@ impl Sim {
             }
             return;
         }
+        // As the driver: a conflict brings what beat it, and the next try plans on that.
         for entry in &report.services {
-            let Some(plan) =
-                withdrawal_for(&s.store, &layout, &others, s.name, i, entry, min_sites)
-            else {
-                continue;
-            };
-            match etcd.txn(s.lease, &plan) {
-                TxnResult::Committed(revision) => {
-                    apply_committed(&mut s.store.snapshot, &plan, revision, s.lease);
-                    granted(&mut s.store, entry, asked_at, revision);
+            for _ in 0..WITHDRAWAL_TRIES {
+                let Some(plan) =
+                    withdrawal_for(&s.store, &layout, &others, s.name, i, entry, min_sites)
+                else {
+                    break;
+                };
+                match etcd.txn(s.lease, &plan) {
+                    TxnResult::Committed(revision) => {
+                        apply_committed(&mut s.store.snapshot, &plan, revision, s.lease);
+                        granted(&mut s.store, entry, asked_at, revision);
+                        break;
+                    }
+                    TxnResult::Conflict(revision, read) => {
+                        apply_conflict(&mut s.store.snapshot, &layout, &plan, revision, read);
+                    }
+                    TxnResult::Unreachable => return,
                 }
-                TxnResult::Conflict | TxnResult::Unreachable => return,
             }
         }
+    }
+
+    /// The sites holding a grant (a committed withdrawal), in fleet order.
+    fn granted(&self) -> Vec<&'static str> {
+        self.sites
+            .iter()
+            .filter(|s| !s.store.grants.is_empty())
+            .map(|s| s.name)
+            .collect()
+    }
+
+    /// The sites with the prefix on the wire, in fleet order.
+    fn kept(&self) -> Vec<&'static str> {
+        self.sites
+            .iter()
+            .filter(|s| s.wire)
+            .map(|s| s.name)
+            .collect()
     }
 
     fn on_wire(&self) -> usize {
@@ -356,6 +446,7 @@ impl Sim {
             Event::Coordinator(i) => self.coordinator(i % n),
             Event::Driver(i) => self.driver(i % n),
             Event::Sync(i) => self.sync(i % n),
+            Event::SyncOne(i) => self.sync_one(i % n),
             Event::Crash(i) => {
                 let s = &mut self.sites[i % n];
                 if s.alive {
@@ -375,6 +466,8 @@ impl Sim {
                     s.decision = Decision::Announce;
                     s.report = None;
                     s.store = StoreState::default();
+                    // A new session reads every key: the watch from the start.
+                    s.watched = 0;
                 }
             }
             Event::Partition(i) => self.sites[i % n].partitioned = true,
@@ -423,6 +516,7 @@ enum Event {
     Coordinator(usize),
     Driver(usize),
     Sync(usize),
+    SyncOne(usize),
     Crash(usize),
     Restart(usize),
     Partition(usize),
@@ -445,6 +539,7 @@ fn event() -> impl Strategy<Value = Event> {
         6 => i.clone().prop_map(Event::Coordinator),
         6 => i.clone().prop_map(Event::Driver),
         4 => i.clone().prop_map(Event::Sync),
+        3 => i.clone().prop_map(Event::SyncOne),
         1 => i.clone().prop_map(Event::Crash),
         1 => i.clone().prop_map(Event::Restart),
         1 => i.clone().prop_map(Event::Partition),
@@ -508,24 +603,14 @@ fn every_site_failing_at_once_leaves_exactly_min_sites() {
         // The first-ranked `min_sites` do not ask (every other site is held and ranked
         // after them: it yields); every other site relies on them, whose records do not
         // change, so all of them commit on the one snapshot (no conflicts).
-        let granted: Vec<&str> = sim
-            .sites
-            .iter()
-            .filter(|s| !s.store.grants.is_empty())
-            .map(|s| s.name)
-            .collect();
+        let granted = sim.granted();
         assert_eq!(
             granted,
             SITES[min_sites..n],
             "{n} sites, min_sites {min_sites}"
         );
         sim.settle();
-        let kept: Vec<&str> = sim
-            .sites
-            .iter()
-            .filter(|s| s.wire)
-            .map(|s| s.name)
-            .collect();
+        let kept = sim.kept();
         assert_eq!(kept, SITES[..min_sites], "{n} sites, min_sites {min_sites}");
     }
 }
@@ -545,30 +630,44 @@ fn announcing_sites(
     for site in sites {
         let lease = etcd.grant().unwrap_or_default();
         leases.insert(*site, lease);
-        let desired = BTreeMap::from([(
-            ("web".to_owned(), p),
-            Record {
-                healthy: true,
-                announcing: true,
-                intent: Intent::None,
-            },
-        )]);
-        let site_record = SiteRecord {
-            version: 1,
-            fleet_digest: "d".into(),
+        let record = Record {
+            healthy: true,
+            announcing: true,
+            intent: Intent::None,
         };
-        let plan = plan_publication(
-            &etcd.snapshot(),
-            layout,
-            site,
-            &site_record,
-            &desired,
-            lease,
-        )
-        .unwrap_or_default();
-        assert!(matches!(etcd.txn(lease, &plan), TxnResult::Committed(_)));
+        publish(&mut etcd, layout, site, lease, p, record);
     }
     (etcd, leases)
+}
+
+/// `site` publishes `record` for `web` `p` (and its site key) under `lease`: the commit
+/// revision.
+fn publish(
+    etcd: &mut MemEtcd,
+    layout: &Layout,
+    site: &str,
+    lease: i64,
+    p: IpNet,
+    record: Record,
+) -> i64 {
+    let desired = BTreeMap::from([(("web".to_owned(), p), record)]);
+    let site_record = SiteRecord {
+        version: 1,
+        fleet_digest: "d".into(),
+    };
+    let plan = plan_publication(
+        &etcd.snapshot(),
+        layout,
+        site,
+        &site_record,
+        &desired,
+        lease,
+    )
+    .unwrap_or_else(|| panic!("{site}: nothing to publish"));
+    match etcd.txn(lease, &plan) {
+        TxnResult::Committed(r) => r,
+        other => panic!("{site}'s publication: {other:?}"),
+    }
 }
 
 #[test]
@@ -588,7 +687,10 @@ fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
         etcd.txn(leases["a"], &pa),
         TxnResult::Committed(_)
     ));
-    assert_eq!(etcd.txn(leases["b"], &pb), TxnResult::Conflict);
+    assert!(matches!(
+        etcd.txn(leases["b"], &pb),
+        TxnResult::Conflict(..)
+    ));
     // b reads again: a withdrawing, so only c counts.
     let fresh = etcd.snapshot();
     let shortfall = plan_withdrawal(&fresh, &layout, &["a", "c"], "b", 1, "web", &[p], 2, false)
@@ -610,7 +712,10 @@ fn a_counted_site_whose_lease_expires_after_the_read_fails_the_transaction() {
         .unwrap_or_else(|s| panic!("{}", s.assessment));
     // b's lease expires (no epoch bump: nobody wrote): a's compare on b's record catches it.
     etcd.expire(leases["b"]);
-    assert_eq!(etcd.txn(leases["a"], &plan), TxnResult::Conflict);
+    assert!(matches!(
+        etcd.txn(leases["a"], &plan),
+        TxnResult::Conflict(..)
+    ));
     let after = etcd.snapshot();
     assert_eq!(
         assess(&after, &layout, &["b"], "web", &[p]).entries,
@@ -786,21 +891,11 @@ fn of_two_held_sites_only_the_later_ranked_asks_when_a_third_recovers() {
     ));
     sim.apply(&Event::Driver(0));
     sim.apply(&Event::Driver(1));
-    let granted: Vec<&str> = sim
-        .sites
-        .iter()
-        .filter(|s| !s.store.grants.is_empty())
-        .map(|s| s.name)
-        .collect();
+    let granted = sim.granted();
     assert_eq!(granted, ["b"]);
     sim.apply(&Event::AllCoordinators);
     sim.check("both decided");
-    let kept: Vec<&str> = sim
-        .sites
-        .iter()
-        .filter(|s| s.wire)
-        .map(|s| s.name)
-        .collect();
+    let kept = sim.kept();
     assert_eq!(kept, ["a", "c"]);
 }
 
@@ -884,4 +979,186 @@ fn a_publication_deletes_only_its_own_records_not_those_of_sites_whose_names_end
             ("gone".to_owned(), StoreSiteState::NoLease),
         ]
     );
+}
+
+/// A site's withdrawal plan for `web` `p` at min_sites 1 on `snapshot`.
+fn plan_of(
+    snapshot: &Snapshot,
+    layout: &Layout,
+    me: &str,
+    rank: usize,
+    others: &[&str],
+    p: IpNet,
+) -> TxnPlan {
+    plan_withdrawal(snapshot, layout, others, me, rank, "web", &[p], 1, false)
+        .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
+}
+
+#[test]
+fn a_conflicted_withdrawal_reads_what_beat_it_and_the_next_try_relies_on_that_not_on_the_stale_snapshot(
+) {
+    // min_sites 1 of a, b, c. c read the store with a announcing; then a published `held`
+    // (it fails too; ranked before c it still counts). c's transaction, relying on a's
+    // record as read, conflicts; its else branch carries a's `held` record.
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b", "c"]);
+    let stale = etcd.snapshot();
+    let mut snapshot = stale.clone();
+    let first = plan_of(&snapshot, &layout, "c", 2, &["a", "b"], p);
+    let a_key = layout.record("web", &p, "a");
+    let held = Record {
+        healthy: false,
+        announcing: true,
+        intent: Intent::Held,
+    };
+    let held_at = publish(&mut etcd, &layout, "a", leases["a"], p, held);
+    let TxnResult::Conflict(revision, read) = etcd.txn(leases["c"], &first) else {
+        panic!("a's record changed since c's read");
+    };
+    assert!(
+        read.iter()
+            .any(|(k, kv)| *k == a_key && kv.mod_revision == held_at),
+        "the else branch read a's new record: {read:?}"
+    );
+    let changed = apply_conflict(&mut snapshot, &layout, &first, revision, read);
+    assert_eq!(changed, [format!("a: held at revision {held_at}")]);
+    assert_eq!(snapshot.mod_revision(&a_key), held_at);
+    // The watch has not brought a's change yet; the stale snapshot's plan would compare
+    // the same old revision and fail again.
+    let again = plan_of(&stale, &layout, "c", 2, &["a", "b"], p);
+    assert!(matches!(
+        etcd.txn(leases["c"], &again),
+        TxnResult::Conflict(..)
+    ));
+    // The next try plans on what the conflict read: it relies on a as it is now (held,
+    // ranked before c: it counts) and commits.
+    let next = plan_of(&snapshot, &layout, "c", 2, &["a", "b"], p);
+    assert!(next.compares.contains(&(a_key.clone(), held_at)));
+    assert!(matches!(
+        etcd.txn(leases["c"], &next),
+        TxnResult::Committed(_)
+    ));
+    // a's change still on its way on the watch, older than what c holds: not applied.
+    for change in etcd.changes(0, held_at - 1) {
+        snapshot.apply(change);
+    }
+    assert_eq!(snapshot.mod_revision(&a_key), held_at);
+    assert_eq!(
+        snapshot.record(&a_key).map(|r| r.intent),
+        Some(Intent::Held)
+    );
+}
+
+#[test]
+fn a_relied_on_site_gone_in_the_conflict_read_stays_gone_and_the_decision_holds_on_the_fresh_state()
+{
+    // min_sites 1 of a, b. b read the store with a announcing; a's lease expires (its keys
+    // deleted). b's transaction conflicts and reads a's record absent: b's next decision
+    // holds, naming a as having no record, before the watch brings the expiry; an older
+    // put of a's record still on the watch does not bring it back.
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b"]);
+    let mut store = StoreState {
+        usable: true,
+        snapshot: Snapshot::default(),
+        ..StoreState::default()
+    };
+    // b's snapshot lags: it has the log up to a's first record only.
+    let a_key = layout.record("web", &p, "a");
+    for change in etcd.changes(0, etcd.revision) {
+        store.snapshot.apply(change);
+    }
+    let watched = etcd.revision;
+    let plan = plan_of(&store.snapshot, &layout, "b", 1, &["a"], p);
+    etcd.expire(leases["a"]);
+    let TxnResult::Conflict(revision, read) = etcd.txn(leases["b"], &plan) else {
+        panic!("a's record is gone since b's read");
+    };
+    let changed = apply_conflict(&mut store.snapshot, &layout, &plan, revision, read);
+    assert_eq!(changed, ["a: gone"]);
+    assert_eq!(store.snapshot.kvs.get(&a_key), None);
+    assert_eq!(store.snapshot.tombstones.get(&a_key), Some(&revision));
+    let view = FleetView::default();
+    let input = GuardInput {
+        service: "web",
+        prefixes: std::slice::from_ref(&p),
+        min_sites: 1,
+        local_site: "b",
+        local_rank: 1,
+        local: LocalService {
+            healthy: false,
+            drain: Drain::None,
+            announcing: true,
+            intent: LocalIntent::None,
+        },
+        view: &view,
+        timing: GuardTiming {
+            stale_after: Duration::from_secs(3),
+            intent_wait: Duration::from_secs(3),
+        },
+    };
+    let d = decide(&input, &layout, &["a"], &store);
+    assert!(
+        matches!(&d, Decision::Hold { reason } if reason.contains("a: no record for 203.0.113.0/24")),
+        "{d:?}"
+    );
+    assert!(
+        withdrawal_for(
+            &store,
+            &layout,
+            &["a"],
+            "b",
+            1,
+            &ServiceReport {
+                name: "web".into(),
+                prefixes: vec![p],
+                healthy: false,
+                announcing: true,
+                intent: Intent::Withdrawing,
+            },
+            1
+        )
+        .is_none(),
+        "no try relying on a site the read found gone"
+    );
+    // An older put of a's record (replayed) is older than the read: ignored.
+    for change in etcd.changes(0, watched) {
+        store.snapshot.apply(change);
+    }
+    assert_eq!(store.snapshot.kvs.get(&a_key), None);
+    // The watch reaches the expiry: the tombstone has done its work.
+    for change in etcd.changes(watched, etcd.revision) {
+        store.snapshot.apply(change);
+    }
+    store.snapshot.watched(etcd.revision);
+    assert!(store.snapshot.tombstones.is_empty());
+    assert_eq!(store.snapshot.kvs.get(&a_key), None);
+}
+
+#[test]
+fn every_site_failing_at_once_with_lagging_watches_commits_on_the_conflict_reads() {
+    // Every site fails and publishes `held`; nobody's watch has brought anything. Each
+    // site's first try relies on a stale record and conflicts; the try after it, on what
+    // the conflict read, commits or finds too few: no site needs the watch to get on, and
+    // exactly min_sites keep announcing in the end.
+    for (n, min_sites) in [(3, 1), (5, 2), (5, 3)] {
+        let mut sim = Sim::new(n, min_sites);
+        for i in 0..n {
+            sim.apply(&Event::Fail(i));
+        }
+        sim.apply(&Event::AllCoordinators);
+        sim.apply(&Event::AllDrivers);
+        // Each driver sees only its own publication (the watch lags): it tries now.
+        for i in 0..n {
+            sim.driver(i);
+            sim.check("a driver's transactions");
+        }
+        let granted = sim.granted().len();
+        assert_eq!(granted, n - min_sites, "{n} sites, min_sites {min_sites}");
+        sim.settle();
+        let kept = sim.kept().len();
+        assert_eq!(kept, min_sites, "{n} sites, min_sites {min_sites}");
+    }
 }

@@ -21,7 +21,7 @@
 //! hash set costs 20–30 octets per prefix (≈25 MB for a full table), so both were
 //! rejected. Whole-table memory per peer: at most 4 + 2 + 2 MiB, allocated lazily.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashSet};
 
 use ipnet::{IpNet, Ipv4Net};
 
@@ -156,12 +156,74 @@ impl HashedSet {
     }
 }
 
+/// Our service prefixes, grouped by length: whether a received route is equal to or
+/// inside one of them costs one set lookup per distinct length (a handful) instead of one
+/// comparison per service — with 1,000 services and a full table from a peer that is the
+/// difference between ~10 and 1,000 steps per received prefix (issue 13: per-event work
+/// must not grow with the number of services).
+#[derive(Debug, Default)]
+struct ServicePrefixes {
+    /// Per family, ascending by length: the networks of that length.
+    v4: Vec<(u8, HashSet<u32>)>,
+    v6: Vec<(u8, HashSet<u128>)>,
+}
+
+impl ServicePrefixes {
+    fn new(prefixes: &[IpNet]) -> Self {
+        let mut v4: Vec<(u8, HashSet<u32>)> = Vec::new();
+        let mut v6: Vec<(u8, HashSet<u128>)> = Vec::new();
+        for p in prefixes {
+            match p.trunc() {
+                IpNet::V4(n) => insert_by_len(&mut v4, n.prefix_len(), u32::from(n.network())),
+                IpNet::V6(n) => insert_by_len(&mut v6, n.prefix_len(), u128::from(n.network())),
+            }
+        }
+        ServicePrefixes { v4, v6 }
+    }
+
+    /// True when `net` equals or lies inside one of the prefixes.
+    fn covers(&self, net: &IpNet) -> bool {
+        match net {
+            IpNet::V4(n) => {
+                let addr = u32::from(n.network());
+                self.v4
+                    .iter()
+                    .take_while(|(len, _)| *len <= n.prefix_len())
+                    .any(|(len, set)| {
+                        let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
+                        set.contains(&(addr & mask))
+                    })
+            }
+            IpNet::V6(n) => {
+                let addr = u128::from(n.network());
+                self.v6
+                    .iter()
+                    .take_while(|(len, _)| *len <= n.prefix_len())
+                    .any(|(len, set)| {
+                        let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
+                        set.contains(&(addr & mask))
+                    })
+            }
+        }
+    }
+}
+
+/// Adds `network` to the set of its length, keeping `by_len` sorted by length.
+fn insert_by_len<T: std::hash::Hash + Eq>(by_len: &mut Vec<(u8, HashSet<T>)>, len: u8, network: T) {
+    match by_len.binary_search_by_key(&len, |(l, _)| *l) {
+        Ok(i) => {
+            by_len[i].1.insert(network);
+        }
+        Err(i) => by_len.insert(i, (len, HashSet::from([network]))),
+    }
+}
+
 /// Received-route bookkeeping of one session.
 #[derive(Debug, Default)]
 pub struct RibIn {
     v4: V4Set,
     v6: HashedSet,
-    services: Vec<IpNet>,
+    services: ServicePrefixes,
     service_routes: BTreeSet<IpNet>,
     service_routes_changed: bool,
 }
@@ -170,7 +232,7 @@ impl RibIn {
     /// Empty bookkeeping that watches routes equal to or inside `services`.
     pub fn new(services: Vec<IpNet>) -> Self {
         RibIn {
-            services,
+            services: ServicePrefixes::new(&services),
             ..RibIn::default()
         }
     }
@@ -181,7 +243,7 @@ impl RibIn {
             IpNet::V4(n) => self.v4.insert(&n),
             IpNet::V6(n) => self.v6.insert(&(u128::from(n.network()), n.prefix_len())),
         }
-        if self.services.iter().any(|s| s.contains(&net))
+        if self.services.covers(&net)
             && self.service_routes.len() < MAX_SERVICE_ROUTES
             && self.service_routes.insert(net)
         {
@@ -299,6 +361,52 @@ mod tests {
         assert_eq!(r.service_routes().len(), 2);
         r.withdraw(n("203.0.113.128/25"));
         assert!(r.take_service_routes_changed());
+    }
+
+    #[test]
+    fn a_route_counts_as_a_service_route_exactly_when_a_service_prefix_covers_it() {
+        let services = [
+            "203.0.113.0/24",
+            "198.51.100.128/25",
+            "198.51.100.7/32",
+            "2001:db8:1::/48",
+            "2001:db8:2:3::/64",
+            // Not truncated in the config's text: matched as its network.
+            "2001:db8:ff::1/48",
+        ];
+        let s = ServicePrefixes::new(&services.map(n));
+        for (route, covered) in [
+            ("203.0.113.0/24", true),
+            ("203.0.113.0/25", true),
+            ("203.0.113.255/32", true),
+            ("203.0.112.0/23", false),
+            ("203.0.114.0/24", false),
+            ("198.51.100.128/25", true),
+            ("198.51.100.192/26", true),
+            ("198.51.100.0/25", false),
+            ("198.51.100.0/24", false),
+            ("198.51.100.7/32", true),
+            ("198.51.100.6/32", false),
+            ("0.0.0.0/0", false),
+            ("2001:db8:1::/48", true),
+            ("2001:db8:1:ffff::/64", true),
+            ("2001:db8::/32", false),
+            ("2001:db8:2:3::/64", true),
+            ("2001:db8:2:3::1/128", true),
+            ("2001:db8:2:4::/64", false),
+            ("2001:db8:2::/48", false),
+            ("2001:db8:ff:1::/64", true),
+            ("::/0", false),
+        ] {
+            assert_eq!(s.covers(&n(route)), covered, "{route}");
+            // The linear rule this replaces, as the reference.
+            let linear = services.iter().any(|p| n(p).trunc().contains(&n(route)));
+            assert_eq!(linear, covered, "{route} (reference)");
+        }
+        assert!(ServicePrefixes::new(&[n("0.0.0.0/0")]).covers(&n("198.18.0.1/32")));
+        assert!(!ServicePrefixes::new(&[n("0.0.0.0/0")]).covers(&n("2001:db8::/32")));
+        assert!(ServicePrefixes::new(&[n("::/0")]).covers(&n("2001:db8::/32")));
+        assert!(!ServicePrefixes::new(&[]).covers(&n("203.0.113.0/24")));
     }
 
     #[test]

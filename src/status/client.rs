@@ -429,8 +429,13 @@ fn store_lines(doc: &StatusDocument) -> Vec<String> {
     let mut lines = Vec::new();
     if store.connected {
         let txn = store.last_txn.as_ref().map_or_else(String::new, |t| {
+            let changed = if t.changed.is_empty() {
+                String::new()
+            } else {
+                format!(" ({})", t.changed.join(", "))
+            };
             format!(
-                ", last transaction {} {} at revision {}",
+                ", last transaction {} {} at revision {}{changed}",
                 t.what, t.outcome, t.revision
             )
         });

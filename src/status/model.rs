@@ -102,6 +102,8 @@ pub struct StoreStatus {
     pub revision: i64,
     /// The latest transaction of this site.
     pub last_txn: Option<StoreTxnStatus>,
+    /// The latest withdrawal of this site that conflicted, with what beat it.
+    pub last_conflict: Option<StoreTxnStatus>,
     /// Withdrawal transactions committed.
     pub withdrawals_committed: u64,
     /// Withdrawal transactions refused because the set changed since the read.
@@ -126,6 +128,10 @@ pub struct StoreTxnStatus {
     pub revision: i64,
     /// When (RFC 3339).
     pub at: String,
+    /// A conflict: the compared keys that had changed, as the transaction's else branch
+    /// read them (`b: held at revision 42`, `b: gone`); empty otherwise.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub changed: Vec<String>,
 }
 
 /// One service prefix in the store.

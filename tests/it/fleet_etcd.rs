@@ -252,6 +252,11 @@ fn watch_router(mut peer: FakePeer, rib: Arc<Mutex<Rib>>) {
 }
 
 fn fleet(endpoints: &[&str], prefix: &str, min_sites: usize) -> String {
+    fleet_of(&["a", "b", "c"], endpoints, prefix, min_sites)
+}
+
+/// The fleet file of the sites `names` (in rank order) on `endpoints`.
+fn fleet_of(names: &[&str], endpoints: &[&str], prefix: &str, min_sites: usize) -> String {
     let endpoints = endpoints
         .iter()
         .map(|e| format!("\"{e}\""))
@@ -261,7 +266,7 @@ fn fleet(endpoints: &[&str], prefix: &str, min_sites: usize) -> String {
         "backend = \"etcd\"\n\n[etcd]\nendpoints = [{endpoints}]\nkey_prefix = \"{prefix}\"\n\
          lease_ttl = \"2s\"\ntimeout = \"500ms\"\n"
     );
-    for (i, s) in ["a", "b", "c"].iter().enumerate() {
+    for (i, s) in names.iter().enumerate() {
         // Nobody polls these with etcd; a port nobody listens on.
         t.push_str(&format!(
             "\n[[site]]\nname = \"{s}\"\nstatus_url = \"http://127.0.0.1:{}/status\"\n",
@@ -277,10 +282,22 @@ fn fleet(endpoints: &[&str], prefix: &str, min_sites: usize) -> String {
 /// Site `name`'s config: one active peer on loopback `port`, `web` with a check that
 /// passes while `ok_file` exists, and `extra` lines in the service.
 fn site_config(name: &str, port: u16, ok_file: &Path, extra: &str) -> String {
+    site_config_every(name, port, ok_file, extra, 200)
+}
+
+/// [`site_config`] with the check every `interval_ms`.
+fn site_config_every(
+    name: &str,
+    port: u16,
+    ok_file: &Path,
+    extra: &str,
+    interval_ms: u64,
+) -> String {
     let check = format!(
-        "type = \"command\"\nargv = [\"test\", \"-e\", \"{}\"]\ninterval = \"200ms\"\n\
-         timeout = \"150ms\"\nrise = 1\nfall = 1",
-        ok_file.display()
+        "type = \"command\"\nargv = [\"test\", \"-e\", \"{}\"]\ninterval = \"{interval_ms}ms\"\n\
+         timeout = \"{}ms\"\nrise = 1\nfall = 1",
+        ok_file.display(),
+        (interval_ms * 3 / 4).min(150)
     );
     format!(
         "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
@@ -305,12 +322,17 @@ async fn check_disabling(files: &Files, name: &str) -> crate::guard_cli::Run {
 /// Starts the three sites, each with its router, and waits until every one announces
 /// `web` on the wire and the store shows all three announcing it.
 async fn start_sites(files: &Files) -> Vec<Site> {
+    start_named_sites(files, &["a", "b", "c"], 200).await
+}
+
+/// Starts the sites `names` as [`start_sites`] does, their checks every `interval_ms`.
+async fn start_named_sites(files: &Files, names: &[&'static str], interval_ms: u64) -> Vec<Site> {
     let mut sites = Vec::new();
-    for name in ["a", "b", "c"] {
+    for &name in names {
         let ok_file = files.write(&format!("ok-{name}"), "");
         let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
         let port = upstream.local_addr().expect("addr").port();
-        let config = site_config(name, port, &ok_file, "");
+        let config = site_config_every(name, port, &ok_file, "", interval_ms);
         let path = files.write(&format!("{name}.toml"), &config);
         let daemon = Daemon::start(&path).await;
         let mut peer = FakePeer::accept(&upstream).await;
@@ -337,8 +359,8 @@ async fn start_sites(files: &Files) -> Vec<Site> {
         })
         .await;
         s.daemon
-            .doc_until("the store shows a, b and c announcing web", |d| {
-                store_sites(d) == ["a", "b", "c"]
+            .doc_until("the store shows every site announcing web", |d| {
+                store_sites(d) == names
             })
             .await;
     }
@@ -539,6 +561,76 @@ async fn every_site_failing_at_once_leaves_exactly_min_sites_and_an_expired_leas
         "the healthy one stays"
     );
     assert_eq!(fewest_since(&sites, t0), 2, "never fewer than min_sites");
+
+    for s in sites {
+        s.daemon.stop().await;
+    }
+    etcd.kill().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_sites_failing_at_once_settle_at_min_sites_through_the_store_and_a_conflict_shows_what_beat_it(
+) {
+    // Five sites, min_sites 2, every check failing in the same instant: the sites race
+    // their `held` publications against each other's withdrawals, and a withdrawal that
+    // relied on a record that changed meanwhile conflicts. Its transaction's else branch
+    // reads the records it compared, so the site decides and tries again on what beat it
+    // (shown in `last_txn.changed`) rather than on a snapshot the watch has not brought up
+    // to it. Exactly two stay, held; each other site's withdrawal committed in etcd.
+    let names = ["a", "b", "c", "d", "e"];
+    let files = Files::new();
+    let Some(mut etcd) = Etcd::start(files.dir()).await else {
+        return;
+    };
+    files.write(
+        "fleet.toml",
+        &fleet_of(&names, &[&etcd.client_url], "/it/five", 2),
+    );
+    // Checks every 20 ms: the five notice within a few milliseconds of each other, so
+    // their publications and withdrawals race.
+    let sites = start_named_sites(&files, &names, 20).await;
+    let t0 = Instant::now();
+    for s in &sites {
+        std::fs::remove_file(&s.ok_file).expect("remove ok file");
+    }
+    wait_for("three sites withdrawn", || on_wire(&sites).len() == 2).await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Which two stay depends on when each check notices (up to an interval apart): a
+    // site that fails first may withdraw relying on sites not yet held.
+    let kept = on_wire(&sites);
+    assert_eq!(kept.len(), 2, "exactly min_sites keep announcing: {kept:?}");
+    assert_eq!(fewest_since(&sites, t0), 2, "never fewer than min_sites");
+    let mut conflicts = 0;
+    for s in &sites {
+        let d = s.daemon.doc().await;
+        let g = guard_of(&d);
+        let store = store_of(&d);
+        conflicts += store.withdrawals_conflicted;
+        if kept.contains(&s.name) {
+            assert_eq!(g.decision, "held", "{}: {g:?}", s.name);
+        } else {
+            // Its one withdrawal went through the store (its reason now only says web is
+            // not announced here).
+            assert_eq!(store.withdrawals_committed, 1, "{}: {store:?}", s.name);
+            assert_eq!(g.decision, "allow", "{}: {g:?}", s.name);
+        }
+        // Every conflict of the site was answered by its else branch's read: the latest
+        // one names what beat it, records of the fleet's other sites as they were then.
+        match &store.last_conflict {
+            Some(t) => assert!(
+                store.withdrawals_conflicted > 0
+                    && t.outcome == "conflict"
+                    && !t.changed.is_empty()
+                    && t.changed.iter().all(|c| names
+                        .iter()
+                        .any(|n| *n != s.name && c.starts_with(&format!("{n}: ")))),
+                "{}: {store:?}",
+                s.name
+            ),
+            None => assert_eq!(store.withdrawals_conflicted, 0, "{}: {store:?}", s.name),
+        }
+    }
+    eprintln!("five sites failing at once: {conflicts} withdrawal conflicts in all");
 
     for s in sites {
         s.daemon.stop().await;
