@@ -503,9 +503,33 @@ fn chunks(prefixes: &[IpNet], room: usize) -> Vec<&[IpNet]> {
 /// This is what a dry run shows instead of sending, and what operators read to learn why
 /// a route appeared or went.
 pub fn describe_change(old: &RibOut, new: &RibOut) -> Option<String> {
-    let announced: Vec<String> = new
-        .iter()
-        .filter(|(p, a)| old.get(*p) != Some(*a))
+    describe(
+        new.iter().filter(|(p, a)| old.get(*p) != Some(*a)),
+        old.keys().filter(|p| !new.contains_key(*p)),
+    )
+}
+
+/// [`describe_change`] from `old` to `old` with `patch` applied (each prefix's route now,
+/// `None`: not announced; sorted by prefix, each prefix once), without walking `old`.
+pub fn describe_patch(old: &RibOut, patch: &[(IpNet, Option<RouteAttrs>)]) -> Option<String> {
+    describe(
+        patch.iter().filter_map(|(p, a)| {
+            a.as_ref()
+                .filter(|a| old.get(p) != Some(*a))
+                .map(|a| (p, a))
+        }),
+        patch
+            .iter()
+            .filter(|(p, a)| a.is_none() && old.contains_key(p))
+            .map(|(p, _)| p),
+    )
+}
+
+fn describe<'a>(
+    announced: impl Iterator<Item = (&'a IpNet, &'a RouteAttrs)>,
+    withdrawn: impl Iterator<Item = &'a IpNet>,
+) -> Option<String> {
+    let announced: Vec<String> = announced
         .map(|(p, a)| {
             let mut notes = Vec::new();
             if a.prepend > 0 {
@@ -529,11 +553,7 @@ pub fn describe_change(old: &RibOut, new: &RibOut) -> Option<String> {
             }
         })
         .collect();
-    let withdrawn: Vec<String> = old
-        .keys()
-        .filter(|p| !new.contains_key(*p))
-        .map(ToString::to_string)
-        .collect();
+    let withdrawn: Vec<String> = withdrawn.map(ToString::to_string).collect();
     let mut parts = Vec::new();
     if !announced.is_empty() {
         parts.push(format!("announce {}", announced.join(", ")));
@@ -725,6 +745,39 @@ mod tests {
             describe_change(&RibOut::new(), &desired([(&dns, Presentation::Normal)])).as_deref(),
             Some("announce 198.51.100.0/24 (communities 65010:100)")
         );
+    }
+
+    #[test]
+    fn a_patch_is_described_as_the_change_it_makes() {
+        let web = service("web", &["203.0.113.0/24"]);
+        let dns = service("dns", &["198.51.100.0/24"]);
+        let api = service("api", &["2001:db8:1::/48"]);
+        let normal = desired([(&web, Presentation::Normal), (&dns, Presentation::Normal)]);
+        let after = desired([
+            (&web, Presentation::Depreferred),
+            (&api, Presentation::Normal),
+        ]);
+        // What the shell patches in: each moved service's prefixes, sorted by prefix
+        // (dns withdrawn, web de-preferred, api new), and one entry that did not change.
+        let mut patch: Vec<(IpNet, Option<RouteAttrs>)> = vec![
+            (net("198.51.100.0/24"), None),
+            (
+                net("203.0.113.0/24"),
+                after.get(&net("203.0.113.0/24")).cloned(),
+            ),
+            (
+                net("2001:db8:1::/48"),
+                after.get(&net("2001:db8:1::/48")).cloned(),
+            ),
+            (net("2001:db8:2::/48"), None),
+        ];
+        patch.sort_unstable_by_key(|(p, _)| *p);
+        assert!(describe_change(&normal, &after).is_some());
+        assert_eq!(
+            describe_patch(&normal, &patch),
+            describe_change(&normal, &after)
+        );
+        assert_eq!(describe_patch(&after, &[]), None);
     }
 
     /// The attributes of the one UPDATE announcing `web` in `presentation` on `ctx`.

@@ -9,13 +9,25 @@ use std::sync::Arc;
 use std::time::{Instant, SystemTime};
 
 use super::removals::{carries, removed_by_reload, PendingRemoval, PendingRemovals};
-use crate::announcer::{self, Presentation, RibOut};
+use ipnet::IpNet;
+
+use crate::announcer::{self, Presentation, RibOut, RouteAttrs};
 use crate::config::{CheckConfig, CheckKind, Config, ServiceConfig};
 use crate::health::{combine, same_check, CheckEvent, CheckState, CheckStatus, ServiceHealth};
 use crate::service::{Change, DrainSource, GuardVerdict, Health, Inputs, Service};
 use crate::status::model::{
     self, AnnouncementStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
 };
+
+/// Whether no two services of `config` share a prefix ([`Core::take_routes_update`]).
+fn prefixes_unique(config: &Config) -> bool {
+    let mut seen = std::collections::HashSet::new();
+    config
+        .services
+        .iter()
+        .flat_map(|s| &s.prefixes)
+        .all(|p| seen.insert(*p))
+}
 
 /// Probe results kept per check for status.
 pub const RESULTS_KEPT: usize = 10;
@@ -107,6 +119,28 @@ pub struct Core {
     /// Bumped whenever a service's health, drain, guard verdict or presentation may have
     /// changed ([`Core::epoch`]).
     epoch: u64,
+    /// The services whose routes may have moved since the last
+    /// [`Core::take_routes_update`] (possibly more than once each).
+    routes_queue: Vec<usize>,
+    /// Something besides a service's presentation changed since the last
+    /// [`Core::take_routes_update`] (config, pending removals, stop): the next one is a
+    /// full rebuild.
+    routes_rebuild: bool,
+    /// No two services of the running config share a prefix (the loader rejects it), so
+    /// a prefix's route is its own service's alone and can be patched in place.
+    prefixes_unique: bool,
+}
+
+/// What changed in the desired routes since the last [`Core::take_routes_update`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RoutesUpdate {
+    /// Every route, built again ([`Core::desired`]).
+    Full(RibOut),
+    /// Only these prefixes may have changed; each with its route now (`None`: not
+    /// announced). Applied to the routes of the previous update they give
+    /// [`Core::desired`] without building it: a state change costs the same with ten
+    /// services or a thousand (issue 13).
+    Patch(Vec<(IpNet, Option<RouteAttrs>)>),
 }
 
 /// Result of an operator request.
@@ -127,7 +161,6 @@ impl Core {
             .map(|s| new_slot(s, now, wall))
             .collect();
         Core {
-            config,
             services,
             stopping: false,
             removals: PendingRemovals::default(),
@@ -140,6 +173,10 @@ impl Core {
             status_queue: Vec::new(),
             guard_queue: Vec::new(),
             deadlines: BinaryHeap::new(),
+            routes_queue: Vec::new(),
+            routes_rebuild: true,
+            prefixes_unique: prefixes_unique(&config),
+            config,
         }
         .all_marked()
     }
@@ -192,7 +229,54 @@ impl Core {
         for i in 0..self.services.len() {
             self.mark(i);
         }
+        self.routes_rebuilt();
+    }
+
+    /// Service `i`'s routes may have moved.
+    fn routes_moved(&mut self, i: usize) {
         self.routes_version += 1;
+        // Bounded when nobody takes the updates (a core without a shell): past one entry
+        // per service a rebuild costs no more than the patch.
+        if self.routes_queue.len() >= self.services.len() {
+            self.routes_rebuilt();
+        } else {
+            self.routes_queue.push(i);
+        }
+    }
+
+    /// The desired routes may have changed beyond single services' presentations.
+    fn routes_rebuilt(&mut self) {
+        self.routes_version += 1;
+        self.routes_rebuild = true;
+        self.routes_queue.clear();
+    }
+
+    /// What changed in the desired routes since the last call: a patch of the services
+    /// whose presentation moved, or everything when more than that changed (or pending
+    /// removals, which may share prefixes with the services, are in the routes).
+    pub fn take_routes_update(&mut self) -> RoutesUpdate {
+        let mut moved = std::mem::take(&mut self.routes_queue);
+        let rebuild = std::mem::take(&mut self.routes_rebuild);
+        if rebuild || !self.prefixes_unique || !self.removals.list().is_empty() {
+            return RoutesUpdate::Full(self.desired());
+        }
+        moved.sort_unstable();
+        moved.dedup();
+        let mut patch = Vec::new();
+        for i in moved {
+            let (Some(cfg), Some(slot)) = (self.config.services.get(i), self.services.get(i))
+            else {
+                continue;
+            };
+            // As `carried_live` builds it: the service's presentation, on the families
+            // some configured peer carries.
+            let attrs = announcer::route_attrs(cfg, slot.effective());
+            for prefix in &cfg.prefixes {
+                let carried = self.config.peers.iter().any(|p| carries(p, prefix));
+                patch.push((*prefix, attrs.clone().filter(|_| carried)));
+            }
+        }
+        RoutesUpdate::Patch(patch)
     }
 
     /// A counter that changes whenever the desired routes may have changed; equal
@@ -250,13 +334,13 @@ impl Core {
     pub fn add_pending_removals(&mut self, removals: Vec<PendingRemoval>) {
         let live = self.carried_live();
         self.removals.add(&live, removals);
-        self.routes_version += 1;
+        self.routes_rebuilt();
     }
 
     /// The guard let the pending removal `key` ([`PendingRemoval::key`]) go: its routes
     /// leave the desired Adj-RIB-Out.
     pub fn complete_removal(&mut self, key: &str) -> Option<PendingRemoval> {
-        self.routes_version += 1;
+        self.routes_rebuilt();
         self.removals.complete(key)
     }
 
@@ -320,6 +404,7 @@ impl Core {
                 }
             })
             .collect();
+        self.prefixes_unique = prefixes_unique(&config);
         self.config = config;
         let live = self.carried_live();
         self.removals.settle(&live);
@@ -617,7 +702,7 @@ impl Core {
                 self.mark(i);
             }
             if moved {
-                self.routes_version += 1;
+                self.routes_moved(i);
                 self.epoch += 1;
             }
             // Reasons, flap counts and deadlines may move without a state change.
@@ -631,7 +716,7 @@ impl Core {
             let before = count(&self.removals);
             self.removals.settle(&live);
             if count(&self.removals) != before {
-                self.routes_version += 1;
+                self.routes_rebuilt();
             }
         }
         changes
@@ -712,7 +797,7 @@ impl Core {
             if s.addresses_ready != ready {
                 s.addresses_ready = ready;
                 self.mark(i);
-                self.routes_version += 1;
+                self.routes_moved(i);
             }
         }
     }
@@ -1106,6 +1191,65 @@ mod tests {
             2,
             "the older pass is not history"
         );
+    }
+
+    /// Applies `update` to `published` as the shell does.
+    fn apply(published: &mut RibOut, update: RoutesUpdate) {
+        match update {
+            RoutesUpdate::Full(rib) => *published = rib,
+            RoutesUpdate::Patch(patch) => {
+                for (prefix, route) in patch {
+                    match route {
+                        Some(attrs) => published.insert(prefix, attrs),
+                        None => published.remove(&prefix),
+                    };
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn a_state_change_updates_the_routes_with_a_patch_of_its_own_service_only() {
+        let t0 = Instant::now();
+        let w = SystemTime::UNIX_EPOCH;
+        let three = || {
+            config(vec![
+                service("web", "203.0.113.0/24", 1),
+                service("api", "198.51.100.0/24", 1),
+                service("dns", "2001:db8:53::/48", 1),
+            ])
+        };
+        let mut core = Core::new(three(), t0, w);
+        let mut published = RibOut::new();
+        for i in 0..3 {
+            core.on_probe(&report(i, 0, CheckStatus::Up), w);
+        }
+        core.evaluate(t0, w);
+        // The first update after the start is a full one.
+        let first = core.take_routes_update();
+        assert!(matches!(first, RoutesUpdate::Full(_)));
+        apply(&mut published, first);
+        assert_eq!(published.len(), 3);
+        assert_eq!(published, core.desired());
+
+        // api fails: a patch of api's prefix alone, withdrawn.
+        core.on_probe(&report(1, 0, CheckStatus::Down), w);
+        core.evaluate(t0, w);
+        let update = core.take_routes_update();
+        let api: IpNet = "198.51.100.0/24".parse().unwrap();
+        assert_eq!(update, RoutesUpdate::Patch(vec![(api, None)]));
+        apply(&mut published, update);
+        assert_eq!(published, core.desired());
+        assert_eq!(published.len(), 2);
+        // Nothing moved since: an empty patch.
+        assert_eq!(core.take_routes_update(), RoutesUpdate::Patch(Vec::new()));
+
+        // A reload is a full update again.
+        core.reconfigure(three(), t0, w);
+        let update = core.take_routes_update();
+        assert!(matches!(update, RoutesUpdate::Full(_)));
+        apply(&mut published, update);
+        assert_eq!(published, core.desired());
     }
 
     #[test]

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::config_read::{checks_changed, Asked, ConfigRead, Loaded, Read};
-use super::core::{rfc3339, ControlOutcome, Core};
+use super::core::{rfc3339, ControlOutcome, Core, RoutesUpdate};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
 use super::saved;
@@ -186,6 +186,27 @@ fn check_channels() -> (CheckSink, CheckChannels) {
     )
 }
 
+/// Routes [`Shell::send_routes`] published, and what they replaced.
+enum RoutesSent {
+    Full(Arc<RibOut>),
+    /// The routes replaced, and the entries that changed (sorted by prefix).
+    Patch(
+        Arc<RibOut>,
+        Vec<(ipnet::IpNet, Option<crate::announcer::RouteAttrs>)>,
+    ),
+}
+
+impl RoutesSent {
+    /// The change for the log ([`crate::announcer::describe_change`]); a patch is
+    /// described from its own entries, without walking every route.
+    fn describe(&self, now: &RibOut) -> Option<String> {
+        match self {
+            RoutesSent::Full(previous) => crate::announcer::describe_change(previous, now),
+            RoutesSent::Patch(previous, patch) => crate::announcer::describe_patch(previous, patch),
+        }
+    }
+}
+
 /// A check transition waiting to be logged.
 struct CheckTransitionLog {
     service: String,
@@ -204,6 +225,23 @@ fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey>
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
 /// drained and withdrawn every service and the sessions are closed.
 pub async fn run(
+    config: Config,
+    options: RunOptions,
+    signals: mpsc::Receiver<DaemonSignal>,
+) -> Result<(), RunError> {
+    // The loop runs as a task on the runtime's workers rather than on the thread that
+    // blocks on the daemon: a probe result then costs no wake-up of a thread of its own,
+    // and the peer task that published routes wake runs next on the loop's worker, as
+    // the loop yields to it right after publishing them (issue 13).
+    match tokio::spawn(serve(config, options, signals)).await {
+        Ok(result) => result,
+        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
+        // Only when the runtime itself shuts down.
+        Err(_) => Ok(()),
+    }
+}
+
+async fn serve(
     config: Config,
     options: RunOptions,
     mut signals: mpsc::Receiver<DaemonSignal>,
@@ -434,19 +472,20 @@ pub async fn run(
         // are not in place is left out of the routes until the address task reports them
         // added); addresses go off only once the withdrawal is confirmed written
         // (crate::local_addr).
-        let previous = shell.routes_tx.borrow().clone();
         let confirmed = shell.confirmed();
         let initial_done = *shell.initial_tx.borrow();
         shell
             .local
             .sync(&mut core, &confirmed, &mut shell.state, initial_done);
-        shell.send_routes(&core);
+        let routes_sent = shell.send_routes(&mut core);
+        if routes_sent.is_some() {
+            // The peer tasks this woke run first, on this worker: what the loop does
+            // next (logs, status, hooks) must not hold up their UPDATEs (issue 13).
+            tokio::task::yield_now().await;
+        }
         // After the routes: a state file write never delays an UPDATE.
         saved::track_withdrawals(&core, &mut shell.state);
         saved::track_removals(&core, &mut shell.state);
-        let desired = shell.routes_tx.borrow().clone();
-        // `send_routes` replaces the routes only when they differ.
-        let routes_changed = !Arc::ptr_eq(&previous, &desired);
         shell.log_check_transitions();
         for (i, change) in changes {
             let name = &core.config().services[i].name;
@@ -463,8 +502,9 @@ pub async fn run(
             // Hooks after the routes: a hook never delays an UPDATE.
             shell.local.on_change(&core.config().services[i], &change);
         }
-        if routes_changed {
-            if let Some(what) = crate::announcer::describe_change(&previous, &desired) {
+        if let Some(sent) = routes_sent {
+            let now_sent = shell.routes_tx.borrow().clone();
+            if let Some(what) = sent.describe(&now_sent) {
                 if shell.options.dry_run {
                     tracing::info!(routes = %what, "dry run: would send to every peer");
                 } else {
@@ -715,18 +755,44 @@ impl Shell {
         self.flushed.all_flushed(self.established(), &current)
     }
 
-    /// Publishes `core`'s desired routes to the peers, if they changed. They are built
-    /// and compared only when the core says something they are made of changed.
-    fn send_routes(&mut self, core: &Core) {
+    /// Publishes `core`'s desired routes to the peers, if they changed. They are looked
+    /// at only when the core says something they are made of changed, and then only
+    /// the prefixes of the services that moved, patched into a copy of the routes
+    /// published last (issue 13: building and comparing the routes of 1,000 services
+    /// took ~0.45 ms between a state change and its UPDATE).
+    fn send_routes(&mut self, core: &mut Core) -> Option<RoutesSent> {
         let version = core.routes_version();
         if self.routes_version == Some(version) {
-            return;
+            return None;
         }
         self.routes_version = Some(version);
-        let desired = core.desired();
-        if **self.routes_tx.borrow() != desired {
-            self.routes_tx.send_replace(Arc::new(desired));
-        }
+        let previous = Arc::clone(&self.routes_tx.borrow());
+        let (next, sent) = match core.take_routes_update() {
+            RoutesUpdate::Full(desired) => {
+                if *previous == desired {
+                    return None;
+                }
+                (desired, RoutesSent::Full(previous))
+            }
+            RoutesUpdate::Patch(mut patch) => {
+                patch.retain(|(p, a)| previous.get(p) != a.as_ref());
+                if patch.is_empty() {
+                    return None;
+                }
+                let mut next = RibOut::clone(&previous);
+                for (prefix, route) in &patch {
+                    match route {
+                        Some(attrs) => next.insert(*prefix, attrs.clone()),
+                        None => next.remove(prefix),
+                    };
+                }
+                debug_assert_eq!(next, core.desired(), "patched routes differ from a rebuild");
+                patch.sort_unstable_by_key(|(p, _)| *p);
+                (next, RoutesSent::Patch(previous, patch))
+            }
+        };
+        self.routes_tx.send_replace(Arc::new(next));
+        Some(sent)
     }
 
     fn on_check(&mut self, core: &mut Core, event: &CheckEvent) {

@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::{mpsc, OwnedSemaphorePermit, Semaphore};
@@ -63,6 +63,9 @@ pub(crate) type IoTx = mpsc::Sender<(ConnId, ConnInput)>;
 #[derive(Debug)]
 pub(crate) struct ConnIo {
     pub(crate) writer: mpsc::UnboundedSender<WriteCmd>,
+    /// The socket's write side, shared with the writer task: while nothing waits in the
+    /// writer's queue, the peer task writes itself ([`ConnIo::write`]).
+    direct: Arc<OwnedWriteHalf>,
     reader: AbortHandle,
     writer_task: Option<JoinHandle<()>>,
     pub(crate) local: Option<SocketAddr>,
@@ -75,9 +78,11 @@ impl ConnIo {
     pub(crate) fn start(id: ConnId, stream: TcpStream, tx: &IoTx) -> ConnIo {
         let local = stream.local_addr().ok();
         let (rd, wr) = stream.into_split();
+        let wr = Arc::new(wr);
         let (wtx, wrx) = mpsc::unbounded_channel();
         ConnIo {
             writer: wtx,
+            direct: Arc::clone(&wr),
             reader: tokio::spawn(read_loop(id, rd, tx.clone())).abort_handle(),
             writer_task: Some(tokio::spawn(write_loop(id, wr, wrx, tx.clone()))),
             local,
@@ -85,10 +90,28 @@ impl ConnIo {
         }
     }
 
-    /// Queues bytes for writing.
-    pub(crate) fn write(&mut self, bytes: Bytes) {
+    /// Writes `bytes`: at once, when the writer task has nothing queued and the socket
+    /// takes them all (`true`: the caller reports the progress, RFC 9687), else what the
+    /// socket did not take is queued for the writer task, behind what waits there. The
+    /// direct write saves the UPDATE of a decision a wake-up of the writer task, which
+    /// may wait behind probes on a busy runtime (issue 13).
+    pub(crate) fn write(&mut self, mut bytes: Bytes) -> bool {
+        if self.queued == 0 {
+            // Nothing queued: every byte handed to the writer is on the socket, so these
+            // cannot overtake any (a mark waiting there still holds: what came before it
+            // is written).
+            match self.direct.try_write(&bytes) {
+                Ok(n) if n == bytes.len() => return true,
+                Ok(n) => {
+                    let _ = bytes.split_to(n);
+                }
+                // Full socket buffer, or an error the writer will meet and report.
+                Err(_) => {}
+            }
+        }
         self.queued = self.queued.saturating_add(bytes.len());
         let _ = self.writer.send(WriteCmd::Data(bytes));
+        false
     }
 
     /// Stops reading at once; lets the writer finish what is queued (at most `grace`),
@@ -168,16 +191,29 @@ async fn read_loop(id: ConnId, mut rd: OwnedReadHalf, tx: IoTx) {
     }
 }
 
+/// Writes all of `bytes` on the write side shared with the peer task.
+async fn write_all(wr: &OwnedWriteHalf, mut bytes: &[u8]) -> std::io::Result<()> {
+    while !bytes.is_empty() {
+        match wr.try_write(bytes) {
+            Ok(0) => return Err(std::io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => wr.writable().await?,
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 async fn write_loop(
     id: ConnId,
-    mut wr: OwnedWriteHalf,
+    wr: Arc<OwnedWriteHalf>,
     mut rx: mpsc::UnboundedReceiver<WriteCmd>,
     tx: IoTx,
 ) {
     while let Some(cmd) = rx.recv().await {
         match cmd {
             WriteCmd::Data(b) => {
-                if let Err(e) = wr.write_all(&b).await {
+                if let Err(e) = write_all(&wr, &b).await {
                     let _ = tx
                         .send((id, ConnInput::Closed(format!("write: {e}"))))
                         .await;
@@ -196,7 +232,9 @@ async fn write_loop(
                 let _ = tx.send((id, ConnInput::Flushed(n))).await;
             }
             WriteCmd::Close => {
-                let _ = wr.shutdown().await;
+                // What `AsyncWriteExt::shutdown` does, on the shared half.
+                let stream: &TcpStream = (*wr).as_ref();
+                let _ = socket2::SockRef::from(stream).shutdown(std::net::Shutdown::Write);
                 return;
             }
         }

@@ -321,7 +321,15 @@ impl Actor {
         let Some(io) = self.conns.get_mut(&conn) else {
             return;
         };
-        io.write(buf.freeze());
+        if io.write(buf.freeze()) {
+            // On the socket already, with nothing queued before it: the send hold timer
+            // the FSM armed for it stops (RFC 9687), as the writer's report would.
+            self.feed(Event::SendProgress {
+                conn,
+                drained: true,
+            });
+            return;
+        }
         if io.queued > MAX_SEND_QUEUE {
             let n = NotificationMessage {
                 code: ErrorCode::Cease,
@@ -762,10 +770,18 @@ impl Actor {
             return;
         }
         self.st.messages_sent.update += 1;
-        if let Some(io) = self.conns.get_mut(&conn) {
-            io.write(buf.freeze());
-        }
+        let written = self
+            .conns
+            .get_mut(&conn)
+            .is_some_and(|io| io.write(buf.freeze()));
         self.feed(Event::SendQueued(conn));
+        if written {
+            // As in `send`.
+            self.feed(Event::SendProgress {
+                conn,
+                drained: true,
+            });
+        }
     }
 
     /// RFC 2918 / RFC 7313: re-send the Adj-RIB-Out of the requested family, framed by

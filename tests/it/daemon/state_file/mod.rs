@@ -224,7 +224,17 @@ async fn an_operator_drain_survives_sigkill_and_the_restarted_daemon_never_annou
     assert!(communities(&u).is_empty(), "{u:?}");
     let saved = files.state();
     assert_eq!(saved["drains"], serde_json::json!({}), "{saved}");
-    let doc = status_doc(status_port).await;
+    // The routes go out before the loop publishes its status (issue 13: the peer task
+    // writes the UPDATE while the turn goes on), so /status may show the write a moment
+    // after the UPDATE arrived.
+    let mut doc = status_doc(status_port).await;
+    for _ in 0..100 {
+        if doc["daemon"]["state_file"]["last_write"]["ok"] == true {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        doc = status_doc(status_port).await;
+    }
     assert_eq!(
         doc["daemon"]["state_file"]["last_write"]["ok"], true,
         "{doc}"
