@@ -224,24 +224,14 @@ fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey>
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
 /// drained and withdrawn every service and the sessions are closed.
+///
+/// The loop runs on the thread that blocks on it (the binary's `block_on`), not as a task
+/// on the runtime's workers: with the checks on probe threads of their own
+/// (`health::probe_threads`), a loop on a worker cost ~10 % more CPU per probe result and
+/// ~14 MiB more peak RSS at 1,000 services (its allocations spread over the workers'
+/// malloc arenas) for ~40 µs less decision → wire at the median, and no better p99
+/// (docs/benchmarks.md, "Decision → wire, round 5").
 pub async fn run(
-    config: Config,
-    options: RunOptions,
-    signals: mpsc::Receiver<DaemonSignal>,
-) -> Result<(), RunError> {
-    // The loop runs as a task on the runtime's workers rather than on the thread that
-    // blocks on the daemon: a probe result then costs no wake-up of a thread of its own,
-    // and the peer task that published routes wake runs next on the loop's worker, as
-    // the loop yields to it right after publishing them (issue 13).
-    match tokio::spawn(serve(config, options, signals)).await {
-        Ok(result) => result,
-        Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
-        // Only when the runtime itself shuts down.
-        Err(_) => Ok(()),
-    }
-}
-
-async fn serve(
     config: Config,
     options: RunOptions,
     mut signals: mpsc::Receiver<DaemonSignal>,
@@ -478,11 +468,6 @@ async fn serve(
             .local
             .sync(&mut core, &confirmed, &mut shell.state, initial_done);
         let routes_sent = shell.send_routes(&mut core);
-        if routes_sent.is_some() {
-            // The peer tasks this woke run first, on this worker: what the loop does
-            // next (logs, status, hooks) must not hold up their UPDATEs (issue 13).
-            tokio::task::yield_now().await;
-        }
         // After the routes: a state file write never delays an UPDATE.
         saved::track_withdrawals(&core, &mut shell.state);
         saved::track_removals(&core, &mut shell.state);
