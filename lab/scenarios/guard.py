@@ -59,6 +59,9 @@ class Sampler:
 
     def __init__(self, topo):
         self.series = {name: [] for name in (*SITES, "core")}
+        # When each sample's CLI call started (series[name][i] is stamped when it returned):
+        # the router's state was read at some moment between the two.
+        self.starts = {name: [] for name in self.series}
         self._stop = threading.Event()
         probes = {s: self._edge_probe(topo.nodes[r].router(), addr) for s, (r, addr) in EDGE.items()}
         core = topo.nodes["core"].router()
@@ -87,7 +90,9 @@ class Sampler:
         for _ in range(int(self.MAX_SECONDS / self.SPACING)):
             if self._stop.is_set() or time.monotonic() > deadline:
                 return
+            started = time.monotonic()
             value = probe()
+            self.starts[name].append(started)
             self.series[name].append((time.monotonic(), value))
             time.sleep(self.SPACING)
 
@@ -98,6 +103,30 @@ class Sampler:
 
     def first(self, name, since, pred):
         return next((t for t, v in self.series[name] if t >= since and pred(v)), None)
+
+    def became(self, name, since, pred):
+        """Bounds (earliest, latest) of the moment `pred` became true after `since`: it was
+        false when the sample before the first true one read the router, which was after
+        that sample's CLI call started, and true by the time the first true one returned.
+        None when no sample after `since` is true."""
+        rows = self.series[name]
+        for i, (t, v) in enumerate(rows):
+            if t >= since and pred(v):
+                return (self.starts[name][i - 1] if i > 0 else float("-inf")), t
+        return None
+
+    def certainly(self, name, pred, t0, t1):
+        """Intervals within [t0, t1] in which `pred` held for sure: between two consecutive
+        samples that both satisfy it, from the latest moment the first can have read the
+        router (when its CLI call returned) to the earliest the second can have (when its
+        call started), assuming no change and change back within one sample spacing."""
+        rows, starts, out = self.series[name], self.starts[name], []
+        for i in range(len(rows) - 1):
+            (e0, v0), (_, v1) = rows[i], rows[i + 1]
+            lo, hi = max(e0, t0), min(starts[i + 1], t1)
+            if pred(v0) and pred(v1) and lo < hi:
+                out.append((lo, hi))
+        return out
 
     def timeline(self, t0, t1):
         """Every sample time in [t0, t1] with the latest value of every series then (the
@@ -338,11 +367,26 @@ class GuardLab:
         h_out = sampler.first(held, t_rec, lambda v: not v)
         if o_in is None or h_out is None:
             raise Fail(f"the samples missed {other}'s announcement ({o_in}) or {held}'s withdrawal ({h_out})")
-        if h_out < o_in:
-            raise Fail(f"{EDGE[held][0]} lost {held}'s route {1000 * (o_in - h_out):.0f} ms before "
-                       f"{EDGE[other][0]} had {other}'s")
+        # Each sample reads a router at some moment during its CLI call (tens of ms with
+        # vtysh): the order is only certain when the latest moment the held site's route
+        # can have gone is before the earliest moment the other's can have come.
+        o_range = sampler.became(other, t_rec, bool)
+        h_range = sampler.became(held, t_rec, lambda v: not v)
+        if h_range[1] < o_range[0]:
+            raise Fail(f"{EDGE[held][0]} lost {held}'s route {1000 * (o_range[0] - h_range[1]):.0f} ms "
+                       f"before {EDGE[other][0]} had {other}'s")
         timeline = sampler.timeline(t_fail, t_end)
-        no_site = [round(t - t_fail, 3) for t, v in timeline if not any(v[s] for s in SITES)]
+        # A moment without any site's route must be certain: each router is read at some
+        # moment during its CLI call, so the three series are intersected as intervals in
+        # which each route was surely absent, not as their latest values at each stamp
+        # (a slow call that read a route before it came can return after another router's
+        # call that read the other route gone). The core is one series: any empty read of
+        # it is a real moment without a path.
+        gone = [(t_fail, t_end)]
+        for s in SITES:
+            absent = sampler.certainly(s, lambda v: not v, t_fail, t_end)
+            gone = [(max(a, c), min(b, d)) for a, b in gone for c, d in absent if max(a, c) < min(b, d)]
+        no_site = [round(a - t_fail, 3) for a, _ in gone]
         no_core = [round(t - t_fail, 3) for t, v in timeline if not v["core"]]
         if no_site or no_core:
             raise Fail(f"moments without an announcing site: routers {no_site[:5]}, core {no_core[:5]} "
