@@ -163,59 +163,57 @@ impl HashedSet {
 /// must not grow with the number of services).
 #[derive(Debug, Default)]
 struct ServicePrefixes {
-    /// Per family, ascending by length: the networks of that length.
-    v4: Vec<(u8, HashSet<u32>)>,
+    /// Per family, ascending by length: the networks of that length, left-aligned in 128
+    /// bits (an IPv4 network in the top 32), so that both families share one lookup.
+    v4: Vec<(u8, HashSet<u128>)>,
     v6: Vec<(u8, HashSet<u128>)>,
 }
 
 impl ServicePrefixes {
     fn new(prefixes: &[IpNet]) -> Self {
-        let mut v4: Vec<(u8, HashSet<u32>)> = Vec::new();
-        let mut v6: Vec<(u8, HashSet<u128>)> = Vec::new();
+        let mut sp = ServicePrefixes::default();
         for p in prefixes {
-            match p.trunc() {
-                IpNet::V4(n) => insert_by_len(&mut v4, n.prefix_len(), u32::from(n.network())),
-                IpNet::V6(n) => insert_by_len(&mut v6, n.prefix_len(), u128::from(n.network())),
+            let by_len = match p {
+                IpNet::V4(_) => &mut sp.v4,
+                IpNet::V6(_) => &mut sp.v6,
+            };
+            let len = p.prefix_len();
+            let network = aligned(p) & mask(len);
+            match by_len.binary_search_by_key(&len, |(l, _)| *l) {
+                Ok(i) => {
+                    by_len[i].1.insert(network);
+                }
+                Err(i) => by_len.insert(i, (len, HashSet::from([network]))),
             }
         }
-        ServicePrefixes { v4, v6 }
+        sp
     }
 
     /// True when `net` equals or lies inside one of the prefixes.
     fn covers(&self, net: &IpNet) -> bool {
-        match net {
-            IpNet::V4(n) => {
-                let addr = u32::from(n.network());
-                self.v4
-                    .iter()
-                    .take_while(|(len, _)| *len <= n.prefix_len())
-                    .any(|(len, set)| {
-                        let mask = u32::MAX.checked_shl(32 - u32::from(*len)).unwrap_or(0);
-                        set.contains(&(addr & mask))
-                    })
-            }
-            IpNet::V6(n) => {
-                let addr = u128::from(n.network());
-                self.v6
-                    .iter()
-                    .take_while(|(len, _)| *len <= n.prefix_len())
-                    .any(|(len, set)| {
-                        let mask = u128::MAX.checked_shl(128 - u32::from(*len)).unwrap_or(0);
-                        set.contains(&(addr & mask))
-                    })
-            }
-        }
+        let by_len = match net {
+            IpNet::V4(_) => &self.v4,
+            IpNet::V6(_) => &self.v6,
+        };
+        let addr = aligned(net);
+        by_len
+            .iter()
+            .take_while(|(len, _)| *len <= net.prefix_len())
+            .any(|(len, set)| set.contains(&(addr & mask(*len))))
     }
 }
 
-/// Adds `network` to the set of its length, keeping `by_len` sorted by length.
-fn insert_by_len<T: std::hash::Hash + Eq>(by_len: &mut Vec<(u8, HashSet<T>)>, len: u8, network: T) {
-    match by_len.binary_search_by_key(&len, |(l, _)| *l) {
-        Ok(i) => {
-            by_len[i].1.insert(network);
-        }
-        Err(i) => by_len.insert(i, (len, HashSet::from([network]))),
+/// `net`'s network left-aligned in 128 bits (an IPv4 network in the top 32).
+fn aligned(net: &IpNet) -> u128 {
+    match net {
+        IpNet::V4(n) => u128::from(u32::from(n.network())) << 96,
+        IpNet::V6(n) => u128::from(n.network()),
     }
+}
+
+/// The left-aligned mask of a prefix length (0 → nothing).
+fn mask(len: u8) -> u128 {
+    u128::MAX.checked_shl(128 - u32::from(len)).unwrap_or(0)
 }
 
 /// Received-route bookkeeping of one session.
