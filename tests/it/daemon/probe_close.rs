@@ -83,24 +83,12 @@ async fn probes_close_with_a_reset(http: &TcpListener, tcp: &TcpListener) {
     }
 }
 
-#[tokio::test]
-async fn http_and_tcp_probes_close_with_a_reset_and_leave_no_time_wait() {
-    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let status_port = free_port();
-    let text = format!(
-        r#"router_id = "198.18.0.2"
-local_asn = {LOCAL_ASN}
-
-[status]
-listen = "127.0.0.1:{status_port}"
-
-[[peer]]
-name = "edge"
-address = "127.0.0.1"
-remote_asn = {PEER_ASN}
-
-[[service]]
+/// The `web` service both daemons run: an HTTP and a TCP check against the test's two
+/// listeners, with timeouts long enough that the probe is still waiting when the test
+/// answers.
+fn web_service(http: &TcpListener, tcp: &TcpListener) -> String {
+    format!(
+        r#"[[service]]
 name = "web"
 prefixes = ["{SERVICE_V4}"]
 
@@ -120,6 +108,28 @@ timeout = "2500ms"
 "#,
         http = http.local_addr().unwrap(),
         tcp = tcp.local_addr().unwrap(),
+    )
+}
+
+#[tokio::test]
+async fn http_and_tcp_probes_close_with_a_reset_and_leave_no_time_wait() {
+    let http = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let status_port = free_port();
+    let text = format!(
+        r#"router_id = "198.18.0.2"
+local_asn = {LOCAL_ASN}
+
+[status]
+listen = "127.0.0.1:{status_port}"
+
+[[peer]]
+name = "edge"
+address = "127.0.0.1"
+remote_asn = {PEER_ASN}
+
+{web}"#,
+        web = web_service(&http, &tcp),
     );
     // Long timeouts: the probe must still be waiting for the answer when this test,
     // perhaps on a busy machine, writes it (the first probe comes within the interval).
@@ -196,24 +206,7 @@ local_asn = {LOCAL_ASN}
 [status]
 listen = "127.0.0.1:{status_port}"
 
-[[service]]
-name = "web"
-prefixes = ["{SERVICE_V4}"]
-
-[[service.check]]
-name = "http"
-type = "http"
-url = "http://{http}/healthz"
-interval = "3s"
-timeout = "2500ms"
-
-[[service.check]]
-name = "tcp"
-type = "tcp"
-address = "{tcp}"
-interval = "3s"
-timeout = "2500ms"
-
+{web}
 [[service]]
 name = "refused"
 prefixes = ["198.51.100.1/32"]
@@ -234,8 +227,7 @@ address = "{full_addr}"
 interval = "300ms"
 timeout = "200ms"
 "#,
-        http = http.local_addr().unwrap(),
-        tcp = tcp.local_addr().unwrap(),
+        web = web_service(&http, &tcp),
     );
     let config = dir.path().join("anyguard.toml");
     std::fs::write(&config, text).unwrap();
