@@ -19,6 +19,7 @@ mod health;
 mod many_peers;
 mod operations;
 mod probe_close;
+mod probe_wakes;
 mod process;
 mod state_file;
 mod systemd;
