@@ -27,7 +27,12 @@
 //!   probe starts at once and the schedule restarts from there (tokio's
 //!   `MissedTickBehavior::Delay`: no burst of catch-up probes);
 //! - **timeout**: a probe still running at its timeout is dropped and counts as failed.
-//!   Each check has its own task, so a hung probe never delays another check.
+//!   Each check has its own task, so a hung probe never delays another check;
+//! - **wake coalescing** ([`super::schedule`]): the deadlines above are the *ideal*
+//!   schedule; a probe starts at the point of a slot grid nearest to its ideal deadline
+//!   (its due time, which the start delay is measured from), so checks due within one
+//!   slot start in one wake of their probe thread. The checks of a service share their
+//!   splay and jitter draws and their thread, so they are due together.
 //!
 //! A request to check now (operator's `POST /services/{name}/check`) wakes every check of
 //! the service through its [`Notify`]; a request arriving during a probe is kept and runs
