@@ -6,9 +6,12 @@ use super::*;
 use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
 use crate::guard::view::{PeerSiteView, PollOutcome};
 
+/// The hand-over is off in the tables of the intent protocol (their views are made by
+/// hand, without the runs a poller records); it has tables of its own below.
 const TIMING: GuardTiming = GuardTiming {
     stale_after: Duration::from_secs(5),
     intent_wait: Duration::from_secs(3),
+    hand_over: Duration::ZERO,
 };
 
 fn ms(n: u64) -> Duration {
@@ -46,6 +49,7 @@ fn polled(
             result,
         }),
         failures: Default::default(),
+        announcing: Default::default(),
     }
 }
 
@@ -264,6 +268,7 @@ fn withdrawing_intent_holds_when_no_report_arrives_within_intent_wait() {
                 rank: 2,
                 last_poll: None,
                 failures: Default::default(),
+                announcing: Default::default(),
             },
         ],
     };
@@ -351,6 +356,7 @@ fn stale_reports_and_unconfigured_or_withdrawn_services_do_not_count() {
                 rank: 4,
                 last_poll: None,
                 failures: Default::default(),
+                announcing: Default::default(),
             },
         ],
     };
@@ -474,7 +480,10 @@ fn local_intent_advances_keeping_the_first_publication_time() {
     let t0 = Instant::now();
     let t1 = t0 + ms(100);
     let wait = Decision::PublishIntentAndWait { reason: "r".into() };
-    let hold = Decision::Hold { reason: "r".into() };
+    let hold = Decision::Hold {
+        reason: "r".into(),
+        hand_over_until: None,
+    };
     let withdraw = Decision::Withdraw {
         reason: "r".into(),
         forced: false,

@@ -63,6 +63,8 @@ const CALM_END_MS: u64 = 22_000;
 const TIMING: GuardTiming = GuardTiming {
     stale_after: Duration::from_millis(3 * INTERVAL_MS + TIMEOUT_MS),
     intent_wait: Duration::from_millis(2 * (INTERVAL_MS + TIMEOUT_MS)),
+    // The daemon's default: another site counts only once seen announcing for 1 s.
+    hand_over: anyguard::guard::hand_over::DEFAULT_HAND_OVER,
 };
 
 /// SplitMix64 (Steele, Lea, Flood 2014): deterministic, and cheap in debug builds where
@@ -823,7 +825,8 @@ impl Sim {
                     requested_at: self.instant(requested_at),
                     result,
                 };
-                self.sites[from].view.record(&name, outcome);
+                let seen_at = self.instant(self.now);
+                self.sites[from].view.record(&name, outcome, seen_at);
                 self.run_decisions(from);
             }
             Ev::Tick { site } => {
