@@ -1288,3 +1288,154 @@ fn every_site_failing_at_once_with_lagging_watches_commits_on_the_conflict_reads
         assert_eq!(kept, min_sites, "{n} sites, min_sites {min_sites}");
     }
 }
+
+/// The snapshot `etcd`'s watch brings, change by change, each at `at`.
+fn watched_at(etcd: &MemEtcd, from: i64, snapshot: &mut Snapshot, at: Instant) {
+    for change in etcd.changes(from, etcd.revision) {
+        snapshot.apply_watched(change, at);
+    }
+    snapshot.watched(etcd.revision);
+}
+
+#[test]
+fn a_withdrawal_relies_only_on_sites_followed_announcing_for_the_hand_over() {
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let t0 = Instant::now();
+    let clock = |ms| Clock {
+        now: t0 + Duration::from_millis(ms),
+        hand_over: Duration::from_secs(1),
+    };
+    // c announces from the start; b, ranked first, only from 900 ms.
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["c"]);
+    let mut snapshot = Snapshot::default();
+    watched_at(&etcd, 0, &mut snapshot, t0);
+    let before_b = etcd.revision;
+    let lease_b = etcd.grant().unwrap_or_default();
+    let announcing = Record {
+        healthy: true,
+        announcing: true,
+        intent: Intent::None,
+    };
+    publish(&mut etcd, &layout, "b", lease_b, p, announcing);
+    watched_at(
+        &etcd,
+        before_b,
+        &mut snapshot,
+        t0 + Duration::from_millis(900),
+    );
+    let plan = |snapshot: &Snapshot, ms| {
+        plan_withdrawal(
+            snapshot,
+            &layout,
+            &["b", "c"],
+            "a",
+            0,
+            "web",
+            &[p],
+            1,
+            false,
+            clock(ms),
+        )
+    };
+    // At 1000 ms: b is 100 ms in, so the plan relies on c, not on the first-ranked b.
+    let relied: Vec<String> = plan(&snapshot, 1000)
+        .unwrap_or_else(|s| panic!("{}", s.assessment))
+        .compares
+        .iter()
+        .filter_map(|(k, _)| match layout.parse(k) {
+            Some(Key::Record { site, .. }) if site != "a" => Some(site),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relied, ["c"]);
+    // min_sites 2: c counts, b waits; the shortfall says how far b is.
+    let shortfall = plan_withdrawal(
+        &snapshot,
+        &layout,
+        &["b", "c"],
+        "a",
+        0,
+        "web",
+        &[p],
+        2,
+        false,
+        clock(1000),
+    )
+    .expect_err("b not handed over");
+    assert_eq!(
+        shortfall.assessment.to_string(),
+        "b: announcing for 100ms of hand_over 1s, c: announcing"
+    );
+    assert_eq!(
+        hand_over::release_at(1, 2, &shortfall.assessment.hand_over_ends()),
+        Some(t0 + Duration::from_millis(1900))
+    );
+    // c says not announcing, then announcing again: its run starts again.
+    let before_c = etcd.revision;
+    for announcing in [false, true] {
+        let record = Record {
+            announcing,
+            ..announcing_record()
+        };
+        publish(&mut etcd, &layout, "c", leases["c"], p, record);
+    }
+    watched_at(
+        &etcd,
+        before_c,
+        &mut snapshot,
+        t0 + Duration::from_millis(1500),
+    );
+    assert_eq!(
+        assess(&snapshot, &layout, &["b", "c"], "web", &[p], clock(2000)).to_string(),
+        "b: announcing, c: announcing for 500ms of hand_over 1s"
+    );
+    // A version read ahead of the watch (a conflict read) does not carry c's run on: it
+    // counts as seen just now until the watch brings the versions in between.
+    let mut ahead = snapshot.clone();
+    let before_held = etcd.revision;
+    let held = Record {
+        intent: Intent::Held,
+        ..announcing_record()
+    };
+    publish(&mut etcd, &layout, "c", leases["c"], p, held);
+    let key = layout.record("web", &p, "c");
+    let kv = etcd.kvs[&key].clone();
+    ahead.merge_read(&[Read::Key(key.clone())], etcd.revision, vec![(key, kv)]);
+    assert_eq!(
+        assess(&ahead, &layout, &["c"], "web", &[p], clock(3000)).to_string(),
+        "c: announcing for 0s of hand_over 1s"
+    );
+    watched_at(
+        &etcd,
+        before_held,
+        &mut ahead,
+        t0 + Duration::from_millis(3000),
+    );
+    assert_eq!(
+        assess(&ahead, &layout, &["c"], "web", &[p], clock(3000)).to_string(),
+        "c: announcing",
+        "held goes on announcing: the run goes on"
+    );
+    // A new session's read keeps the runs of records at the version followed.
+    let mut fresh = etcd.snapshot();
+    fresh.follow_from(&ahead.announcing, t0 + Duration::from_millis(3100));
+    assert_eq!(
+        assess(&fresh, &layout, &["b", "c"], "web", &[p], clock(3100)).to_string(),
+        "b: announcing, c: announcing"
+    );
+    let mut unfollowed = etcd.snapshot();
+    unfollowed.follow_from(&Continuity::default(), t0 + Duration::from_millis(3100));
+    assert_eq!(
+        assess(&unfollowed, &layout, &["c"], "web", &[p], clock(3600)).to_string(),
+        "c: announcing for 500ms of hand_over 1s"
+    );
+}
+
+fn announcing_record() -> Record {
+    Record {
+        healthy: true,
+        announcing: true,
+        intent: Intent::None,
+    }
+}
