@@ -355,6 +355,26 @@ def _check_collision(router, sns, base, p, kind):
     return ok, detail, collided
 
 
+# Lines of each log a failed collision row prints: a clean-clone CI run keeps no files,
+# and the order of the two sides' opens, closes and NOTIFICATIONs is what tells a race.
+EXCERPT_LINES = 60
+
+
+def _log_collision_excerpt(base: Path):
+    """The session lines of anyguard's log (its driver's debug lines say which side closed
+    which connection) and the router's log, up to the first EXCERPT_LINES each."""
+    for name, path, keep in (
+            ("anyguard", base / "anyguard" / "anyguard.log", ("session::driver", "session established")),
+            ("router", base / "router" / "bgpd.log", ("198.18.200.2", "ollision", "NOTIFICATION")),
+            ("router", base / "router" / "bird.log", ("",))):
+        if not path.exists():
+            continue
+        lines = [ln for ln in path.read_text(errors="replace").splitlines() if any(k in ln for k in keep)]
+        log(f"  {name} log {path.name}, {min(len(lines), EXCERPT_LINES)} of {len(lines)} session lines:")
+        for ln in lines[:EXCERPT_LINES]:
+            log(f"    {ln[:300]}")
+
+
 def poll_value(fn, good, timeout: float):
     """fn() until good(value) (bounded); the last value either way."""
     v = None
@@ -461,6 +481,8 @@ def _run_extra_once(row: str, kind: str, variant: str):
             res = _check_collision(router, sns, base, p, kind)
         if not res[0]:
             log(f"{tag}: logs under {base}")
+            if row == "collision":
+                _log_collision_excerpt(base)
         return res
     except Fail as e:
         return False, str(e), True
