@@ -103,7 +103,11 @@ impl<K: Eq + Hash + Clone> Continuity<K> {
     /// Since when `key` has been announcing, if it was last seen announcing in `version`
     /// (a newer version this site has not followed, e.g. read ahead of the etcd watch,
     /// says nothing about what happened in between).
-    pub fn since(&self, key: &K, version: i64) -> Option<Instant> {
+    pub fn since<Q>(&self, key: &Q, version: i64) -> Option<Instant>
+    where
+        K: std::borrow::Borrow<Q>,
+        Q: Hash + Eq + ?Sized,
+    {
         self.seen
             .get(key)
             .filter(|s| s.version == version)

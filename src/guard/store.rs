@@ -338,7 +338,7 @@ impl Snapshot {
     /// the version the watch last brought.
     fn announcing_since(&self, key: &str) -> Option<Instant> {
         let version = self.kvs.get(key)?.mod_revision;
-        self.announcing.since(&key.to_owned(), version)
+        self.announcing.since(key, version)
     }
 
     /// The revision as of which the snapshot knows `key` (its `mod_revision`, or the read
