@@ -356,6 +356,7 @@ pub async fn run(
     loop {
         let deadline = [
             core.next_deadline(),
+            shell.guard.as_ref().and_then(FleetGuard::next_deadline),
             stop_deadline,
             shell.systemd.next_ping(),
         ]
