@@ -479,32 +479,31 @@ async fn a_split_sink_sends_state_changes_on_their_own_channel_in_sequence_order
     );
 }
 
-/// Ten services with an HTTP-like and a TCP-like check each at 1 s: 20 checks a second,
-/// a 256 ms grid (`health::schedule`).
-fn ten_services() -> Vec<ServiceConfig> {
-    (0..10)
+/// Ten services with an HTTP-like and a TCP-like check each at 1 s (20 checks a second,
+/// a 256 ms grid: `health::schedule`), every probe passing at once; their first `n`
+/// results with their virtual times.
+async fn ten_services(options: RunnerOptions, n: usize) -> Vec<(Duration, CheckEvent)> {
+    let t0 = Instant::now();
+    let services: Vec<ServiceConfig> = (0..10)
         .map(|i| {
             service(
                 &format!("s{i}"),
                 vec![check(1000, 500, 400, 1, 1), check(1000, 500, 400, 1, 1)],
             )
         })
-        .collect()
+        .collect();
+    let ok: Script = |_| (true, Duration::ZERO);
+    let (_runner, mut rx, _) = start(&services, &[&[ok, ok] as &[Script]; 10], options);
+    collect(&mut rx, t0, n).await
 }
 
 #[tokio::test(start_paused = true)]
 async fn the_checks_of_a_service_share_a_phase_on_the_grid() {
-    let t0 = Instant::now();
-    let ok: Script = |_| (true, Duration::ZERO);
-    let (_runner, mut rx, _) = start(
-        &ten_services(),
-        &[&[ok, ok] as &[Script]; 10],
-        RunnerOptions {
-            seed: Some(11),
-            ..RunnerOptions::default()
-        },
-    );
-    let events = collect(&mut rx, t0, 200).await;
+    let options = RunnerOptions {
+        seed: Some(11),
+        ..RunnerOptions::default()
+    };
+    let events = ten_services(options, 200).await;
     let slot = ms(256);
     let mut times: Vec<Duration> = events.iter().map(|(t, _)| *t).collect();
     assert!(
@@ -549,18 +548,12 @@ async fn the_checks_of_a_service_share_a_phase_on_the_grid() {
 async fn coalesced_probes_start_on_the_grid_and_keep_their_interval() {
     // Splay, no jitter: every due time within half a slot (128 ms) of the check's ideal
     // deadline `first + k × 1 s`, so the rounding never accumulates.
-    let t0 = Instant::now();
-    let ok: Script = |_| (true, Duration::ZERO);
-    let (_runner, mut rx, _) = start(
-        &ten_services(),
-        &[&[ok, ok] as &[Script]; 10],
-        RunnerOptions {
-            jitter: false,
-            seed: Some(5),
-            ..RunnerOptions::default()
-        },
-    );
-    let events = collect(&mut rx, t0, 20 * 30).await;
+    let options = RunnerOptions {
+        jitter: false,
+        seed: Some(5),
+        ..RunnerOptions::default()
+    };
+    let events = ten_services(options, 20 * 30).await;
     for s in 0..10 {
         let times: Vec<Duration> = events
             .iter()

@@ -229,22 +229,8 @@ timeout = "200ms"
 "#,
         web = web_service(&http, &tcp),
     );
-    let config = dir.path().join("anyguard.toml");
-    std::fs::write(&config, text).unwrap();
-    let log = std::fs::File::create(dir.path().join("anyguard.log")).unwrap();
-    let mut daemon = super::process::Process(
-        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
-            .args(["--log-format", "human", "run", "--dry-run", "--config"])
-            .arg(&config)
-            .env("STATE_DIRECTORY", dir.path())
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
-    );
-    let log = || std::fs::read_to_string(dir.path().join("anyguard.log")).unwrap_or_default();
+    let mut daemon = super::process::Process::dry_run(dir.path(), &text);
+    let log = || super::process::dry_run_log(dir.path());
 
     probes_close_with_a_reset(&http, &tcp).await;
 
