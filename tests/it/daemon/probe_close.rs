@@ -150,7 +150,7 @@ remote_asn = {PEER_ASN}
 }
 
 /// The `anyguard` binary's status document, or None while it does not answer.
-async fn binary_doc(port: u16) -> Option<serde_json::Value> {
+pub(super) async fn binary_doc(port: u16) -> Option<serde_json::Value> {
     let url = format!("http://127.0.0.1:{port}/status");
     let text = anyguard::status::client::run(&url, true, false)
         .await
