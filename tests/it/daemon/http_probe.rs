@@ -13,8 +13,7 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
 
-use super::probe_close::binary_doc;
-use super::process::Process;
+use super::probe_close::{binary_doc, dry_run_binary};
 use super::*;
 
 /// How a scripted target answers each connection.
@@ -173,29 +172,14 @@ async fn the_binarys_http_probe_sends_its_exact_request_reads_a_split_answer_res
 
     let dir = tempfile::tempdir().unwrap();
     let status_port = free_port();
-    let config = dir.path().join("anyguard.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let mut daemon = dry_run_binary(
+        dir.path(),
+        &format!(
             "router_id = \"198.18.0.2\"\nlocal_asn = {LOCAL_ASN}\n\n[status]\n\
              listen = \"127.0.0.1:{status_port}\"\n{services}"
         ),
-    )
-    .unwrap();
-    let log_path = dir.path().join("anyguard.log");
-    let log = std::fs::File::create(&log_path).unwrap();
-    let mut daemon = Process(
-        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
-            .args(["--log-format", "human", "run", "--dry-run", "--config"])
-            .arg(&config)
-            .env("STATE_DIRECTORY", dir.path())
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
     );
+    let log_path = dir.path().join("anyguard.log");
     let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
 
     // The split target's first connection: the request as sent, then a reset once the
