@@ -165,26 +165,7 @@ impl HttpProbe {
         let sent = |e: std::io::Error| format!("GET {}: sending the request: {e}", self.path);
         match &self.tls {
             None => {
-                let stream = match connected {
-                    Connected::Now(socket) => {
-                        let written = write_now(&socket, &self.request).map_err(sent)?;
-                        let mut stream = TcpStream::from_std(socket.into()).map_err(sent)?;
-                        if written < self.request.len() {
-                            // A full send buffer on a new connection: the rest when it
-                            // drains, without waiting for ACKs (Nagle) in between.
-                            let _ = stream.set_nodelay(true);
-                            stream
-                                .write_all(&self.request[written..])
-                                .await
-                                .map_err(sent)?;
-                        }
-                        stream
-                    }
-                    Connected::Later(mut stream) => {
-                        stream.write_all(&self.request).await.map_err(sent)?;
-                        stream
-                    }
-                };
+                let stream = send(connected, &self.request).await.map_err(sent)?;
                 self.evaluate(stream).await
             }
             Some(tls) => {
@@ -240,6 +221,25 @@ impl Probe for HttpProbe {
     async fn probe(&self) -> ProbeOutcome {
         ProbeOutcome::timed(self.check()).await
     }
+}
+
+/// Sends `request` on a plain connection and hands the connection over to the reactor
+/// to wait for the answer. On a connection established within `connect` the request is
+/// written before the socket goes to the reactor — no turn of the runtime to learn that
+/// it is writable; what the send buffer does not take (on a new connection, nothing
+/// normally) goes through the reactor as the buffer drains.
+async fn send(connected: Connected, request: &[u8]) -> std::io::Result<TcpStream> {
+    let written = match &connected {
+        Connected::Now(socket) => write_now(socket, request)?,
+        Connected::Later(_) => 0,
+    };
+    let mut stream = connected.into_stream()?;
+    if written < request.len() {
+        // No waiting for ACKs (Nagle) between the pieces.
+        let _ = stream.set_nodelay(true);
+        stream.write_all(&request[written..]).await?;
+    }
+    Ok(stream)
 }
 
 /// Writes as much of `request` as `socket` (non-blocking, not on the reactor) takes now:
@@ -438,6 +438,44 @@ pub(crate) mod tests {
             out.detail.starts_with(&format!("connect to {addr}: ")),
             "{out:?}"
         );
+    }
+
+    /// A request larger than the send buffer takes: the part written before the socket
+    /// goes to the reactor and the rest written through it arrive whole and in order.
+    #[tokio::test]
+    async fn a_request_the_send_buffer_cannot_take_at_once_is_finished_through_the_reactor() {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let connected = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let Connected::Now(socket) = &connected else {
+            panic!("a loopback connect still in progress: {connected:?}");
+        };
+        socket
+            .set_send_buffer_size(4096)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let request: Vec<u8> = (0..1u32 << 20).map(|i| i.to_le_bytes()[0]).collect();
+        let (mut peer, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        // The kernel cannot take it all at once while the peer does not read.
+        let room = socket.send_buffer_size().unwrap_or_else(|e| panic!("{e}"))
+            + socket2::SockRef::from(&peer)
+                .recv_buffer_size()
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(room < request.len(), "{room} bytes of buffers");
+        let (sent, received) = tokio::join!(send(connected, &request), async {
+            let mut all = vec![0; request.len()];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                peer.read_exact(&mut all),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the request did not arrive within 10 s"))
+            .unwrap_or_else(|e| panic!("{e}"));
+            all
+        });
+        drop(sent.unwrap_or_else(|e| panic!("{e}")));
+        assert!(received == request, "the bytes differ");
     }
 
     #[test]
