@@ -104,8 +104,8 @@ rise = 1
     }
     let dir = tempfile::tempdir().unwrap();
     let started = Instant::now();
-    let mut daemon = super::process::Process::dry_run(dir.path(), &text);
-    let log = || super::process::dry_run_log(dir.path());
+    let mut daemon = super::probe_close::dry_run_binary(dir.path(), &text);
+    let log = || std::fs::read_to_string(dir.path().join("anyguard.log")).unwrap_or_default();
     tokio::time::sleep(SETTLED + WINDOW).await;
 
     // The start delay of every scheduled probe, from /metrics.

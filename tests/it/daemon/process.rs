@@ -12,26 +12,6 @@ use super::*;
 pub(super) struct Process(pub(super) std::process::Child);
 
 impl Process {
-    /// `anyguard run --dry-run` with `config` written to `dir/anyguard.toml`, its state in
-    /// `dir` and its log (human format) in `dir/anyguard.log` ([`dry_run_log`]).
-    pub(super) fn dry_run(dir: &Path, config: &str) -> Self {
-        let path = dir.join("anyguard.toml");
-        std::fs::write(&path, config).unwrap();
-        let log = std::fs::File::create(dir.join("anyguard.log")).unwrap();
-        Process(
-            std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
-                .args(["--log-format", "human", "run", "--dry-run", "--config"])
-                .arg(&path)
-                .env("STATE_DIRECTORY", dir)
-                .env_remove("NOTIFY_SOCKET")
-                .stdin(std::process::Stdio::null())
-                .stdout(log.try_clone().unwrap())
-                .stderr(log)
-                .spawn()
-                .unwrap(),
-        )
-    }
-
     pub(super) fn signal(&self, s: Signal) {
         let pid = i32::try_from(self.0.id()).unwrap();
         kill(Pid::from_raw(pid), s).unwrap();
@@ -47,11 +27,6 @@ impl Process {
         }
         panic!("anyguard did not exit within 10 s");
     }
-}
-
-/// The log so far of a daemon started by [`Process::dry_run`] in `dir`.
-pub(super) fn dry_run_log(dir: &Path) -> String {
-    std::fs::read_to_string(dir.join("anyguard.log")).unwrap_or_default()
 }
 
 impl Drop for Process {
