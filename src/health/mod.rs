@@ -7,6 +7,9 @@
 //! - [`runner`]: thin tokio tasks, one per check, that schedule probes (start-up splay,
 //!   jitter, fast interval while a check is changing state, no drift), enforce timeouts,
 //!   feed the hysteresis and send every result as a [`CheckEvent`] to the coordinator.
+//! - `schedule`: when probes start — the pure arithmetic of probe wake coalescing (due
+//!   times on a slot grid whose width follows the probe rate) and of how many probe
+//!   threads the load needs.
 //! - [`probe_threads`]: in the daemon, the check tasks run on threads of their own
 //!   (`current_thread` runtimes), not on the multi-thread runtime's workers.
 //!
@@ -19,6 +22,7 @@ pub mod hysteresis;
 pub mod probe;
 pub mod probe_threads;
 pub mod runner;
+mod schedule;
 
 pub use combine::{combine, ServiceHealth};
 pub use hysteresis::{CheckState, CheckStatus, Hysteresis, Transition};

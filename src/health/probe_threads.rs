@@ -2,7 +2,9 @@
 //!
 //! In the daemon, the check tasks do not run on the multi-thread runtime's workers but on
 //! threads of their own, each a `current_thread` runtime with its own timer and I/O
-//! driver, the checks shared among them round-robin. A probe's timer and its socket then
+//! driver, the services shared among as many of them as the configured load needs
+//! (`health::schedule`: one thread up to ~4,000 plain probes a second), round-robin, the
+//! checks of a service on one thread. A probe's timer and its socket then
 //! wake only the thread that owns the check: on the multi-thread runtime, every wake of a
 //! probe task also unparked an idle sibling worker to look for work to steal (a futex
 //! call and a context switch each, for nothing), which is what made a probe result cost
@@ -15,7 +17,6 @@
 //! before.
 
 use std::future::Future;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 
 use tokio::runtime::Handle;
@@ -26,7 +27,6 @@ static PROBE_THREADS: OnceLock<ProbeThreads> = OnceLock::new();
 
 struct ProbeThreads {
     handles: Vec<Handle>,
-    next: AtomicUsize,
 }
 
 /// The probe threads could not be started.
@@ -41,7 +41,8 @@ pub enum ProbeThreadsError {
 }
 
 /// Starts `threads` probe threads (at least one); every check task spawned afterwards runs
-/// on one of them. The threads live as long as the process.
+/// on one of them. The threads live as long as the process; one the runner gives no check
+/// (a low load needs fewer, `health::schedule`) sleeps without a timer and costs nothing.
 pub fn install(threads: usize) -> Result<(), ProbeThreadsError> {
     let mut handles = Vec::with_capacity(threads.max(1));
     for i in 0..threads.max(1) {
@@ -55,24 +56,25 @@ pub fn install(threads: usize) -> Result<(), ProbeThreadsError> {
             .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
     }
     PROBE_THREADS
-        .set(ProbeThreads {
-            handles,
-            next: AtomicUsize::new(0),
-        })
+        .set(ProbeThreads { handles })
         .map_err(|_| ProbeThreadsError::AlreadyInstalled)
 }
 
-/// Spawns a check task: on the next probe thread when they are installed, else on the
-/// current runtime.
-pub(crate) fn spawn<F>(task: F) -> JoinHandle<()>
+/// How many probe threads are installed (0 without [`install`]).
+pub(crate) fn installed() -> usize {
+    PROBE_THREADS.get().map_or(0, |t| t.handles.len())
+}
+
+/// Spawns a check task on probe thread `thread` (modulo the threads installed) when they
+/// are installed, else on the current runtime. The runner chooses the thread: the checks
+/// of a service on one, and only as many threads as the load needs
+/// (`health::schedule`), so that checks due at the same time share a wake.
+pub(crate) fn spawn_on<F>(thread: usize, task: F) -> JoinHandle<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
     match PROBE_THREADS.get() {
-        Some(t) => {
-            let i = t.next.fetch_add(1, Ordering::Relaxed) % t.handles.len();
-            t.handles[i].spawn(task)
-        }
-        None => tokio::spawn(task),
+        Some(t) if !t.handles.is_empty() => t.handles[thread % t.handles.len()].spawn(task),
+        _ => tokio::spawn(task),
     }
 }

@@ -27,7 +27,12 @@
 //!   probe starts at once and the schedule restarts from there (tokio's
 //!   `MissedTickBehavior::Delay`: no burst of catch-up probes);
 //! - **timeout**: a probe still running at its timeout is dropped and counts as failed.
-//!   Each check has its own task, so a hung probe never delays another check.
+//!   Each check has its own task, so a hung probe never delays another check;
+//! - **wake coalescing** ([`super::schedule`]): the deadlines above are the *ideal*
+//!   schedule; a probe starts at the point of a slot grid nearest to its ideal deadline
+//!   (its due time, which the start delay is measured from), so checks due within one
+//!   slot start in one wake of their probe thread. The checks of a service share their
+//!   splay and jitter draws and their thread, so they are due together.
 //!
 //! A request to check now (operator's `POST /services/{name}/check`) wakes every check of
 //! the service through its [`Notify`]; a request arriving during a probe is kept and runs
@@ -49,6 +54,7 @@ use crate::status::logging::check_span;
 
 use super::hysteresis::{CheckState, Hysteresis, Transition};
 use super::probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
+use super::schedule;
 
 /// Extra time a self-timed probe (command) gets to kill and reap before the runner gives
 /// up on it.
@@ -129,6 +135,9 @@ pub struct RunnerOptions {
     pub jitter: bool,
     /// Seed for splay and jitter (reproducible runs); from the OS if `None`.
     pub seed: Option<u64>,
+    /// Probe wake coalescing: probes start on the points of a slot grid nearest to their
+    /// deadlines, so checks due within one slot share a wake ([`super::schedule`]).
+    pub coalesce: bool,
 }
 
 impl Default for RunnerOptions {
@@ -137,6 +146,7 @@ impl Default for RunnerOptions {
             splay: true,
             jitter: true,
             seed: None,
+            coalesce: true,
         }
     }
 }
@@ -256,9 +266,15 @@ impl HealthRunner {
             Some(seed) => StdRng::seed_from_u64(seed),
             None => StdRng::from_entropy(),
         };
+        let plan = ThreadPlan::new(services, options, super::probe_threads::installed());
         let mut tasks = Vec::with_capacity(services.len());
         for (si, (service, service_probes)) in services.iter().zip(probes).enumerate() {
             let mut checks = Vec::with_capacity(service_probes.len());
+            // The checks of a service share a phase: the same splay and the same jitter
+            // draws, so while they run at the same period they are due in the same slot
+            // (one wake for the service, not one per check).
+            let service_seed: u64 = seeds.gen();
+            let (thread, grid) = plan.service(si);
             for (ci, (check, probe)) in service.checks.iter().zip(service_probes).enumerate() {
                 let trigger = Arc::new(Notify::new());
                 let span = check_span(&service.name, &check.name);
@@ -268,11 +284,13 @@ impl HealthRunner {
                     timing: Timing::from(check),
                     resume: previous(service, check),
                     options,
-                    rng: StdRng::seed_from_u64(seeds.gen()),
+                    rng: StdRng::seed_from_u64(service_seed),
+                    grid,
                     trigger: Arc::clone(&trigger),
                     events: events.clone(),
                 };
-                let task = super::probe_threads::spawn(run_check(ctx, probe).instrument(span));
+                let task =
+                    super::probe_threads::spawn_on(thread, run_check(ctx, probe).instrument(span));
                 checks.push(CheckTask { trigger, task });
             }
             tasks.push(ServiceTasks {
@@ -344,6 +362,78 @@ impl From<&CheckConfig> for Timing {
     }
 }
 
+/// Which probe thread runs a service's checks, and the grid their due times fall on
+/// ([`super::schedule`]): as few threads as the configured load needs, the services
+/// round-robin over them, a slot as wide as the rate of the service's thread asks for.
+struct ThreadPlan {
+    epoch: Instant,
+    /// The grid's base slot per thread (zero: no coalescing).
+    slots: Vec<Duration>,
+}
+
+impl ThreadPlan {
+    fn new(services: &[ServiceConfig], options: RunnerOptions, installed: usize) -> Self {
+        let checks = || services.iter().flat_map(|s| &s.checks);
+        let load = checks().map(schedule::check_load).sum();
+        let threads = schedule::probe_threads_for(load, installed);
+        let mut rates = vec![0.0; threads];
+        for (si, service) in services.iter().enumerate() {
+            rates[si % threads] += service
+                .checks
+                .iter()
+                .map(schedule::checks_per_second)
+                .sum::<f64>();
+        }
+        let slots = rates
+            .into_iter()
+            .map(|rate| {
+                if options.coalesce {
+                    schedule::base_slot(rate)
+                } else {
+                    Duration::ZERO
+                }
+            })
+            .collect();
+        ThreadPlan {
+            epoch: Instant::now(),
+            slots,
+        }
+    }
+
+    /// Service `si`'s thread and grid.
+    fn service(&self, si: usize) -> (usize, Grid) {
+        let thread = si % self.slots.len().max(1);
+        let base = self.slots.get(thread).copied().unwrap_or_default();
+        (
+            thread,
+            Grid {
+                epoch: self.epoch,
+                base,
+            },
+        )
+    }
+}
+
+/// The slot grid of a check's due times ([`super::schedule`]).
+#[derive(Debug, Clone, Copy)]
+struct Grid {
+    epoch: Instant,
+    /// The thread's slot; zero without coalescing (due times are the ideal deadlines).
+    base: Duration,
+}
+
+impl Grid {
+    /// The due time of a probe ideally at `ideal`, `period` after the previous one.
+    fn due(&self, ideal: Instant, now: Instant, period: Duration) -> Instant {
+        schedule::due(
+            self.epoch,
+            ideal,
+            now,
+            schedule::slot_for(self.base, period),
+        )
+    }
+}
+
 struct CheckContext {
     service: usize,
     check: usize,
@@ -351,6 +441,7 @@ struct CheckContext {
     resume: Option<CheckState>,
     options: RunnerOptions,
     rng: StdRng,
+    grid: Grid,
     trigger: Arc<Notify>,
     events: CheckSink,
 }
@@ -400,11 +491,14 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
         None => Hysteresis::new(t.rise, t.fall),
     };
     let start = Instant::now();
-    let mut deadline = if ctx.options.splay {
+    // `ideal` is the schedule (splay, jitter, no drift); `deadline` the due time the grid
+    // gives it, which the probe waits for and its start delay is measured from.
+    let mut ideal = if ctx.options.splay {
         start + splay(t.interval, &mut ctx.rng)
     } else {
         start
     };
+    let mut deadline = ctx.grid.due(ideal, start, t.interval);
     loop {
         let manual = tokio::select! {
             () = sleep_until(deadline) => false,
@@ -466,8 +560,10 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
         } else {
             base
         };
-        let anchor = if manual { started } else { deadline };
-        deadline = next_deadline(anchor, Instant::now(), period);
+        let anchor = if manual { started } else { ideal };
+        let now = Instant::now();
+        ideal = next_deadline(anchor, now, period);
+        deadline = ctx.grid.due(ideal, now, period);
     }
 }
 

@@ -63,6 +63,7 @@ rise = 1
         splay: false,
         jitter: false,
         seed: Some(1),
+        coalesce: false,
     };
     let runner =
         HealthRunner::start(&config.services, tx, options).unwrap_or_else(|e| panic!("{e}"));

@@ -62,6 +62,7 @@ const EXACT: RunnerOptions = RunnerOptions {
     splay: false,
     jitter: false,
     seed: Some(1),
+    coalesce: false,
 };
 
 /// Starts `services` with scripted probes (`scripts[service][check]`).
@@ -268,18 +269,23 @@ async fn a_request_during_a_probe_runs_right_after_it() {
     assert_eq!(times, [ms(1000), ms(2000)]);
 }
 
+// Five services, not five checks of one service: the checks of a service share their
+// phase (`the_checks_of_a_service_share_a_phase_on_the_grid`).
 #[tokio::test(start_paused = true)]
 async fn splay_spreads_first_probes_within_the_interval() {
     let t0 = Instant::now();
-    let checks = (0..5).map(|_| check(1000, 1000, 500, 1, 1)).collect();
+    let services: Vec<ServiceConfig> = (0..5)
+        .map(|i| service(&format!("s{i}"), vec![check(1000, 1000, 500, 1, 1)]))
+        .collect();
     let ok: Script = |_| (true, Duration::ZERO);
     let (_runner, mut rx, _) = start(
-        &[service("s", checks)],
-        &[&[ok; 5]],
+        &services,
+        &[&[ok] as &[Script]; 5],
         RunnerOptions {
             splay: true,
             jitter: false,
             seed: Some(7),
+            coalesce: false,
         },
     );
     let events = collect(&mut rx, t0, 5).await;
@@ -298,10 +304,13 @@ async fn jitter_keeps_every_period_within_ten_percent() {
     let (_runner, mut rx, _) = start(
         &[service("s", vec![check(1000, 1000, 500, 1, 1)])],
         &[&[|_| (true, Duration::ZERO)]],
+        // Without the grid: its rounding adds up to a slot to a period (see
+        // `coalesced_probes_start_on_the_grid_and_keep_their_interval`).
         RunnerOptions {
             splay: false,
             jitter: true,
             seed: Some(3),
+            coalesce: false,
         },
     );
     let times: Vec<Duration> = collect(&mut rx, t0, 10)
@@ -468,4 +477,100 @@ async fn a_split_sink_sends_state_changes_on_their_own_channel_in_sequence_order
         details,
         ["call 0", "call 1", "call 2", "call 3", "call 4", "call 5"]
     );
+}
+
+/// Ten services with an HTTP-like and a TCP-like check each at 1 s (20 checks a second,
+/// a 256 ms grid: `health::schedule`), every probe passing at once; their first `n`
+/// results with their virtual times.
+async fn ten_services(options: RunnerOptions, n: usize) -> Vec<(Duration, CheckEvent)> {
+    let t0 = Instant::now();
+    let services: Vec<ServiceConfig> = (0..10)
+        .map(|i| {
+            service(
+                &format!("s{i}"),
+                vec![check(1000, 500, 400, 1, 1), check(1000, 500, 400, 1, 1)],
+            )
+        })
+        .collect();
+    let ok: Script = |_| (true, Duration::ZERO);
+    let (_runner, mut rx, _) = start(&services, &[&[ok, ok] as &[Script]; 10], options);
+    collect(&mut rx, t0, n).await
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_checks_of_a_service_share_a_phase_on_the_grid() {
+    let options = RunnerOptions {
+        seed: Some(11),
+        ..RunnerOptions::default()
+    };
+    let events = ten_services(options, 200).await;
+    let slot = ms(256);
+    let mut times: Vec<Duration> = events.iter().map(|(t, _)| *t).collect();
+    assert!(
+        times.iter().all(|t| t.as_nanos() % slot.as_nanos() == 0),
+        "a probe off the {slot:?} grid: {times:?}"
+    );
+    // Both checks of a service probe at the same instants.
+    for s in 0..10 {
+        let of = |c: usize| -> Vec<Duration> {
+            events
+                .iter()
+                .filter(|(_, e)| e.service == s && e.check == c)
+                .map(|(t, _)| *t)
+                .collect()
+        };
+        let (a, b) = (of(0), of(1));
+        let n = a.len().min(b.len());
+        assert!(n >= 5, "service {s}: {a:?} {b:?}");
+        assert_eq!(a[..n], b[..n], "service {s}");
+    }
+    // 200 checks (100 probes of a service's pair) started in far fewer wakes.
+    times.dedup();
+    assert!(
+        times.len() <= 200 / 3,
+        "{} distinct start times",
+        times.len()
+    );
+    // Every probe started at its due time (the grid point): no lateness on this clock.
+    assert!(
+        events
+            .iter()
+            .all(|(_, e)| e.start_delay == Some(Duration::ZERO)),
+        "{:?}",
+        events
+            .iter()
+            .map(|(_, e)| e.start_delay)
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn coalesced_probes_start_on_the_grid_and_keep_their_interval() {
+    // Splay, no jitter: every due time within half a slot (128 ms) of the check's ideal
+    // deadline `first + k × 1 s`, so the rounding never accumulates.
+    let options = RunnerOptions {
+        jitter: false,
+        seed: Some(5),
+        ..RunnerOptions::default()
+    };
+    let events = ten_services(options, 20 * 30).await;
+    for s in 0..10 {
+        let times: Vec<Duration> = events
+            .iter()
+            .filter(|(_, e)| e.service == s && e.check == 0)
+            .map(|(t, _)| *t)
+            .collect();
+        assert!(times.len() >= 25, "service {s}: {times:?}");
+        let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+        assert!(
+            gaps.iter()
+                .all(|g| *g >= ms(1000 - 256) && *g <= ms(1000 + 256)),
+            "service {s}: {gaps:?}"
+        );
+        // The last start as far from the first as the interval says, within a slot.
+        let span = times[times.len() - 1] - times[0];
+        let want = ms(1000) * u32::try_from(times.len() - 1).unwrap_or(0);
+        let off = span.abs_diff(want);
+        assert!(off <= ms(256), "service {s}: {span:?} for {want:?}");
+    }
 }

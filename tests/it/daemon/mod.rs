@@ -20,6 +20,7 @@ mod http_probe;
 mod many_peers;
 mod operations;
 mod probe_close;
+mod probe_wakes;
 mod process;
 mod state_file;
 mod systemd;
