@@ -228,12 +228,14 @@ fn default_state_dir(
     Some(from_systemd.unwrap_or_else(|| PathBuf::from(DEFAULT_STATE_DIR)))
 }
 
-/// Most probe threads of the daemon (one per core up to this). One `current_thread`
+/// Most probe threads of the daemon (one per core up to this are installed; the runner
+/// uses as many of them as the configured probe rate asks for, one per ~4,000 plain probes
+/// a second, a TLS or command check weighing 20: `health::schedule`). One `current_thread`
 /// runtime carries 2,000 plain probes a second at ~10 % of a core (docs/benchmarks.md, "A
 /// thousand services", round 5), but a TLS handshake costs about a millisecond of CPU: a
 /// thousand `https` checks a second need more than one core, as they had on the
-/// multi-thread runtime. A check stays on its thread, so more threads add no wake-ups
-/// per result (each wakes only for its own checks).
+/// multi-thread runtime. A check stays on its thread, and few threads at a low rate let
+/// checks due together share a wake (round 6).
 const MAX_PROBE_THREADS: usize = 4;
 
 /// The state directory without `state_dir` or `$STATE_DIRECTORY`.
