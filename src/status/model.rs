@@ -6,14 +6,18 @@
 //! service's entry is shared by `Arc` between snapshots and rebuilt only when that service
 //! changed, so that publishing after a probe result costs the same with ten services or a
 //! thousand (issue 13). A check's counters and recent results, which change with every
-//! probe result, are not part of that entry's identity: the coordinator records them in
-//! the check's [`LiveCheck`], and the endpoint copies them into the document it serves
-//! ([`ServiceStatus::fill_live`]), so a result that changes nothing else rebuilds nothing.
+//! probe result, are not part of that entry's identity: the check's own task records them
+//! in the check's [`LiveCheck`] (`status::record`), and the endpoint copies them into the
+//! document it serves ([`ServiceStatus::fill_live`]), so a result that changes nothing
+//! else rebuilds nothing and does not even wake the coordinator.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+use crate::health::ProbeOutcome;
 
 /// The whole status document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -350,7 +354,7 @@ pub struct CheckStatus {
     /// `/status?service=NAME` appends them to `last_results`.
     #[serde(skip)]
     pub older_results: Vec<ProbeResultStatus>,
-    /// Where the coordinator records this check's counters and results as they come
+    /// Where the check's task records its counters and results as they come
     /// (not serialised; [`CheckStatus::fill_live`] copies them into the fields above).
     #[serde(skip)]
     pub live: LiveCheck,
@@ -447,10 +451,14 @@ impl CheckStatus {
     }
 }
 
-/// A check's consecutive passes and failures and its latest results (newest first), as
-/// the coordinator records them at every probe result. Shared between the coordinator's
-/// check slot and the `/status` entries built from it; entries compare equal when they
-/// share the same one.
+/// A check's consecutive passes and failures and its latest results (newest first),
+/// recorded at every probe result: in the daemon by the check's task itself
+/// (`status::record`), so that a result that changes nothing wakes nobody (issue 13).
+/// Shared between that task, the coordinator's check slot and the `/status` entries built
+/// from it; entries compare equal when they share the same one. One record belongs to one
+/// health runner: a reload that restarts the runner gives the new one a copy
+/// ([`LiveCheck::fork`]), so that a result of the old runner still on its way cannot land
+/// in it.
 #[derive(Debug, Clone, Default)]
 pub struct LiveCheck(Option<Arc<Mutex<LiveCheckData>>>);
 
@@ -463,6 +471,9 @@ pub struct LiveCheckData {
     pub fall_count: u32,
     /// The latest results, newest first.
     pub results: VecDeque<ProbeResultStatus>,
+    /// `CheckEvent::seq` of the newest result recorded (0: none yet): a result is
+    /// recorded once, and never after a newer one.
+    pub seq: u64,
 }
 
 impl LiveCheck {
@@ -474,15 +485,52 @@ impl LiveCheck {
         }))))
     }
 
-    /// Records one result (and the counters after it), keeping the newest `keep`.
-    pub fn record(&self, rise_count: u32, fall_count: u32, result: ProbeResultStatus, keep: usize) {
-        if let Some(live) = &self.0 {
-            let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
-            live.rise_count = rise_count;
-            live.fall_count = fall_count;
-            live.results.push_front(result);
-            live.results.truncate(keep);
+    /// Records result `seq` (made by `result` only if it is recorded) and the counters
+    /// after it, keeping the newest `keep`, unless a result as new is recorded already
+    /// (the check's task recorded it, or overtook it with a newer one). Whether recorded.
+    pub fn record(
+        &self,
+        seq: u64,
+        rise_count: u32,
+        fall_count: u32,
+        result: impl FnOnce() -> ProbeResultStatus,
+        keep: usize,
+    ) -> bool {
+        let Some(live) = &self.0 else {
+            return false;
+        };
+        let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+        if seq <= live.seq {
+            return false;
         }
+        live.seq = seq;
+        live.rise_count = rise_count;
+        live.fall_count = fall_count;
+        // Made under the lock, and only when recorded: the lock is the check's own (its
+        // task and a `/status` being served are all that take it).
+        live.results.push_front(result());
+        live.results.truncate(keep);
+        true
+    }
+
+    /// The consecutive passes and failures recorded last (0, 0 for no record).
+    pub fn counters(&self) -> (u32, u32) {
+        self.0.as_ref().map_or((0, 0), |l| {
+            let l = l.lock().unwrap_or_else(PoisonError::into_inner);
+            (l.rise_count, l.fall_count)
+        })
+    }
+
+    /// A new record holding a copy of this one (keeping at most `keep` results), for a
+    /// health runner that continues the check, and the counters of that copy.
+    pub fn fork(&self, keep: usize) -> (LiveCheck, (u32, u32)) {
+        let Some(live) = &self.0 else {
+            return (LiveCheck::new(keep), (0, 0));
+        };
+        let mut copy = live.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        copy.results.truncate(keep);
+        let counters = (copy.rise_count, copy.fall_count);
+        (LiveCheck(Some(Arc::new(Mutex::new(copy)))), counters)
     }
 }
 
@@ -510,6 +558,19 @@ pub struct ProbeResultStatus {
     pub latency_ms: f64,
     /// Error text or captured output.
     pub detail: String,
+}
+
+impl ProbeResultStatus {
+    /// `outcome` as shown, observed at `at`, with `detail` (the outcome's, moved or
+    /// copied by the caller).
+    pub fn new(at: SystemTime, outcome: &ProbeOutcome, detail: String) -> Self {
+        ProbeResultStatus {
+            at: crate::coordinator::core::rfc3339(at),
+            ok: outcome.ok,
+            latency_ms: outcome.latency.as_secs_f64() * 1000.0,
+            detail,
+        }
+    }
 }
 
 /// A BGP peer.
