@@ -20,6 +20,7 @@ mod many_peers;
 mod operations;
 mod probe_close;
 mod process;
+mod routine_results;
 mod state_file;
 mod systemd;
 
