@@ -19,9 +19,7 @@ use crate::announcer::{self, Presentation, RibOut, RouteAttrs};
 use crate::config::{CheckKind, Config, ServiceConfig};
 use crate::health::{combine, same_check, CheckEvent, CheckStatus, ServiceHealth};
 use crate::service::{Change, DrainSource, GuardVerdict, Health, Inputs, Service};
-use crate::status::model::{
-    self, AnnouncementStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
-};
+use crate::status::model::{self, AnnouncementStatus, DampeningStatus, GuardStatus, ServiceStatus};
 
 /// Whether no two services of `config` share a prefix ([`Core::take_routes_update`]).
 fn prefixes_unique(config: &Config) -> bool {
@@ -453,7 +451,8 @@ impl Core {
             event.seq,
             event.state.passes,
             event.state.failures,
-            || ProbeResultStatus::new(at, &event.outcome, event.outcome.detail.clone()),
+            at,
+            &event.outcome,
             RESULTS_KEPT,
         );
         if health_may_change {
@@ -1395,13 +1394,7 @@ mod tests {
         );
         // A result of the old runner still on its way lands in the old record only.
         let late = report(0, 0, CheckStatus::Down);
-        assert!(old_record.record(
-            late.seq,
-            0,
-            9,
-            || ProbeResultStatus::new(w, &late.outcome, "late".into()),
-            RESULTS_KEPT
-        ));
+        assert!(old_record.record(late.seq, 0, 9, w, &late.outcome, RESULTS_KEPT));
         let st = core.service_status(t0, w, &[], &|_| GuardStatus::default());
         assert_eq!(st[0].checks[0].state, "up", "same name and target: kept");
         assert_eq!(
@@ -1431,13 +1424,7 @@ mod tests {
         // change in.
         let after = report(0, 0, CheckStatus::Down);
         for (event, failures) in [(&down, 2), (&after, 3)] {
-            assert!(record.record(
-                event.seq,
-                0,
-                failures,
-                || ProbeResultStatus::new(w, &event.outcome, String::new()),
-                RESULTS_KEPT
-            ));
+            assert!(record.record(event.seq, 0, failures, w, &event.outcome, RESULTS_KEPT));
         }
         core.on_probe(&down, w);
         let changes = core.evaluate(t0, w);

@@ -354,10 +354,15 @@ pub async fn run(
     let mut stop_deadline: Option<Instant> = None;
     let stop_plan: StopPlan;
     loop {
+        // Every time-driven step has its deadline here: no probe result wakes the loop
+        // in passing any more (issue 13).
+        let initial_deadline =
+            (!*shell.initial_tx.borrow()).then_some(shell.started + INITIAL_ROUTES_MAX);
         let deadline = [
             core.next_deadline(),
             stop_deadline,
             shell.systemd.next_ping(),
+            initial_deadline,
         ]
         .into_iter()
         .flatten()

@@ -109,22 +109,19 @@ impl CheckSink {
         }
     }
 
-    async fn send(&self, mut event: CheckEvent) -> Result<(), mpsc::error::SendError<CheckEvent>> {
+    async fn send(&self, event: CheckEvent) -> Result<(), mpsc::error::SendError<CheckEvent>> {
         if let Some(recorder) = &self.recorder {
-            let at = std::time::SystemTime::now();
+            // A state change too is recorded here, before it is sent: a routine result
+            // after it, recorded at once, must not come first in the history.
+            recorder.record(&event, std::time::SystemTime::now());
             if event.transition.is_none() {
                 // Nothing the coordinator decides from: recorded, and that is all (while
                 // the coordinator runs: the check stops with it, as when it sends).
-                let detail = std::mem::take(&mut event.outcome.detail);
-                recorder.record(&event, detail, at);
                 if self.events.is_closed() {
                     return Err(mpsc::error::SendError(event));
                 }
                 return Ok(());
             }
-            // Recorded before it is sent: a routine result after it, recorded at once,
-            // must not come first in the history.
-            recorder.record(&event, event.outcome.detail.clone(), at);
         }
         self.events.send(event).await
     }

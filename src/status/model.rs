@@ -485,15 +485,16 @@ impl LiveCheck {
         }))))
     }
 
-    /// Records result `seq` (made by `result` only if it is recorded) and the counters
-    /// after it, keeping the newest `keep`, unless a result as new is recorded already
-    /// (the check's task recorded it, or overtook it with a newer one). Whether recorded.
+    /// Records result `seq` (`outcome`, observed at `at`) and the counters after it,
+    /// keeping the newest `keep`, unless a result as new is recorded already (the
+    /// check's task recorded it, or overtook it with a newer one). Whether recorded.
     pub fn record(
         &self,
         seq: u64,
         rise_count: u32,
         fall_count: u32,
-        result: impl FnOnce() -> ProbeResultStatus,
+        at: SystemTime,
+        outcome: &ProbeOutcome,
         keep: usize,
     ) -> bool {
         let Some(live) = &self.0 else {
@@ -506,9 +507,17 @@ impl LiveCheck {
         live.seq = seq;
         live.rise_count = rise_count;
         live.fall_count = fall_count;
-        // Made under the lock, and only when recorded: the lock is the check's own (its
-        // task and a `/status` being served are all that take it).
-        live.results.push_front(result());
+        // Once `keep` are kept, the oldest entry is written over: its strings keep their
+        // memory, so a result allocates nothing (issue 13; and the check's task, which
+        // records in the daemon, leaves no long-lived allocation among its probes'
+        // short-lived ones in its thread's malloc arena).
+        let mut entry = if live.results.len() >= keep.max(1) {
+            live.results.pop_back().unwrap_or_default()
+        } else {
+            ProbeResultStatus::default()
+        };
+        entry.set(at, outcome);
+        live.results.push_front(entry);
         live.results.truncate(keep);
         true
     }
@@ -561,15 +570,16 @@ pub struct ProbeResultStatus {
 }
 
 impl ProbeResultStatus {
-    /// `outcome` as shown, observed at `at`, with `detail` (the outcome's, moved or
-    /// copied by the caller).
-    pub fn new(at: SystemTime, outcome: &ProbeOutcome, detail: String) -> Self {
-        ProbeResultStatus {
-            at: crate::coordinator::core::rfc3339(at),
-            ok: outcome.ok,
-            latency_ms: outcome.latency.as_secs_f64() * 1000.0,
-            detail,
-        }
+    /// Becomes `outcome` as shown, observed at `at`, reusing its strings' memory.
+    pub fn set(&mut self, at: SystemTime, outcome: &ProbeOutcome) {
+        use std::fmt::Write as _;
+        self.at.clear();
+        // Writing to a `String` cannot fail.
+        let _ = write!(self.at, "{}", humantime::format_rfc3339_millis(at));
+        self.ok = outcome.ok;
+        self.latency_ms = outcome.latency.as_secs_f64() * 1000.0;
+        self.detail.clear();
+        self.detail.push_str(&outcome.detail);
     }
 }
 

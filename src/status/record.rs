@@ -29,7 +29,7 @@ use crate::coordinator::core::RESULTS_KEPT;
 use crate::health::CheckEvent;
 
 use super::metrics::{CheckMetrics, Metrics};
-use super::model::{LiveCheck, ProbeResultStatus};
+use super::model::LiveCheck;
 
 /// Where the checks of one health runner record their results.
 #[derive(Debug)]
@@ -66,12 +66,11 @@ impl ResultRecorder {
         ResultRecorder { checks }
     }
 
-    /// Records `event`, observed at `at`, with `detail` (the outcome's: moved out of a
-    /// result that goes no further, copied from one that goes on to the coordinator):
-    /// its counters and history in its check's [`LiveCheck`], its latency and start delay
-    /// in the check's metrics. False, recording nothing, for a check this recorder does
-    /// not have or a result older than the newest recorded.
-    pub fn record(&self, event: &CheckEvent, detail: String, at: SystemTime) -> bool {
+    /// Records `event`, observed at `at`: its counters and history in its check's
+    /// [`LiveCheck`], its latency and start delay in the check's metrics. False,
+    /// recording nothing, for a check this recorder does not have or a result not newer
+    /// than the newest recorded.
+    pub fn record(&self, event: &CheckEvent, at: SystemTime) -> bool {
         let Some(check) = self
             .checks
             .get(event.service)
@@ -83,7 +82,8 @@ impl ResultRecorder {
             event.seq,
             event.state.passes,
             event.state.failures,
-            || ProbeResultStatus::new(at, &event.outcome, detail),
+            at,
+            &event.outcome,
             RESULTS_KEPT,
         );
         if recorded {

@@ -82,9 +82,9 @@ fn results_are_recorded_in_their_checks_record_and_metrics_newest_first() {
     let (http, tcp) = (LiveCheck::new(RESULTS_KEPT), LiveCheck::new(RESULTS_KEPT));
     let recorder = ResultRecorder::new(&services(), vec![vec![http.clone(), tcp.clone()]], &m);
     let at = SystemTime::UNIX_EPOCH;
-    assert!(recorder.record(&result(0, true, 5, 0, "200 a"), "200 a".into(), at));
-    assert!(recorder.record(&result(0, false, 0, 1, "503"), "503".into(), at));
-    assert!(recorder.record(&result(1, true, 9, 0, "connected"), "connected".into(), at));
+    assert!(recorder.record(&result(0, true, 5, 0, "200 a"), at));
+    assert!(recorder.record(&result(0, false, 0, 1, "503"), at));
+    assert!(recorder.record(&result(1, true, 9, 0, "connected"), at));
 
     assert_eq!(shown(&http), (0, 1, vec!["503".into(), "200 a".into()]));
     assert_eq!(shown(&tcp), (9, 0, vec!["connected".into()]));
@@ -104,16 +104,20 @@ fn results_are_recorded_in_their_checks_record_and_metrics_newest_first() {
 }
 
 #[test]
-fn only_the_newest_results_are_kept() {
+fn only_the_newest_results_are_kept_each_written_over_the_oldest() {
     let live = LiveCheck::new(RESULTS_KEPT);
     let recorder = ResultRecorder::new(&services(), vec![vec![live.clone()]], &metrics());
     for n in 0..RESULTS_KEPT + 5 {
         let detail = format!("call {n}");
-        recorder.record(&result(0, true, 1, 0, &detail), detail, SystemTime::now());
+        recorder.record(&result(0, true, 1, 0, &detail), SystemTime::now());
     }
+    // The oldest entries are written over in place: what shows is the newest, in order.
     let (_, _, details) = shown(&live);
-    assert_eq!(details.len(), RESULTS_KEPT);
-    assert_eq!(details[0], format!("call {}", RESULTS_KEPT + 4));
+    let newest: Vec<String> = (5..RESULTS_KEPT + 5)
+        .rev()
+        .map(|n| format!("call {n}"))
+        .collect();
+    assert_eq!(details, newest);
 }
 
 #[test]
@@ -128,11 +132,11 @@ fn a_result_is_recorded_once_and_never_after_a_newer_one() {
         from: CheckStatus::Up,
         to: CheckStatus::Down,
     });
-    assert!(recorder.record(&change, "down".into(), at));
+    assert!(recorder.record(&change, at));
     // The same state change once more (as the coordinator would take it in), and a result
     // sent before it that it overtook: neither is recorded again.
-    assert!(!recorder.record(&change, "down".into(), at));
-    assert!(!recorder.record(&older, "older".into(), at));
+    assert!(!recorder.record(&change, at));
+    assert!(!recorder.record(&older, at));
     assert_eq!(shown(&live), (0, 2, vec!["down".into()]));
     let text = m.encode().unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -147,12 +151,12 @@ fn a_result_of_a_check_the_recorder_does_not_have_records_nothing() {
     let recorder = ResultRecorder::new(&services(), vec![vec![LiveCheck::new(RESULTS_KEPT)]], &m);
     let mut stray = result(0, true, 1, 0, "x");
     stray.check = 2;
-    assert!(!recorder.record(&stray, "x".into(), SystemTime::now()));
+    assert!(!recorder.record(&stray, SystemTime::now()));
     stray.service = 1;
     stray.check = 0;
-    assert!(!recorder.record(&stray, "x".into(), SystemTime::now()));
+    assert!(!recorder.record(&stray, SystemTime::now()));
     // Nor does a check given no record (tcp).
-    assert!(!recorder.record(&result(1, true, 1, 0, "y"), "y".into(), SystemTime::now()));
+    assert!(!recorder.record(&result(1, true, 1, 0, "y"), SystemTime::now()));
     let text = m.encode().unwrap_or_else(|e| panic!("{e}"));
     assert!(samples(&text, "anyguard_probe_duration_seconds_count").is_empty());
 }
@@ -162,16 +166,16 @@ fn a_forked_record_starts_as_a_copy_and_then_goes_its_own_way() {
     let old = LiveCheck::new(RESULTS_KEPT);
     let recorder = ResultRecorder::new(&services(), vec![vec![old.clone()]], &metrics());
     let at = SystemTime::UNIX_EPOCH;
-    recorder.record(&result(0, true, 7, 0, "before"), "before".into(), at);
+    recorder.record(&result(0, true, 7, 0, "before"), at);
     let (new, counters) = old.fork(RESULTS_KEPT);
     assert_eq!(counters, (7, 0));
     assert_ne!(new, old, "another record");
     // The old runner's late result stays in the old record.
-    recorder.record(&result(0, false, 0, 1, "late"), "late".into(), at);
+    recorder.record(&result(0, false, 0, 1, "late"), at);
     assert_eq!(shown(&new), (7, 0, vec!["before".into()]));
     assert_eq!(shown(&old).2, ["late", "before"]);
     // The new runner's results go on from the copy.
     let renewed = ResultRecorder::new(&services(), vec![vec![new.clone()]], &metrics());
-    renewed.record(&result(0, true, 8, 0, "after"), "after".into(), at);
+    renewed.record(&result(0, true, 8, 0, "after"), at);
     assert_eq!(shown(&new), (8, 0, vec!["after".into(), "before".into()]));
 }
