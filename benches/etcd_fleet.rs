@@ -527,7 +527,9 @@ async fn run_site(mut s: Site) {
                 intent,
             },
             view: &view,
-            timing: s.fleet.timing(),
+            timing: s
+                .fleet
+                .timing(anyguard::guard::hand_over::DEFAULT_HAND_OVER),
         };
         let now = Instant::now();
         let decision = backend.decide(&input, now);

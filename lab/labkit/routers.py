@@ -96,7 +96,8 @@ class Frr(Router):
                                           "--log", f"file:{self.dir}/bfdd.log"], self.dir / "bfdd.out")
             poll(f"bfdd's vty socket in {self.ns}", lambda: (sock_dir / "bfdd.vty").exists(), 15, 0.1)
         procs.start(self.ns, "bgpd", [f"{FRR_LIBEXEC}/bgpd", *common, "-i", self.dir / "bgpd.pid",
-                                      "--log", f"file:{self.dir}/bgpd.log"], self.dir / "bgpd.out")
+                                      "--log", f"file:{self.dir}/bgpd.log", "--log-level", "debug"],
+                    self.dir / "bgpd.out")
         poll(f"bgpd's vty socket in {self.ns}", lambda: (sock_dir / "bgpd.vty").exists(), 15, 0.1)
 
     def vtysh(self, cmd: str) -> str:
@@ -175,6 +176,10 @@ class Frr(Router):
     def render_interop(self, peers) -> str:
         asn = peers[0]["router_asn"]
         lines = ["frr defaults traditional", "hostname interop", "!"]
+        if any(p.get("fast_connect") for p in peers):
+            # A collision row: bgpd.log then says which connection FRR kept, closed or
+            # took a NOTIFICATION on (printed when the row fails; CI keeps no files).
+            lines += ["debug bgp neighbor-events", "!"]
         bfd = next((p["bfd"] for p in peers if p.get("bfd")), None)
         if bfd:
             lines += ["bfd", " profile anyguard", f"  transmit-interval {bfd['min_tx_ms']}",

@@ -10,7 +10,10 @@ per-site configs = the normal ones plus `[fleet]` and a control token), then:
    in the fleet) keeps announcing, its /status says `held` with the guard's reason, b and
    c withdraw; the core's RIB and the three site routers' adj-ins are sampled all along;
 3. b's health target recovers: the held site a withdraws (its target still fails) once b
-   announces; the samples show no moment without an announcing site;
+   has announced for the hand-over time (`[fleet] hand_over`, 1 s here): its /status says
+   it waits for the hand-over meanwhile, its router loses its route no earlier than
+   hand_over after b's router has b's (as far as the samples can tell), and the samples
+   show no moment without an announcing site;
 4. a config disabling `web` at every site is rejected by `anyguard check --fleet …
    --site-config a=… b=… c=…` (exit 1, naming service, prefix and sites), and rolled out
    live site by site: c and b accept it (another site still announces) and withdraw, a
@@ -45,6 +48,8 @@ EDGE = {"a": ("ra", "198.18.1.2"), "b": ("rb", "198.18.2.2"), "c": ("rc", "198.1
 CORE_PEER = {"198.18.0.1": "a", "198.18.0.3": "b", "198.18.0.5": "c"}
 SITE_C_SUBNET = "198.18.3.0/24"
 POLL_INTERVAL, POLL_TIMEOUT = "400ms", "200ms"
+# Make-before-break: a site counts for another's withdrawal once seen announcing this long.
+HAND_OVER_S = 1.0
 TOKEN = "lab-guard-token"
 CONVERGE = 30.0
 
@@ -184,7 +189,7 @@ class GuardLab:
             text = self.nodes[s].config.read_text()
             text = edited(text, r"^\[status\]\n", f'[status]\ntoken_file = "{self.token}"\n',
                           "add the control token")
-            text += f'\n[fleet]\npath = "{self.fleet}"\nsite = "{s}"\n'
+            text += f'\n[fleet]\npath = "{self.fleet}"\nsite = "{s}"\nhand_over = "{HAND_OVER_S:g}s"\n'
             self.configs[s].write_text(text)
             self.disabled[s].write_text(edited(
                 text, rf'^(\[\[service\]\]\nname = "{SERVICE}"\n)', r"\1disabled = true\n",
@@ -352,9 +357,13 @@ class GuardLab:
         other = next(s for s in SITES if s != held)
         t_rec = time.monotonic()
         self.topo.start_http(self.nodes[other])
+        waits = []
 
         def released():
             st = self.states()
+            reason = self.svc(held).get("guard", {}).get("reason", "")
+            if "for the hand-over" in reason:
+                waits.append(reason)
             return (st[other] == "up" and st[held] == "down" and self.edge_has(other)
                     and not self.edge_has(held))
         try:
@@ -375,6 +384,19 @@ class GuardLab:
         if h_range[1] < o_range[0]:
             raise Fail(f"{EDGE[held][0]} lost {held}'s route {1000 * (o_range[0] - h_range[1]):.0f} ms "
                        f"before {EDGE[other][0]} had {other}'s")
+        # Make-before-break: the held site's route must go no earlier than hand_over after
+        # the other's came. Judged as soundly as the order: a failure only when even the
+        # latest moment the held route can have gone is less than hand_over after the
+        # earliest moment the other's can have come (the samples bound each moment by one
+        # CLI call and the spacing; the guard's margin is measured from when the held site
+        # first saw the other's report, which is after the other's UPDATE was written).
+        margin = (h_range[0] - o_range[1], h_range[1] - o_range[0])
+        if margin[1] < HAND_OVER_S:
+            raise Fail(f"{EDGE[held][0]} lost {held}'s route at most {1000 * margin[1]:.0f} ms after "
+                       f"{EDGE[other][0]} had {other}'s: less than hand_over {HAND_OVER_S:g}s")
+        wait = next((w for w in waits if f"{other}: announcing for " in w and f"of hand_over {HAND_OVER_S:g}s" in w), None)
+        if wait is None:
+            raise Fail(f"{held}'s /status never said it waits for the hand-over of {other}: {waits[:3]}")
         timeline = sampler.timeline(t_fail, t_end)
         # A moment without any site's route must be certain: each router is read at some
         # moment during its CLI call, so the three series are intersected as intervals in
@@ -408,7 +430,8 @@ class GuardLab:
         counts, worst = sampler.spacing(t_fail, t_end)
         min_sites = min(sum(v[s] for s in SITES) for _, v in timeline)
         min_core = min(len(v["core"]) for _, v in timeline)
-        return other, o_in - t_rec, h_out - o_in, counts, worst, min_sites, min_core
+        print(f"  guard: {held} while waiting: {wait}", flush=True)
+        return other, o_in - t_rec, margin, counts, worst, min_sites, min_core
 
     def reject_rollout(self):
         argv = [anyguard_binary(), "check", "--fleet", str(self.fleet)]
@@ -504,7 +527,8 @@ def run(ctx):
     print(f"  guard: {held}'s reason while held: {guard_reason}", flush=True)
     return (f"{d_one}; all three failed within {1000 * spread:.0f} ms: {'/'.join(order)} withdrew, "
             f"{held} (last left) held, settled {1000 * (t_settled - t_fail):.0f} ms after; {other} recovered: "
-            f"announced after {1000 * o_after:.0f} ms, {held} withdrew {1000 * overlap:.0f} ms after that; "
+            f"announced after {1000 * o_after:.0f} ms, {held} withdrew {1000 * overlap[0]:.0f}..{1000 * overlap[1]:.0f} ms "
+            f"after that (hand_over {HAND_OVER_S:g}s, /status said it waited for it); "
             f"RIB samples {'/'.join(f'{n} {c}' for n, c in counts.items())} (worst spacing {1000 * worst_gap:.0f} ms): at least {min_sites_seen} "
             f"site router(s) and {min_core} core path(s) throughout; all-disabled rollout: check exit 1, "
             f"live at c/b accepted ({after['c']}/{after['b']}), at a POST /reload 409, generation stays "

@@ -134,6 +134,9 @@ pub struct FleetRef {
     pub path: PathBuf,
     /// This site's name in the fleet.
     pub site: String,
+    /// `hand_over`: how long another site must have been seen announcing before it
+    /// counts for a withdrawal here ([`crate::guard::hand_over`]; zero: off).
+    pub hand_over: Duration,
 }
 
 /// How the session's TCP connection is set up.

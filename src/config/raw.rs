@@ -83,6 +83,11 @@ pub struct RawFleet {
     pub path: Option<Spanned<String>>,
     /// This site's name in the fleet file. Required in `[fleet]`.
     pub site: Option<Spanned<String>>,
+    /// Make-before-break: another site counts toward `min_sites` for a withdrawal only
+    /// once this site has seen it announcing the prefixes without a break for this long
+    /// (its router must have passed the route on before ours leaves). `"0s"` turns it
+    /// off; at most 30s. Default `"1s"`.
+    pub hand_over: Option<Spanned<RawDuration>>,
 }
 
 /// One `[[peer]]`.

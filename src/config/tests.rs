@@ -864,3 +864,37 @@ fn reconnect_back_off_is_checked_with_file_line_and_key() {
     let default = load_str(&with("{}"), "t.toml").expect("loads");
     assert_eq!(default.peers[0].reconnect, Some(DEFAULT_RECONNECT));
 }
+
+#[test]
+fn fleet_hand_over_defaults_to_one_second_and_bad_values_name_file_line_column_and_key() {
+    let fleet =
+        |hand_over: &str| format!("{BASE}[fleet]\npath = \"f.toml\"\nsite = \"a\"\n{hand_over}");
+    let hand_over = |text: &str| ok(text).fleet.map(|f| f.hand_over);
+    assert_eq!(hand_over(&fleet("")), Some(Duration::from_secs(1)));
+    assert_eq!(
+        hand_over(&fleet("hand_over = \"1500ms\"\n")),
+        Some(Duration::from_millis(1500))
+    );
+    assert_eq!(
+        hand_over(&fleet("hand_over = \"0s\"\n")),
+        Some(Duration::ZERO)
+    );
+    assert_eq!(
+        hand_over(&fleet("hand_over = 2\n")),
+        Some(Duration::from_secs(2))
+    );
+    for (value, message) in [
+        (
+            "\"soon\"",
+            "invalid duration \"soon\": expected number at 0",
+        ),
+        ("-1", "must not be negative"),
+        ("\"31s\"", "must be at most 30s"),
+    ] {
+        assert_eq!(
+            errors(&fleet(&format!("hand_over = {value}\n"))),
+            [format!("t.toml:16:13: fleet.hand_over: {message}")],
+            "{value}"
+        );
+    }
+}

@@ -423,9 +423,23 @@ fn fleet(ctx: &mut Ctx<'_>, raw: &Spanned<RawFleet>) -> Option<FleetRef> {
             Some(name.to_owned())
         }
     });
+    let hand_over =
+        f.hand_over
+            .as_ref()
+            .map_or(Some(crate::guard::hand_over::DEFAULT_HAND_OVER), |v| {
+                let d = ctx.duration(v, "fleet.hand_over")?;
+                let max = crate::guard::hand_over::MAX_HAND_OVER;
+                if d > max {
+                    let msg = format!("must be at most {}", fmt_duration(max));
+                    ctx.err(v.span(), "fleet.hand_over", msg);
+                    return None;
+                }
+                Some(d)
+            });
     Some(FleetRef {
         path: path?,
         site: site?,
+        hand_over: hand_over?,
     })
 }
 

@@ -1532,6 +1532,7 @@ mod tests {
         cfg.fleet = Some(FleetRef {
             path: "fleet.toml".into(),
             site: "a".into(),
+            hand_over: crate::guard::hand_over::DEFAULT_HAND_OVER,
         });
         Core::new(Arc::new(cfg), t0, w)
     }

@@ -101,11 +101,28 @@ impl ServiceGuard {
 
     /// Records `decision`; a hold is logged through `log_hold` (given its reason) when it
     /// starts and then at most once per `held_log_due` interval, so that a withdrawal held
-    /// for hours is not one line per probe result. True when the decision changed.
-    fn record(&mut self, decision: Decision, now: Instant, log_hold: impl FnOnce(&str)) -> bool {
-        if let Decision::Hold { reason } = &decision {
-            if held_log_due(self.held_logged, now) {
-                log_hold(reason);
+    /// for hours is not one line per probe result. A hold that only waits for the
+    /// hand-over goes through `log_hand_over` instead, and a hold that turns from one kind
+    /// to the other is logged again at once. True when the decision changed.
+    fn record(
+        &mut self,
+        decision: Decision,
+        now: Instant,
+        log_hold: impl FnOnce(&str),
+        log_hand_over: impl FnOnce(&str),
+    ) -> bool {
+        if let Decision::Hold {
+            reason,
+            hand_over_until,
+        } = &decision
+        {
+            let kind_changed = matches!(&self.decision, Decision::Hold { hand_over_until: before, .. } if before.is_some() != hand_over_until.is_some());
+            if kind_changed || held_log_due(self.held_logged, now) {
+                if hand_over_until.is_some() {
+                    log_hand_over(reason);
+                } else {
+                    log_hold(reason);
+                }
                 self.held_logged = Some(now);
             }
         } else {
@@ -149,6 +166,14 @@ fn announced_on_the_wire(
             .get(p)
             .is_some_and(|want| on_the_wire.iter().any(|sent| sent.get(p) == Some(want)))
     })
+}
+
+/// `[fleet] hand_over` of `config` (the default without `[fleet]`, which has no guard).
+fn hand_over(config: &Config) -> std::time::Duration {
+    config
+        .fleet
+        .as_ref()
+        .map_or(crate::guard::hand_over::DEFAULT_HAND_OVER, |f| f.hand_over)
 }
 
 /// The daemon is stopping through the guard: whatever it decides, this site's routes
@@ -303,7 +328,7 @@ impl FleetGuard {
             local_rank: self.rank,
             local: local_service(core, i, drain, intent),
             view,
-            timing: self.fleet.timing(),
+            timing: self.fleet.timing(hand_over(config)),
         };
         let decision = self.backend.decide(&input, now);
         let status = self.backend.guard_status(&input, &decision, now);
@@ -317,9 +342,16 @@ impl FleetGuard {
             .state
             .entry(name.clone())
             .or_insert_with(|| ServiceGuard::new(intent));
-        if entry.record(decision, now, |reason| {
-            tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
-        }) {
+        if entry.record(
+            decision,
+            now,
+            |reason| {
+                tracing::warn!(service = %name, %reason, "ALL-SITES GUARD: withdrawal held; the service stays announced");
+            },
+            |reason| {
+                tracing::info!(service = %name, %reason, "all-sites guard: withdrawal waits for the hand-over; the service stays announced until then");
+            },
+        ) {
             self.decisions += 1;
         }
         if entry.status != status {
@@ -333,7 +365,7 @@ impl FleetGuard {
     /// goes at once. A removal allowed to go leaves the core here, before the core
     /// evaluates, so the report published next no longer lists it.
     fn decide_removals(&mut self, core: &mut Core, view: &FleetView, now: Instant) {
-        let timing = self.fleet.timing();
+        let timing = self.fleet.timing(hand_over(core.config()));
         let pending: Vec<(String, String, Vec<IpNet>)> = core
             .pending_removals()
             .iter()
@@ -384,9 +416,16 @@ impl FleetGuard {
                 .removals
                 .entry(key.clone())
                 .or_insert_with(|| ServiceGuard::new(intent));
-            if entry.record(decision, now, |reason| {
-                tracing::warn!(service = %service, prefixes = %key, %reason, "ALL-SITES GUARD: removal by reload held; the routes stay announced until enough other sites announce them (or retire the service in the fleet file)");
-            }) {
+            if entry.record(
+                decision,
+                now,
+                |reason| {
+                    tracing::warn!(service = %service, prefixes = %key, %reason, "ALL-SITES GUARD: removal by reload held; the routes stay announced until enough other sites announce them (or retire the service in the fleet file)");
+                },
+                |reason| {
+                    tracing::info!(service = %service, prefixes = %key, %reason, "all-sites guard: removal by reload waits for the hand-over; the routes stay announced until then");
+                },
+            ) {
                 self.decisions += 1;
             }
             entry.status = status;
@@ -542,14 +581,30 @@ impl FleetGuard {
             .published(self.last_report.as_ref(), newly_withdrawing);
     }
 
+    /// When the coordinator must decide again although nothing else happens: the end of
+    /// the earliest hold that only waits for the hand-over ([`Decision::Hold`]'s
+    /// `hand_over_until`; no report or record may arrive to re-decide it).
+    pub(crate) fn next_deadline(&self) -> Option<Instant> {
+        self.state
+            .values()
+            .chain(self.removals.values())
+            .filter_map(|s| s.decision.hand_over_until())
+            .min()
+    }
+
     /// The services whose withdrawal the guard holds right now (a final hold, not an
-    /// intent still awaiting reports), with the reason: at a stop these stay announced.
+    /// intent still awaiting reports nor a hold that only waits for the hand-over: a stop
+    /// waits for those to end and withdraws), with the reason: at a stop these stay
+    /// announced.
     pub(crate) fn held(&self) -> Vec<(String, String)> {
         let mut held: Vec<(String, String)> = self
             .state
             .iter()
             .filter_map(|(name, s)| match &s.decision {
-                Decision::Hold { reason } => Some((name.clone(), reason.clone())),
+                Decision::Hold {
+                    reason,
+                    hand_over_until: None,
+                } => Some((name.clone(), reason.clone())),
                 _ => None,
             })
             // A held removal by reload keeps its routes through a stop too; its entry
@@ -558,7 +613,10 @@ impl FleetGuard {
                 self.removals
                     .iter()
                     .filter_map(|(key, s)| match &s.decision {
-                        Decision::Hold { reason } => Some((key.clone(), reason.clone())),
+                        Decision::Hold {
+                            reason,
+                            hand_over_until: None,
+                        } => Some((key.clone(), reason.clone())),
                         _ => None,
                     }),
             )
@@ -682,6 +740,7 @@ mod tests {
             timing: GuardTiming {
                 stale_after: Duration::from_secs(3),
                 intent_wait: Duration::from_secs(3),
+                hand_over: Duration::from_secs(1),
             },
         };
         assert_eq!(decide(&input, t0), Decision::Announce);

@@ -276,6 +276,7 @@ mod tests {
                 requested_at: Instant::now() + std::time::Duration::from_secs(3600),
                 result: Ok(report),
             },
+            Instant::now() + std::time::Duration::from_secs(3600),
         );
         // Stands in for the poller having recorded it.
         let (tx, rx) = watch::channel(view);

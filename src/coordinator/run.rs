@@ -360,6 +360,7 @@ pub async fn run(
             (!*shell.initial_tx.borrow()).then_some(shell.started + INITIAL_ROUTES_MAX);
         let deadline = [
             core.next_deadline(),
+            shell.guard.as_ref().and_then(FleetGuard::next_deadline),
             stop_deadline,
             shell.systemd.next_ping(),
             initial_deadline,

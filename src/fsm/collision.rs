@@ -345,6 +345,7 @@ impl Peer {
                 from: State::Established,
                 to: self.primary.state(),
                 reason: Some(reason.clone()),
+                conn: self.primary.connection().map(|(c, _)| c),
             });
         }
         out.extend(released);

@@ -406,6 +406,7 @@ fn a_move_that_fails_reports_the_session_down_once() {
         from: State::Established,
         to: State::OpenConfirm,
         reason: Some(DownReason::NotificationReceived(cease.clone())),
+        conn: Some(C2),
     }));
     let a = p.handle(t0, Event::TcpConnectionFails(C2));
     let downs: Vec<_> = a

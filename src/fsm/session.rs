@@ -484,7 +484,12 @@ impl Session {
             ));
         }
         self.state = to;
-        out.push(Action::StateChanged { from, to, reason });
+        out.push(Action::StateChanged {
+            from,
+            to,
+            reason,
+            conn: self.conn.map(|(c, _)| c),
+        });
         // Entry work.
         match to {
             State::Idle => {

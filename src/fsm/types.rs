@@ -484,6 +484,10 @@ pub enum Action {
         to: State,
         /// Cause, when the change is a failure.
         reason: Option<DownReason>,
+        /// The connection whose state changed (none in Idle, Connect and Active before a
+        /// connection exists): during a collision (RFC 4271 §6.8) two connections change
+        /// state side by side, and the log must say which is which.
+        conn: Option<ConnId>,
     },
     /// The session reached Established on `conn`.
     SessionUp {

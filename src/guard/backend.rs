@@ -33,6 +33,9 @@ use crate::status::model::{GuardStatus, StoreStatus};
 pub struct FleetBackend {
     view: watch::Receiver<FleetView>,
     shutdown: watch::Sender<bool>,
+    /// The hand-over of the latest decision, for the etcd driver's withdrawal plans
+    /// (the poll mesh decides in the coordinator only).
+    hand_over: watch::Sender<Duration>,
     task: JoinHandle<()>,
     kind: Kind,
 }
@@ -59,6 +62,9 @@ impl FleetBackend {
     pub fn start(fleet: &Fleet, site: &str, digest: &str, view: FleetView) -> Self {
         let (view_tx, view_rx) = watch::channel(view);
         let (shutdown, shutdown_rx) = watch::channel(false);
+        // Set by every decision ([`FleetBackend::decide`]) before the report that asks
+        // for a withdrawal is published.
+        let (hand_over, hand_over_rx) = watch::channel(super::hand_over::DEFAULT_HAND_OVER);
         match &fleet.backend {
             BackendSettings::Poll => {
                 let (poll_now, poll_now_rx) = watch::channel(0u64);
@@ -71,6 +77,7 @@ impl FleetBackend {
                 FleetBackend {
                     view: view_rx,
                     shutdown,
+                    hand_over,
                     task,
                     kind: Kind::Poll { poll_now },
                 }
@@ -91,6 +98,7 @@ impl FleetBackend {
                     others: others.clone(),
                     fleet: fleet.clone(),
                     digest: digest.to_owned(),
+                    hand_over: hand_over_rx,
                 };
                 let task = tokio::spawn(etcd::run(
                     cfg,
@@ -104,6 +112,7 @@ impl FleetBackend {
                 FleetBackend {
                     view: view_rx,
                     shutdown,
+                    hand_over,
                     task,
                     kind: Kind::Etcd {
                         settings: settings.clone(),
@@ -179,8 +188,14 @@ impl FleetBackend {
                 state,
                 ..
             } => {
+                let hand_over = input.timing.hand_over;
+                self.hand_over.send_if_modified(|h| {
+                    let changed = *h != hand_over;
+                    *h = hand_over;
+                    changed
+                });
                 let others: Vec<&str> = others.iter().map(|(_, n)| n.as_str()).collect();
-                store::decide(input, layout, &others, &state.borrow())
+                store::decide(input, layout, &others, &state.borrow(), now)
             }
         }
     }
@@ -207,6 +222,10 @@ impl FleetBackend {
                 &others,
                 input.service,
                 input.prefixes,
+                super::hand_over::Clock {
+                    now,
+                    hand_over: input.timing.hand_over,
+                },
             );
         }
         status
@@ -246,7 +265,9 @@ impl FleetBackend {
             Kind::Etcd { reports, .. } => reports.borrow().clone(),
             Kind::Poll { .. } => None,
         };
+        let hand_over = *self.hand_over.borrow();
         *self = FleetBackend::start(fleet, site, digest, view);
+        self.hand_over.send_replace(hand_over);
         self.published(report.as_ref(), false);
     }
 

@@ -113,6 +113,7 @@ fn view_with(reports: &[(&str, Result<Option<&str>, ()>)]) -> FleetView {
                 requested_at: at,
                 result,
             },
+            at,
         );
     }
     view
@@ -131,6 +132,7 @@ fn agreement_per_site_is_same_different_or_unknown() {
         rank: 9,
         last_poll: None,
         failures: Default::default(),
+        announcing: Default::default(),
     });
     let got: Vec<_> = digest_agreement(&view, "d1")
         .into_iter()

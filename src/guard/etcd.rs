@@ -21,6 +21,7 @@ use etcd_client::{
 use tokio::sync::watch;
 
 use super::fleet::{EtcdSettings, Fleet};
+use super::hand_over::Clock;
 use super::report::{SiteReport, REPORT_VERSION};
 use super::store::{
     apply_committed, apply_conflict, fleet_view, granted, publication, refresh_grants,
@@ -105,6 +106,10 @@ pub struct EtcdDriverConfig {
     pub fleet: Fleet,
     /// The fleet digest published in this site's key.
     pub digest: String,
+    /// The hand-over in force (`[fleet] hand_over` of the site config, as the coordinator
+    /// last decided with it): a withdrawal relies only on sites followed announcing for
+    /// that long, as the coordinator's decision does ([`super::hand_over`]).
+    pub hand_over: watch::Receiver<Duration>,
 }
 
 impl EtcdDriverConfig {
@@ -316,6 +321,10 @@ impl Session<'_> {
             // A conflict brought the state that beat it (`apply_conflict`): the next try
             // plans on that at once, relying on the sites that count in it now.
             for _ in 0..WITHDRAWAL_TRIES {
+                let clock = Clock {
+                    now: Instant::now(),
+                    hand_over: *self.cfg.hand_over.borrow(),
+                };
                 let plan = withdrawal_for(
                     &self.out.state.borrow(),
                     &self.layout,
@@ -324,6 +333,7 @@ impl Session<'_> {
                     local_rank,
                     entry,
                     min_sites,
+                    clock,
                 );
                 let Some(plan) = plan else {
                     // Not asking, already granted, or too few others: the coordinator
@@ -453,7 +463,7 @@ async fn session(
             .get(root.as_str(), Some(GetOptions::new().with_prefix())),
     )
     .await?;
-    let snapshot = snapshot_of(&read);
+    let mut snapshot = snapshot_of(&read);
     let revision = snapshot.revision;
     let mut watch = bounded(
         "watch",
@@ -472,6 +482,8 @@ async fn session(
     let now = Instant::now();
     let lease = s.lease;
     update(out, |state| {
+        // The hand-over runs go on for records etcd says did not change meanwhile.
+        snapshot.follow_from(&state.snapshot.announcing, now);
         state.snapshot = snapshot;
         state.usable = true;
         state.error = None;
@@ -523,14 +535,15 @@ async fn session(
             msg = watch.message() => match msg {
                 Ok(Some(resp)) if resp.canceled() => break Err(EtcdError::StreamEnded { what: "watch", endpoint: endpoint.to_owned(), why: format!("cancelled: {} (compacted at {})", resp.cancel_reason(), resp.compact_revision()) }),
                 Ok(Some(resp)) => {
+                    let at = Instant::now();
                     update(out, |state| {
                         for ev in resp.events() {
                             let Some(kv) = ev.kv() else { continue };
                             let Ok(key) = kv.key_str() else { continue };
-                            state.snapshot.apply(match ev.event_type() {
+                            state.snapshot.apply_watched(match ev.event_type() {
                                 EventType::Put => Change::Put { key: key.to_owned(), kv: Kv::new(kv.value().to_vec(), kv.mod_revision(), kv.lease()) },
                                 EventType::Delete => Change::Delete { key: key.to_owned(), revision: kv.mod_revision() },
-                            });
+                            }, at);
                         }
                         // Events come in revision order: every change up to the last one's
                         // has come (not the header's revision, which a watcher catching up
@@ -538,7 +551,7 @@ async fn session(
                         if let Some(kv) = resp.events().last().and_then(|ev| ev.kv()) {
                             state.snapshot.watched(kv.mod_revision());
                         }
-                        state.last_contact = Some(Instant::now());
+                        state.last_contact = Some(at);
                     });
                     let asked_at = Instant::now();
                     let report = reports.borrow_and_update().clone();

@@ -1063,11 +1063,13 @@ impl Fleet {
         self.service(service).is_some_and(|s| s.retired)
     }
 
-    /// Protocol timing for [`super::runtime::GuardInput`].
-    pub fn timing(&self) -> GuardTiming {
+    /// Protocol timing for [`super::runtime::GuardInput`], with the site's `hand_over`
+    /// (a site config key, not the fleet's: `[fleet] hand_over`).
+    pub fn timing(&self, hand_over: std::time::Duration) -> GuardTiming {
         GuardTiming {
             stale_after: self.poll.stale_after,
             intent_wait: self.poll.intent_wait,
+            hand_over,
         }
     }
 

@@ -133,6 +133,7 @@ fn the_carried_view_keeps_every_report_of_a_site_that_stays_with_its_request_tim
             requested_at: t0,
             result: Ok(report("b")),
         },
+        t0,
     );
     view.record(
         "c",
@@ -140,6 +141,7 @@ fn the_carried_view_keeps_every_report_of_a_site_that_stays_with_its_request_tim
             requested_at: t0 + Duration::from_millis(5),
             result: Ok(report("c")),
         },
+        t0 + Duration::from_millis(5),
     );
     // c first, b moved to another URL, d new.
     let new = fleet(

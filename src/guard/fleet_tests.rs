@@ -65,10 +65,11 @@ fn minimal_fleet_gets_the_documented_defaults() {
     assert_eq!(fleet.min_sites("web"), 1);
     assert_eq!(fleet.service("web").unwrap().prefixes, None);
     assert_eq!(
-        fleet.timing(),
+        fleet.timing(Duration::from_millis(700)),
         GuardTiming {
             stale_after: Duration::from_millis(3500),
             intent_wait: Duration::from_secs(3),
+            hand_over: Duration::from_millis(700),
         }
     );
 }

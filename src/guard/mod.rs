@@ -8,6 +8,8 @@
 //!   fleet view, with the intent protocol that keeps simultaneous failures safe.
 //! - [`report`]: what a site publishes about itself under `"guard"` in `/status`.
 //! - [`view`]: what this site knows about the others.
+//! - [`hand_over`]: make-before-break: another site counts only once it has been seen
+//!   announcing for the hand-over time (one rule for both backends).
 //! - [`digest`]: the fleet digest every report carries (sites running other fleet files).
 //! - [`fleet_change`]: what a reload of the fleet file changes, and the view it keeps.
 //! - [`poller`]: the thin tokio task that polls the other sites into a [`view::FleetView`].
@@ -23,6 +25,7 @@ pub mod digest;
 pub mod etcd;
 pub mod fleet;
 pub mod fleet_change;
+pub mod hand_over;
 pub mod poller;
 pub mod report;
 pub mod runtime;

@@ -228,7 +228,7 @@ pub async fn poll_round(fleet: &Fleet, local: &str) -> FleetView {
     }
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((site, outcome)) => view.record(&site, outcome),
+            Ok((site, outcome)) => view.record(&site, outcome, Instant::now()),
             Err(e) if e.is_panic() => std::panic::resume_unwind(e.into_panic()),
             Err(_) => {}
         }
@@ -268,7 +268,9 @@ pub async fn run(
                 }
                 let outcome = poll_with(&client, &site, &url, timeout, key.as_ref()).await;
                 let next = tokio::time::Instant::from_std(outcome.requested_at) + interval;
-                view.send_modify(|v| v.record(&site, outcome));
+                // Seen now: the hand-over of a site starts when its report reaches this
+                // site's view, never earlier (`guard::hand_over`).
+                view.send_modify(|v| v.record(&site, outcome, Instant::now()));
                 tokio::select! {
                     _ = tokio::time::sleep_until(next) => {}
                     changed = async {

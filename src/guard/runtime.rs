@@ -26,6 +26,7 @@ use std::time::{Duration, Instant};
 
 use ipnet::IpNet;
 
+use super::hand_over::{self, Clock, Wait};
 use super::report::Intent;
 use super::view::{FleetView, PeerSiteView, PollFailure};
 use crate::service::GuardVerdict;
@@ -124,6 +125,10 @@ pub struct GuardTiming {
     pub stale_after: Duration,
     /// Longest wait for post-intent reports before holding.
     pub intent_wait: Duration,
+    /// Make-before-break ([`hand_over`]): another site counts only once this site has
+    /// seen it announcing the prefixes without a break for this long (zero: off). From the
+    /// site config's `[fleet] hand_over`.
+    pub hand_over: Duration,
 }
 
 /// Everything [`decide`] looks at for one service.
@@ -167,6 +172,11 @@ pub enum Decision {
     Hold {
         /// Why, e.g. `withdrawing web would leave 0 of 3 sites announcing (min_sites 1); b: unreachable (…), c: withdrawing`.
         reason: String,
+        /// The hold only waits for the hand-over ([`hand_over`]): enough other sites
+        /// announce, and enough of them will have been seen announcing for `hand_over` at
+        /// this instant. The coordinator decides again then (nothing else may come to
+        /// make it); `None` for a hold that waits for the fleet to change.
+        hand_over_until: Option<Instant>,
     },
     /// Keep announcing; publish `withdrawing` (if not yet) and decide again when the view
     /// changes or `intent_wait` passes.
@@ -177,6 +187,16 @@ pub enum Decision {
 }
 
 impl Decision {
+    /// When a hold that only waits for the hand-over ends (see [`Decision::Hold`]).
+    pub fn hand_over_until(&self) -> Option<Instant> {
+        match self {
+            Decision::Hold {
+                hand_over_until, ..
+            } => *hand_over_until,
+            _ => None,
+        }
+    }
+
     /// Whether the prefixes stay announced.
     pub fn announces(&self) -> bool {
         !matches!(self, Decision::Withdraw { .. })
@@ -223,7 +243,7 @@ pub fn guard_status(input: &GuardInput<'_>, decision: &Decision, now: Instant) -
         reason: match decision {
             Decision::Announce => String::new(),
             Decision::Withdraw { reason, .. }
-            | Decision::Hold { reason }
+            | Decision::Hold { reason, .. }
             | Decision::PublishIntentAndWait { reason } => reason.clone(),
         },
         intent: decision.intent().as_str().to_owned(),
@@ -237,7 +257,7 @@ impl fmt::Display for Decision {
         match self {
             Decision::Announce => f.write_str("announce"),
             Decision::Withdraw { reason, .. } => write!(f, "withdraw: {reason}"),
-            Decision::Hold { reason } => write!(f, "held: {reason}"),
+            Decision::Hold { reason, .. } => write!(f, "held: {reason}"),
             Decision::PublishIntentAndWait { reason } => write!(f, "withdraw pending: {reason}"),
         }
     }
@@ -260,6 +280,12 @@ enum Basis {
 enum SiteState<'a> {
     Announcing,
     HeldBefore,
+    /// Would count (announcing, or held ranked before us), but has not been seen
+    /// announcing for the hand-over time yet: counts as not announcing.
+    HandingOver {
+        held_before: bool,
+        wait: Wait,
+    },
     Pending,
     NoReportSinceIntent,
     NotPolled,
@@ -286,6 +312,8 @@ struct Entry<'a> {
 struct Assessment<'a> {
     counted: usize,
     pending: usize,
+    /// When each site not handed over yet will be.
+    hand_over_ends: Vec<Instant>,
     entries: Vec<Entry<'a>>,
     local_site: &'a str,
 }
@@ -296,6 +324,14 @@ impl fmt::Display for Entry<'_> {
         match &self.state {
             SiteState::Announcing => f.write_str("announcing"),
             SiteState::HeldBefore => f.write_str("held, ranked before us"),
+            SiteState::HandingOver {
+                held_before: false,
+                wait,
+            } => write!(f, "{wait}"),
+            SiteState::HandingOver {
+                held_before: true,
+                wait,
+            } => write!(f, "held, ranked before us, {wait}"),
             SiteState::Pending => f.write_str("awaiting a report requested after our intent"),
             SiteState::NoReportSinceIntent => f.write_str("no report since our intent"),
             SiteState::NotPolled => f.write_str("not polled yet"),
@@ -377,17 +413,36 @@ fn site_state<'a>(
     if !service.announcing {
         return SiteState::NotAnnouncing;
     }
-    match service.intent {
-        Intent::None => SiteState::Announcing,
-        Intent::Withdrawing => SiteState::Withdrawing,
-        Intent::Held if site.rank < input.local_rank => SiteState::HeldBefore,
-        Intent::Held => SiteState::HeldAfter,
+    let held_before = match service.intent {
+        Intent::None => false,
+        Intent::Withdrawing => return SiteState::Withdrawing,
+        Intent::Held if site.rank < input.local_rank => true,
+        Intent::Held => return SiteState::HeldAfter,
+    };
+    let prefixes = if input.prefixes.is_empty() {
+        &service.prefixes
+    } else {
+        input.prefixes
+    };
+    let since = site.announcing_since(input.service, prefixes);
+    match hand_over::judge(since, clock(input, now)) {
+        Ok(()) if held_before => SiteState::HeldBefore,
+        Ok(()) => SiteState::Announcing,
+        Err(wait) => SiteState::HandingOver { held_before, wait },
+    }
+}
+
+fn clock(input: &GuardInput<'_>, now: Instant) -> Clock {
+    Clock {
+        now,
+        hand_over: input.timing.hand_over,
     }
 }
 
 fn assess<'a>(input: &GuardInput<'a>, basis: Basis, now: Instant) -> Assessment<'a> {
     let mut counted = 0;
     let mut pending = 0;
+    let mut hand_over_ends = Vec::new();
     let entries = input
         .view
         .sites
@@ -400,6 +455,9 @@ fn assess<'a>(input: &GuardInput<'a>, basis: Basis, now: Instant) -> Assessment<
             if matches!(state, SiteState::Pending) {
                 pending += 1;
             }
+            if let SiteState::HandingOver { wait, .. } = &state {
+                hand_over_ends.push(wait.ends);
+            }
             Entry {
                 site: &site.name,
                 state,
@@ -409,6 +467,7 @@ fn assess<'a>(input: &GuardInput<'a>, basis: Basis, now: Instant) -> Assessment<
     Assessment {
         counted,
         pending,
+        hand_over_ends,
         entries,
         local_site: input.local_site,
     }
@@ -475,9 +534,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
                     ),
                 }
             } else {
-                Decision::Hold {
-                    reason: format!("{cause}; {}; {a}", would_leave(input, &a)),
-                }
+                hold(input, cause, &a, now)
             }
         }
         LocalIntent::Withdrawing { published_at } => {
@@ -496,9 +553,7 @@ pub fn decide(input: &GuardInput<'_>, now: Instant) -> Decision {
                     forced: false,
                 }
             } else if a.counted + a.pending < input.min_sites || expired {
-                Decision::Hold {
-                    reason: format!("{cause}; {}; {a}", would_leave(input, &a)),
-                }
+                hold(input, cause, &a, now)
             } else {
                 Decision::PublishIntentAndWait {
                     reason: format!(
@@ -521,6 +576,39 @@ pub fn sites_announcing(input: &GuardInput<'_>, now: Instant) -> Vec<String> {
         .filter(|e| e.state.counts())
         .map(|e| e.site.to_owned())
         .collect()
+}
+
+/// A hold; one that only waits for the hand-over says so and when it ends.
+fn hold(input: &GuardInput<'_>, cause: &str, a: &Assessment<'_>, now: Instant) -> Decision {
+    match hand_over::release_at(a.counted, input.min_sites, &a.hand_over_ends) {
+        Some(until) => Decision::Hold {
+            reason: format!(
+                "{cause}; {}; {a}",
+                hand_over_wait(input.service, until, now, &would_leave(input, a))
+            ),
+            hand_over_until: Some(until),
+        },
+        None => Decision::Hold {
+            reason: format!("{cause}; {}; {a}", would_leave(input, a)),
+            hand_over_until: None,
+        },
+    }
+}
+
+/// The reason of a hold that only waits for the hand-over (both backends).
+pub(crate) fn hand_over_wait(
+    service: &str,
+    until: Instant,
+    now: Instant,
+    would_leave: &str,
+) -> String {
+    let left = until.saturating_duration_since(now);
+    format!(
+        "waiting {} for the hand-over (make-before-break: the other sites' routes must have been announced for hand_over before {service} leaves here); until then {would_leave}",
+        humantime::format_duration(Duration::from_millis(
+            u64::try_from(left.as_millis()).unwrap_or(u64::MAX)
+        ))
+    )
 }
 
 fn would_leave(input: &GuardInput<'_>, a: &Assessment<'_>) -> String {

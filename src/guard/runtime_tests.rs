@@ -6,9 +6,12 @@ use super::*;
 use crate::guard::report::{ServiceReport, SiteReport, REPORT_VERSION};
 use crate::guard::view::{PeerSiteView, PollOutcome};
 
+/// The hand-over is off in the tables of the intent protocol (their views are made by
+/// hand, without the runs a poller records); it has tables of its own below.
 const TIMING: GuardTiming = GuardTiming {
     stale_after: Duration::from_secs(5),
     intent_wait: Duration::from_secs(3),
+    hand_over: Duration::ZERO,
 };
 
 fn ms(n: u64) -> Duration {
@@ -46,6 +49,7 @@ fn polled(
             result,
         }),
         failures: Default::default(),
+        announcing: Default::default(),
     }
 }
 
@@ -264,6 +268,7 @@ fn withdrawing_intent_holds_when_no_report_arrives_within_intent_wait() {
                 rank: 2,
                 last_poll: None,
                 failures: Default::default(),
+                announcing: Default::default(),
             },
         ],
     };
@@ -351,6 +356,7 @@ fn stale_reports_and_unconfigured_or_withdrawn_services_do_not_count() {
                 rank: 4,
                 last_poll: None,
                 failures: Default::default(),
+                announcing: Default::default(),
             },
         ],
     };
@@ -474,7 +480,10 @@ fn local_intent_advances_keeping_the_first_publication_time() {
     let t0 = Instant::now();
     let t1 = t0 + ms(100);
     let wait = Decision::PublishIntentAndWait { reason: "r".into() };
-    let hold = Decision::Hold { reason: "r".into() };
+    let hold = Decision::Hold {
+        reason: "r".into(),
+        hand_over_until: None,
+    };
     let withdraw = Decision::Withdraw {
         reason: "r".into(),
         forced: false,
@@ -671,4 +680,136 @@ fn a_pending_removal_goes_once_reports_after_its_intent_confirm_min_sites_for_it
         "withdraw: removed from the config; withdrawing web leaves 2 of 3 sites announcing \
          (min_sites 2); b: announcing, c: announcing"
     );
+}
+
+// --- The hand-over (make-before-break): views made by `FleetView::record`, as the poller
+// --- makes them, with `hand_over` 1 s.
+
+const HAND_OVER: GuardTiming = GuardTiming {
+    hand_over: Duration::from_secs(1),
+    ..TIMING
+};
+
+/// `site`'s poll requested and seen at `at`: `web` announcing (intent none), not
+/// announcing, or a failed poll.
+fn seen(view: &mut FleetView, site: &str, at: Instant, announcing: Option<bool>) {
+    let result = match announcing {
+        Some(a) => Ok(report(site, a, Intent::None)),
+        None => Err(PollFailure::Status(503)),
+    };
+    view.record(
+        site,
+        PollOutcome {
+            requested_at: at,
+            result,
+        },
+        at,
+    );
+}
+
+fn failing<'a>(view: &'a FleetView, min_sites: usize, intent: LocalIntent) -> GuardInput<'a> {
+    GuardInput {
+        timing: HAND_OVER,
+        ..input(local(false, Drain::None, intent), min_sites, 0, view)
+    }
+}
+
+#[test]
+fn a_site_announcing_for_less_than_the_hand_over_is_not_counted_and_the_hold_ends_when_it_is_up() {
+    let t0 = Instant::now();
+    let mut view = FleetView::unpolled([(1, "b"), (2, "c")]);
+    seen(&mut view, "b", t0, Some(true));
+    seen(&mut view, "c", t0, Some(false));
+    seen(&mut view, "b", t0 + ms(300), Some(true));
+    let d = decide(&failing(&view, 1, LocalIntent::None), t0 + ms(320));
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; waiting 680ms for the hand-over (make-before-break: the other \
+         sites' routes must have been announced for hand_over before web leaves here); until \
+         then withdrawing web would leave 0 of 3 sites announcing (min_sites 1); b: announcing \
+         for 320ms of hand_over 1s, c: not announcing"
+    );
+    assert_eq!(d.hand_over_until(), Some(t0 + Duration::from_secs(1)));
+    assert_eq!(d.status_word(), "held");
+    // Nothing else happens: at the deadline b counts, and the intent protocol goes on.
+    let d = decide(&failing(&view, 1, LocalIntent::None), t0 + ms(1000));
+    assert!(matches!(d, Decision::PublishIntentAndWait { .. }), "{d}");
+    assert_eq!(d.hand_over_until(), None);
+    // Off: b counts at once.
+    let off = GuardInput {
+        timing: TIMING,
+        ..failing(&view, 1, LocalIntent::None)
+    };
+    assert!(matches!(
+        decide(&off, t0 + ms(320)),
+        Decision::PublishIntentAndWait { .. }
+    ));
+}
+
+#[test]
+fn a_report_saying_not_announcing_or_a_failed_poll_starts_the_hand_over_again() {
+    let t0 = Instant::now();
+    // (what b's polls said at 0, 500 and 600 ms) → how long b has announced at 1200 ms.
+    let table = [
+        ([Some(true), Some(true), Some(true)], None),
+        ([Some(true), Some(false), Some(true)], Some("600ms")),
+        ([Some(true), None, Some(true)], Some("600ms")),
+        ([None, Some(true), Some(true)], Some("700ms")),
+    ];
+    for (polls, waiting) in table {
+        let mut view = FleetView::unpolled([(1, "b")]);
+        for (at, said) in [0, 500, 600].into_iter().zip(polls) {
+            seen(&mut view, "b", t0 + ms(at), said);
+        }
+        let d = decide(&failing(&view, 1, LocalIntent::None), t0 + ms(1200));
+        match waiting {
+            None => assert!(
+                matches!(d, Decision::PublishIntentAndWait { .. }),
+                "{polls:?}: {d}"
+            ),
+            Some(for_) => assert!(
+                d.to_string()
+                    .contains(&format!("b: announcing for {for_} of hand_over 1s")),
+                "{polls:?}: {d}"
+            ),
+        }
+    }
+}
+
+#[test]
+fn a_hold_too_few_sites_would_lift_even_after_the_hand_over_is_a_plain_hold() {
+    let t0 = Instant::now();
+    let mut view = FleetView::unpolled([(1, "b"), (2, "c")]);
+    seen(&mut view, "b", t0, Some(true));
+    seen(&mut view, "c", t0, None);
+    let d = decide(&failing(&view, 2, LocalIntent::None), t0 + ms(200));
+    assert_eq!(
+        d.to_string(),
+        "held: health failing; withdrawing web would leave 0 of 3 sites announcing \
+         (min_sites 2); b: announcing for 200ms of hand_over 1s, c: unreachable (HTTP status \
+         503)"
+    );
+    assert_eq!(d.hand_over_until(), None);
+}
+
+#[test]
+fn a_confirmation_after_the_intent_from_a_site_whose_run_began_again_holds_for_the_hand_over() {
+    let t0 = Instant::now();
+    let mut view = FleetView::unpolled([(1, "b")]);
+    seen(&mut view, "b", t0, Some(true));
+    let d = decide(&failing(&view, 1, LocalIntent::None), t0 + ms(1500));
+    assert!(matches!(d, Decision::PublishIntentAndWait { .. }), "{d}");
+    let intent = LocalIntent::Withdrawing {
+        published_at: t0 + ms(1500),
+    };
+    // b went away and came back between our intent and its confirmation.
+    seen(&mut view, "b", t0 + ms(1510), Some(false));
+    seen(&mut view, "b", t0 + ms(1600), Some(true));
+    let d = decide(&failing(&view, 1, intent), t0 + ms(1700));
+    assert!(
+        d.to_string()
+            .contains("b: announcing for 100ms of hand_over 1s"),
+        "{d}"
+    );
+    assert_eq!(d.hand_over_until(), Some(t0 + ms(2600)));
 }

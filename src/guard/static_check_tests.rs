@@ -117,6 +117,7 @@ fn site(name: &str, prefixes: &[&str]) -> Config {
         fleet: Some(crate::config::FleetRef {
             path: "fleet.toml".into(),
             site: name.into(),
+            hand_over: crate::guard::hand_over::DEFAULT_HAND_OVER,
         }),
         bgp_listen: None,
         state_dir: None,
@@ -341,6 +342,7 @@ fn view(
             requested_at: t,
             result: b,
         },
+        t,
     );
     v.record(
         "c",
@@ -348,6 +350,7 @@ fn view(
             requested_at: t,
             result: c,
         },
+        t,
     );
     v
 }

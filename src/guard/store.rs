@@ -17,7 +17,8 @@
 //! | `P/v1/svc/<service>/<prefix>/epoch` | none | a counter, rewritten by every change of a record of the prefix |
 //!
 //! A site counts for a prefix while its record exists (its lease is alive), says
-//! `announcing` and is not `withdrawing`. A site stops counting only through a
+//! `announcing` and is not `withdrawing`, and this site has followed it announcing on the
+//! watch for the hand-over time ([`super::hand_over`], [`Snapshot::announcing`]). A site stops counting only through a
 //! transaction that rewrites its own record to `withdrawing` ([`plan_withdrawal`]), which
 //! commits only if the records of the `min_sites` sites it relies on still have the
 //! `mod_revision` the site read. Two sites relying on each other therefore cannot both
@@ -34,8 +35,11 @@ use std::time::{Duration, Instant};
 use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
+use super::hand_over::{self, Clock, Continuity, Wait};
 use super::report::{Intent, SiteReport};
-use super::runtime::{not_announced_here, withdrawal_cause, Cause, Decision, GuardInput};
+use super::runtime::{
+    hand_over_wait, not_announced_here, withdrawal_cause, Cause, Decision, GuardInput,
+};
 use super::view::{FleetView, PeerSiteView, PollFailure, PollOutcome, POLL_FAILURE_REASONS};
 
 /// Version of the key layout, the first path element under the key prefix.
@@ -266,6 +270,12 @@ pub struct Snapshot {
     /// put of the key at or before it is older than what we know. Dropped once the watch
     /// has passed that revision ([`Snapshot::watched`]) or a newer change of the key came.
     pub tombstones: BTreeMap<String, i64>,
+    /// Per record key, since when it has said `announcing` without a break, as this site
+    /// followed it on the watch ([`Snapshot::apply_watched`]), which brings every version
+    /// in order; the version it was last seen in is its `mod_revision`, so a version read
+    /// ahead of the watch (a conflict read) does not carry the run on until the watch has
+    /// brought the versions in between. For the hand-over ([`super::hand_over`]).
+    pub announcing: Continuity<String>,
 }
 
 impl Snapshot {
@@ -290,6 +300,45 @@ impl Snapshot {
                 self.kvs.remove(&key);
             }
         }
+    }
+
+    /// A change the watch delivered, at `at` (local clock): applied as [`Snapshot::apply`],
+    /// and followed by the hand-over runs: a record's run goes on across versions that all
+    /// say announcing, ends with one that does not or with its deletion.
+    pub fn apply_watched(&mut self, change: Change, at: Instant) {
+        match &change {
+            Change::Put { key, kv } => match kv.record {
+                Some(r) => self
+                    .announcing
+                    .observe(key.clone(), r.announcing, kv.mod_revision, at),
+                None => self.announcing.forget(key),
+            },
+            Change::Delete { key, .. } => self.announcing.forget(key),
+        }
+        self.apply(change);
+    }
+
+    /// A fresh read (a new session) replaces the snapshot: a record still at the version
+    /// `previous` followed keeps its run (etcd says it did not change meanwhile), any
+    /// other record that announces starts one at `at`.
+    pub fn follow_from(&mut self, previous: &Continuity<String>, at: Instant) {
+        let mut runs = Continuity::default();
+        for (key, kv) in &self.kvs {
+            let Some(record) = kv.record else { continue };
+            if !record.announcing {
+                continue;
+            }
+            let since = previous.since(key, kv.mod_revision).unwrap_or(at);
+            runs.observe(key.clone(), true, kv.mod_revision, since);
+        }
+        self.announcing = runs;
+    }
+
+    /// Since when the record at `key` has been followed announcing, if the snapshot holds
+    /// the version the watch last brought.
+    fn announcing_since(&self, key: &str) -> Option<Instant> {
+        let version = self.kvs.get(key)?.mod_revision;
+        self.announcing.since(key, version)
     }
 
     /// The revision as of which the snapshot knows `key` (its `mod_revision`, or the read
@@ -360,6 +409,9 @@ pub enum StoreSiteState {
     /// Every prefix announced (a `held` site too: it keeps announcing until its own
     /// withdrawal commits).
     Announcing,
+    /// It would count, but this site has not followed it announcing for the hand-over
+    /// time yet ([`super::hand_over`]): counts as not announcing.
+    HandingOver(Wait),
     /// `held` for a prefix, and ranked after the deciding site: it keeps announcing, but
     /// it will yield (the first-ranked sites are the ones left), so a withdrawal does not
     /// rely on it ([`plan_withdrawal`]).
@@ -382,6 +434,17 @@ pub struct StoreAssessment {
 }
 
 impl StoreAssessment {
+    /// When each site not handed over yet will be.
+    pub fn hand_over_ends(&self) -> Vec<Instant> {
+        self.entries
+            .iter()
+            .filter_map(|(_, s)| match s {
+                StoreSiteState::HandingOver(w) => Some(w.ends),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// The sites that count.
     pub fn counted(&self) -> Vec<&str> {
         self.entries
@@ -403,6 +466,7 @@ impl std::fmt::Display for StoreAssessment {
             }
             match state {
                 StoreSiteState::Announcing => write!(f, "{site}: announcing")?,
+                StoreSiteState::HandingOver(wait) => write!(f, "{site}: {wait}")?,
                 StoreSiteState::NoLease => {
                     write!(f, "{site}: no lease in etcd (down or cut off from etcd)")?;
                 }
@@ -418,16 +482,25 @@ impl std::fmt::Display for StoreAssessment {
     }
 }
 
-/// How every site of `others` stands for `service`'s `prefixes` in `snapshot` (a `held`
-/// site counts: it keeps announcing; what `/status` shows).
+/// How every site of `others` stands for `service`'s `prefixes` in `snapshot` at `clock`
+/// (a `held` site counts: it keeps announcing; what `/status` shows).
 pub fn assess(
     snapshot: &Snapshot,
     layout: &Layout,
     others: &[&str],
     service: &str,
     prefixes: &[IpNet],
+    clock: Clock,
 ) -> StoreAssessment {
-    assess_ranked(snapshot, layout, others, others.len(), service, prefixes)
+    assess_ranked(
+        snapshot,
+        layout,
+        others,
+        others.len(),
+        service,
+        prefixes,
+        clock,
+    )
 }
 
 /// How every site of `others` stands for a withdrawal by the site ranked `local_rank`
@@ -438,7 +511,10 @@ pub fn assess(
 /// announcing and the others withdraw relying on them, on records that no longer change,
 /// so those transactions do not fail each other (relying on any held site, the first to
 /// commit failed every other transaction on the snapshot). Sites that do not see each
-/// other held yet still race (`docs/guard.md`, "Scale run").
+/// other held yet still race (`docs/guard.md`, "Scale run"). A site that would count but
+/// has not been followed announcing for `clock.hand_over` is
+/// [`StoreSiteState::HandingOver`] (the same rule as the poll mesh's,
+/// [`hand_over::judge`]).
 pub fn assess_ranked(
     snapshot: &Snapshot,
     layout: &Layout,
@@ -446,6 +522,7 @@ pub fn assess_ranked(
     local_rank: usize,
     service: &str,
     prefixes: &[IpNet],
+    clock: Clock,
 ) -> StoreAssessment {
     // Every decision of a failing site looks at every other site: the keys are made in two
     // buffers, not allocated per site and prefix.
@@ -476,7 +553,23 @@ pub fn assess_ranked(
                         Some(_) => None,
                     }
                 })
-                .unwrap_or(StoreSiteState::Announcing)
+                .unwrap_or_else(|| {
+                    // Every prefix counts: the latest start of their runs decides.
+                    let since = dirs
+                        .iter()
+                        .map(|(_, dir)| {
+                            record_into(&mut record_key, dir, site);
+                            snapshot.announcing_since(&record_key)
+                        })
+                        .try_fold(None, |latest: Option<Instant>, s| {
+                            s.map(|s| Some(latest.map_or(s, |l| l.max(s))))
+                        })
+                        .flatten();
+                    match hand_over::judge(since, clock) {
+                        Ok(()) => StoreSiteState::Announcing,
+                        Err(wait) => StoreSiteState::HandingOver(wait),
+                    }
+                })
         };
         entries.push(((*site).to_owned(), state));
     }
@@ -600,8 +693,11 @@ pub fn plan_withdrawal(
     prefixes: &[IpNet],
     min_sites: usize,
     healthy: bool,
+    clock: Clock,
 ) -> Result<TxnPlan, Shortfall> {
-    let assessment = assess_ranked(snapshot, layout, others, local_rank, service, prefixes);
+    let assessment = assess_ranked(
+        snapshot, layout, others, local_rank, service, prefixes, clock,
+    );
     let counted = assessment.counted();
     if counted.len() < min_sites {
         return Err(Shortfall {
@@ -801,7 +897,8 @@ pub fn publication(
 
 /// The withdrawal transaction for one entry of the report, if it asks for one (intent
 /// `withdrawing`, some prefix not granted yet) and the snapshot counts enough others
-/// (`others` and `local_rank` as for [`plan_withdrawal`]).
+/// (`others` and `local_rank` as for [`plan_withdrawal`], with the hand-over at `clock`).
+#[allow(clippy::too_many_arguments)]
 pub fn withdrawal_for(
     state: &StoreState,
     layout: &Layout,
@@ -810,6 +907,7 @@ pub fn withdrawal_for(
     local_rank: usize,
     entry: &super::report::ServiceReport,
     min_sites: usize,
+    clock: Clock,
 ) -> Option<TxnPlan> {
     let asks = entry.intent == Intent::Withdrawing
         && entry
@@ -829,6 +927,7 @@ pub fn withdrawal_for(
         &entry.prefixes,
         min_sites,
         entry.healthy,
+        clock,
     )
     .ok()
 }
@@ -1006,14 +1105,19 @@ impl StoreState {
 /// this site's withdrawal transaction committed for an intent published before it was
 /// asked; ask (keep announcing, `PublishIntentAndWait`) while the store shows at least
 /// `min_sites` other sites counting; hold otherwise — and hold, loudly, while the store
-/// is not usable.
+/// is not usable. Another site counts only once handed over ([`super::hand_over`]).
 pub fn decide(
     input: &GuardInput<'_>,
     layout: &Layout,
     others: &[&str],
     store: &StoreState,
+    now: Instant,
 ) -> Decision {
     let local = &input.local;
+    let clock = Clock {
+        now,
+        hand_over: input.timing.hand_over,
+    };
     // `others` is the fleet without this site, in order: the sites ranked before it are
     // the first `local_rank`.
     let assessment = || {
@@ -1024,6 +1128,7 @@ pub fn decide(
             input.local_rank,
             input.service,
             input.prefixes,
+            clock,
         )
     };
     let cause = match withdrawal_cause(local) {
@@ -1067,6 +1172,7 @@ pub fn decide(
                 store.error.as_deref().unwrap_or("no lease yet"),
                 input.service
             ),
+            hand_over_until: None,
         };
     }
     let a = assessment();
@@ -1079,11 +1185,19 @@ pub fn decide(
             ),
         }
     } else {
-        Decision::Hold {
-            reason: format!(
-                "{cause}; {}; {a}",
-                outcome(input, others, counted, "would leave")
-            ),
+        let would_leave = outcome(input, others, counted, "would leave");
+        match hand_over::release_at(counted, input.min_sites, &a.hand_over_ends()) {
+            Some(until) => Decision::Hold {
+                reason: format!(
+                    "{cause}; {}; {a}",
+                    hand_over_wait(input.service, until, now, &would_leave)
+                ),
+                hand_over_until: Some(until),
+            },
+            None => Decision::Hold {
+                reason: format!("{cause}; {would_leave}; {a}"),
+                hand_over_until: None,
+            },
         }
     }
 }
@@ -1097,16 +1211,17 @@ fn outcome(input: &GuardInput<'_>, others: &[&str], counted: usize, verb: &str) 
     )
 }
 
-/// The other sites that count for `service`'s `prefixes` in the store (the status
-/// document's `sites_announcing`).
+/// The other sites that count for `service`'s `prefixes` in the store at `clock` (the
+/// status document's `sites_announcing`).
 pub fn sites_announcing(
     store: &StoreState,
     layout: &Layout,
     others: &[&str],
     service: &str,
     prefixes: &[IpNet],
+    clock: Clock,
 ) -> Vec<String> {
-    assess(&store.snapshot, layout, others, service, prefixes)
+    assess(&store.snapshot, layout, others, service, prefixes, clock)
         .counted()
         .into_iter()
         .map(str::to_owned)
@@ -1210,6 +1325,7 @@ pub fn fleet_view(
                         result,
                     }),
                     failures: [0; POLL_FAILURE_REASONS.len()],
+                    announcing: super::hand_over::Continuity::default(),
                 }
             })
             .collect(),

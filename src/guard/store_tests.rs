@@ -12,6 +12,14 @@ fn net(s: &str) -> IpNet {
     s.parse().unwrap_or_else(|e| panic!("{s}: {e}"))
 }
 
+/// The hand-over off (the tables of the transactions; the hand-over has its own).
+fn off() -> Clock {
+    Clock {
+        now: Instant::now(),
+        hand_over: Duration::ZERO,
+    }
+}
+
 /// An in-memory etcd: one revision counter, keys with their `mod_revision` and lease,
 /// transactions whose compares are `mod_revision(key) == r` (a missing key's is 0, as in
 /// etcd) and whose else branch reads the plan's `on_conflict` keys, lease expiry deleting
@@ -168,6 +176,11 @@ struct SimSite {
     /// The revision up to which the watch has delivered the log.
     watched: i64,
     report: Option<(SiteReport, Instant)>,
+    /// Since when the prefix has been on the wire here (the truth the hand-over is
+    /// checked against).
+    wire_since: Instant,
+    /// The latest crash.
+    crashed_at: Option<Instant>,
 }
 
 struct Sim {
@@ -178,10 +191,17 @@ struct Sim {
     prefix: IpNet,
     t0: Instant,
     step: u64,
+    /// `[fleet] hand_over` of every site (1 ms a step).
+    hand_over: Duration,
 }
 
 impl Sim {
     fn new(n: usize, min_sites: usize) -> Self {
+        Self::with_hand_over(n, min_sites, Duration::ZERO)
+    }
+
+    fn with_hand_over(n: usize, min_sites: usize, hand_over: Duration) -> Self {
+        let t0 = Instant::now();
         let mut sim = Sim {
             etcd: MemEtcd {
                 up: true,
@@ -203,14 +223,18 @@ impl Sim {
                     store: StoreState::default(),
                     watched: 0,
                     report: None,
+                    wire_since: t0,
+                    crashed_at: None,
                 })
                 .collect(),
             layout: Layout::new("/anyguard"),
             min_sites,
             prefix: net("203.0.113.0/24"),
-            t0: Instant::now(),
+            t0,
             step: 0,
+            hand_over: Duration::ZERO,
         };
+        sim.hand_over = hand_over;
         for i in 0..n {
             sim.coordinator(i);
             sim.driver(i);
@@ -253,8 +277,9 @@ impl Sim {
         if !s.alive || s.partitioned || !self.etcd.up || upto <= s.watched {
             return;
         }
+        let at = self.t0 + Duration::from_millis(self.step);
         for change in self.etcd.changes(s.watched, upto) {
-            s.store.snapshot.apply(change);
+            s.store.snapshot.apply_watched(change, at);
         }
         s.store.snapshot.watched(upto);
         s.watched = upto;
@@ -290,9 +315,13 @@ impl Sim {
             timing: GuardTiming {
                 stale_after: Duration::from_secs(3),
                 intent_wait: Duration::from_secs(3),
+                hand_over: self.hand_over,
             },
         };
-        let decision = decide(&input, &self.layout, &others, &s.store);
+        let decision = decide(&input, &self.layout, &others, &s.store, now);
+        if matches!(decision, Decision::Withdraw { .. }) && s.wire {
+            self.check_hand_over(i, now);
+        }
         let s = &mut self.sites[i];
         match &decision {
             Decision::Withdraw { .. } => {
@@ -305,6 +334,7 @@ impl Sim {
                 if !s.wire {
                     s.wire = true;
                     s.lost = false;
+                    s.wire_since = now;
                 }
             }
             Decision::Hold { .. } | Decision::PublishIntentAndWait { .. } => {}
@@ -350,7 +380,9 @@ impl Sim {
                 Some(l) => s.lease = l,
                 None => return,
             }
+            let previous = std::mem::take(&mut s.store.snapshot.announcing);
             s.store.snapshot = etcd.snapshot();
+            s.store.snapshot.follow_from(&previous, now);
             s.watched = etcd.revision;
         }
         s.store.usable = true;
@@ -374,11 +406,15 @@ impl Sim {
             return;
         }
         // As the driver: a conflict brings what beat it, and the next try plans on that.
+        let clock = Clock {
+            now,
+            hand_over: self.hand_over,
+        };
         for entry in &report.services {
             for _ in 0..WITHDRAWAL_TRIES {
-                let Some(plan) =
-                    withdrawal_for(&s.store, &layout, &others, s.name, i, entry, min_sites)
-                else {
+                let Some(plan) = withdrawal_for(
+                    &s.store, &layout, &others, s.name, i, entry, min_sites, clock,
+                ) else {
                     break;
                 };
                 match etcd.txn(s.lease, &plan) {
@@ -422,6 +458,36 @@ impl Sim {
         self.sites.iter().filter(|s| s.lost && !s.wire).count()
     }
 
+    /// Make-before-break: when site `i` withdraws through the guard, at least
+    /// `min_sites` other sites have had the prefix on the wire for the hand-over (or lost
+    /// it, or came back from a crash since: the guard cannot keep what it does not
+    /// control).
+    fn check_hand_over(&self, i: usize, now: Instant) {
+        let covered = self
+            .sites
+            .iter()
+            .enumerate()
+            .filter(|(j, s)| {
+                *j != i
+                    && ((s.wire
+                        && (now.saturating_duration_since(s.wire_since) >= self.hand_over
+                            || s.crashed_at.is_some_and(|c| c <= s.wire_since)))
+                        || s.lost)
+            })
+            .count();
+        assert!(
+            covered >= self.min_sites,
+            "{} withdrew with {covered} other sites on the wire for hand_over {:?} (min_sites {}): {:#?}",
+            self.sites[i].name,
+            self.hand_over,
+            self.min_sites,
+            self.sites
+                .iter()
+                .map(|s| (s.name, s.wire, now.saturating_duration_since(s.wire_since), s.lost))
+                .collect::<Vec<_>>()
+        );
+    }
+
     fn check(&self, what: &str) {
         assert!(
             self.on_wire() + self.lost() >= self.min_sites,
@@ -448,8 +514,10 @@ impl Sim {
             Event::Sync(i) => self.sync(i % n),
             Event::SyncOne(i) => self.sync_one(i % n),
             Event::Crash(i) => {
+                let at = self.t0 + Duration::from_millis(self.step);
                 let s = &mut self.sites[i % n];
                 if s.alive {
+                    s.crashed_at = Some(at);
                     s.alive = false;
                     if s.wire {
                         s.wire = false;
@@ -496,7 +564,9 @@ impl Sim {
             self.apply(&Event::Restart(i));
             self.apply(&Event::Heal(i));
         }
-        for _ in 0..(4 * self.sites.len() + 4) {
+        // The hand-over (1 ms a step) needs rounds of its own after the restarts.
+        let hand_over_rounds = usize::try_from(self.hand_over.as_millis()).unwrap_or(0);
+        for _ in 0..(4 * self.sites.len() + 4 + hand_over_rounds) {
             for i in 0..self.sites.len() {
                 self.sync(i);
                 self.coordinator(i);
@@ -565,10 +635,11 @@ proptest! {
     fn etcd_guard_never_leaves_fewer_than_min_sites_announcing(
         n in 2usize..=5,
         min in 1usize..=3,
+        hand_over in prop_oneof![Just(0u64), Just(5), Just(40)],
         events in proptest::collection::vec(event(), 1..150),
     ) {
         let min_sites = min.min(n);
-        let mut sim = Sim::new(n, min_sites);
+        let mut sim = Sim::with_hand_over(n, min_sites, Duration::from_millis(hand_over));
         sim.check("the start");
         for ev in &events {
             sim.apply(ev);
@@ -679,8 +750,19 @@ fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
     // min_sites 2: a and b each see the two others announcing.
     let plan = |me: &str, others: &[&str]| {
         let rank = usize::from(me == "b");
-        plan_withdrawal(&snapshot, &layout, others, me, rank, "web", &[p], 2, false)
-            .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
+        plan_withdrawal(
+            &snapshot,
+            &layout,
+            others,
+            me,
+            rank,
+            "web",
+            &[p],
+            2,
+            false,
+            off(),
+        )
+        .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
     };
     let (pa, pb) = (plan("a", &["b", "c"]), plan("b", &["a", "c"]));
     assert!(matches!(
@@ -693,8 +775,19 @@ fn two_sites_reading_the_same_snapshot_cannot_both_commit() {
     ));
     // b reads again: a withdrawing, so only c counts.
     let fresh = etcd.snapshot();
-    let shortfall = plan_withdrawal(&fresh, &layout, &["a", "c"], "b", 1, "web", &[p], 2, false)
-        .expect_err("one other site left");
+    let shortfall = plan_withdrawal(
+        &fresh,
+        &layout,
+        &["a", "c"],
+        "b",
+        1,
+        "web",
+        &[p],
+        2,
+        false,
+        off(),
+    )
+    .expect_err("one other site left");
     assert_eq!(shortfall.counted, 1);
     assert_eq!(
         shortfall.assessment.to_string(),
@@ -708,8 +801,19 @@ fn a_counted_site_whose_lease_expires_after_the_read_fails_the_transaction() {
     let p = net("203.0.113.0/24");
     let (mut etcd, leases) = announcing_sites(&layout, p, &["a", "b"]);
     let snapshot = etcd.snapshot();
-    let plan = plan_withdrawal(&snapshot, &layout, &["b"], "a", 0, "web", &[p], 1, false)
-        .unwrap_or_else(|s| panic!("{}", s.assessment));
+    let plan = plan_withdrawal(
+        &snapshot,
+        &layout,
+        &["b"],
+        "a",
+        0,
+        "web",
+        &[p],
+        1,
+        false,
+        off(),
+    )
+    .unwrap_or_else(|s| panic!("{}", s.assessment));
     // b's lease expires (no epoch bump: nobody wrote): a's compare on b's record catches it.
     etcd.expire(leases["b"]);
     assert!(matches!(
@@ -718,7 +822,7 @@ fn a_counted_site_whose_lease_expires_after_the_read_fails_the_transaction() {
     ));
     let after = etcd.snapshot();
     assert_eq!(
-        assess(&after, &layout, &["b"], "web", &[p]).entries,
+        assess(&after, &layout, &["b"], "web", &[p], off()).entries,
         [("b".to_owned(), StoreSiteState::NoLease)]
     );
 }
@@ -809,11 +913,12 @@ fn an_unusable_store_holds_loudly_and_a_grant_for_an_older_intent_does_not_count
         timing: GuardTiming {
             stale_after: Duration::from_secs(3),
             intent_wait: Duration::from_secs(3),
+            hand_over: Duration::ZERO,
         },
     };
-    let d = decide(&input(LocalIntent::None), &layout, &["b"], &store);
+    let d = decide(&input(LocalIntent::None), &layout, &["b"], &store, t0);
     assert!(
-        matches!(&d, Decision::Hold { reason } if reason.contains("ETCD UNREACHABLE (connection refused)")),
+        matches!(&d, Decision::Hold { reason, .. } if reason.contains("ETCD UNREACHABLE (connection refused)")),
         "{d:?}"
     );
     // A grant asked before the current intent was published answers an older intent.
@@ -828,14 +933,14 @@ fn an_unusable_store_holds_loudly_and_a_grant_for_an_older_intent_does_not_count
         published_at: t0 + Duration::from_millis(1),
     };
     assert!(matches!(
-        decide(&input(later), &layout, &["b"], &store),
+        decide(&input(later), &layout, &["b"], &store, t0),
         Decision::Hold { .. }
     ));
     let earlier = LocalIntent::Withdrawing {
         published_at: t0 - Duration::from_millis(1),
     };
     assert!(
-        matches!(decide(&input(earlier), &layout, &["b"], &store), Decision::Withdraw { reason, .. } if reason.contains("revision 7")),
+        matches!(decide(&input(earlier), &layout, &["b"], &store, t0), Decision::Withdraw { reason, .. } if reason.contains("revision 7")),
         "a committed withdrawal goes even while etcd is unreachable"
     );
 }
@@ -878,7 +983,7 @@ fn of_two_held_sites_only_the_later_ranked_asks_when_a_third_recovers() {
     sim.apply(&Event::AllSync);
     sim.apply(&Event::Coordinator(0));
     sim.apply(&Event::Coordinator(1));
-    let Decision::Hold { reason } = &sim.sites[0].decision else {
+    let Decision::Hold { reason, .. } = &sim.sites[0].decision else {
         panic!("a holds: {:?}", sim.sites[0].decision);
     };
     assert!(
@@ -934,7 +1039,7 @@ fn a_new_session_rewrites_records_left_under_the_old_lease() {
     ));
     etcd.expire(leases["a"]);
     assert_eq!(
-        assess(&etcd.snapshot(), &layout, &["a"], "web", &[p]).counted(),
+        assess(&etcd.snapshot(), &layout, &["a"], "web", &[p], off()).counted(),
         ["a"]
     );
 }
@@ -972,7 +1077,15 @@ fn a_publication_deletes_only_its_own_records_not_those_of_sites_whose_names_end
     // The keys made in reused buffers are the layout's keys.
     let snapshot = etcd.snapshot();
     assert_eq!(
-        assess(&snapshot, &layout, &["ba", "x/a", "gone"], "web", &[p]).entries,
+        assess(
+            &snapshot,
+            &layout,
+            &["ba", "x/a", "gone"],
+            "web",
+            &[p],
+            off()
+        )
+        .entries,
         [
             ("ba".to_owned(), StoreSiteState::Announcing),
             ("x/a".to_owned(), StoreSiteState::Announcing),
@@ -990,8 +1103,19 @@ fn plan_of(
     others: &[&str],
     p: IpNet,
 ) -> TxnPlan {
-    plan_withdrawal(snapshot, layout, others, me, rank, "web", &[p], 1, false)
-        .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
+    plan_withdrawal(
+        snapshot,
+        layout,
+        others,
+        me,
+        rank,
+        "web",
+        &[p],
+        1,
+        false,
+        off(),
+    )
+    .unwrap_or_else(|s| panic!("{me}: {}", s.assessment))
 }
 
 #[test]
@@ -1097,11 +1221,12 @@ fn a_relied_on_site_gone_in_the_conflict_read_stays_gone_and_the_decision_holds_
         timing: GuardTiming {
             stale_after: Duration::from_secs(3),
             intent_wait: Duration::from_secs(3),
+            hand_over: Duration::ZERO,
         },
     };
-    let d = decide(&input, &layout, &["a"], &store);
+    let d = decide(&input, &layout, &["a"], &store, Instant::now());
     assert!(
-        matches!(&d, Decision::Hold { reason } if reason.contains("a: no record for 203.0.113.0/24")),
+        matches!(&d, Decision::Hold { reason, .. } if reason.contains("a: no record for 203.0.113.0/24")),
         "{d:?}"
     );
     assert!(
@@ -1118,7 +1243,8 @@ fn a_relied_on_site_gone_in_the_conflict_read_stays_gone_and_the_decision_holds_
                 announcing: true,
                 intent: Intent::Withdrawing,
             },
-            1
+            1,
+            off(),
         )
         .is_none(),
         "no try relying on a site the read found gone"
@@ -1160,5 +1286,156 @@ fn every_site_failing_at_once_with_lagging_watches_commits_on_the_conflict_reads
         sim.settle();
         let kept = sim.kept().len();
         assert_eq!(kept, min_sites, "{n} sites, min_sites {min_sites}");
+    }
+}
+
+/// The snapshot `etcd`'s watch brings, change by change, each at `at`.
+fn watched_at(etcd: &MemEtcd, from: i64, snapshot: &mut Snapshot, at: Instant) {
+    for change in etcd.changes(from, etcd.revision) {
+        snapshot.apply_watched(change, at);
+    }
+    snapshot.watched(etcd.revision);
+}
+
+#[test]
+fn a_withdrawal_relies_only_on_sites_followed_announcing_for_the_hand_over() {
+    let layout = Layout::new("/anyguard");
+    let p = net("203.0.113.0/24");
+    let t0 = Instant::now();
+    let clock = |ms| Clock {
+        now: t0 + Duration::from_millis(ms),
+        hand_over: Duration::from_secs(1),
+    };
+    // c announces from the start; b, ranked first, only from 900 ms.
+    let (mut etcd, leases) = announcing_sites(&layout, p, &["c"]);
+    let mut snapshot = Snapshot::default();
+    watched_at(&etcd, 0, &mut snapshot, t0);
+    let before_b = etcd.revision;
+    let lease_b = etcd.grant().unwrap_or_default();
+    let announcing = Record {
+        healthy: true,
+        announcing: true,
+        intent: Intent::None,
+    };
+    publish(&mut etcd, &layout, "b", lease_b, p, announcing);
+    watched_at(
+        &etcd,
+        before_b,
+        &mut snapshot,
+        t0 + Duration::from_millis(900),
+    );
+    let plan = |snapshot: &Snapshot, ms| {
+        plan_withdrawal(
+            snapshot,
+            &layout,
+            &["b", "c"],
+            "a",
+            0,
+            "web",
+            &[p],
+            1,
+            false,
+            clock(ms),
+        )
+    };
+    // At 1000 ms: b is 100 ms in, so the plan relies on c, not on the first-ranked b.
+    let relied: Vec<String> = plan(&snapshot, 1000)
+        .unwrap_or_else(|s| panic!("{}", s.assessment))
+        .compares
+        .iter()
+        .filter_map(|(k, _)| match layout.parse(k) {
+            Some(Key::Record { site, .. }) if site != "a" => Some(site),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(relied, ["c"]);
+    // min_sites 2: c counts, b waits; the shortfall says how far b is.
+    let shortfall = plan_withdrawal(
+        &snapshot,
+        &layout,
+        &["b", "c"],
+        "a",
+        0,
+        "web",
+        &[p],
+        2,
+        false,
+        clock(1000),
+    )
+    .expect_err("b not handed over");
+    assert_eq!(
+        shortfall.assessment.to_string(),
+        "b: announcing for 100ms of hand_over 1s, c: announcing"
+    );
+    assert_eq!(
+        hand_over::release_at(1, 2, &shortfall.assessment.hand_over_ends()),
+        Some(t0 + Duration::from_millis(1900))
+    );
+    // c says not announcing, then announcing again: its run starts again.
+    let before_c = etcd.revision;
+    for announcing in [false, true] {
+        let record = Record {
+            announcing,
+            ..announcing_record()
+        };
+        publish(&mut etcd, &layout, "c", leases["c"], p, record);
+    }
+    watched_at(
+        &etcd,
+        before_c,
+        &mut snapshot,
+        t0 + Duration::from_millis(1500),
+    );
+    assert_eq!(
+        assess(&snapshot, &layout, &["b", "c"], "web", &[p], clock(2000)).to_string(),
+        "b: announcing, c: announcing for 500ms of hand_over 1s"
+    );
+    // A version read ahead of the watch (a conflict read) does not carry c's run on: it
+    // counts as seen just now until the watch brings the versions in between.
+    let mut ahead = snapshot.clone();
+    let before_held = etcd.revision;
+    let held = Record {
+        intent: Intent::Held,
+        ..announcing_record()
+    };
+    publish(&mut etcd, &layout, "c", leases["c"], p, held);
+    let key = layout.record("web", &p, "c");
+    let kv = etcd.kvs[&key].clone();
+    ahead.merge_read(&[Read::Key(key.clone())], etcd.revision, vec![(key, kv)]);
+    assert_eq!(
+        assess(&ahead, &layout, &["c"], "web", &[p], clock(3000)).to_string(),
+        "c: announcing for 0s of hand_over 1s"
+    );
+    watched_at(
+        &etcd,
+        before_held,
+        &mut ahead,
+        t0 + Duration::from_millis(3000),
+    );
+    assert_eq!(
+        assess(&ahead, &layout, &["c"], "web", &[p], clock(3000)).to_string(),
+        "c: announcing",
+        "held goes on announcing: the run goes on"
+    );
+    // A new session's read keeps the runs of records at the version followed.
+    let mut fresh = etcd.snapshot();
+    fresh.follow_from(&ahead.announcing, t0 + Duration::from_millis(3100));
+    assert_eq!(
+        assess(&fresh, &layout, &["b", "c"], "web", &[p], clock(3100)).to_string(),
+        "b: announcing, c: announcing"
+    );
+    let mut unfollowed = etcd.snapshot();
+    unfollowed.follow_from(&Continuity::default(), t0 + Duration::from_millis(3100));
+    assert_eq!(
+        assess(&unfollowed, &layout, &["c"], "web", &[p], clock(3600)).to_string(),
+        "c: announcing for 500ms of hand_over 1s"
+    );
+}
+
+fn announcing_record() -> Record {
+    Record {
+        healthy: true,
+        announcing: true,
+        intent: Intent::None,
     }
 }

@@ -7,7 +7,14 @@
 
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
+
+use super::hand_over::Continuity;
 use super::report::SiteReport;
+
+/// What a polled site's [`Continuity`] is kept per: a service and one of its prefixes
+/// (`None` for an entry without prefixes).
+pub type ServicePrefix = (String, Option<IpNet>);
 
 /// Everything known about the other sites (the local site is not in it).
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -29,6 +36,10 @@ pub struct PeerSiteView {
     /// Failed polls since start, per [`PollFailure::reason`] (indexes of
     /// [`POLL_FAILURE_REASONS`]).
     pub failures: [u64; POLL_FAILURE_REASONS.len()],
+    /// Since when each of its service prefixes has been reported announcing without a
+    /// break (the hand-over, [`super::hand_over`]): from the first report that said so,
+    /// ended by a report that does not, or by a failed poll.
+    pub announcing: Continuity<ServicePrefix>,
 }
 
 /// The result of one poll of a site's status endpoint.
@@ -146,6 +157,48 @@ impl PeerSiteView {
     }
 }
 
+/// The hand-over runs of one site after a poll seen at `seen_at`: every service prefix the
+/// report says announcing goes on (or starts at `seen_at`), every other one ends; a failed
+/// poll ends them all (unreachable counts as not announcing).
+fn observe(runs: &mut Continuity<ServicePrefix>, outcome: &PollOutcome, seen_at: Instant) {
+    let Ok(report) = &outcome.result else {
+        runs.clear();
+        return;
+    };
+    let mut reported = std::collections::HashSet::new();
+    for service in &report.services {
+        let prefixes: Vec<Option<IpNet>> = if service.prefixes.is_empty() {
+            vec![None]
+        } else {
+            service.prefixes.iter().copied().map(Some).collect()
+        };
+        for p in prefixes {
+            let key = (service.name.clone(), p);
+            runs.observe(key.clone(), service.announcing, 0, seen_at);
+            reported.insert(key);
+        }
+    }
+    runs.retain(|key, _| reported.contains(key));
+}
+
+impl PeerSiteView {
+    /// Since when this site has been seen announcing every one of `prefixes` of `service`
+    /// without a break (the latest start among them), `None` if one is not.
+    pub fn announcing_since(&self, service: &str, prefixes: &[IpNet]) -> Option<Instant> {
+        let since = |p: Option<IpNet>| self.announcing.since(&(service.to_owned(), p), 0);
+        if prefixes.is_empty() {
+            return since(None);
+        }
+        prefixes
+            .iter()
+            .map(|p| since(Some(*p)))
+            .try_fold(None, |latest: Option<Instant>, s| {
+                s.map(|s| Some(latest.map_or(s, |l| l.max(s))))
+            })
+            .flatten()
+    }
+}
+
 impl FleetView {
     /// A view with every other site of `names` (in fleet order, local site excluded by the
     /// caller) not yet polled. `ranks` are the fleet positions.
@@ -158,6 +211,7 @@ impl FleetView {
                     rank,
                     last_poll: None,
                     failures: [0; POLL_FAILURE_REASONS.len()],
+                    announcing: Continuity::default(),
                 })
                 .collect(),
         }
@@ -168,9 +222,9 @@ impl FleetView {
         self.sites.iter().find(|s| s.name == site)
     }
 
-    /// Record a completed poll of `site` (ignored if it is older than the one held, or if
-    /// the site is unknown).
-    pub fn record(&mut self, site: &str, outcome: PollOutcome) {
+    /// Record a completed poll of `site`, which reached this site's view at `seen_at`
+    /// (ignored if it is older than the one held, or if the site is unknown).
+    pub fn record(&mut self, site: &str, outcome: PollOutcome, seen_at: Instant) {
         if let Some(entry) = self.sites.iter_mut().find(|s| s.name == site) {
             if let Err(failure) = &outcome.result {
                 // Counted even when the outcome is older than the one held: it happened.
@@ -186,6 +240,7 @@ impl FleetView {
                 .as_ref()
                 .is_none_or(|p| p.requested_at <= outcome.requested_at);
             if newer {
+                observe(&mut entry.announcing, &outcome, seen_at);
                 entry.last_poll = Some(outcome);
             }
         }

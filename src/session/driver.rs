@@ -269,8 +269,13 @@ impl Actor {
                     self.closing.push(io.close(CLOSE_GRACE));
                 }
             }
-            Action::StateChanged { from, to, reason } => {
-                info!(%from, %to, reason = reason.as_ref().map(ToString::to_string), "state");
+            Action::StateChanged {
+                from,
+                to,
+                reason,
+                conn,
+            } => {
+                info!(%from, %to, reason = reason.as_ref().map(ToString::to_string), conn = conn.map(|c| c.0), "state");
                 if let Some(r) = reason {
                     self.st.last_error = Some(r.to_string());
                 }
@@ -315,7 +320,7 @@ impl Actor {
         }
         count(&mut self.st.messages_sent, message);
         if let Message::Notification(n) = message {
-            warn!(notification = %fsm::notification_name(n), "sending NOTIFICATION");
+            warn!(notification = %fsm::notification_name(n), conn = conn.0, "sending NOTIFICATION");
             self.st.last_notification_sent = Some(notification_status(n));
         }
         let Some(io) = self.conns.get_mut(&conn) else {
@@ -362,6 +367,7 @@ impl Actor {
                     return;
                 }
                 self.connecting = None;
+                debug!(conn = id.0, "connected");
                 self.conns
                     .insert(id, ConnIo::start(id, stream, &self.io_tx));
                 self.feed(Event::TcpCrAcked(id));
@@ -396,7 +402,7 @@ impl Actor {
             }
             ConnInput::Closed(reason) => {
                 if self.conns.remove(&id).is_some() {
-                    debug!(%reason, "connection closed");
+                    debug!(%reason, conn = id.0, "connection closed");
                     self.st.last_error = Some(reason);
                     self.feed(Event::TcpConnectionFails(id));
                 }
@@ -442,7 +448,7 @@ impl Actor {
                     Message::Open(o) => self.feed(Event::Open(id, o)),
                     Message::Keepalive => self.feed(Event::Keepalive(id)),
                     Message::Notification(n) => {
-                        warn!(notification = %fsm::notification_name(&n), "received NOTIFICATION");
+                        warn!(notification = %fsm::notification_name(&n), conn = id.0, "received NOTIFICATION");
                         self.st.last_notification_received = Some(notification_status(&n));
                         self.feed(Event::Notification(id, n));
                     }

@@ -238,10 +238,15 @@ fn apply_update(rib: &Mutex<Rib>, u: &UpdateMessage) {
 
 /// Reads the daemon's messages for as long as the session lives, answering with
 /// KEEPALIVEs every second (bounded: one hour of turns at most).
-fn watch_router(mut peer: FakePeer, rib: Arc<Mutex<Rib>>) {
+fn watch_router(peer: FakePeer, rib: Arc<Mutex<Rib>>) {
+    watch_router_every(peer, rib, Duration::from_secs(1));
+}
+
+/// [`watch_router`] with a KEEPALIVE every `keepalive` (each one wakes the daemon's loop).
+fn watch_router_every(mut peer: FakePeer, rib: Arc<Mutex<Rib>>, keepalive: Duration) {
     tokio::spawn(async move {
         for _ in 0..3600 {
-            match peer.recv_within(Duration::from_secs(1)).await {
+            match peer.recv_within(keepalive).await {
                 Ok(Message::Update(u)) => apply_update(&rib, &u),
                 Ok(_) | Err(FakeError::Timeout) => {}
                 Err(_) => return,
@@ -796,4 +801,156 @@ async fn a_killed_member_is_left_for_another_and_every_decision_after_goes_throu
         s.daemon.stop().await;
     }
     cluster.kill().await;
+}
+
+/// Site `name`'s config for the hand-over test: `hand_over = "2s"`, and `web` only when
+/// `web` (its check every 100 ms while `ok_file` exists).
+fn hand_over_site(name: &str, port: u16, ok_file: &Path, web: bool) -> String {
+    let check = format!(
+        "type = \"command\"\nargv = [\"test\", \"-e\", \"{}\"]\ninterval = \"100ms\"\n\
+         timeout = \"80ms\"\nrise = 1\nfall = 1",
+        ok_file.display()
+    );
+    let service = if web {
+        service("web", &[WEB], "", &check)
+    } else {
+        String::new()
+    };
+    format!(
+        "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[status]\nlisten = \"127.0.0.1:0\"\n\n\
+         [fleet]\npath = \"fleet.toml\"\nsite = \"{name}\"\nhand_over = \"2s\"\n\n[[peer]]\n\
+         name = \"upstream\"\naddress = \"127.0.0.1\"\nport = {port}\nremote_asn = 65000\n\
+         mode = \"active\"\nhold_time = \"90s\"\n\n{service}"
+    )
+}
+
+/// Make-before-break with etcd, and a hold that only waits for the hand-over ends by
+/// itself: b starts announcing, a's config guard accepts a reload without `web` (b
+/// announces in the store), and the removal waits for b's hand-over. After the reload
+/// a has no check to probe, its lease keep-alives come every 20 s (`lease_ttl` 60 s) and
+/// its session's KEEPALIVEs every 30 s (hold time 90 s, the router's every 20 s): nothing
+/// but the hand-over's deadline wakes it in time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removal_through_the_store_waits_for_the_hand_over_and_ends_by_itself_when_it_is_up() {
+    let files = Files::new();
+    let Some(mut etcd) = Etcd::start(files.dir()).await else {
+        return;
+    };
+    files.write(
+        "fleet.toml",
+        &fleet_of(&["a", "b"], &[&etcd.client_url], "/it/handover", 1).replace(
+            "lease_ttl = \"2s\"\ntimeout = \"500ms\"",
+            "lease_ttl = \"60s\"\ntimeout = \"500ms\"",
+        ),
+    );
+    let mut sites = Vec::new();
+    let mut configs = Vec::new();
+    for name in ["a", "b"] {
+        let ok_file = files.dir().join(format!("ok-{name}"));
+        if name == "a" {
+            files.write("ok-a", "");
+        }
+        let upstream = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let port = upstream.local_addr().expect("addr").port();
+        let path = files.write(
+            &format!("{name}.toml"),
+            &hand_over_site(name, port, &ok_file, true),
+        );
+        configs.push((path.clone(), port, ok_file.clone()));
+        let daemon = Daemon::start(&path).await;
+        let mut peer = FakePeer::accept(&upstream).await;
+        peer.establish(fakepeer::open(
+            65000,
+            "198.18.0.1".parse().expect("id"),
+            90,
+            true,
+            false,
+        ))
+        .await;
+        let rib = Arc::new(Mutex::new(Rib::default()));
+        watch_router_every(peer, Arc::clone(&rib), Duration::from_secs(20));
+        sites.push(Site {
+            name,
+            daemon,
+            ok_file,
+            rib,
+        });
+    }
+    let (a, b) = (&sites[0], &sites[1]);
+    wait_for("a announcing on the wire", || {
+        a.rib.lock().expect("rib").web
+    })
+    .await;
+    a.daemon
+        .doc_until("the store showing a alone", |d| store_sites(d) == ["a"])
+        .await;
+
+    // b recovers; its router has the route from `announced`.
+    files.write("ok-b", "");
+    wait_for("b announcing on the wire", || {
+        b.rib.lock().expect("rib").web
+    })
+    .await;
+    let announced = b.rib.lock().expect("rib").changes[0].0;
+    a.daemon
+        .doc_until("the store showing b announcing", |d| {
+            store_sites(d) == ["a", "b"]
+        })
+        .await;
+    // A config without web: the config guard counts b (it announces), so the reload is
+    // accepted; the removal then waits for b's hand-over.
+    let (path, port, ok_file) = &configs[0];
+    files.write("a.toml", &hand_over_site("a", *port, ok_file, false));
+    assert_eq!(path, &files.dir().join("a.toml"));
+    signal(&a.daemon, Signal::SIGHUP);
+    let doc = a
+        .daemon
+        .doc_until("the removal waiting for the hand-over", |d| {
+            d.pending_removals
+                .first()
+                .is_some_and(|r| r.reason.contains("for the hand-over"))
+        })
+        .await;
+    let removal = &doc.pending_removals[0];
+    assert_eq!(removal.decision, "held", "{removal:?}");
+    assert!(
+        removal
+            .reason
+            .starts_with("removed from the config; waiting ")
+            && removal.reason.contains("b: announcing for ")
+            && removal.reason.contains(" of hand_over 2s"),
+        "{removal:?}"
+    );
+    wait_for("a withdrawn on the wire", || {
+        !a.rib.lock().expect("rib").web
+    })
+    .await;
+    let withdrawn = a
+        .rib
+        .lock()
+        .expect("rib")
+        .changes
+        .iter()
+        .find(|(_, up)| !up)
+        .map(|(t, _)| *t)
+        .expect("a's withdrawal");
+    let margin = withdrawn.saturating_duration_since(announced);
+    assert!(
+        margin >= Duration::from_secs(2),
+        "a's withdrawal reached its router {margin:?} after b's announcement reached b's"
+    );
+    // Ended by its deadline, not by the next keep-alive (every 20 s).
+    assert!(
+        margin < Duration::from_secs(5),
+        "a's removal waited {margin:?}: the hold did not end by itself at the hand-over"
+    );
+    let log = a.daemon.log.lock().expect("log").join("\n");
+    assert!(
+        log.contains("removal by reload waits for the hand-over"),
+        "{log}"
+    );
+    for s in sites {
+        s.daemon.stop().await;
+    }
+    etcd.kill().await;
 }

@@ -12,6 +12,7 @@ mod fleet_reload;
 mod guard_cli;
 mod guard_sim;
 mod guard_stop;
+mod hand_over;
 mod health;
 mod host;
 mod httpd;
