@@ -358,12 +358,14 @@ pub async fn run(
         // in passing any more (issue 13).
         let initial_deadline =
             (!*shell.initial_tx.borrow()).then_some(shell.started + INITIAL_ROUTES_MAX);
+        let address_retry = shell.local.next_retry(Instant::now());
         let deadline = [
             core.next_deadline(),
             shell.guard.as_ref().and_then(FleetGuard::next_deadline),
             stop_deadline,
             shell.systemd.next_ping(),
             initial_deadline,
+            address_retry,
         ]
         .into_iter()
         .flatten()
