@@ -474,13 +474,30 @@ pub struct LiveCheckData {
     /// `CheckEvent::seq` of the newest result recorded (0: none yet): a result is
     /// recorded once, and never after a newer one.
     pub seq: u64,
+    /// Entries made with the record, taken while fewer than `keep` results are kept.
+    spare: Vec<ProbeResultStatus>,
 }
 
+/// Room made for a kept result's `at` (RFC 3339 with milliseconds is 24 bytes) and
+/// `detail` (`status 200`, `connected to 127.0.0.1:8080`; a longer one grows it).
+const KEPT_AT_BYTES: usize = 24;
+const KEPT_DETAIL_BYTES: usize = 48;
+
 impl LiveCheck {
-    /// An empty record keeping at most `keep` results.
+    /// An empty record keeping at most `keep` results, with the memory for them: the
+    /// check's task, which records in the daemon, then allocates nothing that lives on
+    /// among its probes' short-lived buffers in its thread's malloc arena.
     pub fn new(keep: usize) -> Self {
+        let spare = (0..keep)
+            .map(|_| ProbeResultStatus {
+                at: String::with_capacity(KEPT_AT_BYTES),
+                detail: String::with_capacity(KEPT_DETAIL_BYTES),
+                ..ProbeResultStatus::default()
+            })
+            .collect();
         LiveCheck(Some(Arc::new(Mutex::new(LiveCheckData {
             results: VecDeque::with_capacity(keep),
+            spare,
             ..LiveCheckData::default()
         }))))
     }
@@ -507,14 +524,12 @@ impl LiveCheck {
         live.seq = seq;
         live.rise_count = rise_count;
         live.fall_count = fall_count;
-        // Once `keep` are kept, the oldest entry is written over: its strings keep their
-        // memory, so a result allocates nothing (issue 13; and the check's task, which
-        // records in the daemon, leaves no long-lived allocation among its probes'
-        // short-lived ones in its thread's malloc arena).
+        // A spare entry made with the record, or once `keep` are kept the oldest, written
+        // over: their strings keep their memory, so a result allocates nothing (issue 13).
         let mut entry = if live.results.len() >= keep.max(1) {
             live.results.pop_back().unwrap_or_default()
         } else {
-            ProbeResultStatus::default()
+            live.spare.pop().unwrap_or_default()
         };
         entry.set(at, outcome);
         live.results.push_front(entry);

@@ -71,9 +71,12 @@ fn shown(live: &LiveCheck) -> (u32, u32, Vec<String>) {
     (entry.rise_count, entry.fall_count, details)
 }
 
-/// The samples of `text` whose line starts with `prefix`.
+/// The samples of `text` whose line starts with `prefix`, sorted (a family's series come
+/// in no particular order).
 fn samples<'a>(text: &'a str, prefix: &str) -> Vec<&'a str> {
-    text.lines().filter(|l| l.starts_with(prefix)).collect()
+    let mut lines: Vec<&str> = text.lines().filter(|l| l.starts_with(prefix)).collect();
+    lines.sort_unstable();
+    lines
 }
 
 #[test]
@@ -92,8 +95,8 @@ fn results_are_recorded_in_their_checks_record_and_metrics_newest_first() {
     assert_eq!(
         samples(&text, "anyguard_probe_duration_seconds_count"),
         [
-            r#"anyguard_probe_duration_seconds_count{service="web",check="http",result="ok"} 1"#,
             r#"anyguard_probe_duration_seconds_count{service="web",check="http",result="fail"} 1"#,
+            r#"anyguard_probe_duration_seconds_count{service="web",check="http",result="ok"} 1"#,
             r#"anyguard_probe_duration_seconds_count{service="web",check="tcp",result="ok"} 1"#,
         ]
     );
