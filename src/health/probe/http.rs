@@ -1,38 +1,37 @@
-//! HTTP probe: an HTTP/1.1 GET with hyper 1 over a tokio `TcpStream`.
+//! HTTP probe: an HTTP/1.1 GET on a fresh connection, plain or TLS.
 //!
 //! Up when the status is within the configured inclusive range and, if configured, the
-//! body contains a substring; only the first [`MAX_BODY`] bytes of the body are read.
+//! body contains a substring; only the first [`MAX_BODY`](super::http_wire::MAX_BODY) bytes of the body are read.
 //! `https://` runs the same exchange over TLS ([`super::tls`]). One connection per probe
 //! (`Connection: close`), so a probe measures connection set-up (and TLS handshake) too;
 //! it is closed with a reset once the answer is read (see [`super::tcp`]).
 //!
 //! What a probe costs besides the kernel's TCP work is kept small (issue 13: a thousand
-//! services probe thousands of times a second): the request's URI and header values are
-//! parsed once, when the probe is built, and the hyper connection is driven inside the
-//! probe's own future instead of a task spawned per probe (a spawn allocates and moves
-//! the whole connection state; `benches/many_services.rs` measures the probe against a
-//! plain hyper client that does spawn it).
+//! services probe thousands of times a second). The request's bytes are built once, when
+//! the probe is built. A plain probe connects as the TCP probe does ([`super::tcp::connect`]:
+//! on loopback the handshake is over when `connect` returns) and writes its request on
+//! the just-connected socket before the socket goes to the reactor — the send buffer of a
+//! new connection is empty, so the write of a small request completes at once — so the
+//! only turn of the runtime a probe waits for is the one that brings the answer. The
+//! answer is read by one sans-IO reader for plain and TLS connections
+//! ([`super::http_wire`], `httparse` underneath): until the head is complete, and the
+//! body only when the check matches on it (bounded by its framing and 64 KiB).
+//! `benches/many_services.rs` measures the probe against a plain hyper client.
 
 use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::task::{Context, Poll};
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Empty};
-use hyper::header::{HeaderValue, CONNECTION, HOST, USER_AGENT};
-use hyper::{Request, Uri};
-use hyper_util::rt::TokioIo;
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use hyper::Uri;
+use socket2::Socket;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::http_wire::{encode_request, ResponseError, ResponseReader};
+use super::tcp::{connect, Connected};
 use super::tls::TlsTarget;
 use super::{truncate, Probe, ProbeOutcome};
 use crate::config::HttpTls;
-
-/// At most this much of the body is read.
-pub(crate) const MAX_BODY: usize = 64 * 1024;
 
 /// How much of a failing body goes into the detail.
 const DETAIL_BODY: usize = 200;
@@ -46,10 +45,8 @@ pub struct HttpProbe {
     literal: Option<SocketAddr>,
     authority: String,
     path: String,
-    /// `path` as the request's URI, parsed once.
-    uri: Uri,
-    /// `authority` as the `Host` header value, parsed once.
-    host_header: HeaderValue,
+    /// The request's bytes (`GET path`, `Host: authority`, …), built once.
+    request: Box<[u8]>,
     status: (u16, u16),
     body_contains: Option<String>,
     tls: Option<TlsTarget>,
@@ -95,6 +92,8 @@ impl HttpProbe {
             _ => None,
         };
         let port = authority.port_u16().unwrap_or(if https { 443 } else { 80 });
+        // The URI's parser admits no control characters, spaces or line ends in either:
+        // both go into the request as they are.
         let path = uri
             .path_and_query()
             .map_or_else(|| "/".to_owned(), |p| p.as_str().to_owned());
@@ -106,8 +105,7 @@ impl HttpProbe {
                 .map(|ip| SocketAddr::new(ip, port)),
             host,
             tls,
-            uri: path.parse().map_err(|e| format!("{e}"))?,
-            host_header: HeaderValue::from_str(authority.as_str()).map_err(|e| format!("{e}"))?,
+            request: encode_request(&path, authority.as_str()),
             authority: authority.as_str().to_owned(),
             path,
             status,
@@ -142,93 +140,71 @@ impl HttpProbe {
         }
     }
 
-    async fn check(&self) -> Result<String, String> {
+    /// A connection to the URL's address, or to the first of its host name's addresses
+    /// that accepts one (tried in turn; the last error when none does).
+    async fn connect(&self) -> Result<Connected, String> {
         let connected = match self.literal {
-            Some(addr) => TcpStream::connect(addr).await,
-            None => TcpStream::connect(&self.addresses().await?[..]).await,
+            Some(addr) => connect(addr).await,
+            None => {
+                let mut last = None;
+                for addr in self.addresses().await? {
+                    match connect(addr).await {
+                        Ok(c) => return Ok(c),
+                        Err(e) => last = Some(e),
+                    }
+                }
+                // `addresses` has at least one.
+                Err(last.unwrap_or_else(|| std::io::ErrorKind::NotFound.into()))
+            }
         };
-        let stream = connected.map_err(|e| format!("connect to {}: {e}", self.authority))?;
-        // Latency matters more than throughput for a health check; ignore failures.
-        let _ = stream.set_nodelay(true);
-        // Closed with a RST once the answer is read (or the probe is dropped): no
-        // TIME_WAIT on the target's side, which closes first after `Connection: close`.
-        super::tcp::close_with_reset(&stream);
+        connected.map_err(|e| format!("connect to {}: {e}", self.authority))
+    }
+
+    async fn check(&self) -> Result<String, String> {
+        let connected = self.connect().await?;
+        let sent = |e: std::io::Error| format!("GET {}: sending the request: {e}", self.path);
         match &self.tls {
-            None => self.exchange(stream).await,
+            None => {
+                let stream = send(connected, &self.request).await.map_err(sent)?;
+                self.evaluate(stream).await
+            }
             Some(tls) => {
-                let stream = tls
+                let stream = connected.into_stream().map_err(sent)?;
+                // The handshake's flights and then the request: no waiting for ACKs.
+                let _ = stream.set_nodelay(true);
+                let mut stream = tls
                     .connector
                     .connect(tls.server_name.clone(), stream)
                     .await
                     .map_err(|e| format!("TLS handshake with {}: {e}", self.authority))?;
-                self.exchange(stream).await
+                stream.write_all(&self.request).await.map_err(sent)?;
+                stream.flush().await.map_err(sent)?;
+                self.evaluate(stream).await
             }
         }
     }
 
-    /// The GET and its evaluation over an established (plain or TLS) connection. The
-    /// connection is polled alongside the request and the body (not spawned); dropping
-    /// the probe (its timeout) closes it.
-    async fn exchange<S>(&self, stream: S) -> Result<String, String>
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let (mut sender, conn) =
-            hyper::client::conn::http1::handshake(TokioIo::new(NoShutdown(stream)))
-                .await
-                .map_err(|e| format!("http handshake: {e}"))?;
-        let mut conn = std::pin::pin!(conn);
-        let mut request = Request::new(Empty::<Bytes>::new());
-        *request.uri_mut() = self.uri.clone();
-        let headers = request.headers_mut();
-        headers.insert(HOST, self.host_header.clone());
-        headers.insert(
-            USER_AGENT,
-            HeaderValue::from_static(concat!("anyguard/", env!("CARGO_PKG_VERSION"))),
-        );
-        headers.insert(CONNECTION, HeaderValue::from_static("close"));
-        let mut send = std::pin::pin!(sender.send_request(request));
-        let first = tokio::select! {
-            biased;
-            response = &mut send => Some(response),
-            ended = &mut conn => {
-                ended.map_err(|e| format!("GET {}: {e}", self.path))?;
-                None
-            }
-        };
-        let response = match first {
-            Some(response) => response,
-            // The connection ended as it delivered the response (`Connection: close`):
-            // the response, or why there is none, is waiting in the request's future.
-            None => send.await,
-        }
-        .map_err(|e| format!("GET {}: {e}", self.path))?;
-        let code = response.status().as_u16();
+    /// Reads the answer to the request sent on `stream` (plain or TLS) and evaluates it:
+    /// the head, and the body only when the check matches on it and the status passes.
+    /// Dropping `stream` afterwards (or the probe, at its timeout) resets the connection.
+    async fn evaluate<S: AsyncRead + Unpin>(&self, mut stream: S) -> Result<String, String> {
+        let mut reader = ResponseReader::default();
+        let code = read_until(&mut stream, &mut reader, ResponseReader::head)
+            .await
+            .map_err(|e| format!("GET {}: {e}", self.path))?;
         let in_range = (self.status.0..=self.status.1).contains(&code);
-        let Some(needle) = &self.body_contains else {
-            return if in_range {
-                Ok(format!("status {code}"))
-            } else {
-                Err(format!(
-                    "status {code} not in {}..={}",
-                    self.status.0, self.status.1
-                ))
-            };
-        };
         if !in_range {
             return Err(format!(
                 "status {code} not in {}..={}",
                 self.status.0, self.status.1
             ));
         }
-        let mut read = std::pin::pin!(read_bounded(response.into_body(), MAX_BODY));
-        let body = tokio::select! {
-            biased;
-            body = &mut read => body?,
-            // The connection ended (or failed): what it delivered, or its error, comes
-            // through the body, which is read to its end alone.
-            _ = &mut conn => read.await?,
+        let Some(needle) = &self.body_contains else {
+            return Ok(format!("status {code}"));
         };
+        let body = read_until(&mut stream, &mut reader, ResponseReader::body)
+            .await
+            .map_err(|e| format!("reading body: {e}"))?;
         let text = String::from_utf8_lossy(&body);
         if text.contains(needle.as_str()) {
             Ok(format!("status {code}, body contains {needle:?}"))
@@ -247,68 +223,70 @@ impl Probe for HttpProbe {
     }
 }
 
-/// The probe's connection as hyper sees it, without the write-side shutdown hyper does
-/// once a `Connection: close` exchange is over: the probe drops the connection right
-/// after, and that close is a reset ([`super::tcp::close_with_reset`]), so a FIN before it
-/// would be one more system call and two more packets for nothing (issue 13).
-struct NoShutdown<S>(S);
-
-impl<S: AsyncRead + Unpin> AsyncRead for NoShutdown<S> {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_read(cx, buf)
+/// Sends `request` on a plain connection and hands the connection over to the reactor
+/// to wait for the answer. On a connection established within `connect` the request is
+/// written before the socket goes to the reactor — no turn of the runtime to learn that
+/// it is writable; what the send buffer does not take (on a new connection, nothing
+/// normally) goes through the reactor as the buffer drains.
+async fn send(connected: Connected, request: &[u8]) -> std::io::Result<TcpStream> {
+    let written = match &connected {
+        Connected::Now(socket) => write_now(socket, request)?,
+        Connected::Later(_) => 0,
+    };
+    let mut stream = connected.into_stream()?;
+    if written < request.len() {
+        // No waiting for ACKs (Nagle) between the pieces.
+        let _ = stream.set_nodelay(true);
+        stream.write_all(&request[written..]).await?;
     }
+    Ok(stream)
 }
 
-impl<S: AsyncWrite + Unpin> AsyncWrite for NoShutdown<S> {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write(cx, buf)
-    }
-
-    fn poll_write_vectored(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        bufs: &[std::io::IoSlice<'_>],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
-    }
-
-    fn is_write_vectored(&self) -> bool {
-        self.0.is_write_vectored()
-    }
-
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.0).poll_flush(cx)
-    }
-
-    fn poll_shutdown(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Poll::Ready(Ok(()))
-    }
-}
-
-/// Reads at most `max` bytes of `body`; the rest is never read (the connection closes).
-async fn read_bounded(mut body: hyper::body::Incoming, max: usize) -> Result<Vec<u8>, String> {
-    let mut buf = Vec::new();
-    while buf.len() < max {
-        match body.frame().await {
-            None => break,
-            Some(Err(e)) => return Err(format!("reading body: {e}")),
-            Some(Ok(frame)) => {
-                if let Ok(data) = frame.into_data() {
-                    let take = data.len().min(max - buf.len());
-                    buf.extend_from_slice(&data[..take]);
-                }
-            }
+/// Writes as much of `request` as `socket` (non-blocking, not on the reactor) takes now:
+/// all of it on a new connection, whose send buffer is empty. The count written; the
+/// rest, if any, goes through the reactor.
+fn write_now(socket: &Socket, request: &[u8]) -> std::io::Result<usize> {
+    let mut written = 0;
+    while written < request.len() {
+        // MSG_NOSIGNAL: a reset connection is an error here, not a SIGPIPE.
+        match socket.send_with_flags(&request[written..], libc::MSG_NOSIGNAL) {
+            Ok(n) => written += n,
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
         }
     }
-    Ok(buf)
+    Ok(written)
+}
+
+/// Why reading an answer failed.
+#[derive(Debug, thiserror::Error)]
+enum ReadError {
+    #[error(transparent)]
+    Response(#[from] ResponseError),
+    #[error("reading the response: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+/// Reads from `stream` into `reader` until `step` has an answer. Ends: once the
+/// connection has ended, the reader answers or fails (its contract), and every buffer it
+/// fills is bounded.
+async fn read_until<S, T>(
+    stream: &mut S,
+    reader: &mut ResponseReader,
+    step: fn(&mut ResponseReader) -> Result<Option<T>, ResponseError>,
+) -> Result<T, ReadError>
+where
+    S: AsyncRead + Unpin,
+{
+    loop {
+        if let Some(answer) = step(reader)? {
+            return Ok(answer);
+        }
+        if stream.read_buf(reader.read_buf()).await? == 0 {
+            reader.closed();
+        }
+    }
 }
 
 #[cfg(test)]
@@ -320,6 +298,7 @@ pub(crate) mod tests {
     use tokio::task::JoinHandle;
 
     use super::*;
+    use crate::health::probe::http_wire::MAX_BODY;
 
     /// A one-response-per-connection HTTP server on 127.0.0.1:0 answering `status` and
     /// `body` to every request, until the returned handle is dropped.
@@ -459,6 +438,44 @@ pub(crate) mod tests {
             out.detail.starts_with(&format!("connect to {addr}: ")),
             "{out:?}"
         );
+    }
+
+    /// A request larger than the send buffer takes: the part written before the socket
+    /// goes to the reactor and the rest written through it arrive whole and in order.
+    #[tokio::test]
+    async fn a_request_the_send_buffer_cannot_take_at_once_is_finished_through_the_reactor() {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let connected = connect(addr).await.unwrap_or_else(|e| panic!("{e}"));
+        let Connected::Now(socket) = &connected else {
+            panic!("a loopback connect still in progress: {connected:?}");
+        };
+        socket
+            .set_send_buffer_size(4096)
+            .unwrap_or_else(|e| panic!("{e}"));
+        let request: Vec<u8> = (0..1u32 << 20).map(|i| i.to_le_bytes()[0]).collect();
+        let (mut peer, _) = listener.accept().await.unwrap_or_else(|e| panic!("{e}"));
+        // The kernel cannot take it all at once while the peer does not read.
+        let room = socket.send_buffer_size().unwrap_or_else(|e| panic!("{e}"))
+            + socket2::SockRef::from(&peer)
+                .recv_buffer_size()
+                .unwrap_or_else(|e| panic!("{e}"));
+        assert!(room < request.len(), "{room} bytes of buffers");
+        let (sent, received) = tokio::join!(send(connected, &request), async {
+            let mut all = vec![0; request.len()];
+            tokio::time::timeout(
+                std::time::Duration::from_secs(10),
+                peer.read_exact(&mut all),
+            )
+            .await
+            .unwrap_or_else(|_| panic!("the request did not arrive within 10 s"))
+            .unwrap_or_else(|e| panic!("{e}"));
+            all
+        });
+        drop(sent.unwrap_or_else(|e| panic!("{e}")));
+        assert!(received == request, "the bytes differ");
     }
 
     #[test]

@@ -19,6 +19,7 @@ mod dns;
 pub(crate) mod dns_wire;
 mod file;
 mod http;
+mod http_wire;
 mod tcp;
 pub(crate) mod tls;
 
@@ -175,9 +176,9 @@ impl AnyProbe {
 impl Probe for AnyProbe {
     async fn probe(&self) -> ProbeOutcome {
         match self {
-            // Boxed: the HTTP(S) exchange is the largest future by far (the hyper
-            // connection and a TLS session are inside it), and every check's task would
-            // otherwise carry its size for good, a TCP check's too.
+            // Boxed: the HTTP(S) exchange is the largest future by far (a TLS session is
+            // inside it), and every check's task would otherwise carry its size for good,
+            // a TCP check's too.
             AnyProbe::Http(p) => Box::pin(p.probe()).await,
             AnyProbe::Tcp(p) => p.probe().await,
             AnyProbe::Command(p) => p.probe().await,

@@ -6,7 +6,7 @@
 //! of ephemeral ports (60 s each on Linux) and run out of them within a minute.
 //!
 //! A connection whose handshake is over when `connect` returns (on loopback it always is)
-//! never goes to the reactor ([`connect`]).
+//! never goes to the reactor ([`connect`], which the HTTP probe uses too).
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -42,14 +42,24 @@ impl Probe for TcpProbe {
     }
 }
 
-/// An established probe connection. Nothing is read or written through it: it is held
-/// only until it is dropped, which closes it with a reset (hence the unread fields).
+/// An established probe connection; dropping it closes it with a reset. The TCP probe
+/// only drops it; the HTTP probe writes its request on it first ([`super::http`]).
 #[derive(Debug)]
 pub(super) enum Connected {
-    /// Established within `connect`: never registered with the reactor.
-    Now(#[allow(dead_code)] Socket),
+    /// Established within `connect`: not registered with the reactor (yet).
+    Now(Socket),
     /// Established later, waited for on the reactor.
-    Later(#[allow(dead_code)] TcpStream),
+    Later(TcpStream),
+}
+
+impl Connected {
+    /// The connection as a tokio stream, registered with the reactor if it was not.
+    pub(super) fn into_stream(self) -> std::io::Result<TcpStream> {
+        match self {
+            Connected::Now(socket) => TcpStream::from_std(socket.into()),
+            Connected::Later(stream) => Ok(stream),
+        }
+    }
 }
 
 /// Connects to `address` for a probe; the socket closes with a reset (`SO_LINGER` 0, set
@@ -88,14 +98,6 @@ pub(super) async fn connect(address: SocketAddr) -> std::io::Result<Connected> {
         Some(e) => Err(e),
         None => Ok(Connected::Later(stream)),
     }
-}
-
-/// Makes dropping `stream` send a RST instead of a FIN (`SO_LINGER` with a zero timeout):
-/// a probe's connection has nothing left to deliver when it is dropped, and the
-/// target keeps no TIME_WAIT or FIN_WAIT state for it. A failure (which Linux does not
-/// have for a connected socket) leaves the ordinary close.
-pub(super) fn close_with_reset(stream: &TcpStream) {
-    let _ = stream.set_zero_linger();
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ mod collision;
 mod drain;
 mod endpoints;
 mod health;
+mod http_probe;
 mod many_peers;
 mod operations;
 mod probe_close;
