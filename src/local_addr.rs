@@ -152,6 +152,18 @@ impl Ledger {
         actions
     }
 
+    /// When [`Ledger::plan`] may try a failed add again ([`ADD_RETRY`] after the
+    /// failure): the earliest such time after `now`, if any. The coordinator wakes then:
+    /// nothing else may (a probe result that changes nothing does not).
+    pub fn next_retry(&self, now: Instant) -> Option<Instant> {
+        self.services
+            .values()
+            .filter_map(|i| i.last_add_failure)
+            .map(|t| t + ADD_RETRY)
+            .filter(|&due| due > now)
+            .min()
+    }
+
     /// `action` was handed to the executor: [`Ledger::plan`] leaves it out until
     /// [`Ledger::record`]ed.
     pub fn started(&mut self, action: AddressAction) {

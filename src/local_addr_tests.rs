@@ -309,3 +309,25 @@ async fn addresses_really_appear_and_disappear_in_a_namespace() {
         "{err}"
     );
 }
+
+#[test]
+fn a_failed_add_is_due_again_after_the_retry_interval_and_not_before() {
+    let web = service("web", &["203.0.113.10"]);
+    let up = wish(&web, true);
+    let mut ledger = Ledger::default();
+    let t0 = Instant::now();
+    assert_eq!(ledger.next_retry(t0), None, "nothing failed");
+    let actions = ledger.plan(&up, t0, NOT_SENT);
+    ledger.started(actions[0].clone());
+    ledger.record(&actions[0], Some(&web), false, t0);
+    // The coordinator sleeps until then (no other wake-up is promised).
+    assert_eq!(ledger.next_retry(t0), Some(t0 + ADD_RETRY));
+    assert_eq!(ledger.plan(&up, t0, NOT_SENT), vec![], "not yet");
+    let due = t0 + ADD_RETRY;
+    assert_eq!(ledger.plan(&up, due, NOT_SENT), actions, "due");
+    // Once past, the deadline is not handed out again (the loop would spin on it).
+    assert_eq!(ledger.next_retry(due), None);
+    ledger.started(actions[0].clone());
+    ledger.record(&actions[0], Some(&web), true, due);
+    assert_eq!(ledger.next_retry(t0), None, "added");
+}

@@ -11,13 +11,15 @@ use std::time::{Instant, SystemTime};
 use super::removals::{carries, removed_by_reload, PendingRemoval, PendingRemovals};
 use ipnet::IpNet;
 
+mod checks;
+
+pub use checks::CheckFork;
+
 use crate::announcer::{self, Presentation, RibOut, RouteAttrs};
-use crate::config::{CheckConfig, CheckKind, Config, ServiceConfig};
-use crate::health::{combine, same_check, CheckEvent, CheckState, CheckStatus, ServiceHealth};
+use crate::config::{CheckKind, Config, ServiceConfig};
+use crate::health::{combine, same_check, CheckEvent, CheckStatus, ServiceHealth};
 use crate::service::{Change, DrainSource, GuardVerdict, Health, Inputs, Service};
-use crate::status::model::{
-    self, AnnouncementStatus, DampeningStatus, GuardStatus, ProbeResultStatus, ServiceStatus,
-};
+use crate::status::model::{self, AnnouncementStatus, DampeningStatus, GuardStatus, ServiceStatus};
 
 /// Whether no two services of `config` share a prefix ([`Core::take_routes_update`]).
 fn prefixes_unique(config: &Config) -> bool {
@@ -34,11 +36,12 @@ pub const RESULTS_KEPT: usize = 10;
 
 #[derive(Debug, Clone)]
 struct CheckSlot {
+    /// The check's state as the core last took it in (a result that changes it is one
+    /// the check's task sends).
     state: CheckStatus,
-    rise_count: u32,
-    fall_count: u32,
-    /// Counters and latest results, shared with the `/status` entry (issue 13: a result
-    /// that changes nothing else is recorded there without rebuilding the entry).
+    /// Counters and latest results, shared with the check's task, which records them in
+    /// the daemon, and with the `/status` entry (issue 13: a result that changes nothing
+    /// else reaches neither the core nor the entry's identity).
     live: model::LiveCheck,
     /// [`CheckEvent::seq`] of the latest result taken in.
     last_seq: u64,
@@ -381,7 +384,7 @@ impl Core {
                         let old_checks = &old_config.services[i].checks;
                         if *old_checks != svc.checks {
                             // The same check (name and target) keeps its state and history,
-                            // as the health runner resumes it (`Core::check_state`).
+                            // as the health runner resumes it (`Core::fork_checks`).
                             let mut kept: Vec<Option<CheckSlot>> = std::mem::take(&mut slot.checks)
                                 .into_iter()
                                 .map(Some)
@@ -426,26 +429,9 @@ impl Core {
         self.mark_all();
     }
 
-    /// The state of the running check that a reloaded `check` of service `service`
-    /// continues (same name and target, [`same_check`]), for
-    /// [`HealthRunner::start_built`](crate::health::HealthRunner::start_built): a
-    /// reload must not send checks back to unknown (their services' guard would then
-    /// see them as failing).
-    pub fn check_state(&self, service: &str, check: &CheckConfig) -> Option<CheckState> {
-        let i = self.index_of(service)?;
-        let old = &self.config.services[i];
-        let k = old.checks.iter().position(|o| same_check(o, check))?;
-        let slot = self.services.get(i)?.checks.get(k)?;
-        Some(CheckState {
-            status: slot.state,
-            passes: slot.rise_count,
-            failures: slot.fall_count,
-            rise: old.checks[k].rise,
-            fall: old.checks[k].fall,
-        })
-    }
-
-    /// A probe result from the health runner, observed at wall-clock time `at`.
+    /// A probe result from the health runner, observed at wall-clock time `at`: the
+    /// check's new state, and its counters and history unless its task recorded them
+    /// already (`status::record`; in the daemon only state changes come here).
     pub fn on_probe(&mut self, event: &CheckEvent, at: SystemTime) {
         let Some(service) = self.services.get_mut(event.service) else {
             return; // from a config that was just replaced
@@ -461,17 +447,12 @@ impl Core {
         slot.last_seq = event.seq;
         let health_may_change = slot.state != event.state.status;
         slot.state = event.state.status;
-        slot.rise_count = event.state.passes;
-        slot.fall_count = event.state.failures;
         slot.live.record(
+            event.seq,
             event.state.passes,
             event.state.failures,
-            ProbeResultStatus {
-                at: rfc3339(at),
-                ok: event.outcome.ok,
-                latency_ms: event.outcome.latency.as_secs_f64() * 1000.0,
-                detail: event.outcome.detail.clone(),
-            },
+            at,
+            &event.outcome,
             RESULTS_KEPT,
         );
         if health_may_change {
@@ -920,14 +901,15 @@ impl Core {
                         .iter()
                         .zip(&slot.checks)
                         .map(|(c, s)| {
+                            // The counters and results are copied from the live record.
                             let mut check = model::CheckStatus {
                                 name: c.name.clone(),
                                 kind: kind_name(&c.kind).to_string(),
                                 target: target_text(&c.kind),
                                 state: s.state.to_string(),
-                                rise_count: s.rise_count,
+                                rise_count: 0,
                                 rise: c.rise,
-                                fall_count: s.fall_count,
+                                fall_count: 0,
                                 fall: c.fall,
                                 last_results: Vec::new(),
                                 older_results: Vec::new(),
@@ -973,8 +955,6 @@ fn take_marked(
 fn new_check() -> CheckSlot {
     CheckSlot {
         state: CheckStatus::Unknown,
-        rise_count: 0,
-        fall_count: 0,
         live: model::LiveCheck::new(RESULTS_KEPT),
         last_seq: 0,
     }
@@ -1381,7 +1361,7 @@ mod tests {
     }
 
     #[test]
-    fn a_reload_that_changes_a_checks_timing_keeps_its_state_for_the_resumed_runner() {
+    fn a_reload_that_changes_a_checks_timing_keeps_its_state_and_history_for_the_resumed_runner() {
         let (t0, w, mut core) = web_up();
         let mut faster = service("web", "203.0.113.0/24", 1);
         faster.checks[0].interval = Duration::from_millis(500);
@@ -1392,22 +1372,73 @@ mod tests {
             invert: false,
         };
         faster.checks.push(added);
-        // What the shell resumes the new runner from is read before the core takes the
-        // new config.
-        let resumed = core.check_state("web", &faster.checks[0]);
+        let new = config(vec![faster]);
+        // What the shell resumes the new runner from, and the records it writes, are
+        // taken before the core takes the new config.
+        let old_record = core.live_checks()[0][0].clone();
+        let fork = core.fork_checks(&new);
+        let resumed = fork.state("web", &new.services[0].checks[0]);
         assert_eq!(resumed.map(|s| s.status), Some(CheckStatus::Up));
         assert_eq!(
-            core.check_state("web", &faster.checks[1]),
+            fork.state("web", &new.services[0].checks[1]),
             None,
             "new check"
         );
-        core.reconfigure(config(vec![faster]), t0, w);
+        let records = fork.lives();
+        core.reconfigure(Arc::clone(&new), t0, w);
+        assert!(core.adopt_checks(fork));
+        assert_eq!(core.live_checks(), records, "the new runner's records");
+        assert!(
+            !core.adopt_checks(core.fork_checks(&config(vec![]))),
+            "a fork for another config"
+        );
+        // A result of the old runner still on its way lands in the old record only.
+        let late = report(0, 0, CheckStatus::Down);
+        assert!(old_record.record(late.seq, 0, 9, w, &late.outcome, RESULTS_KEPT));
         let st = core.service_status(t0, w, &[], &|_| GuardStatus::default());
         assert_eq!(st[0].checks[0].state, "up", "same name and target: kept");
-        assert_eq!(st[0].checks[1].state, "unknown", "new check starts unknown");
         assert_eq!(
-            core.check_state("web", &core.config().services[0].checks[0].clone()),
-            resumed
+            (
+                st[0].checks[0].last_results.len(),
+                st[0].checks[0].fall_count
+            ),
+            (1, 0),
+            "its history carried over, without the old runner's late result"
+        );
+        assert_eq!(st[0].checks[1].state, "unknown", "new check starts unknown");
+        let again = core.fork_checks(core.config());
+        assert_eq!(again.state("web", &new.services[0].checks[0]), resumed);
+    }
+
+    #[test]
+    fn a_state_change_its_task_recorded_already_is_taken_in_without_a_second_entry() {
+        let (t0, w, mut core) = web_up();
+        let record = core.live_checks()[0][0].clone();
+        let mut down = report(0, 0, CheckStatus::Down);
+        down.state.failures = 2;
+        down.transition = Some(crate::health::Transition {
+            from: CheckStatus::Up,
+            to: CheckStatus::Down,
+        });
+        // Its task recorded it, then one more failure after it, before the core took the
+        // change in.
+        let after = report(0, 0, CheckStatus::Down);
+        for (event, failures) in [(&down, 2), (&after, 3)] {
+            assert!(record.record(event.seq, 0, failures, w, &event.outcome, RESULTS_KEPT));
+        }
+        core.on_probe(&down, w);
+        let changes = core.evaluate(t0, w);
+        assert_eq!(changes.len(), 1);
+        assert_ne!(changes[0].1.to, State::Up);
+        let st = core.service_status(t0, w, &[], &|_| GuardStatus::default());
+        assert_eq!(st[0].checks[0].state, "down");
+        assert_eq!(
+            (
+                st[0].checks[0].last_results.len(),
+                st[0].checks[0].fall_count
+            ),
+            (3, 3),
+            "web_up's pass and the two failures, each once; the counters of the newest"
         );
     }
 

@@ -203,6 +203,11 @@ impl LocalActions {
         self.hooks.reconfigure(services);
     }
 
+    /// When a failed address add is due to be tried again ([`Ledger::next_retry`]).
+    pub(super) fn next_retry(&self, now: Instant) -> Option<Instant> {
+        self.ledger.next_retry(now)
+    }
+
     /// Starts what brings the service addresses in line with what `core` announces and
     /// tells `core` which services may be announced (the others' routes are held back).
     /// Never waits: the `ip` calls run in the address task. `initial_done`: the initial

@@ -1,7 +1,7 @@
 //! The coordinator: one task that owns all daemon state and turns inputs into routes.
 //!
 //! ```text
-//!  health runner ──CheckEvent──────┐
+//!  health runner ──CheckEvent(*)───┐
 //!  status server ──ControlRequest──┤                 ┌─watch<Arc<RibOut>>────▶ peer tasks
 //!  signals (HUP/TERM/INT) ─────────┼──▶ coordinator ─┼─watch<StatusDocument>─▶ status server
 //!  peer tasks ──PeerEvent, status──┤     (Core)      ├─HookJob (queued)──────▶ hook workers
@@ -11,6 +11,10 @@
 //!  peer tasks ◀──watch<BfdStatus>── BFD task (started with the first peer that has
 //!  `bfd`; UDP 3784) ◀── add/remove ── peer tasks: a failed BFD session closes the peer's
 //!  BGP session inside the peer task, the coordinator sees only its PeerEvent::Down
+//!
+//!  (*) state changes only: each check task records every result itself, in place, where
+//!  /status and /metrics read it (status::record), so results that change nothing never
+//!  wake the coordinator (issue 13)
 //! ```
 //!
 //! Every decision is made by the pure [`core::Core`]; this module only moves messages,

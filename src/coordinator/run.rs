@@ -24,14 +24,17 @@ use crate::session::listener::{spawn_listener, Listener};
 use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
 use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
-use crate::status::metrics::Metrics;
-use crate::status::model::{DaemonStatus, GuardStatus, PeerStatus, ReloadStatus, StatusDocument};
+use crate::status::metrics::{Metrics, Wakeup};
+use crate::status::model::{
+    DaemonStatus, GuardStatus, LiveCheck, PeerStatus, ReloadStatus, StatusDocument,
+};
+use crate::status::record::ResultRecorder;
 use crate::status::systemd::{self as sd, Notifier};
 use crate::status::{self, StartError};
 
-/// Probe results that may wait for the coordinator.
+/// Check state changes that may wait for the coordinator.
 const CHECK_EVENTS: usize = 1024;
-/// Probe results taken in one turn of the loop at most.
+/// Check state changes taken in one turn of the loop at most.
 const CHECK_BATCH: usize = 256;
 /// Most peer events taken in one turn (see the loop).
 const PEER_EVENT_BATCH: usize = 64;
@@ -131,7 +134,7 @@ struct Shell {
     /// The event channel of a health runner restarted by a reload: the loop switches to
     /// it, so that results of the old runner still queued (numbered after the old config)
     /// are dropped instead of landing on whatever service now has their index.
-    new_checks_rx: Option<CheckChannels>,
+    new_checks_rx: Option<mpsc::Receiver<CheckEvent>>,
     health: Option<HealthRunner>,
     peers: Vec<Peer>,
     listener: Option<Listener>,
@@ -170,20 +173,17 @@ struct Shell {
     drain_files: bool,
 }
 
-/// The receiving ends of a health runner's results: state changes, and the others.
-struct CheckChannels {
-    changes: mpsc::Receiver<CheckEvent>,
-    routine: mpsc::Receiver<CheckEvent>,
-}
-
-/// A health runner's [`CheckSink`] and the channels it sends on.
-fn check_channels() -> (CheckSink, CheckChannels) {
-    let (routine_tx, routine) = mpsc::channel(CHECK_EVENTS);
+/// A health runner's [`CheckSink`] for the checks of `config`: every result recorded by
+/// its check's task into `lives` (per service, per check) and the check's metrics; the
+/// receiving end of the state changes, the only results that wake the loop (issue 13).
+fn check_channels(
+    config: &Config,
+    lives: Vec<Vec<LiveCheck>>,
+    metrics: &Metrics,
+) -> (CheckSink, mpsc::Receiver<CheckEvent>) {
     let (changes_tx, changes) = mpsc::channel(CHECK_EVENTS);
-    (
-        CheckSink::split(routine_tx, changes_tx),
-        CheckChannels { changes, routine },
-    )
+    let recorder = ResultRecorder::new(&config.services, lives, metrics);
+    (CheckSink::recording(changes_tx, recorder), changes)
 }
 
 /// Routes [`Shell::send_routes`] published, and what they replaced.
@@ -269,7 +269,7 @@ pub async fn run(
     // Before the first publication: until then /fleet/report has nothing to serve.
     server.fleet_key.send_replace(fleet_key(guard.as_ref()));
 
-    let (checks_tx, mut checks) = check_channels();
+    let (checks_tx, mut checks) = check_channels(&config, core.live_checks(), &metrics);
     let health = HealthRunner::start(&config.services, checks_tx, RunnerOptions::default())?;
 
     let (routes_tx, _routes_rx) = watch::channel(Arc::new(RibOut::new()));
@@ -354,11 +354,18 @@ pub async fn run(
     let mut stop_deadline: Option<Instant> = None;
     let stop_plan: StopPlan;
     loop {
+        // Every time-driven step has its deadline here: no probe result wakes the loop
+        // in passing any more (issue 13).
+        let initial_deadline =
+            (!*shell.initial_tx.borrow()).then_some(shell.started + INITIAL_ROUTES_MAX);
+        let address_retry = shell.local.next_retry(Instant::now());
         let deadline = [
             core.next_deadline(),
             shell.guard.as_ref().and_then(FleetGuard::next_deadline),
             stop_deadline,
             shell.systemd.next_ping(),
+            initial_deadline,
+            address_retry,
         ]
         .into_iter()
         .flatten()
@@ -379,37 +386,45 @@ pub async fn run(
         };
         let config_read = shell.config_read.finished();
         // Biased, state changes first: a result that changes a check's state is handled
-        // ahead of everything queued (routine results above all), and its routes are
-        // published right after it, before the status and the logs (issue 13).
-        tokio::select! {
+        // ahead of everything queued, and its routes are published right after it, before
+        // the status and the logs (issue 13). The other results never come here: their
+        // checks' tasks record them (`status::record`).
+        let wakeup = tokio::select! {
             biased;
-            Some(event) = checks.changes.recv() => {
+            Some(event) = checks.recv() => {
                 shell.on_check(&mut core, &event);
                 // Changes queued meanwhile go in the same turn (one evaluation for all).
                 for _ in 1..CHECK_BATCH {
-                    let Ok(event) = checks.changes.try_recv() else { break };
+                    let Ok(event) = checks.try_recv() else { break };
                     shell.on_check(&mut core, &event);
                 }
+                Wakeup::Check
             }
-            signal = signals.recv() => match signal {
-                Some(DaemonSignal::Reload) => shell.begin_reload(&core, Asked::by_signal()),
-                Some(DaemonSignal::Stop) | None => {
-                    if !shell.stopping {
-                        shell.stopping = true;
-                        shell.systemd.stopping(&shell.status_tx.borrow());
-                        if shell.guard.is_some() {
-                            // docs/guard.md "Stops and restarts": a stop must not withdraw
-                            // what this site is needed for.
-                            tracing::info!("stopping: asking the all-sites guard before withdrawing each service");
-                            core.stop_guarded();
-                        } else {
-                            tracing::info!("stopping: draining every service (RFC 8326) before withdrawal");
-                            core.stop();
+            signal = signals.recv() => {
+                match signal {
+                    Some(DaemonSignal::Reload) => shell.begin_reload(&core, Asked::by_signal()),
+                    Some(DaemonSignal::Stop) | None => {
+                        if !shell.stopping {
+                            shell.stopping = true;
+                            shell.systemd.stopping(&shell.status_tx.borrow());
+                            if shell.guard.is_some() {
+                                // docs/guard.md "Stops and restarts": a stop must not withdraw
+                                // what this site is needed for.
+                                tracing::info!("stopping: asking the all-sites guard before withdrawing each service");
+                                core.stop_guarded();
+                            } else {
+                                tracing::info!("stopping: draining every service (RFC 8326) before withdrawal");
+                                core.stop();
+                            }
                         }
                     }
                 }
-            },
-            Some(request) = control_rx.recv() => shell.on_control(&mut core, request).await,
+                Wakeup::Signal
+            }
+            Some(request) = control_rx.recv() => {
+                shell.on_control(&mut core, request).await;
+                Wakeup::Control
+            }
             Some(event) = peer_events_rx.recv() => {
                 // Events already queued are taken in the same turn (bounded): they only
                 // update bookkeeping that the rest of the turn reads. One turn each let
@@ -421,33 +436,28 @@ pub async fn run(
                     let Ok(event) = peer_events_rx.try_recv() else { break };
                     shell.on_peer_event(event);
                 }
+                Wakeup::Peer
             }
-            Some(done) = addresses_rx.recv() => shell.local.done(&core, &done, &mut shell.state),
-            () = changed.notified() => {}
-            () = view_changed => {}
-            (loaded, asked) = config_read => shell.reload_read(&mut core, loaded, asked).await,
-            () = sleep => {}
-            Some(event) = checks.routine.recv() => {
-                // Routine results already queued are taken in the same turn (bounded):
-                // they change only their check's counters and history, so one turn serves
-                // them all; a state change arriving meanwhile ends the batch, so that it
-                // waits for no more of them (issue 13).
-                shell.on_check(&mut core, &event);
-                for _ in 1..CHECK_BATCH {
-                    if !checks.changes.is_empty() {
-                        break;
-                    }
-                    let Ok(event) = checks.routine.try_recv() else { break };
-                    shell.on_check(&mut core, &event);
-                }
+            Some(done) = addresses_rx.recv() => {
+                shell.local.done(&core, &done, &mut shell.state);
+                Wakeup::Address
             }
+            () = changed.notified() => Wakeup::PeerStatus,
+            () = view_changed => Wakeup::Guard,
+            (loaded, asked) = config_read => {
+                shell.reload_read(&mut core, loaded, asked).await;
+                Wakeup::Reload
+            }
+            () = sleep => Wakeup::Timer,
             // Only while there is something to poll: an idle daemon without drain files
             // does not wake four times a second for nothing (issue 13).
             _ = drain_poll.tick(), if poll => {
                 shell.poll_drain_files(&mut core);
                 shell.retry_state_write();
+                Wakeup::DrainPoll
             }
-        }
+        };
+        shell.metrics.coordinator_wakeup(wakeup);
         if let Some(rx) = shell.new_checks_rx.take() {
             checks = rx;
         }
@@ -781,6 +791,8 @@ impl Shell {
         Some(sent)
     }
 
+    /// A check's state change (its task recorded the result in its `/status` record and
+    /// metrics already).
     fn on_check(&mut self, core: &mut Core, event: &CheckEvent) {
         core.on_probe(event, SystemTime::now());
         let config = core.config();
@@ -793,15 +805,6 @@ impl Shell {
         ) else {
             return;
         };
-        self.metrics.observe_probe(
-            &service.name,
-            &check.name,
-            event.outcome.latency,
-            event.outcome.ok,
-        );
-        if let Some(delay) = event.start_delay {
-            self.metrics.observe_start_delay(delay);
-        }
         if let Some(t) = event.transition {
             // Logged once the routes are published (`log_check_transitions`).
             self.check_transitions.push(CheckTransitionLog {
@@ -1047,7 +1050,7 @@ impl Shell {
 
         // Checks: restart the runner only when a service's checks changed; the core keeps
         // the state of unchanged services.
-        if checks_changed(&old, &new) {
+        let fork = if checks_changed(&old, &new) {
             // Checks that stay the same (name and target) continue from their state, as
             // the core keeps it: a reload must not send every check back to unknown. The
             // probes were built with the read (`config_read`; reloads are read one at a
@@ -1055,24 +1058,33 @@ impl Shell {
             let probes = probes
                 .unwrap_or_else(|| Ok(Vec::new()))
                 .map_err(|e| vec![e])?;
-            let (checks_tx, checks_rx) = check_channels();
+            // The new runner records into copies of the records (`Core::fork_checks`): a
+            // result of the old one still on its way cannot land in them.
+            let fork = core.fork_checks(&new);
+            let (checks_tx, checks_rx) = check_channels(&new, fork.lives(), &self.metrics);
             let runner = HealthRunner::start_built(
                 &new.services,
                 probes,
                 checks_tx,
                 RunnerOptions::default(),
-                |service, check| core.check_state(&service.name, check),
+                |service, check| fork.state(&service.name, check),
             )
             .map_err(|e| vec![format!("health checks: {e}")])?;
             if let Some(old_runner) = self.health.replace(runner) {
                 old_runner.stop();
             }
             self.new_checks_rx = Some(checks_rx);
-        }
+            Some(fork)
+        } else {
+            None
+        };
         // With a fleet (running, or started by this reload), what the reload takes away
         // waits for the guard.
         core.guard_removals(next_fleet.is_some());
         core.reconfigure(Arc::clone(&new), Instant::now(), SystemTime::now());
+        if let Some(fork) = fork {
+            core.adopt_checks(fork);
+        }
         // A service that comes back is drained as the operator left it.
         saved::restore_drains(core, &self.state, false);
         self.metrics

@@ -3,18 +3,20 @@
 //! current runtime.
 //!
 //! ```text
-//!  check task (service 0, check 0) ──┐   results that change nothing ──▶ routine ─┐
-//!  check task (service 0, check 1) ──┼── (CheckSink)                               ├─▶ coordinator
-//!  check task (service 1, check 0) ──┘   results with a transition ───▶ changes ──┘  (changes first)
+//!  check task (service 0, check 0) ──┐  every result ──▶ recorded in place (/status, /metrics)
+//!  check task (service 0, check 1) ──┼── (CheckSink)
+//!  check task (service 1, check 0) ──┘  results with a transition ──▶ coordinator
 //!        ▲ Notify per check: HealthRunner::check_now(service)
 //! ```
 //!
-//! A result that changes its check's state goes on a channel of its own when the
-//! coordinator gives one ([`CheckSink::split`]), which it polls before anything else: a
-//! state change is handled ahead of the routine results queued before it (issue 13,
-//! decision → wire). Every event carries a sequence number ([`CheckEvent::seq`], rising
-//! across every check and runner of the process), so a routine result overtaken by a
-//! newer state change of its check can be recognised and left out.
+//! In the daemon ([`CheckSink::recording`]) each task records its results itself, where
+//! `/status` and `/metrics` read them (`status::record`), and sends only the results that
+//! change its check's state: the coordinator is woken by nothing else from the checks,
+//! and a state change never queues behind results that change nothing (issue 13). A
+//! plain channel (`From<mpsc::Sender>`) gets every result. Every event carries a sequence
+//! number ([`CheckEvent::seq`], rising across every check and runner of the process), so
+//! a result is recorded once, and an older one overtaken by a newer one of its check can
+//! be recognised and left out.
 //!
 //! Scheduling, per check:
 //! - **splay**: the first probe runs at a random offset within the interval, so checks do
@@ -51,6 +53,7 @@ use tracing::{debug, info, Instrument};
 
 use crate::config::{CheckConfig, ServiceConfig};
 use crate::status::logging::check_span;
+use crate::status::record::ResultRecorder;
 
 use super::hysteresis::{CheckState, Hysteresis, Transition};
 use super::probe::{AnyProbe, Probe, ProbeError, ProbeOutcome};
@@ -92,36 +95,49 @@ pub fn next_seq() -> u64 {
     NEXT_SEQ.fetch_add(1, Ordering::Relaxed)
 }
 
-/// Where the check tasks send their results: one channel, or two
-/// ([`CheckSink::split`]) so that state changes overtake routine results.
+/// Where the check tasks put their results: every one on one channel, or
+/// ([`CheckSink::recording`]) each recorded by its task and only state changes sent.
 #[derive(Debug, Clone)]
 pub struct CheckSink {
-    routine: mpsc::Sender<CheckEvent>,
-    changes: Option<mpsc::Sender<CheckEvent>>,
+    events: mpsc::Sender<CheckEvent>,
+    recorder: Option<Arc<ResultRecorder>>,
 }
 
 impl CheckSink {
-    /// Results with a transition on `changes`, the others on `routine`.
-    pub fn split(routine: mpsc::Sender<CheckEvent>, changes: mpsc::Sender<CheckEvent>) -> Self {
+    /// Every result recorded by its check's task through `recorder` (its check's
+    /// `/status` record and metrics, in place); only a result with a transition is sent
+    /// on `changes`, so that the coordinator is woken only by what can change something
+    /// (issue 13).
+    pub fn recording(changes: mpsc::Sender<CheckEvent>, recorder: ResultRecorder) -> Self {
         CheckSink {
-            routine,
-            changes: Some(changes),
+            events: changes,
+            recorder: Some(Arc::new(recorder)),
         }
     }
 
     async fn send(&self, event: CheckEvent) -> Result<(), mpsc::error::SendError<CheckEvent>> {
-        match (&self.changes, event.transition) {
-            (Some(changes), Some(_)) => changes.send(event).await,
-            _ => self.routine.send(event).await,
+        if let Some(recorder) = &self.recorder {
+            // A state change too is recorded here, before it is sent: a routine result
+            // after it, recorded at once, must not come first in the history.
+            recorder.record(&event, std::time::SystemTime::now());
+            if event.transition.is_none() {
+                // Nothing the coordinator decides from: recorded, and that is all (while
+                // the coordinator runs: the check stops with it, as when it sends).
+                if self.events.is_closed() {
+                    return Err(mpsc::error::SendError(event));
+                }
+                return Ok(());
+            }
         }
+        self.events.send(event).await
     }
 }
 
 impl From<mpsc::Sender<CheckEvent>> for CheckSink {
     fn from(events: mpsc::Sender<CheckEvent>) -> Self {
         CheckSink {
-            routine: events,
-            changes: None,
+            events,
+            recorder: None,
         }
     }
 }

@@ -11,9 +11,10 @@
 //!   [`StatusDocument`]** at scrape time, by a [`Collector`] reading the coordinator's
 //!   `watch` channel (a handful of entries, whatever the number of services).
 //! - **Counters and histograms of events** the snapshot does not keep (probe latencies,
-//!   UPDATEs sent, flaps, reloads), which the coordinator updates through the cheap,
-//!   cloneable [`Metrics`] handle; recording a probe result allocates nothing once its
-//!   check has its series.
+//!   UPDATEs sent, flaps, reloads, the coordinator loop's wake-ups), which the coordinator
+//!   updates through the cheap, cloneable [`Metrics`] handle; the probe histograms are
+//!   updated by the check tasks themselves through a per-check [`CheckMetrics`], which
+//!   allocates nothing once the check has its series (issue 13).
 //!
 //! Names follow the Prometheus conventions: `anyguard_` prefix, base units (`_seconds`),
 //! `_total` on counters, one-hot state gauges with a `state` label.
@@ -67,12 +68,13 @@
 //! | `anyguard_bgp_updates_sent_total` | counter | `peer` |
 //! | `anyguard_service_flaps_total` | counter | `service` |
 //! | `anyguard_reloads_total` | counter | `result` |
+//! | `anyguard_coordinator_wakeups_total` | counter | `cause` |
 
 mod service_series;
 
 use std::collections::HashSet;
 use std::fmt;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use prometheus_client::collector::Collector;
@@ -118,9 +120,11 @@ type Labels = Vec<(&'static str, String)>;
 
 /// The metrics registry plus the event counters; clone freely (shared inside).
 ///
-/// The coordinator calls [`observe_probe`](Self::observe_probe),
-/// [`update_sent`](Self::update_sent), [`service_flap`](Self::service_flap) and
-/// [`reload`](Self::reload); the server calls [`encode`](Self::encode).
+/// The check tasks record into their [`CheckMetrics`] ([`check`](Self::check)); the
+/// coordinator calls [`update_sent`](Self::update_sent),
+/// [`service_flap`](Self::service_flap), [`reload`](Self::reload) and
+/// [`coordinator_wakeup`](Self::coordinator_wakeup); the server calls
+/// [`encode`](Self::encode).
 #[derive(Clone)]
 pub struct Metrics {
     inner: Arc<Inner>,
@@ -140,6 +144,8 @@ struct Inner {
     updates_sent: Family<Labels, Counter>,
     service_flaps: Family<Labels, Counter>,
     reloads: Family<Labels, Counter>,
+    /// `anyguard_coordinator_wakeups_total`, by [`Wakeup`] (every cause from the start).
+    wakeups: [Counter; Wakeup::ALL.len()],
 }
 
 impl fmt::Debug for Metrics {
@@ -188,6 +194,17 @@ impl Metrics {
             "Configuration reload attempts by result",
             reloads.clone(),
         );
+        let wakeup_family = Family::<Labels, Counter>::default();
+        registry.register(
+            "anyguard_coordinator_wakeups",
+            "Turns of the coordinator loop by what woke it",
+            wakeup_family.clone(),
+        );
+        let wakeups = Wakeup::ALL.map(|w| {
+            wakeup_family
+                .get_or_create(&vec![("cause", w.as_str().to_owned())])
+                .clone()
+        });
         let services = ServiceFamilies::register(&mut registry);
         registry.register_collector(Box::new(SnapshotCollector {
             status: status.clone(),
@@ -204,25 +221,40 @@ impl Metrics {
                 updates_sent,
                 service_flaps,
                 reloads,
+                wakeups,
             }),
         }
     }
 
-    /// Records one probe of `check` of `service`.
-    pub fn observe_probe(&self, service: &str, check: &str, latency: Duration, ok: bool) {
+    /// The probe metrics of `check` of `service`, for its task to record its results
+    /// into ([`CheckMetrics::observe`]).
+    pub fn check(&self, service: &str, check: &str) -> CheckMetrics {
+        CheckMetrics {
+            metrics: self.clone(),
+            service: service.to_owned(),
+            check: check.to_owned(),
+            durations: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The `anyguard_probe_duration_seconds` series of `check` of `service` for results
+    /// `ok`, created the first time (and dropped by [`Metrics::retain_checks`] once the
+    /// check is gone).
+    fn probe_series(&self, service: &str, check: &str, ok: bool) -> Histogram {
         let mut series = self
             .inner
             .probe_series
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        if let Some(h) = series.get(&self.inner.probe_duration, service, check, ok) {
-            h.observe(latency.as_secs_f64());
-        }
+        series
+            .get(&self.inner.probe_duration, service, check, ok)
+            .cloned()
+            .unwrap_or_else(probe_histogram)
     }
 
-    /// Records how late a scheduled probe started after its due time.
-    pub fn observe_start_delay(&self, delay: Duration) {
-        self.inner.probe_start_delay.observe(delay.as_secs_f64());
+    /// Counts one turn of the coordinator loop, by what woke it.
+    pub fn coordinator_wakeup(&self, cause: Wakeup) {
+        self.inner.wakeups[cause as usize].inc();
     }
 
     /// Counts one UPDATE message sent to `peer`.
@@ -273,6 +305,93 @@ impl Metrics {
         let mut out = String::new();
         prometheus_client::encoding::prometheus_text::encode(&mut out, &self.inner.registry)?;
         Ok(out)
+    }
+}
+
+/// One check's probe metrics, which its task updates in place at every result (issue 13:
+/// a routine result reaches no other thread). The series are looked up once, at the
+/// check's first result of each kind (no series before one, as before).
+#[derive(Debug)]
+pub struct CheckMetrics {
+    metrics: Metrics,
+    service: String,
+    check: String,
+    /// `anyguard_probe_duration_seconds`, `result="ok"` then `result="fail"`.
+    durations: [OnceLock<Histogram>; 2],
+}
+
+impl CheckMetrics {
+    /// Records one probe result: its latency by result and, for a scheduled probe, how
+    /// late it started after its due time (`start_delay`).
+    pub fn observe(&self, latency: Duration, ok: bool, start_delay: Option<Duration>) {
+        let series = self.durations[usize::from(!ok)]
+            .get_or_init(|| self.metrics.probe_series(&self.service, &self.check, ok));
+        series.observe(latency.as_secs_f64());
+        if let Some(delay) = start_delay {
+            self.metrics
+                .inner
+                .probe_start_delay
+                .observe(delay.as_secs_f64());
+        }
+    }
+}
+
+/// What woke the coordinator loop (`anyguard_coordinator_wakeups_total{cause}`): with
+/// probe results recorded by the checks' own tasks, only a check's state change is a
+/// `check` wake-up (issue 13).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wakeup {
+    /// A check's state changed (a batch of them counts once).
+    Check,
+    /// SIGHUP / SIGTERM / SIGINT.
+    Signal,
+    /// A control request from the status endpoint (`POST /reload`, drains, checks).
+    Control,
+    /// A peer task's event (a batch of them counts once).
+    Peer,
+    /// A peer's published status changed.
+    PeerStatus,
+    /// The all-sites guard's view of the other sites changed.
+    Guard,
+    /// An `ip` call of the address task ended.
+    Address,
+    /// A reload's config read ended.
+    Reload,
+    /// A deadline: a service's timer, the stop's flush wait, the systemd watchdog.
+    Timer,
+    /// The drain file poll.
+    DrainPoll,
+}
+
+impl Wakeup {
+    /// Every cause, in the order of `Wakeup as usize`.
+    const ALL: [Wakeup; 10] = [
+        Wakeup::Check,
+        Wakeup::Signal,
+        Wakeup::Control,
+        Wakeup::Peer,
+        Wakeup::PeerStatus,
+        Wakeup::Guard,
+        Wakeup::Address,
+        Wakeup::Reload,
+        Wakeup::Timer,
+        Wakeup::DrainPoll,
+    ];
+
+    /// The `cause` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Wakeup::Check => "check",
+            Wakeup::Signal => "signal",
+            Wakeup::Control => "control",
+            Wakeup::Peer => "peer",
+            Wakeup::PeerStatus => "peer_status",
+            Wakeup::Guard => "guard",
+            Wakeup::Address => "address",
+            Wakeup::Reload => "reload",
+            Wakeup::Timer => "timer",
+            Wakeup::DrainPoll => "drain_poll",
+        }
     }
 }
 
@@ -750,10 +869,11 @@ mod tests {
     fn probe_series_of_checks_removed_by_a_reload_go() {
         let m = metrics();
         let ms = Duration::from_millis(3);
-        m.observe_probe("web", "http", ms, true);
-        m.observe_probe("web", "http", ms, false);
-        m.observe_probe("web", "tcp", ms, true);
-        m.observe_probe("dns", "udp", ms, false);
+        let http = m.check("web", "http");
+        http.observe(ms, true, None);
+        http.observe(ms, false, None);
+        m.check("web", "tcp").observe(ms, true, None);
+        m.check("dns", "udp").observe(ms, false, None);
         // Reload: web's "tcp" check is renamed "tls", service dns is removed.
         m.retain_checks([("web", "http"), ("web", "tls")]);
         assert_eq!(
@@ -764,7 +884,7 @@ mod tests {
             ]
         );
         // A check that comes back starts a new series.
-        m.observe_probe("web", "tcp", ms, true);
+        m.check("web", "tcp").observe(ms, true, None);
         assert_eq!(probe_series(&m).len(), 3);
     }
 }

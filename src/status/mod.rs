@@ -4,6 +4,7 @@
 //! - [`server`]: the hyper HTTP server (`/status`, `/metrics`, `/healthz`, `/readyz`, control).
 //! - [`control`]: the typed requests the server sends to the coordinator.
 //! - [`metrics`]: the Prometheus registry and the handle the coordinator updates.
+//! - [`record`]: probe results recorded into status and metrics by the check tasks.
 //! - [`client`]: the `anyguard status` client and table renderer.
 //! - [`logging`]: tracing subscriber set-up (human or JSON).
 //! - [`systemd`]: `sd_notify` readiness, status and watchdog.
@@ -15,6 +16,7 @@ pub mod control;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod record;
 pub mod server;
 pub mod systemd;
 

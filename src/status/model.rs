@@ -6,14 +6,18 @@
 //! service's entry is shared by `Arc` between snapshots and rebuilt only when that service
 //! changed, so that publishing after a probe result costs the same with ten services or a
 //! thousand (issue 13). A check's counters and recent results, which change with every
-//! probe result, are not part of that entry's identity: the coordinator records them in
-//! the check's [`LiveCheck`], and the endpoint copies them into the document it serves
-//! ([`ServiceStatus::fill_live`]), so a result that changes nothing else rebuilds nothing.
+//! probe result, are not part of that entry's identity: the check's own task records them
+//! in the check's [`LiveCheck`] (`status::record`), and the endpoint copies them into the
+//! document it serves ([`ServiceStatus::fill_live`]), so a result that changes nothing
+//! else rebuilds nothing and does not even wake the coordinator.
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::SystemTime;
 
 use serde::{Deserialize, Serialize};
+
+use crate::health::ProbeOutcome;
 
 /// The whole status document.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -350,7 +354,7 @@ pub struct CheckStatus {
     /// `/status?service=NAME` appends them to `last_results`.
     #[serde(skip)]
     pub older_results: Vec<ProbeResultStatus>,
-    /// Where the coordinator records this check's counters and results as they come
+    /// Where the check's task records its counters and results as they come
     /// (not serialised; [`CheckStatus::fill_live`] copies them into the fields above).
     #[serde(skip)]
     pub live: LiveCheck,
@@ -447,10 +451,14 @@ impl CheckStatus {
     }
 }
 
-/// A check's consecutive passes and failures and its latest results (newest first), as
-/// the coordinator records them at every probe result. Shared between the coordinator's
-/// check slot and the `/status` entries built from it; entries compare equal when they
-/// share the same one.
+/// A check's consecutive passes and failures and its latest results (newest first),
+/// recorded at every probe result: in the daemon by the check's task itself
+/// (`status::record`), so that a result that changes nothing wakes nobody (issue 13).
+/// Shared between that task, the coordinator's check slot and the `/status` entries built
+/// from it; entries compare equal when they share the same one. One record belongs to one
+/// health runner: a reload that restarts the runner gives the new one a copy
+/// ([`LiveCheck::fork`]), so that a result of the old runner still on its way cannot land
+/// in it.
 #[derive(Debug, Clone, Default)]
 pub struct LiveCheck(Option<Arc<Mutex<LiveCheckData>>>);
 
@@ -463,26 +471,90 @@ pub struct LiveCheckData {
     pub fall_count: u32,
     /// The latest results, newest first.
     pub results: VecDeque<ProbeResultStatus>,
+    /// `CheckEvent::seq` of the newest result recorded (0: none yet): a result is
+    /// recorded once, and never after a newer one.
+    pub seq: u64,
+    /// Entries made with the record, taken while fewer than `keep` results are kept.
+    spare: Vec<ProbeResultStatus>,
 }
 
+/// Room made for a kept result's `at` (RFC 3339 with milliseconds is 24 bytes) and
+/// `detail` (`status 200`, `connected to 127.0.0.1:8080`; a longer one grows it).
+const KEPT_AT_BYTES: usize = 24;
+const KEPT_DETAIL_BYTES: usize = 48;
+
 impl LiveCheck {
-    /// An empty record keeping at most `keep` results.
+    /// An empty record keeping at most `keep` results, with the memory for them: the
+    /// check's task, which records in the daemon, then allocates nothing that lives on
+    /// among its probes' short-lived buffers in its thread's malloc arena.
     pub fn new(keep: usize) -> Self {
+        let spare = (0..keep)
+            .map(|_| ProbeResultStatus {
+                at: String::with_capacity(KEPT_AT_BYTES),
+                detail: String::with_capacity(KEPT_DETAIL_BYTES),
+                ..ProbeResultStatus::default()
+            })
+            .collect();
         LiveCheck(Some(Arc::new(Mutex::new(LiveCheckData {
             results: VecDeque::with_capacity(keep),
+            spare,
             ..LiveCheckData::default()
         }))))
     }
 
-    /// Records one result (and the counters after it), keeping the newest `keep`.
-    pub fn record(&self, rise_count: u32, fall_count: u32, result: ProbeResultStatus, keep: usize) {
-        if let Some(live) = &self.0 {
-            let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
-            live.rise_count = rise_count;
-            live.fall_count = fall_count;
-            live.results.push_front(result);
-            live.results.truncate(keep);
+    /// Records result `seq` (`outcome`, observed at `at`) and the counters after it,
+    /// keeping the newest `keep`, unless a result as new is recorded already (the
+    /// check's task recorded it, or overtook it with a newer one). Whether recorded.
+    pub fn record(
+        &self,
+        seq: u64,
+        rise_count: u32,
+        fall_count: u32,
+        at: SystemTime,
+        outcome: &ProbeOutcome,
+        keep: usize,
+    ) -> bool {
+        let Some(live) = &self.0 else {
+            return false;
+        };
+        let mut live = live.lock().unwrap_or_else(PoisonError::into_inner);
+        if seq <= live.seq {
+            return false;
         }
+        live.seq = seq;
+        live.rise_count = rise_count;
+        live.fall_count = fall_count;
+        // A spare entry made with the record, or once `keep` are kept the oldest, written
+        // over: their strings keep their memory, so a result allocates nothing (issue 13).
+        let mut entry = if live.results.len() >= keep.max(1) {
+            live.results.pop_back().unwrap_or_default()
+        } else {
+            live.spare.pop().unwrap_or_default()
+        };
+        entry.set(at, outcome);
+        live.results.push_front(entry);
+        live.results.truncate(keep);
+        true
+    }
+
+    /// The consecutive passes and failures recorded last (0, 0 for no record).
+    pub fn counters(&self) -> (u32, u32) {
+        self.0.as_ref().map_or((0, 0), |l| {
+            let l = l.lock().unwrap_or_else(PoisonError::into_inner);
+            (l.rise_count, l.fall_count)
+        })
+    }
+
+    /// A new record holding a copy of this one (keeping at most `keep` results), for a
+    /// health runner that continues the check, and the counters of that copy.
+    pub fn fork(&self, keep: usize) -> (LiveCheck, (u32, u32)) {
+        let Some(live) = &self.0 else {
+            return (LiveCheck::new(keep), (0, 0));
+        };
+        let mut copy = live.lock().unwrap_or_else(PoisonError::into_inner).clone();
+        copy.results.truncate(keep);
+        let counters = (copy.rise_count, copy.fall_count);
+        (LiveCheck(Some(Arc::new(Mutex::new(copy)))), counters)
     }
 }
 
@@ -510,6 +582,20 @@ pub struct ProbeResultStatus {
     pub latency_ms: f64,
     /// Error text or captured output.
     pub detail: String,
+}
+
+impl ProbeResultStatus {
+    /// Becomes `outcome` as shown, observed at `at`, reusing its strings' memory.
+    pub fn set(&mut self, at: SystemTime, outcome: &ProbeOutcome) {
+        use std::fmt::Write as _;
+        self.at.clear();
+        // Writing to a `String` cannot fail.
+        let _ = write!(self.at, "{}", humantime::format_rfc3339_millis(at));
+        self.ok = outcome.ok;
+        self.latency_ms = outcome.latency.as_secs_f64() * 1000.0;
+        self.detail.clear();
+        self.detail.push_str(&outcome.detail);
+    }
 }
 
 /// A BGP peer.

@@ -427,15 +427,20 @@ async fn a_resumed_check_keeps_its_state_across_a_reload() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_split_sink_sends_state_changes_on_their_own_channel_in_sequence_order() {
+async fn a_recording_sink_records_every_result_in_place_and_sends_only_the_state_changes() {
+    use crate::status::metrics::Metrics;
+    use crate::status::model::{CheckStatus as Entry, LiveCheck, StatusDocument};
+
     // rise = fall = 2: pass, pass (→ up), pass, fail, fail (→ down), fail.
     let services = [service("s", vec![check(100, 100, 50, 2, 2)])];
-    let (routine_tx, mut routine) = mpsc::channel(64);
     let (changes_tx, mut changes) = mpsc::channel(64);
+    let live = LiveCheck::new(10);
+    let metrics = Metrics::new(tokio::sync::watch::channel(StatusDocument::default()).1);
+    let recorder = ResultRecorder::new(&services, vec![vec![live.clone()]], &metrics);
     let script: Script = |n| (n < 3, ms(1));
     let _runner = HealthRunner::start_with(
         &services,
-        CheckSink::split(routine_tx, changes_tx),
+        CheckSink::recording(changes_tx, recorder),
         EXACT,
         move |_, _, _| {
             Ok(Scripted {
@@ -445,15 +450,7 @@ async fn a_split_sink_sends_state_changes_on_their_own_channel_in_sequence_order
         },
     )
     .unwrap_or_else(|e| panic!("{e}"));
-    let t0 = Instant::now();
-    let changed = collect(&mut changes, t0, 2).await;
-    let mut quiet = Vec::new();
-    while quiet.len() < 4 {
-        match routine.try_recv() {
-            Ok(e) => quiet.push(e),
-            Err(_) => tokio::time::sleep(ms(10)).await,
-        }
-    }
+    let changed = collect(&mut changes, Instant::now(), 2).await;
     let to: Vec<CheckStatus> = changed
         .iter()
         .map(|(_, e)| {
@@ -463,20 +460,75 @@ async fn a_split_sink_sends_state_changes_on_their_own_channel_in_sequence_order
         })
         .collect();
     assert_eq!(to, [CheckStatus::Up, CheckStatus::Down]);
-    assert!(quiet.iter().all(|e| e.transition.is_none()), "{quiet:?}");
-    // One order across both channels: the calls as they were made.
-    let mut all: Vec<(u64, String)> = changed
-        .into_iter()
-        .map(|(_, e)| e)
-        .chain(quiet)
-        .map(|e| (e.seq, e.outcome.detail))
+    // The sixth result (virtual time: one interval after the fifth).
+    let mut entry = Entry {
+        live,
+        ..Entry::default()
+    };
+    for _ in 0..50 {
+        entry.copy_live();
+        if entry.last_results.len() + entry.older_results.len() >= 6 {
+            break;
+        }
+        tokio::time::sleep(ms(10)).await;
+    }
+    // Every result recorded, newest first, with the counters after the newest; none but
+    // the two changes sent.
+    let details: Vec<&str> = entry
+        .last_results
+        .iter()
+        .chain(&entry.older_results)
+        .map(|r| r.detail.as_str())
         .collect();
-    all.sort();
-    let details: Vec<&str> = all.iter().map(|(_, d)| d.as_str()).collect();
     assert_eq!(
         details,
-        ["call 0", "call 1", "call 2", "call 3", "call 4", "call 5"]
+        ["call 5", "call 4", "call 3", "call 2", "call 1", "call 0"]
     );
+    assert_eq!((entry.rise_count, entry.fall_count), (0, 3));
+    assert!(changes.try_recv().is_err(), "a routine result was sent");
+    let text = metrics.encode().unwrap_or_else(|e| panic!("{e}"));
+    for line in [
+        r#"anyguard_probe_duration_seconds_count{service="s",check="c",result="ok"} 3"#,
+        r#"anyguard_probe_duration_seconds_count{service="s",check="c",result="fail"} 3"#,
+        "anyguard_probe_start_delay_seconds_count 6",
+    ] {
+        assert!(text.lines().any(|l| l == line), "no {line} in\n{text}");
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_recording_check_stops_once_the_coordinator_is_gone() {
+    let services = [service("s", vec![check(100, 100, 50, 1, 1)])];
+    let (changes_tx, changes) = mpsc::channel(64);
+    let metrics = crate::status::metrics::Metrics::new(
+        tokio::sync::watch::channel(crate::status::model::StatusDocument::default()).1,
+    );
+    let recorder = ResultRecorder::new(&services, Vec::new(), &metrics);
+    let calls = Arc::new(AtomicU32::new(0));
+    let probe_calls = Arc::clone(&calls);
+    let runner = HealthRunner::start_with(
+        &services,
+        CheckSink::recording(changes_tx, recorder),
+        EXACT,
+        move |_, _, _| {
+            Ok(Scripted {
+                calls: Arc::clone(&probe_calls),
+                script: |_| (true, ms(1)),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    tokio::time::sleep(ms(250)).await;
+    drop(changes);
+    tokio::time::sleep(ms(250)).await;
+    let after = calls.load(Ordering::SeqCst);
+    tokio::time::sleep(ms(1000)).await;
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        after,
+        "the check went on probing for nobody"
+    );
+    drop(runner);
 }
 
 /// Ten services with an HTTP-like and a TCP-like check each at 1 s (20 checks a second,

@@ -22,6 +22,7 @@ mod operations;
 mod probe_close;
 mod probe_wakes;
 mod process;
+mod routine_results;
 mod state_file;
 mod systemd;
 

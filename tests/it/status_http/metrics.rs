@@ -31,12 +31,12 @@ pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&s
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_match_the_document() {
     let h = Harness::start(None).await;
+    let dns = h.metrics.check("dns", "tcp#0");
+    dns.observe(Duration::from_micros(420), true, None);
+    dns.observe(Duration::from_millis(30), true, None);
     h.metrics
-        .observe_probe("dns", "tcp#0", Duration::from_micros(420), true);
-    h.metrics
-        .observe_probe("dns", "tcp#0", Duration::from_millis(30), true);
-    h.metrics
-        .observe_probe("ntp", "http#0", Duration::from_secs(2), false);
+        .check("ntp", "http#0")
+        .observe(Duration::from_secs(2), false, None);
     for _ in 0..3 {
         h.metrics.update_sent("edge1");
     }
