@@ -440,21 +440,14 @@ impl Core {
             return;
         };
         if event.seq < slot.last_seq {
-            // A routine result that a newer state change of its check overtook (state
-            // changes have their own channel, handled first): it is history already.
+            // Older than a result of this check taken in already: history. (One channel
+            // keeps a check's results in order; kept as a guard.)
             return;
         }
         slot.last_seq = event.seq;
         let health_may_change = slot.state != event.state.status;
         slot.state = event.state.status;
-        slot.live.record(
-            event.seq,
-            event.state.passes,
-            event.state.failures,
-            at,
-            &event.outcome,
-            RESULTS_KEPT,
-        );
+        crate::status::record::record_in(&slot.live, event, at);
         if health_may_change {
             // The service's health may change; a result that confirms the state changes
             // only the check's counters and history, which the status entry reads live.

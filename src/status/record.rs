@@ -31,6 +31,20 @@ use crate::health::CheckEvent;
 use super::metrics::{CheckMetrics, Metrics};
 use super::model::LiveCheck;
 
+/// Records `event`, observed at `at`, in the check's record `live` (its counters and its
+/// kept results): what the check task does for every result, and the coordinator for a
+/// state change its task did not record. False when `live` holds a newer result already.
+pub(crate) fn record_in(live: &LiveCheck, event: &CheckEvent, at: SystemTime) -> bool {
+    live.record(
+        event.seq,
+        event.state.passes,
+        event.state.failures,
+        at,
+        &event.outcome,
+        RESULTS_KEPT,
+    )
+}
+
 /// Where the checks of one health runner record their results.
 #[derive(Debug)]
 pub struct ResultRecorder {
@@ -78,14 +92,7 @@ impl ResultRecorder {
         else {
             return false;
         };
-        let recorded = check.live.record(
-            event.seq,
-            event.state.passes,
-            event.state.failures,
-            at,
-            &event.outcome,
-            RESULTS_KEPT,
-        );
+        let recorded = record_in(&check.live, event, at);
         if recorded {
             check
                 .metrics
