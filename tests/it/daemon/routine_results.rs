@@ -125,10 +125,9 @@ async fn routine_results_show_in_status_and_metrics_without_waking_the_coordinat
     });
     let dir = tempfile::tempdir().unwrap();
     let status_port = free_port();
-    let config = dir.path().join("anyguard.toml");
-    std::fs::write(
-        &config,
-        format!(
+    let _daemon = super::probe_close::dry_run_binary(
+        dir.path(),
+        &format!(
             r#"router_id = "198.18.0.2"
 local_asn = {LOCAL_ASN}
 
@@ -149,20 +148,6 @@ rise = 2
 fall = 2
 "#
         ),
-    )
-    .unwrap();
-    let log = std::fs::File::create(dir.path().join("anyguard.log")).unwrap();
-    let _daemon = super::process::Process(
-        std::process::Command::new(env!("CARGO_BIN_EXE_anyguard"))
-            .args(["--log-format", "human", "run", "--dry-run", "--config"])
-            .arg(&config)
-            .env("STATE_DIRECTORY", dir.path())
-            .env_remove("NOTIFY_SOCKET")
-            .stdin(std::process::Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .unwrap(),
     );
 
     // Up, and past the first results.
