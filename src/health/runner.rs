@@ -171,6 +171,8 @@ impl Default for RunnerOptions {
 #[derive(Debug)]
 pub struct HealthRunner {
     services: Vec<ServiceTasks>,
+    /// The recorder of a recording sink, retired once the tasks are aborted.
+    recorder: Option<Arc<ResultRecorder>>,
 }
 
 #[derive(Debug)]
@@ -314,7 +316,10 @@ impl HealthRunner {
                 checks,
             });
         }
-        Ok(HealthRunner { services: tasks })
+        Ok(HealthRunner {
+            services: tasks,
+            recorder: events.recorder.clone(),
+        })
     }
 
     /// Runs every check of service `service` now; false if there is no such service.
@@ -346,6 +351,13 @@ impl Drop for HealthRunner {
     fn drop(&mut self) {
         for c in self.services.iter().flat_map(|s| &s.checks) {
             c.task.abort();
+        }
+        // A task in the middle of a poll on its probe thread is aborted only at its next
+        // await: the result it is finishing would still be recorded, and could create the
+        // metrics series of a check the reload that stops this runner removes
+        // (`status::record`). From here on it records nothing.
+        if let Some(recorder) = &self.recorder {
+            recorder.retire();
         }
     }
 }
