@@ -802,6 +802,242 @@ pub(crate) mod tests {
         assert!(received == request, "the bytes differ");
     }
 
+    /// How a keep-alive test target answers on each connection.
+    #[derive(Debug, Clone, Copy)]
+    enum Keep {
+        /// `200 ok` (`Content-Length`) to every request on the connection.
+        Always,
+        /// Answers one request as `Always` does, then closes its side.
+        CloseAfterOne,
+        /// Answers every request with `Connection: close`, then closes.
+        SaysClose,
+        /// Answers the first request; the second gets no answer, and what the target
+        /// reads after it goes to the channel.
+        HangOnSecond,
+        /// Answers one request, then sends bytes no request asked for.
+        BytesAfter,
+        /// Answers the first request; closes at the second, without an answer.
+        CloseOnSecond,
+    }
+
+    const KEEP_OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+    /// A keep-alive target on 127.0.0.1:0 answering as `keep` says (at most 100 requests
+    /// a connection), counting the connections it accepts, until the handle is dropped.
+    async fn serve_keeping(
+        keep: Keep,
+    ) -> (
+        SocketAddr,
+        Arc<std::sync::atomic::AtomicUsize>,
+        tokio::sync::mpsc::Receiver<std::io::Result<usize>>,
+        AbortOnDropTask,
+    ) {
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|e| panic!("bind: {e}"));
+        let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (after_tx, after) = tokio::sync::mpsc::channel(4);
+        let count = Arc::clone(&accepted);
+        let task = tokio::spawn(async move {
+            while let Ok((mut sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
+                let after_tx = after_tx.clone();
+                tokio::spawn(async move {
+                    let mut buf = [0u8; 1024];
+                    for n in 0..100 {
+                        let mut req = Vec::new();
+                        while !req.windows(4).any(|w| w == b"\r\n\r\n") && req.len() < 16 * 1024 {
+                            match sock.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(k) => req.extend_from_slice(&buf[..k]),
+                            }
+                        }
+                        match keep {
+                            Keep::Always => {}
+                            Keep::CloseAfterOne => {
+                                let _ = sock.write_all(KEEP_OK).await;
+                                let _ = sock.shutdown().await;
+                                // Until the probe's next request meets the closed socket.
+                                let _ = sock.read(&mut buf).await;
+                                return;
+                            }
+                            Keep::SaysClose => {
+                                let _ = sock
+                                    .write_all(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok")
+                                    .await;
+                                let _ = sock.shutdown().await;
+                                return;
+                            }
+                            Keep::HangOnSecond if n == 1 => {
+                                let read = tokio::time::timeout(
+                                    std::time::Duration::from_secs(10),
+                                    sock.read(&mut buf),
+                                )
+                                .await
+                                .unwrap_or_else(|_| Err(std::io::ErrorKind::TimedOut.into()));
+                                let _ = after_tx.send(read).await;
+                                return;
+                            }
+                            Keep::HangOnSecond => {}
+                            Keep::CloseOnSecond if n == 1 => return,
+                            Keep::CloseOnSecond => {}
+                            Keep::BytesAfter => {
+                                let _ = sock.write_all(KEEP_OK).await;
+                                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+                                let _ = sock.write_all(b"HTTP/1.1 200 OK\r\n").await;
+                                let _ = sock.read(&mut buf).await;
+                                return;
+                            }
+                        }
+                        if sock.write_all(KEEP_OK).await.is_err() {
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        (addr, accepted, after, AbortOnDropTask(task))
+    }
+
+    fn keeping(addr: SocketAddr, body: Option<&str>) -> HttpProbe {
+        probe(addr, (200, 299), body).reuse_connection(true)
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_serves_every_probe_of_its_check_and_the_default_does_not_keep() {
+        let (addr, accepted, _after, _server) = serve_keeping(Keep::Always).await;
+        let p = keeping(addr, Some("ok"));
+        for _ in 0..5 {
+            let out = p.probe().await;
+            assert_eq!(
+                (out.ok, out.detail.as_str()),
+                (true, "status 200, body contains \"ok\"")
+            );
+        }
+        let q = keeping(addr, None);
+        for _ in 0..5 {
+            let out = q.probe().await;
+            assert_eq!((out.ok, out.detail.as_str()), (true, "status 200"));
+        }
+        // One connection per check, never shared: a clone starts without one.
+        let r = q.clone();
+        assert!(r.probe().await.ok);
+        assert_eq!(accepted.load(Ordering::SeqCst), 3);
+        let fresh = probe(addr, (200, 299), None);
+        for _ in 0..3 {
+            assert!(fresh.probe().await.ok);
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 6);
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_closed_between_probes_is_replaced_within_the_probe() {
+        let (addr, accepted, _after, _server) = serve_keeping(Keep::CloseAfterOne).await;
+        let p = keeping(addr, None);
+        assert_eq!(p.probe().await.detail, "status 200");
+        // Until the close has arrived (bounded).
+        for _ in 0..100 {
+            let kept = p.kept.as_ref().and_then(KeptSlot::take);
+            let closed = match kept {
+                Some(mut c) => {
+                    let r = idle(&mut c);
+                    if let Some(slot) = &p.kept {
+                        slot.put(c);
+                    }
+                    r.is_err()
+                }
+                None => panic!("the connection was not kept"),
+            };
+            if closed {
+                break;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+        let out = p.probe().await;
+        assert!(out.ok, "{out:?}");
+        assert_eq!(
+            out.detail,
+            "status 200; new connection: the kept one was closed by the server"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_kept_connection_closed_as_the_request_goes_out_is_replaced_within_the_probe() {
+        // The target closes the kept connection when the second request arrives, without
+        // an answer (its idle timeout racing the request): nothing to see before sending.
+        let (addr, accepted, _after, _server) = serve_keeping(Keep::CloseOnSecond).await;
+        let p = keeping(addr, None);
+        assert_eq!(p.probe().await.detail, "status 200");
+        let out = p.probe().await;
+        assert!(out.ok, "{out:?}");
+        assert!(
+            out.detail
+                .starts_with("status 200; new connection: the kept one ended before an answer: "),
+            "{out:?}"
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn an_answer_with_connection_close_ends_reuse_and_says_so() {
+        let (addr, accepted, _after, _server) = serve_keeping(Keep::SaysClose).await;
+        let p = keeping(addr, None);
+        for _ in 0..2 {
+            let out = p.probe().await;
+            assert_eq!(
+                (out.ok, out.detail.as_str()),
+                (
+                    true,
+                    "status 200; connection not kept: the answer says Connection: close"
+                )
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_probe_dropped_at_its_timeout_resets_its_kept_connection() {
+        let (addr, accepted, mut after, _server) = serve_keeping(Keep::HangOnSecond).await;
+        let p = keeping(addr, None);
+        assert!(p.probe().await.ok);
+        let timed_out =
+            tokio::time::timeout(std::time::Duration::from_millis(200), p.probe()).await;
+        assert!(
+            timed_out.is_err(),
+            "the hung target answered: {timed_out:?}"
+        );
+        let read = tokio::time::timeout(std::time::Duration::from_secs(10), after.recv())
+            .await
+            .unwrap_or_else(|_| panic!("the target never saw the end of the connection"));
+        assert_eq!(
+            read.and_then(|r| r.err()).map(|e| e.kind()),
+            Some(std::io::ErrorKind::ConnectionReset)
+        );
+        // The next probe: a new connection, not the one with an answer still due.
+        let out = p.probe().await;
+        assert_eq!((out.ok, out.detail.as_str()), (true, "status 200"));
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn bytes_on_a_kept_connection_before_the_request_drop_it() {
+        let (addr, accepted, _after, _server) = serve_keeping(Keep::BytesAfter).await;
+        let p = keeping(addr, None);
+        assert!(p.probe().await.ok);
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+        let out = p.probe().await;
+        assert_eq!(
+            (out.ok, out.detail.as_str()),
+            (
+                true,
+                "status 200; new connection: the kept one had bytes before the request"
+            )
+        );
+        assert_eq!(accepted.load(Ordering::SeqCst), 2);
+    }
+
     #[test]
     fn http_probe_parses_urls() {
         let p = HttpProbe::new("http://[::1]:8080/a?b=1", (200, 299), None, None)
