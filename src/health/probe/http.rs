@@ -1,4 +1,5 @@
-//! HTTP probe: an HTTP/1.1 GET on a fresh connection, plain or TLS.
+//! HTTP probe: an HTTP/1.1 GET on a fresh connection (or, opt-in, one kept per check),
+//! plain or TLS.
 //!
 //! Up when the status is within the configured inclusive range and, if configured, the
 //! body contains a substring; only the first [`MAX_BODY`](super::http_wire::MAX_BODY) bytes of the body are read.
