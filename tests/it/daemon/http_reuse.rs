@@ -298,3 +298,36 @@ async fn the_binarys_http_checks_keep_their_connection_when_asked_and_reconnect_
         seen[4]
     );
 }
+
+/// `anyguard check` accepts `reuse_connection` on an http check and names file, line and
+/// key when it is given to a tcp check.
+#[tokio::test]
+async fn anyguard_check_accepts_reuse_connection_on_http_and_names_it_on_tcp() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = "router_id = \"198.18.0.2\"\nlocal_asn = 65010\n\n[[service]]\nname = \"web\"\n\
+                prefixes = [\"203.0.113.0/24\"]\n\n[[service.check]]\n";
+    std::fs::write(
+        dir.path().join("ok.toml"),
+        format!(
+            "{base}type = \"http\"\nurl = \"http://127.0.0.1:8080/healthz\"\n\
+             reuse_connection = true\n"
+        ),
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("bad.toml"),
+        format!("{base}type = \"tcp\"\naddress = \"127.0.0.1:80\"\nreuse_connection = true\n"),
+    )
+    .unwrap();
+    let ok = crate::guard_cli::check(dir.path(), &["--config", "ok.toml"]).await;
+    assert_eq!(ok.code, Some(0), "{ok:#?}");
+    let bad = crate::guard_cli::check(dir.path(), &["--config", "bad.toml"]).await;
+    assert_eq!(bad.code, Some(1), "{bad:#?}");
+    assert!(
+        bad.stderr.contains(
+            "bad.toml:11:20: service[0].check[0].reuse_connection: `reuse_connection` does not \
+             apply to a tcp check"
+        ),
+        "{bad:#?}"
+    );
+}
