@@ -331,3 +331,74 @@ async fn anyguard_check_accepts_reuse_connection_on_http_and_names_it_on_tcp() {
         "{bad:#?}"
     );
 }
+
+/// A reload that turns `reuse_connection` on changes the check: from then on one
+/// connection serves its probes (before it, one connection a probe).
+#[tokio::test]
+async fn a_reload_that_turns_reuse_connection_on_keeps_the_connection_from_then_on() {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let task = serve(listener, Script::KeepAlive, Arc::clone(&seen));
+    let dir = tempfile::tempdir().unwrap();
+    let status_port = free_port();
+    let config = |reuse: bool| {
+        format!(
+            "router_id = \"198.18.0.2\"\nlocal_asn = {LOCAL_ASN}\n\n[status]\n\
+             listen = \"127.0.0.1:{status_port}\"\n{}",
+            service("web", "198.51.100.1/32", addr, reuse)
+        )
+    };
+    let mut daemon = dry_run_binary(dir.path(), &config(false));
+    let log_path = dir.path().join("anyguard.log");
+    let log = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    let counts = || {
+        let s = seen.lock().unwrap();
+        (s.accepts, s.requests)
+    };
+    // Bounded: 200 × 50 ms.
+    for _ in 0..200 {
+        if counts().1 >= 3 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (accepts, requests) = counts();
+    assert!(requests >= 3, "{:?}\nlog:\n{}", counts(), log());
+    assert_eq!(accepts, requests, "a connection a probe before the reload");
+
+    std::fs::write(dir.path().join("anyguard.toml"), config(true)).unwrap();
+    daemon.signal(nix::sys::signal::Signal::SIGHUP);
+    let generation = || async {
+        super::probe_close::binary_doc(status_port)
+            .await
+            .and_then(|d| d["daemon"]["config_generation"].as_u64())
+    };
+    let mut reloaded = false;
+    for _ in 0..200 {
+        if generation().await == Some(2) {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(reloaded, "the reload was not applied; log:\n{}", log());
+    // The first probe of the new check opens its connection; the next ones use it.
+    let (accepts, requests) = counts();
+    for _ in 0..200 {
+        if counts().1 >= requests + 5 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (accepts_after, requests_after) = counts();
+    assert!(
+        accepts_after <= accepts + 2 && requests_after >= requests + 5,
+        "after the reload: {accepts} → {accepts_after} connections for {requests} → \
+         {requests_after} requests"
+    );
+    task.abort();
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.exit().await;
+    assert!(status.success(), "exit {status:?}; log:\n{}", log());
+}
