@@ -21,7 +21,9 @@ use crate::health::{CheckEvent, CheckSink, HealthRunner, ProbeError, RunnerOptio
 use crate::local_addr::IpCommand;
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
-use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
+use crate::session::{
+    spawn_peer_at, LocalSpeaker, PeerEvent, PeerHandle, StopReason, TaskPlace, Tuning,
+};
 use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
 use crate::status::metrics::{Metrics, Wakeup};
@@ -120,6 +122,8 @@ struct Peer {
 /// Everything the loop owns besides the [`Core`].
 struct Shell {
     options: RunOptions,
+    /// Where the peer tasks run ([`run_on_this_thread`]).
+    place: TaskPlace,
     started: Instant,
     started_wall: SystemTime,
     generation: u64,
@@ -223,15 +227,43 @@ fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey>
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
-/// drained and withdrawn every service and the sessions are closed.
-///
-/// The loop runs on the thread that blocks on it (the binary's `block_on`), not as a task
-/// on the runtime's workers: with the checks on probe threads of their own
-/// (`health::probe_threads`), a loop on a worker cost ~10 % more CPU per probe result and
-/// ~14 MiB more peak RSS at 1,000 services (its allocations spread over the workers'
-/// malloc arenas) for ~40 µs less decision → wire at the median, and no better p99
-/// (docs/benchmarks.md, "Decision → wire, round 5").
+/// drained and withdrawn every service and the sessions are closed, the peer tasks on the
+/// runtime's workers (library users, the demo's sites, tests that spawn it).
 pub async fn run(
+    config: Config,
+    options: RunOptions,
+    signals: mpsc::Receiver<DaemonSignal>,
+) -> Result<(), RunError> {
+    run_at(TaskPlace::Runtime, config, options, signals).await
+}
+
+/// [`run`] with the peer tasks on the thread that polls this future, beside the loop: the
+/// binary's `block_on`.
+///
+/// The loop runs on the thread that blocks on it, not as a task on the runtime's workers:
+/// with the checks on probe threads of their own (`health::probe_threads`), a loop on a
+/// worker cost ~10 % more CPU per probe result and ~14 MiB more peak RSS at 1,000
+/// services (its allocations spread over the workers' malloc arenas) for ~40 µs less
+/// decision → wire at the median, and no better p99 (docs/benchmarks.md, "Decision →
+/// wire, round 5"). A state change then crossed threads twice: from the check's probe
+/// thread to this sleeping thread, and from here to a worker, woken to run the peer task
+/// that encodes and writes the UPDATE. The peer tasks (and their status forwarders) now
+/// live here too, in a `LocalSet`, and the loop yields right after publishing routes, so
+/// the UPDATE is written before the rest of the turn (status, logs) and without a second
+/// thread's wake-up (round 7). The peer tasks own their FSM and Adj-RIB-Out as before;
+/// their connections' reader and writer tasks stay on the workers.
+pub async fn run_on_this_thread(
+    config: Config,
+    options: RunOptions,
+    signals: mpsc::Receiver<DaemonSignal>,
+) -> Result<(), RunError> {
+    tokio::task::LocalSet::new()
+        .run_until(run_at(TaskPlace::ThisThread, config, options, signals))
+        .await
+}
+
+async fn run_at(
+    place: TaskPlace,
     config: Config,
     options: RunOptions,
     mut signals: mpsc::Receiver<DaemonSignal>,
@@ -298,6 +330,7 @@ pub async fn run(
     let systemd = sd::Link::new(options.systemd.clone(), now);
     let mut shell = Shell {
         options,
+        place,
         started: now,
         started_wall: wall,
         generation: 1,
@@ -479,6 +512,11 @@ pub async fn run(
             .local
             .sync(&mut core, &confirmed, &mut shell.state, initial_done);
         let routes_sent = shell.send_routes(&mut core);
+        if routes_sent.is_some() && shell.place == TaskPlace::ThisThread {
+            // The peer tasks woken by the routes are on this thread's `LocalSet`: yielding
+            // lets them encode and write the UPDATEs now, before the rest of the turn.
+            tokio::task::yield_now().await;
+        }
         // After the routes: a state file write never delays an UPDATE.
         saved::track_withdrawals(&core, &mut shell.state);
         saved::track_removals(&core, &mut shell.state);
@@ -624,7 +662,8 @@ impl Shell {
             since: rfc3339(SystemTime::now()),
             ..PeerStatus::default()
         });
-        let handle = spawn_peer(
+        let handle = spawn_peer_at(
+            self.place,
             peer.clone(),
             self.local_speaker(config, first_start),
             self.routes_tx.subscribe(),
@@ -649,7 +688,9 @@ impl Shell {
         }
         let mut watch_rx = status_rx.clone();
         let notify = Arc::clone(&self.peer_changed);
-        let forwarder = tokio::spawn(async move {
+        // Beside the peer task: its status changes (a count per UPDATE sent) then wake
+        // no worker.
+        let forwarder = self.place.spawn(async move {
             while watch_rx.changed().await.is_ok() {
                 notify.notify_one();
             }
