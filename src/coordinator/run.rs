@@ -169,6 +169,9 @@ struct Shell {
     parts_peers: Vec<(String, bool)>,
     /// `Core::routes_version` of the routes last published on `routes_tx`.
     routes_version: Option<u64>,
+    /// The routes published before the last ones, and the patch that made the last ones
+    /// from them: reused for the next patch once the peers have let go of them.
+    spare: Option<SpareRoutes>,
     /// READY=1, STATUS=, WATCHDOG=1 (from this loop's turns), RELOADING=1, STOPPING=1.
     systemd: sd::Link,
     /// The reload's config read, off the loop (`config_read`).
@@ -194,10 +197,7 @@ fn check_channels(
 enum RoutesSent {
     Full(Arc<RibOut>),
     /// The routes replaced, and the entries that changed (sorted by prefix).
-    Patch(
-        Arc<RibOut>,
-        Vec<(ipnet::IpNet, Option<crate::announcer::RouteAttrs>)>,
-    ),
+    Patch(Arc<RibOut>, RoutesPatch),
 }
 
 impl RoutesSent {
@@ -208,6 +208,32 @@ impl RoutesSent {
             RoutesSent::Full(previous) => crate::announcer::describe_change(previous, now),
             RoutesSent::Patch(previous, patch) => crate::announcer::describe_patch(previous, patch),
         }
+    }
+}
+
+/// A patch's entries: each prefix's new route, `None` to withdraw it.
+type RoutesPatch = Vec<(ipnet::IpNet, Option<crate::announcer::RouteAttrs>)>;
+
+/// A map of routes published earlier, for [`Shell::patched`] to bring up to date in place
+/// instead of copying the map published last (~1,000 routes, some 50–100 µs on the path
+/// of every decision at 1,000 services, issue 13). Once every peer has moved on to the
+/// last routes nothing else holds the older map, and two patches make it the next one.
+struct SpareRoutes {
+    /// Published before `published`.
+    old: Arc<RibOut>,
+    /// What turned `old` into `published`.
+    patch: RoutesPatch,
+    /// The routes published last, which the spare is only good for.
+    published: std::sync::Weak<RibOut>,
+}
+
+/// Applies `patch` to `routes`.
+fn apply_patch(routes: &mut RibOut, patch: &RoutesPatch) {
+    for (prefix, route) in patch {
+        match route {
+            Some(attrs) => routes.insert(*prefix, attrs.clone()),
+            None => routes.remove(prefix),
+        };
     }
 }
 
@@ -360,6 +386,7 @@ async fn run_at(
         service_parts: Vec::new(),
         parts_peers: Vec::new(),
         routes_version: None,
+        spare: None,
         systemd,
         config_read: ConfigRead::default(),
         drain_files: has_drain_files(&config),
@@ -809,27 +836,54 @@ impl Shell {
                 if *previous == desired {
                     return None;
                 }
-                (desired, RoutesSent::Full(previous))
+                self.spare = None;
+                (Arc::new(desired), RoutesSent::Full(previous))
             }
             RoutesUpdate::Patch(mut patch) => {
                 patch.retain(|(p, a)| previous.get(p) != a.as_ref());
                 if patch.is_empty() {
                     return None;
                 }
-                let mut next = RibOut::clone(&previous);
-                for (prefix, route) in &patch {
-                    match route {
-                        Some(attrs) => next.insert(*prefix, attrs.clone()),
-                        None => next.remove(prefix),
-                    };
-                }
-                debug_assert_eq!(next, core.desired(), "patched routes differ from a rebuild");
+                let next = self.patched(&previous, &patch);
+                debug_assert_eq!(
+                    *next,
+                    core.desired(),
+                    "patched routes differ from a rebuild"
+                );
                 patch.sort_unstable_by_key(|(p, _)| *p);
+                self.spare = Some(SpareRoutes {
+                    old: Arc::clone(&previous),
+                    patch: patch.clone(),
+                    published: Arc::downgrade(&next),
+                });
                 (next, RoutesSent::Patch(previous, patch))
             }
         };
-        self.routes_tx.send_replace(Arc::new(next));
+        self.routes_tx.send_replace(next);
         Some(sent)
+    }
+
+    /// `previous` (the routes published last) with `patch` applied: the spare map brought
+    /// up to date in place when nothing else holds it any more (the peers, their pending
+    /// confirmations and `flushed` moved on to `previous`), else a copy of `previous`.
+    fn patched(&mut self, previous: &Arc<RibOut>, patch: &RoutesPatch) -> Arc<RibOut> {
+        if let Some(SpareRoutes {
+            mut old,
+            patch: since,
+            published,
+        }) = self.spare.take()
+        {
+            if std::sync::Weak::ptr_eq(&published, &Arc::downgrade(previous)) {
+                if let Some(routes) = Arc::get_mut(&mut old) {
+                    apply_patch(routes, &since);
+                    apply_patch(routes, patch);
+                    return old;
+                }
+            }
+        }
+        let mut next = RibOut::clone(previous);
+        apply_patch(&mut next, patch);
+        Arc::new(next)
     }
 
     /// A check's state change (its task recorded the result in its `/status` record and
