@@ -36,6 +36,7 @@ mod local_actions;
 pub mod removals;
 mod run;
 mod saved;
+mod spare;
 mod stop;
 
 pub use run::{run, run_on_this_thread, DaemonSignal, RunError, RunOptions};

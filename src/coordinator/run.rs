@@ -14,6 +14,7 @@ use super::core::{rfc3339, ControlOutcome, Core, RoutesUpdate};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
 use super::saved;
+use super::spare::{RoutesPatch, SpareRoutes};
 use super::stop::StopPlan;
 use crate::announcer::RibOut;
 use crate::config::{Config, PeerConfig, PeerMode};
@@ -171,7 +172,7 @@ struct Shell {
     routes_version: Option<u64>,
     /// The routes published before the last ones, and the patch that made the last ones
     /// from them: reused for the next patch once the peers have let go of them.
-    spare: Option<SpareRoutes>,
+    spare: SpareRoutes,
     /// READY=1, STATUS=, WATCHDOG=1 (from this loop's turns), RELOADING=1, STOPPING=1.
     systemd: sd::Link,
     /// The reload's config read, off the loop (`config_read`).
@@ -211,32 +212,6 @@ impl RoutesSent {
     }
 }
 
-/// A patch's entries: each prefix's new route, `None` to withdraw it.
-type RoutesPatch = Vec<(ipnet::IpNet, Option<crate::announcer::RouteAttrs>)>;
-
-/// A map of routes published earlier, for [`Shell::patched`] to bring up to date in place
-/// instead of copying the map published last (~1,000 routes, some 50–100 µs on the path
-/// of every decision at 1,000 services, issue 13). Once every peer has moved on to the
-/// last routes nothing else holds the older map, and two patches make it the next one.
-struct SpareRoutes {
-    /// Published before `published`.
-    old: Arc<RibOut>,
-    /// What turned `old` into `published`.
-    patch: RoutesPatch,
-    /// The routes published last, which the spare is only good for.
-    published: std::sync::Weak<RibOut>,
-}
-
-/// Applies `patch` to `routes`.
-fn apply_patch(routes: &mut RibOut, patch: &RoutesPatch) {
-    for (prefix, route) in patch {
-        match route {
-            Some(attrs) => routes.insert(*prefix, attrs.clone()),
-            None => routes.remove(prefix),
-        };
-    }
-}
-
 /// A check transition waiting to be logged.
 struct CheckTransitionLog {
     service: String,
@@ -271,13 +246,18 @@ pub async fn run(
 /// worker cost ~10 % more CPU per probe result and ~14 MiB more peak RSS at 1,000
 /// services (its allocations spread over the workers' malloc arenas) for ~40 µs less
 /// decision → wire at the median, and no better p99 (docs/benchmarks.md, "Decision →
-/// wire, round 5"). A state change then crossed threads twice: from the check's probe
-/// thread to this sleeping thread, and from here to a worker, woken to run the peer task
-/// that encodes and writes the UPDATE. The peer tasks (and their status forwarders) now
-/// live here too, in a `LocalSet`, and the loop yields right after publishing routes, so
-/// the UPDATE is written before the rest of the turn (status, logs) and without a second
-/// thread's wake-up (round 7). The peer tasks own their FSM and Adj-RIB-Out as before;
-/// their connections' reader and writer tasks stay on the workers.
+/// wire, round 5"). Since the loop sleeps between state changes (round 6), a change
+/// crossed threads twice: from the check's probe thread to this thread, and from here to
+/// a worker woken to run the peer task that encodes and writes the UPDATE — in a trace of
+/// 200 flips at 1,000 services (round 7, load ~11), evaluation → peer task running took
+/// 178 µs at the median and up to 2 ms, of which the worker's wake-up was ~70 µs at the
+/// median and most of the tail. So the peer tasks (and their status forwarders) run here,
+/// in a `LocalSet`, and the loop yields right after publishing routes: the peer task
+/// writes the UPDATE before the rest of the turn (status, logs) and without a second
+/// thread's wake-up (117 µs, at most 0.36 ms, in the same trace). The peer tasks still
+/// own their FSM and Adj-RIB-Out; their connections' reader and writer tasks stay on the
+/// workers, and an ingesting peer's batches (16 KiB each, `session::conn`) interleave
+/// with the loop's turns.
 pub async fn run_on_this_thread(
     config: Config,
     options: RunOptions,
@@ -386,7 +366,7 @@ async fn run_at(
         service_parts: Vec::new(),
         parts_peers: Vec::new(),
         routes_version: None,
-        spare: None,
+        spare: SpareRoutes::default(),
         systemd,
         config_read: ConfigRead::default(),
         drain_files: has_drain_files(&config),
@@ -836,7 +816,7 @@ impl Shell {
                 if *previous == desired {
                     return None;
                 }
-                self.spare = None;
+                self.spare.clear();
                 (Arc::new(desired), RoutesSent::Full(previous))
             }
             RoutesUpdate::Patch(mut patch) => {
@@ -844,46 +824,19 @@ impl Shell {
                 if patch.is_empty() {
                     return None;
                 }
-                let next = self.patched(&previous, &patch);
+                let next = self.spare.patched(&previous, &patch);
                 debug_assert_eq!(
                     *next,
                     core.desired(),
                     "patched routes differ from a rebuild"
                 );
                 patch.sort_unstable_by_key(|(p, _)| *p);
-                self.spare = Some(SpareRoutes {
-                    old: Arc::clone(&previous),
-                    patch: patch.clone(),
-                    published: Arc::downgrade(&next),
-                });
+                self.spare.keep(&previous, &patch, &next);
                 (next, RoutesSent::Patch(previous, patch))
             }
         };
         self.routes_tx.send_replace(next);
         Some(sent)
-    }
-
-    /// `previous` (the routes published last) with `patch` applied: the spare map brought
-    /// up to date in place when nothing else holds it any more (the peers, their pending
-    /// confirmations and `flushed` moved on to `previous`), else a copy of `previous`.
-    fn patched(&mut self, previous: &Arc<RibOut>, patch: &RoutesPatch) -> Arc<RibOut> {
-        if let Some(SpareRoutes {
-            mut old,
-            patch: since,
-            published,
-        }) = self.spare.take()
-        {
-            if std::sync::Weak::ptr_eq(&published, &Arc::downgrade(previous)) {
-                if let Some(routes) = Arc::get_mut(&mut old) {
-                    apply_patch(routes, &since);
-                    apply_patch(routes, patch);
-                    return old;
-                }
-            }
-        }
-        let mut next = RibOut::clone(previous);
-        apply_patch(&mut next, patch);
-        Arc::new(next)
     }
 
     /// A check's state change (its task recorded the result in its `/status` record and
