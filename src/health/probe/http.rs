@@ -160,6 +160,11 @@ impl HttpProbe {
         connected.map_err(|e| format!("connect to {}: {e}", self.authority))
     }
 
+    /// Whether the probe speaks TLS (`https://`).
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     async fn check(&self) -> Result<String, String> {
         let connected = self.connect().await?;
         let sent = |e: std::io::Error| format!("GET {}: sending the request: {e}", self.path);
