@@ -99,11 +99,16 @@ fn check_of(line: &serde_json::Value) -> Option<(String, String)> {
 
 /// A check's transition line (`check unknown → up: …`, info) or result line (debug).
 fn is_transition(line: &serde_json::Value) -> bool {
-    line["fields"]["from"].is_string() && line["fields"]["to"].is_string()
+    from_runner(line) && line["fields"]["from"].is_string() && line["fields"]["to"].is_string()
 }
 
 fn is_result(line: &serde_json::Value) -> bool {
-    line["level"] == "DEBUG" && line["fields"]["passes"].is_number()
+    from_runner(line) && line["level"] == "DEBUG" && line["fields"]["passes"].is_number()
+}
+
+/// A line of a check task (the coordinator logs a service's change with its own fields).
+fn from_runner(line: &serde_json::Value) -> bool {
+    line["target"] == "anyguard::health::runner"
 }
 
 /// Every (service, check) pair of the run.
