@@ -20,8 +20,11 @@
 //!    target's receive work runs inside the daemon's system calls and is charged to it),
 //!    as bounds from a separate window after the measured one, beside the measured total.
 //! 3. The same at the largest N with **HTTP checks only** (the probe's share, before and
-//!    after) and with **a fleet configured** (the all-sites guard polling one other site
-//!    that does not answer).
+//!    after), with **a fleet configured** (the all-sites guard polling one other site
+//!    that does not answer), and with **HTTP checks keeping their connection**
+//!    (`reuse_connection = true`, `http kept+tcp`: against a keep-alive target counting
+//!    requests; the TCP checks still connect afresh), its ratio to this build's http+tcp
+//!    row (an older baseline binary may not know the option, so it is not run there).
 //! 4. **Decision → wire** at the largest N with a real BGP session ([`decision`]).
 //! 5. **The floor**: at each N, the same fresh connections at the same rate against the
 //!    same targets without the daemon, in a child process measured the same way
@@ -62,6 +65,8 @@ mod flip_target;
 mod floor;
 #[path = "../tests/it/httpd.rs"]
 mod httpd;
+#[path = "many_services/keep_alive.rs"]
+mod keep_alive;
 #[path = "many_services/kernel_share.rs"]
 mod kernel_share;
 #[path = "many_services/probe_cost.rs"]
@@ -118,6 +123,10 @@ enum Mix {
     HttpAndTcp,
     /// One HTTP check at 1 s.
     HttpOnly,
+    /// One HTTP check at 1 s keeping its connection (`reuse_connection = true`, against a
+    /// keep-alive target: a result is a request, not a connection) and one TCP check at
+    /// 1 s (a new connection each probe, as a TCP check must).
+    KeptHttpAndTcp,
 }
 
 /// One daemon run to measure.
@@ -133,6 +142,7 @@ impl Setup {
         let mut l = match self.mix {
             Mix::HttpAndTcp => "http+tcp",
             Mix::HttpOnly => "http only",
+            Mix::KeptHttpAndTcp => "http kept+tcp",
         }
         .to_string();
         if self.fleet {
@@ -297,14 +307,25 @@ fn daemon_part(
             mix: Mix::HttpAndTcp,
             fleet: true,
         });
+        setups.push(Setup {
+            n: largest,
+            mix: Mix::KeptHttpAndTcp,
+            fleet: false,
+        });
     }
     let mut smallest: Option<f64> = None;
+    // This build's http+tcp at the largest size: what the kept-connection row is against.
+    let mut fresh_largest: Option<f64> = None;
     let mut floors: Vec<FloorRow> = Vec::new();
     // The kernel's work for the target's sockets, sampled with perf after each window of
     // this build (kernel_share); `MANY_SERVICES_PERF=0` leaves it out.
     let perf = std::env::var("MANY_SERVICES_PERF").map_or(true, |v| v != "0");
     for setup in setups {
         let mut old_cpu = None;
+        let kept = setup.mix == Mix::KeptHttpAndTcp;
+        // An older binary may not know `reuse_connection`: the kept row is compared with
+        // this build's fresh connections instead.
+        let old = old.filter(|_| !kept);
         let old_per_result = match old {
             Some(bin) => match measure(bin, setup, window, http_addr, tcp_addr, accepted, false) {
                 Ok(m) => {
@@ -331,11 +352,22 @@ fn daemon_part(
         let base = match old_per_result {
             Some(b) => b,
             None if plain => *smallest.get_or_insert(per_result),
+            None if kept => fresh_largest.unwrap_or(per_result),
             None => per_result,
         };
+        if plain && setup.n == largest {
+            fresh_largest = Some(per_result);
+        }
         print_row("this", setup, window, &m, per_result, per_result / base);
         print_kernel_share(&m, window, per_result);
-        if !setup.fleet {
+        if kept {
+            println!(
+                "{:>8} {:>16} ratio to this build's http+tcp (fresh connections) at {}",
+                "", "", setup.n
+            );
+        }
+        // The floor is fresh connections: not what the kept row does.
+        if !setup.fleet && !kept {
             let floor = measure_floor(setup, window, http_addr, tcp_addr, accepted)?;
             floors.push(FloorRow {
                 setup,
@@ -600,8 +632,22 @@ fn measure(
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
     let status_port = httpd::free_port();
     let path = dir.join(format!("services-{}.toml", setup.n));
-    let tcp = (setup.mix == Mix::HttpAndTcp).then_some(tcp);
+    // The kept row's HTTP checks go to a keep-alive target counting requests, which are
+    // added to the results (its TCP checks to the common target, counting connections).
+    let keep_alive = (setup.mix == Mix::KeptHttpAndTcp)
+        .then(keep_alive::KeepAliveTarget::start)
+        .transpose()?;
+    let http = keep_alive.as_ref().map_or(http, |t| t.addr);
+    let results =
+        || accepted.load(Ordering::Relaxed) + keep_alive.as_ref().map_or(0, |t| t.requests());
+    let tcp = matches!(setup.mix, Mix::HttpAndTcp | Mix::KeptHttpAndTcp).then_some(tcp);
     let mut text = config_text(setup.n, status_port, http, tcp);
+    if keep_alive.is_some() {
+        text = text.replace(
+            "type = \"http\"\n",
+            "type = \"http\"\nreuse_connection = true\n",
+        );
+    }
     if setup.fleet {
         let fleet = dir.join("fleet.toml");
         std::fs::write(&fleet, fleet_text()).map_err(|e| format!("{}: {e}", fleet.display()))?;
@@ -632,9 +678,9 @@ fn measure(
     // The histogram at the window's start, taken before the CPU is read: building
     // `/metrics` is not part of the window's CPU.
     let before = get(status_addr, "/metrics").filter(|f| f.ok);
-    let (cpu0, results0) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
+    let (cpu0, results0) = (cpu_time(pid)?, results());
     std::thread::sleep(window);
-    let (cpu1, results1) = (cpu_time(pid)?, accepted.load(Ordering::Relaxed));
+    let (cpu1, results1) = (cpu_time(pid)?, results());
     let after = get(status_addr, "/metrics").filter(|f| f.ok);
     let start_delay_window = match (&before, &after) {
         (Some(b), Some(a)) => start_delay_p99_between(&b.body, &a.body),

@@ -26,6 +26,8 @@ mod tests_bfd;
 mod tests_https;
 #[cfg(test)]
 mod tests_local_actions;
+#[cfg(test)]
+mod tests_reuse;
 
 pub(crate) use error::render_located;
 pub use error::{ConfigError, ConfigErrors};
@@ -391,6 +393,9 @@ pub enum CheckKind {
         body_contains: Option<String>,
         /// TLS settings; `Some` exactly for `https://` URLs.
         tls: Option<HttpTls>,
+        /// `reuse_connection`: one connection kept between probes instead of a new one
+        /// per probe.
+        reuse_connection: bool,
     },
     /// TCP connect.
     Tcp {

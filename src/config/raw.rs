@@ -265,6 +265,12 @@ pub struct RawCheck {
     pub tls_server_name: Option<Spanned<String>>,
     /// https: `false` accepts any certificate (self-signed local endpoints). Default true.
     pub tls_verify: Option<Spanned<bool>>,
+    /// http, https: `true` keeps one connection per check between probes (HTTP/1.1
+    /// persistence, a TLS session too) instead of a new one per probe. Cheaper for the
+    /// prober and the target, but a kept connection no longer proves that a new client
+    /// can connect (nor, for https, that a new handshake and the certificate would pass).
+    /// Default false.
+    pub reuse_connection: Option<Spanned<bool>>,
     /// tcp: the address to connect to, `"ip:port"`.
     pub address: Option<Spanned<String>>,
     /// command: the argument vector, run without a shell; exit status 0 is up. The command

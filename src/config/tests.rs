@@ -385,6 +385,7 @@ fn http_url_must_be_http_or_https_with_a_host() {
             status: (200, 299),
             body_contains: None,
             tls: None,
+            reuse_connection: false,
         }
     );
 }

@@ -333,6 +333,7 @@ const KINDS: &[(&str, &[&str])] = &[
             "ca_file",
             "tls_server_name",
             "tls_verify",
+            "reuse_connection",
         ],
     ),
     ("tcp", &["address"]),
@@ -466,6 +467,7 @@ fn specific_fields(
         ("ca_file", s(&c.ca_file)),
         ("tls_server_name", s(&c.tls_server_name)),
         ("tls_verify", s(&c.tls_verify)),
+        ("reuse_connection", s(&c.reuse_connection)),
         ("address", s(&c.address)),
         ("argv", s(&c.argv)),
         ("server", s(&c.server)),
@@ -506,6 +508,7 @@ fn check_kind(
                 status: status?,
                 body_contains: c.body_contains.as_ref().map(|b| b.get_ref().clone()),
                 tls: tls?,
+                reuse_connection: c.reuse_connection.as_ref().is_some_and(|r| *r.get_ref()),
             })
         }
         "tcp" => {

@@ -244,6 +244,7 @@ fn rollout_with_checks_that_cannot_succeed_is_rejected() {
             status: (200, 299),
             body_contains: None,
             tls: None,
+            reuse_connection: false,
         },
     )];
     assert_eq!(

@@ -26,15 +26,19 @@
 //!   towards the other state), the normal interval otherwise;
 //! - **no drift**: the next deadline is the previous *deadline* plus the period, not the
 //!   end of the probe plus the period; when a probe overran the next deadline, the next
-//!   probe starts at once and the schedule restarts from there (tokio's
-//!   `MissedTickBehavior::Delay`: no burst of catch-up probes);
+//!   probe starts at once and the schedule goes on from there (tokio's
+//!   `MissedTickBehavior::Delay`: no burst of catch-up probes), back onto the service's
+//!   phase within a few periods;
 //! - **timeout**: a probe still running at its timeout is dropped and counts as failed.
 //!   Each check has its own task, so a hung probe never delays another check;
 //! - **wake coalescing** ([`super::schedule`]): the deadlines above are the *ideal*
 //!   schedule; a probe starts at the point of a slot grid nearest to its ideal deadline
 //!   (its due time, which the start delay is measured from), so checks due within one
 //!   slot start in one wake of their probe thread. The checks of a service share their
-//!   splay and jitter draws and their thread, so they are due together.
+//!   thread and, at one interval, their ideal deadlines (the service's *phase*: the same
+//!   splay and jitter draws), so they are due together; a check that left the phase (fast
+//!   interval, manual probe, overrun) rejoins it within the jitter's range
+//!   ([`schedule::CheckSchedule`]).
 //!
 //! A request to check now (operator's `POST /services/{name}/check`) wakes every check of
 //! the service through its [`Notify`]; a request arriving during a probe is kept and runs
@@ -63,9 +67,6 @@ use super::schedule;
 /// Extra time a self-timed probe (command) gets to kill and reap before the runner gives
 /// up on it.
 const KILL_GRACE: Duration = Duration::from_secs(1);
-
-/// Jitter: periods are scaled by a factor in `[1 - JITTER, 1 + JITTER]`.
-const JITTER: f64 = 0.1;
 
 /// One probe result, sent to the coordinator.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -172,6 +173,8 @@ impl Default for RunnerOptions {
 #[derive(Debug)]
 pub struct HealthRunner {
     services: Vec<ServiceTasks>,
+    /// The recorder of a recording sink, retired once the tasks are aborted.
+    recorder: Option<Arc<ResultRecorder>>,
 }
 
 #[derive(Debug)]
@@ -289,7 +292,8 @@ impl HealthRunner {
             let mut checks = Vec::with_capacity(service_probes.len());
             // The checks of a service share a phase: the same splay and the same jitter
             // draws, so while they run at the same period they are due in the same slot
-            // (one wake for the service, not one per check).
+            // (one wake for the service, not one per check), and a check that left it
+            // can find it again (`schedule::CheckSchedule`).
             let service_seed: u64 = seeds.gen();
             let (thread, grid) = plan.service(si);
             for (ci, (check, probe)) in service.checks.iter().zip(service_probes).enumerate() {
@@ -301,7 +305,7 @@ impl HealthRunner {
                     timing: Timing::from(check),
                     resume: previous(service, check),
                     options,
-                    rng: StdRng::seed_from_u64(service_seed),
+                    seed: service_seed,
                     grid,
                     trigger: Arc::clone(&trigger),
                     events: events.clone(),
@@ -315,7 +319,10 @@ impl HealthRunner {
                 checks,
             });
         }
-        Ok(HealthRunner { services: tasks })
+        Ok(HealthRunner {
+            services: tasks,
+            recorder: events.recorder.clone(),
+        })
     }
 
     /// Runs every check of service `service` now; false if there is no such service.
@@ -347,6 +354,13 @@ impl Drop for HealthRunner {
     fn drop(&mut self) {
         for c in self.services.iter().flat_map(|s| &s.checks) {
             c.task.abort();
+        }
+        // A task in the middle of a poll on its probe thread is aborted only at its next
+        // await: the result it is finishing would still be recorded, and could create the
+        // metrics series of a check the reload that stops this runner removes
+        // (`status::record`). From here on it records nothing.
+        if let Some(recorder) = &self.recorder {
+            recorder.retire();
         }
     }
 }
@@ -440,13 +454,15 @@ struct Grid {
 }
 
 impl Grid {
-    /// The due time of a probe ideally at `ideal`, `period` after the previous one.
-    fn due(&self, ideal: Instant, now: Instant, period: Duration) -> Instant {
+    /// The due time of a probe ideally at `ideal`, scheduled at the nominal interval
+    /// `interval` (the slot depends on it, not on the jittered period, so that the checks
+    /// on one ideal deadline share its due time).
+    fn due(&self, ideal: Instant, now: Instant, interval: Duration) -> Instant {
         schedule::due(
             self.epoch,
             ideal,
             now,
-            schedule::slot_for(self.base, period),
+            schedule::slot_for(self.base, interval),
         )
     }
 }
@@ -457,7 +473,8 @@ struct CheckContext {
     timing: Timing,
     resume: Option<CheckState>,
     options: RunnerOptions,
-    rng: StdRng,
+    /// The service's seed for splay and jitter (`schedule::CheckSchedule`).
+    seed: u64,
     grid: Grid,
     trigger: Arc<Notify>,
     events: CheckSink,
@@ -473,31 +490,6 @@ fn debug_possible() -> bool {
     LevelFilter::current() >= LevelFilter::DEBUG
 }
 
-/// The deadline after a probe: `anchor + period`, or `now` if that has already passed
-/// (start at once and restart the schedule from there, without catch-up bursts).
-pub(crate) fn next_deadline(anchor: Instant, now: Instant, period: Duration) -> Instant {
-    let next = anchor + period;
-    if next < now {
-        now
-    } else {
-        next
-    }
-}
-
-/// `period` scaled by a factor drawn from `[1 - JITTER, 1 + JITTER]`.
-fn jittered(period: Duration, rng: &mut StdRng) -> Duration {
-    period.mul_f64(rng.gen_range((1.0 - JITTER)..=(1.0 + JITTER)))
-}
-
-/// A random offset in `[0, interval)`.
-fn splay(interval: Duration, rng: &mut StdRng) -> Duration {
-    let nanos = u64::try_from(interval.as_nanos()).unwrap_or(u64::MAX);
-    if nanos == 0 {
-        return Duration::ZERO;
-    }
-    Duration::from_nanos(rng.gen_range(0..nanos))
-}
-
 /// Runs a probe under the check's timeout; a probe still running then has failed.
 async fn run_probe<P: Probe>(probe: &P, timeout: Duration) -> ProbeOutcome {
     let limit = if probe.enforces_timeout() {
@@ -511,21 +503,25 @@ async fn run_probe<P: Probe>(probe: &P, timeout: Duration) -> ProbeOutcome {
     }
 }
 
-async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
+async fn run_check<P: Probe>(ctx: CheckContext, probe: P) {
     let t = ctx.timing;
     let mut hysteresis = match ctx.resume {
         Some(state) => Hysteresis::resume(t.rise, t.fall, state),
         None => Hysteresis::new(t.rise, t.fall),
     };
     let start = Instant::now();
-    // `ideal` is the schedule (splay, jitter, no drift); `deadline` the due time the grid
-    // gives it, which the probe waits for and its start delay is measured from.
-    let mut ideal = if ctx.options.splay {
-        start + splay(t.interval, &mut ctx.rng)
-    } else {
-        start
-    };
-    let mut deadline = ctx.grid.due(ideal, start, t.interval);
+    // `schedule` holds the ideal deadlines (splay, jitter, no drift, the service's
+    // phase); `deadline` is the due time the grid gives the current one, which the probe
+    // waits for and its start delay is measured from.
+    let mut schedule = schedule::CheckSchedule::new(
+        start,
+        ctx.seed,
+        t.interval,
+        t.fast_interval,
+        ctx.options.splay,
+        ctx.options.jitter,
+    );
+    let mut deadline = ctx.grid.due(schedule.ideal(), start, t.interval);
     // One wait for a request to check now, kept across the probes until a request comes:
     // not a new waiter put on the `Notify`'s list and taken off again at every result
     // (a lock each way, issue 13). A request during a probe completes it, and the next
@@ -602,20 +598,9 @@ async fn run_check<P: Probe>(mut ctx: CheckContext, probe: P) {
                 .in_scope(|| debug!("coordinator gone, check stops"));
             return;
         }
-        let base = if state.changing() {
-            t.fast_interval
-        } else {
-            t.interval
-        };
-        let period = if ctx.options.jitter {
-            jittered(base, &mut ctx.rng)
-        } else {
-            base
-        };
-        let anchor = if manual { started } else { ideal };
         let now = Instant::now();
-        ideal = next_deadline(anchor, now, period);
-        deadline = ctx.grid.due(ideal, now, period);
+        let (ideal, interval) = schedule.next(state.changing(), manual.then_some(started), now);
+        deadline = ctx.grid.due(ideal, now, interval);
     }
 }
 

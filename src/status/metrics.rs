@@ -74,6 +74,7 @@ mod service_series;
 
 use std::collections::HashSet;
 use std::fmt;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -120,7 +121,7 @@ type Labels = Vec<(&'static str, String)>;
 
 /// The metrics registry plus the event counters; clone freely (shared inside).
 ///
-/// The check tasks record into their [`CheckMetrics`] ([`check`](Self::check)); the
+/// The check tasks record into their [`CheckMetrics`] ([`runner`](Self::runner)); the
 /// coordinator calls [`update_sent`](Self::update_sent),
 /// [`service_flap`](Self::service_flap), [`reload`](Self::reload) and
 /// [`coordinator_wakeup`](Self::coordinator_wakeup); the server calls
@@ -226,26 +227,38 @@ impl Metrics {
         }
     }
 
-    /// The probe metrics of `check` of `service`, for its task to record its results
-    /// into ([`CheckMetrics::observe`]).
-    pub fn check(&self, service: &str, check: &str) -> CheckMetrics {
-        CheckMetrics {
+    /// The probe metrics of the checks of a health runner about to start, until it is
+    /// stopped ([`RunnerMetrics::retire`]).
+    pub fn runner(&self) -> RunnerMetrics {
+        RunnerMetrics {
             metrics: self.clone(),
-            service: service.to_owned(),
-            check: check.to_owned(),
-            durations: [OnceLock::new(), OnceLock::new()],
+            retired: Arc::new(AtomicBool::new(false)),
         }
     }
 
     /// The `anyguard_probe_duration_seconds` series of `check` of `service` for results
     /// `ok`, created the first time (and dropped by [`Metrics::retain_checks`] once the
-    /// check is gone).
-    fn probe_series(&self, service: &str, check: &str, ok: bool) -> Histogram {
+    /// check is gone); for a check of a runner that is `retired`, a histogram of its own
+    /// that no scrape shows.
+    fn probe_series(
+        &self,
+        retired: &AtomicBool,
+        service: &str,
+        check: &str,
+        ok: bool,
+    ) -> Histogram {
         let mut series = self
             .inner
             .probe_series
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
+        // Read under the lock `RunnerMetrics::retire` and `retain_checks` take: a
+        // result of a stopped runner either came before its retirement, and then before
+        // the reload's `retain_checks`, which drops its series if its check is gone, or
+        // after it and creates nothing.
+        if retired.load(Ordering::Relaxed) {
+            return probe_histogram();
+        }
         series
             .get(&self.inner.probe_duration, service, check, ok)
             .cloned()
@@ -308,12 +321,61 @@ impl Metrics {
     }
 }
 
+/// The probe metrics of one health runner's checks ([`Metrics::runner`]).
+///
+/// A reload that restarts the runner aborts the old one's check tasks, but a task that is
+/// finishing a probe on its probe thread at that moment still records that result
+/// (an abort takes effect at the task's next await), maybe after the reload dropped the
+/// series of the checks it removed ([`Metrics::retain_checks`]): a check's first result
+/// of a kind would then create its series again, for a check that no longer exists. So
+/// the runner's metrics are retired when the runner is stopped, before the reload drops
+/// series, and a retired runner's checks create none.
+#[derive(Debug, Clone)]
+pub struct RunnerMetrics {
+    metrics: Metrics,
+    retired: Arc<AtomicBool>,
+}
+
+impl RunnerMetrics {
+    /// The probe metrics of `check` of `service`, for its task to record its results
+    /// into ([`CheckMetrics::observe`]).
+    pub fn check(&self, service: &str, check: &str) -> CheckMetrics {
+        CheckMetrics {
+            metrics: self.metrics.clone(),
+            retired: Arc::clone(&self.retired),
+            service: service.to_owned(),
+            check: check.to_owned(),
+            durations: [OnceLock::new(), OnceLock::new()],
+        }
+    }
+
+    /// The runner is stopped: its checks create no series from now on (a series they
+    /// already have is left to [`Metrics::retain_checks`]).
+    pub fn retire(&self) {
+        // Under the lock the series are created under (`Metrics::probe_series`).
+        let _series = self
+            .metrics
+            .inner
+            .probe_series
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        self.retired.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`RunnerMetrics::retire`] was called.
+    pub fn retired(&self) -> bool {
+        self.retired.load(Ordering::Relaxed)
+    }
+}
+
 /// One check's probe metrics, which its task updates in place at every result (issue 13:
 /// a routine result reaches no other thread). The series are looked up once, at the
 /// check's first result of each kind (no series before one, as before).
 #[derive(Debug)]
 pub struct CheckMetrics {
     metrics: Metrics,
+    /// Its runner's ([`RunnerMetrics`]).
+    retired: Arc<AtomicBool>,
     service: String,
     check: String,
     /// `anyguard_probe_duration_seconds`, `result="ok"` then `result="fail"`.
@@ -324,8 +386,10 @@ impl CheckMetrics {
     /// Records one probe result: its latency by result and, for a scheduled probe, how
     /// late it started after its due time (`start_delay`).
     pub fn observe(&self, latency: Duration, ok: bool, start_delay: Option<Duration>) {
-        let series = self.durations[usize::from(!ok)]
-            .get_or_init(|| self.metrics.probe_series(&self.service, &self.check, ok));
+        let series = self.durations[usize::from(!ok)].get_or_init(|| {
+            self.metrics
+                .probe_series(&self.retired, &self.service, &self.check, ok)
+        });
         series.observe(latency.as_secs_f64());
         if let Some(delay) = start_delay {
             self.metrics
@@ -869,11 +933,12 @@ mod tests {
     fn probe_series_of_checks_removed_by_a_reload_go() {
         let m = metrics();
         let ms = Duration::from_millis(3);
-        let http = m.check("web", "http");
+        let runner = m.runner();
+        let http = runner.check("web", "http");
         http.observe(ms, true, None);
         http.observe(ms, false, None);
-        m.check("web", "tcp").observe(ms, true, None);
-        m.check("dns", "udp").observe(ms, false, None);
+        runner.check("web", "tcp").observe(ms, true, None);
+        runner.check("dns", "udp").observe(ms, false, None);
         // Reload: web's "tcp" check is renamed "tls", service dns is removed.
         m.retain_checks([("web", "http"), ("web", "tls")]);
         assert_eq!(
@@ -884,7 +949,33 @@ mod tests {
             ]
         );
         // A check that comes back starts a new series.
-        m.check("web", "tcp").observe(ms, true, None);
+        runner.check("web", "tcp").observe(ms, true, None);
         assert_eq!(probe_series(&m).len(), 3);
+    }
+
+    #[test]
+    fn a_stopped_runners_late_result_creates_no_series_for_a_removed_check() {
+        let m = metrics();
+        let ms = Duration::from_millis(3);
+        let old = m.runner();
+        let (http, tcp) = (old.check("web", "http"), old.check("web", "tcp"));
+        http.observe(ms, true, None);
+        // Reload: "tcp" removed; the new runner starts, the old one is stopped (retired),
+        // then the series of the removed checks go.
+        let new = m.runner();
+        old.retire();
+        m.retain_checks([("web", "http")]);
+        // The old tcp task was finishing a probe: its first result comes now.
+        tcp.observe(ms, false, None);
+        // The old http task's late failure: no new series either.
+        http.observe(ms, false, None);
+        assert_eq!(
+            probe_series(&m),
+            [r#"anyguard_probe_duration_seconds_count{service="web",check="http",result="ok"}"#]
+        );
+        // The new runner's checks create theirs.
+        new.check("web", "http").observe(ms, false, None);
+        assert_eq!(probe_series(&m).len(), 2);
+        assert!(old.retired() && !new.retired());
     }
 }

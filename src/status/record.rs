@@ -20,7 +20,12 @@
 //! started with: a reload that restarts the runner makes a new recorder, with copies of
 //! the records of the checks that carry over (`Core::fork_checks`), so that a result of
 //! the old runner still on its way lands in a record nobody reads any more, never in
-//! another check's.
+//! another check's. Such a result exists: stopping a runner aborts its check tasks, and
+//! an abort takes effect at a task's next await, so a task finishing a probe on its probe
+//! thread at that moment still records. The runner retires its recorder when it stops
+//! ([`ResultRecorder::retire`]): a retired recorder records nothing more, and, decided
+//! under the lock the reload's dropping of removed checks' series takes
+//! ([`RunnerMetrics`]), creates no metrics series for a check that reload removed.
 
 use std::time::SystemTime;
 
@@ -28,7 +33,7 @@ use crate::config::ServiceConfig;
 use crate::coordinator::core::RESULTS_KEPT;
 use crate::health::CheckEvent;
 
-use super::metrics::{CheckMetrics, Metrics};
+use super::metrics::{CheckMetrics, Metrics, RunnerMetrics};
 use super::model::LiveCheck;
 
 /// Records `event`, observed at `at`, in the check's record `live` (its counters and its
@@ -50,6 +55,7 @@ pub(crate) fn record_in(live: &LiveCheck, event: &CheckEvent, at: SystemTime) ->
 pub struct ResultRecorder {
     /// Per service, per check, in the runner's config order.
     checks: Vec<Vec<CheckRecord>>,
+    metrics: RunnerMetrics,
 }
 
 #[derive(Debug)]
@@ -63,6 +69,7 @@ impl ResultRecorder {
     /// shape: per service, per check) and its series of `metrics`. A check given no
     /// record (`lives` shorter) records nothing.
     pub fn new(services: &[ServiceConfig], lives: Vec<Vec<LiveCheck>>, metrics: &Metrics) -> Self {
+        let runner = metrics.runner();
         let mut lives = lives.into_iter();
         let checks = services
             .iter()
@@ -72,19 +79,33 @@ impl ResultRecorder {
                     .iter()
                     .map(|c| CheckRecord {
                         live: service_lives.next().unwrap_or_default(),
-                        metrics: metrics.check(&s.name, &c.name),
+                        metrics: runner.check(&s.name, &c.name),
                     })
                     .collect()
             })
             .collect();
-        ResultRecorder { checks }
+        ResultRecorder {
+            checks,
+            metrics: runner,
+        }
+    }
+
+    /// Its runner is stopped: a result still recorded afterwards by a task that was
+    /// finishing its probe is left out, and no metrics series is created for it.
+    pub fn retire(&self) {
+        self.metrics.retire();
     }
 
     /// Records `event`, observed at `at`: its counters and history in its check's
     /// [`LiveCheck`], its latency and start delay in the check's metrics. False,
-    /// recording nothing, for a check this recorder does not have or a result not newer
-    /// than the newest recorded.
+    /// recording nothing, for a check this recorder does not have, a result not newer
+    /// than the newest recorded, or once the recorder is retired.
     pub fn record(&self, event: &CheckEvent, at: SystemTime) -> bool {
+        // The metrics decide again under their lock (a retirement may come in between);
+        // this spares the record too.
+        if self.metrics.retired() {
+            return false;
+        }
         let Some(check) = self
             .checks
             .get(event.service)

@@ -4,7 +4,8 @@
 //! runner gives the new one copies ([`Core::fork_checks`]) and the core takes them once it
 //! runs the new config ([`Core::adopt_checks`]): a result of the old runner still on its
 //! way then lands in a record nobody reads any more, never in the new one or in the record
-//! of whatever check now has its index.
+//! of whatever check now has its index (and once the old runner is stopped, its recorder
+//! is retired and records nothing at all, nor creates a metrics series: `status::record`).
 
 use std::sync::Arc;
 

@@ -9,8 +9,14 @@
 //! [`ResponseError`] instead of memory; time is bounded by the check's timeout, which the
 //! runner applies around the whole probe.
 //!
-//! Left out: trailers (the reader stops at the last chunk), `Content-Encoding` (the body is
-//! matched as received), responses to anything but a `GET`.
+//! For a check that keeps its connection (`reuse_connection`), [`ResponseReader::end`]
+//! reads the rest of the answer (a chunked body's trailer section) and says whether the
+//! connection can carry the next request: only after exactly one answer framed by its
+//! length or its chunks, whose head does not end persistence (RFC 9112 §9.3), with no
+//! byte after it ([`EndsReuse`] names why not).
+//!
+//! Left out: trailers' contents (skipped: the body is what is matched), `Content-Encoding`
+//! (the body is matched as received), responses to anything but a `GET`.
 
 use std::fmt::Write as _;
 
@@ -39,15 +45,66 @@ const FIRST_READ: usize = 1024;
 /// How much of an offending line or value goes into an error.
 const EXCERPT: usize = 80;
 
-/// The probe's request: `GET` with `Host`, `User-Agent` and `Connection: close` (one
-/// connection per probe), built once per check.
-pub(crate) fn encode_request(path: &str, host: &str) -> Box<[u8]> {
+/// The probe's request: `GET` with `Host`, `User-Agent` and, unless the connection is to
+/// be kept (`keep`), `Connection: close` (one connection per probe), built once per check.
+/// A kept connection sends no `Connection` field at all: persistence is HTTP/1.1's default
+/// (RFC 9112 §9.3), and `keep-alive` is an HTTP/1.0 token an HTTP/1.1 request need not carry.
+pub(crate) fn encode_request(path: &str, host: &str, keep: bool) -> Box<[u8]> {
+    let close = if keep { "" } else { "Connection: close\r\n" };
     format!(
-        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: anyguard/{}\r\nConnection: close\r\n\r\n",
+        "GET {path} HTTP/1.1\r\nHost: {host}\r\nUser-Agent: anyguard/{}\r\n{close}\r\n",
         env!("CARGO_PKG_VERSION")
     )
     .into_bytes()
     .into_boxed_slice()
+}
+
+/// Why a connection cannot carry the next probe's request after an answer (a kept
+/// connection, `reuse_connection`): the probe's result stands, the connection is closed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub(crate) enum EndsReuse {
+    /// `Connection: close` in the answer's head (RFC 9112 §9.6).
+    #[error("the answer says Connection: close")]
+    ConnectionClose,
+    /// An HTTP/1.0 answer without `Connection: keep-alive` (RFC 9112 §9.3).
+    #[error("an HTTP/1.0 answer without keep-alive")]
+    Http10,
+    /// 101: the connection no longer speaks HTTP/1.1.
+    #[error("101 Switching Protocols")]
+    SwitchingProtocols,
+    /// Neither `Content-Length` nor chunked: the body ends with the connection
+    /// (RFC 9112 §6.3 item 8).
+    #[error("the body runs to the close (no Content-Length, not chunked)")]
+    CloseDelimited,
+    /// More body than the probe reads ([`MAX_BODY`]): the rest would be read as the next
+    /// answer.
+    #[error("the body is longer than the {max} bytes the probe reads")]
+    BodyTooLong {
+        /// The limit.
+        max: usize,
+    },
+    /// A trailer section that is not header fields, or too large.
+    #[error("malformed trailer section")]
+    BadTrailers,
+    /// The server ended the connection after (or within) the answer.
+    #[error("the server closed the connection")]
+    Closed,
+    /// Bytes after the answer, which no request asked for.
+    #[error("{count} bytes after the answer")]
+    BytesAfter {
+        /// How many were read.
+        count: usize,
+    },
+}
+
+/// Whether a connection can carry the next request, once an answer is read
+/// ([`ResponseReader::end`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Reuse {
+    /// At the start of the next answer, nothing more read.
+    Keep,
+    /// Not: why.
+    End(EndsReuse),
 }
 
 /// Why a response cannot be used. Excerpts of the input are copied (escaped, bounded), so
@@ -147,6 +204,8 @@ enum Chunk {
     Data { remaining: u64 },
     /// After a chunk's data, at its CRLF.
     DataEnd,
+    /// After the last chunk, at the trailer section (RFC 9112 §7.1.2).
+    Trailers,
 }
 
 #[derive(Debug)]
@@ -158,6 +217,8 @@ enum State {
         status: u16,
         framing: Framing,
         body: Vec<u8>,
+        /// Whether the head lets the connection carry another request (RFC 9112 §9.3).
+        persistent: Result<(), EndsReuse>,
     },
 }
 
@@ -256,11 +317,13 @@ impl ResponseReader {
                         continue;
                     }
                     let framing = framing(status, response.headers)?;
+                    let persistent = persistence(status, response.version, response.headers);
                     self.pos += len;
                     self.state = State::Body {
                         status,
                         framing,
                         body: Vec::new(),
+                        persistent,
                     };
                     return Ok(Some(status));
                 }
@@ -321,8 +384,10 @@ impl ResponseReader {
                 }
                 Framing::Chunked(Chunk::Size) => match httparse::parse_chunk_size(input) {
                     Ok(httparse::Status::Complete((len, 0))) => {
-                        // The last chunk: trailers are not read (RFC 9112 §7.1.2).
+                        // The last chunk: the trailer section is left to `end`
+                        // (RFC 9112 §7.1.2), read only for a connection to be kept.
                         self.pos += len;
+                        *framing = Framing::Chunked(Chunk::Trailers);
                         return Ok(Some(std::mem::take(body)));
                     }
                     Ok(httparse::Status::Complete((len, size))) => {
@@ -368,8 +433,94 @@ impl ResponseReader {
                     }
                     _ => return more_chunks(closed, body.len()),
                 },
+                Framing::Chunked(Chunk::Trailers) => return Ok(Some(std::mem::take(body))),
             }
         }
+    }
+
+    /// Once [`ResponseReader::body`] answered: reads what is left of the answer (the
+    /// trailer section of a chunked body) and says whether the connection is at the start
+    /// of the next answer; `None` to read more (never once the connection has ended).
+    pub(crate) fn end(&mut self) -> Result<Option<Reuse>, ResponseError> {
+        let State::Body {
+            framing,
+            persistent,
+            ..
+        } = &mut self.state
+        else {
+            return Ok(None);
+        };
+        if let Err(why) = persistent {
+            return Ok(Some(Reuse::End(why.clone())));
+        }
+        match framing {
+            Framing::Empty | Framing::Length { remaining: 0, .. } => {}
+            Framing::Close => return Ok(Some(Reuse::End(EndsReuse::CloseDelimited))),
+            Framing::Chunked(Chunk::Trailers) => {
+                let input = &self.buf[self.pos..];
+                let mut fields = [httparse::EMPTY_HEADER; MAX_HEADERS];
+                match httparse::parse_headers(input, &mut fields) {
+                    Ok(httparse::Status::Complete((len, _))) => {
+                        self.pos += len;
+                        *framing = Framing::Empty;
+                    }
+                    Ok(httparse::Status::Partial) if input.len() > MAX_HEAD => {
+                        return Ok(Some(Reuse::End(EndsReuse::BadTrailers)))
+                    }
+                    Ok(httparse::Status::Partial) if self.closed => {
+                        return Ok(Some(Reuse::End(EndsReuse::Closed)))
+                    }
+                    Ok(httparse::Status::Partial) => return Ok(None),
+                    Err(_) => return Ok(Some(Reuse::End(EndsReuse::BadTrailers))),
+                }
+            }
+            // Still inside the body: `body` stopped at its bound.
+            Framing::Length { .. } | Framing::Chunked(_) => {
+                return Ok(Some(Reuse::End(EndsReuse::BodyTooLong { max: MAX_BODY })))
+            }
+        }
+        let after = self.buf.len() - self.pos;
+        Ok(Some(if after > 0 {
+            Reuse::End(EndsReuse::BytesAfter { count: after })
+        } else if self.closed {
+            Reuse::End(EndsReuse::Closed)
+        } else {
+            Reuse::Keep
+        }))
+    }
+
+    /// Whether no byte of an answer has arrived (a kept connection found closed then was
+    /// closed before this request: it is tried again on a new one).
+    pub(crate) fn nothing_received(&self) -> bool {
+        matches!(self.state, State::Head) && self.interim == 0 && self.buf.len() == self.pos
+    }
+}
+
+/// Whether a final answer lets the connection carry another request (RFC 9112 §9.3):
+/// not after `Connection: close`; by default in HTTP/1.1; in HTTP/1.0 only with
+/// `Connection: keep-alive`. A 101 ends HTTP/1.1 on the connection (RFC 9110 §15.2.2).
+fn persistence(
+    status: u16,
+    version: Option<u8>,
+    headers: &[httparse::Header<'_>],
+) -> Result<(), EndsReuse> {
+    if status == 101 {
+        return Err(EndsReuse::SwitchingProtocols);
+    }
+    let tokens = || {
+        headers
+            .iter()
+            .filter(|h| h.name.eq_ignore_ascii_case("connection"))
+            .flat_map(|h| h.value.split(|&b| b == b','))
+            .map(<[u8]>::trim_ascii)
+    };
+    if tokens().any(|t| t.eq_ignore_ascii_case(b"close")) {
+        return Err(EndsReuse::ConnectionClose);
+    }
+    match version {
+        Some(1) => Ok(()),
+        _ if tokens().any(|t| t.eq_ignore_ascii_case(b"keep-alive")) => Ok(()),
+        _ => Err(EndsReuse::Http10),
     }
 }
 
@@ -570,7 +721,7 @@ mod tests {
     #[test]
     fn the_request_names_the_path_and_host_and_closes_the_connection() {
         assert_eq!(
-            &*encode_request("/healthz?x=1", "[::1]:8080"),
+            &*encode_request("/healthz?x=1", "[::1]:8080", false),
             format!(
                 "GET /healthz?x=1 HTTP/1.1\r\nHost: [::1]:8080\r\nUser-Agent: anyguard/{}\r\n\
                  Connection: close\r\n\r\n",
@@ -578,6 +729,163 @@ mod tests {
             )
             .as_bytes()
         );
+    }
+
+    #[test]
+    fn the_request_on_a_kept_connection_has_no_connection_field() {
+        assert_eq!(
+            &*encode_request("/healthz", "h:80", true),
+            format!(
+                "GET /healthz HTTP/1.1\r\nHost: h:80\r\nUser-Agent: anyguard/{}\r\n\r\n",
+                env!("CARGO_PKG_VERSION")
+            )
+            .as_bytes()
+        );
+    }
+
+    /// What `end` says after the whole answer (body read) of `input` in pieces of `step`,
+    /// then the close if `close`.
+    fn reuse_after(input: &[u8], step: usize, close: bool) -> Reuse {
+        let mut r = ResponseReader::default();
+        let mut pieces = input.chunks(step.max(1));
+        let mut stage = 0;
+        loop {
+            let answer = match stage {
+                0 => r.head().map(|s| s.map(drop)),
+                1 => r.body().map(|b| b.map(drop)),
+                _ => match r.end() {
+                    Ok(Some(reuse)) => return reuse,
+                    other => other.map(|_| None),
+                },
+            };
+            match answer {
+                Ok(Some(())) => {
+                    stage += 1;
+                    continue;
+                }
+                Ok(None) => {}
+                Err(e) => panic!("{e}"),
+            }
+            match pieces.next() {
+                Some(p) => r.read_buf().extend_from_slice(p),
+                None if close && !r.closed => r.closed(),
+                None => panic!("reader wants more than the whole input"),
+            }
+        }
+    }
+
+    /// `reuse_after` at every piece size: all the same.
+    fn reuse_all_ways(input: &[u8], close: bool) -> Reuse {
+        let whole = reuse_after(input, input.len(), close);
+        for step in 1..input.len() {
+            assert_eq!(reuse_after(input, step, close), whole, "pieces of {step}");
+        }
+        whole
+    }
+
+    #[test]
+    fn an_answer_framed_by_length_or_chunks_leaves_the_connection_at_the_next_answer() {
+        for input in [
+            &b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"[..],
+            b"HTTP/1.1 204 No Content\r\n\r\n",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n",
+            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\nX-Sum: 1\r\nY: 2\r\n\r\n",
+            b"HTTP/1.0 200 OK\r\nConnection: Keep-Alive\r\nContent-Length: 2\r\n\r\nok",
+            b"HTTP/1.1 200 OK\r\nConnection: keep-alive, Upgrade\r\nContent-Length: 2\r\n\r\nok",
+        ] {
+            assert_eq!(
+                reuse_all_ways(input, false),
+                Reuse::Keep,
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+    }
+
+    #[test]
+    fn an_answer_the_probe_cannot_frame_or_that_ends_persistence_ends_reuse() {
+        let cases: [(&[u8], bool, EndsReuse); 5] = [
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
+                false,
+                EndsReuse::ConnectionClose,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nConnection: te, CLOSE\r\nContent-Length: 2\r\n\r\nok",
+                false,
+                EndsReuse::ConnectionClose,
+            ),
+            (
+                b"HTTP/1.0 200 OK\r\nContent-Length: 2\r\n\r\nok",
+                false,
+                EndsReuse::Http10,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\n\r\nto the close",
+                true,
+                EndsReuse::CloseDelimited,
+            ),
+            (
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nBad Name: x\r\n\r\n",
+                false,
+                EndsReuse::BadTrailers,
+            ),
+        ];
+        for (input, close, want) in cases {
+            assert_eq!(
+                reuse_all_ways(input, close),
+                Reuse::End(want),
+                "{}",
+                String::from_utf8_lossy(input)
+            );
+        }
+        // Bytes read after the answer (bytes arriving later are the kept connection's
+        // check before the next request, `http::idle`).
+        let after = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1";
+        assert_eq!(
+            reuse_after(after, after.len(), false),
+            Reuse::End(EndsReuse::BytesAfter { count: 8 })
+        );
+        // The close already read with the answer.
+        let mut r = ResponseReader::default();
+        r.read_buf()
+            .extend_from_slice(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok");
+        r.closed();
+        assert_eq!(r.head(), Ok(Some(200)));
+        assert_eq!(r.body(), Ok(Some(b"ok".to_vec())));
+        assert_eq!(r.end(), Ok(Some(Reuse::End(EndsReuse::Closed))));
+        // A trailer section cut by the close.
+        let cut = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX: 1\r\n";
+        assert_eq!(reuse_all_ways(cut, true), Reuse::End(EndsReuse::Closed));
+        let switching = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: x\r\n\r\n";
+        assert_eq!(
+            reuse_all_ways(switching, false),
+            Reuse::End(EndsReuse::SwitchingProtocols)
+        );
+    }
+
+    #[test]
+    fn a_body_longer_than_the_probe_reads_ends_reuse() {
+        let mut input = format!(
+            "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n",
+            MAX_BODY + 10
+        )
+        .into_bytes();
+        input.extend(std::iter::repeat_n(b'x', MAX_BODY));
+        assert_eq!(
+            reuse_after(&input, 1000, false),
+            Reuse::End(EndsReuse::BodyTooLong { max: MAX_BODY })
+        );
+    }
+
+    #[test]
+    fn nothing_received_holds_until_the_first_byte_of_an_answer() {
+        let mut r = ResponseReader::default();
+        assert!(r.nothing_received());
+        r.read_buf().extend_from_slice(b"H");
+        assert_eq!(r.head(), Ok(None));
+        assert!(!r.nothing_received());
     }
 
     #[test]

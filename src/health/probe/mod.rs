@@ -148,14 +148,15 @@ impl AnyProbe {
                 status,
                 body_contains,
                 tls,
+                reuse_connection,
             } => AnyProbe::Http(Box::new(
-                HttpProbe::new(url, *status, body_contains.clone(), tls.as_ref()).map_err(
-                    |reason| ProbeError::BadUrl {
+                HttpProbe::new(url, *status, body_contains.clone(), tls.as_ref())
+                    .map_err(|reason| ProbeError::BadUrl {
                         check: check.name.clone(),
                         url: url.clone(),
                         reason,
-                    },
-                )?,
+                    })?
+                    .reuse_connection(*reuse_connection),
             )),
             CheckKind::Tcp { address } => AnyProbe::Tcp(TcpProbe::new(*address)),
             CheckKind::Command { argv } => {

@@ -157,6 +157,7 @@ impl ServerCertVerifier for AnyCertificate {
 #[cfg(test)]
 mod tests {
     use std::net::SocketAddr;
+    use std::sync::atomic::{AtomicUsize, Ordering};
 
     use rustls_pki_types::PrivateKeyDer;
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -191,6 +192,16 @@ mod tests {
 
     /// An HTTPS server on 127.0.0.1:0 answering 200 "ok" (bounded: stops with the task).
     async fn serve(pki: &Pki) -> (SocketAddr, tokio::task::JoinHandle<()>) {
+        let (addr, task, _) = serve_with(pki, false).await;
+        (addr, task)
+    }
+
+    /// `serve`, answering up to 100 requests a connection without closing it if `keep`;
+    /// with the count of connections accepted.
+    async fn serve_with(
+        pki: &Pki,
+        keep: bool,
+    ) -> (SocketAddr, tokio::task::JoinHandle<()>, Arc<AtomicUsize>) {
         let key = PrivateKeyDer::try_from(pki.key.clone()).unwrap_or_else(|e| panic!("{e}"));
         let config =
             rustls::ServerConfig::builder_with_provider(Arc::new(crypto::ring::default_provider()))
@@ -204,31 +215,44 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         let addr = listener.local_addr().unwrap_or_else(|e| panic!("{e}"));
+        let accepted = Arc::new(AtomicUsize::new(0));
+        let count = Arc::clone(&accepted);
         let task = tokio::spawn(async move {
             while let Ok((sock, _)) = listener.accept().await {
+                count.fetch_add(1, Ordering::SeqCst);
                 let acceptor = acceptor.clone();
                 tokio::spawn(async move {
                     let Ok(mut tls) = acceptor.accept(sock).await else {
                         return;
                     };
-                    let mut head = Vec::new();
-                    let mut buf = [0u8; 1024];
-                    while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
-                        match tls.read(&mut buf).await {
-                            Ok(0) | Err(_) => return,
-                            Ok(n) => head.extend_from_slice(&buf[..n]),
+                    for _ in 0..100 {
+                        let mut head = Vec::new();
+                        let mut buf = [0u8; 1024];
+                        while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                            match tls.read(&mut buf).await {
+                                Ok(0) | Err(_) => return,
+                                Ok(n) => head.extend_from_slice(&buf[..n]),
+                            }
                         }
+                        if keep {
+                            let answer = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+                            if tls.write_all(answer).await.is_err() || tls.flush().await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                        let _ = tls
+                            .write_all(
+                                b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
+                            )
+                            .await;
+                        let _ = tls.shutdown().await;
+                        return;
                     }
-                    let _ = tls
-                        .write_all(
-                            b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nConnection: close\r\n\r\nok",
-                        )
-                        .await;
-                    let _ = tls.shutdown().await;
                 });
             }
         });
-        (addr, task)
+        (addr, task, accepted)
     }
 
     fn probe(addr: SocketAddr, tls: HttpTls) -> HttpProbe {
@@ -258,6 +282,35 @@ mod tests {
         server.abort();
         assert!(out.ok, "{out:?}");
         assert_eq!(out.detail, "status 200, body contains \"ok\"");
+    }
+
+    /// `reuse_connection` on https: one TLS session serves every probe of the check.
+    #[tokio::test]
+    async fn a_kept_tls_connection_serves_every_probe_of_its_check() {
+        let pki = pki();
+        let (addr, server, accepted) = serve_with(&pki, true).await;
+        let p = probe(
+            addr,
+            HttpTls {
+                ca_file: Some(pki.ca_file.clone()),
+                server_name: Some("health.example.test".into()),
+                verify: true,
+            },
+        )
+        .reuse_connection(true);
+        let mut outs = Vec::new();
+        for _ in 0..5 {
+            outs.push(p.probe().await);
+        }
+        server.abort();
+        for out in &outs {
+            assert_eq!(
+                (out.ok, out.detail.as_str()),
+                (true, "status 200, body contains \"ok\""),
+                "{outs:?}"
+            );
+        }
+        assert_eq!(accepted.load(Ordering::SeqCst), 1);
     }
 
     #[tokio::test]

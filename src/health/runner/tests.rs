@@ -105,25 +105,6 @@ async fn collect(
     out
 }
 
-#[test]
-fn next_deadline_table() {
-    let t0 = Instant::now();
-    let cases = [
-        // (anchor, now, period, expected), offsets from t0 in ms
-        (0, 300, 1000, 1000),  // probe took 300 ms: still on the grid
-        (0, 1000, 1000, 1000), // exactly on time
-        (0, 1500, 1000, 1500), // overran: start now, no catch-up burst
-        (2000, 2100, 500, 2500),
-    ];
-    for (anchor, now, period, want) in cases {
-        assert_eq!(
-            next_deadline(t0 + ms(anchor), t0 + ms(now), ms(period)),
-            t0 + ms(want),
-            "anchor {anchor} now {now} period {period}"
-        );
-    }
-}
-
 #[tokio::test(start_paused = true)]
 async fn probes_follow_the_deadline_grid_without_drift() {
     let t0 = Instant::now();
@@ -625,4 +606,88 @@ async fn coalesced_probes_start_on_the_grid_and_keep_their_interval() {
         let off = span.abs_diff(want);
         assert!(off <= ms(256), "service {s}: {span:?} for {want:?}");
     }
+}
+
+/// A probe whose first poll blocks its thread (no await) until the test lets it finish,
+/// then fails: a check task in the middle of finishing a probe on its thread, which an
+/// abort cannot stop (it takes effect at the task's next await).
+struct FinishingWhenStopped {
+    entered: std::sync::mpsc::SyncSender<()>,
+    finish: std::sync::Mutex<std::sync::mpsc::Receiver<()>>,
+}
+
+impl Probe for FinishingWhenStopped {
+    async fn probe(&self) -> ProbeOutcome {
+        let _ = self.entered.send(());
+        if let Ok(finish) = self.finish.lock() {
+            let _ = finish.recv_timeout(Duration::from_secs(10));
+        }
+        ProbeOutcome {
+            ok: false,
+            latency: ms(1),
+            detail: "late".into(),
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_finished_after_its_runner_is_stopped_creates_no_series_and_no_record() {
+    use crate::status::metrics::Metrics;
+    use crate::status::model::{LiveCheck, StatusDocument};
+
+    let mut gone = check(1000, 1000, 500, 1, 1);
+    gone.name = "gone".into();
+    let services = [service("s", vec![gone])];
+    let metrics = Metrics::new(tokio::sync::watch::channel(StatusDocument::default()).1);
+    let live = LiveCheck::new(10);
+    let recorder = ResultRecorder::new(&services, vec![vec![live.clone()]], &metrics);
+    let (changes_tx, mut changes) = mpsc::channel(4);
+    let (entered_tx, entered) = std::sync::mpsc::sync_channel(1);
+    let (finish, finish_rx) = std::sync::mpsc::channel();
+    let mut probe = Some(FinishingWhenStopped {
+        entered: entered_tx,
+        finish: std::sync::Mutex::new(finish_rx),
+    });
+    let runner = HealthRunner::start_with(
+        &services,
+        CheckSink::recording(changes_tx, recorder),
+        EXACT,
+        move |_, _, check| {
+            probe.take().ok_or_else(|| ProbeError::BadDnsQuery {
+                check: check.name.clone(),
+                reason: "one probe only".into(),
+            })
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    // The probe is running (its task in the middle of a poll on a worker thread).
+    entered
+        .recv_timeout(Duration::from_secs(10))
+        .unwrap_or_else(|e| panic!("the probe never started: {e}"));
+    // A reload removes the check: the runner is stopped, then the series of the checks
+    // that are gone are dropped (`Shell::reload_read`).
+    drop(runner);
+    metrics.retain_checks([]);
+    // The probe finishes now, in the same poll: its task records, then sends the
+    // transition (unknown → down), which tells the test the result went through.
+    let _ = finish.send(());
+    let late = tokio::time::timeout(Duration::from_secs(10), changes.recv())
+        .await
+        .unwrap_or_else(|_| panic!("the late result never came"));
+    assert_eq!(late.map(|e| e.outcome.detail), Some("late".to_string()));
+    let text = metrics.encode().unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        !text.contains(r#"check="gone""#),
+        "a removed check's series came back:\n{text}"
+    );
+    let mut entry = crate::status::model::CheckStatus {
+        live,
+        ..crate::status::model::CheckStatus::default()
+    };
+    entry.copy_live();
+    assert!(
+        entry.last_results.is_empty() && entry.older_results.is_empty(),
+        "recorded after its runner stopped: {:?}",
+        entry.last_results
+    );
 }

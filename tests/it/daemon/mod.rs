@@ -18,6 +18,7 @@ mod drain;
 mod endpoints;
 mod health;
 mod http_probe;
+mod http_reuse;
 mod many_peers;
 mod operations;
 mod probe_close;

@@ -71,6 +71,7 @@ fn groups(times: &[Instant]) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_binary_starts_checks_due_together_in_one_wake_and_keeps_their_interval() {
+    let _alone = ONE_AT_A_TIME.lock().await;
     let arrivals = Arc::new(Mutex::new(Vec::new()));
     let (addrs, tasks) = targets(&arrivals).await;
     let status_port = free_port();
@@ -217,4 +218,181 @@ rise = 1
         within_10ms >= 0.8 * count,
         "{within_10ms} of {count} probes started within 10 ms of their due time"
     );
+}
+
+/// Filler checks that raise the probe thread's rate, so that its grid's slot is narrow
+/// (16 ms at about 300 checks a second, `health::schedule::base_slot`) and two checks
+/// land in one slot by chance only rarely: what puts them in one wake is their phase.
+/// File checks: a `stat` each, no connection, so they load the machine very little.
+const FILLERS: usize = 3;
+
+/// The tests of this module look at when connections arrive, a few milliseconds apart:
+/// one at a time, so that neither daemon's probes load the other's.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
+/// Whether some arrival of `others` lies within [`SAME_WAKE`] of `at`.
+fn paired(at: Instant, others: &[Instant]) -> bool {
+    others.iter().any(|o| {
+        let gap = if *o > at {
+            o.duration_since(at)
+        } else {
+            at.duration_since(*o)
+        };
+        gap <= SAME_WAKE
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_check_back_from_its_fast_interval_starts_with_its_services_other_check_again() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    let _alone = ONE_AT_A_TIME.lock().await;
+
+    // Two HTTP targets, "a" answering 503 while `failing`, "b" always 200; each records
+    // when it accepted a connection.
+    let failing = Arc::new(AtomicBool::new(false));
+    let arrivals: Arc<Mutex<[Vec<Instant>; 2]>> = Arc::default();
+    let mut addrs = Vec::new();
+    let mut tasks = Vec::new();
+    for check in 0..2 {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        addrs.push(listener.local_addr().unwrap());
+        let (arrivals, failing) = (Arc::clone(&arrivals), Arc::clone(&failing));
+        tasks.push(tokio::spawn(async move {
+            loop {
+                let Ok((mut sock, _)) = listener.accept().await else {
+                    return;
+                };
+                arrivals.lock().unwrap()[check].push(Instant::now());
+                let answer = if check == 0 && failing.load(Ordering::SeqCst) {
+                    UNAVAILABLE
+                } else {
+                    OK
+                };
+                tokio::spawn(async move {
+                    if read_request_head(&mut sock).await {
+                        let _ = sock.write_all(answer).await;
+                    }
+                });
+            }
+        }));
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let filler_file = dir.path().join("filler");
+    std::fs::write(&filler_file, "").unwrap();
+
+    let status_port = free_port();
+    let mut text = format!(
+        "router_id = \"198.18.0.2\"\nlocal_asn = {LOCAL_ASN}\n\n[status]\nlisten = \"127.0.0.1:{status_port}\"\n"
+    );
+    text.push_str("\n[[service]]\nname = \"s\"\nprefixes = [\"198.51.100.1/32\"]\n");
+    for (name, addr) in ["a", "b"].iter().zip(&addrs) {
+        text.push_str(&format!(
+            r#"
+[[service.check]]
+name = "{name}"
+type = "http"
+url = "http://{addr}/healthz"
+interval = "200ms"
+fast_interval = "50ms"
+timeout = "150ms"
+rise = 2
+fall = 2
+"#
+        ));
+    }
+    text.push_str("\n[[service]]\nname = \"filler\"\nprefixes = [\"198.51.100.2/32\"]\n");
+    for i in 0..FILLERS {
+        text.push_str(&format!(
+            "\n[[service.check]]\nname = \"f{i}\"\ntype = \"file\"\npath = \"{}\"\ninterval = \"10ms\"\ntimeout = \"8ms\"\nrise = 1\nfall = 100\n",
+            filler_file.display()
+        ));
+    }
+    let mut daemon = super::probe_close::dry_run_binary(dir.path(), &text);
+    let log = || std::fs::read_to_string(dir.path().join("anyguard.log")).unwrap_or_default();
+    let since = |t0: Instant, check: usize| -> Vec<Instant> {
+        arrivals.lock().unwrap()[check]
+            .iter()
+            .copied()
+            .filter(|at| *at >= t0)
+            .collect()
+    };
+
+    // Up, on the service's phase: b's probes come with a's.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let settled = Instant::now();
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    let (a, b) = (since(settled, 0), since(settled, 1));
+    let before = b.iter().filter(|at| paired(**at, &a)).count();
+    assert!(
+        before * 10 >= b.len() * 8 && b.len() >= 3,
+        "before: {before} of {} probes of b with a's; log:\n{}",
+        b.len(),
+        log()
+    );
+
+    // a's target fails, then recovers: a counts to down at its fast interval, then to up.
+    let failed = Instant::now();
+    failing.store(true, Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    failing.store(false, Ordering::SeqCst);
+    let recovered = Instant::now();
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let fastest = |probes: &[Instant]| {
+        probes
+            .windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .min()
+            .unwrap_or(Duration::MAX)
+    };
+    let a = since(failed, 0);
+    assert!(
+        fastest(&a) < Duration::from_millis(120),
+        "a never ran at its fast interval: {:?}",
+        a.windows(2)
+            .map(|w| w[1].duration_since(w[0]))
+            .collect::<Vec<_>>()
+    );
+
+    // Back at its interval, a rejoins the service's phase: b's probes come with a's
+    // again, for good (of 10 in a row, two spared for a loaded machine: by chance, in a
+    // 16 ms slot of a 200 ms interval, about one in twelve would). Bounded: 40 intervals
+    // after the recovery.
+    const IN_A_ROW: usize = 10;
+    let mut last = (0, 0);
+    let mut together = false;
+    for _ in 0..40 {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let a = since(recovered, 0);
+        // A probe of b whose sibling may still be on its way is not judged yet.
+        let now = Instant::now();
+        let b: Vec<Instant> = since(recovered, 1)
+            .into_iter()
+            .filter(|at| now.duration_since(*at) > Duration::from_millis(50))
+            .collect();
+        if b.len() < IN_A_ROW {
+            continue;
+        }
+        let recent = &b[b.len() - IN_A_ROW..];
+        let n = recent.iter().filter(|at| paired(**at, &a)).count();
+        last = (n, b.len());
+        if n + 2 >= IN_A_ROW {
+            together = true;
+            break;
+        }
+    }
+    daemon.signal(nix::sys::signal::Signal::SIGTERM);
+    let status = daemon.exit().await;
+    for t in tasks {
+        t.abort();
+    }
+    assert!(
+        together,
+        "a and b did not start together again: {} of the last {IN_A_ROW} of b's {} probes \
+         since the recovery came with a's; log:\n{}",
+        last.0,
+        last.1,
+        log()
+    );
+    assert!(status.success(), "exit {status:?}; log:\n{}", log());
 }

@@ -31,10 +31,11 @@ pub(crate) fn value(scrape: &prometheus_parse::Scrape, name: &str, labels: &[(&s
 #[tokio::test]
 async fn metrics_parse_as_prometheus_text_and_match_the_document() {
     let h = Harness::start(None).await;
-    let dns = h.metrics.check("dns", "tcp#0");
+    let dns = h.metrics.runner().check("dns", "tcp#0");
     dns.observe(Duration::from_micros(420), true, None);
     dns.observe(Duration::from_millis(30), true, None);
     h.metrics
+        .runner()
         .check("ntp", "http#0")
         .observe(Duration::from_secs(2), false, None);
     for _ in 0..3 {
