@@ -14,7 +14,11 @@
 //!    ratio (to the baseline binary at the same N, or to the smallest N), peak RSS, the
 //!    slowest of three `GET /status`, `GET /status?summary=1` and `GET /metrics` (with
 //!    their sizes), the p99 of `anyguard_probe_start_delay_seconds`, and the service
-//!    flaps since the start (which should be 0: a flap means probes timed out).
+//!    flaps since the start (which should be 0: a flap means probes timed out). Under
+//!    each row of this build, where `perf` may sample the daemon, how much of that CPU
+//!    the kernel spent on the *target's* sockets ([`kernel_share`]: over loopback the
+//!    target's receive work runs inside the daemon's system calls and is charged to it),
+//!    as bounds from a separate window after the measured one, beside the measured total.
 //! 3. The same at the largest N with **HTTP checks only** (the probe's share, before and
 //!    after), with **a fleet configured** (the all-sites guard polling one other site
 //!    that does not answer), and with **HTTP checks keeping their connection**
@@ -39,7 +43,7 @@
 //! right before this one at each step, and `MANY_SERVICES_THIS` a binary to measure as this
 //! build instead of the one cargo built with the benchmark (e.g. one built with `cargo build
 //! --release --bin anyguard`, as the baseline was); `MANY_SERVICES_EXTRA=0` leaves out the HTTP-only and
-//! fleet rows. Figures only: nothing asserts on time.
+//! fleet rows, `MANY_SERVICES_PERF=0` the kernel's share for the target. Figures only: nothing asserts on time.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -63,6 +67,8 @@ mod floor;
 mod httpd;
 #[path = "many_services/keep_alive.rs"]
 mod keep_alive;
+#[path = "many_services/kernel_share.rs"]
+mod kernel_share;
 #[path = "many_services/probe_cost.rs"]
 mod probe_cost;
 
@@ -311,6 +317,9 @@ fn daemon_part(
     // This build's http+tcp at the largest size: what the kept-connection row is against.
     let mut fresh_largest: Option<f64> = None;
     let mut floors: Vec<FloorRow> = Vec::new();
+    // The kernel's work for the target's sockets, sampled with perf after each window of
+    // this build (kernel_share); `MANY_SERVICES_PERF=0` leaves it out.
+    let perf = std::env::var("MANY_SERVICES_PERF").map_or(true, |v| v != "0");
     for setup in setups {
         let mut old_cpu = None;
         let kept = setup.mix == Mix::KeptHttpAndTcp;
@@ -318,7 +327,7 @@ fn daemon_part(
         // this build's fresh connections instead.
         let old = old.filter(|_| !kept);
         let old_per_result = match old {
-            Some(bin) => match measure(bin, setup, window, http_addr, tcp_addr, accepted) {
+            Some(bin) => match measure(bin, setup, window, http_addr, tcp_addr, accepted, false) {
                 Ok(m) => {
                     print_row("baseline", setup, window, &m, m.per_result(), 1.0);
                     old_cpu = Some(m.cpu_and_results());
@@ -336,7 +345,7 @@ fn daemon_part(
             },
             None => None,
         };
-        let m = measure(this, setup, window, http_addr, tcp_addr, accepted)?;
+        let m = measure(this, setup, window, http_addr, tcp_addr, accepted, perf)?;
         let per_result = m.per_result();
         let plain = setup.mix == Mix::HttpAndTcp && !setup.fleet;
         // Against the baseline binary in the same setup, or against the smallest size.
@@ -350,6 +359,7 @@ fn daemon_part(
             fresh_largest = Some(per_result);
         }
         print_row("this", setup, window, &m, per_result, per_result / base);
+        print_kernel_share(&m, window, per_result);
         if kept {
             println!(
                 "{:>8} {:>16} ratio to this build's http+tcp (fresh connections) at {}",
@@ -594,6 +604,8 @@ struct Measured {
     metrics: Fetch,
     /// The start delay p99 over the measured window.
     start_delay_window: String,
+    /// The kernel's work for the target's sockets, when sampled ([`kernel_share`]).
+    kernel_share: Option<BenchResult<kernel_share::Share>>,
 }
 
 impl Measured {
@@ -614,6 +626,7 @@ fn measure(
     http: SocketAddr,
     tcp: SocketAddr,
     accepted: &AtomicU64,
+    perf: bool,
 ) -> BenchResult<Measured> {
     let dir = std::env::temp_dir().join(format!("anyguard-many-services-{}", std::process::id()));
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
@@ -676,6 +689,8 @@ fn measure(
     let status = slowest(status_addr, "/status");
     let summary = slowest(status_addr, "/status?summary=1");
     let metrics = slowest(status_addr, "/metrics");
+    // After the window (sampling costs the daemon CPU of its own), at most 5 s of it.
+    let kernel_share = perf.then(|| kernel_share::measure(pid, window.min(PERF_WINDOW), &dir));
     let peak_rss_kib = peak_rss_kib(pid)?;
     drop(daemon);
     let _ = std::fs::remove_dir_all(&dir);
@@ -687,7 +702,41 @@ fn measure(
         summary,
         metrics,
         start_delay_window,
+        kernel_share,
     })
+}
+
+/// The longest `perf` samples a daemon for [`kernel_share`].
+const PERF_WINDOW: Duration = Duration::from_secs(5);
+
+/// The measured CPU per result split into the kernel's work for the target's sockets and
+/// the rest (kernel_share: bounds, from a separate window): beside the total, not
+/// instead of it.
+fn print_kernel_share(m: &Measured, window: Duration, per_result: f64) {
+    let share = match &m.kernel_share {
+        None => return,
+        Some(Err(e)) => {
+            println!("{:>8} kernel work for the target's sockets: n/a ({e})", "");
+            return;
+        }
+        Some(Ok(share)) => share,
+    };
+    let (lo, hi) = share.bounds();
+    let core = 100.0 * m.cpu.as_secs_f64() / window.as_secs_f64();
+    println!(
+        "{:>8} of it, kernel work for the target's sockets (perf, {} samples after the window): \
+         {:.0}-{:.0} % = {:.1}-{:.1} µs per result; the rest {:.1}-{:.1} µs, {:.1}-{:.1} % of a core",
+        "",
+        share.samples,
+        100.0 * lo,
+        100.0 * hi,
+        per_result * lo,
+        per_result * hi,
+        per_result * (1.0 - hi),
+        per_result * (1.0 - lo),
+        core * (1.0 - hi),
+        core * (1.0 - lo),
+    );
 }
 
 /// A fleet of this site (`a`) and one other that never answers a poll (a closed port):

@@ -53,7 +53,8 @@ use rand::{Rng, SeedableRng};
 use tokio::sync::{mpsc, Notify};
 use tokio::task::JoinHandle;
 use tokio::time::{sleep_until, Instant};
-use tracing::{debug, info, Instrument};
+use tracing::level_filters::LevelFilter;
+use tracing::{debug, info, Instrument, Span};
 
 use crate::config::{CheckConfig, ServiceConfig};
 use crate::status::logging::check_span;
@@ -308,9 +309,9 @@ impl HealthRunner {
                     grid,
                     trigger: Arc::clone(&trigger),
                     events: events.clone(),
+                    span,
                 };
-                let task =
-                    super::probe_threads::spawn_on(thread, run_check(ctx, probe).instrument(span));
+                let task = super::probe_threads::spawn_on(thread, run_check(ctx, probe));
                 checks.push(CheckTask { trigger, task });
             }
             tasks.push(ServiceTasks {
@@ -477,6 +478,16 @@ struct CheckContext {
     grid: Grid,
     trigger: Arc<Notify>,
     events: CheckSink,
+    /// The check's span (`service = …, check = …`): entered for its log lines and around
+    /// a probe that may log, not at every poll of the task ([`debug_possible`]).
+    span: Span,
+}
+
+/// Whether a debug event can be enabled anywhere (the filter's most verbose level: a
+/// global read). The runner's per-result debug line and the detail copied for it are only
+/// worth entering the check's span for when it can.
+fn debug_possible() -> bool {
+    LevelFilter::current() >= LevelFilter::DEBUG
 }
 
 /// Runs a probe under the check's timeout; a probe still running then has failed.
@@ -511,20 +522,39 @@ async fn run_check<P: Probe>(ctx: CheckContext, probe: P) {
         ctx.options.jitter,
     );
     let mut deadline = ctx.grid.due(schedule.ideal(), start, t.interval);
+    // One wait for a request to check now, kept across the probes until a request comes:
+    // not a new waiter put on the `Notify`'s list and taken off again at every result
+    // (a lock each way, issue 13). A request during a probe completes it, and the next
+    // probe runs right after, as a stored permit made it do.
+    let trigger = Arc::clone(&ctx.trigger);
+    let mut request = std::pin::pin!(trigger.notified());
     loop {
         let manual = tokio::select! {
             () = sleep_until(deadline) => false,
-            () = ctx.trigger.notified() => true,
+            () = request.as_mut() => true,
         };
+        if manual {
+            request.set(trigger.notified());
+        }
         let started = Instant::now();
         let start_delay = (!manual).then(|| started.saturating_duration_since(deadline));
-        let outcome = run_probe(&probe, t.timeout).await;
+        let outcome = if probe.quiet() {
+            run_probe(&probe, t.timeout).await
+        } else {
+            run_probe(&probe, t.timeout)
+                .instrument(ctx.span.clone())
+                .await
+        };
         let transition = hysteresis.observe(outcome.ok);
         let state = hysteresis.state();
         // The detail is copied for the log line only when one will be written (a result
         // at the debug level, or a transition).
         let (ok, latency) = (outcome.ok, outcome.latency);
-        let detail = if transition.is_some() || tracing::enabled!(tracing::Level::DEBUG) {
+        let debug = debug_possible()
+            && ctx
+                .span
+                .in_scope(|| tracing::enabled!(tracing::Level::DEBUG));
+        let detail = if transition.is_some() || debug {
             outcome.detail.clone()
         } else {
             String::new()
@@ -543,23 +573,29 @@ async fn run_check<P: Probe>(ctx: CheckContext, probe: P) {
         // formatted and written (stdout may be a pipe to journald).
         let sent = ctx.events.send(event).await;
         match &transition {
-            Some(tr) => info!(
-                from = %tr.from,
-                to = %tr.to,
-                reason = %detail,
-                "check {tr}: {detail}"
-            ),
-            None => debug!(
-                ok,
-                latency_ms = latency.as_millis(),
-                passes = state.passes,
-                failures = state.failures,
-                manual,
-                "{detail}"
-            ),
+            Some(tr) => ctx.span.in_scope(|| {
+                info!(
+                    from = %tr.from,
+                    to = %tr.to,
+                    reason = %detail,
+                    "check {tr}: {detail}"
+                );
+            }),
+            None if debug => ctx.span.in_scope(|| {
+                debug!(
+                    ok,
+                    latency_ms = latency.as_millis(),
+                    passes = state.passes,
+                    failures = state.failures,
+                    manual,
+                    "{detail}"
+                );
+            }),
+            None => {}
         }
         if sent.is_err() {
-            debug!("coordinator gone, check stops");
+            ctx.span
+                .in_scope(|| debug!("coordinator gone, check stops"));
             return;
         }
         let now = Instant::now();

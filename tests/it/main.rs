@@ -17,6 +17,11 @@ mod health;
 mod host;
 mod httpd;
 mod interop;
+// The bench's attribution of the daemon's kernel work (its unit tests run here: a bench
+// target runs none); its perf-driving half is the bench's alone.
+#[allow(dead_code)]
+#[path = "../../benches/many_services/kernel_share.rs"]
+mod kernel_share;
 mod link_local;
 mod local_actions;
 mod session;

@@ -237,6 +237,11 @@ impl HttpProbe {
         connected.map_err(|e| format!("connect to {}: {e}", self.authority))
     }
 
+    /// Whether the probe speaks TLS (`https://`).
+    pub(super) fn is_tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     async fn check(&self) -> Result<String, String> {
         let Some(slot) = &self.kept else {
             return self.fresh(false).await.0;

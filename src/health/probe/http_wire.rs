@@ -37,6 +37,11 @@ pub(crate) const MAX_CHUNK_LINE: usize = 4 * 1024;
 /// Room made for each read.
 const READ_SIZE: usize = 4 * 1024;
 
+/// The first read's room: a health check's answer head is a few hundred bytes, and a
+/// buffer this small comes from the allocator's per-thread cache, where 4 KiB took its
+/// slower path at every probe (issue 13); a longer answer grows it by [`READ_SIZE`].
+const FIRST_READ: usize = 1024;
+
 /// How much of an offending line or value goes into an error.
 const EXCERPT: usize = 80;
 
@@ -258,7 +263,9 @@ impl ResponseReader {
             self.scanned = self.scanned.saturating_sub(self.pos);
             self.pos = 0;
         }
-        if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
+        if self.buf.capacity() == 0 {
+            self.buf.reserve(FIRST_READ);
+        } else if self.buf.capacity() - self.buf.len() < READ_SIZE / 4 {
             self.buf.reserve(READ_SIZE);
         }
         &mut self.buf

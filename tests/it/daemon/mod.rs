@@ -12,6 +12,7 @@
 mod addresses;
 mod attributes;
 mod binary_checks;
+mod check_logs;
 mod collision;
 mod drain;
 mod endpoints;
