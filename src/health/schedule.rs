@@ -83,7 +83,7 @@ const MAX_SLOT_PER_PERIOD: u32 = 3;
 
 /// The load one probe thread carries before another is used, in plain probes a second
 /// (a plain HTTP or TCP probe over loopback costs ~50–90 µs of CPU: ~20–35 % of a core).
-pub(crate) const THREAD_LOAD: f64 = 4000.0;
+const THREAD_LOAD: f64 = 4000.0;
 
 /// What a probe that does a TLS handshake or starts a process costs, in plain probes
 /// (a TLS handshake costs about a millisecond of CPU, as does a fork and exec).
