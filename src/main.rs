@@ -198,7 +198,7 @@ async fn run(path: Option<PathBuf>, dry_run: bool) -> ExitCode {
         systemd: Notifier::from_env(),
         ..RunOptions::default()
     };
-    match coordinator::run_on_this_thread(config, options, rx).await {
+    match coordinator::run(config, options, rx).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("anyguard: {e}");

@@ -20,9 +20,7 @@
 //! Every decision is made by the pure [`core::Core`]; this module only moves messages,
 //! reads the clock and starts or stops the I/O tasks. The desired Adj-RIB-Out is the same
 //! for every peer: each peer task diffs it against what it has sent (`announcer::diff`),
-//! so the coordinator never waits on a socket. In the binary the peer tasks run on the
-//! coordinator's own thread (`run_on_this_thread`): the loop yields to them right after
-//! publishing routes, so a decision's UPDATE is written without waking another thread. Host-side actions (state-change hooks,
+//! so the coordinator never waits on a socket. Host-side actions (state-change hooks,
 //! service addresses added before announcing and removed after the withdrawal is written)
 //! are in `local_actions`; the `ip` calls run in the address task and their outcomes come
 //! back as messages, so the coordinator never waits on `ip` either. Routes a reload
@@ -36,7 +34,6 @@ mod local_actions;
 pub mod removals;
 mod run;
 mod saved;
-mod spare;
 mod stop;
 
-pub use run::{run, run_on_this_thread, DaemonSignal, RunError, RunOptions};
+pub use run::{run, DaemonSignal, RunError, RunOptions};

@@ -14,7 +14,6 @@ use super::core::{rfc3339, ControlOutcome, Core, RoutesUpdate};
 use super::fleet_guard::{FleetGuard, FleetGuardError};
 use super::local_actions::{Confirmed, Flushes, LocalActions};
 use super::saved;
-use super::spare::{RoutesPatch, SpareRoutes};
 use super::stop::StopPlan;
 use crate::announcer::RibOut;
 use crate::config::{Config, PeerConfig, PeerMode};
@@ -22,9 +21,7 @@ use crate::health::{CheckEvent, CheckSink, HealthRunner, ProbeError, RunnerOptio
 use crate::local_addr::IpCommand;
 use crate::service::State;
 use crate::session::listener::{spawn_listener, Listener};
-use crate::session::{
-    spawn_peer_at, LocalSpeaker, PeerEvent, PeerHandle, StopReason, TaskPlace, Tuning,
-};
+use crate::session::{spawn_peer, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning};
 use crate::state::file::{StateError, StateFile};
 use crate::status::control::{ControlCommand, ControlReply, ControlRequest};
 use crate::status::metrics::{Metrics, Wakeup};
@@ -123,8 +120,6 @@ struct Peer {
 /// Everything the loop owns besides the [`Core`].
 struct Shell {
     options: RunOptions,
-    /// Where the peer tasks run ([`run_on_this_thread`]).
-    place: TaskPlace,
     started: Instant,
     started_wall: SystemTime,
     generation: u64,
@@ -170,9 +165,6 @@ struct Shell {
     parts_peers: Vec<(String, bool)>,
     /// `Core::routes_version` of the routes last published on `routes_tx`.
     routes_version: Option<u64>,
-    /// The routes published before the last ones, and the patch that made the last ones
-    /// from them: reused for the next patch once the peers have let go of them.
-    spare: SpareRoutes,
     /// READY=1, STATUS=, WATCHDOG=1 (from this loop's turns), RELOADING=1, STOPPING=1.
     systemd: sd::Link,
     /// The reload's config read, off the loop (`config_read`).
@@ -198,7 +190,10 @@ fn check_channels(
 enum RoutesSent {
     Full(Arc<RibOut>),
     /// The routes replaced, and the entries that changed (sorted by prefix).
-    Patch(Arc<RibOut>, RoutesPatch),
+    Patch(
+        Arc<RibOut>,
+        Vec<(ipnet::IpNet, Option<crate::announcer::RouteAttrs>)>,
+    ),
 }
 
 impl RoutesSent {
@@ -228,48 +223,15 @@ fn fleet_key(guard: Option<&FleetGuard>) -> Option<crate::guard::auth::FleetKey>
 }
 
 /// Runs the daemon until a [`DaemonSignal::Stop`] (or the signal channel closing) has
-/// drained and withdrawn every service and the sessions are closed, the peer tasks on the
-/// runtime's workers (library users, the demo's sites, tests that spawn it).
-pub async fn run(
-    config: Config,
-    options: RunOptions,
-    signals: mpsc::Receiver<DaemonSignal>,
-) -> Result<(), RunError> {
-    run_at(TaskPlace::Runtime, config, options, signals).await
-}
-
-/// [`run`] with the peer tasks on the thread that polls this future, beside the loop: the
-/// binary's `block_on`.
+/// drained and withdrawn every service and the sessions are closed.
 ///
-/// The loop runs on the thread that blocks on it, not as a task on the runtime's workers:
-/// with the checks on probe threads of their own (`health::probe_threads`), a loop on a
-/// worker cost ~10 % more CPU per probe result and ~14 MiB more peak RSS at 1,000
-/// services (its allocations spread over the workers' malloc arenas) for ~40 µs less
-/// decision → wire at the median, and no better p99 (docs/benchmarks.md, "Decision →
-/// wire, round 5"). Since the loop sleeps between state changes (round 6), a change
-/// crossed threads twice: from the check's probe thread to this thread, and from here to
-/// a worker woken to run the peer task that encodes and writes the UPDATE — in a trace of
-/// 200 flips at 1,000 services (round 7, load ~11), evaluation → peer task running took
-/// 178 µs at the median and up to 2 ms, of which the worker's wake-up was ~70 µs at the
-/// median and most of the tail. So the peer tasks (and their status forwarders) run here,
-/// in a `LocalSet`, and the loop yields right after publishing routes: the peer task
-/// writes the UPDATE before the rest of the turn (status, logs) and without a second
-/// thread's wake-up (117 µs, at most 0.36 ms, in the same trace). The peer tasks still
-/// own their FSM and Adj-RIB-Out; their connections' reader and writer tasks stay on the
-/// workers, and an ingesting peer's batches (16 KiB each, `session::conn`) interleave
-/// with the loop's turns.
-pub async fn run_on_this_thread(
-    config: Config,
-    options: RunOptions,
-    signals: mpsc::Receiver<DaemonSignal>,
-) -> Result<(), RunError> {
-    tokio::task::LocalSet::new()
-        .run_until(run_at(TaskPlace::ThisThread, config, options, signals))
-        .await
-}
-
-async fn run_at(
-    place: TaskPlace,
+/// The loop runs on the thread that blocks on it (the binary's `block_on`), not as a task
+/// on the runtime's workers: with the checks on probe threads of their own
+/// (`health::probe_threads`), a loop on a worker cost ~10 % more CPU per probe result and
+/// ~14 MiB more peak RSS at 1,000 services (its allocations spread over the workers'
+/// malloc arenas) for ~40 µs less decision → wire at the median, and no better p99
+/// (docs/benchmarks.md, "Decision → wire, round 5").
+pub async fn run(
     config: Config,
     options: RunOptions,
     mut signals: mpsc::Receiver<DaemonSignal>,
@@ -336,7 +298,6 @@ async fn run_at(
     let systemd = sd::Link::new(options.systemd.clone(), now);
     let mut shell = Shell {
         options,
-        place,
         started: now,
         started_wall: wall,
         generation: 1,
@@ -366,7 +327,6 @@ async fn run_at(
         service_parts: Vec::new(),
         parts_peers: Vec::new(),
         routes_version: None,
-        spare: SpareRoutes::default(),
         systemd,
         config_read: ConfigRead::default(),
         drain_files: has_drain_files(&config),
@@ -519,11 +479,6 @@ async fn run_at(
             .local
             .sync(&mut core, &confirmed, &mut shell.state, initial_done);
         let routes_sent = shell.send_routes(&mut core);
-        if routes_sent.is_some() && shell.place == TaskPlace::ThisThread {
-            // The peer tasks woken by the routes are on this thread's `LocalSet`: yielding
-            // lets them encode and write the UPDATEs now, before the rest of the turn.
-            tokio::task::yield_now().await;
-        }
         // After the routes: a state file write never delays an UPDATE.
         saved::track_withdrawals(&core, &mut shell.state);
         saved::track_removals(&core, &mut shell.state);
@@ -669,8 +624,7 @@ impl Shell {
             since: rfc3339(SystemTime::now()),
             ..PeerStatus::default()
         });
-        let handle = spawn_peer_at(
-            self.place,
+        let handle = spawn_peer(
             peer.clone(),
             self.local_speaker(config, first_start),
             self.routes_tx.subscribe(),
@@ -695,9 +649,7 @@ impl Shell {
         }
         let mut watch_rx = status_rx.clone();
         let notify = Arc::clone(&self.peer_changed);
-        // Beside the peer task: its status changes (a count per UPDATE sent) then wake
-        // no worker.
-        let forwarder = self.place.spawn(async move {
+        let forwarder = tokio::spawn(async move {
             while watch_rx.changed().await.is_ok() {
                 notify.notify_one();
             }
@@ -816,26 +768,26 @@ impl Shell {
                 if *previous == desired {
                     return None;
                 }
-                self.spare.clear();
-                (Arc::new(desired), RoutesSent::Full(previous))
+                (desired, RoutesSent::Full(previous))
             }
             RoutesUpdate::Patch(mut patch) => {
                 patch.retain(|(p, a)| previous.get(p) != a.as_ref());
                 if patch.is_empty() {
                     return None;
                 }
-                let next = self.spare.patched(&previous, &patch);
-                debug_assert_eq!(
-                    *next,
-                    core.desired(),
-                    "patched routes differ from a rebuild"
-                );
+                let mut next = RibOut::clone(&previous);
+                for (prefix, route) in &patch {
+                    match route {
+                        Some(attrs) => next.insert(*prefix, attrs.clone()),
+                        None => next.remove(prefix),
+                    };
+                }
+                debug_assert_eq!(next, core.desired(), "patched routes differ from a rebuild");
                 patch.sort_unstable_by_key(|(p, _)| *p);
-                self.spare.keep(&previous, &patch, &next);
                 (next, RoutesSent::Patch(previous, patch))
             }
         };
-        self.routes_tx.send_replace(next);
+        self.routes_tx.send_replace(Arc::new(next));
         Some(sent)
     }
 

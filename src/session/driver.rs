@@ -754,18 +754,9 @@ impl Actor {
         for u in &updates {
             self.send_update(conn, u);
         }
+        let mark = self.next_mark;
+        self.next_mark += 1;
         if let Some(io) = self.conns.get(&conn) {
-            if io.queued == 0 {
-                // Written directly (`ConnIo::write`), as is everything before them: the
-                // routes are on the socket now. A mark would wake the writer task on a
-                // worker only to come back with the same news (issue 13); a mark still
-                // pending for older routes is superseded, as by a newer mark.
-                self.pending_flush = None;
-                self.flushed(desired, sent);
-                return;
-            }
-            let mark = self.next_mark;
-            self.next_mark += 1;
             let _ = io.writer.send(WriteCmd::Mark(mark));
             self.pending_flush = Some((mark, desired, sent));
         } else {

@@ -7,10 +7,6 @@
 //!  watch<Arc<RibOut>> (desired) ────────┘  │ reader/writer tasks per connection
 //!  peer task ──watch<PeerStatus>──▶ status;  ──mpsc<PeerEvent>──▶ coordinator
 //! ```
-//!
-//! The peer tasks run on the runtime's workers, or (the binary) on the coordinator loop's
-//! thread ([`TaskPlace`]); the reader and writer tasks of their connections always run on
-//! the workers.
 
 mod api;
 mod bfd_link;
@@ -27,4 +23,3 @@ pub use api::{Acceptor, LocalSpeaker, PeerEvent, PeerHandle, StopReason, Tuning}
 pub use driver::MAX_SEND_QUEUE;
 pub use listener::{spawn_listener, Listener, ListenerStats};
 pub use supervisor::{fsm_config, spawn_peer};
-pub(crate) use supervisor::{spawn_peer_at, TaskPlace};

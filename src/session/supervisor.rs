@@ -2,11 +2,6 @@
 //! it after a panic (with a growing delay, 1 s doubling to 60 s) and reports
 //! [`PeerEvent::Crashed`]. Commands wait in the supervisor's queue meanwhile, so a crash
 //! loses at most the command being handled.
-//!
-//! Where the tasks run ([`TaskPlace`]): on the runtime's workers, or on the thread that
-//! runs the coordinator loop (`coordinator::run_on_this_thread`, the binary), so that a
-//! route change published by the loop is encoded and written on the same thread, without
-//! waking a worker first (issue 13).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -46,45 +41,8 @@ pub fn fsm_config(cfg: &PeerConfig, local: &LocalSpeaker) -> fsm::Config {
     c
 }
 
-/// Where a peer's task and its supervisor run. Its connections' reader and writer tasks
-/// run on the runtime's workers either way.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TaskPlace {
-    /// Spawned on the runtime (`tokio::spawn`).
-    Runtime,
-    /// Spawned on the calling thread's `LocalSet` (`tokio::task::spawn_local`): only from
-    /// inside one, which must keep being polled while the peer runs.
-    ThisThread,
-}
-
-impl TaskPlace {
-    /// Spawns `task` here.
-    pub(crate) fn spawn<F>(self, task: F) -> JoinHandle<()>
-    where
-        F: std::future::Future<Output = ()> + Send + 'static,
-    {
-        match self {
-            TaskPlace::Runtime => tokio::spawn(task),
-            TaskPlace::ThisThread => tokio::task::spawn_local(task),
-        }
-    }
-}
-
-/// Starts a peer task (and its supervisor) on the runtime. It begins connecting/listening
-/// at once.
+/// Starts a peer task (and its supervisor). It begins connecting/listening at once.
 pub fn spawn_peer(
-    cfg: PeerConfig,
-    local: LocalSpeaker,
-    routes: watch::Receiver<Arc<RibOut>>,
-    status: watch::Sender<PeerStatus>,
-    events: mpsc::UnboundedSender<PeerEvent>,
-) -> PeerHandle {
-    spawn_peer_at(TaskPlace::Runtime, cfg, local, routes, status, events)
-}
-
-/// [`spawn_peer`] at `place`.
-pub(crate) fn spawn_peer_at(
-    place: TaskPlace,
     cfg: PeerConfig,
     local: LocalSpeaker,
     routes: watch::Receiver<Arc<RibOut>>,
@@ -94,13 +52,12 @@ pub(crate) fn spawn_peer_at(
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let name = cfg.name.clone();
     let span = crate::status::logging::peer_span(&cfg.name, &cfg.address.to_string());
-    let task = place
-        .spawn(supervise(place, cfg, local, routes, Arc::new(status), events, rx).instrument(span));
+    let task =
+        tokio::spawn(supervise(cfg, local, routes, Arc::new(status), events, rx).instrument(span));
     PeerHandle { name, tx, task }
 }
 
 async fn supervise(
-    place: TaskPlace,
     mut cfg: PeerConfig,
     local: LocalSpeaker,
     routes: watch::Receiver<Arc<RibOut>>,
@@ -118,7 +75,7 @@ async fn supervise(
             status.clone(),
             events.clone(),
         );
-        let mut task: JoinHandle<()> = place.spawn(actor.run(inner_rx).in_current_span());
+        let mut task: JoinHandle<()> = tokio::spawn(actor.run(inner_rx).in_current_span());
         let result = loop {
             tokio::select! {
                 cmd = outer.recv() => match cmd {

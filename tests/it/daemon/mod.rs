@@ -27,7 +27,6 @@ mod process;
 mod routine_results;
 mod state_file;
 mod systemd;
-mod wire_path;
 
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::Path;
